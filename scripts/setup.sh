@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian machine: Debian packages (the real QEMU tools
+# used as oracles, cross compilers), a venv in .venv with pyqemu installed editable.
+# Sourced or run by scripts/main.sh and scripts/test.sh; safe to run again.
+set -euo pipefail
+top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$top"
+
+DEB_PACKAGES=(
+  qemu-utils              # qemu-img, qemu-io: the oracle for the block layer
+  qemu-user               # qemu-aarch64: the oracle for linux-user mode
+  gcc-aarch64-linux-gnu   # builds the arm64 guest test programs
+  libc6-dev-arm64-cross   # ... and their libc (also the -L sysroot)
+)
+
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >&2
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+stamp=.venv/.pyqemu-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip >&2
+  .venv/bin/pip install -q -e ".[test,llvm]" >&2
+  touch "$stamp"
+fi

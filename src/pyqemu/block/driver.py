@@ -1,0 +1,329 @@
+"""The block driver interface every image format implements.
+
+Layers, as in QEMU: a *protocol* node (:class:`ImageFile`, a host file opened once) and a
+*format* node (:class:`Image` subclass: raw, qcow2, vmdk, vdi, vhdx, vpc) on top of it.
+A format node may have a *backing* format node (``backing`` attribute), opened by
+:func:`pyqemu.block.open_image`; a driver never opens its own backing file.
+
+Offsets and lengths are bytes and may be unaligned: every driver handles reads and writes
+that cross sector, cluster, block and extent boundaries.
+
+Ownership: an :class:`Image` owns its :class:`ImageFile` (and any extra files, e.g. vmdk
+extents or a qcow2 data_file) and closes them in :meth:`Image.close`. The backing image is
+owned by the image above it and closed with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pyqemu.block.errors import BlockError, ImageFormatError
+from pyqemu.block.file import ImageFile
+
+__all__ = [
+    "BlockStatus",
+    "CheckResult",
+    "CreateOpt",
+    "Image",
+    "OptType",
+    "SnapshotInfo",
+]
+
+
+class OptType(enum.Enum):
+    """Types of `-o` options, as QemuOpts has them."""
+
+    STRING = "string"
+    SIZE = "size"  # accepts suffixes k/M/G/T/P/E (powers of 1024), plain bytes
+    BOOL = "bool"  # on/off/true/false/yes/no
+    NUMBER = "number"
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateOpt:
+    """One creation (or amend) option of a format, listed by ``-o help``."""
+
+    name: str
+    type: OptType
+    help: str
+    default: str | None = None  # shown as "(default: X)" by -o help when set
+
+
+@dataclasses.dataclass
+class BlockStatus:
+    """Status of the extent starting at ``offset`` (one layer of a chain).
+
+    ``allocated`` is False when this layer does not define the data and a read
+    falls through to the backing image (or to zeroes when there is none).
+    ``host_offset``/``filename`` locate the data in a host file when it is stored there
+    uncompressed and unencrypted (``qemu-img map``'s "offset").
+    """
+
+    offset: int
+    length: int
+    allocated: bool
+    data: bool
+    zero: bool
+    host_offset: int | None = None
+    filename: str | None = None
+    compressed: bool = False
+
+
+@dataclasses.dataclass
+class CheckResult:
+    """Result of ``check``: field names follow qemu-img's ``--output=json``."""
+
+    corruptions: int = 0
+    leaks: int = 0
+    check_errors: int = 0
+    corruptions_fixed: int = 0
+    leaks_fixed: int = 0
+    image_end_offset: int | None = None
+    total_clusters: int | None = None
+    allocated_clusters: int | None = None
+    fragmented_clusters: int | None = None
+    compressed_clusters: int | None = None
+    messages: list[str] = dataclasses.field(default_factory=list)  # human lines, in order
+
+
+@dataclasses.dataclass
+class SnapshotInfo:
+    """An internal snapshot, as `qemu-img snapshot -l` / `info` list it."""
+
+    id: str
+    name: str
+    vm_state_size: int
+    date_sec: int
+    date_nsec: int
+    vm_clock_nsec: int
+    icount: int | None = None
+
+
+class Image(ABC):
+    """An open image of one format. Subclasses: one per format (``format_name``)."""
+
+    format_name: ClassVar[str]
+    #: options accepted by create (and, where marked by the format, amend)
+    create_opts: ClassVar[list[CreateOpt]] = []
+    #: True if the format can hold a backing file reference
+    supports_backing: ClassVar[bool] = False
+
+    def __init__(self, file: ImageFile, *, readonly: bool) -> None:
+        self.file = file
+        self.readonly = readonly
+        self.filename = file.path
+        self.backing: Image | None = None
+        self.backing_filename: str | None = None  # as stored in the image
+        self.backing_format: str | None = None  # as stored in the image, if any
+
+    # ---- format registry hooks -------------------------------------------------------
+    @classmethod
+    def probe(cls, header: bytes, filename: str) -> int:
+        """Score 0..100 for how sure ``header`` (first 2 KiB or less) is this format."""
+        return 0
+
+    @classmethod
+    @abstractmethod
+    def create(cls, filename: str, size: int, opts: dict[str, Any]) -> None:
+        """Create a new image. ``opts`` are parsed by :func:`parse_opts` against
+        ``create_opts``; ``backing_file``/``backing_fmt`` are among them when supported."""
+
+    @classmethod
+    @abstractmethod
+    def open(cls, file: ImageFile, *, readonly: bool, options: dict[str, Any]) -> Image:
+        """Open the image on ``file``; raise ImageFormatError for a corrupt or unsupported one."""
+
+    # ---- geometry ------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def virtual_size(self) -> int:
+        """Guest-visible size in bytes."""
+
+    @property
+    def cluster_size(self) -> int | None:
+        """Allocation unit, for `info` (None when the format has none)."""
+        return None
+
+    # ---- data path -----------------------------------------------------------------
+    @abstractmethod
+    def read(self, offset: int, length: int) -> bytes:
+        """Read ``length`` bytes at ``offset`` (within virtual_size); falls through to
+        backing (or zeroes) where this layer is unallocated."""
+
+    @abstractmethod
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        """Write ``data`` at ``offset``; the range must lie within virtual_size."""
+
+    def write_zeroes(self, offset: int, length: int, *, may_unmap: bool = False) -> None:
+        """Make the range read as zeroes (efficiently where the format can)."""
+        step = 1 << 20
+        pos = offset
+        end = offset + length
+        while pos < end:
+            n = min(step, end - pos)
+            self.write(pos, bytes(n))
+            pos += n
+
+    def discard(self, offset: int, length: int) -> None:
+        """Hint that the range is unused. Default: do nothing (always allowed)."""
+
+    def flush(self) -> None:
+        """Make every completed write durable (metadata first where ordering matters)."""
+        self.file.flush()
+
+    def close(self) -> None:
+        """Flush and close this image, its files, and its backing chain."""
+        try:
+            if not self.readonly:
+                self.flush()
+        finally:
+            self.file.close()
+            if self.backing is not None:
+                self.backing.close()
+                self.backing = None
+
+    @abstractmethod
+    def block_status(self, offset: int, length: int) -> BlockStatus:
+        """Status of the longest uniform extent starting at ``offset`` (<= length)."""
+
+    def read_unallocated(self, offset: int, length: int) -> bytes:
+        """Read for a range this layer leaves unallocated: backing data or zeroes."""
+        if self.backing is None:
+            return bytes(length)
+        bsize = self.backing.virtual_size
+        if offset >= bsize:
+            return bytes(length)
+        n = min(length, bsize - offset)
+        data = self.backing.read(offset, n)
+        if n < length:
+            data += bytes(length - n)
+        return data
+
+    # ---- management ----------------------------------------------------------------
+    def truncate(self, size: int, *, prealloc: str = "off", shrink: bool = False) -> None:
+        raise BlockError(f"Image format '{self.format_name}' does not support resizing")
+
+    def check(self, fix: int = 0) -> CheckResult:
+        """Consistency check; ``fix`` is a mask of FIX_LEAKS | FIX_ERRORS."""
+        raise BlockError("This image format does not support checks")
+
+    def info_specific(self) -> dict[str, Any] | None:
+        """The "format-specific" object of `info --output=json` ({"type":..,"data":..})."""
+        return None
+
+    def amend(self, opts: dict[str, Any]) -> None:
+        raise BlockError(f"Format driver '{self.format_name}' does not support option amendment")
+
+    def set_backing_file(self, filename: str | None, fmt: str | None) -> None:
+        """Rewrite the backing reference (rebase/commit); data is not touched."""
+        raise BlockError(f"Format '{self.format_name}' does not support backing files")
+
+    def make_empty(self) -> None:
+        """Drop all data of this layer (commit without -d on formats that allow it)."""
+        raise BlockError(f"Format '{self.format_name}' cannot be emptied")
+
+    # snapshots (qcow2 only in practice)
+    def snapshot_list(self) -> list[SnapshotInfo]:
+        return []
+
+    def snapshot_create(self, name: str) -> None:
+        raise BlockError(f"Format '{self.format_name}' does not support snapshots")
+
+    def snapshot_goto(self, name: str) -> None:
+        raise BlockError(f"Format '{self.format_name}' does not support snapshots")
+
+    def snapshot_delete(self, name: str) -> None:
+        raise BlockError(f"Format '{self.format_name}' does not support snapshots")
+
+    @property
+    def dirty(self) -> bool:
+        """True when the image was not closed cleanly (qcow2 dirty bit, vhdx log...)."""
+        return False
+
+    @property
+    def encrypted(self) -> bool:
+        return False
+
+
+FIX_LEAKS = 1
+FIX_ERRORS = 2
+
+
+def parse_bool(text: str, name: str) -> bool:
+    low = text.lower()
+    if low in ("on", "yes", "true", "y"):
+        return True
+    if low in ("off", "no", "false", "n"):
+        return False
+    raise BlockError(f"Parameter '{name}' expects 'on' or 'off'")
+
+
+_SUFFIXES = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
+             "p": 1 << 50, "e": 1 << 60}
+
+
+def parse_size(text: str, name: str = "size") -> int:
+    """Parse a QEMU size: an integer or decimal with an optional k/M/G/T/P/E suffix."""
+    t = text.strip()
+    if not t:
+        raise BlockError(f"Parameter '{name}' expects a non-negative number below 2^64")
+    suffix = t[-1].lower() if t[-1].isalpha() else ""
+    num = t[:-1] if suffix else t
+    if suffix not in _SUFFIXES:
+        raise BlockError(
+            f"Parameter '{name}' expects a non-negative number below 2^64\n"
+            "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n"
+            "and exabytes, respectively."
+        )
+    try:
+        if num.startswith(("0x", "0X")):
+            val = int(num, 16)
+        elif "." in num or "e" in num.lower():
+            val = int(float(num) * _SUFFIXES[suffix])
+            return _check_size(val, name)
+        else:
+            val = int(num, 10)
+    except ValueError as exc:
+        raise BlockError(f"Parameter '{name}' expects a non-negative number below 2^64") from exc
+    return _check_size(val * _SUFFIXES[suffix], name)
+
+
+def _check_size(val: int, name: str) -> int:
+    if val < 0 or val >= 1 << 64:
+        raise BlockError(f"Parameter '{name}' expects a non-negative number below 2^64")
+    return val
+
+
+def parse_opts(opts: list[CreateOpt], raw: dict[str, str], fmt: str) -> dict[str, Any]:
+    """Validate and convert raw ``-o`` key/values against a format's option list.
+
+    Unknown keys raise ``Invalid parameter 'k'``, as qemu-img reports them. Options not
+    given are absent from the result (drivers apply their own defaults).
+    """
+    table = {o.name: o for o in opts}
+    out: dict[str, Any] = {}
+    for key, text in raw.items():
+        opt = table.get(key)
+        if opt is None:
+            raise BlockError(f"Invalid parameter '{key}'")
+        if opt.type is OptType.SIZE:
+            out[key] = parse_size(text, key)
+        elif opt.type is OptType.BOOL:
+            out[key] = parse_bool(text, key)
+        elif opt.type is OptType.NUMBER:
+            try:
+                out[key] = int(text, 0)
+            except ValueError as exc:
+                raise BlockError(f"Parameter '{key}' expects a number") from exc
+        else:
+            out[key] = text
+    return out
+
+
+def require(cond: bool, msg: str) -> None:
+    """Raise ImageFormatError(msg) unless ``cond``: for header and table validation."""
+    if not cond:
+        raise ImageFormatError(msg)
