@@ -134,7 +134,17 @@ class Image(ABC):
     @classmethod
     @abstractmethod
     def open(cls, file: ImageFile, *, readonly: bool, options: dict[str, Any]) -> Image:
-        """Open the image on ``file``; raise ImageFormatError for a corrupt or unsupported one."""
+        """Open the image on ``file``; raise ImageFormatError for a corrupt or unsupported one.
+
+        ``options`` may hold ``force_share`` (bool, -U: take no locks on extra files such as
+        vmdk extents or a qcow2 data_file) and format-specific open options.
+        """
+
+    @classmethod
+    def measure(cls, size: int, opts: dict[str, Any], source: Image | None) -> tuple[int, int]:
+        """``qemu-img measure``: (required, fully-allocated) bytes for a new image of this
+        format with ``opts``, either empty of ``size`` or holding the data of ``source``."""
+        raise BlockError(f"Format driver '{cls.format_name}' does not support measure")
 
     # ---- geometry ------------------------------------------------------------------
     @property
@@ -166,6 +176,18 @@ class Image(ABC):
             n = min(step, end - pos)
             self.write(pos, bytes(n))
             pos += n
+
+    #: True if write_compressed works (qcow2, vmdk streamOptimized)
+    supports_compression: ClassVar[bool] = False
+
+    def write_compressed(self, offset: int, data: bytes) -> None:
+        """Write one whole cluster (``offset`` cluster-aligned, ``len(data)`` == cluster_size,
+        or the image's last partial cluster) compressed; ``convert -c``."""
+        raise BlockError(f"Compression is not supported for format '{self.format_name}'")
+
+    def allocated_file_size(self) -> int:
+        """Host bytes used by this image's files (``actual-size``); all extents included."""
+        return self.file.allocated_size()
 
     def discard(self, offset: int, length: int) -> None:
         """Hint that the range is unused. Default: do nothing (always allowed)."""
@@ -236,6 +258,10 @@ class Image(ABC):
         raise BlockError(f"Format '{self.format_name}' does not support snapshots")
 
     def snapshot_delete(self, name: str) -> None:
+        raise BlockError(f"Format '{self.format_name}' does not support snapshots")
+
+    def snapshot_load_tmp(self, name_or_id: str) -> None:
+        """Make this read-only image read the contents of a snapshot (``convert -l``)."""
         raise BlockError(f"Format '{self.format_name}' does not support snapshots")
 
     @property
