@@ -1,0 +1,264 @@
+"""TCGContext: the translator state shared by every vCPU of a process.
+
+Holds the TB cache (keyed by (pc, flags)), the page -> TB maps used for invalidation
+(guest virtual pages for :meth:`invalidate_range`, host pages for writes to code), the
+backend, the log and the statistics. Translation runs under ``lock``; lookups read the
+cache without it (dict reads are atomic under the GIL).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from pyqemu.accel.tcg.interfaces import PAGE_BITS, Frontend
+from pyqemu.accel.tcg.log import QemuLog
+from pyqemu.accel.tcg.tb import TranslationBlock
+from pyqemu.backend.base import Backend, BackendError, get_backend
+from pyqemu.ir.printer import format_block
+
+if TYPE_CHECKING:
+    from pyqemu.accel.tcg.vcpu import VCPU
+
+__all__ = ["TCGContext", "TCGStats"]
+
+#: QEMU's TCG_MAX_INSNS
+MAX_INSNS = 512
+
+
+@dataclasses.dataclass
+class TCGStats:
+    """Counters for ``-d``/benchmarks (approximate under threads)."""
+
+    insns: int = 0  # guest instructions executed (counted per block)
+    tbs_translated: int = 0
+    tbs_invalidated: int = 0
+    tbs_fallback: int = 0  # blocks the python backend left to the interpreter
+    translate_time: float = 0.0  # seconds in the frontend + optimizer
+    compile_time: float = 0.0  # seconds in the backend
+    exec_time: float = 0.0  # seconds inside cpu_exec
+
+    def mips(self) -> float:
+        return self.insns / self.exec_time / 1e6 if self.exec_time else 0.0
+
+
+class TCGContext:
+    """Translation state shared by all vCPUs: TB cache, invalidation, backend, log."""
+
+    def __init__(self, frontend: Frontend, backend: str | Backend = "python",
+                 one_insn_per_tb: bool = False, log: QemuLog | None = None,
+                 optimize: bool = True, verify: bool | None = None,
+                 max_insns: int = MAX_INSNS) -> None:
+        self.frontend = frontend
+        self.backend = get_backend(backend) if isinstance(backend, str) else backend
+        if getattr(self.backend, "pc_offset", 0) is None:
+            self.backend.pc_offset = frontend.pc_offset  # type: ignore[attr-defined]
+        self._fallback: Backend | None = None
+        self.one_insn_per_tb = one_insn_per_tb
+        self.max_insns = 1 if one_insn_per_tb else max_insns
+        self.log = log
+        self.optimize = optimize
+        self.verify = bool(os.environ.get("PYQEMU_VERIFY")) if verify is None else verify
+        self.lock = threading.RLock()
+        self.tbs: dict[tuple[int, int], TranslationBlock] = {}
+        self.page_tbs: dict[int, set[TranslationBlock]] = {}  # host page -> TBs (code pages)
+        self.vpage_tbs: dict[int, set[TranslationBlock]] = {}  # guest page -> TBs
+        self.page_gen: dict[int, int] = {}  # host page -> write generation
+        self.stats = TCGStats()
+        self.cpus: weakref.WeakSet[VCPU] = weakref.WeakSet()
+        items = log.items if log is not None else set()
+        self.chaining = "nochain" not in items
+        #: the exec loop logs every block entry (exec/cpu items): slower loop
+        self.trace_exec = bool(items & {"exec", "cpu"})
+        self._log_translate = bool(items & {"in_asm", "op", "op_opt", "out_asm"})
+
+    # --- vCPUs ---
+    def register_cpu(self, cpu: VCPU) -> None:
+        self.cpus.add(cpu)
+
+    def tlb_flush_all(self) -> None:
+        """Flush every vCPU's TLB (mprotect/munmap/mmap changes)."""
+        for cpu in list(self.cpus):
+            cpu.tlb.flush()
+
+    # --- lookup / translation ---
+    def lookup(self, cpu: VCPU) -> TranslationBlock:
+        """The TB for the vCPU's current pc and flags (translating it if needed)."""
+        pc = cpu.regs[cpu.pc_slot]
+        flags = self.frontend.cpu_flags(cpu)
+        tb = self.tbs.get((pc, flags))
+        if tb is None:
+            tb = self.translate(cpu, pc, flags)
+        return tb
+
+    def is_code_hpage(self, hpage: int) -> bool:
+        return hpage in self.page_tbs
+
+    def _mark_code(self, hpage: int) -> None:
+        if hpage not in self.page_tbs:
+            self.page_tbs[hpage] = set()
+            for cpu in list(self.cpus):
+                cpu.tlb.protect_code_page(hpage)
+
+    def translate(self, cpu: VCPU, pc: int, flags: int) -> TranslationBlock:
+        """Translate and compile the block at (pc, flags) and insert it in the cache."""
+        with self.lock:
+            tb = self.tbs.get((pc, flags))
+            if tb is not None:
+                return tb
+            while True:
+                tb = self._translate_once(cpu, pc, flags)
+                if tb is not None:
+                    return tb
+
+    def _translate_once(self, cpu: VCPU, pc: int, flags: int) -> TranslationBlock | None:
+        pages: dict[int, int] = {}  # guest page -> host page
+        gens: dict[int, int] = {}
+        fetch32 = cpu.tlb.fetch32
+
+        def fetch(vaddr: int) -> int:
+            value, hpage = fetch32(vaddr)
+            vpage = vaddr >> PAGE_BITS
+            if vpage not in pages:
+                pages[vpage] = hpage
+                self._mark_code(hpage)
+                gens.setdefault(hpage, self.page_gen.get(hpage, 0))
+            return value
+
+        t0 = time.perf_counter()
+        block = self.frontend.translate(cpu, pc, flags, self.max_insns, fetch)
+        op_text = format_block(block) if self.log is not None and \
+            self.log.enabled("op") else None
+        if self.optimize:
+            from pyqemu.ir.optimizer import optimize
+
+            optimize(block)
+        if self.verify:
+            from pyqemu.ir.verifier import verify
+
+            verify(block)
+        t1 = time.perf_counter()
+        try:
+            compiled = self.backend.compile(block)
+        except BackendError:
+            if self._fallback is None:
+                self._fallback = get_backend("interp")
+            compiled = self._fallback.compile(block)
+            self.stats.tbs_fallback += 1
+        t2 = time.perf_counter()
+        self.stats.translate_time += t1 - t0
+        self.stats.compile_time += t2 - t1
+        if any(self.page_gen.get(h, 0) != g for h, g in gens.items()):
+            return None  # the code changed while we translated it: do it again
+        tb = TranslationBlock(pc, flags, block.guest_size, block.icount, compiled,
+                              tuple(pages), tuple(pages.values()), block)
+        for hpage in tb.hpages:
+            self._mark_code(hpage)
+            self.page_tbs[hpage].add(tb)
+        for vpage in tb.vpages:
+            self.vpage_tbs.setdefault(vpage, set()).add(tb)
+        self.tbs[(pc, flags)] = tb
+        self.stats.tbs_translated += 1
+        if self._log_translate and self.log is not None:
+            self._log_tb(cpu, tb, op_text)
+        return tb
+
+    def _log_tb(self, cpu: VCPU, tb: TranslationBlock, op_text: str | None) -> None:
+        log = self.log
+        assert log is not None
+        out: list[str] = []
+        if log.enabled("in_asm"):
+            out.append("----------------\nIN: \n")
+            try:
+                code = cpu.read_bytes(tb.pc, tb.size) if tb.size else b""
+            except Exception:  # noqa: BLE001 - logging must never fault the guest
+                code = b""
+            for line in self.frontend.disassemble(code, tb.pc):
+                out.append(line.rstrip("\n") + "\n")
+            out.append("\n")
+        if op_text is not None:
+            out.append("OP:\n" + op_text + "\n")
+        if log.enabled("op_opt") and tb.block is not None:
+            out.append("OP after optimization and liveness analysis:\n"
+                       + format_block(tb.block) + "\n")
+        if log.enabled("out_asm") and tb.compiled.source is not None:
+            out.append(f"OUT: [size={len(tb.compiled.source)}]\n{tb.compiled.source}\n")
+        log.write("".join(out))
+
+    # --- invalidation ---
+    def _invalidate_tb(self, tb: TranslationBlock) -> None:
+        if tb.invalid:
+            return
+        tb.invalid = True
+        if self.tbs.get((tb.pc, tb.flags)) is tb:
+            del self.tbs[(tb.pc, tb.flags)]
+        for hpage in tb.hpages:
+            s = self.page_tbs.get(hpage)
+            if s is not None:
+                s.discard(tb)
+        for vpage in tb.vpages:
+            s = self.vpage_tbs.get(vpage)
+            if s is not None:
+                s.discard(tb)
+                if not s:
+                    del self.vpage_tbs[vpage]
+        tb.unlink_all()
+        self.stats.tbs_invalidated += 1
+
+    def invalidate_hpage(self, hpage: int) -> None:
+        """A write hit host page ``hpage``: drop its blocks and stop treating it as code."""
+        with self.lock:
+            self.page_gen[hpage] = self.page_gen.get(hpage, 0) + 1
+            tbs = self.page_tbs.pop(hpage, None)
+            if tbs:
+                for tb in list(tbs):
+                    self._invalidate_tb(tb)
+
+    def invalidate_range(self, start: int, end: int) -> None:
+        """Drop every block with code in guest virtual range [start, end)."""
+        if end <= start:
+            return
+        with self.lock:
+            first, last = start >> PAGE_BITS, (end - 1) >> PAGE_BITS
+            if last - first + 1 > len(self.vpage_tbs):
+                vpages = [v for v in self.vpage_tbs if first <= v <= last]
+            else:
+                vpages = [v for v in range(first, last + 1) if v in self.vpage_tbs]
+            for vpage in vpages:
+                for tb in list(self.vpage_tbs.get(vpage, ())):
+                    if tb.pc < end and tb.pc + max(tb.size, 1) > start:
+                        self._invalidate_tb(tb)
+                    elif any(first <= v <= last for v in tb.vpages):
+                        self._invalidate_tb(tb)
+            for hpage in [h for h, s in self.page_tbs.items() if not s]:
+                del self.page_tbs[hpage]
+
+    def flush(self) -> None:
+        """Drop every block (tb_flush)."""
+        with self.lock:
+            for tb in list(self.tbs.values()):
+                self._invalidate_tb(tb)
+            self.tbs.clear()
+            self.page_tbs.clear()
+            self.vpage_tbs.clear()
+
+    def link(self, src: TranslationBlock, slot: int, dst: TranslationBlock) -> None:
+        """Chain goto_tb exit ``slot`` of ``src`` straight to ``dst``."""
+        with self.lock:
+            if src.invalid or dst.invalid or src.flags != dst.flags:
+                return
+            if src.compiled.goto_targets[slot] != dst.pc:
+                return
+            src.links[slot] = dst
+            dst.incoming.append((src, slot))
+
+    def describe(self) -> dict[str, Any]:
+        """Stats as a dict (for -d / benchmarks)."""
+        d = dataclasses.asdict(self.stats)
+        d["mips"] = self.stats.mips()
+        d["tbs_cached"] = len(self.tbs)
+        return d

@@ -1,0 +1,138 @@
+"""The exec loop: run translated blocks until something needs the caller."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from pyqemu.accel.tcg.interfaces import GuestTrap
+from pyqemu.accel.tcg.tb import TranslationBlock
+from pyqemu.accel.tcg.vcpu import VCPU
+from pyqemu.backend.base import LOOKUP, ChainSlot, ExitTo
+from pyqemu.ir.ops import ExitReason
+
+__all__ = ["ExecExit", "cpu_exec"]
+
+
+@dataclasses.dataclass
+class ExecExit:
+    """Why :func:`cpu_exec` returned.
+
+    ``reason`` is the block's ExitReason (SYSCALL, EXCEPTION, HALT, YIELD, DEBUG), or None
+    when a trap was raised (``trap`` set, state pc = faulting instruction) or
+    ``exit_request`` was honoured (both None).
+    """
+
+    reason: ExitReason | None
+    trap: GuestTrap | None = None
+
+
+def cpu_exec(cpu: VCPU) -> ExecExit:
+    """Run ``cpu`` from its current pc until a block exits to the loop."""
+    ctx = cpu.ctx
+    if ctx.trace_exec:
+        return _cpu_exec_traced(cpu)
+    R = cpu.regs
+    tlb = cpu.tlb
+    rt, ra, wt, wa = tlb.rt, tlb.ra, tlb.wt, tlb.wa
+    hv = cpu.hv
+    lookup = ctx.lookup
+    chaining = ctx.chaining
+    TB = TranslationBlock
+    n = 0
+    tb: TranslationBlock | None = None
+    t0 = time.perf_counter()
+    try:
+        if cpu.exit_request:
+            cpu.exit_request = False
+            return ExecExit(None)
+        tb = lookup(cpu)
+        while True:
+            nxt = tb.func(cpu, R, rt, ra, wt, wa, hv)
+            n += tb.icount
+            if nxt.__class__ is TB:
+                if cpu.exit_request:
+                    cpu.exit_request = False
+                    return ExecExit(None)
+                tb = nxt
+                continue
+            if cpu.exit_request:
+                cpu.exit_request = False
+                return ExecExit(None)
+            if nxt.__class__ is ChainSlot:
+                src = tb
+                tb = lookup(cpu)
+                if chaining:
+                    ctx.link(src, nxt.slot, tb)
+                continue
+            if nxt is LOOKUP:
+                tb = lookup(cpu)
+                continue
+            assert isinstance(nxt, ExitTo)
+            if nxt.reason == ExitReason.NEXT:
+                tb = lookup(cpu)
+                continue
+            return ExecExit(nxt.reason)
+    except GuestTrap as trap:
+        if tb is not None:
+            pc = tb.compiled.pc_of_fault(trap, cpu)
+            if pc is not None:
+                cpu.set_pc(pc)
+        return ExecExit(None, trap)
+    finally:
+        stats = ctx.stats
+        stats.insns += n
+        stats.exec_time += time.perf_counter() - t0
+
+
+def _cpu_exec_traced(cpu: VCPU) -> ExecExit:
+    """The loop with ``-d exec``/``-d cpu``: one log record per block entered."""
+    ctx = cpu.ctx
+    log = ctx.log
+    assert log is not None
+    R = cpu.regs
+    tlb = cpu.tlb
+    rt, ra, wt, wa = tlb.rt, tlb.ra, tlb.wt, tlb.wa
+    hv = cpu.hv
+    want_exec = log.enabled("exec")
+    want_cpu = log.enabled("cpu")
+    n = 0
+    tb: TranslationBlock | None = None
+    t0 = time.perf_counter()
+    try:
+        while True:
+            if cpu.exit_request:
+                cpu.exit_request = False
+                return ExecExit(None)
+            if tb is None:
+                tb = ctx.lookup(cpu)
+            if want_exec:
+                log.write(f"Trace {cpu.cpu_index}: {id(tb):#x} [{0:016x}/{tb.pc:016x}/"
+                          f"{tb.flags & 0xFFFFFFFF:08x}/{0:08x}] \n")
+            if want_cpu:
+                log.write(ctx.frontend.dump_state(cpu))
+            nxt = tb.func(cpu, R, rt, ra, wt, wa, hv)
+            n += tb.icount
+            if nxt.__class__ is TranslationBlock:
+                tb = nxt
+                continue
+            if nxt.__class__ is ChainSlot:
+                src = tb
+                tb = ctx.lookup(cpu)
+                if ctx.chaining:
+                    ctx.link(src, nxt.slot, tb)
+                continue
+            if nxt is LOOKUP or (isinstance(nxt, ExitTo) and nxt.reason == ExitReason.NEXT):
+                tb = None
+                continue
+            assert isinstance(nxt, ExitTo)
+            return ExecExit(nxt.reason)
+    except GuestTrap as trap:
+        if tb is not None:
+            pc = tb.compiled.pc_of_fault(trap, cpu)
+            if pc is not None:
+                cpu.set_pc(pc)
+        return ExecExit(None, trap)
+    finally:
+        ctx.stats.insns += n
+        ctx.stats.exec_time += time.perf_counter() - t0

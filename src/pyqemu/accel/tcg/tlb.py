@@ -1,0 +1,215 @@
+"""The softmmu TLB: per-vCPU, direct-mapped, separate read and write tables.
+
+Layout (read by generated code, so kept as plain lists)::
+
+    idx = (vaddr >> PAGE_BITS) & TLB_MASK
+    rt[idx] == vaddr_last_byte >> PAGE_BITS   -> hit for a read not crossing the page
+    host offset = ra[idx] + vaddr              (offset in MemoryProvider.host_view)
+
+``wt``/``wa`` are the same for writes. A tag of -1 never matches. Pages that hold
+translated code never get a write entry (QEMU's TLB_NOTDIRTY idea): every write to them
+takes :meth:`SoftTLB.st_slow`, which invalidates the blocks on that page first. MMIO pages
+never get an entry either, so their accesses always reach the device callables.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyqemu.accel.tcg.errors import TLBInvariantError
+from pyqemu.accel.tcg.interfaces import (
+    PAGE_BITS,
+    PAGE_SIZE,
+    Access,
+    MemoryFault,
+    Prot,
+    TLBFill,
+)
+from pyqemu.ir.ops import MemOp
+
+if TYPE_CHECKING:
+    from pyqemu.accel.tcg.vcpu import VCPU
+
+__all__ = ["TLB_BITS", "TLB_MASK", "TLB_SIZE", "SoftTLB"]
+
+TLB_BITS = 8
+TLB_SIZE = 1 << TLB_BITS
+TLB_MASK = TLB_SIZE - 1
+_PAGE_OFS = PAGE_SIZE - 1
+_M64 = (1 << 64) - 1
+_NEED = {Access.READ: Prot.READ, Access.WRITE: Prot.WRITE, Access.EXEC: Prot.EXEC}
+
+
+class SoftTLB:
+    """One vCPU's TLB in front of its MemoryProvider."""
+
+    def __init__(self, cpu: VCPU) -> None:
+        self.cpu = cpu
+        self.mem = cpu.mem
+        self.hv = cpu.mem.host_view
+        self.hv_len = len(self.hv)
+        self.rt: list[int] = [-1] * TLB_SIZE
+        self.ra: list[int] = [0] * TLB_SIZE
+        self.wt: list[int] = [-1] * TLB_SIZE
+        self.wa: list[int] = [0] * TLB_SIZE
+        self.whp: list[int] = [-1] * TLB_SIZE  # host page of each write entry
+        self.xt: list[int] = [-1] * TLB_SIZE  # exec (instruction fetch, translation only)
+        self.xa: list[int] = [0] * TLB_SIZE
+        self.fills = 0  # statistics: provider calls
+
+    # --- maintenance ---
+    def flush(self) -> None:
+        """Drop every entry (in place: running code holds these lists)."""
+        inval = [-1] * TLB_SIZE
+        self.rt[:] = inval
+        self.wt[:] = inval
+        self.xt[:] = inval
+        self.whp[:] = inval
+
+    def flush_page(self, vaddr: int) -> None:
+        """Drop the entries of the page holding ``vaddr``."""
+        idx = (vaddr >> PAGE_BITS) & TLB_MASK
+        self.rt[idx] = self.wt[idx] = self.xt[idx] = self.whp[idx] = -1
+
+    def protect_code_page(self, hpage: int) -> None:
+        """Remove write entries pointing at host page ``hpage`` (it now holds code)."""
+        whp = self.whp
+        if hpage in whp:
+            for i in range(TLB_SIZE):
+                if whp[i] == hpage:
+                    self.wt[i] = -1
+                    whp[i] = -1
+
+    # --- fill ---
+    def fill(self, vaddr: int, access: Access) -> TLBFill:
+        """Ask the provider for the page of ``vaddr``, check it, install fast entries."""
+        f = self.mem.tlb_fill(vaddr, access, self.cpu.mmu_idx)
+        self.fills += 1
+        if not f.prot & _NEED[access]:
+            raise MemoryFault(vaddr, access, "perm")
+        if f.mmio is not None:
+            return f
+        ho = f.host_offset
+        if ho < 0 or ho & _PAGE_OFS or ho + PAGE_SIZE > self.hv_len:
+            raise TLBInvariantError(
+                f"tlb_fill({vaddr:#x}) returned host offset {ho:#x}: the page is not "
+                f"page-aligned inside host_view (size {self.hv_len:#x})")
+        page = vaddr >> PAGE_BITS
+        idx = page & TLB_MASK
+        addend = ho - (page << PAGE_BITS)
+        if f.prot & Prot.READ:
+            self.rt[idx] = page
+            self.ra[idx] = addend
+        if f.prot & Prot.WRITE and not self.cpu.ctx.is_code_hpage(ho >> PAGE_BITS):
+            self.wt[idx] = page
+            self.wa[idx] = addend
+            self.whp[idx] = ho >> PAGE_BITS
+        if f.prot & Prot.EXEC:
+            self.xt[idx] = page
+            self.xa[idx] = addend
+        return f
+
+    # --- byte-level slow paths ---
+    def _page_read(self, vaddr: int, n: int, access: Access, f: TLBFill) -> bytes:
+        if f.mmio is not None:
+            return f.mmio[0](vaddr, n).to_bytes(n, "little")
+        o = f.host_offset + (vaddr & _PAGE_OFS)
+        return bytes(self.hv[o:o + n])
+
+    def _page_write(self, vaddr: int, data: bytes, f: TLBFill) -> None:
+        if f.mmio is not None:
+            f.mmio[1](vaddr, len(data), int.from_bytes(data, "little"))
+            return
+        o = f.host_offset + (vaddr & _PAGE_OFS)
+        self.hv[o:o + len(data)] = data
+
+    def read_bytes(self, vaddr: int, n: int, access: Access = Access.READ,
+                   align: int = 1) -> bytes:
+        """``n`` (<= PAGE_SIZE) guest bytes at ``vaddr``; faults before any side effect."""
+        vaddr &= _M64
+        if vaddr & (align - 1):
+            raise MemoryFault(vaddr, access, "align")
+        first = PAGE_SIZE - (vaddr & _PAGE_OFS)
+        if n <= first:
+            return self._page_read(vaddr, n, access, self.fill(vaddr, access))
+        v2 = (vaddr + first) & _M64
+        f1 = self.fill(vaddr, access)
+        f2 = self.fill(v2, access)
+        return self._page_read(vaddr, first, access, f1) + \
+            self._page_read(v2, n - first, access, f2)
+
+    def write_bytes(self, vaddr: int, data: bytes, align: int = 1) -> None:
+        """Store ``data`` at ``vaddr``; both pages are checked before anything is written.
+
+        A write to a page holding translated code invalidates that code first.
+        """
+        vaddr &= _M64
+        if vaddr & (align - 1):
+            raise MemoryFault(vaddr, Access.WRITE, "align")
+        n = len(data)
+        first = PAGE_SIZE - (vaddr & _PAGE_OFS)
+        ctx = self.cpu.ctx
+        if n <= first:
+            f = self.fill(vaddr, Access.WRITE)
+            if f.mmio is None and ctx.is_code_hpage(f.host_offset >> PAGE_BITS):
+                ctx.invalidate_hpage(f.host_offset >> PAGE_BITS)
+                self.fill(vaddr, Access.WRITE)  # now installs the fast entry
+            self._page_write(vaddr, data, f)
+            return
+        v2 = (vaddr + first) & _M64
+        f1 = self.fill(vaddr, Access.WRITE)
+        f2 = self.fill(v2, Access.WRITE)
+        for f in (f1, f2):
+            if f.mmio is None and ctx.is_code_hpage(f.host_offset >> PAGE_BITS):
+                ctx.invalidate_hpage(f.host_offset >> PAGE_BITS)
+        self._page_write(vaddr, data[:first], f1)
+        self._page_write(v2, data[first:], f2)
+
+    # --- MemOp slow paths used by generated code and the interpreter ---
+    def ld_slow(self, vaddr: int, memop: int) -> int:
+        """Unsigned value of a guest load (size and endianness from ``memop``)."""
+        size = 1 << (memop & MemOp.MO_SIZE)
+        align = size if memop & MemOp.MO_ALIGN else 1
+        data = self.read_bytes(vaddr, size, Access.READ, align)
+        return int.from_bytes(data, "big" if memop & MemOp.MO_BE else "little")
+
+    def st_slow(self, vaddr: int, memop: int, value: int) -> None:
+        """Guest store of the low bytes of ``value``."""
+        size = 1 << (memop & MemOp.MO_SIZE)
+        align = size if memop & MemOp.MO_ALIGN else 1
+        data = (value & ((1 << (8 * size)) - 1)).to_bytes(
+            size, "big" if memop & MemOp.MO_BE else "little")
+        self.write_bytes(vaddr, data, align)
+
+    def ld128_slow(self, vaddr: int, memop: int) -> tuple[int, int]:
+        """(lo, hi) halves of a 16-byte load."""
+        align = 16 if memop & MemOp.MO_ALIGN else 1
+        data = self.read_bytes(vaddr, 16, Access.READ, align)
+        if memop & MemOp.MO_BE:
+            v = int.from_bytes(data, "big")
+        else:
+            v = int.from_bytes(data, "little")
+        return v & _M64, v >> 64
+
+    def st128_slow(self, vaddr: int, memop: int, lo: int, hi: int) -> None:
+        """16-byte store of (lo, hi)."""
+        align = 16 if memop & MemOp.MO_ALIGN else 1
+        v = (lo & _M64) | ((hi & _M64) << 64)
+        self.write_bytes(vaddr, v.to_bytes(16, "big" if memop & MemOp.MO_BE else "little"),
+                         align)
+
+    def fetch32(self, vaddr: int) -> tuple[int, int]:
+        """(instruction word, host page) at ``vaddr`` with EXEC access (translation)."""
+        vaddr &= _M64
+        page = vaddr >> PAGE_BITS
+        idx = page & TLB_MASK
+        if self.xt[idx] != page or (vaddr & _PAGE_OFS) > PAGE_SIZE - 4:
+            if (vaddr & _PAGE_OFS) > PAGE_SIZE - 4:
+                data = self.read_bytes(vaddr, 4, Access.EXEC)
+                f = self.fill(vaddr, Access.EXEC)
+                return int.from_bytes(data, "little"), f.host_offset >> PAGE_BITS
+            f = self.fill(vaddr, Access.EXEC)
+            if f.mmio is not None:
+                raise MemoryFault(vaddr, Access.EXEC, "bus")
+        o = self.xa[idx] + vaddr
+        return int.from_bytes(self.hv[o:o + 4], "little"), o >> PAGE_BITS

@@ -1,0 +1,107 @@
+"""A virtual CPU for the TCG accelerator: state buffer, TLB, exit request."""
+
+from __future__ import annotations
+
+import ctypes
+from typing import TYPE_CHECKING, Any
+
+from pyqemu.accel.tcg.interfaces import Access, MemoryProvider
+from pyqemu.accel.tcg.tlb import TLB_MASK, SoftTLB
+from pyqemu.ir.ops import MemOp
+
+if TYPE_CHECKING:
+    from pyqemu.accel.tcg.context import TCGContext
+
+__all__ = ["VCPU"]
+
+_SIZE_MEMOP = {1: MemOp.MO_8, 2: MemOp.MO_16, 4: MemOp.MO_32, 8: MemOp.MO_64}
+
+
+class VCPU:
+    """One vCPU: the CPU state (one flat buffer) plus its softmmu TLB.
+
+    ``state`` is an instance of ``ctx.frontend.state_type`` living in ``state_bytes``;
+    ``regs`` views the same bytes as 8-byte unsigned slots (what generated code uses).
+    ``exit_request`` may be set from any thread or a signal handler; ``cpu_exec``
+    returns at the next block boundary and clears it.
+    """
+
+    def __init__(self, ctx: TCGContext, mem: MemoryProvider, cpu_index: int = 0) -> None:
+        self.ctx = ctx
+        self.mem = mem
+        self.cpu_index = cpu_index
+        st = ctx.frontend.state_type
+        size = (ctypes.sizeof(st) + 7) & ~7
+        self._buf = bytearray(size)
+        self.state: Any = st.from_buffer(self._buf)
+        self.state_bytes = memoryview(self._buf)
+        self.regs = self.state_bytes.cast("Q")
+        self.pc_slot = ctx.frontend.pc_offset >> 3
+        if ctx.frontend.pc_offset & 7:
+            raise ValueError("the frontend's pc must be 8-byte aligned in the state")
+        self.mmu_idx = 0
+        self.exit_request = False
+        self.tlb = SoftTLB(self)
+        self.hv = mem.host_view
+        # slow paths called from generated code (bound once)
+        self.ld_slow = self.tlb.ld_slow
+        self.st_slow = self.tlb.st_slow
+        self.ld128_slow = self.tlb.ld128_slow
+        self.st128_slow = self.tlb.st128_slow
+        #: free for the frontend / user-mode layer (e.g. the TaskState)
+        self.opaque: Any = None
+        ctx.register_cpu(self)
+
+    def get_pc(self) -> int:
+        return self.regs[self.pc_slot]
+
+    def set_pc(self, pc: int) -> None:
+        self.regs[self.pc_slot] = pc & 0xFFFFFFFFFFFFFFFF
+
+    def load(self, vaddr: int, size: int, access: Access = Access.READ) -> int:
+        """Guest load of ``size`` bytes (little-endian, unsigned) through the TLB."""
+        vaddr &= 0xFFFFFFFFFFFFFFFF
+        if access == Access.READ and size <= 8:
+            tlb = self.tlb
+            idx = (vaddr >> 12) & TLB_MASK
+            if tlb.rt[idx] == (vaddr + size - 1) >> 12:
+                o = tlb.ra[idx] + vaddr
+                return int.from_bytes(self.hv[o:o + size], "little")
+        return int.from_bytes(self.tlb.read_bytes(vaddr, size, access), "little")
+
+    def store(self, vaddr: int, size: int, value: int) -> None:
+        """Guest store of ``size`` bytes (little-endian) through the TLB."""
+        vaddr &= 0xFFFFFFFFFFFFFFFF
+        data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+        tlb = self.tlb
+        idx = (vaddr >> 12) & TLB_MASK
+        if size <= 8 and tlb.wt[idx] == (vaddr + size - 1) >> 12:
+            o = tlb.wa[idx] + vaddr
+            self.hv[o:o + size] = data
+            return
+        tlb.write_bytes(vaddr, data)
+
+    def read_bytes(self, vaddr: int, n: int) -> bytes:
+        """``n`` guest bytes (any length) through the TLB, for helpers and syscalls."""
+        out = bytearray()
+        while n > 0:
+            chunk = min(n, 4096 - (vaddr & 4095))
+            out += self.tlb.read_bytes(vaddr, chunk)
+            vaddr = (vaddr + chunk) & 0xFFFFFFFFFFFFFFFF
+            n -= chunk
+        return bytes(out)
+
+    def write_bytes(self, vaddr: int, data: bytes) -> None:
+        """Store ``data`` through the TLB (invalidating code it overwrites)."""
+        pos = 0
+        while pos < len(data):
+            chunk = min(len(data) - pos, 4096 - (vaddr & 4095))
+            self.tlb.write_bytes(vaddr, data[pos:pos + chunk])
+            vaddr = (vaddr + chunk) & 0xFFFFFFFFFFFFFFFF
+            pos += chunk
+
+    def tlb_flush(self) -> None:
+        self.tlb.flush()
+
+    def __repr__(self) -> str:
+        return f"<VCPU {self.cpu_index} pc={self.get_pc():#x}>"
