@@ -1,0 +1,282 @@
+"""Consistency check and repair (as QEMU's qcow2_check_refcounts in qcow2-refcount.c).
+
+Every host cluster's reference count is recomputed from the metadata (header, L1/L2 tables
+of the active image and of every snapshot, refcount structures, snapshot table, bitmaps)
+and compared with the stored refcount; OFLAG_COPIED flags of the active tables are checked
+against refcount == 1.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from pyqemu.block.driver import FIX_ERRORS, FIX_LEAKS, CheckResult
+from pyqemu.block.errors import BlockError
+from pyqemu.block.qcow2.format import (
+    BME_TABLE_ENTRY_OFFSET_MASK,
+    L1E_OFFSET_MASK,
+    L2E_OFFSET_MASK,
+    OFLAG_COMPRESSED,
+    OFLAG_COPIED,
+    OFLAG_ZERO,
+    REFT_OFFSET_MASK,
+    parse_bitmaps_ext,
+)
+
+if TYPE_CHECKING:
+    from pyqemu.block.qcow2.image import Qcow2Image
+
+
+class _Counter:
+    def __init__(self, img: Qcow2Image, res: CheckResult) -> None:
+        self.img = img
+        self.res = res
+        self.cb = img.cluster_bits
+        self.refs: dict[int, int] = {}
+        self.nb_clusters = -(-img.file.size() // img.csize)
+
+    def inc(self, offset: int, size: int) -> None:
+        if size <= 0:
+            return
+        first = offset >> self.cb
+        last = (offset + size - 1) >> self.cb
+        for c in range(first, last + 1):
+            self.refs[c] = self.refs.get(c, 0) + 1
+
+
+def _l2_refs(img: Qcow2Image, ctr: _Counter, l2_off: int, active: bool,
+             copied_errors: list[tuple[int, int]]) -> None:
+    res = ctr.res
+    cs = img.csize
+    w = img.l2_entry_words
+    n = img.l2_entries * w
+    raw = img.file.pread(l2_off, cs)
+    tbl = img.l2_cache.get(l2_off) or list(struct.unpack(f">{n}Q", raw))
+    next_contig = 0
+    dfile = img.data_file is not None
+    for i in range(0, n, w):
+        e = tbl[i]
+        if e & OFLAG_COMPRESSED:
+            if dfile:
+                ctr.res.messages.append(f"ERROR compressed cluster {i // w} with data file, "
+                                        f"entry={e:#x}")
+                res.corruptions += 1
+                continue
+            coff = e & img.coffset_mask
+            nsec = ((e >> img.csize_shift) & img.csize_mask) + 1
+            start = coff & ~511
+            ctr.inc(start, nsec * 512)
+            if active:
+                res.allocated_clusters = (res.allocated_clusters or 0) + 1
+                res.compressed_clusters = (res.compressed_clusters or 0) + 1
+                res.fragmented_clusters = (res.fragmented_clusters or 0) + 1
+            continue
+        host = e & L2E_OFFSET_MASK
+        has_host = host != 0 or (dfile and bool(e & OFLAG_COPIED))
+        if not has_host:
+            continue
+        if active:
+            res.allocated_clusters = (res.allocated_clusters or 0) + 1
+            if next_contig and host != next_contig:
+                res.fragmented_clusters = (res.fragmented_clusters or 0) + 1
+            next_contig = host + cs
+        if host & (cs - 1):
+            res.messages.append(f"ERROR offset={host:x}: Cluster is not properly aligned; "
+                                "L2 entry corrupted.")
+            res.corruptions += 1
+            continue
+        if dfile:
+            continue
+        ctr.inc(host, cs)
+        if active:
+            copied_errors.append((e, host))
+    del raw
+
+
+def _tree_refs(img: Qcow2Image, ctr: _Counter, l1_off: int, l1_size: int, active: bool,
+               l2_copied: list[tuple[int, int, int]],
+               data_copied: list[tuple[int, int]]) -> None:
+    res = ctr.res
+    cs = img.csize
+    ctr.inc(l1_off, l1_size * 8)
+    if active:
+        l1 = img.l1
+    else:
+        l1 = list(struct.unpack(f">{l1_size}Q", img.file.pread(l1_off, l1_size * 8)))
+    fsize = img.file.size()
+    for i, ent in enumerate(l1):
+        off = ent & L1E_OFFSET_MASK
+        if not off:
+            continue
+        if off & (cs - 1):
+            res.messages.append(f"ERROR l2_offset={off:x}: Table is not cluster aligned; "
+                                "L1 entry corrupted")
+            res.corruptions += 1
+            continue
+        if off >= fsize and off not in img.l2_cache:
+            res.messages.append(f"ERROR l2_offset={off:x}: L2 table is beyond the end of "
+                                "the image file")
+            res.corruptions += 1
+            continue
+        ctr.inc(off, cs)
+        if active:
+            l2_copied.append((i, ent, off))
+        _l2_refs(img, ctr, off, active, data_copied)
+
+
+def check_image(img: Qcow2Image, fix: int) -> CheckResult:
+    """Check (and with ``fix`` repair) the image; messages as qemu-img prints them."""
+    res = CheckResult()
+    res.allocated_clusters = 0
+    res.fragmented_clusters = 0
+    res.compressed_clusters = 0
+    h = img.header
+    cs = img.csize
+    res.total_clusters = -(-h.size // cs)
+    if not img.readonly:
+        img.flush()
+    ctr = _Counter(img, res)
+    ctr.inc(0, cs)  # header
+    l2_copied: list[tuple[int, int, int]] = []
+    data_copied: list[tuple[int, int]] = []
+    _tree_refs(img, ctr, h.l1_table_offset, h.l1_size, True, l2_copied, data_copied)
+    for sn in img.snapshots:
+        _tree_refs(img, ctr, sn.l1_table_offset, sn.l1_size, False, [], [])
+    if h.nb_snapshots:
+        size = sum(len(sn.pack()) for sn in img.snapshots)
+        ctr.inc(h.snapshots_offset, size)
+    # refcount structures
+    rc = img.rc
+    ctr.inc(rc.table_offset, rc.table_clusters * cs)
+    fsize = img.file.size()
+    for ti, ent in enumerate(rc.table):
+        off = ent & REFT_OFFSET_MASK
+        if not off:
+            continue
+        if off & (cs - 1):
+            res.messages.append(f"ERROR refcount block {ti} is not cluster aligned; "
+                                "refcount table entry corrupted")
+            res.corruptions += 1
+            continue
+        if off >= fsize and off not in rc.blocks:
+            res.messages.append(f"ERROR refcount block {ti} is outside image")
+            res.corruptions += 1
+            continue
+        ctr.inc(off, cs)
+    # bitmaps
+    if h.bitmaps_ext is not None:
+        _nb, dsize, doff = parse_bitmaps_ext(h.bitmaps_ext)
+        ctr.inc(doff, dsize)
+        for bm in img.bitmaps:
+            ctr.inc(bm.table_offset, bm.table_size * 8)
+            tbl = struct.unpack(f">{bm.table_size}Q",
+                                img.file.pread(bm.table_offset, bm.table_size * 8))
+            for ent in tbl:
+                off = ent & BME_TABLE_ENTRY_OFFSET_MASK
+                if off:
+                    ctr.inc(off, cs)
+    # compare
+    nb = max(ctr.nb_clusters, max(ctr.refs, default=-1) + 1)
+    nb = max(nb, len(rc.table) * rc.block_entries if False else nb)
+    highest = -1
+    max_stored = 0
+    for ti, ent in enumerate(rc.table):
+        if ent & REFT_OFFSET_MASK:
+            max_stored = (ti + 1) * rc.block_entries
+    fixed_any = False
+    for c in range(max(nb, max_stored)):
+        if c >= nb and c >> rc.block_bits >= len(rc.table):
+            break
+        stored = rc.get(c) if c < max_stored else 0
+        ref = ctr.refs.get(c, 0)
+        if stored or ref:
+            highest = c
+        if stored == ref:
+            continue
+        if ref > rc.max_refcount:
+            res.messages.append(f"ERROR cluster {c} refcount overflow: reference={ref}")
+            res.corruptions += 1
+            continue
+        if stored < ref:
+            if fix & FIX_ERRORS:
+                rc.set_now(c, ref)
+                res.messages.append(f"Repairing cluster {c} refcount={stored} reference={ref}")
+                res.corruptions_fixed += 1
+                fixed_any = True
+            else:
+                res.messages.append(f"ERROR cluster {c} refcount={stored} reference={ref}")
+                res.corruptions += 1
+        else:
+            if fix & FIX_LEAKS:
+                rc.set_now(c, ref)
+                res.messages.append(f"Repairing cluster {c} refcount={stored} reference={ref}")
+                res.leaks_fixed += 1
+                fixed_any = True
+            else:
+                res.messages.append(f"Leaked cluster {c} refcount={stored} reference={ref}")
+                res.leaks += 1
+    # OFLAG_COPIED
+    for l1i, ent, off in l2_copied:
+        r = rc.get(off >> img.cluster_bits)
+        if (r == 1) != bool(ent & OFLAG_COPIED):
+            if fix & FIX_ERRORS:
+                img.l1[l1i] = (ent | OFLAG_COPIED) if r == 1 else (ent & ~OFLAG_COPIED)
+                img.l1_dirty = True
+                res.messages.append(f"Repairing OFLAG_COPIED L2 cluster: l1_index={l1i} "
+                                    f"l1_entry={ent:x} refcount={r}")
+                res.corruptions_fixed += 1
+                fixed_any = True
+            else:
+                res.messages.append(f"ERROR OFLAG_COPIED L2 cluster: l1_index={l1i} "
+                                    f"l1_entry={ent:x} refcount={r}")
+                res.corruptions += 1
+    bad_data = [(e, host) for e, host in data_copied
+                if (rc.get(host >> img.cluster_bits) == 1) != bool(e & OFLAG_COPIED)]
+    if bad_data:
+        if fix & FIX_ERRORS:
+            n = _fix_copied(img)
+            res.corruptions_fixed += n
+            fixed_any = True
+            for e, host in bad_data:
+                res.messages.append(f"Repairing OFLAG_COPIED data cluster: l2_entry={e:x} "
+                                    f"refcount={rc.get(host >> img.cluster_bits)}")
+        else:
+            for e, host in bad_data:
+                res.messages.append(f"ERROR OFLAG_COPIED data cluster: l2_entry={e:x} "
+                                    f"refcount={rc.get(host >> img.cluster_bits)}")
+                res.corruptions += 1
+    if fixed_any:
+        if img.readonly:
+            raise BlockError("Cannot repair a read-only image")
+        img.flush()
+    res.image_end_offset = (highest + 1) * cs
+    if img.data_file is not None:
+        res.image_end_offset = max(res.image_end_offset, cs)
+    _ = OFLAG_ZERO
+    return res
+
+
+def _fix_copied(img: Qcow2Image) -> int:
+    """Set OFLAG_COPIED exactly on active entries with refcount 1; number changed."""
+    changed = 0
+    w = img.l2_entry_words
+    for l1i, ent in enumerate(img.l1):
+        off = ent & L1E_OFFSET_MASK
+        if not off:
+            continue
+        tbl = img._load_l2(off, l1i)
+        touched = False
+        for i in range(0, len(tbl), w):
+            e = tbl[i]
+            host = e & L2E_OFFSET_MASK
+            if e & OFLAG_COMPRESSED or not host:
+                continue
+            want = img.rc.get(host >> img.cluster_bits) == 1
+            if want != bool(e & OFLAG_COPIED):
+                tbl[i] = (e | OFLAG_COPIED) if want else (e & ~OFLAG_COPIED)
+                touched = True
+                changed += 1
+        if touched:
+            img.l2_dirty.add(off)
+    return changed

@@ -1,0 +1,1185 @@
+"""The qcow2 image driver (QEMU docs/interop/qcow2.txt).
+
+Metadata (L1, L2 tables, refcount blocks) is cached in memory and written back by
+:meth:`Qcow2Image.flush` in crash-safe order: guest data, then refcount increments,
+then L2 tables, then L1/header, then deferred refcount decrements.
+
+Ownership: a Qcow2Image owns its ImageFile and, when the image has one, the external data
+file; both are closed by :meth:`close`.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from typing import Any, ClassVar, Iterator
+
+from pyqemu.block.driver import (
+    FIX_ERRORS,
+    FIX_LEAKS,
+    BlockStatus,
+    CheckResult,
+    CreateOpt,
+    Image,
+    OptType,
+    SnapshotInfo,
+)
+from pyqemu.block.errors import BlockError, ImageFormatError
+from pyqemu.block.file import ImageFile
+from pyqemu.block.qcow2 import compress as qcompress
+from pyqemu.block.qcow2.format import (
+    AUTOCLEAR_BITMAPS,
+    AUTOCLEAR_DATA_FILE_RAW,
+    AUTOCLEAR_MASK,
+    BME_FLAG_AUTO,
+    BME_FLAG_IN_USE,
+    BME_TABLE_ENTRY_OFFSET_MASK,
+    COMPAT_LAZY_REFCOUNTS,
+    COMPRESSION_NAMES,
+    COMPRESSION_ZLIB,
+    COMPRESSION_ZSTD,
+    CRYPT_NONE,
+    INCOMPAT_COMPRESSION,
+    INCOMPAT_CORRUPT,
+    INCOMPAT_DATA_FILE,
+    INCOMPAT_DIRTY,
+    INCOMPAT_EXTL2,
+    L1E_OFFSET_MASK,
+    L2E_OFFSET_MASK,
+    MAX_L1_SIZE,
+    MAX_SNAPSHOTS,
+    OFLAG_COMPRESSED,
+    OFLAG_COPIED,
+    OFLAG_ZERO,
+    BitmapEntry,
+    Header,
+    SnapshotEntry,
+    align_up,
+    parse_bitmap_directory,
+    parse_bitmaps_ext,
+    parse_snapshot_table,
+)
+from pyqemu.block.qcow2.refcount import Refcounts
+
+# what a (sub)cluster reads as
+UNALLOC, ZERO, DATA, COMPRESSED = range(4)
+
+_CHUNK = 32 << 20  # bytes of guest data handled per write batch
+_L2_CACHE_LIMIT = 64 << 20  # bytes of cached L2 tables before a write-back
+
+
+def _opt(name: str, typ: OptType, help_: str, default: str | None = None) -> CreateOpt:
+    return CreateOpt(name, typ, help_, default)
+
+
+class Qcow2Image(Image):
+    """A qcow2 image (versions 2 and 3, every feature QEMU 7.2 creates except encryption)."""
+
+    format_name: ClassVar[str] = "qcow2"
+    supports_backing: ClassVar[bool] = True
+    supports_compression: ClassVar[bool] = True
+    # as QEMU 7.2 lists them for `-o help` (alphabetical)
+    create_opts: ClassVar[list[CreateOpt]] = [
+        _opt("backing_file", OptType.STRING, "File name of a base image"),
+        _opt("backing_fmt", OptType.STRING, "Image format of the base image"),
+        _opt("cluster_size", OptType.SIZE, "qcow2 cluster size", "65536"),
+        _opt("compat", OptType.STRING, "Compatibility level (v2 [0.10] or v3 [1.1])"),
+        _opt("compression_type", OptType.STRING,
+             "Compression method used for image cluster compression", "zlib"),
+        _opt("data_file", OptType.STRING, "File name of an external data file"),
+        _opt("data_file_raw", OptType.BOOL,
+             "The external data file must stay valid as a raw image", "off"),
+        _opt("encrypt.cipher-alg", OptType.STRING, "Name of encryption cipher algorithm"),
+        _opt("encrypt.cipher-mode", OptType.STRING, "Name of encryption cipher mode"),
+        _opt("encrypt.format", OptType.STRING,
+             "Encrypt the image, format choices: 'aes', 'luks'"),
+        _opt("encrypt.hash-alg", OptType.STRING, "Name of encryption hash algorithm"),
+        _opt("encrypt.iter-time", OptType.NUMBER,
+             "Time to spend in PBKDF in milliseconds"),
+        _opt("encrypt.ivgen-alg", OptType.STRING, "Name of IV generator algorithm"),
+        _opt("encrypt.ivgen-hash-alg", OptType.STRING,
+             "Name of IV generator hash algorithm"),
+        _opt("encrypt.key-secret", OptType.STRING,
+             "ID of secret providing qcow AES key or LUKS passphrase"),
+        _opt("encryption", OptType.BOOL,
+             "Encrypt the image with format 'aes'. (Deprecated in favor of "
+             "encrypt.format=aes)"),
+        _opt("extended_l2", OptType.BOOL, "Extended L2 tables", "off"),
+        _opt("lazy_refcounts", OptType.BOOL, "Postpone refcount updates", "off"),
+        _opt("preallocation", OptType.STRING,
+             "Preallocation mode (allowed values: off, metadata, falloc, full)", "off"),
+        _opt("refcount_bits", OptType.NUMBER, "Width of a reference count entry in bits",
+             "16"),
+        _opt("size", OptType.SIZE, "Virtual disk size"),
+    ]
+
+    # ------------------------------------------------------------------------------
+    def __init__(self, file: ImageFile, *, readonly: bool) -> None:
+        super().__init__(file, readonly=readonly)
+        self.header = Header()
+        self.data_file: ImageFile | None = None
+        self.l1: list[int] = []
+        self.l1_dirty = False
+        self.l1_relocated_from: tuple[int, int] | None = None  # (offset, bytes)
+        self.l2_cache: dict[int, list[int]] = {}
+        self.l2_dirty: set[int] = set()
+        self.rc: Refcounts
+        self.snapshots: list[SnapshotEntry] = []
+        self.bitmaps: list[BitmapEntry] = []
+        self.header_dirty = False
+        self._free_byte_offset = 0  # for packing compressed clusters
+        self._dc_cache: tuple[int, bytes] | None = None  # last decompressed cluster
+        self._marked_dirty = False
+        self._closed = False
+
+    # ---- geometry helpers ------------------------------------------------------------
+    def _setup_geometry(self) -> None:
+        h = self.header
+        self.cluster_bits = h.cluster_bits
+        self.csize = 1 << h.cluster_bits
+        self.extended_l2 = bool(h.incompatible_features & INCOMPAT_EXTL2)
+        self.l2_entry_words = 2 if self.extended_l2 else 1
+        self.l2_bits = h.cluster_bits - 3 - (1 if self.extended_l2 else 0)
+        self.l2_entries = 1 << self.l2_bits
+        self.nsub = 32 if self.extended_l2 else 1
+        self.sub_size = self.csize // self.nsub
+        self.full_mask = (1 << self.nsub) - 1
+        self.csize_shift = 62 - (h.cluster_bits - 8)
+        self.csize_mask = (1 << (h.cluster_bits - 8)) - 1
+        self.coffset_mask = (1 << self.csize_shift) - 1
+
+    def _l1_needed(self, size: int) -> int:
+        per = self.csize * self.l2_entries
+        return (size + per - 1) // per
+
+    @property
+    def virtual_size(self) -> int:
+        return self.header.size
+
+    @property
+    def cluster_size(self) -> int | None:
+        return self.csize
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.header.incompatible_features & INCOMPAT_DIRTY)
+
+    @property
+    def corrupt(self) -> bool:
+        return bool(self.header.incompatible_features & INCOMPAT_CORRUPT)
+
+    @property
+    def has_data_file(self) -> bool:
+        return self.data_file is not None
+
+    @property
+    def data_file_raw(self) -> bool:
+        return bool(self.header.autoclear_features & AUTOCLEAR_DATA_FILE_RAW)
+
+    # ---- probe / open ----------------------------------------------------------------
+    @classmethod
+    def probe(cls, header: bytes, filename: str) -> int:
+        if len(header) >= 8 and struct.unpack_from(">II", header) [0] == 0x514649FB and \
+                struct.unpack_from(">I", header, 4)[0] >= 2:
+            return 100
+        return 0
+
+    @classmethod
+    def open(cls, file: ImageFile, *, readonly: bool, options: dict[str, Any]) -> Qcow2Image:
+        img = cls(file, readonly=readonly)
+        try:
+            img._open(options)
+        except BlockError:
+            if img.data_file is not None:
+                img.data_file.close()
+            raise
+        return img
+
+    def _open(self, options: dict[str, Any]) -> None:
+        fsize = self.file.size()
+        head = self.file.pread(0, min(max(fsize, 72), 1 << 21))
+        if len(head) >= 24:
+            cb = struct.unpack_from(">I", head, 20)[0]
+            if 9 <= cb <= 21:
+                head = head[:1 << cb]
+        h = Header.parse(head, fsize)
+        self.header = h
+        if h.crypt_method != CRYPT_NONE:
+            kind = {1: "AES", 2: "LUKS"}.get(h.crypt_method, str(h.crypt_method))
+            raise ImageFormatError(
+                f"Encrypted qcow2 images ({kind}) are not supported by pyqemu")
+        if h.crypto_ext is not None:
+            raise ImageFormatError("Encrypted qcow2 images are not supported by pyqemu")
+        self._setup_geometry()
+        cs = self.csize
+        if h.incompatible_features & INCOMPAT_CORRUPT and not self.readonly:
+            raise ImageFormatError("qcow2: Image is corrupt; cannot be opened read/write")
+        # refcount table
+        if h.refcount_table_offset % cs:
+            raise ImageFormatError("Invalid reference count table offset")
+        if h.refcount_table_clusters * cs > (8 << 20):
+            raise ImageFormatError("Reference count table too large")
+        if h.refcount_table_clusters == 0 or h.refcount_table_offset == 0:
+            raise ImageFormatError("Image does not contain a reference count table")
+        if h.refcount_table_offset >= fsize:
+            raise ImageFormatError("Reference count table is beyond the end of the image file")
+        # L1 table
+        if h.l1_size > MAX_L1_SIZE // 8:
+            raise ImageFormatError("Active L1 table too large")
+        if h.size > (1 << 62) or self._l1_needed(h.size) > MAX_L1_SIZE // 8:
+            raise ImageFormatError("Image is too big")
+        if h.l1_size < self._l1_needed(h.size):
+            raise ImageFormatError("L1 table is too small")
+        if h.l1_size:
+            if h.l1_table_offset % cs or h.l1_table_offset == 0:
+                raise ImageFormatError("Invalid L1 table offset")
+            if h.l1_table_offset + h.l1_size * 8 > fsize:
+                raise ImageFormatError("L1 table is beyond the end of the image file")
+        # snapshots
+        if h.nb_snapshots > MAX_SNAPSHOTS:
+            raise ImageFormatError("Too many snapshots")
+        if h.nb_snapshots and (h.snapshots_offset % cs or h.snapshots_offset == 0 or
+                               h.snapshots_offset >= fsize):
+            raise ImageFormatError("Invalid snapshot table offset")
+        if h.nb_snapshots:
+            # entries are at most 40 + 1024 + 2 * 65535 bytes; read what the file holds
+            buf = self.file.pread(h.snapshots_offset,
+                                  min(fsize - h.snapshots_offset, h.nb_snapshots * 132000))
+            self.snapshots = parse_snapshot_table(buf, h.nb_snapshots, h.version)
+            for sn in self.snapshots:
+                if sn.l1_table_offset % cs or sn.l1_size > MAX_L1_SIZE // 8:
+                    raise ImageFormatError("Snapshot L1 table offset invalid")
+        # bitmaps
+        if h.bitmaps_ext is not None and h.autoclear_features & AUTOCLEAR_BITMAPS:
+            nb, dsize, doff = parse_bitmaps_ext(h.bitmaps_ext)
+            if nb > 65535 or dsize > 64 << 20 or doff % cs or doff + dsize > fsize:
+                raise ImageFormatError("Invalid bitmap directory")
+            self.bitmaps = parse_bitmap_directory(self.file.pread(doff, dsize), nb)
+        elif h.bitmaps_ext is not None:
+            h.bitmaps_ext = None  # stale (autoclear bit cleared by an old writer)
+        # external data file
+        if h.incompatible_features & INCOMPAT_DATA_FILE:
+            name = options.get("data-file") or h.data_file
+            if not name:
+                raise ImageFormatError("'data-file' is required for this image")
+            if not os.path.isabs(name):
+                base = os.path.dirname(self.filename)
+                name = os.path.join(base, name) if base else name
+            self.data_file = ImageFile(name, readonly=self.readonly)
+        elif h.autoclear_features & AUTOCLEAR_DATA_FILE_RAW:
+            raise ImageFormatError("data-file-raw requires a data file")
+        self.backing_filename = h.backing_file
+        self.backing_format = h.backing_format
+        # tables
+        self.l1 = list(struct.unpack(f">{h.l1_size}Q",
+                                     self.file.pread(h.l1_table_offset, h.l1_size * 8)))
+        self.rc = Refcounts(self.file, h.cluster_bits, h.refcount_order,
+                            h.refcount_table_offset, h.refcount_table_clusters)
+        if not self.readonly:
+            changed = False
+            if h.autoclear_features & ~AUTOCLEAR_MASK:
+                h.autoclear_features &= AUTOCLEAR_MASK
+                changed = True
+            if h.incompatible_features & INCOMPAT_DIRTY and not options.get("check"):
+                # as QEMU: a dirty image (lazy refcounts) is repaired when opened r/w
+                res = self.check(FIX_LEAKS | FIX_ERRORS)
+                if res.corruptions - res.corruptions_fixed:
+                    raise ImageFormatError("Could not repair dirty image")
+                h.incompatible_features &= ~INCOMPAT_DIRTY
+                changed = True
+            if changed:
+                self._write_header()
+                self.file.flush()
+
+    # ---- header ------------------------------------------------------------------------
+    def _write_header(self) -> None:
+        buf = self.header.pack()
+        if len(buf) > self.csize:
+            raise BlockError("Cannot update the qcow2 header: header extensions do not fit "
+                             "into the first cluster")
+        self.file.pwrite(0, buf)
+        self.header_dirty = False
+
+    def _mark_corrupt(self, msg: str) -> ImageFormatError:
+        """As QEMU's qcow2_signal_corruption: set the corrupt bit (r/w), return the error."""
+        if not self.readonly and not self.corrupt:
+            self.header.incompatible_features |= INCOMPAT_CORRUPT
+            try:
+                self._write_header()
+                self.file.flush()
+            except BlockError:
+                pass
+            self.readonly = True
+        return ImageFormatError(f"qcow2: Marking image as corrupt: {msg}; further corruption "
+                                "events will be suppressed")
+
+    def _mark_dirty(self) -> None:
+        """Lazy refcounts: set the dirty bit before the first metadata change."""
+        if self._marked_dirty:
+            return
+        self._marked_dirty = True
+        h = self.header
+        if h.compatible_features & COMPAT_LAZY_REFCOUNTS and \
+                not h.incompatible_features & INCOMPAT_DIRTY:
+            h.incompatible_features |= INCOMPAT_DIRTY
+            self._write_header()
+            self.file.flush()
+
+    # ---- L2 access -----------------------------------------------------------------------
+    def _load_l2(self, off: int, l1i: int) -> list[int]:
+        tbl = self.l2_cache.get(off)
+        if tbl is None:
+            if off % self.csize:
+                raise self._mark_corrupt(
+                    f"L2 table offset {off:#x} unaligned (L1 index: {l1i:#x})")
+            if off >= self.file.size() + (0 if self.readonly else 1 << 62):
+                raise ImageFormatError(
+                    f"L2 table offset {off:#x} is beyond the end of the image file")
+            n = self.l2_entries * self.l2_entry_words
+            tbl = list(struct.unpack(f">{n}Q", self.file.pread(off, self.csize)))
+            self.l2_cache[off] = tbl
+        return tbl
+
+    def _l2_for_read(self, l1i: int) -> list[int] | None:
+        if l1i >= len(self.l1):
+            return None
+        off = self.l1[l1i] & L1E_OFFSET_MASK
+        if off == 0:
+            return None
+        return self._load_l2(off, l1i)
+
+    def _l2_for_write(self, l1i: int) -> list[int]:
+        ent = self.l1[l1i]
+        off = ent & L1E_OFFSET_MASK
+        n = self.l2_entries * self.l2_entry_words
+        if off and ent & OFLAG_COPIED:
+            return self._load_l2(off, l1i)
+        if off == 0:
+            tbl = [0] * n
+        else:
+            # shared with a snapshot: copy-on-write of the L2 table
+            tbl = list(self._load_l2(off, l1i))
+            self.rc.decrement(off >> self.cluster_bits)
+            w = self.l2_entry_words
+            for i in range(0, n, w):
+                e = tbl[i]
+                host = e & L2E_OFFSET_MASK
+                if host and not e & OFLAG_COMPRESSED and not self.has_data_file:
+                    if self.rc.get(host >> self.cluster_bits) == 1:
+                        tbl[i] = e | OFLAG_COPIED
+                    else:
+                        tbl[i] = e & ~OFLAG_COPIED
+        new = self.rc.alloc(1)
+        self.l2_cache[new] = tbl
+        self.l2_dirty.add(new)
+        self.l1[l1i] = new | OFLAG_COPIED
+        self.l1_dirty = True
+        return tbl
+
+    # ---- cluster state -----------------------------------------------------------------
+    def _decode(self, e: int, bm: int) -> tuple[int, int, int, bool]:
+        """(host, alloc_mask, zero_mask, compressed) for an L2 entry (+bitmap)."""
+        if e & OFLAG_COMPRESSED:
+            return 0, self.full_mask, 0, True
+        host = e & L2E_OFFSET_MASK
+        has_host = host != 0 or (self.data_file is not None and bool(e & OFLAG_COPIED))
+        if self.extended_l2:
+            alloc = bm & 0xFFFFFFFF
+            zero = bm >> 32
+            if alloc and not has_host:
+                raise ImageFormatError("qcow2: Invalid cluster entry: allocated subclusters "
+                                       "without a host cluster")
+            if alloc & zero:
+                raise ImageFormatError(f"qcow2: Invalid cluster entry {e:#x} bitmap {bm:#x}")
+            return (host if has_host else -1), alloc, zero, False
+        if e & OFLAG_ZERO:
+            return (host if has_host else -1), 0, 1, False
+        if has_host:
+            return host, 1, 0, False
+        return -1, 0, 0, False
+
+    def _host_file(self) -> ImageFile:
+        return self.data_file if self.data_file is not None else self.file
+
+    def _segments(self, offset: int, length: int) -> Iterator[tuple[int, int, int, int]]:
+        """(guest offset, length, kind, host offset or L2 entry) runs, per subcluster."""
+        cs = self.csize
+        cb = self.cluster_bits
+        pos = offset
+        end = offset + length
+        w = self.l2_entry_words
+        sub = self.sub_size
+        while pos < end:
+            ci = pos >> cb
+            l1i = ci >> self.l2_bits
+            tbl = self._l2_for_read(l1i)
+            in_cluster = pos & (cs - 1)
+            cend = min(end, (ci + 1) << cb)
+            if tbl is None:
+                # whole L2 range unallocated
+                l2end = min(end, (l1i + 1) << (self.l2_bits + cb))
+                yield pos, l2end - pos, UNALLOC, 0
+                pos = l2end
+                continue
+            idx = (ci & (self.l2_entries - 1)) * w
+            e = tbl[idx]
+            bm = tbl[idx + 1] if w == 2 else 0
+            host, alloc, zero, comp = self._decode(e, bm)
+            if comp:
+                yield pos, cend - pos, COMPRESSED, e
+                pos = cend
+                continue
+            if self.nsub == 1:
+                if alloc:
+                    yield pos, cend - pos, DATA, host + in_cluster
+                elif zero:
+                    yield pos, cend - pos, ZERO, 0
+                else:
+                    yield pos, cend - pos, UNALLOC, 0
+                pos = cend
+                continue
+            while pos < cend:
+                s = (pos & (cs - 1)) // sub
+                send = min(cend, (ci << cb) + (s + 1) * sub)
+                bit = 1 << s
+                if alloc & bit:
+                    yield pos, send - pos, DATA, host + (pos & (cs - 1))
+                elif zero & bit:
+                    yield pos, send - pos, ZERO, 0
+                else:
+                    yield pos, send - pos, UNALLOC, 0
+                pos = send
+
+    def _merged(self, offset: int, length: int) -> Iterator[tuple[int, int, int, int]]:
+        cur: list[int] | None = None
+        for g, n, kind, host in self._segments(offset, length):
+            if cur is not None and cur[2] == kind and kind != COMPRESSED and \
+                    (kind != DATA or cur[3] + cur[1] == host):
+                cur[1] += n
+                continue
+            if cur is not None:
+                yield cur[0], cur[1], cur[2], cur[3]
+            cur = [g, n, kind, host]
+        if cur is not None:
+            yield cur[0], cur[1], cur[2], cur[3]
+
+    def _read_compressed(self, e: int) -> bytes:
+        if self._dc_cache is not None and self._dc_cache[0] == e:
+            return self._dc_cache[1]
+        coff = e & self.coffset_mask
+        nsec = ((e >> self.csize_shift) & self.csize_mask) + 1
+        clen = nsec * 512 - (coff & 511)
+        if coff == 0 or coff >= self.file.size():
+            raise ImageFormatError(f"qcow2: Compressed cluster at {coff:#x} is beyond the "
+                                   "end of the image file")
+        raw = self.file.pread(coff, clen)
+        data = qcompress.decompress(raw, self.csize, self.header.compression_type)
+        self._dc_cache = (e, data)
+        return data
+
+    # ---- data path ---------------------------------------------------------------------
+    def _check_range(self, offset: int, length: int) -> None:
+        if offset < 0 or length < 0 or offset + length > self.header.size:
+            raise BlockError(f"Request out of range: offset {offset} length {length} "
+                             f"(image size {self.header.size})")
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._check_range(offset, length)
+        parts: list[bytes] = []
+        hf = self._host_file()
+        cs = self.csize
+        for g, n, kind, host in self._merged(offset, length):
+            if kind == DATA:
+                parts.append(hf.pread(host, n))
+            elif kind == ZERO:
+                parts.append(bytes(n))
+            elif kind == UNALLOC:
+                parts.append(self.read_unallocated(g, n))
+            else:
+                data = self._read_compressed(host)
+                a = g & (cs - 1)
+                parts.append(data[a:a + n])
+        return b"".join(parts)
+
+    def _writable(self) -> None:
+        if self.readonly:
+            if self.corrupt:
+                raise ImageFormatError("qcow2: Image is corrupt; cannot be written")
+            raise BlockError("Image is read-only")
+        self._mark_dirty()
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        self._check_range(offset, len(data))
+        self._writable()
+        mv = memoryview(data).cast("B")
+        pos = 0
+        while pos < len(mv):
+            n = min(_CHUNK, len(mv) - pos)
+            # keep batches within one L2 table range
+            l2span = self.csize << self.l2_bits
+            g = offset + pos
+            n = min(n, (g // l2span + 1) * l2span - g)
+            self._write_batch(g, mv[pos:pos + n])
+            pos += n
+        self._maybe_writeback()
+
+    def _fill(self, ci: int, x: int, y: int, tmask: int, host: int, alloc: int, zero: int,
+              comp: bool, e: int) -> bytes:
+        """Content for bytes [x, y) of guest cluster ``ci`` around a write (COW source).
+
+        Allocated subclusters give their old data; touched ones that were not allocated
+        give zeroes or the backing data; untouched unallocated ones give filler zeroes.
+        """
+        if y <= x:
+            return b""
+        sub = self.sub_size
+        parts: list[bytes] = []
+        pos = x
+        while pos < y:
+            s = pos // sub
+            send = min(y, (s + 1) * sub)
+            bit = 1 << s
+            if comp:
+                parts.append(self._read_compressed(e)[pos:send])
+            elif alloc & bit:
+                parts.append(self._host_file().pread(host + pos, send - pos))
+            elif zero & bit or not tmask & bit:
+                parts.append(bytes(send - pos))
+            else:
+                g = (ci << self.cluster_bits) + pos
+                n = min(send - pos, max(0, self.header.size - g))
+                parts.append(self.read_unallocated(g, n) + bytes(send - pos - n))
+            pos = send
+        return b"".join(parts)
+
+    def _write_batch(self, offset: int, data: memoryview) -> None:
+        cs = self.csize
+        cb = self.cluster_bits
+        sub = self.sub_size
+        nsub = self.nsub
+        w = self.l2_entry_words
+        end = offset + len(data)
+        ci0 = offset >> cb
+        ci1 = (end - 1) >> cb
+        tbl = self._l2_for_write(ci0 >> self.l2_bits)
+        l2mask = self.l2_entries - 1
+        dfile = self.data_file is not None
+        # pass 1: which clusters need a new host cluster
+        plan: list[tuple[int, int, int, int, int, bool, int, int]] = []
+        need_new = 0
+        for ci in range(ci0, ci1 + 1):
+            idx = (ci & l2mask) * w
+            e = tbl[idx]
+            bm = tbl[idx + 1] if w == 2 else 0
+            host, alloc, zero, comp = self._decode(e, bm)
+            inplace = host >= 0 and not comp and (dfile or bool(e & OFLAG_COPIED))
+            if not inplace and not dfile:
+                need_new += 1
+            plan.append((ci, e, host, alloc, zero, comp, bm, int(inplace)))
+        newbase = self.rc.alloc(need_new) if need_new else 0
+        ops: list[tuple[int, bytes | memoryview]] = []
+        updates: list[tuple[int, int, int]] = []
+        frees: list[int] = []
+        for ci, e, host, alloc, zero, comp, bm, inplace in plan:
+            cstart = ci << cb
+            a = max(offset, cstart) - cstart
+            b = min(end, cstart + cs) - cstart
+            s0 = a // sub
+            s1 = (b - 1) // sub
+            tmask = ((1 << (s1 + 1)) - 1) & ~((1 << s0) - 1)
+            dslice = data[cstart + a - offset:cstart + b - offset]
+            if inplace:
+                nhost = host
+                ra, rb = a, b
+                if a % sub and not alloc & (1 << s0):
+                    ra = s0 * sub
+                if b % sub and not alloc & (1 << s1):
+                    rb = (s1 + 1) * sub
+                head = self._fill(ci, ra, a, tmask, host, alloc, zero, comp, e)
+                tail = self._fill(ci, b, rb, tmask, host, alloc, zero, comp, e)
+                ops.append((nhost + ra, b"".join((head, dslice, tail)) if head or tail
+                            else dslice))
+            else:
+                if dfile:
+                    nhost = cstart
+                else:
+                    nhost = newbase
+                    newbase += cs
+                had_data = comp or bool(alloc)
+                if had_data and nsub > 1:
+                    ra, rb = 0, cs  # copy the old allocated subclusters too
+                else:
+                    ra, rb = s0 * sub, (s1 + 1) * sub
+                head = self._fill(ci, ra, a, tmask, host, alloc, zero, comp, e)
+                tail = self._fill(ci, b, rb, tmask, host, alloc, zero, comp, e)
+                buf = b"".join((head, dslice, tail)) if head or tail else dslice
+                ops.append((nhost + ra, buf))
+                if host >= 0 and not dfile and not comp:
+                    frees.append(host)
+                if comp:
+                    frees.append(-e - 1)  # marker: compressed entry to release
+            # new L2 entry
+            if comp:
+                nalloc = self.full_mask
+                nzero = 0
+            else:
+                nalloc = alloc | tmask
+                nzero = zero & ~tmask
+            if nsub == 1:
+                ne = nhost | OFLAG_COPIED
+                nbm = 0
+            else:
+                ne = nhost | OFLAG_COPIED
+                nbm = nalloc | (nzero << 32)
+            updates.append((ci, ne, nbm))
+        # data first (one write per contiguous host run)
+        self._do_writes(ops)
+        self._dc_cache = None
+        for ci, ne, nbm in updates:
+            idx = (ci & l2mask) * w
+            tbl[idx] = ne
+            if w == 2:
+                tbl[idx + 1] = nbm
+        self._l2_touched(ci0 >> self.l2_bits)
+        for f in frees:
+            self._release(f)
+
+    def _release(self, f: int) -> None:
+        """Drop one reference: f >= 0 host cluster offset, f < 0 compressed entry."""
+        if f >= 0:
+            self.rc.decrement(f >> self.cluster_bits)
+        else:
+            for c in self._compressed_clusters(-f - 1):
+                self.rc.decrement(c)
+
+    def _compressed_clusters(self, e: int) -> range:
+        coff = e & self.coffset_mask
+        nsec = ((e >> self.csize_shift) & self.csize_mask) + 1
+        last = (coff & ~511) + nsec * 512 - 1
+        return range(coff >> self.cluster_bits, (last >> self.cluster_bits) + 1)
+
+    def _do_writes(self, ops: list[tuple[int, bytes | memoryview]]) -> None:
+        hf = self._host_file()
+        i = 0
+        while i < len(ops):
+            off, buf = ops[i]
+            group = [buf]
+            nxt = off + len(buf)
+            j = i + 1
+            while j < len(ops) and ops[j][0] == nxt:
+                group.append(ops[j][1])
+                nxt += len(ops[j][1])
+                j += 1
+            hf.pwrite(off, group[0] if len(group) == 1 else b"".join(group))
+            i = j
+
+    def _l2_touched(self, l1i: int) -> None:
+        self.l2_dirty.add(self.l1[l1i] & L1E_OFFSET_MASK)
+
+    def _maybe_writeback(self) -> None:
+        if len(self.l2_cache) * self.csize > _L2_CACHE_LIMIT:
+            self.flush()
+            self.l2_cache.clear()
+            self.rc.blocks = {k: v for k, v in self.rc.blocks.items()
+                              if k in self.rc.dirty_blocks}
+
+    # ---- zero writes, discard --------------------------------------------------------------
+    def write_zeroes(self, offset: int, length: int, *, may_unmap: bool = False) -> None:
+        self._check_range(offset, length)
+        self._writable()
+        if self.header.version < 3 or self.data_file_raw:
+            super().write_zeroes(offset, length, may_unmap=may_unmap)
+            return
+        cs = self.csize
+        end = offset + length
+        pos = offset
+        gran = self.sub_size
+        while pos < end:
+            astart = align_up(pos, gran)
+            if astart >= end or astart + gran > end and end != self.header.size:
+                self.write(pos, bytes(end - pos))
+                return
+            if astart > pos:
+                self.write(pos, bytes(astart - pos))
+                pos = astart
+            ci = pos // cs
+            cend = min(end, (ci + 1) * cs)
+            if cend != self.header.size:
+                cend = cend // gran * gran
+            self._zero_in_cluster(ci, pos - ci * cs, cend - ci * cs, may_unmap)
+            pos = cend
+        self._maybe_writeback()
+
+    def _zero_in_cluster(self, ci: int, a: int, b: int, may_unmap: bool) -> None:
+        """Mark [a, b) of cluster ``ci`` (subcluster aligned) as reading zeroes."""
+        cs = self.csize
+        l1i = ci >> self.l2_bits
+        tbl = self._l2_for_write(l1i)
+        w = self.l2_entry_words
+        idx = (ci & (self.l2_entries - 1)) * w
+        e = tbl[idx]
+        bm = tbl[idx + 1] if w == 2 else 0
+        host, alloc, zero, comp = self._decode(e, bm)
+        whole = a == 0 and (b == cs or ci * cs + b == self.header.size)
+        dfile = self.data_file is not None
+        owned = host >= 0 and not comp and (dfile or bool(e & OFLAG_COPIED))
+        if not whole:
+            if self.nsub == 1 or not (owned or host < 0):
+                self.write(ci * cs + a, bytes(b - a))
+                return
+            s0 = a // self.sub_size
+            s1 = -(-b // self.sub_size)
+            m = ((1 << s1) - 1) & ~((1 << s0) - 1)
+            tbl[idx + 1] = (alloc & ~m) | ((zero | m) << 32)
+            self._l2_touched(l1i)
+            return
+        keep = owned and not may_unmap
+        if not keep:
+            if host >= 0 and not comp and not dfile:
+                self._release(host)
+            elif comp:
+                self._release(-e - 1)
+        if self.nsub == 1:
+            tbl[idx] = OFLAG_ZERO | ((host | OFLAG_COPIED) if keep else 0)
+        else:
+            tbl[idx] = (host | OFLAG_COPIED) if keep else 0
+            tbl[idx + 1] = self.full_mask << 32
+        self._dc_cache = None
+        self._l2_touched(l1i)
+
+    def discard(self, offset: int, length: int) -> None:
+        self._check_range(offset, length)
+        if self.readonly:
+            raise BlockError("Image is read-only")
+        self._writable()
+        self._discard(offset, length, full=False)
+        self._maybe_writeback()
+
+    def _discard(self, offset: int, length: int, *, full: bool) -> None:
+        cs = self.csize
+        end = offset + length
+        first = align_up(offset, cs) // cs
+        if end == self.header.size:
+            last = -(-end // cs)
+        else:
+            last = end // cs
+        w = self.l2_entry_words
+        dfile = self.data_file is not None
+        for ci in range(first, last):
+            l1i = ci >> self.l2_bits
+            if self._l2_for_read(l1i) is None:
+                if full or not (self.backing is not None and self.header.version >= 3):
+                    continue
+            tbl = self._l2_for_write(l1i)
+            idx = (ci & (self.l2_entries - 1)) * w
+            e = tbl[idx]
+            bm = tbl[idx + 1] if w == 2 else 0
+            host, alloc, zero, comp = self._decode(e, bm)
+            allocated = comp or host >= 0
+            if full:
+                ne, nbm = 0, 0
+            elif self.backing is not None or allocated:
+                if self.nsub > 1:
+                    ne, nbm = 0, self.full_mask << 32
+                else:
+                    ne, nbm = (OFLAG_ZERO if self.header.version >= 3 else 0), 0
+            else:
+                continue
+            if self.data_file_raw and not full:
+                continue  # the raw data file must keep its mapping
+            if comp:
+                self._release(-e - 1)
+            elif host >= 0 and not dfile:
+                self._release(host)
+            tbl[idx] = ne
+            if w == 2:
+                tbl[idx + 1] = nbm
+            self._l2_touched(l1i)
+        self._dc_cache = None
+
+    # ---- compressed writes -------------------------------------------------------------------
+    def write_compressed(self, offset: int, data: bytes) -> None:
+        cs = self.csize
+        if offset % cs:
+            raise BlockError("Compressed writes must be cluster aligned")
+        if len(data) != cs and offset + len(data) != self.header.size:
+            raise BlockError("Compressed writes must be one whole cluster")
+        if self.data_file is not None:
+            raise BlockError("Compression is not supported with external data files")
+        self._check_range(offset, len(data))
+        self._writable()
+        buf = bytes(data) + bytes(cs - len(data))
+        comp = qcompress.compress(buf, self.header.compression_type)
+        if len(comp) >= cs - 512:
+            self.write(offset, data)  # not worth it: QEMU stores it uncompressed too
+            return
+        ci = offset // cs
+        l1i = ci >> self.l2_bits
+        tbl = self._l2_for_write(l1i)
+        w = self.l2_entry_words
+        idx = (ci & (self.l2_entries - 1)) * w
+        e = tbl[idx]
+        bm = tbl[idx + 1] if w == 2 else 0
+        host, alloc, zero, was_comp = self._decode(e, bm)
+        coff = self._alloc_bytes(len(comp))
+        self.file.pwrite(coff, comp)
+        nsec = ((coff + len(comp) - 1) >> 9) - (coff >> 9)
+        tbl[idx] = OFLAG_COMPRESSED | coff | (nsec << self.csize_shift)
+        if w == 2:
+            tbl[idx + 1] = 0
+        if was_comp:
+            self._release(-e - 1)
+        elif host >= 0:
+            self._release(host)
+        self._dc_cache = None
+        self._l2_touched(l1i)
+        self._maybe_writeback()
+
+    def _alloc_bytes(self, n: int) -> int:
+        """Sub-cluster allocation for compressed data (as qcow2_alloc_bytes)."""
+        cs = self.csize
+        fbo = self._free_byte_offset
+        if fbo and (fbo % cs) and (fbo % cs) + n <= cs and \
+                self.rc.get(fbo >> self.cluster_bits) > 0:
+            self.rc.increment(fbo >> self.cluster_bits)
+            self._free_byte_offset = fbo + n
+            return fbo
+        nclusters = -(-n // cs)
+        off = self.rc.alloc(nclusters)
+        self._free_byte_offset = off + n
+        return off
+
+    # ---- block status ------------------------------------------------------------------------
+    def block_status(self, offset: int, length: int) -> BlockStatus:
+        self._check_range(offset, length)
+        if length == 0:
+            return BlockStatus(offset, 0, False, False, False)
+        hname = self._host_file().path
+        for g, n, kind, host in self._merged(offset, length):
+            if kind == UNALLOC:
+                return BlockStatus(g, n, False, False, False)
+            if kind == ZERO:
+                return BlockStatus(g, n, True, False, True)
+            if kind == COMPRESSED:
+                # one cluster at a time (each has its own descriptor)
+                return BlockStatus(g, n, True, True, False, compressed=True)
+            n2, is_hole = self._host_hole(host, n)
+            return BlockStatus(g, n2, True, True, is_hole, host_offset=host, filename=hname)
+        raise AssertionError("unreachable")
+
+    def _host_hole(self, host: int, n: int) -> tuple[int, bool]:
+        """Refine a data extent by host file holes: (length, reads-as-zero)."""
+        fd = self._host_file().fd
+        try:
+            d = os.lseek(fd, host, os.SEEK_DATA)
+        except OSError:
+            return n, True  # ENXIO: nothing but hole up to EOF
+        if d > host:
+            return min(n, d - host), True
+        try:
+            h = os.lseek(fd, host, os.SEEK_HOLE)
+        except OSError:
+            return n, False
+        return min(n, max(h - host, 1)), False
+
+    # ---- flush / close ---------------------------------------------------------------------
+    def flush(self) -> None:
+        if self.readonly or self.file.closed:
+            return
+        f = self.file
+        if self.data_file is not None:
+            self.data_file.flush()
+        # phase 1: refcount increments (and a moved refcount table)
+        wrote = self.rc.write_dirty()
+        if self.rc.relocated_from is not None:
+            f.flush()
+            self.header.refcount_table_offset = self.rc.table_offset
+            self.header.refcount_table_clusters = self.rc.table_clusters
+            self._write_header()
+            old_off, old_n = self.rc.relocated_from
+            self.rc.relocated_from = None
+            for c in range(old_n):
+                self.rc.decrement((old_off >> self.cluster_bits) + c)
+            wrote = True
+        if wrote:
+            f.flush()
+        # phase 2: L2 tables
+        if self.l2_dirty:
+            n = self.l2_entries * self.l2_entry_words
+            for off in sorted(self.l2_dirty):
+                tbl = self.l2_cache.get(off)
+                if tbl is not None:
+                    f.pwrite(off, struct.pack(f">{n}Q", *tbl))
+            self.l2_dirty.clear()
+            f.flush()
+        # phase 3: L1 and header
+        if self.l1_dirty:
+            f.pwrite(self.header.l1_table_offset,
+                     struct.pack(f">{len(self.l1)}Q", *self.l1))
+            self.l1_dirty = False
+            if not self.header_dirty:
+                f.flush()
+        if self.header_dirty:
+            f.flush()
+            self._write_header()
+            f.flush()
+        if self.l1_relocated_from is not None:
+            off, nbytes = self.l1_relocated_from
+            self.l1_relocated_from = None
+            for c in range(-(-nbytes // self.csize)):
+                self.rc.decrement((off >> self.cluster_bits) + c)
+        # phase 4: deferred frees
+        if self.rc.apply_pending():
+            self.rc.write_dirty()
+            f.flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self.readonly and not self.file.closed:
+                self.flush()
+                h = self.header
+                if h.incompatible_features & INCOMPAT_DIRTY and self._marked_dirty:
+                    h.incompatible_features &= ~INCOMPAT_DIRTY
+                    self._write_header()
+                    self.file.flush()
+        finally:
+            if self.data_file is not None:
+                self.data_file.close()
+            self.file.close()
+            if self.backing is not None:
+                self.backing.close()
+                self.backing = None
+
+    # ---- creation, measure -----------------------------------------------------------------
+    @classmethod
+    def create(cls, filename: str, size: int, opts: dict[str, Any]) -> None:
+        from pyqemu.block.qcow2 import create as qcreate
+
+        qcreate.create(filename, size, opts)
+
+    @classmethod
+    def measure(cls, size: int, opts: dict[str, Any], source: Image | None) -> tuple[int, int]:
+        from pyqemu.block.qcow2 import create as qcreate
+
+        return qcreate.measure(size, opts, source)
+
+    def grow_l1_and_size(self, size: int) -> None:
+        """Set the virtual size to ``size``, growing (moving) the L1 table as needed."""
+        need = self._l1_needed(size)
+        h = self.header
+        if need > len(self.l1):
+            have_bytes = align_up(len(self.l1) * 8, self.csize) if self.l1 else 0
+            if need * 8 <= have_bytes and h.l1_table_offset:
+                self.l1 += [0] * (need - len(self.l1))
+            else:
+                # QEMU grows L1 tables by half again when resizing; exact size on create
+                nbytes = align_up(need * 8, self.csize)
+                off = self.rc.alloc(nbytes // self.csize)
+                if h.l1_table_offset and self.l1:
+                    self.l1_relocated_from = (h.l1_table_offset, len(self.l1) * 8)
+                self.l1 += [0] * (need - len(self.l1))
+                self.file.pwrite(off, struct.pack(f">{len(self.l1)}Q", *self.l1))
+                h.l1_table_offset = off
+            h.l1_size = len(self.l1)
+            self.l1_dirty = True
+        h.size = size
+        self.header_dirty = True
+
+    def preallocate(self, start: int, end: int, mode: str) -> None:
+        """Allocate clusters for [start, end) (preallocation=metadata/falloc/full)."""
+        cs = self.csize
+        w = self.l2_entry_words
+        ci = start // cs
+        last = -(-end // cs)
+        dfile = self.data_file is not None
+        # metadata first: every L2 table
+        for l1i in range(ci >> self.l2_bits, ((last - 1) >> self.l2_bits) + 1):
+            self._l2_for_write(l1i)
+        while ci < last:
+            l1i = ci >> self.l2_bits
+            tbl = self._l2_for_write(l1i)
+            stop = min(last, (l1i + 1) << self.l2_bits)
+            todo = []
+            for c in range(ci, stop):
+                idx = (c & (self.l2_entries - 1)) * w
+                host, alloc, zero, comp = self._decode(tbl[idx], tbl[idx + 1] if w == 2 else 0)
+                if host < 0 and not comp:
+                    todo.append(c)
+            base = 0 if dfile or not todo else self.rc.alloc(len(todo))
+            for j, c in enumerate(todo):
+                idx = (c & (self.l2_entries - 1)) * w
+                host = c * cs if dfile else base + j * cs
+                tbl[idx] = host | OFLAG_COPIED
+                if w == 2:
+                    tbl[idx + 1] = self.full_mask if not self.backing_filename else 0
+                    if self.backing_filename:
+                        tbl[idx + 1] = 0
+            self._l2_touched(l1i)
+            ci = stop
+        hf = self._host_file()
+        file_end = (self.rc.free_cluster_index << self.cluster_bits) if not dfile else \
+            align_up(end, cs)
+        if dfile and self.data_file_raw:
+            file_end = end
+        if mode == "metadata":
+            if hf.size() < file_end:
+                hf.truncate(file_end)
+        elif mode == "falloc":
+            try:
+                os.posix_fallocate(hf.fd, 0, file_end)
+            except OSError:
+                hf.truncate(max(hf.size(), file_end))
+        elif mode == "full":
+            cur = hf.size()
+            step = 1 << 20
+            pos = cur
+            while pos < file_end:
+                n = min(step, file_end - pos)
+                hf.pwrite(pos, bytes(n))
+                pos += n
+
+    # ---- management --------------------------------------------------------------------------
+    def truncate(self, size: int, *, prealloc: str = "off", shrink: bool = False) -> None:
+        self._writable()
+        if size % 512:
+            raise BlockError("The new size must be a multiple of 512")
+        if self.snapshots:
+            raise BlockError("Can't resize an image which has snapshots")
+        if self.bitmaps:
+            raise BlockError("Cannot resize qcow2 images with persistent bitmaps "
+                             "(pyqemu does not resize bitmaps)")
+        if prealloc not in ("off", "metadata", "falloc", "full"):
+            raise BlockError(f"Unsupported preallocation mode '{prealloc}'")
+        old = self.header.size
+        if size < old:
+            if not shrink:
+                raise BlockError("Use the --shrink option to perform a shrink operation.")
+            if prealloc != "off":
+                raise BlockError("Preallocation can't be used for shrinking an image")
+            self._discard(size, old - size, full=True)
+            keep = self._l1_needed(size)
+            for l1i in range(keep, len(self.l1)):
+                off = self.l1[l1i] & L1E_OFFSET_MASK
+                if off:
+                    self.rc.decrement(off >> self.cluster_bits)
+                    self.l2_cache.pop(off, None)
+                    self.l2_dirty.discard(off)
+                    self.l1[l1i] = 0
+                    self.l1_dirty = True
+            self.header.size = size
+            self.header_dirty = True
+            self.flush()
+            # drop the now unused tail of the file
+            end = 0
+            for c in range(len(self.rc.table) * self.rc.block_entries - 1, -1, -1):
+                if c >> self.rc.block_bits < len(self.rc.table) and self.rc.stored(c):
+                    end = (c + 1) * self.csize
+                    break
+            if end and end < self.file.size():
+                self.file.truncate(end)
+            if self.data_file is not None and self.data_file_raw:
+                self.data_file.truncate(size)
+            return
+        self.grow_l1_and_size(size)
+        if self.data_file is not None and self.data_file.size() < size:
+            self.data_file.truncate(size)
+        if prealloc != "off":
+            self.preallocate(old, size, prealloc)
+        self.flush()
+
+    def check(self, fix: int = 0) -> CheckResult:
+        from pyqemu.block.qcow2.check import check_image
+
+        return check_image(self, fix)
+
+    def info_specific(self) -> dict[str, Any] | None:
+        h = self.header
+        data: dict[str, Any] = {}
+        if h.version == 2:
+            data["compat"] = "0.10"
+            data["compression-type"] = COMPRESSION_NAMES[h.compression_type]
+            data["refcount-bits"] = 1 << h.refcount_order
+            return {"type": "qcow2", "data": data}
+        data["compat"] = "1.1"
+        data["compression-type"] = COMPRESSION_NAMES[h.compression_type]
+        data["lazy-refcounts"] = bool(h.compatible_features & COMPAT_LAZY_REFCOUNTS)
+        if self.bitmaps:
+            bl = []
+            for bm in self.bitmaps:
+                flags = []
+                if bm.flags & BME_FLAG_IN_USE:
+                    flags.append("in-use")
+                if bm.flags & BME_FLAG_AUTO:
+                    flags.append("auto")
+                bl.append({"flags": flags, "name": bm.name,
+                           "granularity": 1 << bm.granularity_bits})
+            data["bitmaps"] = bl
+        data["refcount-bits"] = 1 << h.refcount_order
+        if h.incompatible_features & INCOMPAT_DATA_FILE:
+            if h.data_file is not None:
+                data["data-file"] = h.data_file
+            data["data-file-raw"] = self.data_file_raw
+        data["corrupt"] = self.corrupt
+        data["extended-l2"] = self.extended_l2
+        return {"type": "qcow2", "data": data}
+
+    def set_backing_file(self, filename: str | None, fmt: str | None) -> None:
+        self._writable()
+        if filename and self.data_file_raw:
+            raise BlockError("Cannot use a backing file with data-file-raw")
+        self.flush()
+        self.header.backing_file = filename or None
+        self.header.backing_format = fmt if filename else None
+        self._write_header()
+        self.file.flush()
+        self.backing_filename = self.header.backing_file
+        self.backing_format = self.header.backing_format
+
+    def make_empty(self) -> None:
+        """Drop all data of the active layer (commit's emptying of the top image)."""
+        self._writable()
+        if self.snapshots:
+            # keep the snapshots' clusters: only unmap the active layer
+            self._discard(0, self.header.size, full=True)
+            self.flush()
+            return
+        self._discard(0, self.header.size, full=True)
+        for l1i, ent in enumerate(self.l1):
+            off = ent & L1E_OFFSET_MASK
+            if off:
+                self.rc.decrement(off >> self.cluster_bits)
+                self.l2_cache.pop(off, None)
+                self.l2_dirty.discard(off)
+                self.l1[l1i] = 0
+                self.l1_dirty = True
+        self.flush()
+
+    # ---- snapshots ---------------------------------------------------------------------------
+    def snapshot_list(self) -> list[SnapshotInfo]:
+        from pyqemu.block.qcow2 import snapshot
+
+        return snapshot.snapshot_list(self)
+
+    def snapshot_create(self, name: str) -> None:
+        from pyqemu.block.qcow2 import snapshot
+
+        snapshot.snapshot_create(self, name)
+
+    def snapshot_goto(self, name: str) -> None:
+        from pyqemu.block.qcow2 import snapshot
+
+        snapshot.snapshot_goto(self, name)
+
+    def snapshot_delete(self, name: str) -> None:
+        from pyqemu.block.qcow2 import snapshot
+
+        snapshot.snapshot_delete(self, name)
+
+    def snapshot_load_tmp(self, name_or_id: str) -> None:
+        from pyqemu.block.qcow2 import snapshot
+
+        snapshot.snapshot_load_tmp(self, name_or_id)
