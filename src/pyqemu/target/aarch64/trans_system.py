@@ -1,0 +1,270 @@
+"""A64 system instructions at EL0: hints, barriers, CLREX, PSTATE flag ops, DC/IC, MRS/MSR.
+
+System registers are a table keyed by (op0, op1, CRn, CRm, op2). EL0 reads of the ID
+registers (op0=3, op1=0, CRn=0) are emulated as Linux does for HWCAP_CPUID: the known
+ones return the CPU model's (feature-reduced) values, the rest of that space reads 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pyqemu.ir.core import Const, Temp
+from pyqemu.ir.ops import Cond, ExitReason
+from pyqemu.target.aarch64 import helpers
+from pyqemu.target.aarch64.cpu import (
+    EXCLUSIVE_ADDR_OFFSET,
+    FPCR_OFFSET,
+    FPSR_OFFSET,
+    TPIDR_EL0_OFFSET,
+    TPIDRRO_EL0_OFFSET,
+    cpu_CF,
+    cpu_NF,
+    cpu_VF,
+    cpu_ZF,
+)
+from pyqemu.target.aarch64.translate import (
+    M64,
+    DisasContext,
+    cpu_reg,
+    gen_exit,
+    gen_nzcv_read,
+    gen_nzcv_write,
+    gen_set_nzcv_const,
+    write_reg,
+)
+
+DECODE_FILES = ("a64-system.decode",)
+
+# TCG_MO_ALL | TCG_BAR_SC: a full barrier (single-threaded python backends ignore it)
+_MB_ALL = 0x1F
+
+
+def plus_2(ctx: DisasContext, x: int) -> int:
+    return x + 2
+
+
+def trans_HINT(ctx: DisasContext, a: Any) -> bool:
+    return True  # every hint is a NOP for the features pyqemu advertises
+
+
+def trans_CLREX(ctx: DisasContext, a: Any) -> bool:
+    ctx.b.gen_st_state_i64(Const(M64, 64), EXCLUSIVE_ADDR_OFFSET, 8)
+    return True
+
+
+def trans_DSB(ctx: DisasContext, a: Any) -> bool:
+    ctx.b.gen_mb(_MB_ALL)
+    return True
+
+
+def trans_DMB(ctx: DisasContext, a: Any) -> bool:
+    ctx.b.gen_mb(_MB_ALL)
+    return True
+
+
+def trans_ISB(ctx: DisasContext, a: Any) -> bool:
+    # end the block so that code changes made visible by IC IVAU are fetched anew
+    gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
+    return True
+
+
+def trans_SB(ctx: DisasContext, a: Any) -> bool:
+    if not ctx.has("sb"):
+        return False
+    gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
+    return True
+
+
+def trans_MSR_i(ctx: DisasContext, a: Any) -> bool:
+    b = ctx.b
+    if a.op1 == 0 and a.crm == 0 and a.op2 == 0:  # CFINV
+        if not ctx.has("flagm"):
+            return False
+        b.gen_xor_i64(cpu_CF, cpu_CF, 1)
+        return True
+    if a.op1 == 0 and a.crm == 0 and a.op2 in (1, 2):
+        if not ctx.has("flagm2"):
+            return False
+        t = ctx.t64()
+        if a.op2 == 1:  # XAFLAG
+            # N = !C && !Z ; Z = Z && C ; C = C || Z ; V = !C && Z   (from the Arm ARM)
+            z = ctx.t64()
+            b.gen_setcond_i64(z, Cond.EQ, cpu_ZF, 0)  # z = Z flag
+            nc = ctx.t64()
+            b.gen_xor_i64(nc, cpu_CF, 1)  # !C
+            # N
+            b.gen_xor_i64(t, z, 1)
+            b.gen_and_i64(t, t, nc)
+            nf, vf, zf, cf = ctx.t64(), ctx.t64(), ctx.t64(), ctx.t64()
+            b.gen_neg_i64(nf, t)
+            # V = !C && Z
+            b.gen_and_i64(t, nc, z)
+            b.gen_neg_i64(vf, t)
+            # Z = Z && C  -> ZF = 0 iff Z&&C
+            b.gen_and_i64(t, z, cpu_CF)
+            b.gen_xor_i64(zf, t, 1)
+            # C = C || Z
+            b.gen_or_i64(cf, cpu_CF, z)
+            for dst, src in ((cpu_NF, nf), (cpu_VF, vf), (cpu_ZF, zf), (cpu_CF, cf)):
+                b.gen_mov_i64(dst, src)
+        else:  # AXFLAG: Z = Z || V ; C = C && !V ; N = V = 0
+            v = ctx.t64()
+            b.gen_shr_i64(v, cpu_VF, 63)
+            z = ctx.t64()
+            b.gen_setcond_i64(z, Cond.EQ, cpu_ZF, 0)
+            b.gen_or_i64(z, z, v)
+            b.gen_xor_i64(cpu_ZF, z, 1)
+            b.gen_xor_i64(v, v, 1)
+            b.gen_and_i64(cpu_CF, cpu_CF, v)
+            b.gen_mov_i64(cpu_NF, 0)
+            b.gen_mov_i64(cpu_VF, 0)
+        return True
+    return False  # SPSel, DAIFSet/Clr, PAN, UAO, SSBS, DIT, TCO...: not at EL0 here
+
+
+# ---------------------------------------------------------------- SYS: DC / IC
+
+def trans_SYS(ctx: DisasContext, a: Any) -> bool:
+    if a.l:
+        return False  # SYSL: nothing at EL0
+    key = (a.op1, a.crn, a.crm, a.op2)
+    if key == (3, 7, 4, 1):  # DC ZVA
+        block = 4 << ctx.model.dczid
+        ctx.b.gen_call(helpers.helper_dc_zva, cpu_reg(ctx, a.rt), Const(block, 32))
+        return True
+    if key in ((3, 7, 11, 1), (3, 7, 14, 1), (3, 7, 10, 1), (3, 7, 5, 1)):
+        # DC CVAU / CIVAC / CVAC, IC IVAU: caches are coherent here and stores to code
+        # pages invalidate translations automatically
+        return True
+    if key == (3, 7, 12, 1):  # DC CVAP
+        return ctx.has("dcpop")
+    if key == (3, 7, 13, 1):  # DC CVADP
+        return ctx.has("dcpodp")
+    if key == (0, 7, 5, 0):  # IC IALLUIS (EL1 only)
+        return False
+    return False
+
+
+# ---------------------------------------------------------------- MRS / MSR
+
+Reader = Callable[[DisasContext, Temp], bool]
+Writer = Callable[[DisasContext, Any], bool]
+
+
+def _state_reader(offset: int, mask: int = M64) -> Reader:
+    def read(ctx: DisasContext, dest: Temp) -> bool:
+        ctx.b.gen_ld_state_i64(dest, offset, 8)
+        if mask != M64:
+            ctx.b.gen_and_i64(dest, dest, mask)
+        return True
+    return read
+
+
+def _state_writer(offset: int, mask: int = M64) -> Writer:
+    def write(ctx: DisasContext, src: Any) -> bool:
+        if mask != M64:
+            t = ctx.t64()
+            ctx.b.gen_and_i64(t, src, mask)
+            src = t
+        ctx.b.gen_st_state_i64(src, offset, 8)
+        return True
+    return write
+
+
+def _const_reader(fn: Callable[[DisasContext], int]) -> Reader:
+    def read(ctx: DisasContext, dest: Temp) -> bool:
+        ctx.b.gen_mov_i64(dest, Const(fn(ctx) & M64, 64))
+        return True
+    return read
+
+
+def _read_nzcv(ctx: DisasContext, dest: Temp) -> bool:
+    gen_nzcv_read(ctx, dest)
+    return True
+
+
+def _write_nzcv(ctx: DisasContext, src: Any) -> bool:
+    gen_nzcv_write(ctx, src)
+    return True
+
+
+def _read_cntvct(ctx: DisasContext, dest: Temp) -> bool:
+    ctx.b.gen_call(helpers.helper_cntvct, outs=[dest])
+    return True
+
+
+def _read_rndr(ctx: DisasContext, dest: Temp) -> bool:
+    if not ctx.has("rng"):
+        return False
+    ctx.b.gen_call(helpers.helper_rndr, outs=[dest])
+    gen_set_nzcv_const(ctx, 0)
+    return True
+
+
+# FPCR: AHP DN FZ RMode Stride FZ16 Len (the trap enables read as zero, as in QEMU;
+# FZ16 only with FEAT_FP16); FPSR: N Z C V QC and the cumulative exception bits
+_FPCR_MASK = 0x07F70000
+_FPCR_FZ16 = 0x00080000
+_FPSR_MASK = 0xF800009F
+
+
+def _write_fpcr(ctx: DisasContext, src: Any) -> bool:
+    mask = _FPCR_MASK | (_FPCR_FZ16 if "fphp" in ctx.model.features else 0)
+    return _state_writer(FPCR_OFFSET, mask)(ctx, src)
+
+# (op1, CRn, CRm, op2) with op0 = 3
+_READERS: dict[tuple[int, int, int, int], Reader] = {
+    (3, 4, 2, 0): _read_nzcv,
+    (3, 4, 4, 0): _state_reader(FPCR_OFFSET),
+    (3, 4, 4, 1): _state_reader(FPSR_OFFSET),
+    (3, 13, 0, 2): _state_reader(TPIDR_EL0_OFFSET),
+    (3, 13, 0, 3): _state_reader(TPIDRRO_EL0_OFFSET),
+    (3, 0, 0, 1): _const_reader(lambda ctx: ctx.model.ctr),
+    (3, 0, 0, 7): _const_reader(lambda ctx: ctx.model.dczid),
+    (3, 14, 0, 0): _const_reader(lambda ctx: helpers.CNTFRQ_HZ),
+    (3, 14, 0, 1): _read_cntvct,  # CNTPCT_EL0
+    (3, 14, 0, 2): _read_cntvct,  # CNTVCT_EL0
+    (3, 2, 4, 0): _read_rndr,  # RNDR
+    (3, 2, 4, 1): _read_rndr,  # RNDRRS
+    # ID registers (HWCAP_CPUID emulation)
+    (0, 0, 0, 0): _const_reader(lambda ctx: ctx.model.midr),
+    (0, 0, 0, 5): _const_reader(lambda ctx: 0x80000000),  # MPIDR_EL1 (as QEMU user)
+    (0, 0, 0, 6): _const_reader(lambda ctx: ctx.model.revidr),
+}
+for _crm, _op2, _name in ((4, 0, "id_aa64pfr0"), (4, 1, "id_aa64pfr1"),
+                          (5, 0, "id_aa64dfr0"), (5, 1, "id_aa64dfr1"),
+                          (6, 0, "id_aa64isar0"), (6, 1, "id_aa64isar1"),
+                          (7, 0, "id_aa64mmfr0"), (7, 1, "id_aa64mmfr1"),
+                          (7, 2, "id_aa64mmfr2")):
+    _READERS[(0, 0, _crm, _op2)] = _const_reader(
+        lambda ctx, n=_name: ctx.model.id_reg(n))  # type: ignore[misc]
+
+_WRITERS: dict[tuple[int, int, int, int], Writer] = {
+    (3, 4, 2, 0): _write_nzcv,
+    (3, 4, 4, 0): _write_fpcr,
+    (3, 4, 4, 1): _state_writer(FPSR_OFFSET, _FPSR_MASK),
+    (3, 13, 0, 2): _state_writer(TPIDR_EL0_OFFSET),
+}
+
+
+def trans_MSR_MRS(ctx: DisasContext, a: Any) -> bool:
+    if a.op0 != 3:
+        return False  # op0 = 2: debug registers, not at EL0
+    key = (a.op1, a.crn, a.crm, a.op2)
+    if a.l:  # MRS
+        reader = _READERS.get(key)
+        if reader is None and a.op1 == 0 and a.crn == 0 and a.crm >= 1:
+            reader = _const_reader(lambda ctx: 0)  # ID space: reserved -> RAZ
+        if reader is None:
+            return False
+        t = ctx.t64()
+        if not reader(ctx, t):
+            return False
+        write_reg(ctx, a.rt, t)
+        return True
+    writer = _WRITERS.get(key)
+    if writer is None:
+        return False
+    return writer(ctx, cpu_reg(ctx, a.rt))

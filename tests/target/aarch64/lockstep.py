@@ -1,0 +1,290 @@
+"""Lock-step harness: run A64 code in Unicorn (the oracle) and in pyqemu, compare state.
+
+Reusable by every A64 test module (integer, FP/SIMD, crypto)::
+
+    from lockstep import LockStep, random_state
+    ls = LockStep(backends=("interp", "python"))
+    res = ls.run([0x8B020020], random_state(rng))      # add x0, x1, x2
+    assert not res.mismatches, res.report()
+
+Memory map (same in both): CODE page (instructions, then zero words = UDF #0 which stops
+pyqemu), DATA region (random bytes, most base registers point into it). One call runs the
+given instruction words once: Unicorn with ``count=len(words)``, pyqemu with ``cpu_exec``
+until the UDF after the stream, a fault, an SVC or a BRK. Then x0-x30, sp, pc, NZCV,
+FPSR, FPCR, v0-v31 and the DATA bytes are compared.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import random
+import struct
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import unicorn as U
+from unicorn import arm64_const as A
+
+from pyqemu.accel.tcg.context import TCGContext
+from pyqemu.accel.tcg.cpu_exec import cpu_exec
+from pyqemu.accel.tcg.interfaces import (
+    PAGE_SIZE,
+    Access,
+    MemoryFault,
+    Prot,
+    TLBFill,
+    UndefinedInstruction,
+)
+from pyqemu.accel.tcg.vcpu import VCPU
+from pyqemu.ir.ops import ExitReason
+from pyqemu.target.aarch64 import cpu as a64cpu
+from pyqemu.target.aarch64.translate import AArch64Frontend
+
+CODE = 0x10000
+CODE_SIZE = PAGE_SIZE
+DATA = 0x100000
+DATA_SIZE = 0x20000  # 128 KiB: scaled imm12 offsets from a middle pointer stay inside
+M64 = (1 << 64) - 1
+
+# Unicorn's EL1 MAX CPU has DCZID 4; the lock-step frontend uses a model that matches
+_UNICORN_MODEL = dataclasses.replace(a64cpu.cpu_model("max"), dczid=4)
+
+
+@dataclasses.dataclass
+class State:
+    """Architectural state handed to both emulators."""
+
+    x: list[int]
+    sp: int
+    nzcv: int
+    v: list[int]  # 128-bit each
+    fpcr: int = 0
+    fpsr: int = 0
+    tpidr: int = 0
+    data: bytes = b""
+
+
+def random_state(rng: random.Random, data: bytes | None = None) -> State:
+    """Registers biased towards values that make interesting operands and addresses."""
+
+    def val() -> int:
+        r = rng.random()
+        if r < 0.35:  # pointer into DATA (mostly aligned)
+            p = DATA + DATA_SIZE // 2 + rng.randrange(-0x800, 0x800)
+            return p & ~rng.choice((0, 0, 1, 3, 7, 15))
+        if r < 0.55:
+            return rng.choice((0, 1, 2, 31, 32, 63, 64, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF,
+                               M64, M64 - 1, 1 << 63, (1 << 63) - 1, rng.randrange(256)))
+        if r < 0.7:
+            return rng.getrandbits(32)
+        return rng.getrandbits(64)
+
+    if data is None:
+        data = rng.randbytes(DATA_SIZE)
+    sp = (DATA + DATA_SIZE // 2 + rng.randrange(-0x400, 0x400)) & ~15
+    return State([val() for _ in range(31)], sp, rng.randrange(16) << 28,
+                 [rng.getrandbits(128) for _ in range(32)], 0, 0, rng.getrandbits(64), data)
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one emulator did: end kind, registers, data bytes."""
+
+    kind: str  # "ok" (ran to the end) | "undef" | "fault" | "svc" | "brk"
+    pc: int
+    x: list[int]
+    sp: int
+    nzcv: int
+    v: list[int]
+    fpcr: int
+    fpsr: int
+    data: bytes
+
+    def diff(self, other: Outcome) -> list[str]:
+        out = []
+        if self.kind != other.kind:
+            out.append(f"end {self.kind} != {other.kind}")
+        if self.pc != other.pc:
+            out.append(f"pc {self.pc:#x} != {other.pc:#x}")
+        for i in range(31):
+            if self.x[i] != other.x[i]:
+                out.append(f"x{i} {self.x[i]:#x} != {other.x[i]:#x}")
+        if self.sp != other.sp:
+            out.append(f"sp {self.sp:#x} != {other.sp:#x}")
+        if self.nzcv != other.nzcv:
+            out.append(f"nzcv {self.nzcv >> 28:04b} != {other.nzcv >> 28:04b}")
+        for i in range(32):
+            if self.v[i] != other.v[i]:
+                out.append(f"v{i} {self.v[i]:#034x} != {other.v[i]:#034x}")
+        if self.fpcr != other.fpcr:
+            out.append(f"fpcr {self.fpcr:#x} != {other.fpcr:#x}")
+        if self.fpsr != other.fpsr:
+            out.append(f"fpsr {self.fpsr:#x} != {other.fpsr:#x}")
+        if self.data != other.data:
+            first = next(i for i in range(len(self.data)) if self.data[i] != other.data[i])
+            out.append(f"memory differs first at {DATA + first:#x}")
+        return out
+
+
+@dataclasses.dataclass
+class Result:
+    words: list[int]
+    unicorn: Outcome
+    pyqemu: dict[str, Outcome]
+    mismatches: dict[str, list[str]]
+
+    def report(self) -> str:
+        ws = " ".join(f"{w:08x}" for w in self.words)
+        lines = [f"insns {ws}: unicorn ended {self.unicorn.kind} at {self.unicorn.pc:#x}"]
+        for be, diffs in self.mismatches.items():
+            lines.append(f"  [{be}] " + "; ".join(diffs[:8]))
+        return "\n".join(lines)
+
+
+class _TestMemory:
+    """A MemoryProvider with two mapped ranges (CODE rwx, DATA rw)."""
+
+    def __init__(self) -> None:
+        self.code_off = 0
+        self.data_off = CODE_SIZE
+        self.buf = bytearray(CODE_SIZE + DATA_SIZE)
+        self.host_view = memoryview(self.buf)
+        self.host_base = ctypes.addressof(ctypes.c_char.from_buffer(self.buf))
+
+    def tlb_fill(self, vaddr: int, access: Access, mmu_idx: int) -> TLBFill:
+        page = vaddr & ~(PAGE_SIZE - 1)
+        if CODE <= page < CODE + CODE_SIZE:
+            return TLBFill(self.code_off + page - CODE, Prot.READ | Prot.WRITE | Prot.EXEC)
+        if DATA <= page < DATA + DATA_SIZE:
+            return TLBFill(self.data_off + page - DATA, Prot.READ | Prot.WRITE)
+        raise MemoryFault(vaddr, access, "unmapped")
+
+
+_Q_REGS = [getattr(A, f"UC_ARM64_REG_Q{i}") for i in range(32)]
+_X_REGS = [getattr(A, f"UC_ARM64_REG_X{i}") for i in range(29)] + [A.UC_ARM64_REG_X29,
+                                                                  A.UC_ARM64_REG_X30]
+# CLREX runs first in Unicorn so its exclusive monitor starts clear, like pyqemu's
+_CLREX = 0xD503305F
+
+
+class LockStep:
+    """One Unicorn instance and one pyqemu vCPU per backend, reused across runs."""
+
+    def __init__(self, backends: Sequence[str] = ("interp", "python"),
+                 model: a64cpu.ARMCPUModel | None = None) -> None:
+        self.uc = U.Uc(U.UC_ARCH_ARM64, U.UC_MODE_ARM)
+        self.uc.ctl_set_cpu_model(A.UC_CPU_ARM64_MAX)
+        self.uc.mem_map(CODE - PAGE_SIZE, CODE_SIZE + PAGE_SIZE)
+        self.uc.mem_map(DATA, DATA_SIZE)
+        self._uc_intno: int | None = None
+        self.uc.hook_add(U.UC_HOOK_INTR, self._on_intr)
+        self.frontend = AArch64Frontend(model or _UNICORN_MODEL)
+        self.vcpus: dict[str, tuple[TCGContext, VCPU, _TestMemory]] = {}
+        for be in backends:
+            mem = _TestMemory()
+            ctx = TCGContext(self.frontend, backend=be)
+            self.vcpus[be] = (ctx, VCPU(ctx, mem), mem)
+
+    def _on_intr(self, uc: Any, intno: int, user_data: Any) -> None:
+        self._uc_intno = intno
+        uc.emu_stop()
+
+    # ------------------------------------------------------------ unicorn
+    def _run_unicorn(self, words: Sequence[int], st: State) -> Outcome:
+        uc = self.uc
+        code = struct.pack("<I", _CLREX) + b"".join(struct.pack("<I", w) for w in words)
+        uc.mem_write(CODE - 4, code + bytes(4))
+        uc.mem_write(DATA, st.data)
+        for i, r in enumerate(_X_REGS):
+            uc.reg_write(r, st.x[i])
+        uc.reg_write(A.UC_ARM64_REG_SP, st.sp)
+        uc.reg_write(A.UC_ARM64_REG_NZCV, st.nzcv)
+        uc.reg_write(A.UC_ARM64_REG_FPCR, st.fpcr)
+        uc.reg_write(A.UC_ARM64_REG_FPSR, st.fpsr)
+        uc.reg_write(A.UC_ARM64_REG_TPIDR_EL0, st.tpidr)
+        for i, r in enumerate(_Q_REGS):
+            uc.reg_write(r, st.v[i])
+        self._uc_intno = None
+        kind = "ok"
+        end = CODE + 4 * len(words)
+        try:
+            uc.emu_start(CODE - 4, end, count=len(words) + 1)
+        except U.UcError as e:
+            if e.errno in (U.UC_ERR_READ_UNMAPPED, U.UC_ERR_WRITE_UNMAPPED,
+                           U.UC_ERR_READ_PROT, U.UC_ERR_WRITE_PROT,
+                           U.UC_ERR_READ_UNALIGNED, U.UC_ERR_WRITE_UNALIGNED):
+                kind = "fault"
+            elif e.errno in (U.UC_ERR_FETCH_UNMAPPED, U.UC_ERR_FETCH_PROT):
+                kind = "ok"  # branched out of the code page: pyqemu faults on fetch
+            elif e.errno == U.UC_ERR_INSN_INVALID:
+                kind = "undef"
+            else:
+                kind = f"error {e}"
+        pc = uc.reg_read(A.UC_ARM64_REG_PC)
+        if self._uc_intno is not None:
+            kind = {1: "undef", 2: "svc", 4: "fault", 7: "brk"}.get(self._uc_intno,
+                                                                   f"intr {self._uc_intno}")
+        return Outcome(kind, pc, [uc.reg_read(r) for r in _X_REGS],
+                       uc.reg_read(A.UC_ARM64_REG_SP), uc.reg_read(A.UC_ARM64_REG_NZCV),
+                       [uc.reg_read(r) for r in _Q_REGS], uc.reg_read(A.UC_ARM64_REG_FPCR),
+                       uc.reg_read(A.UC_ARM64_REG_FPSR), bytes(uc.mem_read(DATA, DATA_SIZE)))
+
+    # ------------------------------------------------------------ pyqemu
+    def _run_pyqemu(self, be: str, words: Sequence[int], st: State) -> Outcome:
+        ctx, vcpu, mem = self.vcpus[be]
+        code = b"".join(struct.pack("<I", w) for w in words)
+        mem.buf[0:CODE_SIZE] = bytes(CODE_SIZE)
+        mem.buf[0:len(code)] = code
+        ctx.invalidate_range(CODE, CODE + CODE_SIZE)
+        mem.buf[mem.data_off:mem.data_off + DATA_SIZE] = st.data
+        s = vcpu.state
+        a64cpu.reset_state(s)
+        for i in range(31):
+            s.xregs[i] = st.x[i]
+        s.sp = st.sp
+        a64cpu.pstate_write(s, st.nzcv)
+        s.fpcr, s.fpsr, s.tpidr_el0 = st.fpcr, st.fpsr, st.tpidr
+        for i in range(32):
+            s.vregs[2 * i] = st.v[i] & M64
+            s.vregs[2 * i + 1] = st.v[i] >> 64
+        vcpu.set_pc(CODE)
+        # a branch back into the stream would loop forever where Unicorn's count stops
+        timer = threading.Timer(0.5, lambda: setattr(vcpu, "exit_request", True))
+        timer.start()
+        try:
+            ex = cpu_exec(vcpu)
+        finally:
+            timer.cancel()
+        end = CODE + 4 * len(words)
+        pc = vcpu.get_pc()
+        trap = ex.trap
+        if trap is None:
+            kind = "svc" if ex.reason == ExitReason.SYSCALL else f"exit {ex.reason}"
+        elif isinstance(trap, UndefinedInstruction):
+            # the UDF #0 after the stream (or zeros a branch landed on) ends a normal run
+            kind = "undef" if CODE <= trap.pc < end else "ok"
+        elif isinstance(trap, a64cpu.BreakpointTrap):
+            kind = "brk"
+        elif isinstance(trap, MemoryFault):
+            kind = "ok" if trap.access == Access.EXEC else "fault"
+        else:
+            kind = f"trap {trap!r}"
+        return Outcome(kind, pc, [s.xregs[i] for i in range(31)], s.sp,
+                       a64cpu.pstate_read(s),
+                       [s.vregs[2 * i] | (s.vregs[2 * i + 1] << 64) for i in range(32)],
+                       s.fpcr, s.fpsr,
+                       bytes(mem.buf[mem.data_off:mem.data_off + DATA_SIZE]))
+
+    def run(self, words: Sequence[int], st: State) -> Result:
+        uo = self._run_unicorn(words, st)
+        outs: dict[str, Outcome] = {}
+        mism: dict[str, list[str]] = {}
+        for be in self.vcpus:
+            po = self._run_pyqemu(be, words, st)
+            outs[be] = po
+            d = uo.diff(po)
+            if d:
+                mism[be] = d
+        return Result(list(words), uo, outs, mism)
