@@ -144,6 +144,13 @@ def _read_desc(rd: _Reader, log: LogEntries,
     if not _hdr_is_valid(log, hdr, log_guid):
         raise ImageFormatError("VHDX log entry header is invalid")
     desc_sectors = compute_desc_sectors(hdr.descriptor_count)
+    if desc_sectors > 1:
+        # QEMU 7.2 reads every descriptor sector into the start of its buffer, so the
+        # descriptors past the 126th come from uninitialised memory and fail validation:
+        # it cannot open such a log, and neither do we (the same images open in both)
+        raise ImageFormatError(
+            f"VHDX log entry {hdr.sequence_number} has more than 126 descriptors, "
+            "which QEMU 7.2 cannot replay")
     descs: list[LogDescriptor] = []
     raw: list[bytes] = []
     remaining = hdr.descriptor_count
