@@ -129,9 +129,7 @@ def create(filename: str, size: int, opts: dict[str, Any]) -> None:
     h.backing_file = p.backing_file
     h.backing_format = p.backing_fmt
     if p.data_file:
-        dpath = p.data_file
-        if not os.path.isabs(dpath):
-            dpath = os.path.join(os.path.dirname(filename), dpath)
+        dpath = p.data_file  # as QEMU: relative to the current directory at creation
         with ImageFile(dpath, readonly=False, create=True) as df:
             df.truncate(p.size if p.prealloc == "off" or not p.data_file_raw else 0)
     with ImageFile(filename, readonly=False, create=True) as f:

@@ -811,7 +811,7 @@ class Qcow2Image(Image):
         self._writable()
         buf = bytes(data) + bytes(cs - len(data))
         comp = qcompress.compress(buf, self.header.compression_type)
-        if len(comp) >= cs - 512:
+        if len(comp) > cs - 1:
             self.write(offset, data)  # not worth it: QEMU stores it uncompressed too
             return
         ci = offset // cs
