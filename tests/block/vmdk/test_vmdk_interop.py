@@ -1,0 +1,459 @@
+"""vmdk: pyqemu's driver against the real qemu-img / qemu-io, every QEMU 7.2 subformat."""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from vmdk_helpers import file_digest, merged_map, open_vmdk, qemu_map
+
+from pyqemu.block.errors import BlockError
+from pyqemu.block.file import ImageFile
+from pyqemu.block.vmdk import VmdkImage
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+GRAIN = 64 * KiB
+SIZE = 3 * GiB  # two extents in the twoGbMaxExtent* subformats
+SUBFORMATS = ["monolithicSparse", "monolithicFlat", "twoGbMaxExtentSparse",
+              "twoGbMaxExtentFlat", "streamOptimized"]
+# unaligned, crossing grain (64 KiB), grain-table (32 MiB) and extent (2 GiB) boundaries
+WRITES = [
+    (1000, 70000, 0x11),
+    (GRAIN - 1, 2, 0x22),
+    (32 * MiB - 300, 600, 0x33),
+    (2 * GiB - 5000, 10000, 0x44),  # across the 2 GiB extent boundary
+    (SIZE - 777, 777, 0x55),        # the very end
+]
+
+
+def _windows(writes: list[tuple[int, int, int]], size: int) -> list[tuple[int, int]]:
+    out = []
+    for off, n, _ in writes:
+        lo = max(0, off - GRAIN - 17)
+        hi = min(size, off + n + GRAIN + 17)
+        out.append((lo, hi - lo))
+    return out
+
+
+def _expected(writes, lo: int, n: int) -> bytes:
+    buf = bytearray(n)
+    for off, m, pat in writes:
+        a, b = max(off, lo), min(off + m, lo + n)
+        if a < b:
+            buf[a - lo:b - lo] = bytes([pat]) * (b - a)
+    return bytes(buf)
+
+
+def _raw_file(path: str, size: int, writes) -> None:
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+        for off, n, pat in writes:
+            fh.seek(off)
+            fh.write(bytes([pat]) * n)
+
+
+def _qemu_image(tmp_path, qemu_img, qemu_io, subformat: str, size: int = SIZE,
+                writes=WRITES, **opts: str) -> str:
+    """An image made by QEMU: qemu-io writes, or convert from raw for streamOptimized."""
+    img = str(tmp_path / f"q-{subformat}.vmdk")
+    if subformat == "streamOptimized":
+        raw = str(tmp_path / "src.raw")
+        _raw_file(raw, size, writes)
+        o = ",".join([f"subformat={subformat}"] + [f"{k}={v}" for k, v in opts.items()])
+        qemu_img.run("convert", "-f", "raw", "-O", "vmdk", "-o", o, raw, img).ok()
+        os.unlink(raw)
+    else:
+        qemu_img.create("vmdk", img, size, subformat=subformat, **opts)
+        for off, n, pat in writes:
+            qemu_io.write(img, off, n, pat, fmt="vmdk")
+    return img
+
+
+def _qemu_windows(qemu_img, img: str, tmp_path, windows) -> list[bytes]:
+    """Windows of the guest view as qemu-img sees it (convert to a sparse raw file)."""
+    raw = str(tmp_path / "oracle.raw")
+    qemu_img.run("convert", "-U", "-f", "vmdk", "-O", "raw", img, raw).ok()
+    out = []
+    with open(raw, "rb") as fh:
+        for lo, n in windows:
+            fh.seek(lo)
+            out.append(fh.read(n))
+    os.unlink(raw)
+    return out
+
+
+def _all_files(tmp_path) -> dict[str, object]:
+    """Content digests (small files) or size+mtime (huge sparse extents) of every file."""
+    out: dict[str, object] = {}
+    for p in sorted(os.listdir(tmp_path)):
+        st = os.stat(tmp_path / p)
+        out[p] = file_digest(str(tmp_path / p)) if st.st_size < 64 * MiB else (
+            st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.mark.parametrize("subformat", SUBFORMATS)
+def test_read_qemu_written(tmp_path, qemu_img, qemu_io, subformat):
+    """Every subformat, written by QEMU, reads byte-identically through pyqemu."""
+    img = _qemu_image(tmp_path, qemu_img, qemu_io, subformat)
+    wins = _windows(WRITES, SIZE)
+    oracle = _qemu_windows(qemu_img, img, tmp_path, wins)
+    before = _all_files(tmp_path)
+    with open_vmdk(img) as im:
+        assert im.virtual_size == SIZE
+        for (lo, n), want in zip(wins, oracle):
+            assert im.read(lo, n) == want
+            assert want == _expected(WRITES, lo, n)  # the oracle saw the writes too
+        info = qemu_img.info(img, "vmdk")
+        assert im.info_specific() == info["format-specific"]
+        assert im.cluster_size == info.get("cluster-size")
+        assert im.allocated_file_size() == info["actual-size"]
+        assert merged_map(im) == qemu_map(qemu_img, img, "vmdk")
+        assert im.check().corruptions == 0
+    assert _all_files(tmp_path) == before  # a read-only open wrote nothing
+
+
+def _write_ours(im: VmdkImage, subformat: str, size: int, writes) -> None:
+    if subformat != "streamOptimized":
+        for off, n, pat in writes:
+            im.write(off, bytes([pat]) * n)
+        return
+    # streamOptimized takes whole grains once, in any order (as convert -c writes them)
+    grains = sorted({g for off, n, _ in writes
+                     for g in range(off // GRAIN, (off + n - 1) // GRAIN + 1)})
+    for g in grains:
+        lo = g * GRAIN
+        n = min(GRAIN, size - lo)
+        im.write_compressed(lo, _expected(writes, lo, n))
+    im.write_compressed(size, b"")  # end of stream
+
+
+@pytest.mark.parametrize("subformat", SUBFORMATS)
+def test_qemu_reads_ours(tmp_path, qemu_img, subformat):
+    """Images pyqemu creates and writes pass qemu-img check and compare with a raw file."""
+    img = str(tmp_path / "p.vmdk")
+    VmdkImage.create(img, SIZE, {"subformat": subformat})
+    with open_vmdk(img, readonly=False) as im:
+        _write_ours(im, subformat, SIZE, WRITES)
+    rc, data = qemu_img.check(img, "vmdk")
+    assert rc == 0, data
+    raw = str(tmp_path / "expected.raw")
+    _raw_file(raw, SIZE, WRITES)
+    res = qemu_img.compare(raw, img, "-f", "raw", "-F", "vmdk")
+    assert res.rc == 0, res.out + res.err
+    info = qemu_img.info(img, "vmdk")
+    assert info["virtual-size"] == SIZE
+    assert info["format-specific"]["data"]["create-type"] == subformat
+    with open_vmdk(img) as im:
+        assert im.info_specific() == info["format-specific"]
+        assert im.allocated_file_size() == info["actual-size"]
+        assert merged_map(im) == qemu_map(qemu_img, img, "vmdk")
+
+
+def _desc_of(path: str) -> str:
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+        if head == b"KDMV":
+            fh.seek(0x200)
+            text = fh.read(20 * 512)
+        else:
+            fh.seek(0)
+            text = fh.read()
+    return re.sub(r"\nCID=[0-9a-f]+\n", "\nCID=X\n", text.split(b"\0")[0].decode())
+
+
+CREATE_CASES = [
+    {"subformat": s} for s in SUBFORMATS
+] + [
+    {"adapter_type": "lsilogic"}, {"adapter_type": "buslogic"},
+    {"adapter_type": "legacyESX", "subformat": "monolithicFlat"},
+    {"hwversion": "7"}, {"compat6": "on"}, {"toolsversion": "10240"},
+    {"zeroed_grain": "on"}, {"zeroed_grain": "on", "subformat": "twoGbMaxExtentSparse"},
+    {"subformat": "streamOptimized", "adapter_type": "lsilogic", "hwversion": "14"},
+]
+
+
+@pytest.mark.parametrize("size", [0, 1000, 5 * MiB + 512, 4 * GiB + 12345])
+@pytest.mark.parametrize("opts", CREATE_CASES, ids=lambda o: ",".join(f"{k}={v}"
+                                                                     for k, v in o.items()))
+def test_create_matches_qemu(tmp_path, qemu_img, opts, size):
+    """Same files (names, sizes, headers, grain directories) and descriptor as qemu-img
+    create, CID aside."""
+    if size == 0 and opts.get("subformat", "").endswith("Flat"):
+        pytest.skip("qemu-img makes no extent for a 0-byte flat image either")
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    mine.mkdir()
+    theirs.mkdir()
+    from pyqemu.block.driver import parse_opts
+
+    VmdkImage.create(str(mine / "d.vmdk"), size,
+                     parse_opts(VmdkImage.create_opts, opts, "vmdk"))
+    qemu_img.create("vmdk", str(theirs / "d.vmdk"), size, **opts)
+    names = sorted(os.listdir(theirs))
+    assert sorted(os.listdir(mine)) == names
+    for name in names:
+        pa, pb = mine / name, theirs / name
+        if name == "d.vmdk" and pb.read_bytes()[:4] != b"KDMV":
+            continue  # a descriptor file: compared below, CID aside
+        assert pa.stat().st_size == pb.stat().st_size, name
+        with open(pa, "rb") as fa, open(pb, "rb") as fb:
+            a, b = fa.read(4 * MiB), fb.read(4 * MiB)  # header, descriptor, directories
+        if a[:4] == b"KDMV":
+            assert a[:0x200] == b[:0x200], name
+            assert a[0x200 + 20 * 512:] == b[0x200 + 20 * 512:], name
+        else:
+            assert a == b, name
+    assert _desc_of(str(mine / "d.vmdk")) == _desc_of(str(theirs / "d.vmdk"))
+    rc, data = qemu_img.check(str(mine / "d.vmdk"), "vmdk")
+    rc_theirs = qemu_img.check(str(theirs / "d.vmdk"), "vmdk")[0]
+    if size == 0 and rc_theirs:  # QEMU cannot open its own 0-byte monolithic images
+        assert rc == rc_theirs
+        err = qemu_img.run("check", str(theirs / "d.vmdk")).err
+        with pytest.raises(BlockError) as exc, open_vmdk(str(mine / "d.vmdk")):
+            pass
+        assert str(exc.value) in err
+    else:
+        assert rc == 0, data
+
+
+@pytest.mark.parametrize("opts,err", [
+    ({"adapter_type": "scsi"}, "invalid parameter value: scsi"),
+    ({"subformat": "vmfs"}, "invalid parameter value: vmfs"),
+    ({"compat6": "on", "hwversion": "7"}, "compat6 cannot be enabled with hwversion set"),
+    ({"subformat": "monolithicFlat", "zeroed_grain": "on"},
+     "Flat image can't enable zeroed grain"),
+    ({"backing_fmt": "raw", "backing_file": "r.img"}, "backing_file must be a vmdk image"),
+])
+def test_create_errors_match_qemu(tmp_path, qemu_img, opts, err):
+    from pyqemu.block.driver import parse_opts
+
+    qemu_img.create("raw", str(tmp_path / "r.img"), MiB)
+
+    res = qemu_img.run("create", "-f", "vmdk", "-o",
+                       ",".join(f"{k}={v}" for k, v in opts.items()),
+                       str(tmp_path / "q.vmdk"), "1M")
+    assert res.rc != 0 and err in res.err
+    with pytest.raises(BlockError) as exc:
+        VmdkImage.create(str(tmp_path / "p.vmdk"), MiB,
+                         parse_opts(VmdkImage.create_opts, opts, "vmdk"))
+    assert str(exc.value) == err
+
+
+def test_backing_chain_both_ways(tmp_path, qemu_img, qemu_io):
+    """parentFileNameHint/parentCID children: QEMU's read by us, ours read by QEMU."""
+    base = str(tmp_path / "base.vmdk")
+    qemu_img.create("vmdk", base, 4 * MiB)
+    qemu_io.write(base, 0, 4 * MiB, 0x61, fmt="vmdk")
+    for d in ("t", "o"):
+        (tmp_path / d).mkdir()
+    theirs = str(tmp_path / "t" / "c.vmdk")
+    ours = str(tmp_path / "o" / "c.vmdk")
+    base = str(tmp_path / "t" / "base.vmdk")
+    os.rename(str(tmp_path / "base.vmdk"), base)
+    os.link(base, str(tmp_path / "o" / "base.vmdk"))
+    qemu_img.run("create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", theirs).ok()
+    VmdkImage.create(ours, 4 * MiB, {"backing_file": "base.vmdk", "backing_fmt": "vmdk"})
+    assert _desc_of(ours) == _desc_of(theirs)
+    child_writes = [(GRAIN + 100, 300, 0x62), (3 * MiB - 5, 10, 0x63)]
+    for off, n, pat in child_writes:
+        qemu_io.write(theirs, off, n, pat, fmt="vmdk")
+    with open_vmdk(ours, readonly=False) as im:
+        assert im.backing_filename == "base.vmdk" and im.backing_format == "vmdk"
+        with open_vmdk(base) as b:
+            im.backing = VmdkImage.open(ImageFile(base), readonly=True, options={})
+            assert im.parent_cid == b.cid
+        for off, n, pat in child_writes:  # partial grains: copy-on-write from the base
+            im.write(off, bytes([pat]) * n)
+    assert qemu_img.check(ours, "vmdk")[0] == 0
+    assert qemu_img.compare(theirs, ours).rc == 0
+    with open_vmdk(theirs) as im:
+        im.backing = VmdkImage.open(ImageFile(base), readonly=True, options={})
+        raw = str(tmp_path / "t.raw")
+        qemu_img.run("convert", "-O", "raw", theirs, raw).ok()
+        assert im.read(0, 4 * MiB) == open(raw, "rb").read()
+        assert qemu_img.info(theirs)["format-specific"] == im.info_specific()
+        # qemu-img map recurses into the base; compare this layer's extents
+        top = [e for e in qemu_img.map(theirs, "vmdk") if e["depth"] == 0]
+        assert [e for e in merged_map(im) if e["present"]] == top
+
+
+def test_modified_base_is_refused(tmp_path, qemu_img, qemu_io):
+    """Writing the base changes its CID; QEMU then fails child reads, so do we."""
+    base = str(tmp_path / "base.vmdk")
+    child = str(tmp_path / "child.vmdk")
+    qemu_img.create("vmdk", base, MiB)
+    qemu_img.run("create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", child).ok()
+    qemu_io.write(base, 0, 512, 0x1, fmt="vmdk")
+    assert qemu_io.run(child, "read 0 512", fmt="vmdk").out.count("failed") == 1
+    with open_vmdk(child) as im:
+        im.backing = VmdkImage.open(ImageFile(base), readonly=True, options={})
+        with pytest.raises(BlockError):
+            im.read(0, 512)
+
+
+def test_backing_must_be_vmdk(tmp_path, qemu_img):
+    raw = str(tmp_path / "r.img")
+    qemu_img.create("raw", raw, MiB)
+    with pytest.raises(BlockError, match="Must be vmdk"):
+        VmdkImage.create(str(tmp_path / "c.vmdk"), MiB, {"backing_file": "r.img"})
+
+
+@pytest.mark.parametrize("subformat", ["monolithicSparse", "twoGbMaxExtentSparse"])
+def test_zeroed_grain_write_zeroes_like_qemu(tmp_path, qemu_img, qemu_io, subformat):
+    """write -z with zeroed_grain: same map (offsets included) and data as QEMU's."""
+    theirs, ours = str(tmp_path / "t.vmdk"), str(tmp_path / "o.vmdk")
+    size = 3 * GiB if subformat.startswith("two") else 8 * MiB
+    qemu_img.create("vmdk", theirs, size, subformat=subformat, zeroed_grain="on")
+    VmdkImage.create(ours, size, {"subformat": subformat, "zeroed_grain": True})
+    ops = [("write", 0, 5 * GRAIN, 0x71), ("zero", 1000, 3 * GRAIN, 0),
+           ("zero", 6 * GRAIN, 4 * GRAIN, 0), ("write", 7 * GRAIN + 5, 100, 0x72)]
+    if size > 2 * GiB:
+        ops.append(("zero", 2 * GiB - GRAIN, 2 * GRAIN + 3, 0))
+    cmds = [f"write -P {p:#x} {o} {n}" if k == "write" else f"write -z {o} {n}"
+            for k, o, n, p in ops]
+    res = qemu_io.run(theirs, *cmds, fmt="vmdk").ok()
+    assert "failed" not in res.out
+    with open_vmdk(ours, readonly=False) as im:
+        for k, o, n, p in ops:
+            if k == "write":
+                im.write(o, bytes([p]) * n)
+            else:
+                im.write_zeroes(o, n)
+    assert qemu_img.check(ours, "vmdk")[0] == 0
+    assert qemu_img.compare(theirs, ours).rc == 0
+    assert qemu_map(qemu_img, ours, "vmdk") == qemu_map(qemu_img, theirs, "vmdk")
+    with open_vmdk(theirs) as im:
+        assert merged_map(im) == qemu_map(qemu_img, theirs, "vmdk")
+
+
+def test_streamoptimized_rejects_what_qemu_rejects(tmp_path, qemu_img, qemu_io):
+    """Partial-grain and second writes fail on streamOptimized in QEMU and in pyqemu."""
+    img = str(tmp_path / "s.vmdk")
+    VmdkImage.create(img, MiB, {"subformat": "streamOptimized"})
+    assert "failed" in qemu_io.run(img, "write 100 512", fmt="vmdk").out
+    with open_vmdk(img, readonly=False) as im:
+        with pytest.raises(BlockError):
+            im.write(100, bytes(512))
+        im.write(0, b"\x01" * GRAIN)
+        with pytest.raises(BlockError, match="allocated cluster"):
+            im.write(0, b"\x02" * GRAIN)
+    assert "failed" in qemu_io.run(img, f"write 0 {GRAIN}", fmt="vmdk").out
+    assert qemu_io.verify(img, 0, GRAIN, 0x01, fmt="vmdk")
+
+
+def test_streamoptimized_with_footer(tmp_path, qemu_img, qemu_io):
+    """VMware's layout (GD at the end, header repeated in a footer) reads as QEMU reads it."""
+    img = _qemu_image(tmp_path, qemu_img, qemu_io, "streamOptimized", size=64 * MiB,
+                      writes=[(5, 100000, 0x3c), (40 * MiB, 5, 0x3d)])
+    data = bytearray(open(img, "rb").read())
+    header = bytes(data[4:4 + 75])
+    data += bytes((-len(data)) % 512)
+    struct.pack_into("<Q", data, 4 + 4 + 4 + 8 + 8 + 8 + 8 + 4 + 8, 0xFFFFFFFFFFFFFFFF)
+    footer_marker = struct.pack("<QII", 0, 0, 3).ljust(512, b"\0")
+    footer = (b"KDMV" + header).ljust(512, b"\0")
+    eos = bytes(512)
+    data += footer_marker + footer + eos
+    vm = str(tmp_path / "vmware.vmdk")
+    open(vm, "wb").write(bytes(data))
+    raw = str(tmp_path / "o.raw")
+    qemu_img.run("convert", "-O", "raw", vm, raw).ok()
+    with open_vmdk(vm) as im:
+        assert im.read(0, 64 * MiB) == open(raw, "rb").read()
+        assert im.info_specific() == qemu_img.info(vm)["format-specific"]
+
+
+def test_vmdk3_cowd_extent(tmp_path, qemu_img):
+    """An old VMFS sparse (COWD) extent behind a vmfsSparse descriptor, as QEMU reads it."""
+    ext = bytearray(64 * 1024)
+    granularity, gtes = 8, 4096  # 4 KiB grains, 4096 GTEs per table
+    disk_sectors = 2 * granularity * gtes
+    hdr = struct.pack("<IIIIIIIIII", 1, 3, disk_sectors, granularity, 4, 2, 0, 0, 0, 0)
+    ext[0:4] = b"COWD"
+    ext[4:4 + len(hdr)] = hdr
+    struct.pack_into("<II", ext, 4 * 512, 8, 0)  # GD: table 0 at sector 8, table 1 absent
+    struct.pack_into("<I", ext, 8 * 512 + 4 * 3, 48)  # grain 3 -> sector 48
+    ext[48 * 512:52 * 512] = b"\xab" * 2048 + b"\xcd" * 2048
+    ext_path = tmp_path / "x-s001.vmdk"
+    ext_path.write_bytes(bytes(ext))
+    desc = ('# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n'
+            'createType="vmfsSparse"\n\n# Extent description\n'
+            f'RW {disk_sectors} VMFSSPARSE "x-s001.vmdk"\n')
+    d = tmp_path / "x.vmdk"
+    d.write_text(desc)
+    raw = str(tmp_path / "o.raw")
+    qemu_img.run("convert", "-O", "raw", str(d), raw).ok()
+    with open_vmdk(str(d)) as im:
+        want = open(raw, "rb").read()
+        assert len(want) == im.virtual_size
+        assert im.read(0, im.virtual_size) == want
+        assert im.info_specific() == qemu_img.info(str(d))["format-specific"]
+
+
+def test_rdonly_extents_ignored_like_qemu(tmp_path, qemu_img):
+    img = str(tmp_path / "t.vmdk")
+    qemu_img.create("vmdk", img, SIZE, subformat="twoGbMaxExtentSparse")
+    text = open(img).read().replace("RW 2097152", "RDONLY 2097152")
+    open(img, "w").write(text)
+    with open_vmdk(img) as im:
+        assert im.virtual_size == qemu_img.info(img)["virtual-size"]
+        assert im.info_specific() == qemu_img.info(img)["format-specific"]
+
+
+def test_write_updates_cid_once(tmp_path, qemu_img):
+    img = str(tmp_path / "c.vmdk")
+    VmdkImage.create(img, MiB, {"subformat": "twoGbMaxExtentSparse"})
+    cid0 = qemu_img.info(img)["format-specific"]["data"]["cid"]
+    with open_vmdk(img, readonly=False) as im:
+        im.write(0, b"x")
+        cid1 = im.cid
+        im.write(GRAIN, b"y")
+        assert im.cid == cid1
+    info = qemu_img.info(img)
+    assert info["format-specific"]["data"]["cid"] == cid1 != cid0
+    assert qemu_img.check(img, "vmdk")[0] == 0
+
+
+def test_probe(tmp_path, qemu_img):
+    for sub in ("monolithicSparse", "twoGbMaxExtentFlat"):
+        img = str(tmp_path / f"{sub}.vmdk")
+        qemu_img.create("vmdk", img, MiB, subformat=sub)
+        assert VmdkImage.probe(open(img, "rb").read(2048), img) == 100
+    assert VmdkImage.probe(b"#c\n  \nversion=1\r\n", "x") == 100
+    assert VmdkImage.probe(b"hello", "x") == 0
+    assert VmdkImage.probe(b"KDM", "x") == 0
+
+
+OPS = st.lists(
+    st.tuples(st.sampled_from(["write", "zero"]), st.integers(0, 4 * MiB - 1),
+              st.integers(1, 300 * KiB), st.integers(1, 255)),
+    min_size=1, max_size=8)
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS, zeroed_grain=st.booleans())
+def test_random_writes_match_model(tmp_path_factory, qemu_img, ops, zeroed_grain):
+    tmp = tmp_path_factory.mktemp("vmdkprop")
+    img = str(tmp / "h.vmdk")
+    size = 4 * MiB
+    model = bytearray(size)
+    VmdkImage.create(img, size, {"zeroed_grain": zeroed_grain})
+    with open_vmdk(img, readonly=False) as im:
+        for kind, off, n, pat in ops:
+            n = min(n, size - off)
+            if kind == "write":
+                im.write(off, bytes([pat]) * n)
+                model[off:off + n] = bytes([pat]) * n
+            else:
+                im.write_zeroes(off, n)
+                model[off:off + n] = bytes(n)
+        assert im.read(0, size) == model
+    rc, data = qemu_img.check(img, "vmdk")
+    assert rc == 0, data
+    raw = tmp / "m.raw"
+    raw.write_bytes(bytes(model))
+    assert qemu_img.compare(str(raw), img, "-f", "raw", "-F", "vmdk").rc == 0
