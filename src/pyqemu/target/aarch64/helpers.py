@@ -148,14 +148,12 @@ def _stxr(cpu: Any, addr: int, val: int, size_log2: int) -> int:
     Returns the status (0 = stored)."""
     s = cpu.state
     size = 1 << size_log2
-    _check_align(addr, size, Access.WRITE)
     with ATOMIC_LOCK:
         if s.exclusive_addr != addr:
-            # still check that the store would be permitted (QEMU probes the page)
-            cpu.load(addr, size, Access.WRITE)
-            s.exclusive_addr = M64
+            s.exclusive_addr = M64  # no access at all when the monitor does not match
             return 1
         s.exclusive_addr = M64
+        _check_align(addr, size, Access.WRITE)
         old = cpu.load(addr, size, Access.WRITE)
         if old != s.exclusive_val & ((1 << (8 * size)) - 1):
             return 1
@@ -167,13 +165,12 @@ def _stxp(cpu: Any, addr: int, lo: int, hi: int, sf: int) -> int:
     """Store-exclusive pair (sf: 64-bit elements)."""
     s = cpu.state
     size = 8 if sf else 4
-    _check_align(addr, 2 * size, Access.WRITE)
     with ATOMIC_LOCK:
         if s.exclusive_addr != addr:
-            cpu.load(addr, size, Access.WRITE)
             s.exclusive_addr = M64
             return 1
         s.exclusive_addr = M64
+        _check_align(addr, 2 * size, Access.WRITE)
         if sf:
             o1 = cpu.load(addr, 8, Access.WRITE)
             o2 = cpu.load(addr + 8, 8, Access.WRITE)
