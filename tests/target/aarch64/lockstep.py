@@ -179,6 +179,7 @@ class LockStep:
         self.uc.mem_map(CODE - PAGE_SIZE, CODE_SIZE + PAGE_SIZE)
         self.uc.mem_map(DATA, DATA_SIZE)
         self._uc_intno: int | None = None
+        self.last_fault: MemoryFault | None = None
         self.uc.hook_add(U.UC_HOOK_INTR, self._on_intr)
         self.frontend = AArch64Frontend(model or _UNICORN_MODEL)
         self.vcpus: dict[str, tuple[TCGContext, VCPU, _TestMemory]] = {}
@@ -269,6 +270,7 @@ class LockStep:
             kind = "brk"
         elif isinstance(trap, MemoryFault):
             kind = "ok" if trap.access == Access.EXEC else "fault"
+            self.last_fault = trap
         else:
             kind = f"trap {trap!r}"
         return Outcome(kind, pc, [s.xregs[i] for i in range(31)], s.sp,
@@ -276,6 +278,10 @@ class LockStep:
                        [s.vregs[2 * i] | (s.vregs[2 * i + 1] << 64) for i in range(32)],
                        s.fpcr, s.fpsr,
                        bytes(mem.buf[mem.data_off:mem.data_off + DATA_SIZE]))
+
+    def run_pyqemu(self, words: Sequence[int], st: State) -> dict[str, Outcome]:
+        """Only the pyqemu side (for oracles other than Unicorn)."""
+        return {be: self._run_pyqemu(be, words, st) for be in self.vcpus}
 
     def run(self, words: Sequence[int], st: State) -> Result:
         uo = self._run_unicorn(words, st)

@@ -249,6 +249,15 @@ _ID_FIELDS: list[tuple[str, int, list[tuple[int, str]], int]] = [
     ("id_aa64pfr1", 8, [(1, "mte"), (2, "mte"), (3, "mte3")], 0),
     ("id_aa64pfr1", 24, [(1, "sme")], 0),
     ("id_aa64mmfr2", 32, [(1, "uscat")], 0),
+    ("id_aa64zfr0", 0, [(1, "sve2")], 0),
+    ("id_aa64zfr0", 4, [(1, "sveaes"), (2, "svepmull")], 0),
+    ("id_aa64zfr0", 16, [(1, "svebitperm")], 0),
+    ("id_aa64zfr0", 20, [(1, "svebf16")], 0),
+    ("id_aa64zfr0", 32, [(1, "svesha3")], 0),
+    ("id_aa64zfr0", 40, [(1, "svesm4")], 0),
+    ("id_aa64zfr0", 44, [(1, "svei8mm")], 0),
+    ("id_aa64zfr0", 52, [(1, "svef32mm")], 0),
+    ("id_aa64zfr0", 56, [(1, "svef64mm")], 0),
 ]
 
 
@@ -319,6 +328,7 @@ CPU_MODELS: dict[str, ARMCPUModel] = {
                            "id_aa64isar1": 0x11101101211012,
                            "id_aa64mmfr0": 0xFF000000,
                            "id_aa64dfr0": 0x6,
+                           "id_aa64zfr0": 0x110110100110021,
                        }),
 }
 DEFAULT_CPU_MODEL = "max"  # qemu-aarch64 7.2's default

@@ -233,7 +233,7 @@ _READERS: dict[tuple[int, int, int, int], Reader] = {
     (0, 0, 0, 5): _const_reader(lambda ctx: 0x80000000),  # MPIDR_EL1 (as QEMU user)
     (0, 0, 0, 6): _const_reader(lambda ctx: ctx.model.revidr),
 }
-for _crm, _op2, _name in ((4, 0, "id_aa64pfr0"), (4, 1, "id_aa64pfr1"),
+for _crm, _op2, _name in ((4, 0, "id_aa64pfr0"), (4, 1, "id_aa64pfr1"), (4, 4, "id_aa64zfr0"),
                           (5, 0, "id_aa64dfr0"), (5, 1, "id_aa64dfr1"),
                           (6, 0, "id_aa64isar0"), (6, 1, "id_aa64isar1"),
                           (7, 0, "id_aa64mmfr0"), (7, 1, "id_aa64mmfr1"),
