@@ -178,17 +178,16 @@ def check_image(img: Qcow2Image, fix: int) -> CheckResult:
                     ctr.inc(off, cs)
     # compare
     nb = max(ctr.nb_clusters, max(ctr.refs, default=-1) + 1)
-    nb = max(nb, len(rc.table) * rc.block_entries if False else nb)
     highest = -1
-    max_stored = 0
-    for ti, ent in enumerate(rc.table):
-        if ent & REFT_OFFSET_MASK:
-            max_stored = (ti + 1) * rc.block_entries
     fixed_any = False
-    for c in range(max(nb, max_stored)):
-        if c >= nb and c >> rc.block_bits >= len(rc.table):
-            break
-        stored = rc.get(c) if c < max_stored else 0
+    # as QEMU: refcount errors can only be repaired by -r all (rebuilding the refcounts)
+    needs_rebuild = any(rc.get(c) < r for c, r in ctr.refs.items()
+                        if c < nb and r <= rc.max_refcount)
+    asked = fix
+    if needs_rebuild and not fix & FIX_ERRORS:
+        fix = 0
+    for c in range(nb):
+        stored = rc.get(c)
         ref = ctr.refs.get(c, 0)
         if stored or ref:
             highest = c
@@ -216,6 +215,11 @@ def check_image(img: Qcow2Image, fix: int) -> CheckResult:
             else:
                 res.messages.append(f"Leaked cluster {c} refcount={stored} reference={ref}")
                 res.leaks += 1
+    if needs_rebuild and asked and not asked & FIX_ERRORS:
+        res.messages.append("ERROR need to rebuild refcount structures")
+        res.check_errors += 1
+        res.image_end_offset = (highest + 1) * cs
+        return res
     # OFLAG_COPIED
     for l1i, ent, off in l2_copied:
         r = rc.get(off >> img.cluster_bits)

@@ -101,7 +101,7 @@ class CreateParams:
         self.size = align_up(size, 512)
         self.l2_entries = cs // (16 if self.extended_l2 else 8)
         if -(-self.size // (cs * self.l2_entries)) > (32 << 20) // 8:
-            raise BlockError("Image is too big")
+            raise BlockError("The image size is too large (try using a larger cluster size)")
 
 
 def create(filename: str, size: int, opts: dict[str, Any]) -> None:

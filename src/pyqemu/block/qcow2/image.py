@@ -113,6 +113,10 @@ class Qcow2Image(Image):
              "16"),
         _opt("size", OptType.SIZE, "Virtual disk size"),
     ]
+    #: the subset of create_opts that ``amend`` accepts (QEMU 7.2's qcow2_amend_opts)
+    amend_opts: ClassVar[frozenset[str]] = frozenset({
+        "compat", "lazy_refcounts", "refcount_bits", "backing_file", "backing_fmt",
+        "data_file", "data_file_raw", "size", "encrypt.key-secret"})
 
     # ------------------------------------------------------------------------------
     def __init__(self, file: ImageFile, *, readonly: bool) -> None:
@@ -858,7 +862,13 @@ class Qcow2Image(Image):
         hname = self._host_file().path
         for g, n, kind, host in self._merged(offset, length):
             if kind == UNALLOC:
-                return BlockStatus(g, n, False, False, False)
+                # as QEMU's generic block status: no backing file means it reads as zero
+                if self.backing is None:
+                    return BlockStatus(g, n, False, False, True)
+                bsize = self.backing.virtual_size
+                if g >= bsize:
+                    return BlockStatus(g, n, False, False, True)
+                return BlockStatus(g, min(n, bsize - g), False, False, False)
             if kind == ZERO:
                 return BlockStatus(g, n, True, False, True)
             if kind == COMPRESSED:
@@ -1183,3 +1193,8 @@ class Qcow2Image(Image):
         from pyqemu.block.qcow2 import snapshot
 
         snapshot.snapshot_load_tmp(self, name_or_id)
+
+    def amend(self, opts: dict[str, Any]) -> None:
+        from pyqemu.block.qcow2 import amend
+
+        amend.amend(self, opts)

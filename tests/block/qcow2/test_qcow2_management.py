@@ -1,0 +1,398 @@
+"""qcow2 management operations against the real qemu-img: check/repair, snapshots, amend,
+resize, measure, bitmaps, lazy refcounts (dirty bit), the corrupt bit, backing rewrites."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from typing import Any
+
+import pytest
+from qcow2_helpers import (
+    assert_qemu_check_clean,
+    qcreate,
+    qemu_io,
+    qemu_raw,
+    qopen,
+    read_all,
+    run,
+)
+
+from pyqemu.block.driver import FIX_ERRORS, FIX_LEAKS
+from pyqemu.block.errors import BlockError, ImageFormatError
+
+MiB = 1 << 20
+
+
+def _qemu_check_lines(path: str, *extra: str) -> tuple[int, list[str], dict[str, Any]]:
+    proc = run("qemu-img", "check", *extra, path, check=False)
+    lines = [ln for ln in proc.stderr.splitlines()
+             if re.match(r"^(ERROR|Leaked|Repairing)", ln)]
+    js = run("qemu-img", "check", "--output=json", path, check=False)
+    return proc.returncode, lines, json.loads(js.stdout) if js.stdout.strip() else {}
+
+
+def _corrupt_refcounts(path: str) -> None:
+    """Leak cluster 5 (refcount 2), break cluster 6 (refcount 0) in a fresh 64k image."""
+    with open(path, "r+b") as f:
+        f.seek(0x20000 + 5 * 2)
+        f.write(struct.pack(">H", 2))
+        f.seek(0x20000 + 6 * 2)
+        f.write(struct.pack(">H", 0))
+
+
+def test_check_messages_match_qemu(tmp_path: Any) -> None:
+    path = str(tmp_path / "a.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", path, "4M")
+    qemu_io(path, "write -P 1 0 200k")
+    _corrupt_refcounts(path)
+    rc, lines, js = _qemu_check_lines(path)
+    assert rc == 2
+    img = qopen(path, readonly=True)
+    try:
+        res = img.check(0)
+    finally:
+        img.close()
+    assert res.messages == lines
+    assert res.corruptions == js["corruptions"]
+    assert res.leaks == js["leaks"]
+    assert res.image_end_offset == js["image-end-offset"]
+    assert res.allocated_clusters == js["allocated-clusters"]
+
+
+def test_check_repair(tmp_path: Any) -> None:
+    path = str(tmp_path / "a.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", path, "4M")
+    qemu_io(path, "write -P 1 0 200k")
+    # leak only: -r leaks fixes it
+    with open(path, "r+b") as f:
+        f.seek(0x20000 + 5 * 2)
+        f.write(struct.pack(">H", 2))
+        f.seek(0x20000 + 7 * 2)
+        f.write(struct.pack(">H", 3))
+    img = qopen(path)
+    try:
+        res = img.check(FIX_LEAKS)
+        assert res.leaks_fixed == 2 and res.corruptions == 0
+    finally:
+        img.close()
+    assert_qemu_check_clean(path)
+    # refcount error: -r leaks refuses (needs a rebuild), -r all repairs
+    _corrupt_refcounts(path)
+    img = qopen(path)
+    try:
+        res = img.check(FIX_LEAKS)
+        assert res.check_errors == 1
+        assert res.messages[-1] == "ERROR need to rebuild refcount structures"
+        res = img.check(FIX_LEAKS | FIX_ERRORS)
+        assert res.corruptions_fixed >= 1
+    finally:
+        img.close()
+    assert_qemu_check_clean(path)
+    assert qemu_raw(path, str(tmp_path)) == b"\x01" * 200 * 1024 + bytes(4 * MiB - 200 * 1024)
+
+
+def test_oflag_copied_error_and_repair(tmp_path: Any) -> None:
+    path = str(tmp_path / "a.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", path, "1M")
+    qemu_io(path, "write -P 7 0 64k")
+    with open(path, "r+b") as f:  # clear COPIED on the first L2 entry (refcount is 1)
+        f.seek(0x40000)
+        e = struct.unpack(">Q", f.read(8))[0]
+        f.seek(0x40000)
+        f.write(struct.pack(">Q", e & ~(1 << 63)))
+    rc, lines, js = _qemu_check_lines(path)
+    img = qopen(path, readonly=True)
+    try:
+        res = img.check(0)
+    finally:
+        img.close()
+    assert res.messages == lines and res.corruptions == js["corruptions"] == 1
+    img = qopen(path)
+    try:
+        img.check(FIX_ERRORS | FIX_LEAKS)
+    finally:
+        img.close()
+    assert_qemu_check_clean(path)
+
+
+def _snap_names(path: str) -> list[tuple[str, str]]:
+    info = json.loads(run("qemu-img", "info", "-U", "--output=json", path).stdout)
+    return [(s["id"], s["name"]) for s in info.get("snapshots", [])]
+
+
+@pytest.mark.parametrize("opts", [{}, {"extended_l2": True}, {"compat": "0.10"},
+                                  {"cluster_size": 4096, "refcount_bits": 4}])
+def test_snapshots_interop(tmp_path: Any, opts: dict[str, Any]) -> None:
+    path = str(tmp_path / "a.qcow2")
+    qcreate(path, 4 * MiB, **opts)
+    qemu_io(path, "write -P 0x11 0 1M", "write -P 0x12 3M 100k")
+    run("qemu-img", "snapshot", "-c", "qsnap", path)
+    img = qopen(path)
+    try:
+        assert [(s.id, s.name) for s in img.snapshot_list()] == [("1", "qsnap")]
+        img.write(1000, b"\x21" * 70000)  # COW of clusters shared with the snapshot
+        img.snapshot_create("mine")
+        img.write(3 * MiB + 5, b"\x22" * 10)
+        img.write_zeroes(0, 65536)
+    finally:
+        img.close()
+    assert_qemu_check_clean(path)
+    assert _snap_names(path) == [("1", "qsnap"), ("2", "mine")]
+    # each snapshot's content as qemu-img sees it
+    snap1 = qemu_raw(path, str(tmp_path), "-l", "snapshot.name=qsnap")
+    snap2 = qemu_raw(path, str(tmp_path), "-l", "snapshot.name=mine")
+    img = qopen(path, readonly=True)
+    try:
+        img.snapshot_load_tmp("qsnap")
+        assert read_all(img) == snap1
+    finally:
+        img.close()
+    img = qopen(path, readonly=True)
+    try:
+        img.snapshot_load_tmp("2")
+        assert read_all(img) == snap2
+    finally:
+        img.close()
+    # apply and delete with pyqemu; qemu agrees
+    img = qopen(path)
+    try:
+        img.snapshot_goto("qsnap")
+        assert read_all(img) == snap1
+        img.snapshot_delete("qsnap")
+        img.write(2 * MiB, b"\x33" * 4096)
+    finally:
+        img.close()
+    assert_qemu_check_clean(path)
+    assert _snap_names(path) == [("2", "mine")]
+    expect = bytearray(snap1)
+    expect[2 * MiB:2 * MiB + 4096] = b"\x33" * 4096
+    assert qemu_raw(path, str(tmp_path)) == bytes(expect)
+    # qemu applies our snapshot
+    run("qemu-img", "snapshot", "-a", "mine", path)
+    assert qemu_raw(path, str(tmp_path)) == snap2
+    img = qopen(path)
+    try:
+        img.snapshot_delete("mine")
+    finally:
+        img.close()
+    assert_qemu_check_clean(path)
+    with pytest.raises(BlockError):
+        img = qopen(path)
+        try:
+            img.snapshot_goto("nope")
+        finally:
+            img.close()
+
+
+@pytest.mark.parametrize("opts", [
+    {"compat": "0.10"}, {"lazy_refcounts": True}, {"refcount_bits": 1}, {"refcount_bits": 64},
+    {"compat": "1.1"},
+])
+def test_amend(tmp_path: Any, opts: dict[str, Any]) -> None:
+    path = str(tmp_path / "a.qcow2")
+    ref = str(tmp_path / "ref.qcow2")
+    for p in (path, ref):
+        run("qemu-img", "create", "-q", "-f", "qcow2", p, "4M")
+        qemu_io(p, "write -P 5 100k 300k", "write -z 1M 128k", "write -P 6 2M 64k")
+    o = ",".join(f"{k}={'on' if v is True else v}" for k, v in opts.items())
+    run("qemu-img", "amend", "-o", o, ref)
+    img = qopen(path)
+    try:
+        img.amend(dict(opts))
+    finally:
+        img.close()
+    assert_qemu_check_clean(path)
+    qi = json.loads(run("qemu-img", "info", "--output=json", path).stdout)
+    ri = json.loads(run("qemu-img", "info", "--output=json", ref).stdout)
+    assert qi["format-specific"] == ri["format-specific"]
+    assert qemu_raw(path, str(tmp_path)) == qemu_raw(ref, str(tmp_path))
+    with pytest.raises(BlockError, match="only supported for image creation"):
+        img = qopen(path)
+        try:
+            img.amend({"cluster_size": 4096})
+        finally:
+            img.close()
+
+
+def test_resize(tmp_path: Any) -> None:
+    path = str(tmp_path / "a.qcow2")
+    qcreate(path, MiB, cluster_size=4096)
+    img = qopen(path)
+    try:
+        img.write(MiB - 100, b"\x44" * 100)
+        img.truncate(64 * MiB)  # L1 table must move (4k clusters: 512 entries per L2)
+        img.write(60 * MiB, b"\x45" * 5000)
+        with pytest.raises(BlockError):
+            img.truncate(32 * MiB)
+        img.truncate(40 * MiB, shrink=True)
+        img.truncate(48 * MiB, prealloc="metadata")
+    finally:
+        img.close()
+    assert_qemu_check_clean(path)
+    info = json.loads(run("qemu-img", "info", "--output=json", path).stdout)
+    assert info["virtual-size"] == 48 * MiB
+    expect = bytearray(48 * MiB)
+    expect[MiB - 100:MiB] = b"\x44" * 100
+    assert qemu_raw(path, str(tmp_path)) == bytes(expect)
+
+
+@pytest.mark.parametrize("opts", [
+    {}, {"cluster_size": 512}, {"cluster_size": 2 * MiB}, {"refcount_bits": 1},
+    {"refcount_bits": 64, "cluster_size": 4096}, {"extended_l2": True},
+    {"preallocation": "full"}, {"preallocation": "metadata"}, {"data_file": "x.raw"},
+])
+@pytest.mark.parametrize("size", [0, 1000, 64 * MiB + 512, 1 << 40])
+def test_measure_empty(opts: dict[str, Any], size: int) -> None:
+    from pyqemu.block.qcow2 import Qcow2Image
+
+    o = ",".join(f"{k}={'on' if v is True else v}" for k, v in opts.items())
+    args = ["qemu-img", "measure", "--output=json", "-O", "qcow2", "--size", str(size)]
+    if o:
+        args += ["-o", o]
+    proc = run(*args, check=False)
+    if proc.returncode != 0:
+        msg = proc.stderr.strip().removeprefix("qemu-img: ")
+        with pytest.raises(BlockError) as exc:
+            Qcow2Image.measure(size, dict(opts), None)
+        assert str(exc.value) == msg
+        return
+    js = json.loads(proc.stdout)
+    assert Qcow2Image.measure(size, dict(opts), None) == (js["required"],
+                                                          js["fully-allocated"])
+
+
+def test_measure_source(tmp_path: Any) -> None:
+    from pyqemu.block.qcow2 import Qcow2Image
+
+    path = str(tmp_path / "a.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", path, "10M")
+    qemu_io(path, "write -P 1 100k 300k", "write -P 2 5M 1", "write -z 6M 1M")
+    for opts in ({}, {"cluster_size": 4096}, {"cluster_size": 2 * MiB}):
+        o = ",".join(f"{k}={v}" for k, v in opts.items())
+        args = ["qemu-img", "measure", "--output=json", "-O", "qcow2", path]
+        if o:
+            args[5:5] = ["-o", o]
+        js = json.loads(run(*args).stdout)
+        img = qopen(path, readonly=True)
+        try:
+            assert Qcow2Image.measure(0, dict(opts), img) == (js["required"],
+                                                              js["fully-allocated"])
+        finally:
+            img.close()
+
+
+def test_bitmaps_kept_and_listed(tmp_path: Any) -> None:
+    path = str(tmp_path / "a.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", path, "4M")
+    qemu_io(path, "write -P 1 0 1M")
+    run("qemu-img", "bitmap", "--add", path, "b1")
+    run("qemu-img", "bitmap", "--add", "-g", "128k", "--disable", path, "b2")
+    qemu_io(path, "write -P 2 2M 64k")  # puts dirty bits into b1's table
+    before = json.loads(run("qemu-img", "info", "--output=json", path).stdout)
+    img = qopen(path)
+    try:
+        assert img.info_specific() == before["format-specific"]
+        img.write(3 * MiB, b"\x09" * 70000)
+    finally:
+        img.close()
+    assert_qemu_check_clean(path)
+    after = json.loads(run("qemu-img", "info", "--output=json", path).stdout)
+    assert after["format-specific"] == before["format-specific"]
+
+
+def test_lazy_refcounts_dirty_bit(tmp_path: Any) -> None:
+    path = str(tmp_path / "a.qcow2")
+    qcreate(path, 4 * MiB, lazy_refcounts=True)
+    img = qopen(path)
+    img.write(0, b"\x01" * 100000)
+    img.flush()
+    info = json.loads(run("qemu-img", "info", "-U", "--output=json", path).stdout)
+    assert info["dirty-flag"] is True  # set while open for writing
+    # simulate a crash: never close; leak a cluster behind its back
+    img.file.close()
+    with open(path, "r+b") as f:  # a cluster allocated in the refcounts, never used
+        f.seek(0, 2)
+        end = f.tell() // 65536 + 1
+        f.truncate((end + 1) * 65536)
+        f.seek(0x20000 + end * 2)
+        f.write(struct.pack(">H", 1))
+    rc, lines, _ = _qemu_check_lines(path)
+    assert rc == 3 and lines  # the leak is visible
+    img = qopen(path)  # opening r/w repairs a dirty image, as QEMU does
+    try:
+        assert not img.dirty
+    finally:
+        img.close()
+    info = json.loads(run("qemu-img", "info", "--output=json", path).stdout)
+    assert info["dirty-flag"] is False
+    assert_qemu_check_clean(path)
+    assert qemu_raw(path, str(tmp_path))[:100000] == b"\x01" * 100000
+
+
+def test_corrupt_bit(tmp_path: Any) -> None:
+    path = str(tmp_path / "a.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", path, "4M")
+    qemu_io(path, "write -P 1 0 64k")
+    with open(path, "r+b") as f:  # L1 entry 0 -> unaligned L2 offset
+        f.seek(0x30000)
+        f.write(struct.pack(">Q", (1 << 63) | 0x40200))
+    img = qopen(path)
+    try:
+        with pytest.raises(ImageFormatError, match="Marking image as corrupt"):
+            img.read(0, 512)
+        assert img.info_specific()["data"]["corrupt"] is True
+    finally:
+        img.close()
+    info = json.loads(run("qemu-img", "info", "--output=json", path).stdout)
+    assert info["format-specific"]["data"]["corrupt"] is True
+    with pytest.raises(ImageFormatError, match="corrupt"):
+        qopen(path)
+    img = qopen(path, readonly=True)
+    img.close()
+
+
+def test_backing_rewrite_and_make_empty(tmp_path: Any) -> None:
+    base = str(tmp_path / "base.qcow2")
+    top = str(tmp_path / "top.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", base, "1M")
+    qemu_io(base, "write -P 3 0 1M")
+    run("qemu-img", "create", "-q", "-f", "qcow2", top, "1M")
+    qemu_io(top, "write -P 4 0 64k")
+    img = qopen(top)
+    try:
+        img.set_backing_file("base.qcow2", "qcow2")
+    finally:
+        img.close()
+    info = json.loads(run("qemu-img", "info", "--output=json", top).stdout)
+    assert info["backing-filename"] == "base.qcow2"
+    assert info["backing-filename-format"] == "qcow2"
+    assert qemu_raw(top, str(tmp_path)) == b"\x04" * 65536 + b"\x03" * (MiB - 65536)
+    img = qopen(top)
+    try:
+        img.make_empty()
+        assert img.block_status(0, MiB).allocated is False
+    finally:
+        img.close()
+    assert_qemu_check_clean(top)
+    assert qemu_raw(top, str(tmp_path)) == b"\x03" * MiB
+
+
+def test_block_status_matches_qemu_map(tmp_path: Any) -> None:
+    path = str(tmp_path / "a.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", path, "1M")
+    qemu_io(path, "write -P 1 0 8k", "write -z 64k 16k", "write -P 2 200k 4k",
+            "write -c -P 3 512k 4k")
+    qmap = json.loads(run("qemu-img", "map", "--output=json", path).stdout)
+    img = qopen(path, readonly=True)
+    try:
+        for ext in qmap:
+            st = img.block_status(ext["start"], ext["length"])
+            assert st.offset == ext["start"]
+            assert st.length == ext["length"], (ext, st)
+            assert st.data == ext["data"] and st.zero == ext["zero"], (ext, st)
+            assert st.allocated == ext["present"]
+            assert st.host_offset == ext.get("offset"), (ext, st)
+    finally:
+        img.close()
