@@ -1,7 +1,245 @@
 """pyqemu's block layer: image formats behind one driver interface.
 
-Exceptions (pyqemu.block.errors): BlockError > ImageFormatError, ImageLockError.
-Entry points: ``FORMATS`` (name -> Image subclass), ``probe_format``, ``open_image``
-(opens a whole backing chain), ``create_image``; see ``pyqemu.block.driver`` for the
-interface each format implements.
+Exceptions (pyqemu.block.errors)::
+
+    BlockError
+     +-- ImageFormatError      corrupt, truncated or unsupported image
+     +-- ImageLockError        another process holds a conflicting lock (suggests -U)
+
+Entry points: ``FORMATS`` (name -> Image subclass, filled lazily from the format modules
+that exist), ``probe_format``, ``open_image`` (opens a whole backing chain),
+``create_image``; see ``pyqemu.block.driver`` for the interface each format implements.
 """
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pyqemu.block.driver import FILE_CREATE_OPTS, CreateOpt, Image, parse_opts
+from pyqemu.block.errors import BlockError, ImageFormatError, ImageLockError
+from pyqemu.block.file import ImageFile
+from pyqemu.block.locking import PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE, perms_for_open
+
+__all__ = [
+    "FORMATS",
+    "FORMAT_MODULES",
+    "BlockError",
+    "ImageFormatError",
+    "ImageLockError",
+    "create_image",
+    "full_backing_filename",
+    "open_image",
+    "probe_format",
+]
+
+#: modules scanned for Image subclasses, in QEMU's probing order
+FORMAT_MODULES = ("raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc")
+
+#: QEMU's BLOCK_PROBE_BUF_SIZE: probing sees the first 512 bytes only
+PROBE_BUF_SIZE = 512
+
+
+class _Registry(Mapping[str, type[Image]]):
+    """Format name -> Image subclass, built on first use so that format modules may
+    import from ``pyqemu.block`` freely and half-written ones do not break the tree."""
+
+    def __init__(self) -> None:
+        self._table: dict[str, type[Image]] | None = None
+        #: module name -> why it could not be imported (other than "does not exist")
+        self.errors: dict[str, str] = {}
+
+    def _load(self) -> dict[str, type[Image]]:
+        if self._table is not None:
+            return self._table
+        table: dict[str, type[Image]] = {}
+        self._table = table
+        for mod_name in FORMAT_MODULES:
+            full = f"pyqemu.block.{mod_name}"
+            try:
+                mod = importlib.import_module(full)
+            except ModuleNotFoundError as exc:
+                if exc.name != full:
+                    self.errors[mod_name] = f"{type(exc).__name__}: {exc}"
+                continue
+            except Exception as exc:  # a format still being written must not break others
+                self.errors[mod_name] = f"{type(exc).__name__}: {exc}"
+                continue
+            for obj in vars(mod).values():
+                if (inspect.isclass(obj) and issubclass(obj, Image) and obj is not Image
+                        and not inspect.isabstract(obj)
+                        and isinstance(getattr(obj, "format_name", None), str)
+                        and obj.format_name not in table):
+                    table[obj.format_name] = obj
+        return table
+
+    def __getitem__(self, key: str) -> type[Image]:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def reload(self) -> None:
+        """Forget the table (tests that add a format module at run time)."""
+        self._table = None
+        self.errors.clear()
+
+
+FORMATS = _Registry()
+
+
+def find_format(fmt: str) -> type[Image]:
+    """The Image class for ``fmt`` or BlockError("Unknown driver '...'")."""
+    try:
+        return FORMATS[fmt]
+    except KeyError:
+        raise BlockError(f"Unknown driver '{fmt}'") from None
+
+
+def probe_header(header: bytes, filename: str | None) -> str:
+    """Format whose probe scores highest for ``header`` (first registered wins ties)."""
+    best, best_score = "raw", 0
+    for name, cls in FORMATS.items():
+        try:
+            score = cls.probe(header, filename or "")
+        except Exception:  # a buggy probe must not make every image unopenable
+            score = 0
+        if score > best_score:
+            best, best_score = name, score
+    return best
+
+
+def probe_format(filename: str) -> str:
+    """Guess the format of ``filename`` as QEMU does (raw for an empty file)."""
+    with ImageFile(filename, readonly=True) as f:
+        return _probe_file(f, filename)
+
+
+def _probe_file(f: ImageFile, filename: str) -> str:
+    if f.size() == 0:
+        return "raw"
+    try:
+        header = f.pread(0, PROBE_BUF_SIZE)
+    except BlockError as exc:
+        raise BlockError(f"Could not read image for determining its format: {exc}") from exc
+    return probe_header(header, filename)
+
+
+def full_backing_filename(image_filename: str, backing: str) -> str:
+    """QEMU's path_combine: a relative backing name is relative to the image's directory
+    (the image path's prefix up to its last '/'), absolute names are kept."""
+    if backing.startswith("/") or _has_protocol(backing):
+        return backing
+    slash = image_filename.rfind("/")
+    return image_filename[: slash + 1] + backing if slash >= 0 else backing
+
+
+def _has_protocol(path: str) -> bool:
+    colon = path.find(":")
+    if colon <= 0:
+        return False
+    slash = path.find("/")
+    return slash < 0 or colon < slash
+
+
+def _open_one(filename: str, fmt: str | None, *, readonly: bool, perm: int,
+              force_share: bool, options: dict[str, Any]) -> Image:
+    """Open one layer (no backing) and take QEMU's locks on its file."""
+    if fmt is not None:
+        cls = find_format(fmt)
+    file = ImageFile(filename, readonly=readonly)
+    try:
+        probed = fmt is None
+        if probed:
+            cls = find_format(_probe_file(file, filename))
+        file.lock(perm, shares_metadata=cls.format_name == "raw", force_share=force_share)
+        opts = dict(options)
+        opts.setdefault("force_share", force_share)
+        if cls.format_name == "raw":
+            opts["probed"] = probed
+        image = cls.open(file, readonly=readonly, options=opts)
+    except BaseException:
+        file.close()
+        raise
+    return image
+
+
+def open_image(filename: str, fmt: str | None = None, *, readonly: bool = True,
+               backing: bool = True, force_share: bool = False,
+               options: dict[str, Any] | None = None, no_io: bool = False) -> Image:
+    """Open ``filename`` (probing the format when ``fmt`` is None) and, unless
+    ``backing`` is False, its whole backing chain (read-only, as QEMU does).
+
+    ``no_io`` is qemu-img's BDRV_O_NO_IO (``info``): no "consistent read" permission is
+    taken, so no lock byte for it. Errors are BlockError with QEMU's text, *without* the
+    "Could not open 'x': " prefix the command line adds.
+    """
+    if force_share and not readonly:
+        raise BlockError("force-share=on can only be used with read-only images")
+    perm = perms_for_open(readonly=readonly, no_io=no_io)
+    top = _open_one(filename, fmt, readonly=readonly, perm=perm, force_share=force_share,
+                    options=options or {})
+    if not backing:
+        return top
+    try:
+        seen = {os.path.realpath(filename)}
+        layer = top
+        while layer.backing_filename:
+            full = full_backing_filename(layer.filename, layer.backing_filename)
+            real = os.path.realpath(full)
+            if real in seen:
+                raise BlockError(f"Backing file '{full}' creates an infinite loop.")
+            seen.add(real)
+            try:
+                below = _open_one(full, layer.backing_format or None, readonly=True,
+                                  perm=PERM_CONSISTENT_READ, force_share=force_share,
+                                  options={})
+            except BlockError as exc:
+                raise type(exc)(f"Could not open backing file: {exc}") from exc
+            layer.backing = below
+            layer = below
+    except BaseException:
+        top.close()
+        raise
+    return top
+
+
+def chain(image: Image) -> list[Image]:
+    """The image and its backing images, top first."""
+    out: list[Image] = []
+    layer: Image | None = image
+    while layer is not None:
+        out.append(layer)
+        layer = layer.backing
+    return out
+
+
+def all_create_opts(cls: type[Image]) -> list[CreateOpt]:
+    """A format's create options followed by the file protocol's (names not repeated),
+    as qemu_opts_append builds them for ``create``."""
+    names = {o.name for o in cls.create_opts}
+    return list(cls.create_opts) + [o for o in FILE_CREATE_OPTS if o.name not in names]
+
+
+def create_image(fmt: str, filename: str, size: int, raw_opts: dict[str, str]) -> None:
+    """Create an image of ``fmt``: ``raw_opts`` are ``-o`` key/values (strings), parsed
+    against the format's options plus the file protocol's (nocow, preallocation,
+    extent_size_hint); ``size`` wins over a ``size`` key."""
+    cls = find_format(fmt)
+    opts = parse_opts(all_create_opts(cls), raw_opts, fmt)
+    format_names = {o.name for o in cls.create_opts}
+    driver_opts = {k: v for k, v in opts.items()
+                   if k in format_names or cls.protocol_opts_passthrough}
+    driver_opts["size"] = size
+    cls.create(filename, size, driver_opts)
+
+
+# re-exported for callers that only import the package
+__all__ += ["PERM_CONSISTENT_READ", "PERM_RESIZE", "PERM_WRITE", "ImageFile", "chain",
+            "all_create_opts", "find_format", "probe_header"]

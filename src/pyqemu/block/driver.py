@@ -24,6 +24,7 @@ from pyqemu.block.errors import BlockError, ImageFormatError
 from pyqemu.block.file import ImageFile
 
 __all__ = [
+    "FILE_CREATE_OPTS",
     "BlockStatus",
     "CheckResult",
     "CreateOpt",
@@ -110,6 +111,12 @@ class Image(ABC):
     create_opts: ClassVar[list[CreateOpt]] = []
     #: True if the format can hold a backing file reference
     supports_backing: ClassVar[bool] = False
+    #: options ``amend`` accepts (QEMU's amend_opts); None: the format has no amend list,
+    #: so ``qemu-img amend`` parses against ``create_opts``
+    amend_opts: ClassVar[list[CreateOpt] | None] = None
+    #: True if create() also receives the file protocol's options (FILE_CREATE_OPTS:
+    #: preallocation, nocow, extent_size_hint); only raw, whose data *is* the file
+    protocol_opts_passthrough: ClassVar[bool] = False
 
     def __init__(self, file: ImageFile, *, readonly: bool) -> None:
         self.file = file
@@ -122,7 +129,8 @@ class Image(ABC):
     # ---- format registry hooks -------------------------------------------------------
     @classmethod
     def probe(cls, header: bytes, filename: str) -> int:
-        """Score 0..100 for how sure ``header`` (first 2 KiB or less) is this format."""
+        """Score 0..100 for how sure ``header`` is this format. ``header`` is the first
+        512 bytes (QEMU's BLOCK_PROBE_BUF_SIZE) or less for a short file."""
         return 0
 
     @classmethod
@@ -273,6 +281,17 @@ class Image(ABC):
     def encrypted(self) -> bool:
         return False
 
+
+#: the file protocol's create options (block/file-posix.c), appended after a format's own
+#: by ``qemu-img create`` (names the format already has are not repeated)
+FILE_CREATE_OPTS: list[CreateOpt] = [
+    CreateOpt("size", OptType.SIZE, "Virtual disk size"),
+    CreateOpt("nocow", OptType.BOOL, "Turn off copy-on-write (valid only on btrfs)"),
+    CreateOpt("preallocation", OptType.STRING,
+              "Preallocation mode (allowed values: off, falloc, full)"),
+    CreateOpt("extent_size_hint", OptType.SIZE,
+              "Extent size hint for the image file, 0 to disable"),
+]
 
 FIX_LEAKS = 1
 FIX_ERRORS = 2

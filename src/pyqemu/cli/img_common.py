@@ -1,0 +1,457 @@
+"""Shared machinery for the pyqemu-img subcommands.
+
+Conventions (every subcommand module ``pyqemu.cli.img_<cmd>`` follows them):
+
+* ``main(args: list[str]) -> int`` gets the arguments *after* the subcommand name;
+* options are parsed with :func:`getopt_long` (GNU getopt semantics, as qemu-img uses:
+  options may follow file names, long options may be abbreviated, ``--`` ends options);
+* an expected error raises :class:`CliError` (or a ``BlockError``): :func:`run_command`
+  prints it as ``pyqemu-img: <message>`` on stderr and returns QEMU's exit code;
+  anything unexpected is still one line (``PYQEMU_DEBUG=1`` shows the traceback);
+* output is QEMU's, byte for byte where we can: :func:`qjson_dumps` writes JSON in the
+  key order QEMU's QDict hash table produces, :func:`size_to_str` is qemu's
+  ``size_to_str``, :class:`Progress` is ``qemu-img -p``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from pyqemu.block.driver import Image
+from pyqemu.block.errors import BlockError
+
+__all__ = [
+    "PROG",
+    "CliError",
+    "LongOpt",
+    "Progress",
+    "UsageError",
+    "cvtnum",
+    "error",
+    "getopt_long",
+    "open_for_cli",
+    "output_format",
+    "qdict_order",
+    "qjson_dumps",
+    "run_command",
+    "size_to_str",
+    "warn",
+]
+
+PROG = "pyqemu-img"
+
+
+class CliError(Exception):
+    """An expected command-line failure: one message (may hold QEMU's hint lines after a
+    newline) and the exit code qemu-img uses for it."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class UsageError(CliError):
+    """A usage mistake; printed with ``Try 'pyqemu-img --help' for more information``."""
+
+
+def error(message: str, stream: TextIO | None = None) -> None:
+    """Print ``pyqemu-img: message`` (QEMU's error_report) on stderr."""
+    (stream or sys.stderr).write(f"{PROG}: {message}\n")
+
+
+def warn(message: str) -> None:
+    """QEMU's warn_report."""
+    sys.stderr.write(f"{PROG}: warning: {message}\n")
+
+
+def run_command(func: Callable[[list[str]], int], args: list[str]) -> int:
+    """Run a subcommand, turning every exception into one error line and an exit code."""
+    try:
+        return func(args)
+    except UsageError as exc:
+        error(str(exc))
+        sys.stderr.write(f"Try '{PROG} --help' for more information\n")
+        return exc.exit_code
+    except CliError as exc:
+        error(str(exc))
+        return exc.exit_code
+    except BlockError as exc:
+        error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        error("Interrupted")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except RecursionError:
+        error("internal error: recursion too deep (corrupt or looping image metadata?)")
+        return 1
+    except MemoryError:
+        error("internal error: out of memory")
+        return 1
+    except Exception as exc:  # never a traceback for the user
+        if os.environ.get("PYQEMU_DEBUG"):
+            traceback.print_exc()
+        error(f"internal error: {type(exc).__name__}: {exc}".replace("\n", " "))
+        return 1
+
+
+# ---- getopt_long ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class LongOpt:
+    """One long option: ``name``, whether it takes an argument, and the key returned."""
+
+    name: str
+    has_arg: bool
+    key: str
+
+
+def getopt_long(args: Sequence[str], shortopts: str,
+                longopts: Sequence[LongOpt] = ()) -> tuple[list[tuple[str, str | None]],
+                                                           list[str]]:
+    """GNU getopt_long as qemu-img calls it (``:`` leading the short option string).
+
+    Returns (options, operands): options as (key, argument) in order, where key is the
+    short option letter or the LongOpt key. Non-options are permuted to the end unless
+    ``shortopts`` starts with ``+``. Raises UsageError with QEMU's texts
+    ("missing argument for option '-f'", "unrecognized option '--foo'").
+    """
+    permute = not shortopts.startswith("+")
+    spec = shortopts.lstrip("+:")
+    short_has_arg: dict[str, bool] = {}
+    i = 0
+    while i < len(spec):
+        ch = spec[i]
+        takes = i + 1 < len(spec) and spec[i + 1] == ":"
+        short_has_arg[ch] = takes
+        i += 2 if takes else 1
+    opts: list[tuple[str, str | None]] = []
+    operands: list[str] = []
+    idx = 0
+    n = len(args)
+    while idx < n:
+        arg = args[idx]
+        if arg == "--":
+            operands.extend(args[idx + 1:])
+            break
+        if arg.startswith("--"):
+            body = arg[2:]
+            name, eq, value = body.partition("=")
+            exact = [lo for lo in longopts if lo.name == name]
+            matches = exact or [lo for lo in longopts if lo.name.startswith(name)]
+            if len({lo.key for lo in matches}) != 1 or not name:
+                raise UsageError(f"unrecognized option '{arg}'")
+            lo = matches[0]
+            if lo.has_arg:
+                if eq:
+                    opts.append((lo.key, value))
+                elif idx + 1 < n:
+                    idx += 1
+                    opts.append((lo.key, args[idx]))
+                else:
+                    raise UsageError(f"missing argument for option '{arg}'")
+            else:
+                if eq:
+                    raise UsageError(f"unrecognized option '{arg}'")
+                opts.append((lo.key, None))
+            idx += 1
+            continue
+        if arg.startswith("-") and arg != "-":
+            pos = 1
+            while pos < len(arg):
+                ch = arg[pos]
+                if ch not in short_has_arg or ch == ":":
+                    raise UsageError(f"unrecognized option '{arg}'")
+                if short_has_arg[ch]:
+                    if pos + 1 < len(arg):
+                        opts.append((ch, arg[pos + 1:]))
+                    elif idx + 1 < n:
+                        idx += 1
+                        opts.append((ch, args[idx]))
+                    else:
+                        raise UsageError(f"missing argument for option '-{ch}'")
+                    break
+                opts.append((ch, None))
+                pos += 1
+            idx += 1
+            continue
+        if not permute:
+            operands.extend(args[idx:])
+            break
+        operands.append(arg)
+        idx += 1
+    return opts, operands
+
+
+# ---- numbers and sizes -------------------------------------------------------------------
+
+_SUFFIX = {"b": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
+
+
+def qemu_strtosz(text: str) -> int:
+    """QEMU's qemu_strtosz: number (decimal, a fraction allowed, or 0x hex) with an
+    optional k/M/G/T/P/E/b suffix; bytes by default. ValueError when malformed,
+    OverflowError when >= 2^64."""
+    t = text
+    if not t or t[0].isspace() or t.startswith("-"):
+        raise ValueError(text)
+    suffix_shift = 0
+    if t[-1].lower() in _SUFFIX:
+        suffix_shift = _SUFFIX[t[-1].lower()]
+        t = t[:-1]
+    if not t:
+        raise ValueError(text)
+    if t.lower().startswith("0x"):
+        if "." in t:
+            raise ValueError(text)
+        val = int(t, 16)
+        result = val << suffix_shift
+    else:
+        import re
+
+        if not re.fullmatch(r"[0-9]+(\.[0-9]*)?", t):
+            raise ValueError(text)
+        whole, _, frac = t.partition(".")
+        if frac and suffix_shift == 0 and int(frac or "0") != 0:
+            raise ValueError(text)  # fractional bytes are rejected
+        mult = 1 << suffix_shift
+        result = int(whole) * mult
+        if frac:
+            result += int(float("0." + frac) * mult)
+    if result >= 1 << 64:
+        raise OverflowError(text)
+    return result
+
+
+def cvtnum(name: str, value: str, minimum: int = 0, maximum: int = (1 << 63) - 1) -> int:
+    """qemu-img's cvtnum: a size argument or CliError with QEMU's two-line message."""
+    try:
+        res = qemu_strtosz(value)
+    except OverflowError:
+        raise CliError(f"Invalid {name} specified. Must be between {minimum} and "
+                       f"{maximum}.") from None
+    except ValueError:
+        raise CliError(f"Invalid {name} specified. You may use k, M, G, T, P or E "
+                       f"suffixes for\n{PROG}: kilobytes, megabytes, gigabytes, "
+                       "terabytes, petabytes and exabytes.") from None
+    if res < minimum or res > maximum:
+        raise CliError(f"Invalid {name} specified. Must be between {minimum} and "
+                       f"{maximum}.")
+    return res
+
+
+_IEC = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]
+
+
+def size_to_str(val: int) -> str:
+    """QEMU's size_to_str: "1 GiB", "196 KiB", "1.21 MiB" (3 significant digits)."""
+    _, exp = math.frexp(val / (1000.0 / 1024.0))
+    i = int((exp - 1) / 10) * 10  # C division truncates toward zero
+    i = max(0, min(i, 60))
+    return "%0.3g %sB" % (val / (1 << i), _IEC[i // 10])
+
+
+def output_format(value: str | None) -> str:
+    """Validate ``--output``: "human" (default) or "json"."""
+    if value is None or value == "human":
+        return "human"
+    if value == "json":
+        return "json"
+    raise CliError("--output must be used with human or json as argument.")
+
+
+# ---- JSON in QEMU's layout ---------------------------------------------------------------
+
+_QDICT_BUCKETS = 512
+
+
+def _tdb_hash(name: str) -> int:
+    raw = name.encode()
+    value = (0x238F13AF * len(raw)) & 0xFFFFFFFF
+    for i, ch in enumerate(raw):
+        value = (value + (ch << (i * 5 % 24))) & 0xFFFFFFFF
+    return (1103515243 * value + 12345) & 0xFFFFFFFF
+
+
+def qdict_order(keys: Sequence[str]) -> list[str]:
+    """The order QEMU iterates a QDict whose keys were inserted in ``keys`` order:
+    by hash bucket, and within a bucket the most recent insertion first."""
+    indexed = [(_tdb_hash(k) % _QDICT_BUCKETS, -n, k) for n, k in enumerate(keys)]
+    return [k for _, _, k in sorted(indexed)]
+
+
+def _quote(text: str) -> str:
+    out = ['"']
+    for ch in text:
+        cp = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\b":
+            out.append("\\b")
+        elif ch == "\f":
+            out.append("\\f")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif cp > 0xFFFF:
+            cp -= 0x10000
+            out.append("\\u%04X\\u%04X" % (0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF)))
+        elif cp < 0x20 or cp >= 0x7F:
+            out.append("\\u%04X" % cp)
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def qjson_dumps(obj: Any, *, pretty: bool = True) -> str:
+    """Serialise like QEMU's qobject_to_json_pretty: 4-space indents, ``"key": value``,
+    dict keys in QDict order (the Python dict's order is the QAPI insertion order)."""
+    parts: list[str] = []
+
+    def newline(depth: int) -> None:
+        if pretty:
+            parts.append("\n" + " " * (4 * depth))
+
+    def emit(value: Any, depth: int) -> None:
+        if value is None:
+            parts.append("null")
+        elif value is True:
+            parts.append("true")
+        elif value is False:
+            parts.append("false")
+        elif isinstance(value, int):
+            parts.append(str(value))
+        elif isinstance(value, float):
+            parts.append("%.17g" % value)
+        elif isinstance(value, str):
+            parts.append(_quote(value))
+        elif isinstance(value, dict):
+            parts.append("{")
+            first = True
+            for key in qdict_order(list(value)):
+                if not first:
+                    parts.append(",")
+                    if not pretty:
+                        parts.append(" ")
+                first = False
+                newline(depth + 1)
+                parts.append(_quote(key) + ": ")
+                emit(value[key], depth + 1)
+            newline(depth)
+            parts.append("}")
+        elif isinstance(value, (list, tuple)):
+            parts.append("[")
+            first = True
+            for item in value:
+                if not first:
+                    parts.append(",")
+                    if not pretty:
+                        parts.append(" ")
+                first = False
+                newline(depth + 1)
+                emit(item, depth + 1)
+            newline(depth)
+            parts.append("]")
+        else:
+            raise TypeError(f"cannot serialise {type(value).__name__}")
+
+    emit(obj, 0)
+    return "".join(parts)
+
+
+# ---- progress ---------------------------------------------------------------------------
+
+class Progress:
+    """``qemu-img -p``: "    (12.34/100%)\\r" on stdout when enabled, a newline at the end."""
+
+    def __init__(self, enabled: bool, min_skip: float = 1.0,
+                 stream: TextIO | None = None) -> None:
+        self.enabled = enabled
+        self.min_skip = min_skip
+        self.current = 0.0
+        self.last_print = 0.0
+        self.stream = stream
+
+    def _out(self) -> TextIO:
+        return self.stream or sys.stdout
+
+    def print(self, delta: float, maximum: float = 0) -> None:
+        """QEMU's qemu_progress_print: absolute percent when ``maximum`` is 0, else a
+        delta of ``delta`` percent of a ``maximum``-percent share."""
+        current = delta if maximum == 0 else self.current + delta / 100 * maximum
+        current = min(current, 100.0)
+        self.current = current
+        if (current > self.last_print + self.min_skip
+                or current < self.last_print - self.min_skip
+                or current == 100 or current == 0):
+            self.last_print = current
+            if self.enabled:
+                out = self._out()
+                out.write("    (%3.2f/100%%)\r" % current)
+                out.flush()
+
+    def end(self) -> None:
+        if self.enabled:
+            self._out().write("\n")
+
+
+# ---- opening images ---------------------------------------------------------------------
+
+def open_for_cli(filename: str, fmt: str | None = None, *, readonly: bool = True,
+                 force_share: bool = False, backing: bool = True, no_io: bool = False,
+                 options: dict[str, Any] | None = None, quiet: bool = False) -> Image:
+    """Open an image as qemu-img's img_open does; errors become CliError with the
+    "Could not open 'x': " prefix. Prints QEMU's warning when a writable image's
+    format was probed as raw."""
+    from pyqemu.block import open_image
+
+    if fmt is not None:
+        from pyqemu.block import FORMATS
+
+        if fmt not in FORMATS:
+            raise CliError(f"Could not open '{filename}': Unknown driver '{fmt}'")
+    try:
+        image = open_image(filename, fmt, readonly=readonly, backing=backing,
+                           force_share=force_share, options=options, no_io=no_io)
+    except BlockError as exc:
+        raise CliError(f"Could not open '{filename}': {exc}") from exc
+    if fmt is None and not readonly and image.format_name == "raw":
+        sys.stderr.write(
+            f"WARNING: Image format was not specified for '{filename}' and probing "
+            "guessed raw.\n"
+            "         Automatically detecting the format is dangerous for raw images, "
+            "write operations on block 0 will be restricted.\n"
+            "         Specify the 'raw' format explicitly to remove the restrictions.\n")
+    return image
+
+
+def check_image_opts(image_opts: bool) -> None:
+    """--image-opts is accepted by qemu-img; we do not implement it yet."""
+    if image_opts:
+        raise CliError("--image-opts is not supported by pyqemu-img yet")
+
+
+def check_object(objects: list[str]) -> None:
+    """--object: only ``secret`` objects matter to qemu-img, and no format of ours takes
+    a secret yet; anything given is parsed for syntax and otherwise ignored."""
+    from pyqemu.cli.qemuopts import parse
+
+    for text in objects:
+        opts = parse(text, "qom-type")
+        if opts.get("qom-type") is None:
+            raise CliError("Parameter 'qom-type' is missing")
+        if opts.id is None:
+            raise CliError("Parameter 'id' is missing")
