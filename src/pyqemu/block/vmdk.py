@@ -129,10 +129,19 @@ class VmdkExtent:
 
     def init_tables(self) -> None:
         """Read the grain directory and the redundant one (QEMU's vmdk_init_tables)."""
-        self.l1_table = _read_u32s(self.file, self.l1_table_offset, self.l1_size)
+        # Entries past the end of the file read as zero (as in QEMU) and are not stored.
+        self.l1_table = _read_u32s(self.file, self.l1_table_offset, self.l1_size, pad=False)
         if self.l1_backup_table_offset:
             self.l1_backup_table = _read_u32s(self.file, self.l1_backup_table_offset,
-                                              self.l1_size)
+                                              self.l1_size, pad=False)
+
+    def l1_entry(self, index: int) -> int:
+        """Grain directory entry ``index`` (< l1_size): sector of a grain table or 0."""
+        return self.l1_table[index] if index < len(self.l1_table) else 0
+
+    def l1_backup_entry(self, index: int) -> int:
+        t = self.l1_backup_table
+        return t[index] if t is not None and index < len(t) else 0
 
     def l2_table(self, l2_offset: int) -> array:
         table = self._l2_cache.get(l2_offset)
@@ -404,6 +413,10 @@ class VmdkImage(Image):
             except BlockError as exc:
                 raise ImageFormatError(str(exc)) from exc
             try:
+                # Extent files take the same locks QEMU takes on them (-U: none).
+                lock = getattr(efile, "lock_default", None)
+                if lock is not None:
+                    lock(force_share=bool(self._options.get("force_share", False)))
                 if etype in (b"FLAT", b"VMFS"):
                     ext = VmdkExtent(efile, owned=True, flat=True, sectors=sectors,
                                      start_sector=self._next_start())
@@ -481,7 +494,7 @@ class VmdkImage(Image):
         l1_index = (rel >> 9) // ext.l1_entry_sectors
         if l1_index >= ext.l1_size:
             return _ERROR, 0, (0, 0, 0)
-        l2_offset = ext.l1_table[l1_index]
+        l2_offset = ext.l1_entry(l1_index)
         if not l2_offset:
             return _UNALLOC, 0, (l1_index, 0, 0)
         table = ext.l2_table(l2_offset)
@@ -548,17 +561,26 @@ class VmdkImage(Image):
 
     def _read_compressed(self, ext: VmdkExtent, coff: int, in_cl: int, n: int) -> bytes:
         cb = ext.cluster_bytes
-        buf = ext.file.pread(coff, cb * 2)
+        # QEMU reads two clusters (marker + data may exceed one); past EOF is zeroes.
+        # Read only what the file has, and feed the zero tail lazily.
+        avail = max(0, min(cb * 2, ext.file.size() - coff))
+        buf = ext.file.pread(coff, avail)
         data_len = cb
-        data = memoryview(buf)
+        start = 0
         if ext.has_marker:
-            _, data_len = _MARKER.unpack_from(buf, 0)
-            data = data[_MARKER.size:]
+            _, data_len = _MARKER.unpack_from(buf.ljust(_MARKER.size, b"\0"), 0)
+            start = _MARKER.size
         if not data_len or data_len > cb * 2:
             raise ImageFormatError(f"Invalid compressed grain at host offset {coff}")
+        real = buf[start:start + data_len]
         d = zlib.decompressobj()
         try:
-            plain = d.decompress(bytes(data[:data_len]), cb)
+            plain = d.decompress(real, cb)
+            missing = data_len - len(real)
+            while missing > 0 and not d.eof and not d.unconsumed_tail and len(plain) < cb:
+                k = min(missing, 1 << 16)
+                plain += d.decompress(bytes(k), cb - len(plain))
+                missing -= k
         except zlib.error as exc:
             raise ImageFormatError(
                 f"Invalid compressed grain at host offset {coff}: {exc}") from exc
@@ -644,7 +666,7 @@ class VmdkImage(Image):
         raw = struct.pack("<I", value)
         ext.file.pwrite(l2_offset * SECTOR + l2_index * 4, raw)
         if ext.l1_backup_table is not None:
-            b_off = ext.l1_backup_table[l1_index]
+            b_off = ext.l1_backup_entry(l1_index)
             ext.file.pwrite(b_off * SECTOR + l2_index * 4, raw)
             cached = ext._l2_cache.get(b_off)
             if cached is not None:
@@ -848,10 +870,14 @@ class VmdkImage(Image):
                 return f"ERROR: cluster offset for sector {ext.start_sector} points after EOF"
             return None
         per_l1 = ext.l1_entry_sectors
-        for l1_index in range((ext.sectors + per_l1 - 1) // per_l1):
-            if l1_index >= ext.l1_size:
-                sector = ext.start_sector + l1_index * per_l1
-                return f"ERROR: could not get cluster_offset for sector {sector}"
+        needed = (ext.sectors + per_l1 - 1) // per_l1
+        if needed > ext.l1_size:
+            sector = ext.start_sector + ext.l1_size * per_l1
+            first_bad: str | None = f"ERROR: could not get cluster_offset for sector {sector}"
+        else:
+            first_bad = None
+        # entries past len(l1_table) lie beyond EOF: zero, unallocated
+        for l1_index in range(min(needed, ext.l1_size, len(ext.l1_table))):
             l2_offset = ext.l1_table[l1_index]
             if not l2_offset:
                 continue
@@ -865,7 +891,7 @@ class VmdkImage(Image):
                 if (entry << 9) >= flen:
                     return (f"ERROR: cluster offset for sector {ext.start_sector + rel} "
                             "points after EOF")
-        return None
+        return first_bad
 
     def set_backing_file(self, filename: str | None, fmt: str | None) -> None:
         raise BlockError("Format 'vmdk' does not support changing the backing file")
@@ -976,7 +1002,9 @@ class VmdkImage(Image):
 
 
 # ---- helpers ---------------------------------------------------------------------------
-def _read_u32s(file: ImageFile, offset: int, count: int) -> array:
+def _read_u32s(file: ImageFile, offset: int, count: int, *, pad: bool = True) -> array:
+    """``count`` little-endian u32 at ``offset``; with ``pad`` False, only those inside
+    the file (the rest would read as zero)."""
     out = array("I")
     if count:
         # Bound the read by what can be in the file; the rest reads as zero (as QEMU's
@@ -985,7 +1013,7 @@ def _read_u32s(file: ImageFile, offset: int, count: int) -> array:
         out.frombytes(file.pread(offset, avail - avail % 4))
         if sys.byteorder != "little":
             out.byteswap()
-        if len(out) < count:
+        if pad and len(out) < count:
             out.extend(array("I", bytes(4 * (count - len(out)))))
     return out
 

@@ -221,8 +221,9 @@ def test_flat_extent_past_eof_reads_zero(tmp_path, qemu_img, qemu_io):
     with open_vmdk(str(img)) as im:
         assert im.virtual_size == info["virtual-size"]
         assert im.read(4090, 12) == b"\x42" * 6 + bytes(6)
-        assert qemu_io.verify(str(img), 4096, 4096, 0, fmt="vmdk")
         assert im.info_specific() == info["format-specific"]
+    assert qemu_io.verify(str(img), 4090, 6, 0x42, fmt="vmdk")
+    assert qemu_io.verify(str(img), 4096, 4096, 0, fmt="vmdk")
 
 
 def test_read_only_image_refuses_writes(sparse_img):
