@@ -144,17 +144,21 @@ class Result:
 
 
 class _TestMemory:
-    """A MemoryProvider with two mapped ranges (CODE rwx, DATA rw)."""
+    """A MemoryProvider with the ranges Unicorn has: the page before CODE (holding the
+    CLREX Unicorn starts with), CODE (rwx) and DATA (rw)."""
 
     def __init__(self) -> None:
-        self.code_off = 0
-        self.data_off = CODE_SIZE
-        self.buf = bytearray(CODE_SIZE + DATA_SIZE)
+        self.code_off = PAGE_SIZE
+        self.data_off = PAGE_SIZE + CODE_SIZE
+        self.buf = bytearray(PAGE_SIZE + CODE_SIZE + DATA_SIZE)
+        self.buf[PAGE_SIZE - 4:PAGE_SIZE] = struct.pack("<I", _CLREX)
         self.host_view = memoryview(self.buf)
         self.host_base = ctypes.addressof(ctypes.c_char.from_buffer(self.buf))
 
     def tlb_fill(self, vaddr: int, access: Access, mmu_idx: int) -> TLBFill:
         page = vaddr & ~(PAGE_SIZE - 1)
+        if page == CODE - PAGE_SIZE:
+            return TLBFill(0, Prot.READ | Prot.WRITE | Prot.EXEC)
         if CODE <= page < CODE + CODE_SIZE:
             return TLBFill(self.code_off + page - CODE, Prot.READ | Prot.WRITE | Prot.EXEC)
         if DATA <= page < DATA + DATA_SIZE:
@@ -236,8 +240,9 @@ class LockStep:
     def _run_pyqemu(self, be: str, words: Sequence[int], st: State) -> Outcome:
         ctx, vcpu, mem = self.vcpus[be]
         code = b"".join(struct.pack("<I", w) for w in words)
-        mem.buf[0:CODE_SIZE] = bytes(CODE_SIZE)
-        mem.buf[0:len(code)] = code
+        co = mem.code_off
+        mem.buf[co:co + CODE_SIZE] = bytes(CODE_SIZE)
+        mem.buf[co:co + len(code)] = code
         ctx.invalidate_range(CODE, CODE + CODE_SIZE)
         mem.buf[mem.data_off:mem.data_off + DATA_SIZE] = st.data
         s = vcpu.state

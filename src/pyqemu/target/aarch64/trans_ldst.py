@@ -20,6 +20,7 @@ from pyqemu.target.aarch64.cpu import (
     vreg_offset,
 )
 from pyqemu.target.aarch64.translate import (
+    M64,
     DisasContext,
     cpu_reg,
     cpu_reg_sp,
@@ -175,14 +176,14 @@ def trans_LDST_v_r(ctx: DisasContext, a: Any) -> bool:
 
 def trans_LDR_lit(ctx: DisasContext, a: Any) -> bool:
     val = ctx.t64()
-    ctx.b.gen_qemu_ld_i64(val, Const(ctx.pc_curr + a.imm, 64), MemOp(2 + a.opc))
+    ctx.b.gen_qemu_ld_i64(val, Const((ctx.pc_curr + a.imm) & M64, 64), MemOp(2 + a.opc))
     write_reg(ctx, a.rt, val, a.opc)
     return True
 
 
 def trans_LDRSW_lit(ctx: DisasContext, a: Any) -> bool:
     val = ctx.t64()
-    ctx.b.gen_qemu_ld_i64(val, Const(ctx.pc_curr + a.imm, 64), MemOp.MO_32 | MemOp.MO_SIGN)
+    ctx.b.gen_qemu_ld_i64(val, Const((ctx.pc_curr + a.imm) & M64, 64), MemOp.MO_32 | MemOp.MO_SIGN)
     write_reg(ctx, a.rt, val)
     return True
 
@@ -194,7 +195,7 @@ def trans_PRFM_lit(ctx: DisasContext, a: Any) -> bool:
 def trans_LDR_v_lit(ctx: DisasContext, a: Any) -> bool:
     if a.opc == 3:
         return False
-    lo, hi = gen_vreg_load(ctx, a.rt, Const(ctx.pc_curr + a.imm, 64), 2 + a.opc)
+    lo, hi = gen_vreg_load(ctx, a.rt, Const((ctx.pc_curr + a.imm) & M64, 64), 2 + a.opc)
     gen_vreg_write(ctx, a.rt, lo, hi)
     return True
 

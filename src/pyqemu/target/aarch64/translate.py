@@ -38,8 +38,11 @@ __all__ = ["AArch64Frontend", "DisasContext", "DisasJump", "DECODER_MODULES"]
 
 #: the decoder modules, in decode order (optional ones may be missing)
 DECODER_MODULES = ("trans_branch", "trans_dp_imm", "trans_dp_reg", "trans_ldst",
-                   "trans_system", "trans_fp", "trans_simd", "trans_crypto")
-_REQUIRED = {"trans_branch", "trans_dp_imm", "trans_dp_reg", "trans_ldst", "trans_system"}
+                   "trans_system", "trans_fp", "trans_simd", "trans_crypto",
+                   # a minimal SIMD subset for C programs; the full tables above win
+                   "trans_simd_min")
+_REQUIRED = {"trans_branch", "trans_dp_imm", "trans_dp_reg", "trans_ldst", "trans_system",
+             "trans_simd_min"}
 
 M64 = (1 << 64) - 1
 
