@@ -29,8 +29,13 @@ from pyqemu.block.driver import BlockStatus, CreateOpt, Image, OptType
 from pyqemu.block.errors import BlockError, ImageFormatError
 from pyqemu.block.file import ImageFile
 
-__all__ = ["VpcImage", "VhdFooter", "VhdDynDiskHeader", "calculate_geometry",
-           "calculate_rounded_image_size"]
+__all__ = [
+    "VhdDynDiskHeader",
+    "VhdFooter",
+    "VpcImage",
+    "calculate_geometry",
+    "calculate_rounded_image_size",
+]
 
 VHD_FIXED = 2
 VHD_DYNAMIC = 3
@@ -47,6 +52,7 @@ DEFAULT_BLOCK_SIZE = 0x200000  # what QEMU creates
 INT_MAX = (1 << 31) - 1
 INT64_MAX = (1 << 63) - 1
 U64 = (1 << 64) - 1
+MAX_REQUEST = INT_MAX - 511  # QEMU's BDRV_REQUEST_MAX_BYTES: larger reads fail
 
 #: creator applications whose images are sized by ``current_size`` rather than CHS
 _CURRENT_SIZE_CREATORS = (b"win ", b"qem2", b"d2v ", b"CTXS", b"tap\0")
@@ -138,8 +144,7 @@ def calculate_geometry(total_sectors: int) -> tuple[int, int, int]:
         secs = 17
         cth = (total_sectors // secs) & 0xFFFFFFFF
         heads = (-(-cth // 1024)) & 0xFF
-        if heads < 4:
-            heads = 4
+        heads = max(heads, 4)
         if cth >= heads * 1024 or heads > 16:
             secs, heads = 31, 16
             cth = (total_sectors // secs) & 0xFFFFFFFF
@@ -290,7 +295,7 @@ class VpcImage(Image):
         self.max_table_entries = mte_int
         pagetable_size = mte_int * 4
         self.bat_offset = hdr.table_offset
-        if self.bat_offset + pagetable_size > INT64_MAX:
+        if self.bat_offset + pagetable_size > INT64_MAX or pagetable_size > MAX_REQUEST:
             raise ImageFormatError("Error reading pagetable")
         file_size = self.file.size()
         avail = max(0, min(pagetable_size, file_size - self.bat_offset))

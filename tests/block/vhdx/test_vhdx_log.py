@@ -39,9 +39,8 @@ def _replay_both(tmp_path, qemu_img, dirty: str) -> None:
     res = qemu_img.run("info", "-f", "vhdx", theirs)
     assert res.rc != 0
     before = file_digest(ours)
-    with pytest.raises(ImageFormatError) as exc:
-        with open_vhdx(ours):
-            pass
+    with pytest.raises(ImageFormatError) as exc, open_vhdx(ours):
+        pass
     assert str(exc.value).replace(ours, "F") == qemu_error(res.err).replace(theirs, "F")
     assert file_digest(ours) == before
     # read-write: both replay
@@ -76,9 +75,9 @@ def test_qemu_dirty_log_replayed(tmp_path, qemu_img, qemu_io, offset, length):
     bat_sector = (BAT_OFFSET + (offset // MiB) * 8) // 512
     cfg.write_text('[inject-error]\nevent = "pwritev"\niotype = "write"\n'
                    f'sector = "{bat_sector}"\nerrno = "5"\nonce = "on"\n')
+    spec = f"driver=vhdx,file.driver=blkdebug,file.config={cfg},file.image.filename={img}"
     res = subprocess.run([qemu_io.path, "--image-opts", "-c",
-                          f"write -P 0x33 {offset} {length}", f"driver=vhdx,file.driver=blkdebug,file.config={cfg},"
-                          f"file.image.filename={img}"],
+                          f"write -P 0x33 {offset} {length}", spec], check=False,
                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert "Input/output error" in res.stdout + res.stderr
     assert qemu_img.run("info", img).rc != 0  # dirty now
@@ -175,9 +174,9 @@ def _raw_entry_into_log(img: str, entry: bytes, *, fix_crc: bool = True) -> None
 
 
 def _entry(**kw: object) -> bytes:
-    args: dict[str, object] = dict(sequence=1, log_guid=b"GUIDGUIDGUIDGUID", tail=0,
-                                   flushed_file_offset=0, last_file_offset=0,
-                                   sectors=[(4 * MiB, _sector(0x99))])
+    args: dict[str, object] = {"sequence": 1, "log_guid": b"GUIDGUIDGUIDGUID", "tail": 0,
+                               "flushed_file_offset": 0, "last_file_offset": 0,
+                               "sectors": [(4 * MiB, _sector(0x99))]}
     args.update(kw)
     return vlog.build_entry(**args)  # type: ignore[arg-type]
 

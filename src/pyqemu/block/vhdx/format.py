@@ -16,17 +16,17 @@ import uuid
 
 __all__ = [
     "BAT_FILE_OFF_MASK",
-    "BAT_STATE_MASK",
     "BAT_GUID",
+    "BAT_STATE_MASK",
     "METADATA_GUID",
-    "crc32c",
-    "checksum_is_valid",
-    "update_checksum",
-    "VhdxHeader",
-    "RegionTableEntry",
-    "MetadataTableEntry",
-    "LogEntryHeader",
     "LogDescriptor",
+    "LogEntryHeader",
+    "MetadataTableEntry",
+    "RegionTableEntry",
+    "VhdxHeader",
+    "checksum_is_valid",
+    "crc32c",
+    "update_checksum",
 ]
 
 MiB = 1 << 20

@@ -85,6 +85,7 @@ __all__ = ["VhdxImage"]
 U64 = (1 << 64) - 1
 U32 = (1 << 32) - 1
 INT64_MAX = (1 << 63) - 1
+MAX_REQUEST = (1 << 31) - 512  # QEMU's BDRV_REQUEST_MAX_BYTES
 #: creator string QEMU 7.2 (Debian 7.2.22) stores in the file identifier
 CREATOR = "QEMU v7.2.22"
 
@@ -194,6 +195,10 @@ class VhdxImage(Image):
             raise ImageFormatError(
                 f"VHDX BAT region ({self.bat_rt.length} bytes) is too small for "
                 f"{self.bat_entries} entries")
+        if self.bat_rt.length > MAX_REQUEST:
+            # QEMU reads the whole region in one request, which cannot be this large
+            raise ImageFormatError(f"VHDX BAT region is too large ({self.bat_rt.length} "
+                                   "bytes)")
         self._load_bat()
         if not check_mode:
             errors = self._check_bat_entries(count=False)

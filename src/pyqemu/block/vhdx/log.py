@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pyqemu.block.errors import ImageFormatError
@@ -230,10 +231,10 @@ def search(img: VhdxImage, log_guid: bytes) -> LogSequence:
                 current.log.write = curr.read
                 current.count += 1
                 curr_seq = nxt.sequence_number
-        if current.valid and current.hdr is not None:
-            if (not candidate.valid or candidate.hdr is None
-                    or current.hdr.sequence_number > candidate.hdr.sequence_number):
-                candidate = current
+        if current.valid and current.hdr is not None and (
+                not candidate.valid or candidate.hdr is None
+                or current.hdr.sequence_number > candidate.hdr.sequence_number):
+            candidate = current
         if curr.read < tail:
             break
     if candidate.valid and candidate.hdr is not None:
@@ -348,8 +349,8 @@ def parse(img: VhdxImage) -> bool:
 
 # ---- writing --------------------------------------------------------------------------------
 def build_entry(*, sequence: int, log_guid: bytes, tail: int, flushed_file_offset: int,
-                last_file_offset: int, sectors: list[tuple[int, bytes]],
-                zeros: list[tuple[int, int]] = ()) -> bytes:  # type: ignore[assignment]
+                last_file_offset: int, sectors: Sequence[tuple[int, bytes]],
+                zeros: Sequence[tuple[int, int]] = ()) -> bytes:
     """Encode one log entry: data descriptors for whole 4 KiB ``sectors`` (file offset,
     4096 bytes), then zero descriptors (file offset, length), with its checksum."""
     count = len(sectors) + len(zeros)
