@@ -1,0 +1,1 @@
+"""AArch64 specifics of Linux user mode: syscall numbers and table, the signal frame."""
