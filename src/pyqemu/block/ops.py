@@ -418,7 +418,7 @@ class _Convert:
         if not has_zero_init and target_is_new and self.min_sparse and not target_has_backing:
             has_zero_init = _has_zero_init(target)
         self.has_zero_init = has_zero_init
-        self.compressed = compressed or bool(getattr(target, "needs_compressed_writes", False))
+        self.compressed = compressed or _needs_compressed_writes(target)
         self.cluster_sectors = (target.cluster_size or 0) // SECTOR
         if target_has_backing and target_is_new and target.backing is not None:
             self.target_backing_sectors = image_length(target.backing) // SECTOR
@@ -603,6 +603,17 @@ class _Convert:
             sector_num += n
 
 
+def _needs_compressed_writes(img: Image) -> bool:
+    """bdrv_get_info's needs_compressed_writes (vmdk streamOptimized)."""
+    attr = getattr(img, "needs_compressed_writes", None)
+    if attr is not None:
+        return bool(attr() if callable(attr) else attr)
+    extents = getattr(img, "extents", None)
+    if extents:
+        return bool(getattr(extents[0], "compressed", False))
+    return False
+
+
 def _has_zero_init(img: Image) -> bool:
     """Whether a freshly created ``img`` reads as zeroes (bdrv_has_zero_init)."""
     attr = getattr(img, "has_zero_init", None)
@@ -645,7 +656,23 @@ def convert(sources: Sequence[Image], target: Image, *, min_sparse: int = 4096,
                      progress=progress or _no_progress, warn=warn,
                      buf_size=max(buf_size, IO_BUF_SIZE))
     state.run()
+    if state.compressed:
+        _compressed_eof(target)
 
+
+def _compressed_eof(target: Image) -> None:
+    """QEMU ends a compressed conversion with a zero-length compressed write, which
+    aligns the image file's end to a sector. Drivers that do not take that signal get
+    the same alignment of their file here."""
+    try:
+        target.write_compressed(0, b"")
+        return
+    except BlockError:
+        pass
+    target.flush()
+    size = target.file.size()
+    if size % SECTOR:
+        target.file.truncate(size + SECTOR - size % SECTOR)
 
 # ---------------------------------------------------------------------------------------
 # commit
