@@ -185,14 +185,15 @@ class VpcImage(Image):
     parent, as in QEMU)."""
 
     format_name: ClassVar[str] = "vpc"
+    # in QEMU's QemuOptsList order (the "Formatting ..." line); -o help sorts them
     create_opts: ClassVar[list[CreateOpt]] = [
-        CreateOpt("force_size", OptType.BOOL,
-                  "Force disk size calculation to use the actual size specified, rather "
-                  "than using the nearest CHS-based calculation"),
         CreateOpt("size", OptType.SIZE, "Virtual disk size"),
         CreateOpt("subformat", OptType.STRING,
                   "Type of virtual hard disk format. Supported formats are "
                   "{dynamic (default) | fixed} "),
+        CreateOpt("force_size", OptType.BOOL,
+                  "Force disk size calculation to use the actual size specified, rather "
+                  "than using the nearest CHS-based calculation"),
     ]
 
     def __init__(self, file: ImageFile, *, readonly: bool) -> None:
@@ -331,6 +332,11 @@ class VpcImage(Image):
     @property
     def subformat(self) -> str:
         return "fixed" if self.is_fixed else "dynamic"
+
+    def has_zero_init(self) -> bool:
+        """A new image reads as zeroes (QEMU's vpc_has_zero_init: dynamic always; fixed
+        when its file does, which a host file always does)."""
+        return True
 
     # ---- data path ---------------------------------------------------------------------
     def _entry(self, index: int) -> int:

@@ -123,19 +123,20 @@ class VhdxImage(Image):
     """A VHDX image (dynamic or fixed; differencing images are refused as by QEMU)."""
 
     format_name: ClassVar[str] = "vhdx"
+    # in QEMU's QemuOptsList order (the "Formatting ..." line); -o help sorts them
     create_opts: ClassVar[list[CreateOpt]] = [
+        CreateOpt("size", OptType.SIZE, "Virtual disk size; max of 64TB."),
+        CreateOpt("log_size", OptType.SIZE, "Log size; min 1MB.", default=str(DEFAULT_LOG_SIZE)),
         CreateOpt("block_size", OptType.SIZE,
                   "Block Size; min 1MB, max 256MB. 0 means auto-calculate based on "
-                  "image size."),
+                  "image size.", default="0"),
+        CreateOpt("subformat", OptType.STRING,
+                  "VHDX format type, can be either 'dynamic' or 'fixed'. "
+                  "Default is 'dynamic'."),
         CreateOpt("block_state_zero", OptType.BOOL,
                   "Force use of payload blocks of type 'ZERO'. Non-standard, but "
                   "default.  Do not set to 'off' when using 'qemu-img convert' with "
                   "subformat=dynamic."),
-        CreateOpt("log_size", OptType.SIZE, "Log size; min 1MB."),
-        CreateOpt("size", OptType.SIZE, "Virtual disk size; max of 64TB."),
-        CreateOpt("subformat", OptType.STRING,
-                  "VHDX format type, can be either 'dynamic' or 'fixed'. "
-                  "Default is 'dynamic'."),
     ]
 
     def __init__(self, file: ImageFile, *, readonly: bool) -> None:
@@ -434,6 +435,11 @@ class VhdxImage(Image):
     def subformat(self) -> str:
         """"fixed" if the file parameters say blocks stay allocated, else "dynamic"."""
         return "fixed" if self.params_data_bits & PARAMS_LEAVE_BLOCKS_ALLOCATED else "dynamic"
+
+    def has_zero_init(self) -> bool:
+        """A new image reads as zeroes (QEMU's vhdx_has_zero_init: dynamic always; fixed
+        when its file does, which a host file always does)."""
+        return True
 
     def block_state(self, block: int) -> int:
         """BAT state (PAYLOAD_BLOCK_*) of payload block number ``block``."""
