@@ -128,7 +128,14 @@ def test_random_tables_against_naive_matcher(seed: int) -> None:
         pats.append((f"P{i}", "".join(s)))
     text = "{\n" + "\n".join(f"{n} {p}" for n, p in pats) + "\n}\n"
     hits: list[str] = []
-    ns = {f"trans_{n}": (lambda n: lambda c, a: hits.append(n) or True)(n) for n, _ in pats}
+
+    def handler(name: str) -> Any:
+        def h(ctx: Any, a: Any) -> bool:
+            hits.append(name)
+            return True
+        return h
+
+    ns = {f"trans_{n}": handler(n) for n, _ in pats}
     dec = Decoder([(parse(text), ns)])
     for _ in range(3000):
         # bias the words towards the patterns so most of them match something

@@ -39,7 +39,7 @@ class ArgRecord:
     __hash__ = None  # type: ignore[assignment]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _arg_class(name: str, fields: tuple[str, ...]) -> type[ArgRecord]:
     return type(f"arg_{name}", (ArgRecord,), {"__slots__": fields})
 
@@ -69,7 +69,7 @@ def _field_expr(f: Field, funcs: dict[str, Any], env: dict[str, Any]) -> str:
 class Candidate:
     """One pattern bound to its handler and extractor."""
 
-    __slots__ = ("pattern", "mask", "value", "handler", "extract", "groups", "name")
+    __slots__ = ("extract", "groups", "handler", "mask", "name", "pattern", "value")
 
     def __init__(self, pattern: Pattern, handler: Callable[[Any, Any], bool],
                  extract: Callable[[Any, int], ArgRecord]) -> None:
@@ -100,12 +100,13 @@ def _make_extractor(pat: Pattern, funcs: dict[str, Any]) -> Callable[[Any, int],
         else:
             lines.append(f"    a.{name} = {_field_expr(spec, funcs, env)}")
     lines.append("    return a")
-    exec(compile("\n".join(lines), f"<decodetree {pat.name}>", "exec"), env)
+    # generated from the checked-in table only (no guest input): one compile per pattern
+    exec(compile("\n".join(lines), f"<decodetree {pat.name}>", "exec"), env)  # noqa: S102
     return env["extract"]  # type: ignore[no-any-return]
 
 
 class _Node:
-    __slots__ = ("mask", "children", "leaf")
+    __slots__ = ("children", "leaf", "mask")
 
     def __init__(self, mask: int = 0, children: dict[int, _Node] | None = None,
                  leaf: list[Candidate] | None = None) -> None:
@@ -204,7 +205,7 @@ class Decoder:
         return False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_cached(path: str, mtime: float, width: int) -> DecodeFile:
     with open(path, encoding="utf-8") as fh:
         return parse(fh.read(), width, os.path.basename(path))

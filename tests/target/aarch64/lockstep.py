@@ -181,7 +181,7 @@ class LockStep:
         self.uc = U.Uc(U.UC_ARCH_ARM64, U.UC_MODE_ARM)
         self.uc.ctl_set_cpu_model(A.UC_CPU_ARM64_MAX)
         self.uc.mem_map(CODE - PAGE_SIZE, CODE_SIZE + PAGE_SIZE)
-        self.uc.mem_map(DATA, DATA_SIZE)
+        self.uc.mem_map(DATA, DATA_SIZE, U.UC_PROT_READ | U.UC_PROT_WRITE)
         self._uc_intno: int | None = None
         self.last_fault: MemoryFault | None = None
         self.uc.hook_add(U.UC_HOOK_INTR, self._on_intr)

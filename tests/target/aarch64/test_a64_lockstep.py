@@ -15,8 +15,8 @@ import random
 from typing import Any
 
 import pytest
-
 from lockstep import DATA, DATA_SIZE, LockStep, random_state
+
 from pyqemu.decodetree import Candidate
 from pyqemu.target.aarch64.translate import a64_decoder
 

@@ -16,8 +16,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from lockstep import DATA, DATA_SIZE, LockStep, random_state
+
 from pyqemu.target.aarch64.translate import a64_decoder
 
 _PROGRAM = r"""

@@ -26,15 +26,15 @@ from pyqemu.accel.tcg.interfaces import GuestTrap
 from pyqemu.ir.core import Global
 
 __all__ = [
-    "ARMCPUModel",
-    "BreakpointTrap",
-    "CPUARMState",
     "CPU_MODELS",
-    "CPUModelError",
     "GLOBALS",
     "HWCAP",
     "HWCAP2",
     "PC_OFFSET",
+    "ARMCPUModel",
+    "BreakpointTrap",
+    "CPUARMState",
+    "CPUModelError",
     "cpu_model",
     "dump_state",
     "elf_hwcap",

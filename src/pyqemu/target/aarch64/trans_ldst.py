@@ -19,6 +19,7 @@ from pyqemu.target.aarch64.cpu import (
     EXCLUSIVE_VAL_OFFSET,
     vreg_offset,
 )
+from pyqemu.target.aarch64.trans_dp_reg import gen_extend
 from pyqemu.target.aarch64.translate import (
     M64,
     DisasContext,
@@ -26,7 +27,6 @@ from pyqemu.target.aarch64.translate import (
     cpu_reg_sp,
     write_reg,
 )
-from pyqemu.target.aarch64.trans_dp_reg import gen_extend
 
 DECODE_FILES = ("a64-ldst.decode",)
 

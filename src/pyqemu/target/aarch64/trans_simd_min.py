@@ -125,7 +125,7 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
     elif name == "cmeq0":
         res = _pack([_ones(esz) if a == 0 else 0 for a in _lanes(vn, esz, q)], esz)
     elif name == "cnt":
-        res = _pack([bin(a).count("1") for a in _lanes(vn, 0, q)], 0)
+        res = _pack([a.bit_count() for a in _lanes(vn, 0, q)], 0)
     elif name == "not":
         res = ~vn
     elif name in ("addv", "umaxv", "uminv"):

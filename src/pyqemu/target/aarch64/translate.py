@@ -19,7 +19,7 @@ from typing import Any
 from pyqemu.accel.tcg.interfaces import PAGE_MASK, GuestTrap, VCPULike
 from pyqemu.decodetree import Decoder, load_decode_file
 from pyqemu.ir.core import Builder, Const, Global, IRBlock, Temp, Value
-from pyqemu.ir.ops import Cond, ExitReason, MemOp
+from pyqemu.ir.ops import Cond, ExitReason
 from pyqemu.target.aarch64 import cpu as cpu_mod
 from pyqemu.target.aarch64.cpu import (
     GLOBALS,
@@ -34,7 +34,7 @@ from pyqemu.target.aarch64.cpu import (
     cpu_ZF,
 )
 
-__all__ = ["AArch64Frontend", "DisasContext", "DisasJump", "DECODER_MODULES"]
+__all__ = ["DECODER_MODULES", "AArch64Frontend", "DisasContext", "DisasJump"]
 
 #: the decoder modules, in decode order (optional ones may be missing)
 DECODER_MODULES = ("trans_branch", "trans_dp_imm", "trans_dp_reg", "trans_ldst",
