@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import importlib
 from collections.abc import Iterable
 
@@ -193,6 +194,7 @@ BASE_FEATURES: frozenset[str] = frozenset({
 OPTIONAL_DECODER_MODULES = ("trans_fp", "trans_simd", "trans_crypto")
 
 
+@functools.lru_cache(maxsize=1)
 def implemented_features() -> frozenset[str]:
     """Every feature pyqemu can execute: the base ISA plus the optional decoder modules."""
     feats = set(BASE_FEATURES)
