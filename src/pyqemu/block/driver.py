@@ -111,9 +111,8 @@ class Image(ABC):
     create_opts: ClassVar[list[CreateOpt]] = []
     #: True if the format can hold a backing file reference
     supports_backing: ClassVar[bool] = False
-    #: options ``amend`` accepts (QEMU's amend_opts); None: the format has no amend list,
-    #: so ``qemu-img amend`` parses against ``create_opts``
-    amend_opts: ClassVar[list[CreateOpt] | None] = None
+    #: names of the create_opts that ``amend`` accepts (QEMU's amend_opts); None: all
+    amend_opts: ClassVar[frozenset[str] | None] = None
     #: True if create() also receives the file protocol's options (FILE_CREATE_OPTS:
     #: preallocation, nocow, extent_size_hint); only raw, whose data *is* the file
     protocol_opts_passthrough: ClassVar[bool] = False
@@ -151,7 +150,9 @@ class Image(ABC):
     @classmethod
     def measure(cls, size: int, opts: dict[str, Any], source: Image | None) -> tuple[int, int]:
         """``qemu-img measure``: (required, fully-allocated) bytes for a new image of this
-        format with ``opts``, either empty of ``size`` or holding the data of ``source``."""
+        format with ``opts``, either empty of ``size`` or holding the data of ``source``.
+        A format may return a third value, the bytes needed for persistent bitmaps
+        (qemu-img prints "bitmaps size"; qcow2 v3 measured from a qcow2 v3 source)."""
         raise BlockError(f"Format driver '{cls.format_name}' does not support measure")
 
     # ---- geometry ------------------------------------------------------------------
@@ -306,40 +307,70 @@ def parse_bool(text: str, name: str) -> bool:
     raise BlockError(f"Parameter '{name}' expects 'on' or 'off'")
 
 
-_SUFFIXES = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
-             "p": 1 << 50, "e": 1 << 60}
+_SUFFIX_SHIFT = {"b": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
+_SIZE_HINT = ("Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n"
+              "and exabytes, respectively.")
+
+
+def qemu_strtosz(text: str) -> int:
+    """QEMU's qemu_strtosz (util/cutils.c): decimal (a fraction allowed with a suffix) or
+    0x hex, optional suffix b/k/M/G/T/P/E (powers of 1024), the whole string consumed.
+    Raises ValueError when malformed, OverflowError when >= 2^64."""
+    import re
+
+    m = re.match(r"\s*\+?([0-9]+)", text)
+    if m is None or "-" in text[: m.end()]:
+        raise ValueError(text)
+    pos = m.end()
+    val = int(m.group(1))
+    frac = 0.0
+    if val == 0 and text[pos:pos + 1] in ("x", "X"):
+        h = re.match(r"\s*\+?0[xX]([0-9a-fA-F]+)", text)
+        if h is None:
+            raise ValueError(text)
+        val = int(h.group(1), 16)
+        pos = h.end()
+        if text[pos:pos + 1] == ".":
+            raise ValueError(text)
+    elif text[pos:pos + 1] == ".":
+        f = re.match(r"\.[0-9]+", text[pos:])
+        if f is None:
+            pos += 1
+        else:
+            frac = float(f.group(0))
+            pos += f.end()
+            if text[pos:pos + 1] in ("e", "E") and re.match(r"[eE][+-]?[0-9]", text[pos:]):
+                raise ValueError(text)
+    shift = 0
+    if pos < len(text) and text[pos].lower() in _SUFFIX_SHIFT:
+        shift = _SUFFIX_SHIFT[text[pos].lower()]
+        pos += 1
+    if pos != len(text):
+        raise ValueError(text)
+    if val >= 1 << 64:
+        raise OverflowError(text)
+    mul = 1 << shift
+    valf = int(frac * 2.0**64)
+    if mul == 1:
+        if valf:
+            raise ValueError(text)
+        return val
+    prod = valf * mul
+    result = val * mul + (prod >> 64) + ((prod & ((1 << 64) - 1)) >> 63)
+    if result >= 1 << 64:
+        raise OverflowError(text)
+    return result
 
 
 def parse_size(text: str, name: str = "size") -> int:
-    """Parse a QEMU size: an integer or decimal with an optional k/M/G/T/P/E suffix."""
-    t = text.strip()
-    if not t:
-        raise BlockError(f"Parameter '{name}' expects a non-negative number below 2^64")
-    suffix = t[-1].lower() if t[-1].isalpha() else ""
-    num = t[:-1] if suffix else t
-    if suffix not in _SUFFIXES:
-        raise BlockError(
-            f"Parameter '{name}' expects a non-negative number below 2^64\n"
-            "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n"
-            "and exabytes, respectively."
-        )
+    """Parse a QEMU size option value (QemuOpts' parse_option_size)."""
     try:
-        if num.startswith(("0x", "0X")):
-            val = int(num, 16)
-        elif "." in num or "e" in num.lower():
-            val = int(float(num) * _SUFFIXES[suffix])
-            return _check_size(val, name)
-        else:
-            val = int(num, 10)
-    except ValueError as exc:
-        raise BlockError(f"Parameter '{name}' expects a non-negative number below 2^64") from exc
-    return _check_size(val * _SUFFIXES[suffix], name)
-
-
-def _check_size(val: int, name: str) -> int:
-    if val < 0 or val >= 1 << 64:
-        raise BlockError(f"Parameter '{name}' expects a non-negative number below 2^64")
-    return val
+        return qemu_strtosz(text)
+    except OverflowError:
+        raise BlockError(f"Value '{text}' is out of range for parameter '{name}'") from None
+    except ValueError:
+        raise BlockError(f"Parameter '{name}' expects a non-negative number below 2^64\n"
+                         + _SIZE_HINT) from None
 
 
 def parse_opts(opts: list[CreateOpt], raw: dict[str, str], fmt: str) -> dict[str, Any]:

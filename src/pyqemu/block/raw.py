@@ -96,11 +96,7 @@ class RawImage(Image):
     @classmethod
     def measure(cls, size: int, opts: dict[str, Any], source: Image | None) -> tuple[int, int]:
         """raw needs exactly the virtual size (sparse or not, qemu-img reports it)."""
-        if source is not None:
-            size = _round_up(source.virtual_size)
-        prealloc = str(opts.get("preallocation", "off"))
-        if prealloc not in PREALLOC_MODES:
-            raise BlockError(f"Invalid preallocation mode: '{prealloc}'")
+        size = source.virtual_size if source is not None else _round_up(size)
         return size, size
 
     # ---- geometry / data -------------------------------------------------------------

@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from pyqemu.block.driver import Image
+from pyqemu.block.driver import Image, qemu_strtosz
 from pyqemu.block.errors import BlockError
 
 __all__ = [
@@ -191,44 +191,6 @@ def getopt_long(args: Sequence[str], shortopts: str,
 
 
 # ---- numbers and sizes -------------------------------------------------------------------
-
-_SUFFIX = {"b": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
-
-
-def qemu_strtosz(text: str) -> int:
-    """QEMU's qemu_strtosz: number (decimal, a fraction allowed, or 0x hex) with an
-    optional k/M/G/T/P/E/b suffix; bytes by default. ValueError when malformed,
-    OverflowError when >= 2^64."""
-    t = text
-    if not t or t[0].isspace() or t.startswith("-"):
-        raise ValueError(text)
-    suffix_shift = 0
-    if t[-1].lower() in _SUFFIX:
-        suffix_shift = _SUFFIX[t[-1].lower()]
-        t = t[:-1]
-    if not t:
-        raise ValueError(text)
-    if t.lower().startswith("0x"):
-        if "." in t:
-            raise ValueError(text)
-        val = int(t, 16)
-        result = val << suffix_shift
-    else:
-        import re
-
-        if not re.fullmatch(r"[0-9]+(\.[0-9]*)?", t):
-            raise ValueError(text)
-        whole, _, frac = t.partition(".")
-        if frac and suffix_shift == 0 and int(frac or "0") != 0:
-            raise ValueError(text)  # fractional bytes are rejected
-        mult = 1 << suffix_shift
-        result = int(whole) * mult
-        if frac:
-            result += int(float("0." + frac) * mult)
-    if result >= 1 << 64:
-        raise OverflowError(text)
-    return result
-
 
 def cvtnum(name: str, value: str, minimum: int = 0, maximum: int = (1 << 63) - 1) -> int:
     """qemu-img's cvtnum: a size argument or CliError with QEMU's two-line message."""
