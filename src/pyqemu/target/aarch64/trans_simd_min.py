@@ -79,6 +79,9 @@ _THREE: dict[str, Callable[[list[int], list[int], int], list[int]]] = {
     "cmgt": lambda n, m, e: [_ones(e) if _sx(a, e) > _sx(b, e) else 0 for a, b in zip(n, m)],
     "cmge": lambda n, m, e: [_ones(e) if _sx(a, e) >= _sx(b, e) else 0 for a, b in zip(n, m)],
     "umax": lambda n, m, e: [max(a, b) for a, b in zip(n, m)],
+    "smax": lambda n, m, e: [a if _sx(a, e) >= _sx(b, e) else b for a, b in zip(n, m)],
+    "smin": lambda n, m, e: [a if _sx(a, e) <= _sx(b, e) else b for a, b in zip(n, m)],
+    "mul": lambda n, m, e: [a * b for a, b in zip(n, m)],
     "umin": lambda n, m, e: [min(a, b) for a, b in zip(n, m)],
     "addp": _pairwise(lambda a, b: a + b),
     "umaxp": _pairwise(max),
@@ -97,7 +100,11 @@ def _sminp(n: list[int], m: list[int], e: int) -> list[int]:
 _THREE["smaxp"] = _smaxp
 _THREE["sminp"] = _sminp
 
-_OPS = list(_THREE) + ["and", "bic", "orr", "orn", "eor", "bsl", "bit", "bif", "cmeq0", "cnt",
+_OPS = list(_THREE) + ["mla", "mls", "rev64", "rev32", "rev16", "neg", "abs", "xtn",
+                       "cmgt0", "cmge0", "cmle0", "cmlt0", "smaxv", "sminv", "uaddlv",
+                       "saddlv", "addp_s", "uzp1", "uzp2", "zip1", "zip2", "trn1", "trn2",
+                       "tbl", "tbx", "umull", "smull", "uaddl", "saddl", "usubl", "ssubl",
+                       "uaddw", "saddw", "ushll", "sshll", "dup_s", "and", "bic", "orr", "orn", "eor", "bsl", "bit", "bif", "cmeq0", "cnt",
                        "not", "addv", "umaxv", "uminv", "dup_elt", "dup_gen", "ins_gen",
                        "ins_elt", "ext", "movi", "shrn", "ushr", "sshr", "shl"]
 _OPNUM = {name: i for i, name in enumerate(_OPS)}
@@ -122,6 +129,93 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
             res = vd ^ ((vd ^ vn) & vm)
         else:
             res = vd ^ ((vd ^ vn) & ~vm)
+    elif name in ("mla", "mls"):
+        vd = _lanes(_vget(s, rd), esz, q)
+        prod = [a * b for a, b in zip(_lanes(vn, esz, q), _lanes(vm, esz, q))]
+        sign = 1 if name == "mla" else -1
+        res = _pack([d + sign * p for d, p in zip(vd, prod)], esz)
+    elif name in ("rev64", "rev32", "rev16"):
+        group = {"rev64": 3, "rev32": 2, "rev16": 1}[name]
+        per = 1 << (group - esz)  # elements per group
+        lanes = _lanes(vn, esz, q)
+        out: list[int] = []
+        for i in range(0, len(lanes), per):
+            out.extend(reversed(lanes[i:i + per]))
+        res = _pack(out, esz)
+    elif name in ("neg", "abs"):
+        res = _pack([-_sx(a, esz) if name == "neg" or _sx(a, esz) < 0 else a
+                     for a in _lanes(vn, esz, q)], esz)
+    elif name in ("cmgt0", "cmge0", "cmle0", "cmlt0"):
+        test = {"cmgt0": lambda v: v > 0, "cmge0": lambda v: v >= 0,
+                "cmle0": lambda v: v <= 0, "cmlt0": lambda v: v < 0}[name]
+        res = _pack([_ones(esz) if test(_sx(a, esz)) else 0 for a in _lanes(vn, esz, q)],
+                    esz)
+    elif name == "xtn":  # esz = destination size; q = XTN2 (upper half)
+        narrow = _pack(_lanes(_vget(s, rn), esz + 1, 1), esz)
+        res = ((_vget(s, rd) & M64) | (narrow << 64)) if q else narrow
+        width = M128
+    elif name in ("smaxv", "sminv", "uaddlv", "saddlv"):
+        lanes = _lanes(vn, esz, q)
+        if name == "smaxv":
+            r = max(lanes, key=lambda v: _sx(v, esz))
+        elif name == "sminv":
+            r = min(lanes, key=lambda v: _sx(v, esz))
+        elif name == "uaddlv":
+            r = sum(lanes) & _ones(esz + 1)
+        else:
+            r = sum(_sx(v, esz) for v in lanes) & _ones(esz + 1)
+        _vset(s, rd, r, 0)
+        return
+    elif name == "addp_s":
+        _vset(s, rd, (s.vregs[2 * rn] + s.vregs[2 * rn + 1]) & M64, 0)
+        return
+    elif name in ("uzp1", "uzp2", "zip1", "zip2", "trn1", "trn2"):
+        a_, b_ = _lanes(vn, esz, q), _lanes(vm, esz, q)
+        n = len(a_)
+        part = 1 if name.endswith("2") else 0
+        if name.startswith("uzp"):
+            out = (a_ + b_)[part::2]
+        elif name.startswith("zip"):
+            base = part * n // 2
+            out = [x for i in range(n // 2) for x in (a_[base + i], b_[base + i])]
+        else:
+            out = [x for i in range(0, n, 2) for x in (a_[i + part], b_[i + part])]
+        res = _pack(out, esz)
+    elif name in ("tbl", "tbx"):  # rm = index register, imm = number of table regs
+        table = b"".join(_vget(s, (rn + i) % 32).to_bytes(16, "little") for i in range(imm))
+        idx = _lanes(vm, 0, q)
+        old = _lanes(_vget(s, rd), 0, q)
+        res = _pack([table[j] if j < len(table) else (old[k] if name == "tbx" else 0)
+                     for k, j in enumerate(idx)], 0)
+    elif name in ("umull", "smull", "uaddl", "saddl", "usubl", "ssubl", "uaddw", "saddw"):
+        # q selects the upper halves of the narrow sources ("2" forms); esz = source size
+        signed = name[0] == "s"
+        shift = 64 if q else 0
+        na = _lanes(_vget(s, rn) >> shift, esz, 0)
+        if name.endswith("w"):
+            na = _lanes(_vget(s, rn), esz + 1, 1)
+        nb = _lanes(_vget(s, rm) >> shift, esz, 0)
+        if signed:
+            if not name.endswith("w"):
+                na = [_sx(v, esz) for v in na]
+            else:
+                na = [_sx(v, esz + 1) for v in na]
+            nb = [_sx(v, esz) for v in nb]
+        op_ = name[1:]  # mull, addl, subl, addw
+        if op_ == "mull":
+            out = [x * y for x, y in zip(na, nb)]
+        elif op_ in ("addl", "addw"):
+            out = [x + y for x, y in zip(na, nb)]
+        else:
+            out = [x - y for x, y in zip(na, nb)]
+        _vset(s, rd, _pack(out, esz + 1), 1)
+        return
+    elif name in ("ushll", "sshll"):  # esz = source size, imm = shift, q = upper half
+        src = _lanes(_vget(s, rn) >> (64 if q else 0), esz, 0)
+        if name == "sshll":
+            src = [_sx(v, esz) for v in src]
+        _vset(s, rd, _pack([v << imm for v in src], esz + 1), 1)
+        return
     elif name == "cmeq0":
         res = _pack([_ones(esz) if a == 0 else 0 for a in _lanes(vn, esz, q)], esz)
     elif name == "cnt":
@@ -136,6 +230,8 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
     elif name == "dup_elt":
         x = (_vget(s, rn) >> (imm * (8 << esz))) & _ones(esz)
         res = _pack([x] * ((128 if q else 64) >> (3 + esz)), esz)
+    elif name == "dup_s":
+        res = (_vget(s, rn) >> (imm * (8 << esz))) & _ones(esz)
     elif name == "dup_gen":
         res = _pack([imm & _ones(esz)] * ((128 if q else 64) >> (3 + esz)), esz)
     elif name == "ins_gen":  # imm = index << 64 | value
@@ -216,6 +312,11 @@ trans_UMINP_v = _three("uminp", allow_d=False)
 trans_SMAXP_v = _three("smaxp", allow_d=False)
 trans_SMINP_v = _three("sminp", allow_d=False)
 trans_UMAX_v = _three("umax", allow_d=False)
+trans_SMAX_v = _three("smax", allow_d=False)
+trans_SMIN_v = _three("smin", allow_d=False)
+trans_MUL_v = _three("mul", allow_d=False)
+trans_MLA_v = _three("mla", allow_d=False)
+trans_MLS_v = _three("mls", allow_d=False)
 trans_UMIN_v = _three("umin", allow_d=False)
 
 
@@ -253,6 +354,69 @@ def trans_NOT_v(ctx: DisasContext, a: Any) -> bool:
     return gen_simd(ctx, "not", a.rd, a.rn, 0, a.q, 0)
 
 
+def _misc(op: str, max_esz: int = 3) -> Callable[[DisasContext, Any], bool]:
+    def trans(ctx: DisasContext, a: Any) -> bool:
+        if a.esz > max_esz or (a.esz == 3 and not a.q):
+            return False
+        return gen_simd(ctx, op, a.rd, a.rn, 0, a.q, a.esz)
+    return trans
+
+
+trans_REV64_v = _misc("rev64", 2)
+trans_REV32_v = _misc("rev32", 1)
+trans_REV16_v = _misc("rev16", 0)
+trans_NEG_v = _misc("neg")
+trans_ABS_v = _misc("abs")
+trans_CMGT0_v = _misc("cmgt0")
+trans_CMGE0_v = _misc("cmge0")
+trans_CMLE0_v = _misc("cmle0")
+trans_CMLT0_v = _misc("cmlt0")
+
+
+def trans_XTN(ctx: DisasContext, a: Any) -> bool:
+    if a.esz == 3:
+        return False
+    return gen_simd(ctx, "xtn", a.rd, a.rn, 0, a.q, a.esz)
+
+
+def trans_SHLL(ctx: DisasContext, a: Any) -> bool:
+    if a.esz == 3:
+        return False
+    return gen_simd(ctx, "ushll", a.rd, a.rn, 0, a.q, a.esz, 8 << a.esz)
+
+
+def trans_ADDP_s(ctx: DisasContext, a: Any) -> bool:
+    return gen_simd(ctx, "addp_s", a.rd, a.rn, 0, 1, 3)
+
+
+_PERM = {1: "uzp1", 2: "trn1", 3: "zip1", 5: "uzp2", 6: "trn2", 7: "zip2"}
+
+
+def trans_UZP_ZIP_TRN(ctx: DisasContext, a: Any) -> bool:
+    op = _PERM.get(a.op)
+    if op is None or (a.esz == 3 and not a.q):
+        return False
+    return gen_simd(ctx, op, a.rd, a.rn, a.rm, a.q, a.esz)
+
+
+def trans_TBL(ctx: DisasContext, a: Any) -> bool:
+    return gen_simd(ctx, "tbx" if a.tbx else "tbl", a.rd, a.rn, a.rm, a.q, 0, a.len + 1)
+
+
+def _long(signed_op: str, unsigned_op: str) -> Callable[[DisasContext, Any], bool]:
+    def trans(ctx: DisasContext, a: Any) -> bool:
+        if a.esz == 3:
+            return False
+        return gen_simd(ctx, unsigned_op if a.u else signed_op, a.rd, a.rn, a.rm, a.q, a.esz)
+    return trans
+
+
+trans_UMULL_SMULL = _long("smull", "umull")
+trans_UADDL_SADDL = _long("saddl", "uaddl")
+trans_USUBL_SSUBL = _long("ssubl", "usubl")
+trans_UADDW_SADDW = _long("saddw", "uaddw")
+
+
 def _across(op: str) -> Callable[[DisasContext, Any], bool]:
     def trans(ctx: DisasContext, a: Any) -> bool:
         if a.esz == 3 or (a.esz == 2 and not a.q):
@@ -264,6 +428,10 @@ def _across(op: str) -> Callable[[DisasContext, Any], bool]:
 trans_ADDV = _across("addv")
 trans_UMAXV = _across("umaxv")
 trans_UMINV = _across("uminv")
+trans_SMAXV = _across("smaxv")
+trans_SMINV = _across("sminv")
+trans_UADDLV = _across("uaddlv")
+trans_SADDLV = _across("saddlv")
 
 
 # ---------------------------------------------------------------- copy
@@ -279,6 +447,13 @@ def trans_DUP_element(ctx: DisasContext, a: Any) -> bool:
     if esz is None or (esz == 3 and not a.q):
         return False
     return gen_simd(ctx, "dup_elt", a.rd, a.rn, 0, a.q, esz, a.imm5 >> (esz + 1))
+
+
+def trans_DUP_scalar(ctx: DisasContext, a: Any) -> bool:
+    esz = _imm5_size(a.imm5)
+    if esz is None:
+        return False
+    return gen_simd(ctx, "dup_s", a.rd, a.rn, 0, 0, esz, a.imm5 >> (esz + 1))
 
 
 def trans_DUP_general(ctx: DisasContext, a: Any) -> bool:
@@ -427,6 +602,20 @@ trans_USHR = _shr("ushr")
 trans_SSHR = _shr("sshr")
 
 
+def _shll(op: str) -> Callable[[DisasContext, Any], bool]:
+    def trans(ctx: DisasContext, a: Any) -> bool:
+        if a.immh == 0 or a.immh & 8:
+            return False
+        esz = _shift_esz(a.immh)
+        shift = ((a.immh << 3) | a.immb) - (8 << esz)
+        return gen_simd(ctx, op, a.rd, a.rn, 0, a.q, esz, shift)
+    return trans
+
+
+trans_USHLL = _shll("ushll")
+trans_SSHLL = _shll("sshll")
+
+
 def trans_SHL(ctx: DisasContext, a: Any) -> bool:
     if a.immh == 0 or (a.immh & 8 and not a.q):
         return False
@@ -468,13 +657,52 @@ def trans_FMOV_g(ctx: DisasContext, a: Any) -> bool:
 # ---------------------------------------------------------------- LD1/ST1 (multiple)
 
 _NREGS = {0b0111: 1, 0b1010: 2, 0b0110: 3, 0b0010: 4}
+_SELEM = {0b0000: 4, 0b0100: 3, 0b1000: 2}  # LD4/ST4, LD3/ST3, LD2/ST2 (interleaved)
+
+
+def _ldst_struct(cpu: Any, addr: int, rt: int, selem: int, q: int, esz: int, load: int
+                 ) -> None:
+    """LD2/LD3/LD4 and ST2/ST3/ST4 (multiple structures): element-wise in memory order,
+    every load before any register write."""
+    s = cpu.state
+    esize = 1 << esz
+    nelem = (16 if q else 8) >> esz
+    if load:
+        lanes = [[0] * nelem for _ in range(selem)]
+        for e in range(nelem):
+            for r in range(selem):
+                lanes[r][e] = cpu.load(addr + (e * selem + r) * esize, esize)
+        for r in range(selem):
+            _vset(s, (rt + r) % 32, _pack(lanes[r], esz), q)
+        return
+    regs = [_lanes(_vget(s, (rt + r) % 32), esz, q) for r in range(selem)]
+    for e in range(nelem):
+        for r in range(selem):
+            cpu.store(addr + (e * selem + r) * esize, esize, regs[r][e])
+
+
+helper_ldst_struct = Helper("ldst_struct", _ldst_struct, (64, 32, 32, 32, 32, 32), (),
+                            CallFlags.NO_READ_GLOBALS | CallFlags.NO_WRITE_GLOBALS)
 
 
 def _ldst1(ctx: DisasContext, a: Any, post: bool) -> bool:
     nregs = _NREGS.get(a.opcode)
-    if nregs is None:
-        return False  # LD2/LD3/LD4 interleaving: not in this subset
     b = ctx.b
+    if nregs is None:
+        selem = _SELEM.get(a.opcode)
+        if selem is None or (a.esz == 3 and not a.q):
+            return False
+        base = ctx.t64()
+        b.gen_mov_i64(base, cpu_reg_sp(ctx, a.rn))
+        b.gen_call(helper_ldst_struct, base, Const(a.rt, 32), Const(selem, 32),
+                   Const(a.q, 32), Const(a.esz, 32), Const(a.l, 32))
+        if post:
+            rn = cpu_reg_sp(ctx, a.rn)
+            if a.rm == 31:
+                b.gen_add_i64(rn, base, selem * (16 if a.q else 8))
+            else:
+                b.gen_add_i64(rn, base, cpu_reg(ctx, a.rm))
+        return True
     base = ctx.t64()
     b.gen_mov_i64(base, cpu_reg_sp(ctx, a.rn))
     nbytes = 16 if a.q else 8
@@ -511,6 +739,34 @@ def _ldst1(ctx: DisasContext, a: Any, post: bool) -> bool:
         else:
             b.gen_add_i64(rn, base, cpu_reg(ctx, a.rm))
     return True
+
+
+def _ld1r(ctx: DisasContext, a: Any, post: bool) -> bool:
+    b = ctx.b
+    base = ctx.t64()
+    b.gen_mov_i64(base, cpu_reg_sp(ctx, a.rn))
+    v = ctx.t64()
+    b.gen_qemu_ld_i64(v, base, MemOp(a.esz))
+    rep = ctx.t64()
+    b.gen_mul_i64(rep, v, {0: 0x0101010101010101, 1: 0x0001000100010001,
+                           2: 0x0000000100000001, 3: 1}[a.esz])
+    b.gen_st_state_i64(rep, vreg_offset(a.rt, 0), 8)
+    b.gen_st_state_i64(rep if a.q else Const(0, 64), vreg_offset(a.rt, 1), 8)
+    if post:
+        rn = cpu_reg_sp(ctx, a.rn)
+        if a.rm == 31:
+            b.gen_add_i64(rn, base, 1 << a.esz)
+        else:
+            b.gen_add_i64(rn, base, cpu_reg(ctx, a.rm))
+    return True
+
+
+def trans_LD1R(ctx: DisasContext, a: Any) -> bool:
+    return _ld1r(ctx, a, post=False)
+
+
+def trans_LD1R_post(ctx: DisasContext, a: Any) -> bool:
+    return _ld1r(ctx, a, post=True)
 
 
 def trans_LDST1_mult(ctx: DisasContext, a: Any) -> bool:
