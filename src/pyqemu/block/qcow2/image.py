@@ -1084,11 +1084,7 @@ class Qcow2Image(Image):
             self.header_dirty = True
             self.flush()
             # drop the now unused tail of the file
-            end = 0
-            for c in range(len(self.rc.table) * self.rc.block_entries - 1, -1, -1):
-                if c >> self.rc.block_bits < len(self.rc.table) and self.rc.stored(c):
-                    end = (c + 1) * self.csize
-                    break
+            end = self.rc.last_used_cluster() + 1 << self.cluster_bits
             if end and end < self.file.size():
                 self.file.truncate(end)
             if self.data_file is not None and self.data_file_raw:

@@ -253,6 +253,17 @@ class Refcounts:
         finally:
             self._growing = False
 
+    def last_used_cluster(self) -> int:
+        """Index of the highest cluster with a non-zero refcount (-1 if none)."""
+        for ti in range(len(self.table) - 1, -1, -1):
+            blk = self._block(ti)
+            if blk is None:
+                continue
+            for j in range(self.block_entries - 1, -1, -1):
+                if blk[j]:
+                    return (ti << self.block_bits) + j
+        return -1
+
     # ---- write-back -----------------------------------------------------------------
     def write_dirty(self) -> bool:
         """Write dirty blocks and the table; True if anything was written."""
