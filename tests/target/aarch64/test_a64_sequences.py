@@ -13,8 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from lockstep import CODE, DATA, DATA_SIZE, LockStep, random_state
+
 from pyqemu.accel.tcg.cpu_exec import cpu_exec
 from pyqemu.accel.tcg.interfaces import UndefinedInstruction
 from pyqemu.ir.ops import ExitReason
@@ -98,7 +98,7 @@ def test_sequence(ls: LockStep, tmp_path: Path, name: str) -> None:
 
 def test_exits(ls: LockStep, tmp_path: Path) -> None:
     """SVC stores its immediate and exits with the next pc; BRK and UDF trap precisely."""
-    ctx, vcpu, mem = ls.vcpus["python"]
+    _ctx, vcpu, _mem = ls.vcpus["python"]
     words = assemble("mov x0, #5\n svc #0x42\n brk #0x7b\n udf #9", tmp_path)
     st = random_state(random.Random(1))
     out = ls.run_pyqemu(words, st)["python"]
