@@ -1,0 +1,121 @@
+"""pyqemu-img's top level and error conventions, compared with the real qemu-img."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from pyqemu.cli.img_common import getopt_long, LongOpt, UsageError, qdict_order, size_to_str
+
+
+def test_version(pyqemu_img, qemu_img) -> None:
+    ours = pyqemu_img.run("--version").ok()
+    theirs = qemu_img.run("--version").ok()
+    assert ours.out.startswith("pyqemu-img version 7.2.0 (pyqemu 0.1.0)\n")
+    # same shape: a version line and the copyright line
+    assert ours.out.splitlines()[1] == theirs.out.splitlines()[1]
+    assert pyqemu_img.run("-V").out == ours.out
+
+
+def test_help_lists_every_command_of_qemu_img(pyqemu_img, qemu_img) -> None:
+    ours = pyqemu_img.run("--help").ok().out
+    theirs = qemu_img.run("--help").ok().out
+    syntax = [line.strip() for line in theirs.splitlines()
+              if line.startswith("  ") and line.split()[0] in
+              ("amend", "bench", "bitmap", "check", "commit", "compare", "convert", "create",
+               "dd", "info", "map", "measure", "snapshot", "rebase", "resize")]
+    assert len(syntax) == 15
+    for line in syntax:
+        assert line in ours
+
+
+@pytest.mark.parametrize("args", [
+    [], ["nosuchcommand"], ["info"], ["info", "a", "b"], ["info", "--output=xml", "x"],
+    ["info", "-x", "x"], ["info", "--foo", "x"], ["info", "-f"], ["create"],
+    ["check", "-r", "foo", "x"], ["snapshot", "-l", "-c", "s", "x"], ["resize", "x"],
+    ["amend", "x"], ["measure"], ["map", "--start-offset=abc", "x"],
+    ["create", "-f", "raw", "x", "1Q"], ["create", "-f", "raw", "x", "1M", "extra"],
+    ["create", "-f", "raw", "-o", ",", "x", "1M"], ["measure", "--size", "1G", "-f", "raw"],
+])
+def test_usage_errors_match_qemu(args, pyqemu_img, qemu_img, in_tmp) -> None:
+    theirs = qemu_img.run(*args)
+    ours = pyqemu_img.run(*args)
+    assert ours.rc == theirs.rc
+    assert ours.err.replace("pyqemu-img", "qemu-img") == theirs.err
+    assert "Traceback" not in ours.err
+
+
+def _corpus(tmp: pathlib.Path) -> dict[str, str]:
+    (tmp / "dir").mkdir()
+    (tmp / "empty.img").write_bytes(b"")
+    (tmp / "garbage.img").write_bytes(bytes((i * 37 + 11) % 256 for i in range(3000)))
+    (tmp / "qcow2magic.img").write_bytes(b"QFI\xfb" + b"\xff" * 508)
+    return {"missing": "nonexistent.img", "dir": "dir", "empty": "empty.img",
+            "garbage": "garbage.img", "badmagic": "qcow2magic.img"}
+
+
+@pytest.mark.parametrize("cmd", [
+    ["info"], ["info", "--output=json"], ["info", "-f", "qcow2"], ["info", "-f", "nosuchfmt"],
+    ["check"], ["check", "-f", "vmdk"], ["map"], ["map", "-f", "vdi"], ["snapshot", "-l"],
+    ["measure", "-O", "qcow2"], ["info", "--backing-chain"],
+])
+@pytest.mark.parametrize("kind", ["missing", "dir", "empty", "garbage", "badmagic"])
+def test_bad_input_is_one_clean_error(cmd, kind, pyqemu_img, qemu_img, in_tmp) -> None:
+    """Never a traceback; the exit status is qemu-img's; errors are our one line (plus
+    QEMU's hint lines where it prints them)."""
+    files = _corpus(in_tmp)
+    before = {p.name: p.read_bytes() for p in in_tmp.iterdir() if p.is_file()}
+    theirs = qemu_img.run(*cmd, files[kind])
+    ours = pyqemu_img.run(*cmd, files[kind])
+    assert "Traceback" not in ours.err and "internal error" not in ours.err, ours.err
+    assert ours.rc == theirs.rc, (ours, theirs)
+    if ours.rc:
+        assert ours.err.startswith("pyqemu-img: ")
+    after = {p.name: p.read_bytes() for p in in_tmp.iterdir() if p.is_file()}
+    assert before == after  # nothing written to inputs
+
+
+def test_subprocess_entry_point_no_traceback(pyqemu_img, in_tmp) -> None:
+    res = pyqemu_img.subprocess("info", "nonexistent.img")
+    assert res.rc == 1
+    assert res.err == ("pyqemu-img: Could not open 'nonexistent.img': Could not open "
+                       "'nonexistent.img': No such file or directory\n")
+
+
+def test_getopt_permutes_and_abbreviates() -> None:
+    opts, rest = getopt_long(["file", "-f", "raw", "--out=json", "-Uq"], ":f:qU",
+                             [LongOpt("output", True, "output")])
+    assert opts == [("f", "raw"), ("output", "json"), ("U", None), ("q", None)]
+    assert rest == ["file"]
+    with pytest.raises(UsageError, match="missing argument for option '-f'"):
+        getopt_long(["-f"], ":f:")
+    opts, rest = getopt_long(["--", "-f"], ":f:")
+    assert rest == ["-f"]
+
+
+@pytest.mark.parametrize("size", ["1", "512", "1000", "1023", "1024", "1536", "1G", "1.5G",
+                                  "999M", "1000M", "1023M", "1T", "100T", "2P"])
+def test_size_to_str_matches_qemu_info(size, qemu_img, in_tmp) -> None:
+    """qemu-img info prints size_to_str(virtual size): same text for many sizes."""
+    theirs = qemu_img.run("create", "-q", "-f", "qcow2", "x.qcow2", size)
+    if theirs.rc:
+        pytest.skip(f"qemu-img cannot create {size}: {theirs.err}")
+    info = qemu_img.run("info", "x.qcow2").ok().out
+    line = [ln for ln in info.splitlines() if ln.startswith("virtual size:")][0]
+    vsize = int(line.split("(")[1].split()[0])
+    assert line == f"virtual size: {size_to_str(vsize)} ({vsize} bytes)"
+
+
+def test_qdict_order_matches_qemu_json(qemu_img, in_tmp) -> None:
+    """The key order of qemu-img's JSON is QDict hash order: reproduce it exactly."""
+    import json
+
+    qemu_img.create("qcow2", "b.qcow2", "1M")
+    qemu_img.run("create", "-q", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", "t.qcow2").ok()
+    text = qemu_img.run("info", "--output=json", "t.qcow2").ok().out
+    data = json.loads(text)
+    qapi_order = ["filename", "format", "dirty-flag", "actual-size", "virtual-size",
+                  "cluster-size", "backing-filename", "full-backing-filename",
+                  "backing-filename-format", "format-specific"]
+    assert list(data) == qdict_order([k for k in qapi_order if k in data])
