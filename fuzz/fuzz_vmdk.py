@@ -1,0 +1,101 @@
+"""Fuzz target: pyqemu's vmdk driver (open, read, block status, check) on arbitrary bytes.
+
+Run with atheris (``pip install atheris``)::
+
+    python fuzz/fuzz_vmdk.py -max_len=262144 -timeout=20 corpus/vmdk
+
+Seed the corpus with small images from ``qemu-img create -f vmdk`` (every subformat,
+some written with qemu-io); a descriptor plus extent can be given as one input by joining
+the two files with ``SEPARATOR``. Without atheris, ``python fuzz/fuzz_vmdk.py FILE...``
+replays inputs once (regression mode).
+
+The only acceptable failure is :class:`pyqemu.block.errors.BlockError` (a clean one-line
+error); any other exception, a hang or a write to the input is a bug.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+from pyqemu.block.errors import BlockError
+from pyqemu.block.file import ImageFile
+from pyqemu.block.vmdk import VmdkImage
+
+#: splits one input into (main file, extent file)
+SEPARATOR = b"\0--EXTENT--\0"
+#: names a fuzzed descriptor may refer to; all hold the extent part of the input
+EXTENT_NAMES = ("x-s001.vmdk", "x-f001.vmdk", "x-flat.vmdk", "e.vmdk")
+MAX_READ = 1 << 20
+
+
+def exercise(path: str) -> None:
+    """Open ``path`` read-only with the vmdk driver and use every read-only entry point."""
+    try:
+        f = ImageFile(path, readonly=True)
+    except BlockError:
+        return
+    try:
+        img = VmdkImage.open(f, readonly=True, options={"force_share": True})
+    except BlockError:
+        f.close()
+        return
+    try:
+        size = img.virtual_size
+        for off in (0, max(0, size // 2 - 1000), max(0, size - 3000)):
+            n = min(MAX_READ // 4, size - off)
+            if n > 0:
+                try:
+                    img.read(off, n)
+                except BlockError:
+                    pass
+        pos, steps = 0, 0
+        while pos < size and steps < 64:
+            try:
+                st = img.block_status(pos, size - pos)
+            except BlockError:
+                break
+            assert st.length > 0, "block_status made no progress"
+            pos += st.length
+            steps += 1
+        img.info_specific()
+        _ = img.cluster_size
+        try:
+            img.check()
+        except BlockError:
+            pass
+    finally:
+        img.close()
+
+
+def test_one_input(data: bytes) -> None:
+    main, _, extent = data.partition(SEPARATOR)
+    with tempfile.TemporaryDirectory(prefix="fuzz-vmdk-") as tmp:
+        path = os.path.join(tmp, "x.vmdk")
+        with open(path, "wb") as fh:
+            fh.write(main)
+        for name in EXTENT_NAMES:
+            with open(os.path.join(tmp, name), "wb") as fh:
+                fh.write(extent)
+        before = {n: os.stat(os.path.join(tmp, n)).st_mtime_ns for n in os.listdir(tmp)}
+        exercise(path)
+        after = {n: os.stat(os.path.join(tmp, n)).st_mtime_ns for n in os.listdir(tmp)}
+        assert before == after, "read-only use modified a file"
+
+
+def main(argv: list[str]) -> None:
+    try:
+        import atheris  # type: ignore[import-not-found]
+    except ImportError:
+        for name in argv[1:]:
+            with open(name, "rb") as fh:
+                test_one_input(fh.read())
+        return
+    atheris.instrument_all()
+    atheris.Setup(argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
