@@ -88,6 +88,16 @@ def _allowed(word: int) -> tuple[bool, bool]:
     return True, name in _BRANCHES
 
 
+def _loops_back(chunk: list[int]) -> bool:
+    """Does the chunk's final direct branch target an instruction of the chunk itself?
+    (Unicorn stops by instruction count, pyqemu would go round the loop again.)"""
+    cands = a64_decoder().lookup(chunk[-1])
+    if not cands or cands[0].name not in ("B", "BL", "CBZ", "TBZ", "B_cond"):
+        return False
+    target = 4 * (len(chunk) - 1) + cands[0].extract(None, chunk[-1]).imm
+    return 0 <= target < 4 * len(chunk)
+
+
 def _chunks(text: bytes) -> list[list[int]]:
     words = [int.from_bytes(text[i:i + 4], "little") for i in range(0, len(text) - 3, 4)]
     out: list[list[int]] = []
@@ -97,6 +107,8 @@ def _chunks(text: bytes) -> list[list[int]]:
         if ok:
             cur.append(w)
         if not ok or ends or len(cur) >= MAX_CHUNK:
+            if cur and _loops_back(cur):
+                cur.pop()
             if cur:
                 out.append(cur)
             cur = []
