@@ -10,6 +10,7 @@ import random
 import shutil
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,17 @@ def test_exits(ls: LockStep, tmp_path: Path) -> None:
     assert (ex.trap.pc, ex.trap.insn) == (CODE + 12, 9) and vcpu.get_pc() == CODE + 12
     assert ex.reason is None
     assert ExitReason.SYSCALL != ex.reason
+
+
+def test_generic_timer(ls: LockStep, tmp_path: Path) -> None:
+    """CNTVCT_EL0 counts at CNTFRQ_EL0 (62.5 MHz, the value qemu-aarch64 reports)."""
+    words = assemble("mrs x0, cntvct_el0\n mrs x1, cntfrq_el0", tmp_path)
+    st = random_state(random.Random(2))
+    t0 = time.monotonic()
+    first = ls.run_pyqemu(words, st)["python"]
+    time.sleep(0.2)
+    second = ls.run_pyqemu(words, st)["python"]
+    elapsed = time.monotonic() - t0
+    assert first.x[1] == second.x[1] == 62_500_000
+    ticks = second.x[0] - first.x[0]
+    assert 0.2 * 62.5e6 * 0.9 < ticks < elapsed * 62.5e6 * 1.1
