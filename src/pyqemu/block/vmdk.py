@@ -308,7 +308,7 @@ class VmdkImage(Image):
             if foot_off < 0:
                 raise ImageFormatError("Invalid footer")
             foot = file.pread(foot_off, 1536)
-            fm_val, fm_size = _MARKER.unpack_from(foot, 0)
+            _, fm_size = _MARKER.unpack_from(foot, 0)
             (fm_type,) = struct.unpack_from("<I", foot, 12)
             eos_val, eos_size = _MARKER.unpack_from(foot, 1024)
             (eos_type,) = struct.unpack_from("<I", foot, 1024 + 12)

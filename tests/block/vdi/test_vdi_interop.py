@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -84,7 +85,7 @@ def test_create_layout_matches_qemu(tmp_path, qemu_img, size, static):
     ours, theirs = str(tmp_path / "o.vdi"), str(tmp_path / "t.vdi")
     VdiImage.create(ours, size, {"static": static})
     qemu_img.create("vdi", theirs, size, static="on" if static else "off")
-    a, b = open(ours, "rb").read(), open(theirs, "rb").read()
+    a, b = Path(ours).read_bytes(), Path(theirs).read_bytes()
     assert len(a) == len(b)
     # UUIDs (image, last snapshot) are random: 0x188..0x1a8
     assert a[:0x188] == b[:0x188]
@@ -188,9 +189,8 @@ def test_bad_input_is_a_clean_error(tmp_path, qemu_img, case):
     _corrupt(img, BAD_INPUTS[case])
     before = file_digest(img)
     assert qemu_img.run("info", "-f", "vdi", img).rc != 0
-    with pytest.raises(ImageFormatError) as exc:
-        with open_vdi(img, readonly=False):
-            pass
+    with pytest.raises(ImageFormatError) as exc, open_vdi(img, readonly=False):
+        pass
     msg = str(exc.value)
     assert msg and "\n" not in msg
     assert file_digest(img) == before
@@ -218,7 +218,7 @@ def test_odd_disk_size_rounds_up(tmp_path, qemu_img):
 def test_probe(tmp_path, qemu_img):
     img = str(tmp_path / "p.vdi")
     qemu_img.create("vdi", img, MiB)
-    head = open(img, "rb").read(2048)
+    head = Path(img).read_bytes()[:2048]
     assert VdiImage.probe(head, img) == 100
     assert VdiImage.probe(bytes(2048), img) == 0
     assert VdiImage.probe(head[:100], img) == 0

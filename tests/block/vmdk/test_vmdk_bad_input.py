@@ -75,9 +75,8 @@ def sparse_img(tmp_path, qemu_img, qemu_io) -> str:
 
 def _assert_clean_failure(img: str, *, readonly: bool = False) -> str:
     before = file_digest(img)
-    with pytest.raises(ImageFormatError) as exc:
-        with open_vmdk(img, readonly=readonly):
-            pass
+    with pytest.raises(ImageFormatError) as exc, open_vmdk(img, readonly=readonly):
+        pass
     msg = str(exc.value)
     assert msg and "\n" not in msg
     assert file_digest(img) == before

@@ -70,8 +70,8 @@ def test_mutated_images_fail_cleanly(tmp_path, qemu_img, qemu_io):
 
 @pytest.mark.parametrize("text", [
     b"version=1\ncreateType=\"monolithicFlat\"\nRW 99999999999999999999 FLAT \"e.vmdk\" 0\n",
-    b"# Disk DescriptorFile\nCID=zz\nparentCID=\ncreateType=\"twoGbMaxExtentFlat\"\n"
-    b"RW 10 FLAT \"x-f001.vmdk\" 99999999999999999\n",
+    (b"# Disk DescriptorFile\nCID=zz\nparentCID=\ncreateType=\"twoGbMaxExtentFlat\"\n"
+     b"RW 10 FLAT \"x-f001.vmdk\" 99999999999999999\n"),
     b"createType=\"vmfs\"\nRW -5 VMFS \"e.vmdk\"\nRW 1 VMFS \"/dev/null\"\n",
     b"createType=\"monolithicFlat\"\nparentFileNameHint=\"" + b"a" * 5000 + b"\"\n",
 ])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -272,7 +273,7 @@ def test_backing_chain_both_ways(tmp_path, qemu_img, qemu_io):
         im.backing = VmdkImage.open(ImageFile(base), readonly=True, options={})
         raw = str(tmp_path / "t.raw")
         qemu_img.run("convert", "-O", "raw", theirs, raw).ok()
-        assert im.read(0, 4 * MiB) == open(raw, "rb").read()
+        assert im.read(0, 4 * MiB) == Path(raw).read_bytes()
         assert qemu_img.info(theirs)["format-specific"] == im.info_specific()
         # qemu-img map recurses into the base; compare this layer's extents
         top = [e for e in qemu_img.map(theirs, "vmdk") if e["depth"] == 0]
@@ -347,7 +348,7 @@ def test_streamoptimized_with_footer(tmp_path, qemu_img, qemu_io):
     """VMware's layout (GD at the end, header repeated in a footer) reads as QEMU reads it."""
     img = _qemu_image(tmp_path, qemu_img, qemu_io, "streamOptimized", size=64 * MiB,
                       writes=[(5, 100000, 0x3c), (40 * MiB, 5, 0x3d)])
-    data = bytearray(open(img, "rb").read())
+    data = bytearray(Path(img).read_bytes())
     header = bytes(data[4:4 + 75])
     data += bytes((-len(data)) % 512)
     struct.pack_into("<Q", data, 4 + 4 + 4 + 8 + 8 + 8 + 8 + 4 + 8, 0xFFFFFFFFFFFFFFFF)
@@ -356,11 +357,11 @@ def test_streamoptimized_with_footer(tmp_path, qemu_img, qemu_io):
     eos = bytes(512)
     data += footer_marker + footer + eos
     vm = str(tmp_path / "vmware.vmdk")
-    open(vm, "wb").write(bytes(data))
+    Path(vm).write_bytes(bytes(data))
     raw = str(tmp_path / "o.raw")
     qemu_img.run("convert", "-O", "raw", vm, raw).ok()
     with open_vmdk(vm) as im:
-        assert im.read(0, 64 * MiB) == open(raw, "rb").read()
+        assert im.read(0, 64 * MiB) == Path(raw).read_bytes()
         assert im.info_specific() == qemu_img.info(vm)["format-specific"]
 
 
@@ -385,7 +386,7 @@ def test_vmdk3_cowd_extent(tmp_path, qemu_img):
     raw = str(tmp_path / "o.raw")
     qemu_img.run("convert", "-O", "raw", str(d), raw).ok()
     with open_vmdk(str(d)) as im:
-        want = open(raw, "rb").read()
+        want = Path(raw).read_bytes()
         assert len(want) == im.virtual_size
         assert im.read(0, im.virtual_size) == want
         assert im.info_specific() == qemu_img.info(str(d))["format-specific"]
@@ -394,8 +395,8 @@ def test_vmdk3_cowd_extent(tmp_path, qemu_img):
 def test_rdonly_extents_ignored_like_qemu(tmp_path, qemu_img):
     img = str(tmp_path / "t.vmdk")
     qemu_img.create("vmdk", img, SIZE, subformat="twoGbMaxExtentSparse")
-    text = open(img).read().replace("RW 2097152", "RDONLY 2097152")
-    open(img, "w").write(text)
+    text = Path(img).read_text().replace("RW 2097152", "RDONLY 2097152")
+    Path(img).write_text(text)
     with open_vmdk(img) as im:
         assert im.virtual_size == qemu_img.info(img)["virtual-size"]
         assert im.info_specific() == qemu_img.info(img)["format-specific"]
@@ -419,7 +420,7 @@ def test_probe(tmp_path, qemu_img):
     for sub in ("monolithicSparse", "twoGbMaxExtentFlat"):
         img = str(tmp_path / f"{sub}.vmdk")
         qemu_img.create("vmdk", img, MiB, subformat=sub)
-        assert VmdkImage.probe(open(img, "rb").read(2048), img) == 100
+        assert VmdkImage.probe(Path(img).read_bytes()[:2048], img) == 100
     assert VmdkImage.probe(b"#c\n  \nversion=1\r\n", "x") == 100
     assert VmdkImage.probe(b"hello", "x") == 0
     assert VmdkImage.probe(b"KDM", "x") == 0

@@ -87,5 +87,5 @@ def qemu_io_bin() -> str:
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=120,
+    return subprocess.run(list(args), check=False, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
