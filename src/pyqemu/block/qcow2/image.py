@@ -69,6 +69,18 @@ _CHUNK = 32 << 20  # bytes of guest data handled per write batch
 _L2_CACHE_LIMIT = 64 << 20  # bytes of cached L2 tables before a write-back
 
 
+def _pwritev(hf: ImageFile, off: int, bufs: list[bytes | memoryview]) -> None:
+    """Gather-write without joining the buffers (falls back on a short write)."""
+    total = sum(len(b) for b in bufs)
+    try:
+        n = os.pwritev(hf.fd, bufs, off)
+    except OSError as exc:
+        raise BlockError(f"Could not write to '{hf.path}': {exc.strerror}") from exc
+    if n < total:
+        rest = b"".join(bytes(b) for b in bufs)[n:]
+        hf.pwrite(off + n, rest)
+
+
 def _opt(name: str, typ: OptType, help_: str, default: str | None = None) -> CreateOpt:
     return CreateOpt(name, typ, help_, default)
 
@@ -664,6 +676,7 @@ class Qcow2Image(Image):
         return range(coff >> self.cluster_bits, (last >> self.cluster_bits) + 1)
 
     def _do_writes(self, ops: list[tuple[int, bytes | memoryview]]) -> None:
+        """Write (host offset, buffer) pairs; host-contiguous runs go out as one pwritev."""
         hf = self._host_file()
         i = 0
         while i < len(ops):
@@ -671,11 +684,14 @@ class Qcow2Image(Image):
             group = [buf]
             nxt = off + len(buf)
             j = i + 1
-            while j < len(ops) and ops[j][0] == nxt:
+            while j < len(ops) and ops[j][0] == nxt and len(group) < 1024:
                 group.append(ops[j][1])
                 nxt += len(ops[j][1])
                 j += 1
-            hf.pwrite(off, group[0] if len(group) == 1 else b"".join(group))
+            if len(group) == 1:
+                hf.pwrite(off, buf)
+            else:
+                _pwritev(hf, off, group)
             i = j
 
     def _l2_touched(self, l1i: int) -> None:
@@ -845,7 +861,8 @@ class Qcow2Image(Image):
         cs = self.csize
         fbo = self._free_byte_offset
         if fbo and (fbo % cs) and (fbo % cs) + n <= cs and \
-                self.rc.get(fbo >> self.cluster_bits) > 0:
+                0 < self.rc.get(fbo >> self.cluster_bits) and \
+                self.rc.stored(fbo >> self.cluster_bits) < self.rc.max_refcount:
             self.rc.increment(fbo >> self.cluster_bits)
             self._free_byte_offset = fbo + n
             return fbo
