@@ -857,6 +857,19 @@ class CompareResult:
         return self.exit_code == 0
 
 
+class _MessageList(list[str]):
+    """The lines compare prints, forwarded to a callback as they are added."""
+
+    def __init__(self, sink: Callable[[str], None] | None) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def append(self, line: str) -> None:
+        super().append(line)
+        if self.sink is not None:
+            self.sink(line)
+
+
 def _status_or_fail(img: Image, offset: int, length: int, name: str) -> ChainStatus:
     try:
         return block_status_above(img, None, offset, length)
@@ -884,13 +897,14 @@ def _first_nonzero_sector(buf: bytes) -> int:
 
 
 def compare(img1: Image, img2: Image, *, strict: bool = False,
-            progress: Progress | None = None, names: tuple[str, str] = ("", "")) -> \
-        CompareResult:
+            progress: Progress | None = None, names: tuple[str, str] = ("", ""),
+            message: Callable[[str], None] | None = None) -> CompareResult:
     """Compare the guest-visible content of two images (qemu-img compare).
 
     Without ``strict``, images of different sizes are equal when the longer one reads
     as zeroes past the shorter; ``strict`` fails on a size difference or any difference
     in block status. Raises :class:`CompareError` (exit code 3 or 4) on I/O failures.
+    ``message`` receives each stdout line as it is produced (between progress updates).
     """
     prog = progress or _no_progress
     name1 = names[0] or img1.filename
@@ -899,7 +913,7 @@ def compare(img1: Image, img2: Image, *, strict: bool = False,
     total2 = image_length(img2)
     total = min(total1, total2)
     progress_base = max(total1, total2)
-    messages: list[str] = []
+    messages = _MessageList(message)
     prog(0, 100)
     if strict and total1 != total2:
         messages.append("Strict mode: Image size mismatch!")

@@ -81,18 +81,21 @@ def _compare(args: list[str]) -> int:
             raise CliError(str(exc), 2) from exc
         try:
             result = ops.compare(img1, img2, strict=strict, progress=meter.print,
-                                 names=(name1, name2))
+                                 names=(name1, name2),
+                                 message=None if quiet else _print_line)
         except ops.CompareError as exc:
             raise CliError(str(exc), exc.exit_code) from exc
         except BlockError as exc:
             raise CliError(str(exc), 4) from exc
-        if not quiet:
-            for line in result.messages:
-                sys.stdout.write(line + "\n")
         return result.exit_code
     finally:
         close_all(images)
         meter.end()
+
+
+def _print_line(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def main(args: list[str]) -> int:
