@@ -51,7 +51,14 @@ def _qemu_values(binary: Path, model: str) -> dict[str, int]:
     return {k: int(v, 16) for k, v in (line.split() for line in out.splitlines())}
 
 
-@pytest.mark.parametrize("model", ["max", "cortex-a53", "cortex-a57", "cortex-a72"])
+def _qemu_cpu_list() -> list[str]:
+    # (qemu-aarch64 exits with status 1 after printing the list)
+    out = subprocess.run(["qemu-aarch64", "-cpu", "help"], check=False, capture_output=True,
+                         text=True).stdout
+    return [ln.strip() for ln in out.splitlines()[1:] if ln.strip()]
+
+
+@pytest.mark.parametrize("model", sorted(cpu.CPU_MODELS))
 def test_model_matches_qemu(idregs_bin: Path, model: str) -> None:
     q = _qemu_values(idregs_bin, model)
     m = cpu.cpu_model(model)
@@ -63,9 +70,10 @@ def test_model_matches_qemu(idregs_bin: Path, model: str) -> None:
     assert ours & ~q["HWCAP"] == 0
     assert ours2 & ~q["HWCAP2"] == 0
     assert ours & (1 << cpu.HWCAP["cpuid"])
+    assert sorted(cpu.CPU_MODELS) == sorted(_qemu_cpu_list())
     # ... and each ID register field is either QEMU's value or lowered for a feature
     # pyqemu does not implement (and then the matching hwcap bit is absent too)
-    for reg in ("id_aa64pfr0", "id_aa64pfr1", "id_aa64isar0", "id_aa64isar1",
+    for reg in ("id_aa64pfr0", "id_aa64pfr1", "id_aa64isar0", "id_aa64isar1", "id_aa64mmfr2",
                 "id_aa64mmfr0", "id_aa64dfr0"):
         mine, theirs = m.id_reg(reg), q[reg + "_el1"]
         for shift in range(0, 64, 4):
@@ -75,6 +83,12 @@ def test_model_matches_qemu(idregs_bin: Path, model: str) -> None:
                 assert fields, f"{reg}[{shift}] {a} != QEMU's {b} and not a feature field"
     if "atomics" in cpu.BASE_FEATURES and model == "max":
         assert (m.id_reg("id_aa64isar0") >> 20) & 0xF == (q["id_aa64isar0_el1"] >> 20) & 0xF
+
+
+def test_cpu_help_text(idregs_bin: Path) -> None:
+    out = subprocess.run(["qemu-aarch64", "-cpu", "help"], check=False, capture_output=True,
+                         text=True).stdout
+    assert cpu.cpu_help_text() == out
 
 
 def test_unknown_model() -> None:

@@ -9,7 +9,7 @@ State layout notes:
   * The exclusive monitor is ``exclusive_addr`` (all-ones: clear), ``exclusive_val``
     and ``exclusive_high`` (second word of a pair), as in QEMU.
 
-A CPU model (``-cpu max|cortex-a53|cortex-a57|cortex-a72``) is a feature set plus ID
+A CPU model (``-cpu`` a64fx, cortex-a35/a53/a57/a72/a76, neoverse-n1, max) is a feature set plus ID
 register values; the values were taken from QEMU 7.2's qemu-aarch64 (reading them with
 MRS from EL0) and are reduced to the features pyqemu implements, so that what a guest
 sees in HWCAP/HWCAP2 and the ID registers is what it gets.
@@ -36,7 +36,9 @@ __all__ = [
     "BreakpointTrap",
     "CPUARMState",
     "CPUModelError",
+    "cpu_help_text",
     "cpu_model",
+    "cpu_model_names",
     "dump_state",
     "elf_hwcap",
     "elf_hwcap2",
@@ -301,7 +303,18 @@ class ARMCPUModel:
         return value
 
 
-_A5X_FEATURES = frozenset({"fp", "asimd", "aes", "pmull", "sha1", "sha2", "crc32", "cpuid"})
+def _from_hwcaps(hwcap: int, hwcap2: int = 0, extra: Iterable[str] = ()) -> frozenset[str]:
+    """A feature set from the AT_HWCAP/AT_HWCAP2 values qemu-aarch64 reports."""
+    return frozenset({n for n, b in HWCAP.items() if hwcap >> b & 1}
+                     | {n for n, b in HWCAP2.items() if hwcap2 >> b & 1} | set(extra))
+
+
+_A5X_FEATURES = _from_hwcaps(0x8FB)
+_A76_FEATURES = _from_hwcaps(0x119FFB)
+_A76_ID = {
+    "id_aa64pfr0": 0x110011, "id_aa64pfr1": 0x10, "id_aa64isar0": 0x100010211120,
+    "id_aa64isar1": 0x100001, "id_aa64mmfr0": 0xFF000000, "id_aa64dfr0": 0x6,
+}
 _A5X_ID = {
     "id_aa64pfr0": 0x11, "id_aa64isar0": 0x11120, "id_aa64mmfr0": 0xFF000000,
     "id_aa64dfr0": 0x6,
@@ -309,19 +322,27 @@ _A5X_ID = {
 
 _MAX_HWCAP = 0xECFFFFFB
 _MAX_HWCAP2 = 0x7F877FFF
-_MAX_FEATURES = frozenset(
-    {n for n, b in HWCAP.items() if _MAX_HWCAP >> b & 1}
-    | {n for n, b in HWCAP2.items() if _MAX_HWCAP2 >> b & 1}
-    | {"tlbios", "tlbirange", "specres"}
-)
+_MAX_FEATURES = _from_hwcaps(_MAX_HWCAP, _MAX_HWCAP2, {"tlbios", "tlbirange", "specres"})
 
 CPU_MODELS: dict[str, ARMCPUModel] = {
+    "cortex-a35": ARMCPUModel("cortex-a35", _A5X_FEATURES, midr=0x411FD040, ctr=0x84448004,
+                              dczid=4, id_regs=dict(_A5X_ID)),
     "cortex-a53": ARMCPUModel("cortex-a53", _A5X_FEATURES, midr=0x410FD034, ctr=0x84448004,
                               dczid=4, id_regs=dict(_A5X_ID)),
     "cortex-a57": ARMCPUModel("cortex-a57", _A5X_FEATURES, midr=0x411FD070, ctr=0x8444C004,
                               dczid=4, id_regs=dict(_A5X_ID)),
     "cortex-a72": ARMCPUModel("cortex-a72", _A5X_FEATURES, midr=0x410FD083, ctr=0x8444C004,
                               dczid=4, id_regs=dict(_A5X_ID)),
+    "cortex-a76": ARMCPUModel("cortex-a76", _A76_FEATURES, midr=0x414FD0B1, ctr=0x8444C004,
+                              dczid=4, id_regs=dict(_A76_ID)),
+    "neoverse-n1": ARMCPUModel("neoverse-n1", _A76_FEATURES, midr=0x414FD0C1,
+                               ctr=0x8444C004, dczid=4,
+                               id_regs={**_A76_ID, "id_aa64pfr1": 0x20}),
+    "a64fx": ARMCPUModel("a64fx", _from_hwcaps(0x415FFB), midr=0x461F0010, ctr=0x86668006,
+                         dczid=6, id_regs={
+                             "id_aa64pfr0": 0x100110011, "id_aa64isar0": 0x10211120,
+                             "id_aa64isar1": 0x10001, "id_aa64mmfr0": 0xFF000000,
+                             "id_aa64dfr0": 0x6}),
     "max": ARMCPUModel("max", _MAX_FEATURES, midr=0x000F0510, ctr=0x80038003, dczid=7,
                        id_regs={
                            "id_aa64pfr0": 0x1000100110011,
@@ -347,6 +368,11 @@ def cpu_model(name: str | None = None) -> ARMCPUModel:
 
 def cpu_model_names() -> list[str]:
     return sorted(CPU_MODELS)
+
+
+def cpu_help_text() -> str:
+    """What ``qemu-aarch64 -cpu help`` prints (it then exits with status 1)."""
+    return "Available CPUs:\n" + "".join(f"  {n}\n" for n in cpu_model_names())
 
 
 def _bits(names: Iterable[str], table: dict[str, int]) -> int:
