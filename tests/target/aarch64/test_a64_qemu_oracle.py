@@ -194,7 +194,7 @@ def _id_fields_ok(name: str, mine: int, theirs: int) -> bool:
     return True
 
 
-@pytest.mark.parametrize("model", ["max", "cortex-a53"])
+@pytest.mark.parametrize("model", ["max", "cortex-a53", "cortex-a76"])
 def test_against_qemu_aarch64(tmp_path: Path, model: str) -> None:
     cases = _cases()
     want = _qemu_results(tmp_path, model, cases)
