@@ -324,9 +324,16 @@ def _main(args: list[str]) -> int:
     try:
         return run_program(opts, prog, guest_args, envp)
     except ElfError as exc:
-        sys.stderr.write(f"{PROG}: {exc}\n" if not str(exc).startswith("Error while")
-                         else f"{PROG}: {exc}\n")
+        sys.stderr.write(f"{PROG}: {exc}\n")
         return exc.status
+    except OSError as exc:
+        sys.stderr.write(f"{PROG}: {exc.strerror or exc}\n")
+        return 1
+    except Exception as exc:  # an emulator bug: one line, no traceback (PYQEMU_DEBUG=1 shows it)
+        if os.environ.get("PYQEMU_DEBUG"):
+            raise
+        sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {exc}\n")
+        return 1
 
 
 _run: Callable[..., int] = main_aarch64

@@ -188,6 +188,8 @@ def _execve(t: Task, dirfd: int, path: int, argv: int, envp: int, flags: int) ->
     p = proc.mem.read_cstr(path)
     args = _read_ptr_array(t, argv) if argv else []
     env = _read_ptr_array(t, envp) if envp else []
+    if p in (b"/proc/self/exe", f"/proc/{os.getpid()}/exe".encode()):
+        p = os.fsencode(os.path.abspath(proc.exe_path))
     hp = os.fsdecode(proc.guest_path(p))
     if dirfd != -100 and not hp.startswith("/"):
         hp = os.path.join(os.readlink(f"/proc/self/fd/{dirfd}"), hp)
