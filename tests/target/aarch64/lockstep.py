@@ -158,7 +158,8 @@ class _TestMemory:
     def tlb_fill(self, vaddr: int, access: Access, mmu_idx: int) -> TLBFill:
         page = vaddr & ~(PAGE_SIZE - 1)
         if page == CODE - PAGE_SIZE:
-            return TLBFill(0, Prot.READ | Prot.WRITE | Prot.EXEC)
+            # not executable: Unicorn would run its CLREX there and re-enter the stream
+            return TLBFill(0, Prot.READ | Prot.WRITE)
         if CODE <= page < CODE + CODE_SIZE:
             return TLBFill(self.code_off + page - CODE, Prot.READ | Prot.WRITE | Prot.EXEC)
         if DATA <= page < DATA + DATA_SIZE:
@@ -200,7 +201,7 @@ class LockStep:
     def _run_unicorn(self, words: Sequence[int], st: State) -> Outcome:
         uc = self.uc
         code = struct.pack("<I", _CLREX) + b"".join(struct.pack("<I", w) for w in words)
-        uc.mem_write(CODE - 4, code + bytes(4))
+        uc.mem_write(CODE - 4, code + bytes(CODE_SIZE + 4 - len(code)))
         uc.mem_write(DATA, st.data)
         for i, r in enumerate(_X_REGS):
             uc.reg_write(r, st.x[i])
