@@ -147,3 +147,16 @@ def test_random_tables_against_naive_matcher(seed: int) -> None:
         got = dec.decode(None, insn)
         want = _naive_match(pats, insn)
         assert (hits[0] if got else None) == want, f"{insn:#010x}"
+
+
+def test_overlap_outside_group_is_an_error() -> None:
+    text = "A 0000 " + "." * 28 + "\nB 00.. " + "." * 28 + "\n"
+    with pytest.raises(DecodeError, match="B overlaps A"):
+        parse(text)
+    parse("{\n" + text + "}\n")  # fine inside an overlap group
+    with pytest.raises(DecodeError, match="overlaps"):
+        parse("[\n" + text + "]\n")
+    # a group is a unit: its members must not overlap a sibling of the group
+    with pytest.raises(DecodeError, match="C overlaps B"):
+        parse("{\n" + text + "}\nC 0001 " + "." * 28 + "\n")
+    parse("{\n" + text + "}\nC 1000 " + "." * 28 + "\n")

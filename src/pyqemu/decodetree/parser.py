@@ -160,10 +160,42 @@ def _copy_spec(cls: type[_S], spec: _Spec) -> _S:
 
 
 def parse(text: str, width: int = 32, filename: str = "<decode>") -> DecodeFile:
-    """Parse a .decode file's text into a :class:`DecodeFile`."""
+    """Parse a .decode file's text into a :class:`DecodeFile`.
+
+    As QEMU's decodetree, patterns whose nearest common group is not a ``{ }`` overlap
+    group (the top level and ``[ ]`` groups) must not match a common word.
+    """
     p = _Parser(width, filename)
     p.run(text)
-    return DecodeFile(width, p.fields, p.argsets, p.formats, p.root)
+    dfile = DecodeFile(width, p.fields, p.argsets, p.formats, p.root)
+    _check_overlaps(dfile.root, filename)
+    return dfile
+
+
+def _members(g: Group) -> list[Pattern]:
+    out: list[Pattern] = []
+    for m in g.members:
+        out.extend(_members(m) if isinstance(m, Group) else [m])
+    return out
+
+
+def _check_overlaps(g: Group, filename: str) -> None:
+    """Every pair of members of a non-overlap group (whole subgroups taken as units)
+    must be disjoint; recurse into subgroups."""
+    if not g.overlap:
+        units = [_members(m) if isinstance(m, Group) else [m] for m in g.members]
+        for i, ua in enumerate(units):
+            for ub in units[i + 1:]:
+                for a in ua:
+                    for b in ub:
+                        common = a.fixedmask & b.fixedmask
+                        if (a.fixedbits ^ b.fixedbits) & common == 0:
+                            raise DecodeError(
+                                f"{filename}:{b.lineno}: {b.name} overlaps {a.name} "
+                                f"(line {a.lineno}) outside an overlap group")
+    for m in g.members:
+        if isinstance(m, Group):
+            _check_overlaps(m, filename)
 
 
 class _Parser:
