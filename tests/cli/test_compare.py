@@ -42,9 +42,12 @@ def _same_errors(q: Any, p: Any) -> None:
     assert "Traceback" not in p.err
 
 
-@pytest.fixture
-def images(tmp_path: pathlib.Path, qemu_img: Any, qemu_io: Any) -> dict[str, str]:
-    """A family of images with equal and different contents, sizes and allocation."""
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory, qemu_img: Any,
+           qemu_io: Any) -> dict[str, str]:
+    """A family of images with equal and different contents, sizes and allocation
+    (shared by the module: every test checks they are left unmodified)."""
+    tmp_path = tmp_path_factory.mktemp("compare")
     d: dict[str, str] = {}
 
     def mk(name: str, fmt: str, size: str, *cmds: str) -> None:
