@@ -47,6 +47,12 @@ class Result:
         return self
 
 
+def _result(proc: subprocess.CompletedProcess[bytes]) -> Result:
+    """Decode without newline translation, so a progress "\\r" stays a "\\r"."""
+    return Result(proc.returncode, proc.stdout.decode("utf-8", "replace"),
+                  proc.stderr.decode("utf-8", "replace"))
+
+
 def _opt_args(fmt: str | None, force_share: bool) -> list[str]:
     args: list[str] = []
     if fmt is not None:
@@ -117,9 +123,9 @@ class QemuImg(ImgTool):
         self.path = path
 
     def run(self, *args: str) -> Result:
-        proc = subprocess.run([self.path, *args], capture_output=True, text=True,
+        proc = subprocess.run([self.path, *args], capture_output=True,
                               timeout=120, stdin=subprocess.DEVNULL)
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+        return _result(proc)
 
 
 class PyqemuImg(ImgTool):
@@ -145,9 +151,9 @@ class PyqemuImg(ImgTool):
         if env:
             full_env.update(env)
         proc = subprocess.run([sys.executable, "-m", "pyqemu.cli.img", *args],
-                              capture_output=True, text=True, timeout=120, env=full_env,
+                              capture_output=True, timeout=120, env=full_env,
                               stdin=subprocess.DEVNULL)
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+        return _result(proc)
 
 
 class QemuIo:
@@ -166,10 +172,9 @@ class QemuIo:
         for c in cmds:
             args += ["-c", c]
         args.append(filename)
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=120,
+        proc = subprocess.run(args, capture_output=True, timeout=120,
                               stdin=subprocess.DEVNULL)
-        res = Result(proc.returncode, proc.stdout, proc.stderr)
-        return res
+        return _result(proc)
 
     def write(self, filename: str, offset: int, length: int, pattern: int = 0xAB,
               fmt: str | None = None) -> Result:

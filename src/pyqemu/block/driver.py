@@ -235,7 +235,7 @@ class Image(ABC):
 
     # ---- management ----------------------------------------------------------------
     def truncate(self, size: int, *, prealloc: str = "off", shrink: bool = False) -> None:
-        raise BlockError(f"Image format '{self.format_name}' does not support resizing")
+        raise BlockError("Image format driver does not support resize")
 
     def check(self, fix: int = 0) -> CheckResult:
         """Consistency check; ``fix`` is a mask of FIX_LEAKS | FIX_ERRORS."""

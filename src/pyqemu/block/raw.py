@@ -173,9 +173,8 @@ class RawImage(Image):
             raise BlockError(f"Invalid preallocation mode '{prealloc}'")
         if prealloc == "metadata":
             raise BlockError("Unsupported preallocation mode: metadata")
-        new = _round_up(size)
-        old = self.file.size()
-        if new < self._size and not shrink:
+        if _round_up(size) < self._size and not shrink:
             raise BlockError("Use the --shrink option to perform a shrink operation.")
-        _grow(self.file, old, new, prealloc)
-        self._size = new
+        # the file gets exactly ``size`` bytes; the disk is seen in whole sectors
+        _grow(self.file, self.file.size(), size, prealloc)
+        self._size = _round_up(size)

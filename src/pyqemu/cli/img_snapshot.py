@@ -69,6 +69,9 @@ def main(args: list[str]) -> int:
             if not _supports(image, "snapshot_goto"):
                 raise CliError(f"Could not apply snapshot '{name}': Block driver does not "
                                "support snapshots")
+            if not any(name in (s.id, s.name) for s in image.snapshot_list()):
+                raise CliError(f"Could not apply snapshot '{name}': Failed to load "
+                               "snapshot: No such file or directory")
             try:
                 image.snapshot_goto(name)
             except BlockError as exc:
