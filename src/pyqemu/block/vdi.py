@@ -317,12 +317,17 @@ class VdiImage(Image):
                            host_offset=host, filename=self.filename)
 
     # ---- management ----------------------------------------------------------------
+    def truncate(self, size: int, *, prealloc: str = "off", shrink: bool = False) -> None:
+        """QEMU 7.2's vdi driver has no truncate: images cannot be resized."""
+        raise BlockError("Image format driver does not support resize")
+
     def make_empty(self) -> None:
         """QEMU's vdi_make_empty is a no-op that reports success."""
 
     def check(self, fix: int = 0) -> CheckResult:
         if fix:
-            raise BlockError("Operation not supported")
+            # QEMU's driver returns -ENOTSUP for repairs; qemu-img reports it so (exit 63)
+            raise BlockError("This image format does not support checks")
         res = CheckResult()
         h = self.header
         total = h.blocks_in_image

@@ -849,10 +849,11 @@ class VmdkImage(Image):
 
         On the first bad grain QEMU prints one ERROR line and fails the check
         ("Check failed: Invalid argument"); this prints that line to stderr and raises
-        BlockError with that text.
+        ImageFormatError("Invalid argument") (the command line adds "Check failed: ").
         """
         if fix:
-            raise BlockError("Operation not supported")
+            # QEMU's driver returns -ENOTSUP for repairs; qemu-img reports it so (exit 63)
+            raise BlockError("This image format does not support checks")
         res = CheckResult()
         for ext in self.extents:
             msg = self._check_extent(ext)
@@ -860,7 +861,7 @@ class VmdkImage(Image):
                 res.corruptions += 1
                 res.messages.append(msg)
                 print(msg, file=sys.stderr)
-                raise ImageFormatError("Check failed: Invalid argument")
+                raise ImageFormatError("Invalid argument")
         return res
 
     def _check_extent(self, ext: VmdkExtent) -> str | None:
@@ -894,7 +895,11 @@ class VmdkImage(Image):
         return first_bad
 
     def set_backing_file(self, filename: str | None, fmt: str | None) -> None:
-        raise BlockError("Format 'vmdk' does not support changing the backing file")
+        """QEMU's vmdk driver cannot rewrite parentFileNameHint (no change_backing_file)."""
+        raise BlockError("Operation not supported")
+
+    def truncate(self, size: int, *, prealloc: str = "off", shrink: bool = False) -> None:
+        raise BlockError("Image format driver does not support resize")
 
     # ---- creation ----------------------------------------------------------------------
     @classmethod

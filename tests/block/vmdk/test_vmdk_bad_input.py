@@ -130,7 +130,7 @@ def test_grain_outside_file_fails_check_like_qemu(sparse_img, qemu_img, capsys):
         assert im.read(GRAIN, 16) == bytes(16)  # past EOF reads zeroes, as in QEMU
     err_lines = res.err.splitlines()
     assert printed == [ln for ln in err_lines if ln.startswith("ERROR")]
-    assert "qemu-img: " + str(exc.value) in err_lines
+    assert "qemu-img: Check failed: " + str(exc.value) in err_lines
     assert file_digest(sparse_img) == before
 
 
