@@ -237,8 +237,10 @@ def cpu_loop(t: Task) -> int:
 
 
 def _should_restart(t: Task, nr: int) -> bool:
+    """-EINTR from the host: restart unless a guest handler runs and the syscall (or the
+    handler's missing SA_RESTART) says not to (Linux's ERESTARTSYS/ERESTARTNOHAND)."""
     row = t.proc.table.get(nr)
-    if row is None or row[0] in _NO_RESTART:
+    if row is None:
         return False
     st = t.proc.sig
     with st.lock:
@@ -246,8 +248,10 @@ def _should_restart(t: Task, nr: int) -> bool:
             for info in q:
                 if not t.sigmask & sigmod.sig_bit(info.signo):
                     act = st.actions[info.signo]
-                    return bool(act.flags & sigmod.SA_RESTART) or act.handler <= 1
-    return False
+                    if act.handler <= 1:
+                        continue
+                    return row[0] not in _NO_RESTART and bool(act.flags & sigmod.SA_RESTART)
+    return row[0] != "rt_sigsuspend"
 
 
 def task_exit(t: Task, status: int) -> None:

@@ -748,6 +748,46 @@ def sys_renameat(t: Task, od: int, op: int, nd: int, np: int, *_: int) -> int:
     return handlers["renameat2"][0](t, od, op, nd, np, 0, 0)
 
 
+@syscall("accept", "dpp")
+def sys_accept(t: Task, fd: int, addr: int, lenp: int, *_: int) -> int:
+    return handlers["accept4"][0](t, fd, addr, lenp, 0, 0, 0)
+
+
+@syscall("getrlimit", "dp")
+def sys_getrlimit(t: Task, res: int, old: int, *_: int) -> int:
+    return handlers["prlimit64"][0](t, 0, res, 0, old, 0, 0)
+
+
+@syscall("setrlimit", "dp")
+def sys_setrlimit(t: Task, res: int, new: int, *_: int) -> int:
+    return handlers["prlimit64"][0](t, 0, res, new, 0, 0, 0)
+
+
+@syscall("sendmmsg", "dpdd")
+def sys_sendmmsg(t: Task, fd: int, vec: int, vlen: int, flags: int, *_: int) -> int:
+    n = 0
+    for i in range(min(_signed(vlen), 1024)):
+        r = sys_sendmsg(t, fd, vec + 64 * i, flags)
+        if r < 0:
+            return r if n == 0 else n
+        t.proc.mem.write_u32(vec + 64 * i + 56, r)
+        n += 1
+    return n
+
+
+@syscall("recvmmsg", "dpddp")
+def sys_recvmmsg(t: Task, fd: int, vec: int, vlen: int, flags: int, tmo: int,
+                 *_: int) -> int:
+    n = 0
+    for i in range(min(_signed(vlen), 1024)):
+        r = sys_recvmsg(t, fd, vec + 64 * i, flags if n == 0 else flags | 0x40)
+        if r < 0:
+            return r if n == 0 else n
+        t.proc.mem.write_u32(vec + 64 * i + 56, r)
+        n += 1
+    return n
+
+
 @syscall("io_setup", "dp")
 def sys_io_setup(t: Task, *_: int) -> int:
     return -errno.ENOSYS
