@@ -230,8 +230,7 @@ def test_convert_progress_output(tmp_path: pathlib.Path, source: str, qemu_img: 
                                  pyqemu_img: Any) -> None:
     p = pyqemu_img.run("convert", "-p", source, str(tmp_path / "p.raw")).ok()
     q = qemu_img.run("convert", "-p", source, str(tmp_path / "q.raw")).ok()
-    # the oracle's output is read in text mode, which turns "\r" into "\n"
-    assert p.out.replace("\r\n", "\n").replace("\r", "\n") == q.out
+    assert p.out == q.out
     assert "\r" in p.out
     assert pyqemu_img.run("convert", "-q", "-p", source, str(tmp_path / "p2.raw")).ok().out \
         == ""
