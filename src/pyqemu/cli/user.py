@@ -155,10 +155,10 @@ class _Cmd:
 
     def h_d(self, a: str | None) -> None:
         assert a is not None
-        if a == "help":
-            sys.stdout.write(log_usage())
+        if a == "help":  # QEMU lists the items and exits with status 1
+            sys.stdout.write(log_usage() + "\n")
             sys.stdout.flush()
-            raise SystemExit(0)
+            raise SystemExit(1)
         items = set()
         rest = []
         for part in a.split(","):
@@ -170,7 +170,7 @@ class _Cmd:
             try:
                 items = parse_log_items(",".join(rest))
             except LogError:
-                sys.stdout.write(log_usage())
+                sys.stdout.write(log_usage() + "\n")
                 sys.stdout.flush()
                 raise SystemExit(1) from None
         self.log_items |= items
@@ -287,7 +287,7 @@ def _main(args: list[str]) -> int:
     if cmd.cpu_help:
         from pyqemu.target.aarch64.cpu import cpu_model_names
         sys.stdout.write("Available CPUs:\n" + "".join(f"  {n}\n" for n in cpu_model_names()))
-        return 0
+        return 1  # as QEMU: list_cpus(); exit(EXIT_FAILURE)
     if opts.cpu_model is not None:
         from pyqemu.target.aarch64.cpu import CPUModelError, cpu_model
         try:
