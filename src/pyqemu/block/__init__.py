@@ -22,7 +22,8 @@ from typing import Any
 from pyqemu.block.driver import FILE_CREATE_OPTS, CreateOpt, Image, parse_opts
 from pyqemu.block.errors import BlockError, ImageFormatError, ImageLockError
 from pyqemu.block.file import ImageFile
-from pyqemu.block.locking import PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE, perms_for_open
+from pyqemu.block.locking import (PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE,
+                                  apply_locks, perms_for_open)
 
 __all__ = [
     "FORMATS",
@@ -237,7 +238,21 @@ def create_image(fmt: str, filename: str, size: int, raw_opts: dict[str, str]) -
     driver_opts = {k: v for k, v in opts.items()
                    if k in format_names or cls.protocol_opts_passthrough}
     driver_opts["size"] = size
-    cls.create(filename, size, driver_opts)
+    guard: ImageFile | None = None
+    if not cls.locks_on_create and os.path.exists(filename):
+        # as file-posix does when creating: use write+resize, share all but resize; a
+        # conflict means another process has the image open
+        guard = ImageFile(filename, readonly=False)
+        try:
+            apply_locks(guard.fd, filename, PERM_WRITE | PERM_RESIZE, PERM_ALL & ~PERM_RESIZE)
+        except BaseException:
+            guard.close()
+            raise
+    try:
+        cls.create(filename, size, driver_opts)
+    finally:
+        if guard is not None:
+            guard.close()
 
 
 # re-exported for callers that only import the package

@@ -116,6 +116,9 @@ class Image(ABC):
     #: True if create() also receives the file protocol's options (FILE_CREATE_OPTS:
     #: preallocation, nocow, extent_size_hint); only raw, whose data *is* the file
     protocol_opts_passthrough: ClassVar[bool] = False
+    #: True if create() itself takes QEMU's locks on the file it (re)creates; otherwise
+    #: create_image holds them around create() so an image in use is never clobbered
+    locks_on_create: ClassVar[bool] = False
 
     def __init__(self, file: ImageFile, *, readonly: bool) -> None:
         self.file = file

@@ -67,6 +67,7 @@ class RawImage(Image):
         CreateOpt("size", OptType.SIZE, "Virtual disk size"),
     ]
     protocol_opts_passthrough: ClassVar[bool] = True
+    locks_on_create: ClassVar[bool] = True
 
     def __init__(self, file: ImageFile, *, readonly: bool, probed: bool = False) -> None:
         super().__init__(file, readonly=readonly)
