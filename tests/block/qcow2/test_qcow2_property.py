@@ -90,11 +90,20 @@ def test_random_ops_match_model(geo: dict[str, Any], ops: list[tuple[Any, ...]])
                 elif kind == "snap_create":
                     counter += 1
                     name = f"s{counter}"
-                    img.snapshot_create(name)
+                    try:
+                        img.snapshot_create(name)
+                    except BlockError as exc:
+                        # small refcount_bits: shared clusters can run out of refcount
+                        assert "refcount" in str(exc) and geo.get("refcount_bits", 16) < 16
+                        continue
                     snaps[name] = bytes(model)
                 elif kind == "snap_apply" and snaps:
                     name = sorted(snaps)[pat % len(snaps)]
-                    img.snapshot_goto(name)
+                    try:
+                        img.snapshot_goto(name)
+                    except BlockError as exc:
+                        assert "refcount" in str(exc) and geo.get("refcount_bits", 16) < 16
+                        continue
                     model[:] = snaps[name]
                 elif kind == "snap_delete" and snaps:
                     name = sorted(snaps)[pat % len(snaps)]

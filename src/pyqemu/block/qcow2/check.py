@@ -34,10 +34,18 @@ class _Counter:
         self.res = res
         self.cb = img.cluster_bits
         self.refs: dict[int, int] = {}
-        self.nb_clusters = -(-img.file.size() // img.csize)
+        self.file_len = img.file.size()
+        self.nb_clusters = -(-self.file_len // img.csize)
 
     def inc(self, offset: int, size: int) -> None:
         if size <= 0:
+            return
+        # as QEMU: the last cluster may be partly beyond EOF, but not by a cluster or more
+        if offset + size - self.file_len >= self.img.csize:
+            self.res.messages.append(
+                "ERROR: counting reference for region exceeding the end of the file by one "
+                f"cluster or more: offset {offset:#x} size {size:#x}")
+            self.res.corruptions += 1
             return
         first = offset >> self.cb
         last = (offset + size - 1) >> self.cb
@@ -114,10 +122,8 @@ def _tree_refs(img: Qcow2Image, ctr: _Counter, l1_off: int, l1_size: int, active
                                 "L1 entry corrupted")
             res.corruptions += 1
             continue
-        if off >= fsize and off not in img.l2_cache:
-            res.messages.append(f"ERROR l2_offset={off:x}: L2 table is beyond the end of "
-                                "the image file")
-            res.corruptions += 1
+        if off + cs - fsize >= cs:
+            ctr.inc(off, cs)  # reports it
             continue
         ctr.inc(off, cs)
         if active:

@@ -36,6 +36,28 @@ def update_tree_refcounts(img: Qcow2Image, l1: list[int], addend: int) -> None:
     cb = img.cluster_bits
     w = img.l2_entry_words
     dfile = img.data_file is not None
+    if addend > 0:
+        # refuse before changing anything if a refcount would overflow (as QEMU, -ERANGE)
+        counts: dict[int, int] = {}
+        for l1i, ent in enumerate(l1):
+            off = ent & L1E_OFFSET_MASK
+            if not off:
+                continue
+            counts[off >> cb] = counts.get(off >> cb, 0) + 1
+            tbl = _l2_table(img, off, l1i)
+            for i in range(0, len(tbl), w):
+                e = tbl[i]
+                if e & OFLAG_COMPRESSED:
+                    for c in img._compressed_clusters(e):
+                        counts[c] = counts.get(c, 0) + 1
+                elif e & L2E_OFFSET_MASK and not dfile:
+                    c = (e & L2E_OFFSET_MASK) >> cb
+                    counts[c] = counts.get(c, 0) + 1
+        for c, n in counts.items():
+            if rc.stored(c) + n > rc.max_refcount:
+                raise BlockError(f"Cannot take a snapshot: the refcount of cluster {c} would "
+                                 f"exceed the maximum of {rc.max_refcount} "
+                                 f"(refcount_bits={1 << rc.order})")
     for l1i, ent in enumerate(l1):
         off = ent & L1E_OFFSET_MASK
         if not off:
@@ -139,10 +161,10 @@ def snapshot_create(img: Qcow2Image, name: str) -> None:
     new_id = str(max(ids, default=0) + 1)
     # copy of the active L1 table (flags are meaningless in snapshot L1s)
     l1 = [e & ~OFLAG_COPIED for e in img.l1]
+    update_tree_refcounts(img, img.l1, +1)
     n = max(1, -(-len(l1) * 8 // img.csize))
     l1_off = img.rc.alloc(n)
     img.file.pwrite(l1_off, struct.pack(f">{len(l1)}Q", *l1))
-    update_tree_refcounts(img, img.l1, +1)
     fix_copied_flags(img)
     now = time.time_ns()
     sn = SnapshotEntry(l1_off, len(l1), new_id, name, now // 10**9, now % 10**9, 0, 0,
