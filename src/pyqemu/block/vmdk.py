@@ -517,16 +517,13 @@ class VmdkImage(Image):
                 f"(image size {self.virtual_size})")
 
     def _backing_usable(self) -> None:
-        """QEMU refuses to read through a parent whose CID is not our parentCID."""
+        """QEMU refuses to read through a parent whose CID is not our parentCID (or that
+        is not a vmdk image at all): the request fails with EINVAL."""
         if self._cid_checked or self.backing is None:
             return
-        if not isinstance(self.backing, VmdkImage):
-            raise BlockError("Could not read from backing file: backing file is not vmdk "
-                             "(parent CID invalid)")
-        if self.backing.current_cid() != self.parent_cid:
-            raise BlockError(
-                f"Could not read from backing file: parent CID {self.parent_cid:08x} does "
-                f"not match the backing file's CID {self.backing.current_cid():08x}")
+        if not isinstance(self.backing, VmdkImage) or \
+                self.backing.current_cid() != self.parent_cid:
+            raise BlockError("Invalid argument")
         self._cid_checked = True
 
     def current_cid(self) -> int:
@@ -650,8 +647,7 @@ class VmdkImage(Image):
         cb = ext.cluster_bytes
         base = offset - self._in_cluster(ext, offset)
         copy = self.backing is not None and not zeroed
-        if copy:
-            self._backing_usable()
+        self._backing_usable()
         if skip_start > 0:
             part = self.read_unallocated(base, skip_start) if copy else bytes(skip_start)
             ext.file.pwrite(coff, part)
@@ -674,22 +670,26 @@ class VmdkImage(Image):
         table = ext._l2_cache.get(l2_offset)
         if table is not None:
             table[l2_index] = value
-        ext.file.flush()
+        # QEMU flushes here, after the grain and both tables are written; that orders
+        # nothing (the grain was not flushed first) and qemu-img's default cache mode
+        # makes it a no-op, so durability is left to flush().
 
     def _write_compressed_grain(self, ext: VmdkExtent, offset: int, in_cl: int,
                                 chunk: memoryview) -> None:
         status, _, meta = self._lookup(ext, offset)
         if status == _OK:
-            raise BlockError("Could not write to allocated cluster for streamOptimized")
+            # QEMU reports this line, then fails the request with EIO
+            print("Could not write to allocated cluster for streamOptimized", file=sys.stderr)
+            raise BlockError("Input/output error")
         if status == _ERROR:
             raise BlockError("Invalid argument")
         n = len(chunk)
         cb = ext.cluster_bytes
+        # streamOptimized takes whole grains only (or the image's last partial grain)
         if in_cl or n > cb or (n < cb and offset + n != ext.end_sector * SECTOR):
-            raise BlockError("Invalid argument: streamOptimized images only take whole "
-                             "grains, written once")
+            raise BlockError("Invalid argument")
         if not ext.has_marker:
-            raise BlockError("Invalid argument: compressed extent without grain markers")
+            raise BlockError("Invalid argument")
         if not meta[2]:
             raise BlockError("Could not allocate a grain: its grain table is not allocated")
         if ext.next_cluster_sector >= VMDK_EXTENT_MAX_SECTORS:

@@ -108,3 +108,43 @@ def test_convert_to_ours_reads_in_qemu(tmp_path, qemu_img, pyqemu_img, target):
     back = str(tmp_path / "back.raw")
     pyqemu_img.run("convert", "-O", "raw", theirs, back).ok()
     assert Path(back).read_bytes() == src.read_bytes()
+
+
+def _stale_child(d: Path) -> None:
+    """A child whose base was written after the child was made (parentCID mismatch)."""
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", "base.vmdk", "1M"], cwd=d,
+                   check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F",
+                    "vmdk", "c.vmdk"], cwd=d, check=True)
+    subprocess.run(["qemu-io", "-c", "write 0 512", "base.vmdk"], cwd=d, check=True,
+                   capture_output=True)
+
+
+@pytest.mark.parametrize("cmd", [
+    ("convert", "-O", "raw", "c.vmdk", "o.raw"),
+    ("compare", "c.vmdk", "base.vmdk"),
+    ("map", "c.vmdk"),
+    ("info", "--backing-chain", "--output=json", "c.vmdk"),
+], ids=lambda c: c[0])
+def test_stale_backing_chain(tmp_path, qemu_img, pyqemu_img, cmd):
+    """QEMU refuses to read through a base whose CID changed; same errors here."""
+    def setup(d: Path) -> None:
+        _stale_child(d)
+
+    if cmd[0] == "info":
+        # CIDs are random per image: compare the structure, not the numbers
+        outs = []
+        for tool in (qemu_img, pyqemu_img):
+            d = tmp_path / tool.name
+            d.mkdir()
+            setup(d)
+            outs.append(tool.info(str(d / "c.vmdk"), backing_chain=True))
+        q, p = outs
+        assert len(q) == len(p) == 2
+        for a, b in zip(q, p):
+            assert a["format-specific"]["data"]["create-type"] == \
+                b["format-specific"]["data"]["create-type"]
+            assert (a["format-specific"]["data"]["parent-cid"] == 0xFFFFFFFF) == \
+                (b["format-specific"]["data"]["parent-cid"] == 0xFFFFFFFF)
+        return
+    _same(qemu_img, pyqemu_img, tmp_path, setup, *cmd)
