@@ -353,67 +353,104 @@ class GuestAddressSpace:
         if length == 0:
             return
         with self.lock:
-            # every page must be mapped
+            # Linux changes the VMAs in order and stops at the first hole (ENOMEM) or
+            # the first one whose maximum protection forbids it (EACCES)
             a = addr
+            err = 0
             while a < addr + length:
                 v = self.find_vma(a)
                 if v is None:
-                    raise OSError(errno.ENOMEM, "mprotect")
+                    err = errno.ENOMEM
+                    break
                 if Prot(prot & 7) & ~v.max_prot:
-                    raise OSError(errno.EACCES, "mprotect")
+                    err = errno.EACCES
+                    break
                 a = v.end
-            i, j = self._carve(addr, addr + length)
-            for v in self.vmas[i:j]:
-                v.prot = Prot(prot & 7)
-            self._merge()
-        self._notify(addr, addr + length)
+            done_end = min(a, addr + length)
+            if done_end > addr:
+                i, j = self._carve(addr, done_end)
+                for v in self.vmas[i:j]:
+                    v.prot = Prot(prot & 7)
+                self._merge()
+        if done_end > addr:
+            self._notify(addr, done_end)
+        if err:
+            raise OSError(err, "mprotect")
 
     def mremap(self, old: int, old_len: int, new_len: int, flags: int,
                new_addr: int = 0) -> int:
-        if old & _PAGE_MASK or new_len <= 0 or flags & ~7:
+        """Linux mremap (mm/mremap.c order of checks); returns the new guest address."""
+        if flags & ~7 or (flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE):
             raise OSError(errno.EINVAL, "mremap")
-        if flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE:
+        if flags & MREMAP_DONTUNMAP and (not flags & MREMAP_MAYMOVE or old_len != new_len):
+            raise OSError(errno.EINVAL, "mremap")
+        if old & _PAGE_MASK:
             raise OSError(errno.EINVAL, "mremap")
         old_len = page_align(old_len)
         new_len = page_align(new_len)
+        if new_len == 0:
+            raise OSError(errno.EINVAL, "mremap")
+        if flags & MREMAP_FIXED:
+            if new_addr & _PAGE_MASK or not self.check_range(new_addr, new_len):
+                raise OSError(errno.EINVAL, "mremap")
+            if old + old_len > new_addr and new_addr + new_len > old:
+                raise OSError(errno.EINVAL, "mremap")
         with self.lock:
-            v = self.find_vma(old)
-            if v is None or old_len == 0 or old + old_len > v.end:
+            # parameters first, then the VMA (the order of Linux 6.x's mremap)
+            if (self.find_vma(old) if 0 <= old < self.size else None) is None:
                 raise OSError(errno.EFAULT, "mremap")
-            if not flags & MREMAP_FIXED:
-                if new_len <= old_len:
-                    if new_len < old_len:
-                        self.munmap(old + new_len, old_len - new_len)
-                    return old
-                if self.check_range(old, new_len) and \
-                        self.is_free(old + old_len, old + new_len):
-                    self._extend(v, old + old_len, new_len - old_len)
-                    return old
-                if not flags & MREMAP_MAYMOVE:
-                    raise OSError(errno.ENOMEM, "mremap")
-                dest = self.find_free(new_len)
-            else:
+            if flags & (MREMAP_FIXED | MREMAP_DONTUNMAP):
                 dest = new_addr
-                if dest & _PAGE_MASK or not self.check_range(dest, new_len) \
-                        or (dest < old + old_len and old < dest + new_len):
-                    raise OSError(errno.EINVAL, "mremap")
-            keep = min(old_len, new_len)
-            r = _libc.mremap(self.host_base + old, keep, keep,
-                             MREMAP_MAYMOVE | MREMAP_FIXED, self.host_base + dest)
-            _check(r, "mremap")
-            self._remove(dest, dest + new_len)
-            moved = dataclasses.replace(v, start=dest, end=dest + keep,
-                                        offset=v.offset + (old - v.start) if v.path else 0)
-            self._host_reserve(old, keep)
-            if old_len > keep:
-                self._host_reserve(old + keep, old_len - keep)
-            self._remove(old, old + old_len)
-            i = bisect.bisect_left(self._starts, dest)
-            self.vmas.insert(i, moved)
-            self._reindex()
-            if new_len > keep:
-                self._extend(moved, dest + keep, new_len - keep)
-            self._merge()
+                if flags & MREMAP_FIXED:
+                    self.munmap(dest, new_len)
+                if old_len > new_len:
+                    self.munmap(old + new_len, old_len - new_len)
+                    old_len = new_len
+                v = self._vma_to_resize(old, old_len)
+                if not flags & MREMAP_FIXED:
+                    dest = self.find_free(new_len)
+                return self._move(v, old, old_len, new_len, dest)
+            if old_len >= new_len:
+                if old_len > new_len:
+                    self.munmap(old + new_len, old_len - new_len)
+                return old
+            v = self._vma_to_resize(old, old_len)
+            if old + old_len == v.end and self.check_range(old, new_len) and \
+                    self.is_free(old + old_len, old + new_len):
+                self._extend(v, old + old_len, new_len - old_len)
+                return old
+            if not flags & MREMAP_MAYMOVE:
+                raise OSError(errno.ENOMEM, "mremap")
+            dest = self.find_free(new_len)
+            return self._move(v, old, old_len, new_len, dest)
+
+    def _vma_to_resize(self, old: int, old_len: int) -> VMA:
+        v = self.find_vma(old) if 0 <= old < self.size else None
+        if v is None or old_len > v.end - old:
+            raise OSError(errno.EFAULT, "mremap")
+        if old_len == 0:
+            raise OSError(errno.EINVAL, "mremap")
+        return v
+
+    def _move(self, v: VMA, old: int, old_len: int, new_len: int, dest: int) -> int:
+        keep = min(old_len, new_len)
+        r = _libc.mremap(self.host_base + old, keep, keep,
+                         MREMAP_MAYMOVE | MREMAP_FIXED, self.host_base + dest)
+        _check(r, "mremap")
+        self._remove(dest, dest + new_len)
+        moved = dataclasses.replace(v, start=dest, end=dest + keep,
+                                    offset=v.offset + (old - v.start)
+                                    if v.path and not v.path.startswith("[") else 0)
+        self._host_reserve(old, keep)
+        if old_len > keep:
+            self._host_reserve(old + keep, old_len - keep)
+        self._remove(old, old + old_len)
+        i = bisect.bisect_left(self._starts, dest)
+        self.vmas.insert(i, moved)
+        self._reindex()
+        if new_len > keep:
+            self._extend(moved, dest + keep, new_len - keep)
+        self._merge()
         self._notify(old, old + old_len)
         self._notify(dest, dest + new_len)
         return dest
