@@ -202,6 +202,7 @@ class LockStep:
         uc = self.uc
         code = struct.pack("<I", _CLREX) + b"".join(struct.pack("<I", w) for w in words)
         uc.mem_write(CODE - 4, code + bytes(CODE_SIZE + 4 - len(code)))
+        uc.ctl_flush_tb()  # never run a block translated from a previous stream
         uc.mem_write(DATA, st.data)
         for i, r in enumerate(_X_REGS):
             uc.reg_write(r, st.x[i])
