@@ -81,9 +81,10 @@ def image_length(img: Image) -> int:
     return -(-size // SECTOR) * SECTOR
 
 
-def _read(img: Image, offset: int, length: int) -> bytes:
+def _read(img: Image, offset: int, length: int, size: int | None = None) -> bytes:
     """Read ``length`` bytes; what lies past the virtual size (sector tail) is zeroes."""
-    size = img.virtual_size
+    if size is None:
+        size = img.virtual_size
     if offset >= size:
         return bytes(length)
     n = min(length, size - offset)
@@ -285,15 +286,30 @@ class ChainStatus:
         return bool(self.flags & STATUS_ZERO)
 
 
-def _layer_status(layer: Image, offset: int, length: int) -> tuple[int, int, int | None]:
+class _Sizes(dict[int, tuple[int, int]]):
+    """Cache of (virtual size, sector-rounded length) per image for one operation."""
+
+    def get_sizes(self, img: Image) -> tuple[int, int]:
+        key = id(img)
+        val = self.get(key)
+        if val is None:
+            vsize = img.virtual_size
+            val = (vsize, -(-vsize // SECTOR) * SECTOR)
+            self[key] = val
+        return val
+
+
+def _layer_status(layer: Image, offset: int, length: int,
+                  sizes: _Sizes | None = None) -> tuple[int, int, int | None]:
     """One layer's status (flags, bytes, host offset) as bdrv_co_block_status gives it."""
-    total = image_length(layer)
+    if sizes is None:
+        sizes = _Sizes()
+    vsize, total = sizes.get_sizes(layer)
     if offset >= total:
         return STATUS_EOF, 0, None
     length = min(length, total - offset)
     if length <= 0:
         return 0, 0, None
-    vsize = layer.virtual_size
     host: int | None = None
     if offset >= vsize:  # the zero tail of a size rounded up to a sector
         flags = STATUS_DATA | STATUS_ALLOCATED
@@ -318,7 +334,7 @@ def _layer_status(layer: Image, offset: int, length: int) -> tuple[int, int, int
             if backing is None:
                 if layer.supports_backing or st.zero:
                     flags |= STATUS_ZERO
-            elif offset >= image_length(backing):
+            elif offset >= sizes.get_sizes(backing)[1]:
                 flags |= STATUS_ZERO
     if offset + pnum == total:
         flags |= STATUS_EOF
@@ -326,13 +342,16 @@ def _layer_status(layer: Image, offset: int, length: int) -> tuple[int, int, int
 
 
 def block_status_above(top: Image, base: Image | None, offset: int, length: int, *,
-                       include_base: bool = False) -> ChainStatus:
+                       include_base: bool = False, sizes: _Sizes | None = None) -> ChainStatus:
     """Status of the chain from ``top`` down to (excluding, unless ``include_base``)
     ``base``; ``base=None`` means the whole chain. The first layer that allocates the
-    range answers; zeroes synthesised past a short backing file count as allocated."""
+    range answers; zeroes synthesised past a short backing file count as allocated.
+    ``sizes`` caches image sizes across calls of one operation (sizes must not change)."""
     if not include_base and top is base:
         return ChainStatus(0, length, 0)
-    flags, pnum, host = _layer_status(top, offset, length)
+    if sizes is None:
+        sizes = _Sizes()
+    flags, pnum, host = _layer_status(top, offset, length, sizes)
     depth = 1
     layer: Image = top
     if pnum == 0 or flags & STATUS_ALLOCATED or top is base:
@@ -341,7 +360,7 @@ def block_status_above(top: Image, base: Image | None, offset: int, length: int,
     nbytes = pnum
     p = top.backing
     while p is not None and (include_base or p is not base):
-        flags, pnum, host = _layer_status(p, offset, nbytes)
+        flags, pnum, host = _layer_status(p, offset, nbytes, sizes)
         depth += 1
         layer = p
         if pnum == 0:
@@ -424,6 +443,7 @@ class _Convert:
             self.target_backing_sectors = image_length(target.backing) // SECTOR
         else:
             self.target_backing_sectors = -1
+        self.sizes = _Sizes()
         self.status = _BLK_DATA
         self.sector_next_status = 0
         self.allocated_sectors = 0
@@ -454,7 +474,8 @@ class _Convert:
             base = src.backing if self.target_has_backing else None
             while True:
                 try:
-                    st = block_status_above(src, base, offset, n * SECTOR)
+                    st = block_status_above(src, base, offset, n * SECTOR,
+                                            sizes=self.sizes)
                     flags, count = st.flags, st.length
                     break
                 except BlockError as exc:
@@ -500,7 +521,7 @@ class _Convert:
             n = min(nb_sectors, self.src_sectors[cur] - (sector_num - cur_offset))
             offset = (sector_num - cur_offset) * SECTOR
             try:
-                parts.append(_read(src, offset, n * SECTOR))
+                parts.append(_read(src, offset, n * SECTOR, self.sizes.get_sizes(src)[0]))
             except BlockError as exc:
                 if not self.salvage:
                     raise BlockError(

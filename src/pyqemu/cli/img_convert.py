@@ -26,6 +26,7 @@ from pyqemu.cli.img_common import (
 )
 
 __all__ = [
+    "apply_cache_mode",
     "check_cache_mode",
     "close_all",
     "handle_object",
@@ -57,6 +58,41 @@ def handle_object(text: str, exit_code: int = 1) -> None:
         raise CliError(str(exc), exit_code) from exc
     except (QemuOptsError, BlockError) as exc:
         raise CliError(str(exc), exit_code) from exc
+
+
+def _no_flush() -> None:
+    return None
+
+
+def apply_cache_mode(img: Image, mode: str) -> None:
+    """cache=unsafe ignores flushes (qemu-img convert's default): make the host files of
+    ``img`` skip fdatasync. Other modes keep the drivers' flushes."""
+    if mode != "unsafe":
+        return
+    from pyqemu.block.file import ImageFile
+
+    seen: set[int] = set()
+
+    def visit(obj: object, depth: int) -> None:
+        if depth > 3 or id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, ImageFile):
+            obj.flush = _no_flush  # type: ignore[method-assign]
+            return
+        if isinstance(obj, (list, tuple)):
+            for item in obj:
+                visit(item, depth + 1)
+            return
+        attrs = getattr(obj, "__dict__", None)
+        if attrs is None or isinstance(obj, Image) and depth > 0:
+            return
+        for value in list(attrs.values()):
+            if isinstance(value, (ImageFile, list, tuple)) or (
+                    hasattr(value, "__dict__") and hasattr(value, "file")):
+                visit(value, depth + 1)
+
+    visit(img, 0)
 
 
 def parse_image_opts(text: str) -> tuple[str, str | None, dict[str, Any]]:
@@ -412,6 +448,7 @@ def _convert(args: list[str]) -> int:
         else:
             target = open_for_cli(out_filename, out_fmt, readonly=False, quiet=quiet)
         images.append(target)
+        apply_cache_mode(target, cache)
         if bitmaps and getattr(target, "bitmaps", None) is None:
             raise CliError(f"Format driver '{target.format_name}' does not support bitmaps")
         if compressed and not target.supports_compression:

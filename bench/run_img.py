@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""Block benchmarks: pyqemu-img against the real qemu-img, in the same run.
+
+    python bench/run_img.py [--size 1G] [--repeat N] [--only NAME[,NAME...]] [--keep DIR]
+
+Builds the workloads in a temporary directory, runs each with qemu-img and with
+pyqemu-img (the installed console script, or ``python -m pyqemu.cli.img``), checks the
+results agree, and prints a table of both times and the ratio pyqemu/qemu (lower is
+better; the bar is 1.5x, the goal 1.0x). Times are the best of ``--repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MiB = 1 << 20
+
+
+def parse_size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    t = text.strip().lower()
+    if t and t[-1] in units:
+        return int(float(t[:-1]) * units[t[-1]])
+    return int(t)
+
+
+def pyqemu_img_cmd() -> list[str]:
+    exe = shutil.which("pyqemu-img")
+    here = os.path.dirname(os.path.abspath(sys.executable))
+    local = os.path.join(here, "pyqemu-img")
+    if os.path.exists(local):
+        return [local]
+    if exe:
+        return [exe]
+    return [sys.executable, "-m", "pyqemu.cli.img"]
+
+
+@dataclass
+class Workload:
+    name: str
+    args: Callable[[str], list[str]]  # output path -> subcommand arguments
+    check: Callable[[str, str], None] | None = None  # (qemu output, pyqemu output)
+    output_ext: str = ""
+
+
+#: environment of every tool run: Python may cache bytecode (an installed pyqemu has
+#: compiled modules; PYTHONDONTWRITEBYTECODE would make every run compile them), kept
+#: outside the source tree
+ENV = dict(os.environ)
+
+
+def setup_env(workdir: str) -> None:
+    ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+    ENV["PYTHONPYCACHEPREFIX"] = os.path.join(workdir, "pycache")
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, env=ENV)
+    if proc.returncode not in (0,):
+        sys.stderr.write(f"command failed ({proc.returncode}): {' '.join(cmd)}\n"
+                         f"{proc.stderr.decode(errors='replace')}")
+        raise SystemExit(1)
+    return proc
+
+
+def timed(cmd: list[str], before: Callable[[], None] | None, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        if before is not None:
+            before()
+        t0 = time.perf_counter()
+        run(cmd)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def make_half_full_raw(path: str, size: int) -> None:
+    """Alternating 2 MiB of data and 2 MiB holes; each 64 KiB cluster is 32 KiB of random
+    bytes and a copy of them (compresses about 2:1: incompressible-ish)."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+        chunk = 2 * MiB
+        for off in range(0, size, 2 * chunk):
+            n = min(chunk, size - off)
+            parts = []
+            for _ in range(0, n, 64 << 10):
+                r = os.urandom(32 << 10)
+                parts.append(r + r)
+            f.seek(off)
+            f.write(b"".join(parts)[:n])
+
+
+def make_fragmented_raw(path: str, size: int) -> None:
+    """Data (4 KiB) in every other 64 KiB cluster: many small extents."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+        block = os.urandom(4096)
+        for off in range(0, size, 128 << 10):
+            f.seek(off)
+            f.write(block)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", default="1G", help="virtual size of the images (default 1G)")
+    ap.add_argument("--repeat", type=int, default=1, help="best of N runs (default 1)")
+    ap.add_argument("--only", default="", help="comma-separated workload names")
+    ap.add_argument("--keep", default="", help="build in this directory and keep it")
+    opts = ap.parse_args()
+    size = parse_size(opts.size)
+    qemu = shutil.which("qemu-img")
+    if qemu is None:
+        sys.stderr.write("qemu-img not found (apt-get install qemu-utils)\n")
+        return 1
+    pyq = pyqemu_img_cmd()
+    workdir = opts.keep or tempfile.mkdtemp(prefix="pyqemu-bench-img-")
+    os.makedirs(workdir, exist_ok=True)
+    try:
+        return _run_all(workdir, size, qemu, pyq, opts)
+    finally:
+        if not opts.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_all(workdir: str, size: int, qemu: str, pyq: list[str],
+             opts: argparse.Namespace) -> int:
+    def p(name: str) -> str:
+        return os.path.join(workdir, name)
+
+    print(f"# building workloads ({size // MiB} MiB) in {workdir}", flush=True)
+    setup_env(workdir)
+    # warm-up: compile and cache pyqemu's modules once
+    warm = p("warm.qcow2")
+    run([*pyq, "create", "-q", "-f", "qcow2", warm, "1M"])
+    run([*pyq, "convert", "-O", "raw", warm, p("warm.raw")])
+    for name in ("check", "map", "compare", "info"):
+        subprocess.run([*pyq, name, warm], capture_output=True, env=ENV)
+    subprocess.run([*pyq, "compare", warm, p("warm.raw")], capture_output=True, env=ENV)
+    src_raw = p("half.raw")
+    make_half_full_raw(src_raw, size)
+    src_qcow2 = p("half.qcow2")
+    run([qemu, "convert", "-f", "raw", "-O", "qcow2", src_raw, src_qcow2])
+    frag_raw = p("frag.raw")
+    make_fragmented_raw(frag_raw, size)
+    frag_qcow2 = p("frag.qcow2")
+    run([qemu, "convert", "-f", "raw", "-O", "qcow2", frag_raw, frag_qcow2])
+    os.unlink(frag_raw)
+
+    def same_content(a: str, b: str) -> None:
+        res = subprocess.run([qemu, "compare", a, b], capture_output=True, env=ENV)
+        if res.returncode != 0:
+            raise SystemExit(f"outputs differ: {a} {b}: {res.stdout!r}")
+
+    def same_stdout(name: str) -> Callable[[str, str], None]:
+        def check(a: str, b: str) -> None:
+            with open(a, "rb") as fa, open(b, "rb") as fb:
+                if fa.read() != fb.read():
+                    raise SystemExit(f"{name}: pyqemu-img printed something else")
+        return check
+
+    workloads = [
+        Workload("convert raw->qcow2",
+                 lambda out: ["convert", "-f", "raw", "-O", "qcow2", src_raw, out],
+                 same_content, ".qcow2"),
+        Workload("convert qcow2->raw",
+                 lambda out: ["convert", "-f", "qcow2", "-O", "raw", src_qcow2, out],
+                 same_content, ".raw"),
+        Workload("convert -c qcow2 (zlib)",
+                 lambda out: ["convert", "-c", "-f", "raw", "-O", "qcow2", src_raw, out],
+                 same_content, ".qcow2"),
+        Workload("check qcow2",
+                 lambda out: ["check", "-f", "qcow2", "--output=json", src_qcow2],
+                 None, ""),
+        Workload("map fragmented qcow2",
+                 lambda out: ["map", "-f", "qcow2", "--output=json", frag_qcow2],
+                 None, ""),
+        Workload("compare qcow2 raw",
+                 lambda out: ["compare", "-f", "qcow2", "-F", "raw", src_qcow2, src_raw],
+                 None, ""),
+    ]
+    only = {w.strip() for w in opts.only.split(",") if w.strip()}
+    rows = []
+    for wl in workloads:
+        if only and not any(o in wl.name for o in only):
+            continue
+        outs = {}
+        times = {}
+        for who, cmd in (("qemu-img", [qemu]), ("pyqemu-img", pyq)):
+            out = p(f"out-{who}{wl.output_ext}")
+            outs[who] = out
+
+            def clean(path: str = out) -> None:
+                if os.path.exists(path):
+                    os.unlink(path)
+
+            full = [*cmd, *wl.args(out)]
+            if wl.output_ext:
+                times[who] = timed(full, clean, opts.repeat)
+            else:
+                # read-only commands: keep stdout to compare
+                best = float("inf")
+                for _ in range(opts.repeat):
+                    t0 = time.perf_counter()
+                    res = run(full)
+                    best = min(best, time.perf_counter() - t0)
+                with open(out + ".stdout", "wb") as f:
+                    f.write(res.stdout)
+                outs[who] = out + ".stdout"
+                times[who] = best
+        if wl.check is not None:
+            wl.check(outs["qemu-img"], outs["pyqemu-img"])
+        elif not wl.output_ext:
+            same_stdout(wl.name)(outs["qemu-img"], outs["pyqemu-img"])
+        for path in outs.values():
+            if os.path.exists(path):
+                os.unlink(path)
+        ratio = times["pyqemu-img"] / times["qemu-img"] if times["qemu-img"] else float("inf")
+        rows.append((wl.name, times["qemu-img"], times["pyqemu-img"], ratio))
+        print(f"  {wl.name:<26} qemu {times['qemu-img']:8.3f}s  pyqemu "
+              f"{times['pyqemu-img']:8.3f}s  ratio {ratio:6.2f}x", flush=True)
+
+    print()
+    print(f"| workload ({size // MiB} MiB) | qemu-img (s) | pyqemu-img (s) | pyqemu/qemu |")
+    print("|---|---:|---:|---:|")
+    for name, tq, tp, ratio in rows:
+        print(f"| {name} | {tq:.3f} | {tp:.3f} | {ratio:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
