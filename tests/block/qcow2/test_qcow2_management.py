@@ -300,6 +300,48 @@ def test_bitmaps_kept_and_listed(tmp_path: Any) -> None:
     assert_qemu_check_clean(path)
     after = json.loads(run("qemu-img", "info", "--output=json", path).stdout)
     assert after["format-specific"] == before["format-specific"]
+    # the enabled bitmap recorded our write exactly as qemu's own write would have
+    ref = str(tmp_path / "ref.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", ref, "4M")
+    qemu_io(ref, "write -P 1 0 1M")
+    run("qemu-img", "bitmap", "--add", ref, "b1")
+    run("qemu-img", "bitmap", "--add", "-g", "128k", "--disable", ref, "b2")
+    qemu_io(ref, "write -P 2 2M 64k", "write -P 9 3M 70000")
+    for bm in ("b1", "b2"):
+        ours = _bitmap_map(path, bm, str(tmp_path))
+        theirs = _bitmap_map(ref, bm, str(tmp_path))
+        assert ours == theirs, bm
+
+
+def _bitmap_map(path: str, name: str, tmp: str) -> list[tuple[int, int, bool]]:
+    """The dirty chunks of bitmap ``name``: qemu-img merges it into a scratch image's
+    bitmap (so qemu itself parses ours), whose bits are then read back."""
+    import os
+
+    out = os.path.join(tmp, f"bm-{name}-{os.path.basename(path)}.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", out, "4M")
+    run("qemu-img", "bitmap", "--add", out, "m")
+    run("qemu-img", "bitmap", "--merge", name, "-b", path, "-F", "qcow2", out, "m")
+    from pyqemu.block.file import ImageFile
+    from pyqemu.block.qcow2 import Qcow2Image
+
+    img = Qcow2Image.open(ImageFile(out, readonly=True), readonly=True, options={})
+    try:
+        bm = img.bitmaps[0]
+        table = struct.unpack(f">{bm.table_size}Q",
+                              img.file.pread(bm.table_offset, bm.table_size * 8))
+        bits = []
+        for ent in table:
+            off = ent & 0x00FFFFFFFFFFFE00
+            data = img.file.pread(off, img.csize) if off else bytes(img.csize)
+            bits.append(data)
+        raw = b"".join(bits)
+    finally:
+        img.close()
+    os.unlink(out)
+    gran = 1 << bm.granularity_bits
+    return [(i * gran, gran, True) for i in range(len(raw) * 8)
+            if raw[i >> 3] >> (i & 7) & 1]
 
 
 def test_lazy_refcounts_dirty_bit(tmp_path: Any) -> None:
@@ -396,3 +438,27 @@ def test_block_status_matches_qemu_map(tmp_path: Any) -> None:
             assert st.host_offset == ext.get("offset"), (ext, st)
     finally:
         img.close()
+
+
+def test_corrupt_bit_cleared_by_repair(tmp_path: Any) -> None:
+    """A consistent image with the corrupt bit: -r all clears it (qemu-img does too)."""
+    paths = [str(tmp_path / n) for n in ("ours.qcow2", "ref.qcow2")]
+    for p in paths:
+        run("qemu-img", "create", "-q", "-f", "qcow2", p, "1M")
+        qemu_io(p, "write -P 1 0 64k")
+        with open(p, "r+b") as f:
+            f.seek(72)
+            f.write(struct.pack(">Q", 2))  # incompatible_features: corrupt
+    with pytest.raises(ImageFormatError):
+        qopen(paths[0])
+    img = qopen(paths[0], check=True)
+    try:
+        img.check(FIX_LEAKS | FIX_ERRORS)
+    finally:
+        img.close()
+    run("qemu-img", "check", "-r", "all", paths[1])
+    for p in paths:
+        info = json.loads(run("qemu-img", "info", "--output=json", p).stdout)
+        assert info["format-specific"]["data"]["corrupt"] is False
+    img = qopen(paths[0])
+    img.close()

@@ -28,6 +28,7 @@ from pyqemu.block.driver import (
 from pyqemu.block.errors import BlockError, ImageFormatError
 from pyqemu.block.file import ImageFile
 from pyqemu.block.qcow2 import compress as qcompress
+from pyqemu.block.qcow2.bitmap import BitmapTracker
 from pyqemu.block.qcow2.format import (
     AUTOCLEAR_BITMAPS,
     AUTOCLEAR_DATA_FILE_RAW,
@@ -148,6 +149,7 @@ class Qcow2Image(Image):
         self._dc_cache: tuple[int, bytes] | None = None  # last decompressed cluster
         self._marked_dirty = False
         self._closed = False
+        self._bitmap_tracker: BitmapTracker | None = None
 
     # ---- geometry helpers ------------------------------------------------------------
     def _setup_geometry(self) -> None:
@@ -229,7 +231,8 @@ class Qcow2Image(Image):
             raise ImageFormatError("Encrypted qcow2 images are not supported by pyqemu")
         self._setup_geometry()
         cs = self.csize
-        if h.incompatible_features & INCOMPAT_CORRUPT and not self.readonly:
+        if h.incompatible_features & INCOMPAT_CORRUPT and not self.readonly and \
+                not options.get("check"):
             raise ImageFormatError("qcow2: Image is corrupt; cannot be opened read/write")
         # refcount table
         if h.refcount_table_offset % cs:
@@ -292,6 +295,8 @@ class Qcow2Image(Image):
                                      self.file.pread(h.l1_table_offset, h.l1_size * 8)))
         self.rc = Refcounts(self.file, h.cluster_bits, h.refcount_order,
                             h.refcount_table_offset, h.refcount_table_clusters)
+        if not self.readonly and self.bitmaps:
+            self._bitmap_tracker = BitmapTracker(self)
         if not self.readonly:
             changed = False
             if h.autoclear_features & ~AUTOCLEAR_MASK:
@@ -518,6 +523,10 @@ class Qcow2Image(Image):
                 parts.append(data[a:a + n])
         return b"".join(parts)
 
+    def _note_write(self, offset: int, length: int) -> None:
+        if self._bitmap_tracker is not None:
+            self._bitmap_tracker.note_write(offset, length)
+
     def _writable(self) -> None:
         if self.readonly:
             if self.corrupt:
@@ -528,6 +537,7 @@ class Qcow2Image(Image):
     def write(self, offset: int, data: bytes | memoryview) -> None:
         self._check_range(offset, len(data))
         self._writable()
+        self._note_write(offset, len(data))
         mv = memoryview(data).cast("B")
         pos = 0
         while pos < len(mv):
@@ -708,6 +718,7 @@ class Qcow2Image(Image):
     def write_zeroes(self, offset: int, length: int, *, may_unmap: bool = False) -> None:
         self._check_range(offset, length)
         self._writable()
+        self._note_write(offset, length)
         if self.header.version < 3 or self.data_file_raw:
             super().write_zeroes(offset, length, may_unmap=may_unmap)
             return
@@ -773,6 +784,7 @@ class Qcow2Image(Image):
         if self.readonly:
             raise BlockError("Image is read-only")
         self._writable()
+        self._note_write(offset, length)
         self._discard(offset, length, full=False)
         self._maybe_writeback()
 
@@ -829,6 +841,7 @@ class Qcow2Image(Image):
             raise BlockError("Compression is not supported with external data files")
         self._check_range(offset, len(data))
         self._writable()
+        self._note_write(offset, len(data))
         buf = bytes(data) + bytes(cs - len(data))
         comp = qcompress.compress(buf, self.header.compression_type)
         if len(comp) > cs - 1:
@@ -967,6 +980,8 @@ class Qcow2Image(Image):
         self._closed = True
         try:
             if not self.readonly and not self.file.closed:
+                if self._bitmap_tracker is not None:
+                    self._bitmap_tracker.store()
                 self.flush()
                 h = self.header
                 if h.incompatible_features & INCOMPAT_DIRTY and self._marked_dirty:
@@ -1115,9 +1130,17 @@ class Qcow2Image(Image):
         self.flush()
 
     def check(self, fix: int = 0) -> CheckResult:
+        """qemu-img check; open with options {"check": True} to repair a corrupt image."""
         from pyqemu.block.qcow2.check import check_image
 
-        return check_image(self, fix)
+        res = check_image(self, fix)
+        if fix & FIX_ERRORS and self.corrupt and not self.readonly and \
+                res.corruptions == 0 and res.check_errors == 0:
+            # as QEMU: a fully repaired image loses its corrupt bit
+            self.header.incompatible_features &= ~INCOMPAT_CORRUPT
+            self._write_header()
+            self.file.flush()
+        return res
 
     def info_specific(self) -> dict[str, Any] | None:
         h = self.header
