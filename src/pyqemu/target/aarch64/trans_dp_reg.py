@@ -14,6 +14,7 @@ from pyqemu.target.aarch64.translate import (
     DisasContext,
     arm_test_cc,
     cpu_reg,
+    feature,
     gen_adc,
     gen_adc_cc,
     gen_add_cc,
@@ -234,9 +235,8 @@ def trans_SBCS(ctx: DisasContext, a: Any) -> bool:
 
 # ---------------------------------------------------------------- flag manipulation
 
+@feature("flagm")
 def trans_RMIF(ctx: DisasContext, a: Any) -> bool:
-    if not ctx.has("flagm"):
-        return False
     b = ctx.b
     t = ctx.t64()
     b.gen_rotr_i64(t, cpu_reg(ctx, a.rn), a.imm)
@@ -254,9 +254,8 @@ def trans_RMIF(ctx: DisasContext, a: Any) -> bool:
     return True
 
 
+@feature("flagm")
 def trans_SETF(ctx: DisasContext, a: Any) -> bool:
-    if not ctx.has("flagm"):
-        return False
     b = ctx.b
     shift = 24 if a.sz == 0 else 16  # SETF8: bits 7:0, SETF16: bits 15:0
     t, u = ctx.t64(), ctx.t64()
@@ -481,8 +480,9 @@ def trans_RORV(ctx: DisasContext, a: Any) -> bool:
     return _shiftv(ctx, a, 3)
 
 
+@feature("crc32")
 def trans_CRC32(ctx: DisasContext, a: Any) -> bool:
-    if not ctx.has("crc32") or (a.sz == 3) != bool(a.sf):
+    if (a.sz == 3) != bool(a.sf):
         return False
     t = ctx.t64()
     ctx.b.gen_call(helpers.helper_crc32, cpu_reg(ctx, a.rn), cpu_reg(ctx, a.rm),

@@ -25,6 +25,7 @@ from pyqemu.target.aarch64.translate import (
     DisasContext,
     cpu_reg,
     cpu_reg_sp,
+    feature,
     write_reg,
 )
 
@@ -353,9 +354,8 @@ def trans_STLR(ctx: DisasContext, a: Any) -> bool:
     return True
 
 
+@feature("lrcpc")
 def trans_LDAPR(ctx: DisasContext, a: Any) -> bool:
-    if not ctx.has("lrcpc"):
-        return False
     b = ctx.b
     addr = _base_addr(ctx, a.rn)
     val = ctx.t64()
@@ -369,8 +369,6 @@ def trans_LDAPR(ctx: DisasContext, a: Any) -> bool:
 # ---------------------------------------------------------------- LSE atomics
 
 def _atomic(ctx: DisasContext, a: Any, op: int) -> bool:
-    if not ctx.has("atomics"):
-        return False
     b = ctx.b
     addr = _base_addr(ctx, a.rn)
     old = ctx.t64()
@@ -380,45 +378,53 @@ def _atomic(ctx: DisasContext, a: Any, op: int) -> bool:
     return True
 
 
+@feature("atomics")
 def trans_LDADD(ctx: DisasContext, a: Any) -> bool:
     return _atomic(ctx, a, 0)
 
 
+@feature("atomics")
 def trans_LDCLR(ctx: DisasContext, a: Any) -> bool:
     return _atomic(ctx, a, 1)
 
 
+@feature("atomics")
 def trans_LDEOR(ctx: DisasContext, a: Any) -> bool:
     return _atomic(ctx, a, 2)
 
 
+@feature("atomics")
 def trans_LDSET(ctx: DisasContext, a: Any) -> bool:
     return _atomic(ctx, a, 3)
 
 
+@feature("atomics")
 def trans_LDSMAX(ctx: DisasContext, a: Any) -> bool:
     return _atomic(ctx, a, 4)
 
 
+@feature("atomics")
 def trans_LDSMIN(ctx: DisasContext, a: Any) -> bool:
     return _atomic(ctx, a, 5)
 
 
+@feature("atomics")
 def trans_LDUMAX(ctx: DisasContext, a: Any) -> bool:
     return _atomic(ctx, a, 6)
 
 
+@feature("atomics")
 def trans_LDUMIN(ctx: DisasContext, a: Any) -> bool:
     return _atomic(ctx, a, 7)
 
 
+@feature("atomics")
 def trans_SWP(ctx: DisasContext, a: Any) -> bool:
     return _atomic(ctx, a, 8)
 
 
+@feature("atomics")
 def trans_CAS(ctx: DisasContext, a: Any) -> bool:
-    if not ctx.has("atomics"):
-        return False
     b = ctx.b
     addr = _base_addr(ctx, a.rn)
     old = ctx.t64()
@@ -428,8 +434,9 @@ def trans_CAS(ctx: DisasContext, a: Any) -> bool:
     return True
 
 
+@feature("atomics")
 def trans_CASP(ctx: DisasContext, a: Any) -> bool:
-    if not ctx.has("atomics") or a.rs & 1 or a.rt & 1:
+    if a.rs & 1 or a.rt & 1:
         return False
     b = ctx.b
     addr = _base_addr(ctx, a.rn)

@@ -130,10 +130,10 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
         else:
             res = vd ^ ((vd ^ vn) & ~vm)
     elif name in ("mla", "mls"):
-        vd = _lanes(_vget(s, rd), esz, q)
+        acc = _lanes(_vget(s, rd), esz, q)
         prod = [a * b for a, b in zip(_lanes(vn, esz, q), _lanes(vm, esz, q))]
         sign = 1 if name == "mla" else -1
-        res = _pack([d + sign * p for d, p in zip(vd, prod)], esz)
+        res = _pack([d + sign * p for d, p in zip(acc, prod)], esz)
     elif name in ("rev64", "rev32", "rev16"):
         group = {"rev64": 3, "rev32": 2, "rev16": 1}[name]
         per = 1 << (group - esz)  # elements per group
@@ -183,10 +183,10 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
         res = _pack(out, esz)
     elif name in ("tbl", "tbx"):  # rm = index register, imm = number of table regs
         table = b"".join(_vget(s, (rn + i) % 32).to_bytes(16, "little") for i in range(imm))
-        idx = _lanes(vm, 0, q)
+        indices = _lanes(vm, 0, q)
         old = _lanes(_vget(s, rd), 0, q)
         res = _pack([table[j] if j < len(table) else (old[k] if name == "tbx" else 0)
-                     for k, j in enumerate(idx)], 0)
+                     for k, j in enumerate(indices)], 0)
     elif name in ("umull", "smull", "uaddl", "saddl", "usubl", "ssubl", "uaddw", "saddw"):
         # q selects the upper halves of the narrow sources ("2" forms); esz = source size
         signed = name[0] == "s"

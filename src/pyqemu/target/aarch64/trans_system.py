@@ -28,6 +28,7 @@ from pyqemu.target.aarch64.translate import (
     M64,
     DisasContext,
     cpu_reg,
+    feature,
     gen_exit,
     gen_nzcv_read,
     gen_nzcv_write,
@@ -70,9 +71,8 @@ def trans_ISB(ctx: DisasContext, a: Any) -> bool:
     return True
 
 
+@feature("sb")
 def trans_SB(ctx: DisasContext, a: Any) -> bool:
-    if not ctx.has("sb"):
-        return False
     gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
     return True
 

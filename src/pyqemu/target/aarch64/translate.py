@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import functools
 import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -77,6 +78,23 @@ class DisasContext:
 
     def t32(self) -> Temp:
         return self.b.new_i32()
+
+
+TransFn = Callable[[DisasContext, Any], bool]
+
+
+def feature(name: str) -> Callable[[TransFn], TransFn]:
+    """Gate a ``trans_*`` handler on a CPU feature (a key of cpu.HWCAP/HWCAP2): without
+    it the encoding is unallocated for the CPU model being translated for."""
+
+    def deco(fn: TransFn) -> TransFn:
+        @functools.wraps(fn)
+        def gated(ctx: DisasContext, a: Any) -> bool:
+            return ctx.has(name) and fn(ctx, a)
+
+        return gated
+
+    return deco
 
 
 # ----------------------------------------------------------------- register access
@@ -429,9 +447,10 @@ class AArch64Frontend:
 
         return disassemble(code, pc)
 
-    def dump_state(self, cpu: VCPULike) -> str:
+    def dump_state(self, cpu: VCPULike, fpu: bool = False) -> str:
+        """``-d cpu`` (``fpu``: ``-d cpu,fpu``, with FPCR/FPSR and Q registers)."""
         assert isinstance(cpu.state, CPUARMState)
-        return cpu_mod.dump_state(cpu.state)
+        return cpu_mod.dump_state(cpu.state, fpu=fpu)
 
     def reset(self, state: CPUARMState) -> None:
         """Architectural reset of a fresh state (PSTATE.Z set, monitor clear)."""
