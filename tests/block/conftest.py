@@ -124,7 +124,7 @@ class QemuImg(ImgTool):
 
     def run(self, *args: str) -> Result:
         proc = subprocess.run([self.path, *args], capture_output=True,
-                              timeout=120, stdin=subprocess.DEVNULL)
+                              timeout=120, stdin=subprocess.DEVNULL, check=False)
         return _result(proc)
 
 
@@ -152,7 +152,7 @@ class PyqemuImg(ImgTool):
             full_env.update(env)
         proc = subprocess.run([sys.executable, "-m", "pyqemu.cli.img", *args],
                               capture_output=True, timeout=120, env=full_env,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, check=False)
         return _result(proc)
 
 
@@ -173,7 +173,7 @@ class QemuIo:
             args += ["-c", c]
         args.append(filename)
         proc = subprocess.run(args, capture_output=True, timeout=120,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, check=False)
         return _result(proc)
 
     def write(self, filename: str, offset: int, length: int, pattern: int = 0xAB,

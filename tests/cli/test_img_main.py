@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from pyqemu.cli.img_common import getopt_long, LongOpt, UsageError, qdict_order, size_to_str
+from pyqemu.cli.img_common import LongOpt, UsageError, getopt_long, qdict_order, size_to_str
 
 
 def test_version(pyqemu_img, qemu_img) -> None:
@@ -102,7 +102,7 @@ def test_size_to_str_matches_qemu_info(size, qemu_img, in_tmp) -> None:
     if theirs.rc:
         pytest.skip(f"qemu-img cannot create {size}: {theirs.err}")
     info = qemu_img.run("info", "x.qcow2").ok().out
-    line = [ln for ln in info.splitlines() if ln.startswith("virtual size:")][0]
+    line = next(ln for ln in info.splitlines() if ln.startswith("virtual size:"))
     vsize = int(line.split("(")[1].split()[0])
     assert line == f"virtual size: {size_to_str(vsize)} ({vsize} bytes)"
 

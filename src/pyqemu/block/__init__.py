@@ -22,8 +22,14 @@ from typing import Any
 from pyqemu.block.driver import FILE_CREATE_OPTS, CreateOpt, Image, parse_opts
 from pyqemu.block.errors import BlockError, ImageFormatError, ImageLockError
 from pyqemu.block.file import ImageFile
-from pyqemu.block.locking import (PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE,
-                                  apply_locks, perms_for_open)
+from pyqemu.block.locking import (
+    PERM_ALL,
+    PERM_CONSISTENT_READ,
+    PERM_RESIZE,
+    PERM_WRITE,
+    apply_locks,
+    perms_for_open,
+)
 
 __all__ = [
     "FORMATS",
@@ -66,7 +72,7 @@ class _Registry(Mapping[str, type[Image]]):
                 if exc.name != full:
                     self.errors[mod_name] = f"{type(exc).__name__}: {exc}"
                 continue
-            except Exception as exc:  # a format still being written must not break others
+            except Exception as exc:  # noqa: BLE001 - a format being written must not break others
                 self.errors[mod_name] = f"{type(exc).__name__}: {exc}"
                 continue
             for obj in vars(mod).values():
@@ -109,7 +115,7 @@ def probe_header(header: bytes, filename: str | None) -> str:
     for name, cls in FORMATS.items():
         try:
             score = cls.probe(header, filename or "")
-        except Exception:  # a buggy probe must not make every image unopenable
+        except Exception:  # noqa: BLE001 - a buggy probe must not make every image unopenable
             score = 0
         if score > best_score:
             best, best_score = name, score
@@ -256,5 +262,13 @@ def create_image(fmt: str, filename: str, size: int, raw_opts: dict[str, str]) -
 
 
 # re-exported for callers that only import the package
-__all__ += ["PERM_CONSISTENT_READ", "PERM_RESIZE", "PERM_WRITE", "ImageFile", "chain",
-            "all_create_opts", "find_format", "probe_header"]
+__all__ += [
+    "PERM_CONSISTENT_READ",
+    "PERM_RESIZE",
+    "PERM_WRITE",
+    "ImageFile",
+    "all_create_opts",
+    "chain",
+    "find_format",
+    "probe_header",
+]

@@ -11,10 +11,16 @@ import ctypes.util
 import errno
 import os
 import stat
+from typing import Self
 
 from pyqemu.block.errors import BlockError
-from pyqemu.block.locking import (PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE,
-                                  apply_locks)
+from pyqemu.block.locking import (
+    PERM_ALL,
+    PERM_CONSISTENT_READ,
+    PERM_RESIZE,
+    PERM_WRITE,
+    apply_locks,
+)
 
 # fallocate(2) modes (<linux/falloc.h>)
 FALLOC_FL_KEEP_SIZE = 0x01
@@ -220,7 +226,7 @@ class ImageFile:
             self.closed = True
             os.close(self.fd)
 
-    def __enter__(self) -> ImageFile:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

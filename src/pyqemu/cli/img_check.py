@@ -4,6 +4,9 @@ Exit codes: 0 image good, 1 check not completed, 2 corruptions, 3 leaks only,
 63 the format does not support checks.
 """
 
+# printf-style formats below mirror QEMU's C format strings on purpose
+# ruff: noqa: UP031
+
 from __future__ import annotations
 
 import sys
@@ -11,11 +14,19 @@ from typing import Any
 
 from pyqemu.block.driver import FIX_ERRORS, FIX_LEAKS, CheckResult, Image
 from pyqemu.block.errors import BlockError
-from pyqemu.cli.img_common import (CliError, LongOpt, UsageError, check_image_opts,
-                                   check_object, getopt_long, open_for_cli, output_format,
-                                   qjson_dumps)
+from pyqemu.cli.img_common import (
+    CliError,
+    LongOpt,
+    UsageError,
+    check_image_opts,
+    check_object,
+    getopt_long,
+    open_for_cli,
+    output_format,
+    qjson_dumps,
+)
 
-__all__ = ["main", "check_dict", "dump_human"]
+__all__ = ["check_dict", "dump_human", "main"]
 
 CACHE_MODES = ("none", "writeback", "writethrough", "directsync", "unsafe")
 

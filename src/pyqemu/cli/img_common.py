@@ -13,6 +13,9 @@ Conventions (every subcommand module ``pyqemu.cli.img_<cmd>`` follows them):
   ``size_to_str``, :class:`Progress` is ``qemu-img -p``.
 """
 
+# printf-style formats below mirror QEMU's C format strings on purpose
+# ruff: noqa: UP031
+
 from __future__ import annotations
 
 import dataclasses
@@ -95,7 +98,7 @@ def run_command(func: Callable[[list[str]], int], args: list[str]) -> int:
     except MemoryError:
         error("internal error: out of memory")
         return 1
-    except Exception as exc:  # never a traceback for the user
+    except Exception as exc:  # noqa: BLE001 - never a traceback for the user
         if os.environ.get("PYQEMU_DEBUG"):
             traceback.print_exc()
         error(f"internal error: {type(exc).__name__}: {exc}".replace("\n", " "))

@@ -1,6 +1,9 @@
 """``pyqemu-img info``: qemu-img.c img_info + block/qapi.c (bdrv_query_image_info,
 bdrv_image_info_dump), QEMU 7.2."""
 
+# printf-style formats below mirror QEMU's C format strings on purpose
+# ruff: noqa: UP031
+
 from __future__ import annotations
 
 import sys
@@ -9,11 +12,21 @@ from typing import Any
 
 from pyqemu.block import full_backing_filename
 from pyqemu.block.driver import Image, SnapshotInfo
-from pyqemu.cli.img_common import (CliError, LongOpt, UsageError, check_image_opts,
-                                   check_object, getopt_long, open_for_cli, output_format,
-                                   qdict_order, qjson_dumps, size_to_str)
+from pyqemu.cli.img_common import (
+    CliError,
+    LongOpt,
+    UsageError,
+    check_image_opts,
+    check_object,
+    getopt_long,
+    open_for_cli,
+    output_format,
+    qdict_order,
+    qjson_dumps,
+    size_to_str,
+)
 
-__all__ = ["main", "image_info", "dump_human", "snapshot_table"]
+__all__ = ["dump_human", "image_info", "main", "snapshot_table"]
 
 
 def snapshot_dict(sn: SnapshotInfo) -> dict[str, Any]:

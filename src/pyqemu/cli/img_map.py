@@ -6,17 +6,28 @@ no backing image (or a backing image shorter than the offset) reads as zeroes th
 (``present`` false), as block/io.c reports it.
 """
 
+# printf-style formats below mirror QEMU's C format strings on purpose
+# ruff: noqa: UP031
+
 from __future__ import annotations
 
 import dataclasses
 import sys
 
 from pyqemu.block.driver import Image
-from pyqemu.cli.img_common import (CliError, LongOpt, UsageError, check_image_opts,
-                                   check_object, cvtnum, getopt_long, open_for_cli,
-                                   output_format)
+from pyqemu.cli.img_common import (
+    CliError,
+    LongOpt,
+    UsageError,
+    check_image_opts,
+    check_object,
+    cvtnum,
+    getopt_long,
+    open_for_cli,
+    output_format,
+)
 
-__all__ = ["MapEntry", "main", "map_entries", "get_block_status"]
+__all__ = ["MapEntry", "get_block_status", "main", "map_entries"]
 
 
 @dataclasses.dataclass
@@ -43,10 +54,8 @@ class MapEntry:
             return False
         if self.filename is not None and self.filename != nxt.filename:
             return False
-        if self.offset is not None and nxt.offset is not None \
-                and self.offset + self.length != nxt.offset:
-            return False
-        return True
+        return not (self.offset is not None and nxt.offset is not None
+                    and self.offset + self.length != nxt.offset)
 
     def json(self) -> str:
         s = ('{ "start": %d, "length": %d, "depth": %d, "present": %s, "zero": %s, '
