@@ -301,10 +301,24 @@ class VdiImage(Image):
             self.file.pwrite(self.header.offset_bmap + s_first * SECTOR_SIZE, raw)
 
     def block_status(self, offset: int, length: int) -> BlockStatus:
+        """Status of the run of blocks sharing one state from ``offset`` (QEMU answers
+        per block; qemu-img map merges the same way)."""
         bs = self.block_size
         index, in_block = divmod(offset, bs)
-        n = min(bs - in_block, length)
         entry = self.bmap_entry(index)
+        end = min(offset + length, self.virtual_size)
+        last = (end + bs - 1) // bs  # first block index not to look at
+        j = index + 1
+        if _is_allocated(entry):
+            while j < last:
+                e = self.bmap_entry(j)
+                if not _is_allocated(e) or e != entry + (j - index):
+                    break
+                j += 1
+        else:
+            while j < last and not _is_allocated(self.bmap_entry(j)):
+                j += 1
+        n = min(j * bs, end) - offset
         if not _is_allocated(entry):
             # QEMU reports unallocated blocks as zero (which makes them "allocated").
             return BlockStatus(offset, n, allocated=True, data=False, zero=True)

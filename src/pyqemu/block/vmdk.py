@@ -783,13 +783,24 @@ class VmdkImage(Image):
         self.cid = cid
 
     def block_status(self, offset: int, length: int) -> BlockStatus:
+        """Status of the run of grains that share one state from ``offset`` (QEMU answers
+        one grain at a time; qemu-img map merges them the same way)."""
         ext = self._find_extent(offset >> 9)
         status, coff, _ = self._lookup(ext, offset)
         in_cl = self._in_cluster(ext, offset)
-        n = min(ext.cluster_bytes - in_cl, length)
         if status == _ERROR:
-            raise BlockError(f"Could not read grain table for offset {offset}: "
-                             "Input/output error")
+            raise BlockError("Input/output error")
+        limit = min(offset + length, ext.end_sector * SECTOR)
+        if status == _UNALLOC and self.backing is not None:
+            bsize = self.backing.virtual_size
+            if offset < bsize:
+                limit = min(limit, bsize)  # "zero" changes at the end of the backing file
+        if ext.flat:
+            n = limit - offset
+        else:
+            end = self._extend_run(ext, offset - in_cl + ext.cluster_bytes, limit, status,
+                                   coff - in_cl + ext.cluster_bytes if status == _OK else 0)
+            n = min(end, limit) - offset
         if status == _UNALLOC:
             zero = self.backing is None or offset >= self.backing.virtual_size
             return BlockStatus(offset, n, allocated=False, data=False, zero=zero)
@@ -806,6 +817,50 @@ class VmdkImage(Image):
             zero, n = host_hole_status(ext.file.fd, host, n)
         return BlockStatus(offset, n, allocated=True, data=True, zero=zero,
                            host_offset=host, filename=ext.file.path)
+
+    def _extend_run(self, ext: VmdkExtent, end: int, limit: int, status: int,
+                    next_host: int) -> int:
+        """Grow a run of ``status`` grains that ends (so far) at guest byte ``end``; for
+        uncompressed data the next grain must sit at host byte ``next_host``."""
+        cb = ext.cluster_bytes
+        base = ext.start_sector * SECTOR
+        span = ext.l1_entry_sectors * SECTOR
+        while end < limit:
+            rel = end - base
+            l1_index = rel // span
+            if l1_index >= ext.l1_size:
+                break
+            gt_end = base + (l1_index + 1) * span
+            l2_offset = ext.l1_entry(l1_index)
+            if not l2_offset:
+                if status != _UNALLOC:
+                    break
+                end = gt_end
+                continue
+            table = ext.l2_table(l2_offset)
+            idx = (rel // cb) % ext.l2_size
+            if status == _UNALLOC:
+                tail = table[idx:].tobytes()
+                k = (len(tail) - len(tail.lstrip(b"\0"))) // 4
+                end += k * cb
+                if idx + k < ext.l2_size:
+                    break
+                continue
+            while idx < ext.l2_size and end < limit:
+                entry = table[idx]
+                if status == _ZEROED:
+                    same = ext.has_zero_grain and entry == VMDK_GTE_ZEROED
+                elif ext.compressed:
+                    same = entry != 0 and not (ext.has_zero_grain and entry == VMDK_GTE_ZEROED)
+                else:
+                    same = (entry << 9) == next_host and \
+                        not (ext.has_zero_grain and entry == VMDK_GTE_ZEROED)
+                    next_host += cb
+                if not same:
+                    return end
+                end += cb
+                idx += 1
+        return end
 
     # ---- management ----------------------------------------------------------------
     def allocated_file_size(self) -> int:
