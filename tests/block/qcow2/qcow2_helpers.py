@@ -45,7 +45,7 @@ def to_opt_string(opts: dict[str, Any]) -> str:
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=300,
+    proc = subprocess.run(list(args), check=False, capture_output=True, text=True, timeout=300,
                           stdin=subprocess.DEVNULL)
     if check:
         assert proc.returncode == 0, f"{args}: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"

@@ -147,7 +147,7 @@ def _crash_loop(tmp_path: Any, opts: dict[str, Any], kills: int, seed: int) -> N
 @pytest.mark.parametrize("opts", [{}, {"extended_l2": True, "lazy_refcounts": True},
                                   {"cluster_size": 4096, "refcount_bits": 8}])
 def test_crash_consistency(tmp_path: Any, opts: dict[str, Any]) -> None:
-    _crash_loop(tmp_path, opts, kills=4 if opts else 4, seed=len(opts) + 1)
+    _crash_loop(tmp_path, opts, kills=4, seed=len(opts) + 1)
 
 
 @pytest.mark.slow

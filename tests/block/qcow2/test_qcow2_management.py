@@ -102,7 +102,7 @@ def test_oflag_copied_error_and_repair(tmp_path: Any) -> None:
         e = struct.unpack(">Q", f.read(8))[0]
         f.seek(0x40000)
         f.write(struct.pack(">Q", e & ~(1 << 63)))
-    rc, lines, js = _qemu_check_lines(path)
+    _rc, lines, js = _qemu_check_lines(path)
     img = qopen(path, readonly=True)
     try:
         res = img.check(0)

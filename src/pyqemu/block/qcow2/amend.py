@@ -165,8 +165,8 @@ def downgrade(img: Qcow2Image) -> None:
 
 def change_refcount_order(img: Qcow2Image, order: int) -> None:
     """Rewrite the refcount structures with ``1 << order`` bit entries."""
-    from pyqemu.block.qcow2.check import _Counter, _tree_refs
     from pyqemu.block.driver import CheckResult
+    from pyqemu.block.qcow2.check import _Counter, _tree_refs
 
     img.flush()
     h = img.header

@@ -32,9 +32,9 @@ def decompress(data: bytes, out_len: int, ctype: int) -> bytes:
             d = zlib.decompressobj(-12)
             out = d.decompress(data, out_len)
         elif ctype == COMPRESSION_ZSTD:
-            import zstandard
-
             import io
+
+            import zstandard
 
             reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
             parts: list[bytes] = []

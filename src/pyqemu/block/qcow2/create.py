@@ -6,7 +6,6 @@ cluster 2 first refcount block, then the L1 table; preallocation adds L2 tables 
 
 from __future__ import annotations
 
-import os
 import struct
 from typing import TYPE_CHECKING, Any
 

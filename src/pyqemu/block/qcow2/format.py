@@ -208,16 +208,16 @@ class Header:
             if off + 8 > end:
                 if off >= end:
                     return  # no end marker but nothing left: tolerated by QEMU
-                raise ImageFormatError("qcow2_read_extension: ERROR: "
-                                       "pread fail from offset %d" % off)
+                raise ImageFormatError(
+                    f"qcow2_read_extension: ERROR: pread fail from offset {off}")
             etype, elen = struct.unpack_from(">II", buf, off)
             off += 8
             if etype == EXT_END:
                 return
             if elen > end - off:
-                raise ImageFormatError("ERROR: ext_backing_format: len=%d too large" % elen
-                                       if etype == EXT_BACKING_FORMAT else
-                                       "Invalid header extension length")
+                raise ImageFormatError(
+                    f"ERROR: ext_backing_format: len={elen} too large"
+                    if etype == EXT_BACKING_FORMAT else "Invalid header extension length")
             data = bytes(buf[off:off + elen])
             if etype == EXT_BACKING_FORMAT:
                 if elen >= 16:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import struct
-import time
-from typing import Any, ClassVar, Iterator
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 from pyqemu.block.driver import (
     FIX_ERRORS,
@@ -35,13 +35,9 @@ from pyqemu.block.qcow2.format import (
     AUTOCLEAR_MASK,
     BME_FLAG_AUTO,
     BME_FLAG_IN_USE,
-    BME_TABLE_ENTRY_OFFSET_MASK,
     COMPAT_LAZY_REFCOUNTS,
     COMPRESSION_NAMES,
-    COMPRESSION_ZLIB,
-    COMPRESSION_ZSTD,
     CRYPT_NONE,
-    INCOMPAT_COMPRESSION,
     INCOMPAT_CORRUPT,
     INCOMPAT_DATA_FILE,
     INCOMPAT_DIRTY,
@@ -599,10 +595,10 @@ class Qcow2Image(Image):
             e = tbl[idx]
             bm = tbl[idx + 1] if w == 2 else 0
             host, alloc, zero, comp = self._decode(e, bm)
-            inplace = host >= 0 and not comp and (dfile or bool(e & OFLAG_COPIED))
-            if not inplace and not dfile:
+            owned = host >= 0 and not comp and (dfile or bool(e & OFLAG_COPIED))
+            if not owned and not dfile:
                 need_new += 1
-            plan.append((ci, e, host, alloc, zero, comp, bm, int(inplace)))
+            plan.append((ci, e, host, alloc, zero, comp, bm, int(owned)))
         newbase = self.rc.alloc(need_new) if need_new else 0
         ops: list[tuple[int, bytes | memoryview]] = []
         updates: list[tuple[int, int, int]] = []
@@ -800,14 +796,14 @@ class Qcow2Image(Image):
         dfile = self.data_file is not None
         for ci in range(first, last):
             l1i = ci >> self.l2_bits
-            if self._l2_for_read(l1i) is None:
-                if full or not (self.backing is not None and self.header.version >= 3):
-                    continue
+            if self._l2_for_read(l1i) is None and (
+                    full or not (self.backing is not None and self.header.version >= 3)):
+                continue
             tbl = self._l2_for_write(l1i)
             idx = (ci & (self.l2_entries - 1)) * w
             e = tbl[idx]
             bm = tbl[idx + 1] if w == 2 else 0
-            host, alloc, zero, comp = self._decode(e, bm)
+            host, _alloc, _zero, comp = self._decode(e, bm)
             allocated = comp or host >= 0
             if full:
                 ne, nbm = 0, 0
@@ -854,7 +850,7 @@ class Qcow2Image(Image):
         idx = (ci & (self.l2_entries - 1)) * w
         e = tbl[idx]
         bm = tbl[idx + 1] if w == 2 else 0
-        host, alloc, zero, was_comp = self._decode(e, bm)
+        host, _alloc, _zero, was_comp = self._decode(e, bm)
         coff = self._alloc_bytes(len(comp))
         self.file.pwrite(coff, comp)
         nsec = ((coff + len(comp) - 1) >> 9) - (coff >> 9)
@@ -1048,7 +1044,7 @@ class Qcow2Image(Image):
             todo = []
             for c in range(ci, stop):
                 idx = (c & (self.l2_entries - 1)) * w
-                host, alloc, zero, comp = self._decode(tbl[idx], tbl[idx + 1] if w == 2 else 0)
+                host, _alloc, _zero, comp = self._decode(tbl[idx], tbl[idx + 1] if w == 2 else 0)
                 if host < 0 and not comp:
                     todo.append(c)
             base = 0 if dfile or not todo else self.rc.alloc(len(todo))

@@ -286,7 +286,6 @@ class Refcounts:
             return False
         for idx, d in sorted(self.pending_dec.items()):
             self._set(idx, self.stored(idx) - d)
-            if idx < self.free_cluster_index:
-                self.free_cluster_index = idx
+            self.free_cluster_index = min(self.free_cluster_index, idx)
         self.pending_dec.clear()
         return True
