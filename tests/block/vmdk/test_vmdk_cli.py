@@ -148,3 +148,28 @@ def test_stale_backing_chain(tmp_path, qemu_img, pyqemu_img, cmd):
                 (b["format-specific"]["data"]["parent-cid"] == 0xFFFFFFFF)
         return
     _same(qemu_img, pyqemu_img, tmp_path, setup, *cmd)
+
+
+def test_extent_files_are_locked(tmp_path, qemu_img, qemu_io):
+    """An image open for writing in pyqemu locks its extent files the way QEMU does:
+    qemu-io cannot write them, qemu-img -U can still read."""
+    from pyqemu.block import open_image
+
+    img = str(tmp_path / "t.vmdk")
+    qemu_img.create("vmdk", img, "3G", subformat="twoGbMaxExtentSparse")
+    im = open_image(img, "vmdk", readonly=False)
+    try:
+        im.write(2 * (1 << 30) + 5, b"held")
+        res = qemu_io.run(img, "write 0 512", fmt="vmdk")
+        assert "lock" in (res.out + res.err).lower()
+        # the second extent itself, opened alone by QEMU, is locked too
+        ext = str(tmp_path / "t-s002.vmdk")
+        res = qemu_io.run(ext, "write 0 512", fmt="raw")
+        assert "lock" in (res.out + res.err).lower()
+        assert qemu_img.info(img, "vmdk", force_share=True)["virtual-size"] == 3 << 30
+    finally:
+        im.close()
+    res = qemu_io.run(ext, "read 0 512", fmt="raw")
+    assert "lock" not in (res.out + res.err).lower()  # released on close
+    res = qemu_io.run(img, f"read -v {2 * (1 << 30) + 5} 4", fmt="vmdk").ok()
+    assert "68 65 6c 64" in res.out
