@@ -367,13 +367,14 @@ class VpcImage(Image):
         self._check_range(offset, length)
         if self.is_fixed:
             return self.file.pread(offset, length)
-        out = bytearray()
-        while length > 0:
-            n = min(length, self.block_size - offset % self.block_size)
-            img_off = self._image_offset(offset, False)
-            out += bytes(n) if img_off == -1 else self.file.pread(img_off, n)
-            offset += n
-            length -= n
+        out = bytearray(length)  # unallocated blocks need no work
+        pos = 0
+        while pos < length:
+            n = min(length - pos, self.block_size - (offset + pos) % self.block_size)
+            img_off = self._image_offset(offset + pos, False)
+            if img_off != -1:
+                out[pos:pos + n] = self.file.pread(img_off, n)
+            pos += n
         return bytes(out)
 
     def write(self, offset: int, data: bytes | memoryview) -> None:

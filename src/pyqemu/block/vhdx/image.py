@@ -453,25 +453,23 @@ class VhdxImage(Image):
 
     def read(self, offset: int, length: int) -> bytes:
         self._check_range(offset, length)
-        out = bytearray()
-        while length > 0:
-            block, in_block = divmod(offset, self.block_size)
-            n = min(length, self.block_size - in_block)
+        out = bytearray(length)  # zero blocks need no work
+        pos = 0
+        while pos < length:
+            block, in_block = divmod(offset + pos, self.block_size)
+            n = min(length - pos, self.block_size - in_block)
             idx = _bat_index(block, self.chunk_ratio_bits)
             entry = self._bat_get(idx)
             state = entry & BAT_STATE_MASK
-            if state in ZERO_READ_STATES:
-                out += bytes(n)
-            elif state == PAYLOAD_BLOCK_FULLY_PRESENT:
+            if state == PAYLOAD_BLOCK_FULLY_PRESENT:
                 file_off = entry & BAT_FILE_OFF_MASK
                 if file_off == 0:
                     raise ImageFormatError(f"VHDX BAT entry {idx} is present at file offset 0")
-                out += self.file.pread(file_off + in_block, n)
-            else:
+                out[pos:pos + n] = self.file.pread(file_off + in_block, n)
+            elif state not in ZERO_READ_STATES:
                 raise ImageFormatError(
                     f"VHDX BAT entry {idx} has unsupported state {state}: Input/output error")
-            offset += n
-            length -= n
+            pos += n
         return bytes(out)
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
