@@ -119,3 +119,27 @@ def test_qdict_order_matches_qemu_json(qemu_img, in_tmp) -> None:
                   "cluster-size", "backing-filename", "full-backing-filename",
                   "backing-filename-format", "format-specific"]
     assert list(data) == qdict_order([k for k in qapi_order if k in data])
+
+
+@pytest.mark.parametrize("args", [
+    ["info", "--image-opts", "driver=qcow2,file.filename=a.qcow2"],
+    ["info", "--image-opts", "file.filename=a.qcow2"],
+    ["info", "--image-opts", "a.qcow2"],
+    ["info", "--image-opts", "driver=qcow2,file.filename=a.qcow2,foo=1"],
+    ["info", "--image-opts", "driver=qcow2,file.filename=nope.qcow2"],
+    ["info", "--image-opts", "-f", "raw", "s.raw"],
+    ["map", "--image-opts", "driver=raw,file.filename=s.raw"],
+    ["info", "--image-opts", "driver=raw,file=s.raw"],
+    ["info", "--image-opts", "driver=raw,file.driver=file,file.filename=s.raw,force-share=on"],
+    ["check", "--image-opts", "--output=json", "driver=qcow2,file.filename=a.qcow2"],
+])
+def test_image_opts(args, pyqemu_img, qemu_img, in_tmp) -> None:
+    from _pyqemu_block_fixtures import require_format
+
+    require_format("qcow2")
+    qemu_img.create("qcow2", "a.qcow2", "1M")
+    qemu_img.create("raw", "s.raw", "1M")
+    theirs = qemu_img.run(*args)
+    ours = pyqemu_img.run(*args)
+    assert (ours.rc, ours.out) == (theirs.rc, theirs.out)
+    assert ours.err.replace("pyqemu-img", "qemu-img") == theirs.err

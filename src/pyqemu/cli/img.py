@@ -12,7 +12,7 @@ import sys
 
 from pyqemu.cli.img_common import PROG, LongOpt, UsageError, getopt_long, run_command
 
-__all__ = ["COMMANDS", "main", "VERSION_TEXT"]
+__all__ = ["COMMANDS", "VERSION_TEXT", "main"]
 
 PYQEMU_VERSION = "0.1.0"
 VERSION_TEXT = (f"{PROG} version 7.2.0 (pyqemu {PYQEMU_VERSION})\n"

@@ -7,8 +7,15 @@ import sys
 from pyqemu.block import FORMATS
 from pyqemu.block.driver import CreateOpt, Image, parse_opts
 from pyqemu.block.errors import BlockError
-from pyqemu.cli.img_common import (CliError, LongOpt, Progress, UsageError, check_image_opts,
-                                   check_object, getopt_long, open_for_cli)
+from pyqemu.cli.img_common import (
+    CliError,
+    LongOpt,
+    Progress,
+    UsageError,
+    check_object,
+    getopt_long,
+    open_for_cli,
+)
 from pyqemu.cli.img_create import accumulate_options, option_help_lines
 from pyqemu.cli.qemuopts import has_help_option, parse
 
@@ -81,9 +88,9 @@ def main(args: list[str]) -> int:
         raise CliError("Expecting one image file name")
     if cache not in CACHE_MODES:
         raise CliError(f"Invalid cache option: {cache}")
-    check_image_opts(image_opts)
     meter = Progress(progress)
-    image = open_for_cli(operands[0], fmt, readonly=False, quiet=quiet)
+    image = open_for_cli(operands[0], fmt, readonly=False, quiet=quiet,
+                         image_opts=image_opts)
     try:
         cls = type(image)
         if has_help_option(options):

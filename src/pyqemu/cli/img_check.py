@@ -18,7 +18,6 @@ from pyqemu.cli.img_common import (
     CliError,
     LongOpt,
     UsageError,
-    check_image_opts,
     check_object,
     getopt_long,
     open_for_cli,
@@ -133,8 +132,8 @@ def main(args: list[str]) -> int:
     if cache not in CACHE_MODES:
         raise CliError(f"Invalid source cache option: {cache}")
     check_object(objects)
-    check_image_opts(image_opts)
-    image = open_for_cli(filename, fmt, readonly=not fix, force_share=force_share)
+    image = open_for_cli(filename, fmt, readonly=not fix, force_share=force_share,
+                         image_opts=image_opts)
     try:
         result = _run_check(image, fix)
         d = check_dict(filename, image.format_name, result)

@@ -375,24 +375,67 @@ class Progress:
 
 # ---- opening images ---------------------------------------------------------------------
 
+def parse_image_opts(optstr: str, force_share: bool) -> tuple[str, str | None, bool]:
+    """``--image-opts``: the image argument is an option list (QEMU's "source" list, the
+    implied key being ``file``). Returns (host file name, format or None, force_share)."""
+    from pyqemu.cli.qemuopts import QemuOptsError, parse
+
+    opts = parse(optstr, implied="file")
+    values = opts.as_dict()
+    fmt = values.pop("driver", None)
+    if "file" in values:
+        ref = values["file"]
+        raise CliError(f"Could not open '{optstr}': Cannot find device='{ref}' nor "
+                       f"node-name='{ref}'")
+    filename = values.pop("file.filename", None)
+    proto = values.pop("file.driver", "file")
+    if proto != "file":
+        raise CliError(f"Could not open '{optstr}': Unknown protocol '{proto}'")
+    if "force-share" in values:
+        try:
+            fs = opts.get_bool("force-share")
+        except QemuOptsError as exc:
+            raise CliError(f"Could not open '{optstr}': {exc}") from exc
+        if force_share and not fs:
+            raise CliError("--force-share/-U conflicts with image options")
+        force_share = fs
+        values.pop("force-share")
+    for key in values:
+        if key.startswith("file."):
+            raise CliError(f"Could not open '{optstr}': Block protocol 'file' does not "
+                           f"support the option '{key[5:]}'")
+        raise CliError(f"Could not open '{optstr}': Block format '{fmt or 'raw'}' does not "
+                       f"support the option '{key}'")
+    if filename is None:
+        raise CliError(f"Could not open '{optstr}': A block device must be specified for "
+                       "\"file\"")
+    return filename, fmt, force_share
+
+
 def open_for_cli(filename: str, fmt: str | None = None, *, readonly: bool = True,
                  force_share: bool = False, backing: bool = True, no_io: bool = False,
-                 options: dict[str, Any] | None = None, quiet: bool = False) -> Image:
+                 options: dict[str, Any] | None = None, quiet: bool = False,
+                 image_opts: bool = False) -> Image:
     """Open an image as qemu-img's img_open does; errors become CliError with the
     "Could not open 'x': " prefix. Prints QEMU's warning when a writable image's
-    format was probed as raw."""
+    format was probed as raw. With ``image_opts`` the name is an option list."""
     from pyqemu.block import open_image
 
+    display = filename
+    if image_opts:
+        if fmt is not None:
+            raise CliError("--image-opts and --format are mutually exclusive")
+        filename, fmt, force_share = parse_image_opts(filename, force_share)
     if fmt is not None:
         from pyqemu.block import FORMATS
 
         if fmt not in FORMATS:
-            raise CliError(f"Could not open '{filename}': Unknown driver '{fmt}'")
+            raise CliError(f"Could not open '{display}': Unknown driver '{fmt}'")
     try:
         image = open_image(filename, fmt, readonly=readonly, backing=backing,
                            force_share=force_share, options=options, no_io=no_io)
     except BlockError as exc:
-        raise CliError(f"Could not open '{filename}': {exc}") from exc
+        raise CliError(f"Could not open '{display}': {exc}") from exc
     if fmt is None and not readonly and image.format_name == "raw":
         sys.stderr.write(
             f"WARNING: Image format was not specified for '{filename}' and probing "
@@ -401,12 +444,6 @@ def open_for_cli(filename: str, fmt: str | None = None, *, readonly: bool = True
             "write operations on block 0 will be restricted.\n"
             "         Specify the 'raw' format explicitly to remove the restrictions.\n")
     return image
-
-
-def check_image_opts(image_opts: bool) -> None:
-    """--image-opts is accepted by qemu-img; we do not implement it yet."""
-    if image_opts:
-        raise CliError("--image-opts is not supported by pyqemu-img yet")
 
 
 def check_object(objects: list[str]) -> None:

@@ -7,11 +7,10 @@ import sys
 from pyqemu.block import FORMATS, all_create_opts, create_image, full_backing_filename, open_image
 from pyqemu.block.driver import CreateOpt, OptType, parse_opts
 from pyqemu.block.errors import BlockError
-from pyqemu.cli.img_common import (CliError, LongOpt, UsageError, check_object, cvtnum,
-                                   getopt_long)
+from pyqemu.cli.img_common import CliError, LongOpt, UsageError, check_object, cvtnum, getopt_long
 from pyqemu.cli.qemuopts import escape, has_help_option, is_valid_option_list, parse
 
-__all__ = ["main", "format_line", "print_option_help", "accumulate_options"]
+__all__ = ["accumulate_options", "format_line", "main", "print_option_help"]
 
 
 def accumulate_options(current: str | None, arg: str) -> str:

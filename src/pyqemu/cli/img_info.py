@@ -16,7 +16,6 @@ from pyqemu.cli.img_common import (
     CliError,
     LongOpt,
     UsageError,
-    check_image_opts,
     check_object,
     getopt_long,
     open_for_cli,
@@ -146,7 +145,8 @@ def dump_human(info: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def collect(filename: str, fmt: str | None, chain: bool, force_share: bool) -> list[dict]:
+def collect(filename: str, fmt: str | None, chain: bool, force_share: bool,
+            image_opts: bool = False) -> list[dict]:
     """collect_image_info_list: one ImageInfo per layer, following backing names."""
     infos: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -156,7 +156,8 @@ def collect(filename: str, fmt: str | None, chain: bool, force_share: bool) -> l
             raise CliError(f"Backing file '{name}' creates an infinite loop.")
         seen.add(name)
         image = open_for_cli(name, fmt, readonly=True, force_share=force_share,
-                             backing=False, no_io=True)
+                             backing=False, no_io=True, image_opts=image_opts)
+        image_opts = False  # only the top image is given as options
         try:
             info = image_info(image)
         finally:
@@ -201,8 +202,7 @@ def main(args: list[str]) -> int:
         raise UsageError("Expecting one image file name")
     ofmt = output_format(output)
     check_object(objects)
-    check_image_opts(image_opts)
-    infos = collect(operands[0], fmt, chain, force_share)
+    infos = collect(operands[0], fmt, chain, force_share, image_opts)
     if ofmt == "human":
         sys.stdout.write("\n".join(dump_human(i) for i in infos))
     elif chain:

@@ -19,7 +19,6 @@ from pyqemu.cli.img_common import (
     CliError,
     LongOpt,
     UsageError,
-    check_image_opts,
     check_object,
     cvtnum,
     getopt_long,
@@ -168,8 +167,8 @@ def main(args: list[str]) -> int:
         raise UsageError("Expecting one image file name")
     ofmt = output_format(output)
     check_object(objects)
-    check_image_opts(image_opts)
-    image = open_for_cli(operands[0], fmt, readonly=True, force_share=force_share)
+    image = open_for_cli(operands[0], fmt, readonly=True, force_share=force_share,
+                         image_opts=image_opts)
     try:
         entries = map_entries(image, start, max_length)
     finally:

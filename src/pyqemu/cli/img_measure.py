@@ -8,9 +8,16 @@ import sys
 from pyqemu.block import FORMATS, all_create_opts
 from pyqemu.block.driver import Image, parse_opts
 from pyqemu.block.errors import BlockError
-from pyqemu.cli.img_common import (CliError, LongOpt, UsageError, check_image_opts,
-                                   check_object, cvtnum, getopt_long, open_for_cli,
-                                   output_format, qjson_dumps)
+from pyqemu.cli.img_common import (
+    CliError,
+    LongOpt,
+    check_object,
+    cvtnum,
+    getopt_long,
+    open_for_cli,
+    output_format,
+    qjson_dumps,
+)
 from pyqemu.cli.img_create import accumulate_options
 from pyqemu.cli.qemuopts import parse
 
@@ -76,11 +83,11 @@ def main(args: list[str]) -> int:
     if filename is None and img_size is None:
         raise CliError("Either --size N or one filename must be specified.")
     check_object(objects)
-    check_image_opts(image_opts)
 
     source: Image | None = None
     if filename is not None:
-        source = open_for_cli(filename, fmt, readonly=True, force_share=force_share)
+        source = open_for_cli(filename, fmt, readonly=True, force_share=force_share,
+                              image_opts=image_opts)
     try:
         if source is not None and snapshot is not None:
             try:

@@ -6,10 +6,17 @@ import sys
 
 from pyqemu.block.driver import parse_size
 from pyqemu.block.errors import BlockError
-from pyqemu.cli.img_common import (CliError, LongOpt, UsageError, check_image_opts,
-                                   check_object, getopt_long, open_for_cli, warn)
+from pyqemu.cli.img_common import (
+    CliError,
+    LongOpt,
+    UsageError,
+    check_object,
+    getopt_long,
+    open_for_cli,
+    warn,
+)
 
-__all__ = ["main", "PREALLOC_MODES"]
+__all__ = ["PREALLOC_MODES", "main"]
 
 PREALLOC_MODES = ("off", "metadata", "falloc", "full")
 
@@ -58,8 +65,8 @@ def main(args: list[str]) -> int:
         relative, text = -1, text[1:]
     n = parse_size(text, "size")
     check_object(objects)
-    check_image_opts(image_opts)
-    image = open_for_cli(filename, fmt, readonly=False, quiet=quiet)
+    image = open_for_cli(filename, fmt, readonly=False, quiet=quiet,
+                         image_opts=image_opts)
     try:
         current = image.virtual_size
         total = current + n * relative if relative else n

@@ -7,8 +7,14 @@ import sys
 
 from pyqemu.block.driver import Image
 from pyqemu.block.errors import BlockError
-from pyqemu.cli.img_common import (CliError, LongOpt, UsageError, check_image_opts,
-                                   check_object, getopt_long, open_for_cli)
+from pyqemu.cli.img_common import (
+    CliError,
+    LongOpt,
+    UsageError,
+    check_object,
+    getopt_long,
+    open_for_cli,
+)
 from pyqemu.cli.img_info import snapshot_dict, snapshot_table
 
 __all__ = ["main"]
@@ -48,9 +54,9 @@ def main(args: list[str]) -> int:
     if len(operands) != 1:
         raise UsageError("Expecting one image file name")
     check_object(objects)
-    check_image_opts(image_opts)
     del quiet  # qemu-img prints nothing but errors and the list anyway
-    image = open_for_cli(operands[0], None, readonly=action == "l", force_share=force_share)
+    image = open_for_cli(operands[0], None, readonly=action == "l", force_share=force_share,
+                         image_opts=image_opts)
     try:
         if action == "l":
             snaps = image.snapshot_list()

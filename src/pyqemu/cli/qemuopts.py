@@ -23,11 +23,11 @@ from pyqemu.block.errors import BlockError
 __all__ = [
     "QemuOpts",
     "QemuOptsError",
+    "escape",
     "has_help_option",
     "is_help_option",
     "is_valid_option_list",
     "parse",
-    "escape",
 ]
 
 
