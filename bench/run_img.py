@@ -47,7 +47,7 @@ def pyqemu_img_cmd() -> list[str]:
 class Workload:
     name: str
     args: Callable[[str], list[str]]  # output path -> subcommand arguments
-    check: Callable[[str, str], None] | None = None  # (qemu output, pyqemu output)
+    check: Callable[[str, str], bool] | None = None  # (qemu output, pyqemu output)
     output_ext: str = ""
 
 
@@ -83,8 +83,9 @@ def timed(cmd: list[str], before: Callable[[], None] | None, repeat: int) -> flo
 
 
 def make_half_full_raw(path: str, size: int) -> None:
-    """Alternating 2 MiB of data and 2 MiB holes; each 64 KiB cluster is 32 KiB of random
-    bytes and a copy of them (compresses about 2:1: incompressible-ish)."""
+    """Alternating 2 MiB of data and 2 MiB holes; each 64 KiB cluster is 16 KiB of random
+    bytes, a copy of them, then 32 KiB more random bytes (zlib gets it to about 3/4:
+    incompressible-ish, so compression is real work and still pays)."""
     with open(path, "wb") as f:
         f.truncate(size)
         chunk = 2 * MiB
@@ -92,8 +93,8 @@ def make_half_full_raw(path: str, size: int) -> None:
             n = min(chunk, size - off)
             parts = []
             for _ in range(0, n, 64 << 10):
-                r = os.urandom(32 << 10)
-                parts.append(r + r)
+                r = os.urandom(16 << 10)
+                parts.append(r + r + os.urandom(32 << 10))
             f.seek(off)
             f.write(b"".join(parts)[:n])
 
@@ -154,17 +155,13 @@ def _run_all(workdir: str, size: int, qemu: str, pyq: list[str],
     run([qemu, "convert", "-f", "raw", "-O", "qcow2", frag_raw, frag_qcow2])
     os.unlink(frag_raw)
 
-    def same_content(a: str, b: str) -> None:
+    def same_content(a: str, b: str) -> bool:
         res = subprocess.run([qemu, "compare", a, b], capture_output=True, env=ENV)
-        if res.returncode != 0:
-            raise SystemExit(f"outputs differ: {a} {b}: {res.stdout!r}")
+        return res.returncode == 0
 
-    def same_stdout(name: str) -> Callable[[str, str], None]:
-        def check(a: str, b: str) -> None:
-            with open(a, "rb") as fa, open(b, "rb") as fb:
-                if fa.read() != fb.read():
-                    raise SystemExit(f"{name}: pyqemu-img printed something else")
-        return check
+    def same_stdout(a: str, b: str) -> bool:
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            return fa.read() == fb.read()
 
     workloads = [
         Workload("convert raw->qcow2",
@@ -215,17 +212,16 @@ def _run_all(workdir: str, size: int, qemu: str, pyq: list[str],
                     f.write(res.stdout)
                 outs[who] = out + ".stdout"
                 times[who] = best
-        if wl.check is not None:
-            wl.check(outs["qemu-img"], outs["pyqemu-img"])
-        elif not wl.output_ext:
-            same_stdout(wl.name)(outs["qemu-img"], outs["pyqemu-img"])
+        check = wl.check or same_stdout
+        agree = check(outs["qemu-img"], outs["pyqemu-img"])
         for path in outs.values():
             if os.path.exists(path):
                 os.unlink(path)
         ratio = times["pyqemu-img"] / times["qemu-img"] if times["qemu-img"] else float("inf")
-        rows.append((wl.name, times["qemu-img"], times["pyqemu-img"], ratio))
+        note = "" if agree else " (RESULT DIFFERS from qemu-img)"
+        rows.append((wl.name + note, times["qemu-img"], times["pyqemu-img"], ratio))
         print(f"  {wl.name:<26} qemu {times['qemu-img']:8.3f}s  pyqemu "
-              f"{times['pyqemu-img']:8.3f}s  ratio {ratio:6.2f}x", flush=True)
+              f"{times['pyqemu-img']:8.3f}s  ratio {ratio:6.2f}x{note}", flush=True)
 
     print()
     print(f"| workload ({size // MiB} MiB) | qemu-img (s) | pyqemu-img (s) | pyqemu/qemu |")
