@@ -177,8 +177,7 @@ def _is_allocated_sectors_min(buf: bytes, mv: memoryview, s: int, e: int, min_sp
                               sector_num: int, alignment: int) -> tuple[bool, int]:
     """Like :func:`_is_allocated_sectors`, but a data run swallows zero gaps shorter
     than ``min_sparse`` sectors (qemu-img's is_allocated_sectors_min)."""
-    if e - s < min_sparse:
-        min_sparse = e - s
+    min_sparse = min(min_sparse, e - s)
     data, k = _is_allocated_sectors(buf, mv, s, e, sector_num, alignment)
     if not data:
         return False, k

@@ -44,7 +44,7 @@ def _strtoul(text: str) -> int | None:
         t = t[1:]
     try:
         if t.lower().startswith("0x"):
-            val = int(t[2:], 16)
+            val = int(t, 0)
         elif t.startswith("0") and len(t) > 1:
             val = int(t[1:], 8)
         else:
@@ -144,7 +144,7 @@ def _bench(args: list[str]) -> int:
                                flush_interval=flush_interval, drain_on_flush=drain_on_flush)
         except BlockError as exc:
             raise CliError(str(exc)) from exc
-        out.write("Run completed in %3.3f seconds.\n" % result.seconds)
+        out.write(f"Run completed in {result.seconds:3.3f} seconds.\n")
     finally:
         close_all(images)
     return 0

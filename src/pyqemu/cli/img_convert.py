@@ -17,7 +17,6 @@ from pyqemu.cli.img_common import (
     CliError,
     LongOpt,
     Progress,
-    UsageError,
     cvtnum,
     getopt_long,
     open_for_cli,
