@@ -14,6 +14,7 @@ Shapes:
   (lba u64, size u32); VMware's variant puts the GD at the end (``gd_offset == -1``) and
   repeats the header in a footer 1536 bytes before EOF; QEMU writes the GD up front;
 * old *VMFS sparse* extents (magic ``COWD``), read as QEMU does;
+* ESXi *seSparse* extents (64-bit directory/tables, 4 KiB grains), read-only as in QEMU;
 * a text *descriptor* (``createType``, ``CID``/``parentCID``, extent lines
   ``RW <sectors> FLAT|SPARSE|VMFS|VMFSSPARSE "file" [offset]``, ``ddb.*``), either embedded
   at sector 1 of a monolithic sparse file or as its own file next to the extent files
@@ -122,6 +123,10 @@ class VmdkExtent:
         self.l1_table = array("I")
         self.l1_backup_table: array | None = None
         self._l2_cache: dict[int, array] = {}
+        # ESXi seSparse: 64-bit tables, grain tables and grains addressed by index
+        self.sesparse = False
+        self.sesparse_l2_tables_offset = 0  # sectors
+        self.sesparse_clusters_offset = 0  # sectors
 
     @property
     def cluster_bytes(self) -> int:
@@ -130,6 +135,9 @@ class VmdkExtent:
     def init_tables(self) -> None:
         """Read the grain directory and the redundant one (QEMU's vmdk_init_tables)."""
         # Entries past the end of the file read as zero (as in QEMU) and are not stored.
+        if self.sesparse:
+            self.l1_table = _read_u64s(self.file, self.l1_table_offset, self.l1_size)
+            return
         self.l1_table = _read_u32s(self.file, self.l1_table_offset, self.l1_size, pad=False)
         if self.l1_backup_table_offset:
             self.l1_backup_table = _read_u32s(self.file, self.l1_backup_table_offset,
@@ -148,7 +156,10 @@ class VmdkExtent:
         if table is None:
             if len(self._l2_cache) >= _L2_CACHE_MAX:
                 self._l2_cache.clear()
-            table = _read_u32s(self.file, l2_offset * SECTOR, self.l2_size)
+            if self.sesparse:
+                table = _read_u64s(self.file, l2_offset * SECTOR, self.l2_size, pad=True)
+            else:
+                table = _read_u32s(self.file, l2_offset * SECTOR, self.l2_size)
             self._l2_cache[l2_offset] = table
         return table
 
@@ -170,7 +181,7 @@ _OK, _UNALLOC, _ZEROED, _ERROR = 0, -2, -3, -1
 
 
 class VmdkImage(Image):
-    """A VMDK image of any subformat QEMU 7.2 handles (seSparse excepted)."""
+    """A VMDK image of any subformat QEMU 7.2 handles (seSparse read-only, as in QEMU)."""
 
     format_name: ClassVar[str] = "vmdk"
     supports_backing: ClassVar[bool] = True
@@ -351,6 +362,52 @@ class VmdkImage(Image):
         ext.init_tables()
         self._add_extent(ext)
 
+    def _open_se_sparse(self, file: ImageFile) -> VmdkExtent:
+        """An ESXi seSparse extent (format not officially documented: QEMU's strict
+        checks, read-only)."""
+        if not self.readonly:
+            raise ImageFormatError("No write support for seSparse images available")
+        raw = file.pread(0, SECTOR)
+        h = struct.unpack_from("<26Q", raw)
+        (magic, version, capacity, grain_size, gt_size, flags, r1, r2, r3, r4,
+         vol_off, _vol_size, _jh_off, _jh_size, _j_off, _j_size, gd_off, gd_size,
+         gts_off, _gts_size, _fb_off, _fb_size, _bm_off, _bm_size, grains_off,
+         _grains_size) = h
+        if magic != 0xCAFEBABE:
+            raise ImageFormatError(f"Bad const header magic: 0x{magic:016x}")
+        if version != 0x0000000200000001:
+            raise ImageFormatError(f"Unsupported version: 0x{version:016x}")
+        if grain_size != 8:
+            raise ImageFormatError(f"Unsupported grain size: {grain_size}")
+        if gt_size != 64:
+            raise ImageFormatError(f"Unsupported grain table size: {gt_size}")
+        if flags != 0:
+            raise ImageFormatError(f"Unsupported flags: 0x{flags:016x}")
+        if r1 or r2 or r3 or r4:
+            raise ImageFormatError(
+                f"Unsupported reserved bits: 0x{r1:016x} 0x{r2:016x} 0x{r3:016x} 0x{r4:016x}")
+        if any(raw[26 * 8:]):
+            raise ImageFormatError("Unsupported non-zero const header padding")
+        vol = file.pread((vol_off * SECTOR) & 0xFFFFFFFFFFFFFFFF, SECTOR)
+        vmagic, _free_gt, _txn, replay = struct.unpack_from("<4Q", vol)
+        if vmagic != 0xCAFECAFE:
+            raise ImageFormatError(f"Bad volatile header magic: 0x{vmagic:016x}")
+        if replay:
+            raise ImageFormatError("Image is dirty, Replaying journal not supported")
+        if any(vol[32:]):
+            raise ImageFormatError("Unsupported non-zero volatile header padding")
+        ext = VmdkExtent(file, owned=True, flat=False, sectors=capacity,
+                         start_sector=self._next_start(),
+                         l1_table_offset=(gd_off * SECTOR) & 0xFFFFFFFFFFFFFFFF,
+                         l1_size=gd_size * SECTOR // 8, l2_size=gt_size * SECTOR // 8,
+                         cluster_sectors=grain_size)
+        ext.sesparse = True
+        ext.sesparse_l2_tables_offset = gts_off
+        ext.sesparse_clusters_offset = grains_off
+        ext.init_tables()
+        self._add_extent(ext)
+        return ext
+
     def _open_desc_file(self, buf: bytes, *, depth: int) -> None:
         desc = buf.split(b"\0", 1)[0]
         ct = _parse_description(desc, b"createType")
@@ -359,8 +416,6 @@ class VmdkImage(Image):
         ct_s = ct.decode("latin-1")
         if ct_s not in CREATE_TYPES_DESC:
             raise ImageFormatError(f"Unsupported image type '{ct_s}'")
-        if ct_s == "seSparse":
-            raise ImageFormatError("Unsupported image type 'seSparse' (not implemented)")
         self.create_type = ct_s
         self.desc_offset = 0
         self._parse_extents(desc, depth)
@@ -402,8 +457,6 @@ class VmdkImage(Image):
             else:
                 d = os.path.dirname(self.file.path)
                 path = (d + "/" + name) if d else name
-            if etype == b"SESPARSE":
-                raise ImageFormatError("Unsupported extent type 'SESPARSE' (not implemented)")
             if os.path.realpath(path) == os.path.realpath(self.file.path) and \
                     etype != b"FLAT" and etype != b"VMFS":
                 raise ImageFormatError(
@@ -422,6 +475,8 @@ class VmdkImage(Image):
                                      start_sector=self._next_start())
                     ext.flat_start_offset = flat_offset << 9
                     self._add_extent(ext)
+                elif etype == b"SESPARSE":
+                    ext = self._open_se_sparse(efile)
                 else:
                     ebuf = _read_desc(efile, 0)
                     self._open_sparse(efile, owned=True, buf=ebuf, depth=depth)
@@ -494,6 +549,8 @@ class VmdkImage(Image):
         l1_index = (rel >> 9) // ext.l1_entry_sectors
         if l1_index >= ext.l1_size:
             return _ERROR, 0, (0, 0, 0)
+        if ext.sesparse:
+            return self._lookup_se_sparse(ext, rel, l1_index)
         l2_offset = ext.l1_entry(l1_index)
         if not l2_offset:
             return _UNALLOC, 0, (l1_index, 0, 0)
@@ -506,6 +563,35 @@ class VmdkImage(Image):
         if not sector:
             return _UNALLOC, 0, meta
         return _OK, sector << 9, meta
+
+    @staticmethod
+    def _lookup_se_sparse(ext: VmdkExtent, rel: int,
+                          l1_index: int) -> tuple[int, int, tuple[int, int, int]]:
+        """seSparse entries: GD "0x1 << 60 | table index"; GTE top nibble 0 free,
+        1 unmapped, 2 zero, 3 allocated (grain index split over the low bits)."""
+        gde = ext.l1_entry(l1_index)
+        if not gde:
+            return _UNALLOC, 0, (l1_index, 0, 0)
+        if gde & 0xFFFFFFFF00000000 != 0x1000000000000000:
+            return _ERROR, 0, (0, 0, 0)
+        l2_offset = ext.sesparse_l2_tables_offset + \
+            (gde & 0xFFFFFFFF) * (ext.l2_size * 8) // SECTOR
+        if l2_offset > 0xFFFFFFFF:
+            return _ERROR, 0, (0, 0, 0)
+        table = ext.l2_table(l2_offset)
+        l2_index = ((rel >> 9) // ext.cluster_sectors) % ext.l2_size
+        meta = (l1_index, l2_index, l2_offset)
+        v = table[l2_index]
+        kind = v >> 60
+        if kind == 0:
+            return (_UNALLOC if v == 0 else _ERROR), 0, meta
+        if kind in (1, 2):
+            return _ZEROED, 0, meta
+        if kind == 3:
+            index = ((v & 0x0FFF000000000000) >> 48) | ((v & 0x0000FFFFFFFFFFFF) << 12)
+            sector = ext.sesparse_clusters_offset + index * ext.cluster_sectors
+            return _OK, sector << 9, meta
+        return _ERROR, 0, (0, 0, 0)
 
     def _in_cluster(self, ext: VmdkExtent, offset: int) -> int:
         return (offset - ext.start_sector * SECTOR) % ext.cluster_bytes
@@ -610,6 +696,8 @@ class VmdkImage(Image):
         pos = 0
         while pos < len(view):
             ext = self._find_extent(offset >> 9)
+            if ext.sesparse:
+                raise BlockError("Operation not supported")
             in_cl = self._in_cluster(ext, offset)
             n = min(len(view) - pos, ext.cluster_bytes - in_cl)
             chunk = view[pos:pos + n]
@@ -822,6 +910,8 @@ class VmdkImage(Image):
                     next_host: int) -> int:
         """Grow a run of ``status`` grains that ends (so far) at guest byte ``end``; for
         uncompressed data the next grain must sit at host byte ``next_host``."""
+        if ext.sesparse:
+            return end  # one grain at a time, as QEMU answers
         cb = ext.cluster_bytes
         base = ext.start_sector * SECTOR
         span = ext.l1_entry_sectors * SECTOR
@@ -925,6 +1015,8 @@ class VmdkImage(Image):
             if ext.flat_start_offset >= flen:
                 return f"ERROR: cluster offset for sector {ext.start_sector} points after EOF"
             return None
+        if ext.sesparse:
+            return self._check_se_sparse(ext, flen)
         per_l1 = ext.l1_entry_sectors
         needed = (ext.sectors + per_l1 - 1) // per_l1
         if needed > ext.l1_size:
@@ -948,6 +1040,23 @@ class VmdkImage(Image):
                     return (f"ERROR: cluster offset for sector {ext.start_sector + rel} "
                             "points after EOF")
         return first_bad
+
+    def _check_se_sparse(self, ext: VmdkExtent, flen: int) -> str | None:
+        per_l1 = ext.l1_entry_sectors
+        for l1_index in range(min(ext.l1_size, len(ext.l1_table))):
+            if not ext.l1_table[l1_index]:
+                continue
+            for l2_index in range(ext.l2_size):
+                rel = l1_index * per_l1 + l2_index * ext.cluster_sectors
+                if rel >= ext.sectors:
+                    break
+                status, coff, _ = self._lookup_se_sparse(ext, rel << 9, l1_index)
+                sector = ext.start_sector + rel
+                if status == _ERROR:
+                    return f"ERROR: could not get cluster_offset for sector {sector}"
+                if status == _OK and coff >= flen:
+                    return f"ERROR: cluster offset for sector {sector} points after EOF"
+        return None
 
     def set_backing_file(self, filename: str | None, fmt: str | None) -> None:
         """QEMU's vmdk driver cannot rewrite parentFileNameHint (no change_backing_file)."""
@@ -1075,6 +1184,20 @@ def _read_u32s(file: ImageFile, offset: int, count: int, *, pad: bool = True) ->
             out.byteswap()
         if pad and len(out) < count:
             out.extend(array("I", bytes(4 * (count - len(out)))))
+    return out
+
+
+def _read_u64s(file: ImageFile, offset: int, count: int, *, pad: bool = False) -> array:
+    """``count`` little-endian u64 at ``offset`` (only those inside the file unless
+    ``pad``)."""
+    out = array("Q")
+    if count:
+        avail = max(0, min(count * 8, file.size() - offset))
+        out.frombytes(file.pread(offset, avail - avail % 8))
+        if sys.byteorder != "little":
+            out.byteswap()
+        if pad and len(out) < count:
+            out.extend(array("Q", bytes(8 * (count - len(out)))))
     return out
 
 
