@@ -373,6 +373,30 @@ trans_CMLE0_v = _misc("cmle0")
 trans_CMLT0_v = _misc("cmlt0")
 
 
+def _scalar(op: str) -> Callable[[DisasContext, Any], bool]:
+    """The D-register scalar form of an integer vector operation."""
+    def trans(ctx: DisasContext, a: Any) -> bool:
+        return gen_simd(ctx, op, a.rd, a.rn, getattr(a, "rm", 0), 0, 3)
+    return trans
+
+
+trans_ADD_s = _scalar("add")
+trans_SUB_s = _scalar("sub")
+trans_CMEQ_s = _scalar("cmeq")
+trans_CMTST_s = _scalar("cmtst")
+trans_CMHI_s = _scalar("cmhi")
+trans_CMHS_s = _scalar("cmhs")
+trans_CMGT_s = _scalar("cmgt")
+trans_CMGE_s = _scalar("cmge")
+trans_CMEQ0_s = _scalar("cmeq0")
+trans_CMGT0_s = _scalar("cmgt0")
+trans_CMGE0_s = _scalar("cmge0")
+trans_CMLE0_s = _scalar("cmle0")
+trans_CMLT0_s = _scalar("cmlt0")
+trans_NEG_s = _scalar("neg")
+trans_ABS_s = _scalar("abs")
+
+
 def trans_XTN(ctx: DisasContext, a: Any) -> bool:
     if a.esz == 3:
         return False
