@@ -4,7 +4,6 @@ images themselves (qemu-img must read and check them; info must agree)."""
 from __future__ import annotations
 
 import pytest
-
 from _pyqemu_block_fixtures import require_format  # registered by tests/cli/conftest.py
 
 FORMATS = ["raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc"]
@@ -106,3 +105,40 @@ def test_create_with_backing_reads_through(pyqemu_img, qemu_img, qemu_io, in_tmp
                    "top.qcow2").ok()
     assert qemu_io.verify("top.qcow2", 4096, 8192, 0x5A)
     assert qemu_img.compare("base.raw", "top.qcow2").rc == 0
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("target", ["dir", "nodir/x.img"])
+def test_create_unwritable_targets(fmt, target, pyqemu_img, qemu_img, in_tmp) -> None:
+    require_format(fmt)
+    (in_tmp / "dir").mkdir()
+    theirs = qemu_img.run("create", "-q", "-f", fmt, target, "1M")
+    ours = pyqemu_img.run("create", "-q", "-f", fmt, target, "1M")
+    assert ours.rc == theirs.rc == 1
+    assert ours.err.replace("pyqemu-img", "qemu-img") == theirs.err
+
+
+def test_create_over_an_image_in_use_keeps_it(pyqemu_img, qemu_img, qemu_io, in_tmp) -> None:
+    """Recreating a qcow2 image another process holds fails without touching it (a raw
+    one is not protected: QEMU's raw shares every permission, so qemu-img allows it)."""
+    import subprocess
+
+    require_format("qcow2")
+    qemu_img.create("qcow2", "busy.qcow2", "1M")
+    qemu_io.write("busy.qcow2", 0, 4096, 0x77, fmt="qcow2")
+    before = (in_tmp / "busy.qcow2").read_bytes()
+    holder = subprocess.Popen([qemu_io.path, "-f", "qcow2", "busy.qcow2"],
+                              stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.read(8) == b"qemu-io>"
+        ours = pyqemu_img.run("create", "-q", "-f", "qcow2", "busy.qcow2", "2M")
+        theirs = qemu_img.run("create", "-q", "-f", "qcow2", "busy.qcow2", "2M")
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=20)
+    assert ours.rc == theirs.rc == 1
+    assert ours.err.replace("pyqemu-img", "qemu-img") == theirs.err
+    assert (in_tmp / "busy.qcow2").read_bytes() == before

@@ -245,7 +245,7 @@ def create_image(fmt: str, filename: str, size: int, raw_opts: dict[str, str]) -
                    if k in format_names or cls.protocol_opts_passthrough}
     driver_opts["size"] = size
     guard: ImageFile | None = None
-    if not cls.locks_on_create and os.path.exists(filename):
+    if not cls.locks_on_create and os.path.isfile(filename):
         # as file-posix does when creating: use write+resize, share all but resize; a
         # conflict means another process has the image open
         guard = ImageFile(filename, readonly=False)

@@ -44,24 +44,31 @@ def _fallocate(fd: int, mode: int, offset: int, length: int) -> None:
 class ImageFile:
     """A host file opened for image I/O."""
 
-    def __init__(self, path: str, *, readonly: bool = True, create: bool = False) -> None:
+    def __init__(self, path: str, *, readonly: bool = True, create: bool = False,
+                 truncate: bool = True) -> None:
+        """Open ``path``; with ``create`` make it if missing (and empty it unless
+        ``truncate`` is False, which lets a creator lock the file before emptying it).
+        Errors are QEMU's: "Could not open 'x': ...", "Could not create 'x': ...",
+        "'file' driver requires 'x' to be a regular file"."""
         self.path = path
         self.readonly = readonly
         flags = os.O_RDONLY if readonly else os.O_RDWR
         if create:
-            flags |= os.O_CREAT | os.O_TRUNC
+            flags |= os.O_CREAT | (os.O_TRUNC if truncate else 0)
         flags |= getattr(os, "O_CLOEXEC", 0)
         self.closed = True
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            mode = None
-        if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
-            raise BlockError(f"'file' driver requires '{path}' to be a regular file")
+        if not create:
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                mode = None
+            if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+                raise BlockError(f"'file' driver requires '{path}' to be a regular file")
         try:
             self.fd: int = os.open(path, flags, 0o644)
         except OSError as exc:
-            raise BlockError(f"Could not open '{path}': {exc.strerror}") from exc
+            verb = "create" if create else "open"
+            raise BlockError(f"Could not {verb} '{path}': {exc.strerror}") from exc
         self.closed = False
 
     def lock(self, perm: int, *, shares_metadata: bool = True,

@@ -11,7 +11,6 @@ say, a qcow2 header pointing at host files.
 
 from __future__ import annotations
 
-import os
 from typing import Any, ClassVar
 
 from pyqemu.block.driver import BlockStatus, CreateOpt, Image, OptType
@@ -19,7 +18,7 @@ from pyqemu.block.errors import BlockError
 from pyqemu.block.file import ImageFile
 from pyqemu.block.locking import PERM_ALL, PERM_RESIZE, PERM_WRITE, apply_locks
 
-__all__ = ["RawImage", "create_file", "PREALLOC_MODES"]
+__all__ = ["PREALLOC_MODES", "RawImage", "create_file"]
 
 SECTOR = 512
 #: QEMU's PreallocMode values
@@ -34,8 +33,7 @@ def create_file(filename: str) -> ImageFile:
     """Create (or reuse) ``filename`` for a new image as file-posix does: open without
     truncating, take the "write"+"resize" locks (not sharing resize), then truncate to 0.
     An image in use by another process is therefore never clobbered."""
-    file = ImageFile(filename, readonly=False, create=False) if os.path.exists(filename) \
-        else ImageFile(filename, readonly=False, create=True)
+    file = ImageFile(filename, readonly=False, create=True, truncate=False)
     try:
         apply_locks(file.fd, filename, PERM_WRITE | PERM_RESIZE, PERM_ALL & ~PERM_RESIZE)
         file.truncate(0)
