@@ -146,6 +146,7 @@ class Qcow2Image(Image):
         self._marked_dirty = False
         self._closed = False
         self._bitmap_tracker: BitmapTracker | None = None
+        self._no_flush = False
 
     # ---- geometry helpers ------------------------------------------------------------
     def _setup_geometry(self) -> None:
@@ -210,7 +211,15 @@ class Qcow2Image(Image):
             raise
         return img
 
+    def _sync(self, f: ImageFile) -> None:
+        """fdatasync between flush phases, unless opened with cache.no-flush (QEMU's
+        cache=unsafe, the default of qemu-img convert's target)."""
+        if not self._no_flush:
+            f.flush()
+
     def _open(self, options: dict[str, Any]) -> None:
+        self._no_flush = bool(options.get("cache.no-flush")) or \
+            options.get("cache") == "unsafe"
         fsize = self.file.size()
         head = self.file.pread(0, min(max(fsize, 72), 1 << 21))
         if len(head) >= 24:
@@ -600,7 +609,7 @@ class Qcow2Image(Image):
                 need_new += 1
             plan.append((ci, e, host, alloc, zero, comp, bm, int(owned)))
         newbase = self.rc.alloc(need_new) if need_new else 0
-        ops: list[tuple[int, bytes | memoryview]] = []
+        ops: list[tuple[int, bytes | memoryview, int]] = []
         updates: list[tuple[int, int, int]] = []
         frees: list[int] = []
         for ci, e, host, alloc, zero, comp, bm, inplace in plan:
@@ -620,8 +629,10 @@ class Qcow2Image(Image):
                     rb = (s1 + 1) * sub
                 head = self._fill(ci, ra, a, tmask, host, alloc, zero, comp, e)
                 tail = self._fill(ci, b, rb, tmask, host, alloc, zero, comp, e)
-                ops.append((nhost + ra, b"".join((head, dslice, tail)) if head or tail
-                            else dslice))
+                if head or tail:
+                    ops.append((nhost + ra, b"".join((head, dslice, tail)), -1))
+                else:
+                    ops.append((nhost + a, dslice, cstart + a - offset))
             else:
                 if dfile:
                     nhost = cstart
@@ -635,8 +646,10 @@ class Qcow2Image(Image):
                     ra, rb = s0 * sub, (s1 + 1) * sub
                 head = self._fill(ci, ra, a, tmask, host, alloc, zero, comp, e)
                 tail = self._fill(ci, b, rb, tmask, host, alloc, zero, comp, e)
-                buf = b"".join((head, dslice, tail)) if head or tail else dslice
-                ops.append((nhost + ra, buf))
+                if head or tail:
+                    ops.append((nhost + ra, b"".join((head, dslice, tail)), -1))
+                else:
+                    ops.append((nhost + ra, dslice, cstart + a - offset))
                 if host >= 0 and not dfile and not comp:
                     frees.append(host)
                 if comp:
@@ -656,7 +669,7 @@ class Qcow2Image(Image):
                 nbm = nalloc | (nzero << 32)
             updates.append((ci, ne, nbm))
         # data first (one write per contiguous host run)
-        self._do_writes(ops)
+        self._do_writes(self._coalesce(ops, data))
         self._dc_cache = None
         for ci, ne, nbm in updates:
             idx = (ci & l2mask) * w
@@ -680,6 +693,31 @@ class Qcow2Image(Image):
         nsec = ((e >> self.csize_shift) & self.csize_mask) + 1
         last = (coff & ~511) + nsec * 512 - 1
         return range(coff >> self.cluster_bits, (last >> self.cluster_bits) + 1)
+
+    @staticmethod
+    def _coalesce(ops: list[tuple[int, bytes | memoryview, int]],
+                  data: memoryview) -> list[tuple[int, bytes | memoryview]]:
+        """Merge ops that are consecutive slices of ``data`` (third field: position in
+        ``data``, -1 for a composed buffer) at consecutive host offsets into one slice, so a
+        sequential write is one pwrite without copies."""
+        out: list[tuple[int, bytes | memoryview]] = []
+        run_host = -1
+        run_lo = run_hi = 0
+        for host, buf, lo in ops:
+            if lo >= 0 and run_host >= 0 and host == run_host + (run_hi - run_lo) and \
+                    lo == run_hi:
+                run_hi += len(buf)
+                continue
+            if run_host >= 0:
+                out.append((run_host, data[run_lo:run_hi]))
+                run_host = -1
+            if lo >= 0:
+                run_host, run_lo, run_hi = host, lo, lo + len(buf)
+            else:
+                out.append((host, buf))
+        if run_host >= 0:
+            out.append((run_host, data[run_lo:run_hi]))
+        return out
 
     def _do_writes(self, ops: list[tuple[int, bytes | memoryview]]) -> None:
         """Write (host offset, buffer) pairs; host-contiguous runs go out as one pwritev."""
@@ -925,11 +963,11 @@ class Qcow2Image(Image):
             return
         f = self.file
         if self.data_file is not None:
-            self.data_file.flush()
+            self._sync(self.data_file)
         # phase 1: refcount increments (and a moved refcount table)
         wrote = self.rc.write_dirty()
         if self.rc.relocated_from is not None:
-            f.flush()
+            self._sync(f)
             self.header.refcount_table_offset = self.rc.table_offset
             self.header.refcount_table_clusters = self.rc.table_clusters
             self._write_header()
@@ -939,7 +977,7 @@ class Qcow2Image(Image):
                 self.rc.decrement((old_off >> self.cluster_bits) + c)
             wrote = True
         if wrote:
-            f.flush()
+            self._sync(f)
         # phase 2: L2 tables
         if self.l2_dirty:
             n = self.l2_entries * self.l2_entry_words
@@ -948,18 +986,18 @@ class Qcow2Image(Image):
                 if tbl is not None:
                     f.pwrite(off, struct.pack(f">{n}Q", *tbl))
             self.l2_dirty.clear()
-            f.flush()
+            self._sync(f)
         # phase 3: L1 and header
         if self.l1_dirty:
             f.pwrite(self.header.l1_table_offset,
                      struct.pack(f">{len(self.l1)}Q", *self.l1))
             self.l1_dirty = False
             if not self.header_dirty:
-                f.flush()
+                self._sync(f)
         if self.header_dirty:
-            f.flush()
+            self._sync(f)
             self._write_header()
-            f.flush()
+            self._sync(f)
         if self.l1_relocated_from is not None:
             off, nbytes = self.l1_relocated_from
             self.l1_relocated_from = None
@@ -968,7 +1006,7 @@ class Qcow2Image(Image):
         # phase 4: deferred frees
         if self.rc.apply_pending():
             self.rc.write_dirty()
-            f.flush()
+            self._sync(f)
 
     def close(self) -> None:
         if self._closed:
