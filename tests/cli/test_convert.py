@@ -257,6 +257,11 @@ def test_convert_progress_output(tmp_path: pathlib.Path, source: str, qemu_img: 
     ["-O", "qcow2", "-o", "preallocation=full", "-c", "{src}", "{out}"],
     ["-B", "{src}", "-F", "qcow2", "{src}", "{src}", "{out}"],
     ["-l", "snapshot.foo=1", "{src}", "{out}"],
+    ["-O", "qcow2", "-o", "cluster_size=bad", "{src}", "{out}"],
+    ["-O", "qcow2", "-o", "lazy_refcounts=maybe", "{src}", "{out}"],
+    ["-O", "qcow2", "-o", "cluster_size=1000", "{src}", "{out}"],
+    ["-o", "help", "-O", "bogus", "{src}", "{out}"],
+    ["{src}", "/nonexistent-dir/out.raw"],
 ])
 def test_convert_errors_match_qemu(args: list[str], tmp_path: pathlib.Path, source: str,
                                    qemu_img: Any, pyqemu_img: Any) -> None:

@@ -395,6 +395,12 @@ def _convert(args: list[str]) -> int:
             for key in raw_opts:
                 if key not in known:
                     raise CliError(f"Invalid parameter '{key}'")
+            from pyqemu.block.driver import parse_opts
+
+            try:  # value syntax errors come before anything is created, as in QEMU
+                parse_opts(all_create_opts(cls), raw_opts, out_fmt)
+            except BlockError as exc:
+                raise CliError(str(exc)) from exc
             raw_opts.pop("size", None)
             if out_baseimg is not None:
                 if "backing_file" not in known:
