@@ -238,3 +238,22 @@ def test_invalid_logs_as_qemu(tmp_path, qemu_img, case, opens):
             assert file_digest(mine) == digest
         if ok:
             assert data == qemu_raw(qemu_img, theirs, str(tmp_path))
+
+
+def test_write_with_nonempty_log_guid_fails_as_qemu(tmp_path, qemu_img, qemu_io):
+    """A log GUID without valid entries: both open the image, and both refuse a write
+    that needs a BAT update (QEMU journals only into an empty log)."""
+    img = _base(tmp_path)
+    _raw_entry_into_log(img, b"")
+    mine, theirs = str(tmp_path / "m.vhdx"), str(tmp_path / "t.vhdx")
+    shutil.copy(img, mine)
+    shutil.copy(img, theirs)
+    res = qemu_io.run(theirs, "write -P 0x66 5M 4k", fmt="vhdx")
+    assert "Operation not supported" in res.out + res.err
+    with open_vhdx(mine, readonly=False) as im:
+        im.write(0, b"\x67" * 4096)  # block 0 is allocated: no BAT update, fine
+        with pytest.raises(ImageFormatError):
+            im.write(5 * MiB, b"\x66" * 4096)
+    assert qemu_io.verify(theirs, 0, 4096, 0x11, fmt="vhdx")
+    assert qemu_io.run(theirs, "write -P 0x67 0 4k", fmt="vhdx").rc == 0
+    assert qemu_raw(qemu_img, theirs, str(tmp_path)) == qemu_raw(qemu_img, mine, str(tmp_path))
