@@ -462,3 +462,31 @@ def test_corrupt_bit_cleared_by_repair(tmp_path: Any) -> None:
         assert info["format-specific"]["data"]["corrupt"] is False
     img = qopen(paths[0])
     img.close()
+
+
+def test_snapshot_records_like_qemu_img(tmp_path: Any) -> None:
+    """Our snapshot table entries carry what qemu-img's do (icount, clocks, sizes), names
+    may repeat, and delete goes by name (qemu-img -d passes the argument as the name)."""
+    path = str(tmp_path / "a.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", path, "1M")
+    run("qemu-img", "snapshot", "-c", "a", path)
+    img = qopen(path)
+    try:
+        img.snapshot_create("a")
+        img.snapshot_create("1")
+    finally:
+        img.close()
+    snaps = json.loads(run("qemu-img", "info", "--output=json", path).stdout)["snapshots"]
+    assert [(s["id"], s["name"]) for s in snaps] == [("1", "a"), ("2", "a"), ("3", "1")]
+    strip = [{k: v for k, v in s.items() if k not in ("id", "name", "date-sec", "date-nsec")}
+             for s in snaps]
+    assert strip[1] == strip[0] and strip[2] == strip[0]
+    img = qopen(path)
+    try:
+        img.snapshot_delete("1")  # the snapshot named "1" (id 3), not id 1
+        assert [(s.id, s.name) for s in img.snapshot_list()] == [("1", "a"), ("2", "a")]
+        with pytest.raises(BlockError, match="snapshot not found"):
+            img.snapshot_delete("3")
+    finally:
+        img.close()
+    assert_qemu_check_clean(path)

@@ -137,7 +137,16 @@ def _write_table(img: Qcow2Image, entries: list[SnapshotEntry]) -> None:
             img.rc.decrement(c)
 
 
+def find_by_name(img: Qcow2Image, name: str) -> SnapshotEntry | None:
+    """By name only: ``qemu-img snapshot -d`` (QEMU passes the argument as the name)."""
+    for sn in img.snapshots:
+        if sn.name == name:
+            return sn
+    return None
+
+
 def find(img: Qcow2Image, name: str) -> SnapshotEntry | None:
+    """By id, then by name: ``-a`` and ``convert -l`` (find_snapshot_by_id_or_name)."""
     for sn in img.snapshots:
         if sn.id_str == name:
             return sn
@@ -167,8 +176,9 @@ def snapshot_create(img: Qcow2Image, name: str) -> None:
     img.file.pwrite(l1_off, struct.pack(f">{len(l1)}Q", *l1))
     fix_copied_flags(img)
     now = time.time_ns()
+    # icount 0, vm clock 0, no VM state: what qemu-img snapshot -c records
     sn = SnapshotEntry(l1_off, len(l1), new_id, name, now // 10**9, now % 10**9, 0, 0,
-                       img.header.size, None)
+                       img.header.size, 0)
     _write_table(img, [*img.snapshots, sn])
     img.flush()
 
@@ -177,7 +187,8 @@ def snapshot_goto(img: Qcow2Image, name: str) -> None:
     img._writable()
     sn = find(img, name)
     if sn is None:
-        raise BlockError(f"Could not apply snapshot '{name}': No such snapshot")
+        # qemu-img prefixes "Could not apply snapshot 'NAME': "
+        raise BlockError("Failed to load snapshot: No such file or directory")
     if sn.disk_size is not None and sn.disk_size != img.header.size:
         raise BlockError("qcow2: Loading snapshots with different disk size is not supported")
     if sn.l1_size > len(img.l1):
@@ -198,9 +209,10 @@ def snapshot_goto(img: Qcow2Image, name: str) -> None:
 
 def snapshot_delete(img: Qcow2Image, name: str) -> None:
     img._writable()
-    sn = find(img, name)
+    sn = find_by_name(img, name)
     if sn is None:
-        raise BlockError(f"Could not delete snapshot '{name}': No such snapshot")
+        # qemu-img prefixes "Could not delete snapshot 'NAME': "
+        raise BlockError("snapshot not found")
     img.flush()
     rest = [s for s in img.snapshots if s is not sn]
     _write_table(img, rest)
@@ -220,7 +232,7 @@ def snapshot_load_tmp(img: Qcow2Image, name: str) -> None:
         raise BlockError("Device is not readonly")
     sn = find(img, name)
     if sn is None:
-        raise BlockError(f"Failed to load snapshot: Can't find snapshot '{name}'")
+        raise BlockError("Failed to load snapshot: Can't find snapshot")
     img.l1 = list(struct.unpack(f">{sn.l1_size}Q",
                                 img.file.pread(sn.l1_table_offset, sn.l1_size * 8)))
     if sn.disk_size is not None:
