@@ -295,3 +295,20 @@ def test_convert_corrupt_source_is_one_line(tmp_path: pathlib.Path, qemu_img: An
     assert p.rc == 1
     assert len(p.err.strip().splitlines()) == 1 and p.err.startswith("pyqemu-img: ")
     assert _digest(bad) == digest
+
+
+def test_convert_image_opts(tmp_path: pathlib.Path, source: str, qemu_img: Any,
+                            pyqemu_img: Any) -> None:
+    """--image-opts names the source by options; --target-image-opts needs -n."""
+    ours = str(tmp_path / "ours.raw")
+    theirs = str(tmp_path / "theirs.raw")
+    spec = f"driver=qcow2,file.filename={source}"
+    pyqemu_img.run("convert", "--image-opts", spec, ours).ok()
+    qemu_img.run("convert", "--image-opts", spec, theirs).ok()
+    assert _digest(ours) == _digest(theirs)
+    target = f"driver=raw,file.filename={ours}"
+    pyqemu_img.run("convert", "-n", "--target-image-opts", source, target).ok()
+    assert _digest(ours) == _digest(theirs)
+    for args in (["--image-opts", f"driver=qcow2,file.filename={tmp_path}/nope", ours],
+                 ["--target-image-opts", source, target]):
+        _same_errors(qemu_img.run("convert", *args), pyqemu_img.run("convert", *args))

@@ -129,12 +129,20 @@ def open_cli_image(name: str, fmt: str | None, *, image_opts: bool = False,
                    readonly: bool = True, force_share: bool = False, backing: bool = True,
                    quiet: bool = False) -> Image:
     """Open an image named on the command line (a filename, or an --image-opts string)."""
-    options: dict[str, Any] | None = None
-    if image_opts:
-        name, fmt, options = parse_image_opts(name)
-        options = options or None
-    return open_for_cli(name, fmt, readonly=readonly, force_share=force_share,
-                        backing=backing, options=options, quiet=quiet)
+    if not image_opts:
+        return open_for_cli(name, fmt, readonly=readonly, force_share=force_share,
+                            backing=backing, quiet=quiet)
+    filename, fmt, options = parse_image_opts(name)
+    try:
+        return open_for_cli(filename, fmt, readonly=readonly, force_share=force_share,
+                            backing=backing, options=options or None, quiet=quiet)
+    except CliError as exc:
+        # qemu-img names the whole option string in its message
+        prefix = f"Could not open '{filename}': "
+        text = str(exc)
+        if text.startswith(prefix):
+            text = f"Could not open '{name}': " + text[len(prefix):]
+        raise CliError(text, exc.exit_code) from exc
 
 
 def close_all(images: list[Image]) -> None:
