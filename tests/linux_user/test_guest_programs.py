@@ -27,6 +27,8 @@ PROGRAMS = [
     ("jit.c", []),
     ("sockets.c", []),
     ("floats.c", []),
+    ("events.c", []),
+    ("thread_signals.c", []),
 ]
 #: dynamic builds run by default for these (the others are @slow: ld.so start-up costs
 #: several seconds under the python backend)

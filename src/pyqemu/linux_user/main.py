@@ -101,6 +101,7 @@ class Process:
         self.table = build_table()
         self.sig = sigmod.SignalState()
         self.tasks: dict[int, Task] = {}
+        self.signalfds: dict[int, int] = {}  # emulated signalfd -> watched mask
         self.tasks_lock = threading.Lock()
         self.all_done = threading.Condition(self.tasks_lock)
         self.sigtramp = 0

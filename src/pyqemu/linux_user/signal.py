@@ -16,6 +16,7 @@ are refused (-EINVAL) for another process.
 from __future__ import annotations
 
 import collections
+import ctypes
 import dataclasses
 import errno
 import os
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from pyqemu.linux_user.main import Process, Task
 
 NSIG = 64
+_ONE = ctypes.c_uint64(1)
 SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGKILL = range(1, 10)
 SIGUSR1, SIGSEGV, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM, SIGSTKFLT, SIGCHLD = range(10, 18)
 SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGXCPU, SIGXFSZ = range(18, 26)
@@ -126,6 +128,9 @@ def queue_signal(proc: Process, info: SigInfo, task: Task | None = None) -> None
     with st.lock:
         if is_ignored(proc, info.signo) and info.signo not in (SIGKILL,):
             return
+        for fd, mask in list(proc.signalfds.items()):
+            if mask & sig_bit(info.signo):
+                host_syscall("write", fd, ctypes.addressof(_ONE), 8)
         if task is not None:
             task.pending.append(info)
             task.cpu.exit_request = True
@@ -524,6 +529,71 @@ def sys_rt_tgsigqueueinfo(t: Task, tgid: int, tid: int, sig: int, infop: int, *_
         return -errno.ESRCH
     queue_signal(t.proc, SigInfo(sig, raw=t.proc.mem.read(infop, 128)), target)
     return 0
+
+
+SFD_NONBLOCK = 0o4000
+SFD_CLOEXEC = 0o2000000
+
+
+@syscall("signalfd4", "dpdx")
+def sys_signalfd4(t: Task, fd: int, maskp: int, size: int, flags: int, *_: int) -> int:
+    """signalfd as an eventfd that pyqemu signals when a watched guest signal is queued
+    (guest signals sent inside the process never become host signals)."""
+    if size != 8 or flags & ~(SFD_NONBLOCK | SFD_CLOEXEC):
+        return -errno.EINVAL
+    mask = t.proc.mem.read_u64(maskp) & ~_UNBLOCKABLE
+    fd = _signed(fd)
+    proc = t.proc
+    if fd != -1:
+        if fd not in proc.signalfds:
+            return -errno.EINVAL
+        proc.signalfds[fd] = mask
+        return fd
+    r = host_syscall("eventfd2", 0, flags)
+    if r < 0:
+        return r
+    proc.signalfds[r] = mask
+    return r
+
+
+def signalfd_read(t: Task, fd: int, buf: int, count: int) -> int:
+    """read() on a signalfd: dequeue watched pending signals as signalfd_siginfo records."""
+    proc = t.proc
+    if count < 128:
+        return -errno.EINVAL
+    import fcntl
+    nonblock = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK)
+    scratch = ctypes.c_uint64(0)
+    while True:
+        mask = proc.signalfds.get(fd, 0)
+        out = bytearray()
+        st = proc.sig
+        with st.lock:
+            for q in (t.pending, st.pending):
+                for info in list(q):
+                    if len(out) + 128 > count:
+                        break
+                    if mask & sig_bit(info.signo):
+                        q.remove(info)
+                        rec = bytearray(128)
+                        struct.pack_into("<IiiII", rec, 0, info.signo, info.errno_,
+                                         info.code, info.pid & 0xFFFFFFFF, info.uid)
+                        struct.pack_into("<iQ", rec, 44, info.status, info.value)
+                        struct.pack_into("<Q", rec, 72, info.addr or 0)
+                        out += rec
+        if out:
+            # drain the eventfd's counter so poll() reports the fd idle again
+            fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+            fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+            host_syscall("read", fd, ctypes.addressof(scratch), 8)
+            fcntl.fcntl(fd, fcntl.F_SETFL, fl)
+            proc.mem.write(buf, bytes(out))
+            return len(out)
+        if nonblock:
+            return -errno.EAGAIN
+        r = host_syscall("read", fd, ctypes.addressof(scratch), 8)
+        if r < 0 and r != -errno.EINTR:
+            return r
 
 
 __all__ = ["SigAction", "SigInfo", "SignalState", "deliver", "fatal_signal",

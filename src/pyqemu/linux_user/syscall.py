@@ -113,8 +113,8 @@ class SyscallExit(Exception):
 #:   W*k     buffer whose size is the u32 the guest stores at pointer argument k
 #:   g       guest address used as an address range (msync): must be inside the guest
 PASSTHROUGH: dict[str, str] = {
-    "read": "i w@2 i", "write": "i r@2 i", "pread64": "i w@2 i i", "pwrite64": "i r@2 i i",
-    "close": "i", "lseek": "i i i", "dup": "i", "dup3": "i i i", "umask": "i", "flock": "i i",
+    "write": "i r@2 i", "pread64": "i w@2 i i", "pwrite64": "i r@2 i i",
+    "lseek": "i i i", "dup": "i", "dup3": "i i i", "umask": "i", "flock": "i i",
     "fchmod": "i i", "fchown": "i i i", "ftruncate": "i i", "truncate": "P i", "fsync": "i",
     "fdatasync": "i", "chdir": "P", "fchdir": "i", "getcwd": "w@1 i", "sync": "",
     "syncfs": "i", "fallocate": "i i i i", "fadvise64": "i i i i",
@@ -123,7 +123,7 @@ PASSTHROUGH: dict[str, str] = {
     "faccessat": "i P i", "faccessat2": "i P i i", "utimensat": "i P r32 i",
     "statx": "i P i i w256", "getdents64": "i w@2 i", "statfs": "P w120", "fstatfs": "i w120",
     "pipe2": "w8 i", "eventfd2": "i i", "epoll_create1": "i", "timerfd_create": "i i",
-    "timerfd_settime": "i i r32 w32", "timerfd_gettime": "i w32", "signalfd4": "i r@2 i i",
+    "timerfd_settime": "i i r32 w32", "timerfd_gettime": "i w32",
     "inotify_init1": "i", "inotify_add_watch": "i P i", "inotify_rm_watch": "i i",
     "socket": "i i i", "socketpair": "i i i w8", "bind": "i r@2 i", "connect": "i r@2 i",
     "listen": "i i", "accept4": "i W*2 w4 i", "getsockname": "i W*2 w4",
@@ -326,6 +326,24 @@ def open_flags_to_guest(f: int) -> int:
         if f & h:
             out |= g
     return out
+
+
+_read_pt = make_passthrough("read", "i w@2 i")
+_close_pt = make_passthrough("close", "i")
+
+
+@syscall("read", "dpd")
+def sys_read(t: Task, fd: int, buf: int, count: int, *_: int) -> int:
+    if fd in t.proc.signalfds:
+        from pyqemu.linux_user.signal import signalfd_read
+        return signalfd_read(t, fd, buf, count)
+    return _read_pt(t, fd, buf, count)
+
+
+@syscall("close", "d")
+def sys_close(t: Task, fd: int, *_: int) -> int:
+    t.proc.signalfds.pop(fd, None)
+    return _close_pt(t, fd)
 
 
 @syscall("openat", "dsxd")
