@@ -136,7 +136,7 @@ def create(filename: str, size: int, opts: dict[str, Any]) -> None:
         if len(hdr) > cs:
             raise BlockError("Header extensions and backing file name do not fit into the "
                              "first cluster")
-        f.pwrite(0, hdr)
+        f.pwrite(0, hdr + bytes(cs - len(hdr)))  # the whole cluster, as QEMU writes it
         entries = cs * 8 >> p.refcount_order
         f.pwrite(cs, struct.pack(">Q", 2 * cs) + bytes(cs - 8))
         f.pwrite(2 * cs, pack_refblock([1, 1, 1] + [0] * (entries - 3), p.refcount_order))
