@@ -32,7 +32,7 @@ def _pyqemu_cmd() -> list[str]:
 
 
 @pytest.mark.parametrize("flags", FLAGS, ids=[" ".join(f) for f in FLAGS])
-@pytest.mark.parametrize("prog", ["intops"])
+@pytest.mark.parametrize("prog", ["intops", "pcalign"])
 def test_program_matches_qemu(tmp_path: Path, prog: str, flags: list[str]) -> None:
     gcc = require_tool("aarch64-linux-gnu-gcc")
     qemu = require_tool("qemu-aarch64")

@@ -17,7 +17,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pyqemu.accel.tcg.interfaces import PAGE_MASK, GuestTrap, VCPULike
+from pyqemu.accel.tcg.interfaces import (
+    PAGE_MASK,
+    Access,
+    GuestTrap,
+    MemoryFault,
+    VCPULike,
+)
 from pyqemu.decodetree import Decoder, load_decode_file
 from pyqemu.ir.core import Builder, Const, Global, IRBlock, Temp, Value
 from pyqemu.ir.ops import Cond, ExitReason
@@ -410,6 +416,9 @@ class AArch64Frontend:
 
     def translate(self, cpu: VCPULike, pc: int, flags: int, max_insns: int,
                   fetch: Callable[[int], int]) -> IRBlock:
+        if pc & 3:
+            # PC alignment fault (a BR/RET to a misaligned address); Linux: SIGBUS
+            raise MemoryFault(pc, Access.EXEC, "align")
         b = Builder(pc, flags, GLOBALS)
         ctx = DisasContext(b, self.model, pc)
         start = pc
