@@ -243,16 +243,43 @@ def do_syscall(t: Task, nr: int, args: list[int]) -> int:
     except OverflowError:
         ret = -errno.EINVAL
     if strace:
-        proc.log.write(f" = {format_ret(ret)}\n")
+        proc.log.write(f" = {format_ret(ret, name)}\n")
     return ret & M64
 
 
-def format_ret(ret: int) -> str:
-    if -4096 < ret < 0:
-        return f"-1 errno={-ret} ({os.strerror(-ret)})"
-    if ret > 0xFFFF:
-        return f"{ret:#018x}"
-    return str(ret)
+_POINTER_RESULT = {"brk", "mmap", "mremap", "shmat"}
+
+
+def format_ret(ret: int, name: str = "") -> str:
+    """QEMU's strace result: -1 errno=N (text), pointers as 0x%016x, else decimal."""
+    if -4096 < _signed(ret) < 0:
+        e = -_signed(ret)
+        return f"-1 errno={e} ({os.strerror(e)})"
+    if name in _POINTER_RESULT:
+        return f"0x{ret & M64:016x}"
+    return str(_signed(ret))
+
+
+_O_NAMES = [(0o100, "O_CREAT"), (0o200, "O_EXCL"), (0o400, "O_NOCTTY"), (0o1000, "O_TRUNC"),
+            (0o2000, "O_APPEND"), (0o4000, "O_NONBLOCK"), (0o10000, "O_DSYNC"),
+            (0o40000, "O_DIRECTORY"), (0o100000, "O_NOFOLLOW"), (0o200000, "O_DIRECT"),
+            (0o400000, "O_LARGEFILE"), (0o1000000, "O_NOATIME"), (0o2000000, "O_CLOEXEC"),
+            (0o10000000, "O_PATH")]
+_PROT_NAMES = [(1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")]
+_MAP_NAMES = [(0x10, "MAP_FIXED"), (0x20, "MAP_ANONYMOUS"), (0x100, "MAP_GROWSDOWN"),
+              (0x800, "MAP_DENYWRITE"), (0x4000, "MAP_NORESERVE"), (0x8000, "MAP_POPULATE"),
+              (0x20000, "MAP_STACK"), (0x100000, "MAP_FIXED_NOREPLACE")]
+
+
+def _flags(v: int, names: list[tuple[int, str]], base: str = "") -> str:
+    parts = [base] if base else []
+    for bit, n in names:
+        if v & bit:
+            parts.append(n)
+            v &= ~bit
+    if v:
+        parts.append(f"{v:#x}")
+    return "|".join(parts) or "0"
 
 
 def format_args(t: Task, fmt: str, args: list[int]) -> str:
@@ -267,8 +294,22 @@ def format_args(t: Task, fmt: str, args: list[int]) -> str:
                 out.append(f"{a:#x}")
         elif k == "p":
             out.append(f"{a:#x}" if a else "NULL")
+        elif k == "D":  # dirfd
+            out.append("AT_FDCWD" if _signed(a) == -100 else str(_signed(a)))
+        elif k == "O":  # open flags
+            acc = ("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE")[a & 3]
+            out.append(_flags(a & ~3 & 0xFFFFFFFF, _O_NAMES, acc))
+        elif k == "P":
+            out.append(_flags(a, _PROT_NAMES) if a else "PROT_NONE")
+        elif k == "M":
+            typ = {1: "MAP_SHARED", 2: "MAP_PRIVATE", 3: "MAP_SHARED_VALIDATE"}.get(a & 0xF,
+                                                                                    "")
+            out.append(_flags(a & ~0xF, _MAP_NAMES, typ))
         elif k == "x":
-            out.append(f"{a:#x}")
+            out.append(f"{a:#x}" if a else "0")  # C's %#x
+        elif k == "o":  # a mode: shown only with O_CREAT/O_TMPFILE (as QEMU)
+            if i and args[i - 1] & (0o100 | 0o20000000):
+                out.append(f"{a:#o}" if a else "0")
         else:
             out.append(str(_signed(a)))
     return ",".join(out)
@@ -346,7 +387,7 @@ def sys_close(t: Task, fd: int, *_: int) -> int:
     return _close_pt(t, fd)
 
 
-@syscall("openat", "dsxd")
+@syscall("openat", "DsOo")
 def sys_openat(t: Task, dirfd: int, path: int, flags: int, mode: int, *_: int) -> int:
     p = t.proc.mem.read_cstr(path)
     fake = t.proc.fake_open(p)
@@ -399,7 +440,7 @@ AT_SYMLINK_NOFOLLOW = 0x100
 AT_EMPTY_PATH = 0x1000
 
 
-@syscall("newfstatat", "dspx")
+@syscall("newfstatat", "Dspx")
 def sys_newfstatat(t: Task, dirfd: int, path: int, buf: int, flags: int, *_: int) -> int:
     p = t.proc.mem.read_cstr(path)
     dirfd = _signed(dirfd)
@@ -420,7 +461,7 @@ def sys_fstat(t: Task, fd: int, buf: int, *_: int) -> int:
     return 0
 
 
-@syscall("readlinkat", "dspd")
+@syscall("readlinkat", "Dspd")
 def sys_readlinkat(t: Task, dirfd: int, path: int, buf: int, size: int, *_: int) -> int:
     p = t.proc.mem.read_cstr(path)
     if _signed(size) <= 0:
@@ -677,7 +718,7 @@ def sys_brk(t: Task, addr: int, *_: int) -> int:
     return t.proc.mem.brk(addr)
 
 
-@syscall("mmap", "pdxxdx")
+@syscall("mmap", "pdPMdd")
 def sys_mmap(t: Task, addr: int, length: int, prot: int, flags: int, fd: int,
              offset: int) -> int:
     fd = _signed(fd) if not flags & 0x20 else -1
@@ -698,7 +739,7 @@ def sys_munmap(t: Task, addr: int, length: int, *_: int) -> int:
     return 0
 
 
-@syscall("mprotect", "pdx")
+@syscall("mprotect", "pdP")
 def sys_mprotect(t: Task, addr: int, length: int, prot: int, *_: int) -> int:
     t.proc.mem.mprotect(addr, length, prot & ~0x30)
     return 0
