@@ -41,6 +41,12 @@ class _Run:
         self.links = links
         self.labels = labels
         self.slots = slots
+        self.op_pcs: list[int | None] = []
+        cur: int | None = None
+        for op in block.ops:
+            if op.opdef.name == "insn_start":
+                cur = op.args[0] & _M64
+            self.op_pcs.append(cur)
 
     def __call__(self, cpu: Any, R: Any, rt: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
         sb: memoryview = cpu.state_bytes
@@ -69,7 +75,6 @@ class _Run:
 
         ops = self.block.ops
         i = 0
-        cur_pc: int | None = None
         try:
             while True:
                 op = ops[i]
@@ -77,9 +82,7 @@ class _Run:
                 d = op.opdef
                 name = d.name
                 a = op.args
-                if name == "insn_start":
-                    cur_pc = a[0]
-                elif name == "set_label" or name == "mb":
+                if name == "insn_start" or name == "set_label" or name == "mb":
                     pass
                 elif name == "br":
                     i = self.labels[a[0].idx]
@@ -142,8 +145,11 @@ class _Run:
                     for t, v in zip(a[:nouts], outs):
                         put(t, v)
         except GuestTrap as exc:
-            if cur_pc is not None:
-                exc._tcg_pc = cur_pc  # type: ignore[attr-defined]
+            # the instruction an op belongs to is the last insn_start before it in
+            # the block's (linear) op order
+            pc = self.op_pcs[i - 1]
+            if pc is not None:
+                exc._tcg_pc = pc  # type: ignore[attr-defined]
             raise
 
 

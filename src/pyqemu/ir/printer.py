@@ -13,7 +13,8 @@ __all__ = ["format_block", "format_memop", "format_op"]
 def format_memop(m: MemOp) -> str:
     """QEMU's MemOp spelling: [s|u][b|w|l|q|o], ``be``/``le`` prefix, ``al`` when aligned."""
     size = int(m & MemOp.MO_SIZE)
-    name = ("u" if not m & MemOp.MO_SIGN else "s") + "bwlqo"[size] if size <= 4 else f"?{size}"
+    sign = "s" if m & MemOp.MO_SIGN else "u"
+    name = (sign if size < 3 else "") + "bwlqo"[size] if size <= 4 else f"?{size}"
     if size:
         name = ("be" if m & MemOp.MO_BE else "le") + name
     if m & MemOp.MO_ALIGN:
@@ -62,7 +63,13 @@ def format_op(op: Op) -> str:
         except ValueError:
             rs = str(reason)
         return f"exit {pcs},{rs}"
-    return f"{name} " + ",".join(_value(a) for a in op.args)
+    args = list(op.args)
+    conds = [a for a in args if isinstance(a, Cond)]
+    if conds:  # QEMU prints the condition after the compared values
+        rest = [a for a in args if not isinstance(a, Cond)]
+        labels = [a for a in rest if isinstance(a, Label)]
+        args = [a for a in rest if not isinstance(a, Label)] + conds + labels
+    return f"{name} " + ",".join(_value(a) for a in args)
 
 
 def format_block(block: IRBlock) -> str:

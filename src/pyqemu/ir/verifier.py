@@ -94,6 +94,8 @@ def verify(block: IRBlock) -> None:
                 use(i, a)
             if len(op.outs) != len(helper.out_widths):
                 raise err(i, "helper output count")
+            if len({t.idx for t in op.outs if isinstance(t, Temp)}) != len(op.outs):
+                raise err(i, "helper outputs must be distinct temps")
             for t, w in zip(op.outs, helper.out_widths):
                 if not isinstance(t, Temp) or t.width != w:
                     raise err(i, f"helper output {t!r} is not an i{w} temp")
@@ -135,6 +137,10 @@ def verify(block: IRBlock) -> None:
             elif kind == "n":
                 if not isinstance(a, int) or isinstance(a, bool):
                     raise err(i, f"{a!r} is not an immediate int")
+        if len(outs) == 2 and (outs[0] is outs[1] or (
+                isinstance(outs[0], Temp) and isinstance(outs[1], Temp) and
+                outs[0].idx == outs[1].idx)):
+            raise err(i, "both outputs are the same value")
         for o in outs:
             define(i, o)
         _check_immediates(op, err, i)

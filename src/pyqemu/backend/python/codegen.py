@@ -177,6 +177,10 @@ class _Gen:
                 lab = op.args[-1]
                 if label_pos.get(lab.idx, -1) <= i:
                     raise BackendError("backward branch: not supported by the python backend")
+        for op in ops:  # every global gets its local up front (reloads need them all)
+            for x in (*op.args, *op.outs):
+                if isinstance(x, Global):
+                    self.gname(x)
         body_start = len(self.lines)
         pending: set[int] = set()
         guard = False
@@ -525,6 +529,9 @@ class _Gen:
         ofs, size = a[1], a[2]
         v = self.val(a[0])
         vm = v if size * 8 >= op.opdef.width else f"{v} & {_lit((1 << (size * 8)) - 1)}"
+        for g in self._overlapping(ofs, size):  # partial overlap: merge with newest value
+            if any(x is g for x in self.written):
+                self.emit(self.g_store(g, self.gnames[id(g)]))
         if size == 8 and ofs % 8 == 0:
             self.emit(f"R[{ofs >> 3}] = {vm}")
         else:
