@@ -31,8 +31,11 @@ def _pyqemu_cmd() -> list[str]:
     return [sys.executable, "-c", code]
 
 
-@pytest.mark.parametrize("flags", FLAGS, ids=[" ".join(f) for f in FLAGS])
-@pytest.mark.parametrize("prog", ["intops", "pcalign"])
+CASES = [("intops", f) for f in FLAGS] + [("pcalign", ["-O2"])]
+
+
+@pytest.mark.parametrize(("prog", "flags"), CASES,
+                         ids=[f"{p} {' '.join(f)}" for p, f in CASES])
 def test_program_matches_qemu(tmp_path: Path, prog: str, flags: list[str]) -> None:
     gcc = require_tool("aarch64-linux-gnu-gcc")
     qemu = require_tool("qemu-aarch64")
