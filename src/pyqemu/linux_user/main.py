@@ -77,6 +77,8 @@ class Task:
         self.no_retval = False
         self.name = b"pyqemu"
         self.exit_status = 0
+        self.in_syscall = False
+        self.host_ident: int | None = threading.get_ident()
         cpu.opaque = self
 
     def on_altstack(self, sp: int) -> bool:
@@ -102,6 +104,8 @@ class Process:
         self.sig = sigmod.SignalState()
         self.tasks: dict[int, Task] = {}
         self.signalfds: dict[int, int] = {}  # emulated signalfd -> watched mask
+        self.kicks: dict[int, int] = {}  # host signals sent only to interrupt a syscall
+        self.forwarded: set[int] = set()  # host signals with our Python handler
         self.tasks_lock = threading.Lock()
         self.all_done = threading.Condition(self.tasks_lock)
         self.sigtramp = 0
@@ -215,12 +219,15 @@ def cpu_loop(t: Task) -> int:
             force_sync_signal(t, _sync_signal(t, ex.trap))
         elif ex.reason == ExitReason.SYSCALL:
             nr = x[8]
+            t.in_syscall = True
             try:
                 ret = do_syscall(t, nr, [x[0], x[1], x[2], x[3], x[4], x[5]])
             except SyscallExit as e:
                 if e.group:
                     raise
                 return e.status
+            finally:
+                t.in_syscall = False
             if t.no_retval:
                 t.no_retval = False
             elif ret == _EINTR and _should_restart(t, nr):

@@ -134,6 +134,8 @@ def queue_signal(proc: Process, info: SigInfo, task: Task | None = None) -> None
         if task is not None:
             task.pending.append(info)
             task.cpu.exit_request = True
+            if task.in_syscall and task.host_ident != threading.get_ident():
+                kick(proc, task, info.signo)
         else:
             st.pending.append(info)
             for t in list(proc.tasks.values()):
@@ -141,10 +143,32 @@ def queue_signal(proc: Process, info: SigInfo, task: Task | None = None) -> None
         st.cond.notify_all()
 
 
+def kick(proc: Process, task: Task, sig: int) -> None:
+    """Interrupt ``task``'s blocking host syscall (EINTR) so it sees its new signal.
+
+    The host signal sent is the guest's own number; the Python handler recognises it by
+    the kick counter and does not queue it a second time. Guest 32/33 have no host
+    counterpart we may send: such a signal waits until the syscall returns by itself.
+    """
+    if sig not in proc.forwarded or task.host_ident is None:
+        return
+    with proc.sig.lock:
+        proc.kicks[sig] = proc.kicks.get(sig, 0) + 1
+    try:
+        _hsig.pthread_kill(task.host_ident, sig)
+    except (OSError, ValueError):
+        with proc.sig.lock:
+            proc.kicks[sig] -= 1
+
+
 def host_signal_handler(proc: Process) -> Any:
     """The Python handler (main thread) for every forwarded host signal."""
 
     def handler(signum: int, frame: Any) -> None:
+        with proc.sig.lock:
+            if proc.kicks.get(signum):
+                proc.kicks[signum] -= 1
+                return
         queue_signal(proc, SigInfo(signum, SI_USER))
     return handler
 
@@ -159,6 +183,7 @@ def install_host_handlers(proc: Process) -> None:
             continue  # default-ignored or job control: forwarded when the guest handles it
         try:
             _hsig.signal(sig, h)
+            proc.forwarded.add(sig)
         except (OSError, ValueError, RuntimeError):
             pass
     proc.host_handler = h
@@ -174,7 +199,9 @@ def update_host_disposition(proc: Process, sig: int) -> None:
     try:
         if act.handler > SIG_IGN:
             _hsig.signal(sig, proc.host_handler)
+            proc.forwarded.add(sig)
         else:
+            proc.forwarded.discard(sig)
             _hsig.signal(sig, _hsig.SIG_DFL)
     except (OSError, ValueError, RuntimeError, AttributeError):
         pass

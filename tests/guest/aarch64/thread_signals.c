@@ -1,5 +1,6 @@
 /* Signals and threads: pthread_kill to a thread, per-thread masks, sigsuspend, sigwait,
  * alarm via setitimer, thread exit via pthread_exit while main waits in join. */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +30,20 @@ static void *worker(void *arg)
 
 static void on_alarm(int s) { (void)s; hits += 100; }
 
+static int pfd[2];
+static volatile int reader_done;
+
+static void *blocked_reader(void *arg)
+{
+    (void)arg;
+    char c;
+    ssize_t r = read(pfd[0], &c, 1); /* interrupted by a handler without SA_RESTART */
+    reader_done = 1;
+    return (void *)(long)(r < 0 ? 1000 + errno : r);
+}
+
+static void on_usr2(int s) { (void)s; }
+
 int main(void)
 {
     signal(SIGUSR1, on_usr1);
@@ -37,6 +52,21 @@ int main(void)
     void *ret;
     pthread_join(worker_id, &ret);
     printf("hits=%d in_worker=%d ret=%ld\n", (int)hits, handled_in_worker, (long)ret);
+
+    /* a thread blocked in read() is interrupted by a signal sent to it */
+    pipe(pfd);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr2;
+    sigaction(SIGUSR2, &sa, NULL);
+    pthread_t rd;
+    pthread_create(&rd, NULL, blocked_reader, NULL);
+    while (!reader_done) { /* until the signal found the thread inside read() */
+        usleep(50000);
+        pthread_kill(rd, SIGUSR2);
+    }
+    pthread_join(rd, &ret);
+    printf("blocked reader ret=%ld\n", (long)ret);
 
     sigset_t block, old, wait_mask;
     sigemptyset(&block);
