@@ -226,7 +226,7 @@ def do_syscall(t: Task, nr: int, args: list[int]) -> int:
             proc.log.write(f"{t.tid} Unknown syscall {nr}\n")
         elif proc.log is not None and proc.log.enabled("unimp"):
             proc.log.write(f"Unsupported syscall: {nr}\n")
-        return -errno.ENOSYS
+        return (-errno.ENOSYS) & M64
     name, handler, fmt = row
     if strace:
         proc.log.write(f"{t.tid} {name}({format_args(t, fmt, args)})")
