@@ -2,9 +2,12 @@
 
 Each instruction group has a ``.decode`` table and a ``trans_<group>.py`` module whose
 ``trans_<NAME>(ctx, a) -> bool`` handlers mostly call the helpers below. The decoder is
-built from :data:`DECODER_MODULES` (modules that are absent are skipped, so the FP/SIMD
-and crypto translators can be added later as ``trans_fp.py`` etc., each listing its tables
-in ``DECODE_FILES``).
+built from :data:`DECODER_MODULES` in that order (first match wins across tables).
+Modules that are absent are skipped, so the FP/SIMD and crypto translators can be added
+later as ``trans_fp.py``, ``trans_simd.py``, ``trans_crypto.py``: each lists its tables in
+``DECODE_FILES`` and the features it implements (keys of ``cpu.HWCAP``/``cpu.HWCAP2``) in
+``PROVIDES``, which turns on the matching hwcaps and ID register fields. They come before
+``trans_simd_min`` (a stop-gap subset for C programs), so theirs win where both decode.
 """
 
 from __future__ import annotations
