@@ -785,6 +785,40 @@ def _ld1r(ctx: DisasContext, a: Any, post: bool) -> bool:
     return True
 
 
+def trans_LDST1_lane(ctx: DisasContext, a: Any) -> bool:
+    scale = a.scale
+    if scale == 0:
+        index = (a.q << 3) | (a.s << 2) | a.size
+    elif scale == 1:
+        if a.size & 1:
+            return False
+        index = (a.q << 2) | (a.s << 1) | (a.size >> 1)
+    elif a.size == 0:
+        index = (a.q << 1) | a.s
+    elif a.size == 1 and a.s == 0:
+        scale, index = 3, a.q
+    else:
+        return False
+    b = ctx.b
+    base = ctx.t64()
+    b.gen_mov_i64(base, cpu_reg_sp(ctx, a.rn))
+    off = vreg_offset(a.rt, 0) + (index << scale)
+    v = ctx.t64()
+    if a.l:
+        b.gen_qemu_ld_i64(v, base, MemOp(scale))
+        b.gen_st_state_i64(v, off, 1 << scale)
+    else:
+        b.gen_ld_state_i64(v, off, 1 << scale)
+        b.gen_qemu_st_i64(v, base, MemOp(scale))
+    if a.post:
+        rn = cpu_reg_sp(ctx, a.rn)
+        if a.rm == 31:
+            b.gen_add_i64(rn, base, 1 << scale)
+        else:
+            b.gen_add_i64(rn, base, cpu_reg(ctx, a.rm))
+    return True
+
+
 def trans_LD1R(ctx: DisasContext, a: Any) -> bool:
     return _ld1r(ctx, a, post=False)
 
