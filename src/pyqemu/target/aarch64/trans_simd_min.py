@@ -640,6 +640,18 @@ trans_USHLL = _shll("ushll")
 trans_SSHLL = _shll("sshll")
 
 
+def trans_USHR_s(ctx: DisasContext, a: Any) -> bool:
+    return gen_simd(ctx, "ushr", a.rd, a.rn, 0, 0, 3, 128 - ((a.immh << 3) | a.immb))
+
+
+def trans_SSHR_s(ctx: DisasContext, a: Any) -> bool:
+    return gen_simd(ctx, "sshr", a.rd, a.rn, 0, 0, 3, 128 - ((a.immh << 3) | a.immb))
+
+
+def trans_SHL_s(ctx: DisasContext, a: Any) -> bool:
+    return gen_simd(ctx, "shl", a.rd, a.rn, 0, 0, 3, ((a.immh << 3) | a.immb) - 64)
+
+
 def trans_SHL(ctx: DisasContext, a: Any) -> bool:
     if a.immh == 0 or (a.immh & 8 and not a.q):
         return False
