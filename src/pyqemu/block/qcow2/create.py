@@ -7,7 +7,7 @@ cluster 2 first refcount block, then the L1 table; preallocation adds L2 tables 
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pyqemu.block.errors import BlockError
 from pyqemu.block.file import ImageFile
@@ -209,7 +209,27 @@ def measure(size: int, opts: dict[str, Any], source: Image | None) -> tuple[int,
     elif source is None:
         required = 0
     fully = prealloc_size(vsize, cs, p.refcount_order, p.extended_l2)
-    return fully - vsize + required, fully
+    result = (fully - vsize + required, fully)
+    from pyqemu.block.qcow2.image import Qcow2Image
+
+    if isinstance(source, Qcow2Image) and source.header.version >= 3 and p.version >= 3:
+        # qemu-img measure's "bitmaps": room for the source's persistent bitmaps
+        return cast("tuple[int, int]", (*result, _bitmaps_size(source, cs)))
+    return result
+
+
+def _bitmaps_size(source: Image, cs: int) -> int:
+    """As QEMU's qcow2_get_persistent_dirty_bitmap_size: data, tables, directory."""
+    total = 0
+    dir_size = 0
+    for bm in getattr(source, "bitmaps", []):
+        gran = 1 << bm.granularity_bits
+        nbytes = -(-(-(-source.virtual_size // gran)) // 8)
+        clusters = -(-nbytes // cs)
+        total += clusters * cs
+        total += align_up(clusters * 8, cs)
+        dir_size += align_up(24 + len(bm.name.encode()), 8)
+    return total + align_up(dir_size, cs)
 
 
 def _chain_status(img: Image, offset: int, length: int) -> tuple[int, bool, bool]:

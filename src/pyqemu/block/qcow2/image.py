@@ -446,7 +446,7 @@ class Qcow2Image(Image):
             if tbl is None:
                 # whole L2 range unallocated
                 l2end = min(end, (l1i + 1) << (self.l2_bits + cb))
-                yield pos, l2end - pos, UNALLOC, 0
+                yield pos, l2end - pos, UNALLOC, -1
                 pos = l2end
                 continue
             idx = (ci & (self.l2_entries - 1)) * w
@@ -461,28 +461,32 @@ class Qcow2Image(Image):
                 if alloc:
                     yield pos, cend - pos, DATA, host + in_cluster
                 elif zero:
-                    yield pos, cend - pos, ZERO, 0
+                    yield pos, cend - pos, ZERO, (host + in_cluster if host >= 0 else -1)
                 else:
-                    yield pos, cend - pos, UNALLOC, 0
+                    yield pos, cend - pos, UNALLOC, -1
                 pos = cend
                 continue
             while pos < cend:
                 s = (pos & (cs - 1)) // sub
                 send = min(cend, (ci << cb) + (s + 1) * sub)
                 bit = 1 << s
+                # QEMU reports the host offset of zero and unallocated subclusters of an
+                # allocated cluster too (ZERO_ALLOC, UNALLOCATED_ALLOC)
+                h = host + (pos & (cs - 1)) if host >= 0 else -1
                 if alloc & bit:
-                    yield pos, send - pos, DATA, host + (pos & (cs - 1))
+                    yield pos, send - pos, DATA, h
                 elif zero & bit:
-                    yield pos, send - pos, ZERO, 0
+                    yield pos, send - pos, ZERO, h
                 else:
-                    yield pos, send - pos, UNALLOC, 0
+                    yield pos, send - pos, UNALLOC, h
                 pos = send
 
     def _merged(self, offset: int, length: int) -> Iterator[tuple[int, int, int, int]]:
         cur: list[int] | None = None
         for g, n, kind, host in self._segments(offset, length):
             if cur is not None and cur[2] == kind and kind != COMPRESSED and \
-                    (kind != DATA or cur[3] + cur[1] == host):
+                    ((host < 0 and cur[3] < 0) or (host >= 0 and cur[3] >= 0 and
+                                                   cur[3] + cur[1] == host)):
                 cur[1] += n
                 continue
             if cur is not None:
@@ -926,16 +930,18 @@ class Qcow2Image(Image):
             return BlockStatus(offset, 0, False, False, False)
         hname = self._host_file().path
         for g, n, kind, host in self._merged(offset, length):
+            hoff = host if host >= 0 else None
+            hfile = hname if host >= 0 else None
             if kind == UNALLOC:
                 # as QEMU's generic block status: no backing file means it reads as zero
                 if self.backing is None:
-                    return BlockStatus(g, n, False, False, True)
+                    return BlockStatus(g, n, False, False, True, hoff, hfile)
                 bsize = self.backing.virtual_size
                 if g >= bsize:
-                    return BlockStatus(g, n, False, False, True)
-                return BlockStatus(g, min(n, bsize - g), False, False, False)
+                    return BlockStatus(g, n, False, False, True, hoff, hfile)
+                return BlockStatus(g, min(n, bsize - g), False, False, False, hoff, hfile)
             if kind == ZERO:
-                return BlockStatus(g, n, True, False, True)
+                return BlockStatus(g, n, True, False, True, hoff, hfile)
             if kind == COMPRESSED:
                 # one cluster at a time (each has its own descriptor)
                 return BlockStatus(g, n, True, True, False, compressed=True)
