@@ -105,8 +105,7 @@ def test_convert_compressed_and_back(tmp_path: Any, qemu_img: Any, pyqemu_img: A
                                      o: str) -> None:
     src = str(tmp_path / "src.raw")
     with open(src, "wb") as f:
-        for i in range(64):
-            f.write((f"block {i} " * 9000).encode()[:65536])
+        f.writelines((f"block {i} " * 9000).encode()[:65536] for i in range(64))
         f.write(os.urandom(3 * 65536))
     out = str(tmp_path / "c.qcow2")
     pyqemu_img.run("convert", "-c", "-f", "raw", "-O", "qcow2", "-o", o, src, out).ok()

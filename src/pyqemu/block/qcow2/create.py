@@ -224,7 +224,8 @@ def _bitmaps_size(source: Image, cs: int) -> int:
     dir_size = 0
     for bm in getattr(source, "bitmaps", []):
         gran = 1 << bm.granularity_bits
-        nbytes = -(-(-(-source.virtual_size // gran)) // 8)
+        bits = -(-source.virtual_size // gran)
+        nbytes = -(-bits // 8)
         clusters = -(-nbytes // cs)
         total += clusters * cs
         total += align_up(clusters * 8, cs)
