@@ -95,6 +95,9 @@ class CompiledTB:
 
     def pc_of_fault(self, exc: BaseException, cpu: Any) -> int | None:
         """Guest pc of the instruction whose op raised ``exc`` (None if unknown)."""
+        pc = getattr(exc, "_tcg_pc", None)  # set by the interpreter
+        if pc is not None:
+            return int(pc)
         tb = exc.__traceback__
         code = getattr(self.func, "__code__", None)
         line = None

@@ -21,10 +21,7 @@ _M64 = (1 << 64) - 1
 
 
 class InterpTB(CompiledTB):
-    """A CompiledTB whose faults carry their pc on the exception."""
-
-    def pc_of_fault(self, exc: BaseException, cpu: Any) -> int | None:
-        return getattr(exc, "_tcg_pc", None)
+    """A CompiledTB whose faults carry their pc on the exception (``_tcg_pc``)."""
 
 
 def _sext(v: int, bits: int, width: int) -> int:
@@ -48,7 +45,17 @@ class _Run:
                 cur = op.args[0] & _M64
             self.op_pcs.append(cur)
 
+    #: tiering (set by the context): after ``hot`` runs, call ``on_hot`` once
+    hot = 0
+    on_hot: Any = None
+    count = 0
+
     def __call__(self, cpu: Any, R: Any, rt: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
+        if self.on_hot is not None:
+            self.count += 1
+            if self.count >= self.hot:
+                cb, self.on_hot = self.on_hot, None
+                cb()  # later runs use the compiled code; this one finishes here
         sb: memoryview = cpu.state_bytes
         temps: dict[int, int] = {}
         pc_ofs = cpu.ctx.frontend.pc_offset

@@ -234,3 +234,17 @@ def test_mips_micro_measurement() -> None:
     assert cpu.state.r[2] == n * (n + 1) // 2
     print(f"\ntoy loop: {ctx.stats.insns} insns, {ctx.stats.insns / dt / 1e6:.2f} MIPS "
           f"(thread CPU time), {ctx.stats.tbs_translated} TBs")
+
+
+def test_tiering_interprets_cold_blocks_and_compiles_hot_ones() -> None:
+    from pyqemu.backend.interp import InterpTB
+
+    cpu, mem, ctx = machine(tier_threshold=3)
+    load(mem, cpu, sum_loop(50))
+    assert cpu_exec(cpu).reason == ExitReason.SYSCALL
+    assert cpu.state.r[2] == 50 * 51 // 2
+    entry = ctx.tbs[(CODE, 0)]  # runs once: still interpreted
+    loop = ctx.tbs[(CODE + 12, 0)]  # ran 50 times: compiled python with source
+    assert isinstance(entry.compiled, InterpTB)
+    assert not isinstance(loop.compiled, InterpTB) and loop.compiled.source
+    assert ctx.stats.insns == 3 + 4 * 50 + 1

@@ -19,6 +19,7 @@ from pyqemu.accel.tcg.interfaces import PAGE_BITS, Frontend
 from pyqemu.accel.tcg.log import QemuLog
 from pyqemu.accel.tcg.tb import TranslationBlock
 from pyqemu.backend.base import Backend, BackendError, get_backend
+from pyqemu.ir.core import IRBlock, Op
 from pyqemu.ir.printer import format_block
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class TCGContext:
     def __init__(self, frontend: Frontend, backend: str | Backend = "python",
                  one_insn_per_tb: bool = False, log: QemuLog | None = None,
                  optimize: bool = True, verify: bool | None = None,
-                 max_insns: int = MAX_INSNS) -> None:
+                 max_insns: int = MAX_INSNS, tier_threshold: int | None = None) -> None:
         self.frontend = frontend
         self.backend = get_backend(backend) if isinstance(backend, str) else backend
         if getattr(self.backend, "pc_offset", 0) is None:
@@ -75,6 +76,11 @@ class TCGContext:
         #: the exec loop logs every block entry (exec/cpu items): slower loop
         self.trace_exec = bool(items & {"exec", "cpu"})
         self._log_translate = bool(items & {"in_asm", "op", "op_opt", "out_asm"})
+        #: executions a new block is interpreted for before it is compiled (0: compile now)
+        self.tier_threshold = tier_threshold if tier_threshold is not None else \
+            int(os.environ.get("PYQEMU_TIER", "3"))
+        if self.backend.name == "interp" or items & {"out_asm", "op_opt"}:
+            self.tier_threshold = 0
 
     # --- vCPUs ---
     def register_cpu(self, cpu: VCPU) -> None:
@@ -133,6 +139,8 @@ class TCGContext:
         block = self.frontend.translate(cpu, pc, flags, self.max_insns, fetch)
         op_text = format_block(block) if self.log is not None and \
             self.log.enabled("op") else None
+        if self.tier_threshold:
+            return self._install_cold(cpu, pc, flags, block, pages, gens, t0, op_text)
         if self.optimize:
             from pyqemu.ir.optimizer import optimize
 
@@ -166,6 +174,64 @@ class TCGContext:
         if self._log_translate and self.log is not None:
             self._log_tb(cpu, tb, op_text)
         return tb
+
+    def _install_cold(self, cpu: VCPU, pc: int, flags: int, block: IRBlock,
+                      pages: dict[int, int], gens: dict[int, int], t0: float,
+                      op_text: str | None) -> TranslationBlock | None:
+        """Tiering: a new block is interpreted until it has run ``tier_threshold`` times,
+        then optimized and compiled (most blocks of a program run only a few times, and
+        compiling costs as much as interpreting a block dozens of times)."""
+        if self.verify:
+            from pyqemu.ir.verifier import verify
+
+            verify(block)
+        if self._fallback is None:
+            self._fallback = get_backend("interp")
+        compiled = self._fallback.compile(block)
+        self.stats.translate_time += time.perf_counter() - t0
+        if any(self.page_gen.get(h, 0) != g for h, g in gens.items()):
+            return None
+        tb = TranslationBlock(pc, flags, block.guest_size, block.icount, compiled,
+                              tuple(pages), tuple(pages.values()), block)
+        run = compiled.func
+        run.hot = self.tier_threshold  # type: ignore[attr-defined]
+        run.on_hot = lambda: self._promote(tb)  # type: ignore[attr-defined]
+        for hpage in tb.hpages:
+            self._mark_code(hpage)
+            self.page_tbs[hpage].add(tb)
+        for vpage in tb.vpages:
+            self.vpage_tbs.setdefault(vpage, set()).add(tb)
+        self.tbs[(pc, flags)] = tb
+        self.stats.tbs_translated += 1
+        if self._log_translate and self.log is not None:
+            self._log_tb(cpu, tb, op_text)
+        return tb
+
+    def _promote(self, tb: TranslationBlock) -> None:
+        """Compile a block that turned hot with the real backend."""
+        with self.lock:
+            if tb.invalid or tb.block is None:
+                return
+            t1 = time.perf_counter()
+            src = tb.block
+            block = IRBlock(src.pc, src.flags, [Op(o.opdef, list(o.args), list(o.outs))
+                                                for o in src.ops],
+                            src.ntemps, src.nlabels, src.guest_size, src.icount, src.globals)
+            if self.optimize:
+                from pyqemu.ir.optimizer import optimize
+
+                optimize(block)
+            try:
+                compiled = self.backend.compile(block)
+            except BackendError:
+                self.stats.tbs_fallback += 1
+                return
+            compiled.links[:] = tb.links
+            tb.links = compiled.links
+            tb.compiled = compiled
+            tb.func = compiled.func
+            tb.block = block
+            self.stats.compile_time += time.perf_counter() - t1
 
     def _log_tb(self, cpu: VCPU, tb: TranslationBlock, op_text: str | None) -> None:
         log = self.log

@@ -81,7 +81,8 @@ def cpu_exec(cpu: VCPU) -> ExecExit:
         return ExecExit(None, trap)
     finally:
         stats = ctx.stats
-        stats.insns += n
+        stats.insns += n + cpu.extra_insns
+        cpu.extra_insns = 0
         stats.exec_time += time.perf_counter() - t0
 
 
@@ -134,5 +135,6 @@ def _cpu_exec_traced(cpu: VCPU) -> ExecExit:
                 cpu.set_pc(pc)
         return ExecExit(None, trap)
     finally:
-        ctx.stats.insns += n
+        ctx.stats.insns += n + cpu.extra_insns
+        cpu.extra_insns = 0
         ctx.stats.exec_time += time.perf_counter() - t0

@@ -41,6 +41,8 @@ class VCPU:
             raise ValueError("the frontend's pc must be 8-byte aligned in the state")
         self.mmu_idx = 0
         self.exit_request = False
+        #: instructions run by blocks looping inside their own function (see codegen)
+        self.extra_insns = 0
         self.tlb = SoftTLB(self)
         self.hv = mem.host_view
         # slow paths called from generated code (bound once)

@@ -34,7 +34,15 @@ import struct
 from typing import Any
 
 from pyqemu.accel.tcg.tlb import TLB_MASK
-from pyqemu.backend.base import CHAIN_SLOTS, EXITS, LOOKUP, Backend, BackendError, CompiledTB
+from pyqemu.backend.base import (
+    CHAIN_SLOTS,
+    EXITS,
+    LOOKUP,
+    Backend,
+    BackendError,
+    ChainSlot,
+    CompiledTB,
+)
 from pyqemu.ir.core import CallFlags, Const, Global, Helper, IRBlock, Op, Temp
 from pyqemu.ir.ops import Cond, MemOp
 from pyqemu.ir.semantics import ARITH
@@ -74,6 +82,7 @@ def _base_globals() -> dict[str, Any]:
         g[f"_rotr{w}"] = (lambda f, ww: lambda a, b: f(a, ww - (b % ww)))(_rotl(w), w)
     g["_bswap64"] = lambda a: int.from_bytes(a.to_bytes(8, "little"), "big")
     g["LOOKUP"] = LOOKUP
+    g["ChainSlot"] = ChainSlot
     for r, e in EXITS.items():
         g[f"EXIT{r}"] = e
     g["__builtins__"] = __builtins__
@@ -103,6 +112,7 @@ class _Gen:
         self.globals_used: list[Global] = []
         self.written: list[Global] = []
         self.uses_sb = False
+        self.loop = False
 
     # --- helpers ---
     def emit(self, line: str) -> None:
@@ -181,6 +191,17 @@ class _Gen:
             for x in (*op.args, *op.outs):
                 if isinstance(x, Global):
                     self.gname(x)
+        # A block jumping to itself loops inside its function while its goto_tb slot is
+        # linked (to itself), so hot single-block loops keep registers in locals.
+        pc = self.block.pc & _M64
+        self.loop = any(op.opdef.name == "goto_tb" and op.args[0] & _M64 == pc
+                        for op in ops)
+        if self.loop:
+            self.indent = 2
+            for op in ops:  # anything written in one iteration is dirty in the next
+                for x, k in zip(op.args, op.opdef.sig):
+                    if k in "oO" and isinstance(x, Global):
+                        self.out(x)
         body_start = len(self.lines)
         pending: set[int] = set()
         guard = False
@@ -234,12 +255,22 @@ class _Gen:
         pro = [f"    {self.gnames[id(g)]} = {self.g_load(g)}" for g in self.globals_used]
         if self.uses_sb:
             pro.insert(0, "    SB = cpu.state_bytes")
-        if uses_j:
+        if self.loop:
+            pro.append("    _n = 0")
+            pro.append("    while True:")
+            if uses_j:
+                pro.append("        _j = 0")
+        elif uses_j:
             pro.append("    _j = 0")
         # body line k (0-based) is file line k + 2 + len(pro) (line 1 is the def)
         self.line_pcs = [(k + 2 + len(pro), pc) for k, pc in self.line_pcs]
         head = f"def tb(cpu, R, rt, ra, wt, wa, hv):  # guest {self.block.pc:#x}"
         return "\n".join([head, *pro, *body]) + "\n"
+
+    def ret(self, what: str) -> None:
+        if self.loop:
+            self.emit("cpu.extra_insns += _n")
+        self.emit(f"return {what}")
 
     def op(self, op: Op) -> None:
         d = op.opdef
@@ -257,20 +288,31 @@ class _Gen:
         elif name.startswith("st_state"):
             self.st_state(op)
         elif name == "goto_tb":
+            k = len(self.targets)
+            self.targets.append(a[0] & _M64)
+            if self.loop and a[0] & _M64 == self.block.pc & _M64:
+                self.emit(f"if L[{k}].__class__ is ChainSlot or cpu.exit_request:")
+                self.indent += 1
+                self.writeback()
+                self.emit(f"R[{self.pc_offset >> 3}] = {_lit(a[0] & _M64)}")
+                self.ret(f"L[{k}]")
+                self.indent -= 1
+                self.emit(f"_n += {self.block.icount}")
+                self.emit("continue")
+                return
             self.writeback()
             self.emit(f"R[{self.pc_offset >> 3}] = {_lit(a[0] & _M64)}")
-            self.emit(f"return L[{len(self.targets)}]")
-            self.targets.append(a[0] & _M64)
+            self.ret(f"L[{k}]")
         elif name == "goto_ptr":
             v = self.val(a[0])
             self.writeback()
             self.emit(f"R[{self.pc_offset >> 3}] = {v}")
-            self.emit("return LOOKUP")
+            self.ret("LOOKUP")
         elif name == "exit":
             self.writeback()
             if a[0] >= 0:
                 self.emit(f"R[{self.pc_offset >> 3}] = {_lit(a[0] & _M64)}")
-            self.emit(f"return EXIT{int(a[1])}")
+            self.ret(f"EXIT{int(a[1])}")
         elif name in ("add2_i32", "add2_i64", "sub2_i32", "sub2_i64"):
             al, ah, bl, bh = (self.val(x) for x in a[2:])
             sign = "+" if name.startswith("add") else "-"
