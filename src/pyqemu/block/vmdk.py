@@ -117,7 +117,8 @@ class VmdkExtent:
         self.l2_size = l2_size
         self.cluster_sectors = sectors if flat else cluster_sectors
         self.l1_entry_sectors = l2_size * cluster_sectors
-        nb = (file.size() + SECTOR - 1) // SECTOR
+        self.file_size = file.size()  # kept current by pwrite()/truncate() below
+        nb = (self.file_size + SECTOR - 1) // SECTOR
         cs = self.cluster_sectors or 1
         self.next_cluster_sector = (nb + cs - 1) // cs * cs
         self.l1_table = array("I")
@@ -131,6 +132,14 @@ class VmdkExtent:
     @property
     def cluster_bytes(self) -> int:
         return self.cluster_sectors * SECTOR
+
+    def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        self.file.pwrite(offset, data)
+        self.file_size = max(self.file_size, offset + len(data))
+
+    def truncate(self, size: int) -> None:
+        self.file.truncate(size)
+        self.file_size = size
 
     def init_tables(self) -> None:
         """Read the grain directory and the redundant one (QEMU's vmdk_init_tables)."""
@@ -154,6 +163,10 @@ class VmdkExtent:
     def l2_table(self, l2_offset: int) -> array:
         table = self._l2_cache.get(l2_offset)
         if table is None:
+            if l2_offset * SECTOR >= self.file_size:
+                # wholly past EOF: reads as zeroes (not cached: a write may create it)
+                return array("Q" if self.sesparse else "I", bytes(8 * self.l2_size)
+                             if self.sesparse else bytes(4 * self.l2_size))
             if len(self._l2_cache) >= _L2_CACHE_MAX:
                 self._l2_cache.clear()
             if self.sesparse:
@@ -646,7 +659,7 @@ class VmdkImage(Image):
         cb = ext.cluster_bytes
         # QEMU reads two clusters (marker + data may exceed one); past EOF is zeroes.
         # Read only what the file has, and feed the zero tail lazily.
-        avail = max(0, min(cb * 2, ext.file.size() - coff))
+        avail = max(0, min(cb * 2, ext.file_size - coff))
         buf = ext.file.pread(coff, avail)
         data_len = cb
         start = 0
@@ -682,7 +695,7 @@ class VmdkImage(Image):
             # QEMU's end-of-stream signal: align every extent file to a sector.
             for e in self.extents:
                 size = e.file.size()
-                e.file.truncate((size + SECTOR - 1) // SECTOR * SECTOR)
+                e.truncate((size + SECTOR - 1) // SECTOR * SECTOR)
             return
         self.write(offset, data)
 
@@ -712,7 +725,7 @@ class VmdkImage(Image):
                     coff = self._allocate(ext, offset, meta, in_cl, in_cl + n,
                                           zeroed=status == _ZEROED)
                     new = True
-                ext.file.pwrite(coff + in_cl, chunk)
+                ext.pwrite(coff + in_cl, chunk)
                 ext.next_cluster_sector = max(
                     ext.next_cluster_sector, (coff + in_cl + n + SECTOR - 1) // SECTOR)
                 if new:
@@ -738,20 +751,20 @@ class VmdkImage(Image):
         self._backing_usable()
         if skip_start > 0:
             part = self.read_unallocated(base, skip_start) if copy else bytes(skip_start)
-            ext.file.pwrite(coff, part)
+            ext.pwrite(coff, part)
         if skip_end < cb:
             part = self.read_unallocated(base + skip_end, cb - skip_end) if copy \
                 else bytes(cb - skip_end)
-            ext.file.pwrite(coff + skip_end, part)
+            ext.pwrite(coff + skip_end, part)
         return coff
 
     def _l2_update(self, ext: VmdkExtent, meta: tuple[int, int, int], value: int) -> None:
         l1_index, l2_index, l2_offset = meta
         raw = struct.pack("<I", value)
-        ext.file.pwrite(l2_offset * SECTOR + l2_index * 4, raw)
+        ext.pwrite(l2_offset * SECTOR + l2_index * 4, raw)
         if ext.l1_backup_table is not None:
             b_off = ext.l1_backup_entry(l1_index)
-            ext.file.pwrite(b_off * SECTOR + l2_index * 4, raw)
+            ext.pwrite(b_off * SECTOR + l2_index * 4, raw)
             cached = ext._l2_cache.get(b_off)
             if cached is not None:
                 cached[l2_index] = value
@@ -787,9 +800,9 @@ class VmdkImage(Image):
         payload = zlib.compress(bytes(chunk))
         rec = _MARKER.pack(offset >> 9, len(payload)) + payload
         # QEMU first fills the new grain's whole cluster, so the file ends past it.
-        if ext.file.size() < coff + cb:
-            ext.file.truncate(coff + cb)
-        ext.file.pwrite(coff, rec)
+        if ext.file_size < coff + cb:
+            ext.truncate(coff + cb)
+        ext.pwrite(coff, rec)
         ext.next_cluster_sector = (coff + len(rec) + SECTOR - 1) // SECTOR
         self._l2_update(ext, meta, sector)
 
@@ -910,8 +923,6 @@ class VmdkImage(Image):
                     next_host: int) -> int:
         """Grow a run of ``status`` grains that ends (so far) at guest byte ``end``; for
         uncompressed data the next grain must sit at host byte ``next_host``."""
-        if ext.sesparse:
-            return end  # one grain at a time, as QEMU answers
         cb = ext.cluster_bytes
         base = ext.start_sector * SECTOR
         span = ext.l1_entry_sectors * SECTOR
@@ -920,13 +931,16 @@ class VmdkImage(Image):
             l1_index = rel // span
             if l1_index >= ext.l1_size:
                 break
-            gt_end = base + (l1_index + 1) * span
             l2_offset = ext.l1_entry(l1_index)
             if not l2_offset:
                 if status != _UNALLOC:
                     break
-                end = gt_end
+                # skip every unallocated grain table at once
+                nxt = _next_nonzero(ext.l1_table, l1_index)
+                end = base + (nxt if nxt < len(ext.l1_table) else ext.l1_size) * span
                 continue
+            if ext.sesparse:
+                break  # within a table: one grain at a time, as QEMU answers
             table = ext.l2_table(l2_offset)
             idx = (rel // cb) % ext.l2_size
             if status == _UNALLOC:
@@ -1025,26 +1039,44 @@ class VmdkImage(Image):
         else:
             first_bad = None
         # entries past len(l1_table) lie beyond EOF: zero, unallocated
+        first_bad_in: dict[int, int | None] = {}  # grain table -> first bad entry
         for l1_index in range(min(needed, ext.l1_size, len(ext.l1_table))):
             l2_offset = ext.l1_table[l1_index]
             if not l2_offset:
                 continue
-            table = ext.l2_table(l2_offset)
-            for l2_index, entry in enumerate(table):
-                rel = l1_index * per_l1 + l2_index * ext.cluster_sectors
-                if rel >= ext.sectors:
-                    break
-                if not entry or (ext.has_zero_grain and entry == VMDK_GTE_ZEROED):
-                    continue
-                if (entry << 9) >= flen:
+            if l2_offset not in first_bad_in:
+                first_bad_in[l2_offset] = self._first_bad_grain(ext, l2_offset, flen)
+            bad = first_bad_in[l2_offset]
+            if bad is not None:
+                rel = l1_index * per_l1 + bad * ext.cluster_sectors
+                if rel < ext.sectors:
                     return (f"ERROR: cluster offset for sector {ext.start_sector + rel} "
                             "points after EOF")
         return first_bad
 
+    @staticmethod
+    def _first_bad_grain(ext: VmdkExtent, l2_offset: int, flen: int) -> int | None:
+        """Index of the first entry of a grain table that points at or past EOF."""
+        table = ext.l2_table(l2_offset)
+        if not any(table) or (max(table) << 9) < flen:
+            return None
+        for l2_index, entry in enumerate(table):
+            if not entry or (ext.has_zero_grain and entry == VMDK_GTE_ZEROED):
+                continue
+            if (entry << 9) >= flen:
+                return l2_index
+        return None
+
     def _check_se_sparse(self, ext: VmdkExtent, flen: int) -> str | None:
         per_l1 = ext.l1_entry_sectors
+        clean: set[int] = set()  # directory entries whose grain table is all free
         for l1_index in range(min(ext.l1_size, len(ext.l1_table))):
-            if not ext.l1_table[l1_index]:
+            gde = ext.l1_table[l1_index]
+            if not gde or gde in clean:
+                continue
+            status, _, meta = self._lookup_se_sparse(ext, 0, l1_index)
+            if status != _ERROR and not any(ext.l2_table(meta[2])):
+                clean.add(gde)
                 continue
             for l2_index in range(ext.l2_size):
                 rel = l1_index * per_l1 + l2_index * ext.cluster_sectors
@@ -1185,6 +1217,20 @@ def _read_u32s(file: ImageFile, offset: int, count: int, *, pad: bool = True) ->
         if pad and len(out) < count:
             out.extend(array("I", bytes(4 * (count - len(out)))))
     return out
+
+
+def _next_nonzero(table: array, index: int) -> int:
+    """First index >= ``index`` holding a non-zero entry (``len(table)`` if none: the
+    entries past the stored part read as zero)."""
+    step = 4096
+    size = table.itemsize
+    while index < len(table):
+        chunk = table[index:index + step].tobytes()
+        zeros = (len(chunk) - len(chunk.lstrip(b"\0"))) // size
+        if zeros < len(chunk) // size:
+            return index + zeros
+        index += step
+    return max(index, len(table))
 
 
 def _read_u64s(file: ImageFile, offset: int, count: int, *, pad: bool = False) -> array:
