@@ -186,3 +186,30 @@ def test_create_refuses_bad_options(tmp_path: Any) -> None:
         with pytest.raises(BlockError) as exc:
             Qcow2Image.create(str(tmp_path / "p.qcow2"), MiB, dict(opts))
         assert str(exc.value) == msg, opts
+
+
+@pytest.mark.parametrize("target", ["l1", "reftable", "refblock"])
+def test_write_through_corrupt_l2_entry_refused(tmp_path: Any, target: str) -> None:
+    """An L2 entry aimed at metadata: the write is refused and the image marked corrupt
+    (QEMU's overlap check), the metadata is not overwritten."""
+    path = str(tmp_path / "a.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", path, "1M")
+    qemu_io(path, "write -P 1 0 64k")
+    dest = {"l1": 0x30000, "reftable": 0x10000, "refblock": 0x20000}[target]
+    with open(path, "r+b") as f:
+        f.seek(0x40000)  # first L2 entry of the only L2 table
+        f.write(struct.pack(">Q", (1 << 63) | dest))
+        f.seek(dest)
+        before = f.read(65536)
+    img = Qcow2Image.open(ImageFile(path, readonly=False), readonly=False, options={})
+    try:
+        with pytest.raises(ImageFormatError, match="Preventing invalid write on metadata"):
+            img.write(100, b"\xff" * 1000)
+    finally:
+        img.close()
+    with open(path, "rb") as f:
+        f.seek(dest)
+        after = f.read(65536)
+    assert after == before
+    info = run("qemu-img", "info", "--output=json", path).stdout
+    assert '"corrupt": true' in info

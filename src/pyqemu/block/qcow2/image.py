@@ -148,6 +148,7 @@ class Qcow2Image(Image):
         self._closed = False
         self._bitmap_tracker: BitmapTracker | None = None
         self._no_flush = False
+        self._snap_size_cache: tuple[int, int] = (0, 0)
 
     # ---- geometry helpers ------------------------------------------------------------
     def _setup_geometry(self) -> None:
@@ -627,6 +628,8 @@ class Qcow2Image(Image):
             dslice = data[cstart + a - offset:cstart + b - offset]
             if inplace:
                 nhost = host
+                if not dfile:
+                    self._overlap_check(host)
                 ra, rb = a, b
                 if a % sub and not alloc & (1 << s0):
                     ra = s0 * sub
@@ -684,6 +687,39 @@ class Qcow2Image(Image):
         self._l2_touched(ci0 >> self.l2_bits)
         for f in frees:
             self._release(f)
+
+    def _overlap_check(self, host: int) -> None:
+        """As QEMU's metadata overlap check: refuse (and mark the image corrupt) a data
+        write into a cluster holding metadata; only a corrupt L2 entry can ask for it."""
+        cs = self.csize
+        h = self.header
+        c = host & ~(cs - 1)
+
+        def within(off: int, nbytes: int) -> bool:
+            return nbytes > 0 and off <= c < off + nbytes
+
+        what = None
+        if c == 0:
+            what = "qcow2_header"
+        elif within(h.l1_table_offset, len(self.l1) * 8):
+            what = "active L1 table"
+        elif within(self.rc.table_offset, self.rc.table_clusters * cs):
+            what = "refcount table"
+        elif c in self.l2_cache:
+            what = "active L2 table"
+        elif h.nb_snapshots and within(h.snapshots_offset, self._snapshot_table_size()):
+            what = "snapshot table"
+        elif c in self.rc.block_offsets():
+            what = "refcount block"
+        if what is not None:
+            raise self._mark_corrupt(
+                f"Preventing invalid write on metadata (overlaps with {what})")
+
+    def _snapshot_table_size(self) -> int:
+        key = id(self.snapshots)
+        if self._snap_size_cache[0] != key:
+            self._snap_size_cache = (key, sum(len(sn.pack()) for sn in self.snapshots))
+        return self._snap_size_cache[1]
 
     def _release(self, f: int) -> None:
         """Drop one reference: f >= 0 host cluster offset, f < 0 compressed entry."""

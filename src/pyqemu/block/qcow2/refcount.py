@@ -86,6 +86,8 @@ class Refcounts:
         #: set when the table moved; (old offset, old clusters) to free after the header
         self.relocated_from: tuple[int, int] | None = None
         self._growing = False
+        self._bo: set[int] = set()
+        self._bo_key: tuple[int, int, bool, int] | None = None
 
     # ---- block access --------------------------------------------------------------
     def _block(self, ti: int) -> list[int] | None:
@@ -252,6 +254,14 @@ class Refcounts:
             self.table_dirty = True
         finally:
             self._growing = False
+
+    def block_offsets(self) -> set[int]:
+        """Offsets of all refcount blocks (cached until the table changes)."""
+        key = (id(self.table), len(self.table), self.table_dirty, len(self.blocks))
+        if self._bo_key != key:
+            self._bo = {e & REFT_OFFSET_MASK for e in self.table if e & REFT_OFFSET_MASK}
+            self._bo_key = key
+        return self._bo
 
     def last_used_cluster(self) -> int:
         """Index of the highest cluster with a non-zero refcount (-1 if none)."""
