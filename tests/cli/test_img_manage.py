@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from _pyqemu_block_fixtures import require_format  # registered by tests/cli/conftest.py
 
 
@@ -130,7 +129,7 @@ def test_amend_raw_and_help(pyqemu_img, qemu_img, in_tmp) -> None:
     ["--size", "1G", "-O", "vmdk"], ["-O", "raw", "{src}"], ["-O", "qcow2", "{src}"],
     ["-O", "qcow2", "--output=json", "{src}"], ["--size", "1G", "{src}"], [],
     ["-f", "raw", "--size", "1G"], ["{src}", "{src}"], ["--size", "abc"],
-    ["--output=xml", "--size", "1G"],
+    ["--output=xml", "--size", "1G"], ["-x", "--size", "1G"], ["--size"], ["--foo"],
 ])
 def test_measure(args, pyqemu_img, qemu_img, qemu_io, in_tmp) -> None:
     qemu_img.create("raw", "src.raw", "10M")

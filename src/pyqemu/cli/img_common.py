@@ -32,6 +32,7 @@ from pyqemu.block.errors import BlockError
 __all__ = [
     "PROG",
     "CliError",
+    "GetoptError",
     "LongOpt",
     "Progress",
     "UsageError",
@@ -61,6 +62,28 @@ class CliError(Exception):
 
 class UsageError(CliError):
     """A usage mistake; printed with ``Try 'pyqemu-img --help' for more information``."""
+
+
+class GetoptError(UsageError):
+    """An option getopt_long could not parse: ``kind`` is "missing" or "unrecognized",
+    ``option`` the option as typed ("-x", "--foo"). The message is qemu-img's."""
+
+    def __init__(self, kind: str, option: str) -> None:
+        text = "missing argument for" if kind == "missing" else "unrecognized"
+        super().__init__(f"{text} option '{option}'")
+        self.kind = kind
+        self.option = option
+
+    def glibc_message(self) -> str:
+        """The text glibc's getopt prints itself when the caller did not ask for ':'."""
+        if self.option.startswith("--"):
+            if self.kind == "missing":
+                return f"option '{self.option}' requires an argument"
+            return f"unrecognized option '{self.option}'"
+        ch = self.option[1:]
+        if self.kind == "missing":
+            return f"option requires an argument -- '{ch}'"
+        return f"invalid option -- '{ch}'"
 
 
 def error(message: str, stream: TextIO | None = None) -> None:
@@ -150,7 +173,7 @@ def getopt_long(args: Sequence[str], shortopts: str,
             exact = [lo for lo in longopts if lo.name == name]
             matches = exact or [lo for lo in longopts if lo.name.startswith(name)]
             if len({lo.key for lo in matches}) != 1 or not name:
-                raise UsageError(f"unrecognized option '{arg}'")
+                raise GetoptError("unrecognized", arg)
             lo = matches[0]
             if lo.has_arg:
                 if eq:
@@ -159,10 +182,10 @@ def getopt_long(args: Sequence[str], shortopts: str,
                     idx += 1
                     opts.append((lo.key, args[idx]))
                 else:
-                    raise UsageError(f"missing argument for option '{arg}'")
+                    raise GetoptError("missing", arg)
             else:
                 if eq:
-                    raise UsageError(f"unrecognized option '{arg}'")
+                    raise GetoptError("unrecognized", arg)
                 opts.append((lo.key, None))
             idx += 1
             continue
@@ -171,7 +194,7 @@ def getopt_long(args: Sequence[str], shortopts: str,
             while pos < len(arg):
                 ch = arg[pos]
                 if ch not in short_has_arg or ch == ":":
-                    raise UsageError(f"unrecognized option '{arg}'")
+                    raise GetoptError("unrecognized", f"-{ch}" if pos > 1 else arg)
                 if short_has_arg[ch]:
                     if pos + 1 < len(arg):
                         opts.append((ch, arg[pos + 1:]))
@@ -179,7 +202,7 @@ def getopt_long(args: Sequence[str], shortopts: str,
                         idx += 1
                         opts.append((ch, args[idx]))
                     else:
-                        raise UsageError(f"missing argument for option '-{ch}'")
+                        raise GetoptError("missing", f"-{ch}")
                     break
                 opts.append((ch, None))
                 pos += 1

@@ -10,6 +10,7 @@ from pyqemu.block.driver import Image, parse_opts
 from pyqemu.block.errors import BlockError
 from pyqemu.cli.img_common import (
     CliError,
+    GetoptError,
     LongOpt,
     check_object,
     cvtnum,
@@ -37,10 +38,18 @@ def _snapshot_param(text: str) -> str:
 
 
 def main(args: list[str]) -> int:
-    opts, operands = getopt_long(args, ":hf:O:o:l:U", [
-        LongOpt("help", False, "h"), LongOpt("image-opts", False, "image-opts"),
-        LongOpt("object", True, "object"), LongOpt("output", True, "output"),
-        LongOpt("size", True, "size"), LongOpt("force-share", False, "U")])
+    try:
+        opts, operands = getopt_long(args, ":hf:O:o:l:U", [
+            LongOpt("help", False, "h"), LongOpt("image-opts", False, "image-opts"),
+            LongOpt("object", True, "object"), LongOpt("output", True, "output"),
+            LongOpt("size", True, "size"), LongOpt("force-share", False, "U")])
+    except GetoptError as exc:
+        # measure (alone) lets getopt report the mistake and then prints the help, exit 0
+        from pyqemu.cli.img import help_text
+
+        sys.stderr.write(f"measure: {exc.glibc_message()}\n")
+        sys.stdout.write(help_text())
+        return 0
     fmt: str | None = None
     out_fmt = "raw"
     options: str | None = None
