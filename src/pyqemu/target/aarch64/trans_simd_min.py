@@ -104,10 +104,41 @@ _OPS = list(_THREE) + ["mla", "mls", "rev64", "rev32", "rev16", "neg", "abs", "x
                        "cmgt0", "cmge0", "cmle0", "cmlt0", "smaxv", "sminv", "uaddlv",
                        "saddlv", "addp_s", "uzp1", "uzp2", "zip1", "zip2", "trn1", "trn2",
                        "tbl", "tbx", "umull", "smull", "uaddl", "saddl", "usubl", "ssubl",
-                       "uaddw", "saddw", "ushll", "sshll", "dup_s", "and", "bic", "orr", "orn", "eor", "bsl", "bit", "bif", "cmeq0", "cnt",
+                       "uaddw", "saddw", "ushll", "sshll", "dup_s", "usra", "ssra", "urshr", "srshr",
+                       "ursra", "srsra", "sri", "sli", "rshrn", "uhadd", "shadd", "urhadd",
+                       "srhadd", "uhsub", "shsub", "uqadd", "sqadd", "uqsub", "sqsub",
+                       "ushl", "sshl", "uabd", "sabd", "uaba", "saba", "clz", "cls",
+                       "uaddlp", "saddlp", "uadalp", "sadalp", "rbit", "usubw", "ssubw",
+                       "uabal", "sabal", "uabdl", "sabdl", "umlal", "smlal", "umlsl",
+                       "smlsl", "and", "bic", "orr", "orn", "eor", "bsl", "bit", "bif", "cmeq0", "cnt",
                        "not", "addv", "umaxv", "uminv", "dup_elt", "dup_gen", "ins_gen",
                        "ins_elt", "ext", "movi", "shrn", "ushr", "sshr", "shl"]
 _OPNUM = {name: i for i, name in enumerate(_OPS)}
+
+
+def _shl_reg(x: int, y: int, d: int, esz: int, signed: bool) -> int:
+    """USHL/SSHL: shift by the signed low byte of the second operand."""
+    sh = _sx(y & 0xFF, 0)
+    bits = 8 << esz
+    if sh >= 0:
+        return x << sh if sh < bits else 0
+    sh = -sh
+    if sh >= bits:
+        return -1 if signed and x < 0 else 0
+    return x >> sh
+
+
+_ARITH3: dict[str, Callable[[int, int, int, int, bool], int]] = {
+    "hadd": lambda x, y, d, e, sg: (x + y) >> 1,
+    "rhadd": lambda x, y, d, e, sg: (x + y + 1) >> 1,
+    "hsub": lambda x, y, d, e, sg: (x - y) >> 1,
+    "qadd": lambda x, y, d, e, sg: x + y,
+    "qsub": lambda x, y, d, e, sg: x - y,
+    "shl": _shl_reg,
+    "abd": lambda x, y, d, e, sg: abs(x - y),
+    "aba": lambda x, y, d, e, sg: d + abs(x - y),
+}
+_ARITH3_NAMES = {p + k for k in _ARITH3 for p in "us"}
 
 
 def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: int) -> None:
@@ -187,7 +218,9 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
         old = _lanes(_vget(s, rd), 0, q)
         res = _pack([table[j] if j < len(table) else (old[k] if name == "tbx" else 0)
                      for k, j in enumerate(indices)], 0)
-    elif name in ("umull", "smull", "uaddl", "saddl", "usubl", "ssubl", "uaddw", "saddw"):
+    elif name in ("umull", "smull", "uaddl", "saddl", "usubl", "ssubl", "uaddw", "saddw",
+                  "usubw", "ssubw", "uabal", "sabal", "uabdl", "sabdl", "umlal", "smlal",
+                  "umlsl", "smlsl"):
         # q selects the upper halves of the narrow sources ("2" forms); esz = source size
         signed = name[0] == "s"
         shift = 64 if q else 0
@@ -201,13 +234,22 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
             else:
                 na = [_sx(v, esz + 1) for v in na]
             nb = [_sx(v, esz) for v in nb]
-        op_ = name[1:]  # mull, addl, subl, addw
+        op_ = name[1:]  # mull, addl, subl, addw, subw, abal, abdl, mlal, mlsl
+        acc = _lanes(_vget(s, rd), esz + 1, 1)
         if op_ == "mull":
             out = [x * y for x, y in zip(na, nb)]
         elif op_ in ("addl", "addw"):
             out = [x + y for x, y in zip(na, nb)]
-        else:
+        elif op_ in ("subl", "subw"):
             out = [x - y for x, y in zip(na, nb)]
+        elif op_ == "abdl":
+            out = [abs(x - y) for x, y in zip(na, nb)]
+        elif op_ == "abal":
+            out = [d + abs(x - y) for d, x, y in zip(acc, na, nb)]
+        elif op_ == "mlal":
+            out = [d + x * y for d, x, y in zip(acc, na, nb)]
+        else:
+            out = [d - x * y for d, x, y in zip(acc, na, nb)]
         _vset(s, rd, _pack(out, esz + 1), 1)
         return
     elif name in ("ushll", "sshll"):  # esz = source size, imm = shift, q = upper half
@@ -260,6 +302,67 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
             res = (_vget(s, rd) & M64) | (narrow << 64)
         else:
             res = narrow
+    elif name in _ARITH3_NAMES:
+        signed = name[0] == "s"
+        n_ = _lanes(vn, esz, q)
+        m_ = _lanes(vm, esz, q)
+        if signed:
+            n_ = [_sx(x, esz) for x in n_]
+            m_ = [_sx(x, esz) for x in m_]
+        d_ = [(_sx(x, esz) if signed else x) for x in _lanes(_vget(s, rd), esz, q)]
+        out = [_ARITH3[name[1:]](x, y, d, esz, signed) for x, y, d in zip(n_, m_, d_)]
+        if name[1:] in ("qadd", "qsub"):
+            lo, hi = ((-(1 << ((8 << esz) - 1)), (1 << ((8 << esz) - 1)) - 1) if signed
+                      else (0, _ones(esz)))
+            clamped = [min(max(v, lo), hi) for v in out]
+            if clamped != out:
+                s.fpsr |= 1 << 27  # FPSR.QC
+            out = clamped
+        res = _pack(out, esz)
+    elif name in ("clz", "cls", "rbit"):
+        bits = 8 << esz
+        out = []
+        for x in _lanes(vn, esz, q):
+            if name == "clz":
+                out.append(bits - x.bit_length())
+            elif name == "cls":
+                v = x ^ (_ones(esz) if x >> (bits - 1) else 0)
+                out.append(bits - 1 - v.bit_length())
+            else:
+                out.append(int(f"{x:08b}"[::-1], 2))
+        res = _pack(out, esz)
+    elif name in ("uaddlp", "saddlp", "uadalp", "sadalp"):
+        src = _lanes(vn, esz, q)
+        if name[0] == "s":
+            src = [_sx(x, esz) for x in src]
+        out = [src[2 * i] + src[2 * i + 1] for i in range(len(src) // 2)]
+        if name.endswith("alp"):
+            out = [d + v for d, v in zip(_lanes(_vget(s, rd), esz + 1, q), out)]
+        res = _pack(out, esz + 1)
+    elif name in ("usra", "ssra", "urshr", "srshr", "ursra", "srsra"):
+        signed = name[0] == "s"
+        rnd = name in ("urshr", "srshr", "ursra", "srsra")
+        src = [(_sx(x, esz) if signed else x) for x in _lanes(vn, esz, q)]
+        shifted = [((x + (1 << (imm - 1))) >> imm) if rnd else (x >> imm) for x in src]
+        if name.endswith("ra"):
+            shifted = [d + v for d, v in zip(_lanes(_vget(s, rd), esz, q), shifted)]
+        res = _pack(shifted, esz)
+    elif name in ("sri", "sli"):
+        bits = 8 << esz
+        mask = _ones(esz)
+        out = []
+        for d, x in zip(_lanes(_vget(s, rd), esz, q), _lanes(vn, esz, q)):
+            if name == "sri":
+                keep = (mask << (bits - imm)) & mask if imm else mask
+                out.append((d & keep) | (x >> imm))
+            else:
+                keep = (1 << imm) - 1
+                out.append((d & keep) | ((x << imm) & mask))
+        res = _pack(out, esz)
+    elif name == "rshrn":  # esz = destination element size, imm = shift
+        src = _lanes(_vget(s, rn), esz + 1, 1)
+        narrow = _pack([((x + (1 << (imm - 1))) >> imm) & _ones(esz) for x in src], esz)
+        res = ((_vget(s, rd) & M64) | (narrow << 64)) if q else narrow
     elif name == "ushr":
         res = _pack([x >> imm for x in _lanes(vn, esz, q)], esz)
     elif name == "sshr":
@@ -317,6 +420,22 @@ trans_SMIN_v = _three("smin", allow_d=False)
 trans_MUL_v = _three("mul", allow_d=False)
 trans_MLA_v = _three("mla", allow_d=False)
 trans_MLS_v = _three("mls", allow_d=False)
+trans_UHADD_v = _three("uhadd", allow_d=False)
+trans_SHADD_v = _three("shadd", allow_d=False)
+trans_URHADD_v = _three("urhadd", allow_d=False)
+trans_SRHADD_v = _three("srhadd", allow_d=False)
+trans_UHSUB_v = _three("uhsub", allow_d=False)
+trans_SHSUB_v = _three("shsub", allow_d=False)
+trans_UQADD_v = _three("uqadd")
+trans_SQADD_v = _three("sqadd")
+trans_UQSUB_v = _three("uqsub")
+trans_SQSUB_v = _three("sqsub")
+trans_USHL_v = _three("ushl")
+trans_SSHL_v = _three("sshl")
+trans_UABD_v = _three("uabd", allow_d=False)
+trans_SABD_v = _three("sabd", allow_d=False)
+trans_UABA_v = _three("uaba", allow_d=False)
+trans_SABA_v = _three("saba", allow_d=False)
 trans_UMIN_v = _three("umin", allow_d=False)
 
 
@@ -363,6 +482,16 @@ def _misc(op: str, max_esz: int = 3) -> Callable[[DisasContext, Any], bool]:
 
 
 trans_REV64_v = _misc("rev64", 2)
+trans_CLZ_v = _misc("clz", 2)
+trans_CLS_v = _misc("cls", 2)
+trans_UADDLP = _misc("uaddlp", 2)
+trans_SADDLP = _misc("saddlp", 2)
+trans_UADALP = _misc("uadalp", 2)
+trans_SADALP = _misc("sadalp", 2)
+
+
+def trans_RBIT_v(ctx: DisasContext, a: Any) -> bool:
+    return gen_simd(ctx, "rbit", a.rd, a.rn, 0, a.q, 0)
 trans_REV32_v = _misc("rev32", 1)
 trans_REV16_v = _misc("rev16", 0)
 trans_NEG_v = _misc("neg")
@@ -439,6 +568,11 @@ trans_UMULL_SMULL = _long("smull", "umull")
 trans_UADDL_SADDL = _long("saddl", "uaddl")
 trans_USUBL_SSUBL = _long("ssubl", "usubl")
 trans_UADDW_SADDW = _long("saddw", "uaddw")
+trans_USUBW_SSUBW = _long("ssubw", "usubw")
+trans_UABAL_SABAL = _long("sabal", "uabal")
+trans_UABDL_SABDL = _long("sabdl", "uabdl")
+trans_UMLAL_SMLAL = _long("smlal", "umlal")
+trans_UMLSL_SMLSL = _long("smlsl", "umlsl")
 
 
 def _across(op: str) -> Callable[[DisasContext, Any], bool]:
@@ -624,6 +758,28 @@ def _shr(op: str) -> Callable[[DisasContext, Any], bool]:
 
 trans_USHR = _shr("ushr")
 trans_SSHR = _shr("sshr")
+trans_USRA = _shr("usra")
+trans_SSRA = _shr("ssra")
+trans_URSHR = _shr("urshr")
+trans_SRSHR = _shr("srshr")
+trans_URSRA = _shr("ursra")
+trans_SRSRA = _shr("srsra")
+trans_SRI = _shr("sri")
+
+
+def trans_SLI(ctx: DisasContext, a: Any) -> bool:
+    if a.immh == 0 or (a.immh & 8 and not a.q):
+        return False
+    esz = _shift_esz(a.immh)
+    return gen_simd(ctx, "sli", a.rd, a.rn, 0, a.q, esz, ((a.immh << 3) | a.immb) - (8 << esz))
+
+
+def trans_RSHRN(ctx: DisasContext, a: Any) -> bool:
+    if a.immh == 0 or a.immh & 8:
+        return False
+    esz = _shift_esz(a.immh)
+    return gen_simd(ctx, "rshrn", a.rd, a.rn, 0, a.q, esz,
+                    2 * (8 << esz) - ((a.immh << 3) | a.immb))
 
 
 def _shll(op: str) -> Callable[[DisasContext, Any], bool]:
