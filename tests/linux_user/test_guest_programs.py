@@ -29,6 +29,7 @@ PROGRAMS = [
     ("floats.c", []),
     ("events.c", []),
     ("thread_signals.c", []),
+    ("posix_timer.c", []),
 ]
 #: dynamic builds run by default for these (the others are @slow: ld.so start-up costs
 #: several seconds under the python backend)

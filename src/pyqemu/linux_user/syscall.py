@@ -77,6 +77,9 @@ HOST_NR: dict[str, int] = {
     "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199, "fstatfs64": 138,
     "process_vm_readv": 310, "waitid_": 247, "fanotify_init": 300, "name_to_handle_at": 303,
     "timerfd": 283, "epoll_wait": 232, "ioprio_set": 251, "ioprio_get": 252,
+    "timer_create": 222, "timer_settime": 223, "timer_gettime": 224, "timer_getoverrun": 225,
+    "timer_delete": 226, "preadv2": 327, "pwritev2": 328, "setfsuid": 122, "setfsgid": 123,
+    "mlock2": 325,
 }
 
 
@@ -152,6 +155,12 @@ PASSTHROUGH: dict[str, str] = {
     "msync": "g i i", "mlock": "g i", "munlock": "g i", "mlockall": "i", "munlockall": "",
     "pidfd_open": "i i", "sethostname": "r@1 i", "setdomainname": "r@1 i",
     "sync_file_range": "i i i i", "readahead": "i i i", "chroot": "P", "unshare": "i",
+    # POSIX timers: struct sigevent is the same 64 bytes; SIGEV_SIGNAL raises a host
+    # signal that the forwarding handler queues to the guest, SIGEV_THREAD_ID names a
+    # host tid, which is the guest tid
+    "timer_create": "i r64 w4", "timer_settime": "i i r32 w32", "timer_gettime": "i w32",
+    "timer_getoverrun": "i", "timer_delete": "i", "setfsuid": "i", "setfsgid": "i",
+    "mlock2": "g i i",
 }
 
 _KIND = re.compile(r"^(i|s|P|g|[rw]\d+|[rw]@\d(?:x\d+)?|W\*\d)$")
@@ -517,6 +526,18 @@ def sys_preadv(t: Task, fd: int, iov: int, cnt: int, lo: int, hi: int, *_: int) 
 def sys_pwritev(t: Task, fd: int, iov: int, cnt: int, lo: int, hi: int, *_: int) -> int:
     arr, n = _iovecs(t, iov, cnt, False)
     return host_syscall("pwritev", fd, ctypes.addressof(arr), n, lo, hi)
+
+
+@syscall("preadv2", "dpdddx")
+def sys_preadv2(t: Task, fd: int, iov: int, cnt: int, lo: int, hi: int, flags: int) -> int:
+    arr, n = _iovecs(t, iov, cnt, True)
+    return host_syscall("preadv2", fd, ctypes.addressof(arr), n, lo, hi, flags)
+
+
+@syscall("pwritev2", "dpdddx")
+def sys_pwritev2(t: Task, fd: int, iov: int, cnt: int, lo: int, hi: int, flags: int) -> int:
+    arr, n = _iovecs(t, iov, cnt, False)
+    return host_syscall("pwritev2", fd, ctypes.addressof(arr), n, lo, hi, flags)
 
 
 # ---- msghdr: {name, namelen u32, iov, iovlen, control, controllen, flags u32}
