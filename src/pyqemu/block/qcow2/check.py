@@ -12,7 +12,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from pyqemu.block.driver import FIX_ERRORS, FIX_LEAKS, CheckResult
-from pyqemu.block.errors import BlockError
+from pyqemu.block.errors import BlockError, ImageFormatError
 from pyqemu.block.qcow2.format import (
     BME_TABLE_ENTRY_OFFSET_MASK,
     L1E_OFFSET_MASK,
@@ -26,6 +26,7 @@ from pyqemu.block.qcow2.format import (
 
 if TYPE_CHECKING:
     from pyqemu.block.qcow2.image import Qcow2Image
+    from pyqemu.block.qcow2.refcount import Refcounts
 
 
 class _Counter:
@@ -132,7 +133,26 @@ def _tree_refs(img: Qcow2Image, ctr: _Counter, l1_off: int, l1_size: int, active
 
 
 def check_image(img: Qcow2Image, fix: int) -> CheckResult:
-    """Check (and with ``fix`` repair) the image; messages as qemu-img prints them."""
+    """Check (and with ``fix`` repair) the image; messages as qemu-img prints them.
+
+    With FIX_ERRORS, damaged refcount structures (or refcounts below the real reference
+    count) are rebuilt from scratch after the metadata, as QEMU's -r all does.
+    """
+    if fix & FIX_ERRORS and not img.readonly:
+        pre, rebuild = _check(img, 0)
+        if rebuild:
+            from pyqemu.block.qcow2.amend import change_refcount_order
+
+            change_refcount_order(img, img.header.refcount_order)
+            post, _ = _check(img, FIX_LEAKS | FIX_ERRORS)
+            post.messages = [*pre.messages, "Rebuilding refcount structure", *post.messages]
+            post.corruptions_fixed = pre.corruptions
+            post.leaks_fixed = pre.leaks
+            return post
+    return _check(img, fix)[0]
+
+
+def _check(img: Qcow2Image, fix: int) -> tuple[CheckResult, bool]:
     res = CheckResult()
     res.allocated_clusters = 0
     res.fragmented_clusters = 0
@@ -156,16 +176,24 @@ def check_image(img: Qcow2Image, fix: int) -> CheckResult:
     rc = img.rc
     ctr.inc(rc.table_offset, rc.table_clusters * cs)
     fsize = img.file.size()
+    structure_errors = False
     for ti, ent in enumerate(rc.table):
         off = ent & REFT_OFFSET_MASK
+        if ent & 0x1FF:
+            res.messages.append(f"ERROR refcount table entry {ti} has reserved bits set")
+            res.corruptions += 1
+            structure_errors = True
+            continue
         if not off:
             continue
         if off & (cs - 1):
+            structure_errors = True
             res.messages.append(f"ERROR refcount block {ti} is not cluster aligned; "
                                 "refcount table entry corrupted")
             res.corruptions += 1
             continue
         if off >= fsize and off not in rc.blocks:
+            structure_errors = True
             res.messages.append(f"ERROR refcount block {ti} is outside image")
             res.corruptions += 1
             continue
@@ -187,13 +215,18 @@ def check_image(img: Qcow2Image, fix: int) -> CheckResult:
     highest = -1
     fixed_any = False
     # as QEMU: refcount errors can only be repaired by -r all (rebuilding the refcounts)
-    needs_rebuild = any(rc.get(c) < r for c, r in ctr.refs.items()
-                        if c < nb and r <= rc.max_refcount)
+    needs_rebuild = structure_errors or any(
+        _safe_get(rc, c) < r for c, r in ctr.refs.items() if c < nb and r <= rc.max_refcount)
     asked = fix
     if needs_rebuild and not fix & FIX_ERRORS:
         fix = 0
     for c in range(nb):
-        stored = rc.get(c)
+        try:
+            stored = rc.get(c)
+        except ImageFormatError as exc:
+            res.messages.append(f"Can't get refcount for cluster {c}: {exc}")
+            res.check_errors += 1
+            continue
         ref = ctr.refs.get(c, 0)
         if stored or ref:
             highest = c
@@ -225,10 +258,10 @@ def check_image(img: Qcow2Image, fix: int) -> CheckResult:
         res.messages.append("ERROR need to rebuild refcount structures")
         res.check_errors += 1
         res.image_end_offset = (highest + 1) * cs
-        return res
+        return res, needs_rebuild
     # OFLAG_COPIED
     for l1i, ent, off in l2_copied:
-        r = rc.get(off >> img.cluster_bits)
+        r = _safe_get(rc, off >> img.cluster_bits)
         if (r == 1) != bool(ent & OFLAG_COPIED):
             if fix & FIX_ERRORS:
                 img.l1[l1i] = (ent | OFLAG_COPIED) if r == 1 else (ent & ~OFLAG_COPIED)
@@ -242,7 +275,7 @@ def check_image(img: Qcow2Image, fix: int) -> CheckResult:
                                     f"l1_entry={ent:x} refcount={r}")
                 res.corruptions += 1
     bad_data = [(e, host) for e, host in data_copied
-                if (rc.get(host >> img.cluster_bits) == 1) != bool(e & OFLAG_COPIED)]
+                if (_safe_get(rc, host >> img.cluster_bits) == 1) != bool(e & OFLAG_COPIED)]
     if bad_data:
         if fix & FIX_ERRORS:
             n = _fix_copied(img)
@@ -250,11 +283,11 @@ def check_image(img: Qcow2Image, fix: int) -> CheckResult:
             fixed_any = True
             for e, host in bad_data:
                 res.messages.append(f"Repairing OFLAG_COPIED data cluster: l2_entry={e:x} "
-                                    f"refcount={rc.get(host >> img.cluster_bits)}")
+                                    f"refcount={_safe_get(rc, host >> img.cluster_bits)}")
         else:
             for e, host in bad_data:
                 res.messages.append(f"ERROR OFLAG_COPIED data cluster: l2_entry={e:x} "
-                                    f"refcount={rc.get(host >> img.cluster_bits)}")
+                                    f"refcount={_safe_get(rc, host >> img.cluster_bits)}")
                 res.corruptions += 1
     if fixed_any:
         if img.readonly:
@@ -264,7 +297,14 @@ def check_image(img: Qcow2Image, fix: int) -> CheckResult:
     if img.data_file is not None:
         res.image_end_offset = max(res.image_end_offset, cs)
     _ = OFLAG_ZERO
-    return res
+    return res, needs_rebuild
+
+
+def _safe_get(rc: Refcounts, c: int) -> int:
+    try:
+        return rc.get(c)
+    except ImageFormatError:
+        return -1
 
 
 def _fix_copied(img: Qcow2Image) -> int:
@@ -282,7 +322,7 @@ def _fix_copied(img: Qcow2Image) -> int:
             host = e & L2E_OFFSET_MASK
             if e & OFLAG_COMPRESSED or not host:
                 continue
-            want = img.rc.get(host >> img.cluster_bits) == 1
+            want = _safe_get(img.rc, host >> img.cluster_bits) == 1
             if want != bool(e & OFLAG_COPIED):
                 tbl[i] = (e | OFLAG_COPIED) if want else (e & ~OFLAG_COPIED)
                 touched = True

@@ -99,7 +99,7 @@ class Refcounts:
             return None
         blk = self.blocks.get(off)
         if blk is None:
-            if off & (self.cluster_size - 1) or ent & 0x1FF:
+            if off & (self.cluster_size - 1):
                 raise ImageFormatError(
                     f"Refblock offset {off:#x} unaligned (reftable index: {ti:#x})")
             blk = unpack_refblock(self.file.pread(off, self.cluster_size), self.order,
