@@ -97,7 +97,17 @@ def help_text() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``pyqemu-img``; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    return run_command(_dispatch, args)
+    rc = run_command(_dispatch, args)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # a reader such as "| head" went away: do not let the interpreter complain
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        rc = rc or 1
+    return rc
 
 
 def _dispatch(args: list[str]) -> int:
