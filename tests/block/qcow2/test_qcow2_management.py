@@ -510,7 +510,7 @@ def test_check_rebuilds_damaged_refcount_table(tmp_path: Any) -> None:
     with open(path, "r+b") as f:
         f.seek(0x10000)
         f.write(struct.pack(">Q", 0x20100))
-    rc, lines, js = _qemu_check_lines(path)
+    _rc, lines, js = _qemu_check_lines(path)
     img = qopen(path, readonly=True)
     try:
         res = img.check(0)
