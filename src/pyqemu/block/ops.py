@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from queue import Empty, Full, Queue
+from typing import TypeVar
 
 from pyqemu.block.driver import Image
 from pyqemu.block.errors import BlockError
@@ -417,7 +420,8 @@ class _Convert:
     def __init__(self, sources: Sequence[Image], target: Image, *, min_sparse: int,
                  compressed: bool, target_is_new: bool, target_has_backing: bool,
                  target_is_zero: bool, salvage: bool, rate_limit: int,
-                 progress: Progress, warn: Warn | None, buf_size: int) -> None:
+                 progress: Progress, warn: Warn | None, buf_size: int,
+                 prefetch: bool = True) -> None:
         self.src = list(sources)
         self.src_sectors = [image_length(s) // SECTOR for s in self.src]
         self.src_alignment = [max(1, (s.cluster_size or SECTOR) // SECTOR) for s in self.src]
@@ -443,6 +447,8 @@ class _Convert:
         else:
             self.target_backing_sectors = -1
         self.sizes = _Sizes()
+        #: read ahead in a helper thread (not for -r: the rate applies to writes only)
+        self.prefetch = prefetch and rate_limit <= 0
         self.status = _BLK_DATA
         self.sector_next_status = 0
         self.allocated_sectors = 0
@@ -597,30 +603,92 @@ class _Convert:
                     self.allocated_sectors += n
                 sector_num += n
             self.sector_next_status = 0
-        sector_num = 0
-        while sector_num < self.total_sectors:
-            n = self.iteration_sectors(sector_num)
-            status = self.status
-            if not self.min_sparse and status == _BLK_ZERO:
-                n = min(n, self.buf_sectors)
-            if status == _BLK_DATA or (not self.min_sparse and status == _BLK_ZERO):
+        requests = self.requests()
+        if self.prefetch:
+            requests = _prefetched(requests, depth=4)
+        for sector_num, n, status, counts, buf in requests:
+            if counts:
                 self.allocated_done += n
                 if self.allocated_sectors:
                     self.progress(100.0 * self.allocated_done / self.allocated_sectors, 0)
-            if status == _BLK_DATA:
-                buf = self.read(sector_num, n)
-            elif not self.min_sparse and status == _BLK_ZERO:
-                status = _BLK_DATA
-                buf = _ZERO[:n * SECTOR] if n * SECTOR <= len(_ZERO) else bytes(n * SECTOR)
-            else:
-                buf = b""
+            if isinstance(buf, BaseException):
+                raise buf
             try:
                 self.write(sector_num, n, buf, status)
             except BlockError as exc:
                 raise BlockError(
                     f"error while writing at byte {sector_num * SECTOR}: {exc}"
                 ) from exc
+
+    def requests(self) -> Iterator[tuple[int, int, int, bool, bytes | BaseException]]:
+        """The copy requests in order: (sector, count, status, counts for progress,
+        data read or the read error)."""
+        sector_num = 0
+        while sector_num < self.total_sectors:
+            n = self.iteration_sectors(sector_num)
+            status = self.status
+            if not self.min_sparse and status == _BLK_ZERO:
+                n = min(n, self.buf_sectors)
+            counts = status == _BLK_DATA or (not self.min_sparse and status == _BLK_ZERO)
+            buf: bytes | BaseException
+            if status == _BLK_DATA:
+                try:
+                    buf = self.read(sector_num, n)
+                except BlockError as exc:
+                    buf = exc
+            elif not self.min_sparse and status == _BLK_ZERO:
+                status = _BLK_DATA
+                buf = _ZERO[:n * SECTOR] if n * SECTOR <= len(_ZERO) else bytes(n * SECTOR)
+            else:
+                buf = b""
+            yield sector_num, n, status, counts, buf
             sector_num += n
+
+
+_T = TypeVar("_T")
+
+
+def _prefetched(items: Iterator[_T], depth: int) -> Iterator[_T]:
+    """Run ``items`` in a helper thread, ``depth`` items ahead of the consumer: reading
+    the sources (block status, decompression, host reads: the GIL is released in the
+    system calls) overlaps with writing the target, as qemu-img's parallel requests do.
+    Only the helper thread touches the sources; the caller only the target."""
+    queue: Queue[tuple[bool, object]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        queue.put((True, item), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put((False, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            queue.put((False, exc))
+
+    worker = threading.Thread(target=produce, name="convert-read", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, value = queue.get()
+            if not more:
+                if isinstance(value, BaseException):
+                    raise value
+                return
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                queue.get_nowait()
+            except Empty:
+                pass
+            worker.join(timeout=0.05)
 
 
 def _needs_compressed_writes(img: Image) -> bool:
@@ -648,14 +716,16 @@ def convert(sources: Sequence[Image], target: Image, *, min_sparse: int = 4096,
             compressed: bool = False, target_is_new: bool = True,
             target_has_backing: bool = False, target_is_zero: bool = False,
             salvage: bool = False, rate_limit: int = 0, progress: Progress | None = None,
-            warn: Warn | None = None, buf_size: int = IO_BUF_SIZE) -> None:
+            warn: Warn | None = None, buf_size: int = IO_BUF_SIZE,
+            prefetch: bool = True) -> None:
     """Copy the concatenation of ``sources`` into ``target`` (qemu-img convert).
 
     ``min_sparse`` (bytes, multiple of 512; 0 = fully allocate) is -S: zero runs at least
     that long become zero/unallocated areas. ``target_has_backing`` (-B) leaves areas the
     sources' top layer does not allocate unallocated; ``target_is_new`` with a target that
     reads as zeroes (or ``target_is_zero``) skips zero writes. ``compressed`` (-c) writes
-    whole clusters with ``write_compressed``.
+    whole clusters with ``write_compressed``. ``prefetch`` reads the sources in a helper
+    thread while the target is written (the sources must not be used meanwhile).
     """
     if min_sparse < 0 or min_sparse % SECTOR or min_sparse // SECTOR > MAX_BUF_SECTORS:
         raise BlockError(
@@ -674,7 +744,7 @@ def convert(sources: Sequence[Image], target: Image, *, min_sparse: int = 4096,
                      target_is_new=target_is_new, target_has_backing=target_has_backing,
                      target_is_zero=target_is_zero, salvage=salvage, rate_limit=rate_limit,
                      progress=progress or _no_progress, warn=warn,
-                     buf_size=max(buf_size, IO_BUF_SIZE))
+                     buf_size=max(buf_size, IO_BUF_SIZE), prefetch=prefetch)
     state.run()
     if state.compressed:
         _compressed_eof(target)
