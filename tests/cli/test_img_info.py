@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from _pyqemu_block_fixtures import require_format  # registered by tests/cli/conftest.py
 
 FORMATS = ["raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc"]
@@ -79,3 +78,17 @@ def test_info_of_pyqemu_raw_equals_qemu(pyqemu_img, qemu_img, in_tmp) -> None:
     pyqemu_img.run("create", "-q", "-f", "raw", "p.raw", "3M").ok()
     _same(["info", "p.raw"], pyqemu_img, qemu_img)
     _same(["info", "--output=json", "p.raw"], pyqemu_img, qemu_img)
+
+
+@pytest.mark.parametrize("output", ["human", "json"])
+def test_info_dirty_qcow2(output, pyqemu_img, qemu_img, in_tmp) -> None:
+    """A qcow2 image left with its dirty bit set (lazy refcounts, not closed cleanly)."""
+    import struct
+
+    require_format("qcow2")
+    qemu_img.create("qcow2", "d.qcow2", "1M", lazy_refcounts="on")
+    data = bytearray((in_tmp / "d.qcow2").read_bytes())
+    incompatible = struct.unpack(">Q", data[72:80])[0] | 1  # bit 0: dirty
+    data[72:80] = struct.pack(">Q", incompatible)
+    (in_tmp / "d.qcow2").write_bytes(bytes(data))
+    _same(["info", f"--output={output}", "d.qcow2"], pyqemu_img, qemu_img)
