@@ -529,3 +529,34 @@ def test_check_rebuilds_damaged_refcount_table(tmp_path: Any) -> None:
     expect[:65536] = b"\x01" * 65536
     expect[512 * 1024:612 * 1024] = b"\x02" * 102400
     assert qemu_raw(path, str(tmp_path)) == bytes(expect)
+
+
+def test_unknown_header_extension_preserved(tmp_path: Any) -> None:
+    """Header rewrites (amend, lazy-refcount dirty bit) keep unknown extensions."""
+    path = str(tmp_path / "a.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", path, "1M")
+    with open(path, "r+b") as f:
+        hdr = bytearray(f.read(4096))
+        # insert an unknown extension before the end marker of the extension area
+        off = 112
+        while True:
+            t, n = struct.unpack_from(">II", hdr, off)
+            if t == 0:
+                break
+            off += 8 + (n + 7) // 8 * 8
+        ext = struct.pack(">II", 0x12345678, 5) + b"hello\0\0\0"
+        hdr[off:off + 8] = ext + bytes(8)
+        f.seek(0)
+        f.write(hdr)
+    assert_qemu_check_clean(path)
+    img = qopen(path)
+    try:
+        img.amend({"lazy_refcounts": True})
+        img.write(0, b"\x05" * 4096)
+    finally:
+        img.close()
+    with open(path, "rb") as f:
+        assert ext in f.read(4096)
+    assert_qemu_check_clean(path)
+    info = json.loads(run("qemu-img", "info", "--output=json", path).stdout)
+    assert info["format-specific"]["data"]["lazy-refcounts"] is True

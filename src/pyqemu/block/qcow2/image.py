@@ -197,9 +197,10 @@ class Qcow2Image(Image):
     # ---- probe / open ----------------------------------------------------------------
     @classmethod
     def probe(cls, header: bytes, filename: str) -> int:
-        if len(header) >= 8 and struct.unpack_from(">II", header) [0] == 0x514649FB and \
-                struct.unpack_from(">I", header, 4)[0] >= 2:
-            return 100
+        if len(header) >= 8:
+            magic, version = struct.unpack_from(">II", header)
+            if magic == 0x514649FB and version >= 2:
+                return 100
         return 0
 
     @classmethod
@@ -965,6 +966,8 @@ class Qcow2Image(Image):
         if length == 0:
             return BlockStatus(offset, 0, False, False, False)
         hname = self._host_file().path
+        # bound the scan (map asks again for the rest), as QEMU's per-call limit does
+        length = min(length, max(1 << 30, self.csize << self.l2_bits))
         for g, n, kind, host in self._merged(offset, length):
             hoff = host if host >= 0 else None
             hfile = hname if host >= 0 else None
