@@ -44,3 +44,18 @@ def test_probe_odd_files_like_qemu(content, tmp_path, monkeypatch, qemu_img,
     import json
 
     assert probe_format(str(path)) == json.loads(theirs.out)["format"]
+
+
+def test_registry_lists_the_format_modules_that_exist() -> None:
+    """Every format module present registers its Image class; a module that fails to
+    import is recorded (not hidden) so a broken format is noticed."""
+    import importlib.util
+
+    from pyqemu.block import FORMAT_MODULES
+
+    present = [m for m in FORMAT_MODULES
+               if importlib.util.find_spec(f"pyqemu.block.{m}") is not None]
+    assert FORMATS.errors == {}
+    assert sorted(present) == sorted(FORMATS)
+    for name, cls in FORMATS.items():
+        assert cls.format_name == name
