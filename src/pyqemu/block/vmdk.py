@@ -762,8 +762,8 @@ class VmdkImage(Image):
         l1_index, l2_index, l2_offset = meta
         raw = struct.pack("<I", value)
         ext.pwrite(l2_offset * SECTOR + l2_index * 4, raw)
-        if ext.l1_backup_table is not None:
-            b_off = ext.l1_backup_entry(l1_index)
+        b_off = ext.l1_backup_entry(l1_index)
+        if b_off:  # (QEMU would write a missing backup table over the header)
             ext.pwrite(b_off * SECTOR + l2_index * 4, raw)
             cached = ext._l2_cache.get(b_off)
             if cached is not None:
