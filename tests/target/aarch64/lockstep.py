@@ -24,8 +24,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import unicorn as U
-from unicorn import arm64_const as A
+import pytest
+
+U = pytest.importorskip("unicorn", reason="unicorn not installed (pip install .[test])")
+A = pytest.importorskip("unicorn.arm64_const")
 
 from pyqemu.accel.tcg.context import TCGContext
 from pyqemu.accel.tcg.cpu_exec import cpu_exec
