@@ -256,9 +256,8 @@ def test_sparse_detection_random_layouts(seed: int, tmp_path: pathlib.Path, qemu
         kind = rng.random()
         if kind < 0.45:
             data[pos:pos + run] = rng.randbytes(min(run, size - pos))
-        elif kind < 0.55:  # a lone non-zero byte in an otherwise zero run
-            if pos + run // 2 < size:
-                data[pos + run // 2] = 1
+        elif kind < 0.55 and pos + run // 2 < size:  # a lone non-zero byte in zeroes
+            data[pos + run // 2] = 1
         pos += run
     src = tmp_path / "src.raw"
     if seed % 2:
