@@ -111,6 +111,20 @@ def test_dump_state_format_matches_qemu(idregs_bin: Path, tmp_path: Path) -> Non
     assert cpu.dump_state(s, fpu=True) == qemu_dump
 
 
+@pytest.mark.parametrize("model", ["max", "cortex-a72"])
+def test_dump_state_cpu_only_matches_qemu(idregs_bin: Path, tmp_path: Path, model: str
+                                          ) -> None:
+    log = tmp_path / "log"
+    subprocess.run(["qemu-aarch64", "-cpu", model, "-d", "cpu", "-D", str(log),
+                    str(idregs_bin)], check=True, capture_output=True)
+    qemu_dump = " PC=" + log.read_text().split(" PC=")[1]
+    s = cpu.CPUARMState()
+    cpu.reset_state(s)
+    s.pc = int(re.search(r"PC=([0-9a-f]+)", qemu_dump).group(1), 16)  # type: ignore[union-attr]
+    s.sp = int(re.search(r"SP=([0-9a-f]+)", qemu_dump).group(1), 16)  # type: ignore[union-attr]
+    assert cpu.dump_state(s, model=cpu.cpu_model(model)) == qemu_dump
+
+
 def test_pstate_roundtrip() -> None:
     s = cpu.CPUARMState()
     for v in range(16):

@@ -396,8 +396,12 @@ ELF_PLATFORM = "aarch64"  # AT_PLATFORM string
 
 # --------------------------------------------------------------------------- logging
 
-def dump_state(s: CPUARMState, fpu: bool = False) -> str:
-    """Register dump in the format of QEMU's ``-d cpu`` (``fpu``: also -d fpu part)."""
+def dump_state(s: CPUARMState, fpu: bool = False, model: ARMCPUModel | None = None) -> str:
+    """Register dump in the format of QEMU's ``-d cpu`` (``fpu``: also the -d fpu part).
+
+    Like QEMU, SVCR and BTYPE are shown when the CPU model has SME / BTI (pyqemu keeps
+    both at zero); the FP part always uses the Q-register layout (no SVE state).
+    """
     out = [f" PC={s.pc:016x} "]
     for i in range(31):
         out.append(f"X{i:02d}={s.xregs[i]:016x}" + (" " if (i + 2) % 3 else "\n"))
@@ -406,6 +410,10 @@ def dump_state(s: CPUARMState, fpu: bool = False) -> str:
     flags = "".join(ch if psr & (1 << bit) else "-"
                     for ch, bit in (("N", 31), ("Z", 30), ("C", 29), ("V", 28)))
     out.append(f"PSTATE={psr:08x} {flags} EL0t")
+    if model is not None and "sme" in model.features:
+        out.append("  SVCR=00000000 --")
+    if model is not None and "bti" in model.features:
+        out.append(f"  BTYPE={s.btype & 3}")
     if not fpu:
         out.append("\n")
         return "".join(out)

@@ -462,7 +462,7 @@ class AArch64Frontend:
     def dump_state(self, cpu: VCPULike, fpu: bool = False) -> str:
         """``-d cpu`` (``fpu``: ``-d cpu,fpu``, with FPCR/FPSR and Q registers)."""
         assert isinstance(cpu.state, CPUARMState)
-        return cpu_mod.dump_state(cpu.state, fpu=fpu)
+        return cpu_mod.dump_state(cpu.state, fpu=fpu, model=self.model)
 
     def reset(self, state: CPUARMState) -> None:
         """Architectural reset of a fresh state (PSTATE.Z set, monitor clear)."""
