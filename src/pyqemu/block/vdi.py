@@ -122,9 +122,10 @@ class VdiImage(Image):
     # ---- registry hooks ------------------------------------------------------------
     @classmethod
     def probe(cls, header: bytes, filename: str) -> int:
-        if len(header) < _HEADER.size:
-            return 0
-        (sig,) = struct.unpack_from("<I", header, 0x40)
+        # QEMU probes a 512-byte buffer that reads as zeroes past EOF, so a short file
+        # with the signature is still a vdi candidate.
+        (sig,) = struct.unpack_from("<I", header[:_HEADER.size].ljust(_HEADER.size, b"\0"),
+                                    0x40)
         return 100 if sig == VDI_SIGNATURE else 0
 
     @classmethod

@@ -423,14 +423,38 @@ def test_write_updates_cid_once(tmp_path, qemu_img):
     assert qemu_img.check(img, "vmdk")[0] == 0
 
 
-def test_probe(tmp_path, qemu_img):
+PROBE_SAMPLES = [
+    b"#c\n  \nversion=1\r\ncreateType=\"x\"\n",
+    b"version=2\n",
+    b"version=4\n",
+    b"  x\nversion=1\n",
+    b"# only a comment",
+    b"hello world, not an image",
+    b"KDMV" + bytes(600),
+    b"COWD" + bytes(600),
+    b"KDM",
+]
+
+
+@pytest.mark.parametrize("sample", PROBE_SAMPLES, ids=range(len(PROBE_SAMPLES)))
+def test_probe_agrees_with_qemu(tmp_path, qemu_img, sample):
+    """Our probe says vmdk exactly when qemu-img's probing picks the vmdk driver."""
+    img = tmp_path / "p.img"
+    img.write_bytes(sample)
+    res = qemu_img.run("info", "--output=json", str(img))
+    forced = qemu_img.run("info", "--output=json", "-f", "vmdk", str(img))
+    # probed as vmdk: it opened as vmdk, or failed exactly as forcing vmdk fails
+    qemu_says_vmdk = ('"format": "vmdk"' in res.out) or (
+        res.rc != 0 and (res.rc, res.err) == (forced.rc, forced.err))
+    assert (VmdkImage.probe(sample[:512], str(img)) == 100) == qemu_says_vmdk, res.err
+
+
+def test_probe_real_images(tmp_path, qemu_img):
     for sub in ("monolithicSparse", "twoGbMaxExtentFlat"):
         img = str(tmp_path / f"{sub}.vmdk")
         qemu_img.create("vmdk", img, MiB, subformat=sub)
-        assert VmdkImage.probe(Path(img).read_bytes()[:2048], img) == 100
-    assert VmdkImage.probe(b"#c\n  \nversion=1\r\n", "x") == 100
-    assert VmdkImage.probe(b"hello", "x") == 0
-    assert VmdkImage.probe(b"KDM", "x") == 0
+        assert VmdkImage.probe(Path(img).read_bytes()[:512], img) == 100
+        assert qemu_img.info(img)["format"] == "vmdk"
 
 
 OPS = st.lists(
