@@ -315,7 +315,7 @@ def test_compare_random_differences(seed: int, tmp_path: pathlib.Path, qemu_img:
             assert (p.rc, p.out, p.err) == (q.rc, q.out, q.err)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 def test_rebase_random_backings(seed: int, tmp_path: pathlib.Path, qemu_img: Any,
                                 qemu_io: Any, pyqemu_img: Any) -> None:
     """Safe rebase between random old and new backing files (of random sizes): the
@@ -359,3 +359,38 @@ def _present(mapping: list[dict[str, Any]]) -> list[tuple[int, int]]:
         else:
             out.append((ext["start"], ext["start"] + ext["length"]))
     return out
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_commit_random_chains(seed: int, tmp_path: pathlib.Path, qemu_img: Any,
+                              qemu_io: Any, pyqemu_img: Any) -> None:
+    """commit (plain, -d, -b base) of random 3-deep chains of random sizes: content and
+    per-layer allocation as qemu-img leaves them."""
+    import random
+
+    rng = random.Random(3000 + seed)
+    sizes = [rng.choice([1, 2, 3]) << 20 for _ in range(3)]
+    def one_write(size: int) -> str:
+        length = rng.choice([4096, 65536, 131072])
+        how = "-z" if rng.random() < 0.2 else f"-P {rng.randint(0, 9)}"
+        return f"write {how} {rng.randrange(0, size - length, 4096)} {length}"
+
+    writes = [[one_write(s) for _ in range(rng.randint(1, 6))] for s in sizes]
+    mode = rng.choice([[], ["-d"], ["-b", "BASE"]])
+    chains = {}
+    for who in ("p", "q"):
+        names = [str(tmp_path / f"{who}-{i}.qcow2") for i in range(3)]
+        qemu_img.create("qcow2", names[0], sizes[0])
+        for i in (1, 2):
+            qemu_img.create("qcow2", names[i], sizes[i], "-b", names[i - 1], "-F", "qcow2")
+        for name, cmds in zip(names, writes):
+            qemu_io.run(name, *cmds).ok()
+        chains[who] = names
+    expect = str(tmp_path / "expect.raw")
+    qemu_img.run("convert", "-O", "raw", chains["p"][2], expect).ok()
+    for who, tool in (("p", pyqemu_img), ("q", qemu_img)):
+        args = [chains[who][0] if a == "BASE" else a for a in mode]
+        tool.run("commit", *args, chains[who][2]).ok()
+    assert qemu_img.compare(chains["p"][2], expect).rc == 0
+    for mine, real in zip(chains["p"], chains["q"]):
+        assert _merge(qemu_img.map(mine)) == _merge(qemu_img.map(real)), mode

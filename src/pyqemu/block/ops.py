@@ -792,8 +792,14 @@ def commit(top: Image, base: Image | None = None, *, drop: bool = False,
     if base.readonly:
         raise BlockError(f"Could not reopen '{base.filename}' read-write")
     length = image_length(top)
-    if image_length(base) < length:
+    old_length = image_length(base)
+    if old_length < length:
         base.truncate(length)
+        # bdrv_co_truncate: growing an image whose backing file is longer than it was
+        # must not let the backing file's data show through (BDRV_REQ_ZERO_WRITE)
+        below = base.backing
+        if below is not None and image_length(below) > old_length:
+            base.write_zeroes(old_length, length - old_length)
     rate = _RateLimit(rate_limit)
     # the dirty map: ranges allocated above base
     dirty: list[tuple[int, int]] = []
