@@ -65,6 +65,10 @@ MUTATIONS: dict[str, Callable[[bytearray], bytes | bytearray]] = {
     "reftable_beyond_eof": lambda b: (_put(b, 48, ">Q", 1 << 40), b)[1],
     "refblock_unaligned": lambda b: (_put(b, 0x10000, ">Q", 0x20100), b)[1],
     "refblock_beyond_eof": lambda b: (_put(b, 0x10000, ">Q", 1 << 40), b)[1],
+    # found by fuzz/fuzz_qcow2.py: an offset too large for pread
+    "refblock_offset_huge": lambda b: (_put(b, 0x10000, ">Q", 0xFFFFFFFFFFFF0000), b)[1],
+    "snapshot_l1_offset_huge": lambda b: (_put(b, struct.unpack_from(">Q", b, 64)[0], ">Q",
+                                               0xFFFFFFFFFFFF0000), b)[1],
     "crypt_aes": lambda b: (_put(b, 32, ">I", 1), b)[1],
     "crypt_luks": lambda b: (_put(b, 32, ">I", 2), b)[1],
     "crypt_unknown": lambda b: (_put(b, 32, ">I", 7), b)[1],

@@ -275,7 +275,8 @@ class Qcow2Image(Image):
                                   min(fsize - h.snapshots_offset, h.nb_snapshots * 132000))
             self.snapshots = parse_snapshot_table(buf, h.nb_snapshots, h.version)
             for sn in self.snapshots:
-                if sn.l1_table_offset % cs or sn.l1_size > MAX_L1_SIZE // 8:
+                if sn.l1_table_offset % cs or sn.l1_size > MAX_L1_SIZE // 8 or \
+                        sn.l1_table_offset >= 1 << 62:
                     raise ImageFormatError("Snapshot L1 table offset invalid")
         # bitmaps
         if h.bitmaps_ext is not None and h.autoclear_features & AUTOCLEAR_BITMAPS:
@@ -283,6 +284,10 @@ class Qcow2Image(Image):
             if nb > 65535 or dsize > 64 << 20 or doff % cs or doff + dsize > fsize:
                 raise ImageFormatError("Invalid bitmap directory")
             self.bitmaps = parse_bitmap_directory(self.file.pread(doff, dsize), nb)
+            for bm in self.bitmaps:
+                if bm.table_offset % cs or bm.table_offset >= 1 << 62 or \
+                        bm.table_size > (64 << 20) // 8 or not 9 <= bm.granularity_bits <= 31:
+                    raise ImageFormatError(f"Bitmap '{bm.name}' has an invalid bitmap table")
         elif h.bitmaps_ext is not None:
             h.bitmaps_ext = None  # stale (autoclear bit cleared by an old writer)
         # external data file

@@ -99,6 +99,9 @@ class Refcounts:
             return None
         blk = self.blocks.get(off)
         if blk is None:
+            if off >= 1 << 62:
+                raise ImageFormatError(
+                    f"Refblock offset {off:#x} is invalid (reftable index: {ti:#x})")
             if off & (self.cluster_size - 1):
                 raise ImageFormatError(
                     f"Refblock offset {off:#x} unaligned (reftable index: {ti:#x})")
