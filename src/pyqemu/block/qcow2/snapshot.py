@@ -163,6 +163,9 @@ def snapshot_list(img: Qcow2Image) -> list[SnapshotInfo]:
 
 def snapshot_create(img: Qcow2Image, name: str) -> None:
     img._writable()
+    if img.data_file is not None:
+        # qemu-img prints "Could not create snapshot 'NAME': -95 (Operation not supported)"
+        raise BlockError("-95 (Operation not supported)")
     if len(img.snapshots) >= MAX_SNAPSHOTS:
         raise BlockError("Too many snapshots")
     img.flush()
