@@ -43,6 +43,9 @@ def _vdi(static: bool):
 @pytest.mark.parametrize("static", [False, True])
 @pytest.mark.parametrize("cmd", [
     ("info", "--output=json", "i.vdi"),
+    ("info", "i.vdi"),
+    ("map", "i.vdi"),
+    ("check", "i.vdi"),
     ("map", "--output=json", "i.vdi"),
     ("check", "--output=json", "i.vdi"),
     ("check", "-r", "leaks", "i.vdi"),

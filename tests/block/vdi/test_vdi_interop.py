@@ -240,7 +240,7 @@ OPS = st.lists(
     min_size=1, max_size=6)
 
 
-@settings(max_examples=8, deadline=None,
+@settings(max_examples=8, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS, static=st.booleans())
 def test_random_writes_match_model(tmp_path_factory, qemu_img, ops, static):

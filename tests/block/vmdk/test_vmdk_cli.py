@@ -173,3 +173,23 @@ def test_extent_files_are_locked(tmp_path, qemu_img, qemu_io):
     assert "lock" not in (res.out + res.err).lower()  # released on close
     res = qemu_io.run(img, f"read -v {2 * (1 << 30) + 5} 4", fmt="vmdk").ok()
     assert "68 65 6c 64" in res.out
+
+
+def test_corrupt_check_output(tmp_path, qemu_img, pyqemu_img):
+    """A grain past EOF: same ERROR line, message and exit code from both tools."""
+    def setup(d: Path) -> None:
+        subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", "i.vmdk", "1M"], cwd=d,
+                       check=True)
+        subprocess.run(["qemu-io", "-c", "write 0 128k", "i.vmdk"], cwd=d, check=True,
+                       capture_output=True)
+        with open(d / "i.vmdk", "r+b") as fh:
+            data = bytearray(fh.read())
+            gd = int.from_bytes(data[56:64], "little") * 512
+            gt = int.from_bytes(data[gd:gd + 4], "little") * 512
+            data[gt + 4:gt + 8] = (0x100000).to_bytes(4, "little")
+            fh.seek(0)
+            fh.write(data)
+    for args in (("check", "i.vmdk"), ("check", "--output=json", "i.vmdk")):
+        sub = tmp_path / args[1].strip("-=")
+        sub.mkdir()
+        _same(qemu_img, pyqemu_img, sub, setup, *args)
