@@ -394,3 +394,38 @@ def test_commit_random_chains(seed: int, tmp_path: pathlib.Path, qemu_img: Any,
     assert qemu_img.compare(chains["p"][2], expect).rc == 0
     for mine, real in zip(chains["p"], chains["q"]):
         assert _merge(qemu_img.map(mine)) == _merge(qemu_img.map(real)), mode
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_convert_random_chains(seed: int, tmp_path: pathlib.Path, qemu_img: Any,
+                               qemu_io: Any, pyqemu_img: Any) -> None:
+    """convert of random backing chains with random options (-B, -S, -c, -O): the
+    output files are byte-identical to qemu-img's."""
+    import random
+
+    rng = random.Random(4000 + seed)
+    sizes = [rng.choice([1, 2, 3]) << 20 for _ in range(rng.choice([2, 3]))]
+
+    def one_write(size: int) -> str:
+        length = rng.choice([512, 4096, 65536, 131072])
+        how = rng.choice(["-z", "-P 0", f"-P {rng.randint(1, 9)}", f"-P {rng.randint(1, 9)}"])
+        return f"write {how} {rng.randrange(0, size - length, 512)} {length}"
+
+    names = [str(tmp_path / f"l{i}.qcow2") for i in range(len(sizes))]
+    qemu_img.create("qcow2", names[0], sizes[0])
+    for i in range(1, len(names)):
+        qemu_img.create("qcow2", names[i], sizes[i], "-b", names[i - 1], "-F", "qcow2")
+    for name, size in zip(names, sizes):
+        qemu_io.run(name, *[one_write(size) for _ in range(rng.randint(1, 6))]).ok()
+    out_fmt = rng.choice(["raw", "qcow2", "qcow2"])
+    opts = ["-S", rng.choice(["0", "4k", "64k"])]
+    if out_fmt == "qcow2" and rng.random() < 0.4:
+        opts += ["-B", names[-2], "-F", "qcow2"]
+    elif out_fmt == "qcow2" and rng.random() < 0.3:
+        opts = ["-c"]
+    outs = {}
+    for who, tool in (("p", pyqemu_img), ("q", qemu_img)):
+        outs[who] = str(tmp_path / f"{who}.{out_fmt}")
+        tool.run("convert", "-O", out_fmt, *opts, names[-1], outs[who]).ok()
+    assert qemu_img.compare(names[-1], outs["p"]).rc == 0
+    assert _digest(outs["p"]) == _digest(outs["q"]), opts
