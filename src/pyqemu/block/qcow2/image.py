@@ -1288,6 +1288,10 @@ class Qcow2Image(Image):
                 self.l1[l1i] = 0
                 self.l1_dirty = True
         self.flush()
+        # like QEMU's make_completely_empty, give the space back to the host
+        end = self.rc.last_used_cluster() + 1 << self.cluster_bits
+        if 0 < end < self.file.size() and self.data_file is None:
+            self.file.truncate(end)
 
     # ---- snapshots ---------------------------------------------------------------------------
     def snapshot_list(self) -> list[SnapshotInfo]:
