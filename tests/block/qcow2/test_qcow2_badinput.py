@@ -169,7 +169,7 @@ def test_encrypted_qemu_images_refused(tmp_path: Any) -> None:
         assert _digest(path) == before
 
 
-def test_create_refuses_bad_options(tmp_path: Any) -> None:
+def test_create_refuses_bad_options(tmp_path: Any, monkeypatch: Any) -> None:
     """Creation errors match qemu-img's messages."""
     cases = [
         {"cluster_size": 1000}, {"cluster_size": 4 * MiB}, {"compat": "0.10",
@@ -180,7 +180,7 @@ def test_create_refuses_bad_options(tmp_path: Any) -> None:
         {"data_file_raw": True}, {"compat": "0.10", "data_file": "d"},
         {"preallocation": "bogus"}, {"compat": "1.2"}, {"backing_fmt": "raw"},
     ]
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     for opts in cases:
         o = ",".join(f"{k}={'on' if v is True else v}" for k, v in opts.items())
         proc = run("qemu-img", "create", "-q", "-f", "qcow2", "-o", o, "q.qcow2", "1M",
