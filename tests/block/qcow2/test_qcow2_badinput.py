@@ -4,7 +4,6 @@ with a one-line message (or work), never another exception, never hang, never wr
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 from collections.abc import Callable
 from typing import Any
