@@ -7,6 +7,7 @@ the state buffer; FMOV (general) and LD1/ST1 are plain IR.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -28,29 +29,42 @@ M128 = (1 << 128) - 1
 
 # ---------------------------------------------------------------- run-time vector ops
 
-def _vget(s: Any, n: int) -> int:
-    return s.vregs[2 * n] | (s.vregs[2 * n + 1] << 64)
+def _vget(vr: Any, n: int) -> int:
+    """Vn as a 128-bit int; ``vr`` is ``state.vregs`` (fetched once per helper call)."""
+    return vr[2 * n] | (vr[2 * n + 1] << 64)
 
 
-def _vset(s: Any, n: int, v: int, q: int) -> None:
-    s.vregs[2 * n] = v & M64
-    s.vregs[2 * n + 1] = (v >> 64) & M64 if q else 0
+def _vset(vr: Any, n: int, v: int, q: int) -> None:
+    vr[2 * n] = v & M64
+    vr[2 * n + 1] = (v >> 64) & M64 if q else 0
+
+
+_FMT = "BHIQ"
+_BYTE_IS_ZERO = bytes([0xFF] + [0] * 255)  # bytes.translate table: CMEQ #0 on bytes
+
+
+_UNPACK = {(e, q): struct.Struct(f"<{(16 if q else 8) >> e}{_FMT[e]}").unpack
+           for e in range(4) for q in (0, 1)}
+_PACK = {(e, n): struct.Struct(f"<{n}{_FMT[e]}").pack for e in range(4) for n in (1, 2, 4, 8, 16)}
+#: multiplying a lane value by this replicates it into every lane of 128 bits
+_REP = [sum(1 << (i * (8 << e)) for i in range(16 >> e)) for e in range(4)]
 
 
 def _lanes(v: int, esz: int, q: int) -> list[int]:
-    bits = 8 << esz
-    n = (128 if q else 64) // bits
-    m = (1 << bits) - 1
-    return [(v >> (i * bits)) & m for i in range(n)]
+    nbytes = 16 if q else 8
+    return list(_UNPACK[esz, q]((v & ((1 << (8 * nbytes)) - 1)).to_bytes(nbytes, "little")))
 
 
 def _pack(lanes: list[int], esz: int) -> int:
-    bits = 8 << esz
-    m = (1 << bits) - 1
-    v = 0
-    for i, x in enumerate(lanes):
-        v |= (x & m) << (i * bits)
-    return v
+    m = (1 << (8 << esz)) - 1
+    return int.from_bytes(_PACK[esz, len(lanes)](*[x & m for x in lanes]), "little")
+
+
+def _even_halves(v: int, esz: int) -> int:
+    """The low half of every (2 << esz)-byte lane of 128-bit v, packed (narrowing)."""
+    b = v.to_bytes(16, "little")
+    w = 1 << esz
+    return int.from_bytes(b"".join(b[i:i + w] for i in range(0, 16, 2 * w)), "little")
 
 
 def _sx(x: int, esz: int) -> int:
@@ -143,17 +157,27 @@ _ARITH3_NAMES = {p + k for k in _ARITH3 for p in "us"}
 
 def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: int) -> None:
     s = cpu.state
+    vr = s.vregs
     name = _OPS[op]
     width = M128 if q else M64
-    vn = _vget(s, rn) & width
-    vm = _vget(s, rm) & width
-    if name in _THREE:
+    vn = _vget(vr, rn) & width
+    vm = _vget(vr, rm) & width
+    if esz == 0 and name in ("umaxp", "uminp"):  # strlen/memchr reductions
+        nb = 16 if q else 8
+        both = vn.to_bytes(nb, "little") + vm.to_bytes(nb, "little")
+        res = int.from_bytes(bytes(map(max if name == "umaxp" else min,
+                                       both[0::2], both[1::2])), "little")
+    elif name == "cmeq" and esz == 0:
+        nb = 16 if q else 8
+        res = int.from_bytes((vn ^ vm).to_bytes(nb, "little").translate(_BYTE_IS_ZERO),
+                             "little")
+    elif name in _THREE:
         res = _pack(_THREE[name](_lanes(vn, esz, q), _lanes(vm, esz, q), esz), esz)
     elif name in ("and", "bic", "orr", "orn", "eor"):
         res = {"and": vn & vm, "bic": vn & ~vm, "orr": vn | vm, "orn": vn | ~vm,
                "eor": vn ^ vm}[name]
     elif name in ("bsl", "bit", "bif"):
-        vd = _vget(s, rd) & width
+        vd = _vget(vr, rd) & width
         if name == "bsl":
             res = vm ^ ((vm ^ vn) & vd)
         elif name == "bit":
@@ -161,7 +185,7 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
         else:
             res = vd ^ ((vd ^ vn) & ~vm)
     elif name in ("mla", "mls"):
-        acc = _lanes(_vget(s, rd), esz, q)
+        acc = _lanes(_vget(vr, rd), esz, q)
         prod = [a * b for a, b in zip(_lanes(vn, esz, q), _lanes(vm, esz, q))]
         sign = 1 if name == "mla" else -1
         res = _pack([d + sign * p for d, p in zip(acc, prod)], esz)
@@ -182,8 +206,8 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
         res = _pack([_ones(esz) if test(_sx(a, esz)) else 0 for a in _lanes(vn, esz, q)],
                     esz)
     elif name == "xtn":  # esz = destination size; q = XTN2 (upper half)
-        narrow = _pack(_lanes(_vget(s, rn), esz + 1, 1), esz)
-        res = ((_vget(s, rd) & M64) | (narrow << 64)) if q else narrow
+        narrow = _pack(_lanes(_vget(vr, rn), esz + 1, 1), esz)
+        res = ((_vget(vr, rd) & M64) | (narrow << 64)) if q else narrow
         width = M128
     elif name in ("smaxv", "sminv", "uaddlv", "saddlv"):
         lanes = _lanes(vn, esz, q)
@@ -195,10 +219,10 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
             r = sum(lanes) & _ones(esz + 1)
         else:
             r = sum(_sx(v, esz) for v in lanes) & _ones(esz + 1)
-        _vset(s, rd, r, 0)
+        _vset(vr, rd, r, 0)
         return
     elif name == "addp_s":
-        _vset(s, rd, (s.vregs[2 * rn] + s.vregs[2 * rn + 1]) & M64, 0)
+        _vset(vr, rd, (vr[2 * rn] + vr[2 * rn + 1]) & M64, 0)
         return
     elif name in ("uzp1", "uzp2", "zip1", "zip2", "trn1", "trn2"):
         a_, b_ = _lanes(vn, esz, q), _lanes(vm, esz, q)
@@ -213,9 +237,9 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
             out = [x for i in range(0, n, 2) for x in (a_[i + part], b_[i + part])]
         res = _pack(out, esz)
     elif name in ("tbl", "tbx"):  # rm = index register, imm = number of table regs
-        table = b"".join(_vget(s, (rn + i) % 32).to_bytes(16, "little") for i in range(imm))
+        table = b"".join(_vget(vr, (rn + i) % 32).to_bytes(16, "little") for i in range(imm))
         indices = _lanes(vm, 0, q)
-        old = _lanes(_vget(s, rd), 0, q)
+        old = _lanes(_vget(vr, rd), 0, q)
         res = _pack([table[j] if j < len(table) else (old[k] if name == "tbx" else 0)
                      for k, j in enumerate(indices)], 0)
     elif name in ("umull", "smull", "uaddl", "saddl", "usubl", "ssubl", "uaddw", "saddw",
@@ -224,10 +248,10 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
         # q selects the upper halves of the narrow sources ("2" forms); esz = source size
         signed = name[0] == "s"
         shift = 64 if q else 0
-        na = _lanes(_vget(s, rn) >> shift, esz, 0)
+        na = _lanes(_vget(vr, rn) >> shift, esz, 0)
         if name.endswith("w"):
-            na = _lanes(_vget(s, rn), esz + 1, 1)
-        nb = _lanes(_vget(s, rm) >> shift, esz, 0)
+            na = _lanes(_vget(vr, rn), esz + 1, 1)
+        nb = _lanes(_vget(vr, rm) >> shift, esz, 0)
         if signed:
             if not name.endswith("w"):
                 na = [_sx(v, esz) for v in na]
@@ -235,7 +259,7 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
                 na = [_sx(v, esz + 1) for v in na]
             nb = [_sx(v, esz) for v in nb]
         op_ = name[1:]  # mull, addl, subl, addw, subw, abal, abdl, mlal, mlsl
-        acc = _lanes(_vget(s, rd), esz + 1, 1)
+        acc = _lanes(_vget(vr, rd), esz + 1, 1)
         if op_ == "mull":
             out = [x * y for x, y in zip(na, nb)]
         elif op_ in ("addl", "addw"):
@@ -250,14 +274,17 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
             out = [d + x * y for d, x, y in zip(acc, na, nb)]
         else:
             out = [d - x * y for d, x, y in zip(acc, na, nb)]
-        _vset(s, rd, _pack(out, esz + 1), 1)
+        _vset(vr, rd, _pack(out, esz + 1), 1)
         return
     elif name in ("ushll", "sshll"):  # esz = source size, imm = shift, q = upper half
-        src = _lanes(_vget(s, rn) >> (64 if q else 0), esz, 0)
+        src = _lanes(_vget(vr, rn) >> (64 if q else 0), esz, 0)
         if name == "sshll":
             src = [_sx(v, esz) for v in src]
-        _vset(s, rd, _pack([v << imm for v in src], esz + 1), 1)
+        _vset(vr, rd, _pack([v << imm for v in src], esz + 1), 1)
         return
+    elif name == "cmeq0" and esz == 0:  # strlen & co: C-speed byte translate
+        nb = 16 if q else 8
+        res = int.from_bytes(vn.to_bytes(nb, "little").translate(_BYTE_IS_ZERO), "little")
     elif name == "cmeq0":
         res = _pack([_ones(esz) if a == 0 else 0 for a in _lanes(vn, esz, q)], esz)
     elif name == "cnt":
@@ -267,26 +294,25 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
     elif name in ("addv", "umaxv", "uminv"):
         lanes = _lanes(vn, esz, q)
         r = sum(lanes) if name == "addv" else max(lanes) if name == "umaxv" else min(lanes)
-        _vset(s, rd, r & _ones(esz), 0)
+        _vset(vr, rd, r & _ones(esz), 0)
         return
     elif name == "dup_elt":
-        x = (_vget(s, rn) >> (imm * (8 << esz))) & _ones(esz)
-        res = _pack([x] * ((128 if q else 64) >> (3 + esz)), esz)
+        res = ((_vget(vr, rn) >> (imm * (8 << esz))) & _ones(esz)) * _REP[esz]
     elif name == "dup_s":
-        res = (_vget(s, rn) >> (imm * (8 << esz))) & _ones(esz)
+        res = (_vget(vr, rn) >> (imm * (8 << esz))) & _ones(esz)
     elif name == "dup_gen":
-        res = _pack([imm & _ones(esz)] * ((128 if q else 64) >> (3 + esz)), esz)
+        res = (imm & _ones(esz)) * _REP[esz]
     elif name == "ins_gen":  # imm = index << 64 | value
         idx, val = imm >> 64, imm & M64
         bits = 8 << esz
-        vd = _vget(s, rd)
+        vd = _vget(vr, rd)
         res = (vd & ~(_ones(esz) << (idx * bits))) | ((val & _ones(esz)) << (idx * bits))
         q = 1
     elif name == "ins_elt":  # imm = dst index << 8 | src index
         bits = 8 << esz
-        x = (_vget(s, rn) >> ((imm & 0xFF) * bits)) & _ones(esz)
+        x = (_vget(vr, rn) >> ((imm & 0xFF) * bits)) & _ones(esz)
         di = imm >> 8
-        vd = _vget(s, rd)
+        vd = _vget(vr, rd)
         res = (vd & ~(_ones(esz) << (di * bits))) | (x << (di * bits))
         q = 1
     elif name == "ext":
@@ -296,10 +322,10 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
     elif name == "movi":
         res = imm
     elif name == "shrn":  # esz = destination element size, imm = shift
-        src = _lanes(_vget(s, rn), esz + 1, 1)
-        narrow = _pack([(x >> imm) & _ones(esz) for x in src], esz)
+        # imm <= destination size, so each result only needs bits of its own wide lane
+        narrow = _even_halves(_vget(vr, rn) >> imm, esz)
         if q:
-            res = (_vget(s, rd) & M64) | (narrow << 64)
+            res = (_vget(vr, rd) & M64) | (narrow << 64)
         else:
             res = narrow
     elif name in _ARITH3_NAMES:
@@ -309,7 +335,7 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
         if signed:
             n_ = [_sx(x, esz) for x in n_]
             m_ = [_sx(x, esz) for x in m_]
-        d_ = [(_sx(x, esz) if signed else x) for x in _lanes(_vget(s, rd), esz, q)]
+        d_ = [(_sx(x, esz) if signed else x) for x in _lanes(_vget(vr, rd), esz, q)]
         out = [_ARITH3[name[1:]](x, y, d, esz, signed) for x, y, d in zip(n_, m_, d_)]
         if name[1:] in ("qadd", "qsub"):
             lo, hi = ((-(1 << ((8 << esz) - 1)), (1 << ((8 << esz) - 1)) - 1) if signed
@@ -337,7 +363,7 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
             src = [_sx(x, esz) for x in src]
         out = [src[2 * i] + src[2 * i + 1] for i in range(len(src) // 2)]
         if name.endswith("alp"):
-            out = [d + v for d, v in zip(_lanes(_vget(s, rd), esz + 1, q), out)]
+            out = [d + v for d, v in zip(_lanes(_vget(vr, rd), esz + 1, q), out)]
         res = _pack(out, esz + 1)
     elif name in ("usra", "ssra", "urshr", "srshr", "ursra", "srsra"):
         signed = name[0] == "s"
@@ -345,13 +371,13 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
         src = [(_sx(x, esz) if signed else x) for x in _lanes(vn, esz, q)]
         shifted = [((x + (1 << (imm - 1))) >> imm) if rnd else (x >> imm) for x in src]
         if name.endswith("ra"):
-            shifted = [d + v for d, v in zip(_lanes(_vget(s, rd), esz, q), shifted)]
+            shifted = [d + v for d, v in zip(_lanes(_vget(vr, rd), esz, q), shifted)]
         res = _pack(shifted, esz)
     elif name in ("sri", "sli"):
         bits = 8 << esz
         mask = _ones(esz)
         out = []
-        for d, x in zip(_lanes(_vget(s, rd), esz, q), _lanes(vn, esz, q)):
+        for d, x in zip(_lanes(_vget(vr, rd), esz, q), _lanes(vn, esz, q)):
             if name == "sri":
                 keep = (mask << (bits - imm)) & mask if imm else mask
                 out.append((d & keep) | (x >> imm))
@@ -360,9 +386,9 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
                 out.append((d & keep) | ((x << imm) & mask))
         res = _pack(out, esz)
     elif name == "rshrn":  # esz = destination element size, imm = shift
-        src = _lanes(_vget(s, rn), esz + 1, 1)
+        src = _lanes(_vget(vr, rn), esz + 1, 1)
         narrow = _pack([((x + (1 << (imm - 1))) >> imm) & _ones(esz) for x in src], esz)
-        res = ((_vget(s, rd) & M64) | (narrow << 64)) if q else narrow
+        res = ((_vget(vr, rd) & M64) | (narrow << 64)) if q else narrow
     elif name == "ushr":
         res = _pack([x >> imm for x in _lanes(vn, esz, q)], esz)
     elif name == "sshr":
@@ -371,7 +397,7 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
         res = _pack([x << imm for x in _lanes(vn, esz, q)], esz)
     else:  # pragma: no cover - table and dispatch are kept in step
         raise AssertionError(name)
-    _vset(s, rd, res & width, q)
+    _vset(vr, rd, res & width, q)
 
 
 helper_simd = Helper("simd_min", _simd, (32, 32, 32, 32, 32, 32, 64), (),
@@ -857,6 +883,7 @@ def _ldst_struct(cpu: Any, addr: int, rt: int, selem: int, q: int, esz: int, loa
     """LD2/LD3/LD4 and ST2/ST3/ST4 (multiple structures): element-wise in memory order,
     every load before any register write."""
     s = cpu.state
+    vr = s.vregs
     esize = 1 << esz
     nelem = (16 if q else 8) >> esz
     if load:
@@ -865,9 +892,9 @@ def _ldst_struct(cpu: Any, addr: int, rt: int, selem: int, q: int, esz: int, loa
             for r in range(selem):
                 lanes[r][e] = cpu.load(addr + (e * selem + r) * esize, esize)
         for r in range(selem):
-            _vset(s, (rt + r) % 32, _pack(lanes[r], esz), q)
+            _vset(vr, (rt + r) % 32, _pack(lanes[r], esz), q)
         return
-    regs = [_lanes(_vget(s, (rt + r) % 32), esz, q) for r in range(selem)]
+    regs = [_lanes(_vget(vr, (rt + r) % 32), esz, q) for r in range(selem)]
     for e in range(nelem):
         for r in range(selem):
             cpu.store(addr + (e * selem + r) * esize, esize, regs[r][e])
