@@ -429,3 +429,33 @@ def test_convert_random_chains(seed: int, tmp_path: pathlib.Path, qemu_img: Any,
         tool.run("convert", "-O", out_fmt, *opts, names[-1], outs[who]).ok()
     assert qemu_img.compare(names[-1], outs["p"]).rc == 0
     assert _digest(outs["p"]) == _digest(outs["q"]), opts
+
+
+@pytest.mark.parametrize("fmt", ["vmdk", "vdi", "vhdx", "vpc"])
+@pytest.mark.parametrize("sparse", ["0", "4k", "64k"])
+def test_sparse_detection_other_formats(fmt: str, sparse: str, tmp_path: pathlib.Path,
+                                        qemu_img: Any, pyqemu_img: Any) -> None:
+    """-S into the block-allocating formats: the same blocks allocated as by qemu-img."""
+    import random
+
+    _require(fmt)
+    rng = random.Random(7)
+    size = 3 << 20
+    data = bytearray(size)
+    pos = 0
+    while pos < size:
+        run = rng.choice([512, 4096, 65536, 131072, 1 << 20])
+        if rng.random() < 0.5:
+            data[pos:pos + run] = rng.randbytes(min(run, size - pos))
+        pos += run
+    src = tmp_path / "src.raw"
+    src.write_bytes(bytes(data))
+    outs = {}
+    for who, tool in (("p", pyqemu_img), ("q", qemu_img)):
+        outs[who] = str(tmp_path / f"{who}.{fmt}")
+        tool.run("convert", "-f", "raw", "-O", fmt, "-S", sparse, str(src), outs[who]).ok()
+    res = qemu_img.run("compare", "-f", "raw", str(src), outs["p"])
+    assert res.rc == 0 and res.out.endswith("Images are identical.\n")
+    strip = [{k: v for k, v in e.items() if k != "offset"} for e in qemu_img.map(outs["p"])]
+    want = [{k: v for k, v in e.items() if k != "offset"} for e in qemu_img.map(outs["q"])]
+    assert _merge(strip) == _merge(want)
