@@ -163,13 +163,13 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
     vn = _vget(vr, rn) & width
     vm = _vget(vr, rm) & width
     if esz == 0 and name in ("umaxp", "uminp"):  # strlen/memchr reductions
-        nb = 16 if q else 8
-        both = vn.to_bytes(nb, "little") + vm.to_bytes(nb, "little")
+        nbytes = 16 if q else 8
+        both = vn.to_bytes(nbytes, "little") + vm.to_bytes(nbytes, "little")
         res = int.from_bytes(bytes(map(max if name == "umaxp" else min,
                                        both[0::2], both[1::2])), "little")
     elif name == "cmeq" and esz == 0:
-        nb = 16 if q else 8
-        res = int.from_bytes((vn ^ vm).to_bytes(nb, "little").translate(_BYTE_IS_ZERO),
+        nbytes = 16 if q else 8
+        res = int.from_bytes((vn ^ vm).to_bytes(nbytes, "little").translate(_BYTE_IS_ZERO),
                              "little")
     elif name in _THREE:
         res = _pack(_THREE[name](_lanes(vn, esz, q), _lanes(vm, esz, q), esz), esz)
@@ -283,8 +283,8 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
         _vset(vr, rd, _pack([v << imm for v in src], esz + 1), 1)
         return
     elif name == "cmeq0" and esz == 0:  # strlen & co: C-speed byte translate
-        nb = 16 if q else 8
-        res = int.from_bytes(vn.to_bytes(nb, "little").translate(_BYTE_IS_ZERO), "little")
+        nbytes = 16 if q else 8
+        res = int.from_bytes(vn.to_bytes(nbytes, "little").translate(_BYTE_IS_ZERO), "little")
     elif name == "cmeq0":
         res = _pack([_ones(esz) if a == 0 else 0 for a in _lanes(vn, esz, q)], esz)
     elif name == "cnt":
