@@ -560,3 +560,37 @@ def test_unknown_header_extension_preserved(tmp_path: Any) -> None:
     assert_qemu_check_clean(path)
     info = json.loads(run("qemu-img", "info", "--output=json", path).stdout)
     assert info["format-specific"]["data"]["lazy-refcounts"] is True
+
+
+@pytest.mark.parametrize("compat", ["1.1", "0.10"])
+def test_grow_over_larger_backing_reads_zero(tmp_path: Any, compat: str) -> None:
+    """Growing an image whose backing file is larger must not expose backing data there
+    (qemu-img resize zero-fills the new area too)."""
+    base = str(tmp_path / "base.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", base, "4M")
+    qemu_io(base, "write -P 9 0 4M")
+    results = []
+    for who in ("qemu", "us"):
+        top = str(tmp_path / f"top-{who}.qcow2")
+        run("qemu-img", "create", "-q", "-f", "qcow2", "-o", f"compat={compat}", "-b",
+            "base.qcow2", "-F", "qcow2", top, "1M")
+        if who == "qemu":
+            proc = run("qemu-img", "resize", top, "3M", check=False)
+            if compat == "0.10":  # v2 has no zero clusters: qemu-img refuses
+                assert "Failed to zero out new clusters" in proc.stderr
+                continue
+            assert proc.returncode == 0
+        else:
+            img = qopen(top)
+            try:
+                if compat == "0.10":
+                    with pytest.raises(BlockError, match="Failed to zero out new clusters"):
+                        img.truncate(3 * MiB)
+                    continue
+                img.truncate(3 * MiB)
+            finally:
+                img.close()
+        assert_qemu_check_clean(top)
+        results.append(qemu_raw(top, str(tmp_path)))
+    if compat != "0.10":
+        assert results[0] == results[1] == b"\x09" * MiB + bytes(2 * MiB)

@@ -1207,11 +1207,19 @@ class Qcow2Image(Image):
             if self.data_file is not None and self.data_file_raw:
                 self.data_file.truncate(size)
             return
+        if self.backing is not None and self.backing.virtual_size > old and \
+                self.header.version < 3:
+            # QEMU cannot zero the new area of a v2 image either (and refuses)
+            raise BlockError("Failed to zero out new clusters: Operation not supported")
         self.grow_l1_and_size(size)
         if self.data_file is not None and self.data_file.size() < size:
             self.data_file.truncate(size)
         if prealloc != "off":
             self.preallocate(old, size, prealloc)
+        if self.backing is not None and self.backing.virtual_size > old:
+            # as QEMU's bdrv_co_truncate: the backing file must not show through the
+            # new area, which is zero-filled (zero clusters in v3)
+            self.write_zeroes(old, min(size, self.backing.virtual_size) - old)
         self.flush()
 
     def check(self, fix: int = 0) -> CheckResult:
