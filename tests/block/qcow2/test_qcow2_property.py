@@ -6,9 +6,18 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from qcow2_helpers import assert_qemu_check_clean, qcreate, qemu_raw, qopen, read_all
+from qcow2_helpers import (
+    assert_qemu_check_clean,
+    qcreate,
+    qemu_io,
+    qemu_raw,
+    qopen,
+    read_all,
+    run,
+)
 
 from pyqemu.block.errors import BlockError
 
@@ -21,6 +30,10 @@ geometry = st.sampled_from([
     {"cluster_size": 16384, "extended_l2": True},
     {"cluster_size": 4096, "compat": "0.10"},
     {"cluster_size": 32768, "extended_l2": True, "lazy_refcounts": True},
+    # on top of a backing file full of data (COW, discard and resize semantics change)
+    {"cluster_size": 65536, "backing": True},
+    {"cluster_size": 16384, "extended_l2": True, "backing": True},
+    {"cluster_size": 4096, "compat": "0.10", "backing": True},
 ])
 
 
@@ -45,9 +58,17 @@ def test_random_ops_match_model(geo: dict[str, Any], ops: list[tuple[Any, ...]])
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/p.qcow2"
         size = 256 * KiB
+        geo = dict(geo)
+        base = b""
+        if geo.pop("backing", False):
+            run("qemu-img", "create", "-q", "-f", "qcow2", f"{tmp}/base.qcow2", str(size))
+            qemu_io(f"{tmp}/base.qcow2", "write -P 0xb5 0 256k")
+            base = b"\xb5" * size
+            geo.update(backing_file="base.qcow2", backing_fmt="qcow2")
         qcreate(path, size, **geo)
         cs = geo["cluster_size"]
-        model = bytearray(size)
+        v2 = geo.get("compat") == "0.10"
+        model = bytearray(base or bytes(size))
         snaps: dict[str, bytes] = {}
         counter = 0
         img = qopen(path)
@@ -67,7 +88,8 @@ def test_random_ops_match_model(geo: dict[str, Any], ops: list[tuple[Any, ...]])
                     a = -(-off // cs) * cs
                     b = (off + n) // cs * cs if off + n != size else size
                     if b > a:
-                        model[a:b] = bytes(b - a)
+                        # v2 has no zero flag: discarded clusters show the backing again
+                        model[a:b] = base[a:b].ljust(b - a, b"\0") if v2 else bytes(b - a)
                 elif kind == "compressed":
                     c0 = off // cs * cs
                     m = min(cs, size - c0)
@@ -81,6 +103,10 @@ def test_random_ops_match_model(geo: dict[str, Any], ops: list[tuple[Any, ...]])
                         except BlockError:
                             continue
                         raise AssertionError("resize with snapshots must be refused")
+                    if base and v2 and newsize > size and len(base) > size:
+                        with pytest.raises(BlockError, match="zero out"):
+                            img.truncate(newsize, shrink=True)
+                        continue
                     img.truncate(newsize, shrink=True)
                     if newsize < size:
                         del model[newsize:]
