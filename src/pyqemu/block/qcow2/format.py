@@ -1,4 +1,5 @@
-"""qcow2 on-disk structures (QEMU docs/interop/qcow2.txt, "QCOW2 Image Format").
+"""qcow2 on-disk structures (QEMU docs/interop/qcow2.txt, "QCOW2 Image Format";
+https://gitlab.com/qemu-project/qemu/-/blob/v7.2.0/docs/interop/qcow2.txt).
 
 All integers are big-endian. Sections referenced below are those of qcow2.txt in QEMU 7.2:
 "Header", "Header extensions", "Feature name table", "Bitmaps extension",
