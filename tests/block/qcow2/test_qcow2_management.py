@@ -594,3 +594,50 @@ def test_grow_over_larger_backing_reads_zero(tmp_path: Any, compat: str) -> None
         results.append(qemu_raw(top, str(tmp_path)))
     if compat != "0.10":
         assert results[0] == results[1] == b"\x09" * MiB + bytes(2 * MiB)
+
+
+def test_downgrade_expands_zero_clusters_over_backing(tmp_path: Any) -> None:
+    """compat=1.1 -> 0.10 with zero clusters over a backing file: they must stay zero."""
+    base = str(tmp_path / "base.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", base, "2M")
+    qemu_io(base, "write -P 8 0 2M")
+    out = []
+    for who in ("qemu", "us"):
+        top = str(tmp_path / f"top-{who}.qcow2")
+        run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2",
+            top, "2M")
+        qemu_io(top, "write -z 64k 128k", "write -P 3 1M 4k", "write -z 1500k 64k")
+        if who == "qemu":
+            run("qemu-img", "amend", "-o", "compat=0.10", top)
+        else:
+            img = qopen(top)
+            try:
+                img.amend({"compat": "0.10"})
+            finally:
+                img.close()
+        assert_qemu_check_clean(top)
+        info = json.loads(run("qemu-img", "info", "--output=json", top).stdout)
+        assert info["format-specific"]["data"]["compat"] == "0.10"
+        out.append(qemu_raw(top, str(tmp_path)))
+    assert out[0] == out[1]
+    assert out[1][64 * 1024:192 * 1024] == bytes(128 * 1024)
+
+
+def test_amend_refcount_bits_too_small(tmp_path: Any) -> None:
+    path = str(tmp_path / "a.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", path, "1M")
+    qemu_io(path, "write -P 1 0 64k")
+    run("qemu-img", "snapshot", "-c", "s1", path)
+    run("qemu-img", "snapshot", "-c", "s2", path)  # data cluster refcount 3
+    proc = run("qemu-img", "amend", "-o", "refcount_bits=1", path, check=False)
+    assert proc.returncode != 0
+    img = qopen(path)
+    try:
+        with pytest.raises(BlockError, match="Cannot decrease refcount entry width to 1 bits"):
+            img.amend({"refcount_bits": 1})
+        img.amend({"refcount_bits": 2})
+    finally:
+        img.close()
+    assert_qemu_check_clean(path)
+    info = json.loads(run("qemu-img", "info", "--output=json", path).stdout)
+    assert info["format-specific"]["data"]["refcount-bits"] == 2
