@@ -295,9 +295,12 @@ class Qcow2Image(Image):
             name = options.get("data-file") or h.data_file
             if not name:
                 raise ImageFormatError("'data-file' is required for this image")
-            if not os.path.isabs(name):
+            if not os.path.isabs(name) and not os.path.exists(name):
+                # QEMU 7.2 takes the name relative to the current directory; later QEMUs
+                # (and the spec's intent) relative to the image: accept both, cwd first
                 base = os.path.dirname(self.filename)
-                name = os.path.join(base, name) if base else name
+                if base and os.path.exists(os.path.join(base, name)):
+                    name = os.path.join(base, name)
             self.data_file = ImageFile(name, readonly=self.readonly)
         elif h.autoclear_features & AUTOCLEAR_DATA_FILE_RAW:
             raise ImageFormatError("data-file-raw requires a data file")
