@@ -8,8 +8,10 @@ Seed the corpus with small images from ``qemu-img create -f vdi`` (dynamic and
 ``-o static=on``, some written with qemu-io). Without atheris,
 ``python fuzz/fuzz_vdi.py FILE...`` replays inputs once (regression mode).
 
-The only acceptable failure is :class:`pyqemu.block.errors.BlockError` (a clean one-line
-error); any other exception, a hang or a write to the input is a bug.
+After the read-only pass (which must not change the file), the scratch copy is also
+opened read-write and written (set ``FUZZ_WRITES=0`` to skip that). The only acceptable
+failure is :class:`pyqemu.block.errors.BlockError` (a clean one-line error); any other
+exception, a hang or a read-only pass that modifies the file is a bug.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pyqemu.block.file import ImageFile
 from pyqemu.block.vdi import VdiImage
 
 MAX_READ = 1 << 20
+#: also open read-write and write (FUZZ_WRITES=0 in the environment turns it off)
+WRITES = os.environ.get("FUZZ_WRITES", "1") != "0"
 
 
 def exercise(path: str) -> None:
@@ -63,6 +67,40 @@ def exercise(path: str) -> None:
         img.close()
 
 
+def exercise_write(path: str) -> None:
+    """Open ``path`` read-write (a scratch copy) and write, zero and read back."""
+    try:
+        f = ImageFile(path, readonly=False)
+    except BlockError:
+        return
+    try:
+        img = VdiImage.open(f, readonly=False, options={})
+    except BlockError:
+        f.close()
+        return
+    try:
+        size = img.virtual_size
+        for off in (0, max(0, size // 3 - 7), max(0, size - 70000)):
+            n = min(70000, size - off)
+            if n <= 0:
+                continue
+            try:
+                img.write(off, b"\xa5" * n)
+                img.write_zeroes(off + n // 2, n // 2)
+                img.read(off, n)
+            except BlockError:
+                pass
+        try:
+            img.check()
+        except BlockError:
+            pass
+    finally:
+        try:
+            img.close()
+        except BlockError:
+            pass
+
+
 def test_one_input(data: bytes) -> None:
     with tempfile.TemporaryDirectory(prefix="fuzz-vdi-") as tmp:
         path = os.path.join(tmp, "x.vdi")
@@ -71,6 +109,8 @@ def test_one_input(data: bytes) -> None:
         before = os.stat(path).st_mtime_ns
         exercise(path)
         assert os.stat(path).st_mtime_ns == before, "read-only use modified the image"
+        if WRITES:
+            exercise_write(path)
 
 
 def main(argv: list[str]) -> None:

@@ -9,8 +9,10 @@ some written with qemu-io); a descriptor plus extent can be given as one input b
 the two files with ``SEPARATOR``. Without atheris, ``python fuzz/fuzz_vmdk.py FILE...``
 replays inputs once (regression mode).
 
-The only acceptable failure is :class:`pyqemu.block.errors.BlockError` (a clean one-line
-error); any other exception, a hang or a write to the input is a bug.
+After the read-only pass (which must not change any file), the scratch copy is also
+opened read-write and written (set ``FUZZ_WRITES=0`` to skip that). The only acceptable
+failure is :class:`pyqemu.block.errors.BlockError` (a clean one-line error); any other
+exception, a hang or a read-only pass that modifies a file is a bug.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ SEPARATOR = b"\0--EXTENT--\0"
 #: names a fuzzed descriptor may refer to; all hold the extent part of the input
 EXTENT_NAMES = ("x-s001.vmdk", "x-f001.vmdk", "x-flat.vmdk", "e.vmdk")
 MAX_READ = 1 << 20
+#: also open read-write and write (FUZZ_WRITES=0 in the environment turns it off)
+WRITES = os.environ.get("FUZZ_WRITES", "1") != "0"
 
 
 def exercise(path: str) -> None:
@@ -69,6 +73,40 @@ def exercise(path: str) -> None:
         img.close()
 
 
+def exercise_write(path: str) -> None:
+    """Open ``path`` read-write (a scratch copy) and write, zero and read back."""
+    try:
+        f = ImageFile(path, readonly=False)
+    except BlockError:
+        return
+    try:
+        img = VmdkImage.open(f, readonly=False, options={})
+    except BlockError:
+        f.close()
+        return
+    try:
+        size = img.virtual_size
+        for off in (0, max(0, size // 3 - 7), max(0, size - 70000)):
+            n = min(70000, size - off)
+            if n <= 0:
+                continue
+            try:
+                img.write(off, b"\xa5" * n)
+                img.write_zeroes(off + n // 2, n // 2)
+                img.read(off, n)
+            except BlockError:
+                pass
+        try:
+            img.check()
+        except BlockError:
+            pass
+    finally:
+        try:
+            img.close()
+        except BlockError:
+            pass
+
+
 def test_one_input(data: bytes) -> None:
     main, _, extent = data.partition(SEPARATOR)
     with tempfile.TemporaryDirectory(prefix="fuzz-vmdk-") as tmp:
@@ -82,6 +120,8 @@ def test_one_input(data: bytes) -> None:
         exercise(path)
         after = {n: os.stat(os.path.join(tmp, n)).st_mtime_ns for n in os.listdir(tmp)}
         assert before == after, "read-only use modified a file"
+        if WRITES:
+            exercise_write(path)
 
 
 def main(argv: list[str]) -> None:
