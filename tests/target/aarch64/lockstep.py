@@ -304,7 +304,7 @@ class LockStep:
             return False
         idx = (po.pc - CODE) // 4
         cands = a64_decoder().lookup(words[idx]) if 0 <= idx < len(words) else []
-        return bool(cands) and cands[0].name in ("LDAR", "STLR")
+        return bool(cands) and cands[0].name in ("LDAR", "STLR", "LDLAR", "STLLR")
 
     def run_pyqemu(self, words: Sequence[int], st: State) -> dict[str, Outcome]:
         """Only the pyqemu side (for oracles other than Unicorn)."""

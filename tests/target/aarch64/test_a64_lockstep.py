@@ -88,7 +88,7 @@ def unicorn_deviation(c: Candidate, w: int, st: Any) -> str | None:
     a = c.extract(None, w)
     if c.name in ("LDSMAX", "LDSMIN") and a.size < 3:
         return "unicorn-lse-signed-narrow"  # QEMU 5.0 compared unextended values
-    if c.name in ("LDAR", "STLR"):
+    if c.name in ("LDAR", "STLR", "LDLAR", "STLLR"):
         base = st.sp if a.rn == 31 else st.x[a.rn]
         if base & ((1 << a.sz) - 1):
             return "unicorn-no-align-check"  # QEMU 7.2 raises an alignment fault

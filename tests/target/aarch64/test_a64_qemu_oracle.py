@@ -62,6 +62,9 @@ def _cases() -> list[Case]:
     c.append(Case("stlr-misaligned", 0xC89FFC22, x1=0x102, x2=0x1122334455667788))
     c.append(Case("ldarh-misaligned", 0x48DFFC20, x1=0x101))
     c.append(Case("ldapr-misaligned", 0xF8BFC020, x1=0x103))
+    c.append(Case("ldlar-aligned", 0xC8DF7C20, x1=0x108))
+    c.append(Case("ldlar-misaligned", 0xC8DF7C20, x1=0x10C))
+    c.append(Case("stllr-aligned", 0xC89F7C22, x1=0x110, x2=0x55AA))
     c.append(Case("ldxr-misaligned", 0xC85F7C20, x1=0x104))
     c.append(Case("ldadd-misaligned", 0xF8220020, x1=0x104, x2=5))
     c.append(Case("cas-misaligned", 0xC8A27C20, x1=0x104, x2=5))
@@ -194,7 +197,7 @@ def _id_fields_ok(name: str, mine: int, theirs: int) -> bool:
     return True
 
 
-@pytest.mark.parametrize("model", ["max", "cortex-a53", "cortex-a76"])
+@pytest.mark.parametrize("model", ["max", "cortex-a53", "cortex-a76", "a64fx"])
 def test_against_qemu_aarch64(tmp_path: Path, model: str) -> None:
     cases = _cases()
     want = _qemu_results(tmp_path, model, cases)

@@ -189,6 +189,7 @@ BASE_FEATURES: frozenset[str] = frozenset({
     "flagm2",  # AXFLAG, XAFLAG
     "dgh",
     "rng",  # RNDR, RNDRRS
+    "lor",  # LDLAR, STLLR (no hwcap; QEMU's max has FEAT_LOR)
 })
 
 #: optional decoder modules (added by the FP/SIMD/crypto translators); each may define
@@ -310,7 +311,7 @@ def _from_hwcaps(hwcap: int, hwcap2: int = 0, extra: Iterable[str] = ()) -> froz
 
 
 _A5X_FEATURES = _from_hwcaps(0x8FB)
-_A76_FEATURES = _from_hwcaps(0x119FFB)
+_A76_FEATURES = _from_hwcaps(0x119FFB, extra={"lor"})
 _A76_ID = {
     "id_aa64pfr0": 0x110011, "id_aa64pfr1": 0x10, "id_aa64isar0": 0x100010211120,
     "id_aa64isar1": 0x100001, "id_aa64mmfr0": 0xFF000000, "id_aa64dfr0": 0x6,
@@ -322,7 +323,8 @@ _A5X_ID = {
 
 _MAX_HWCAP = 0xECFFFFFB
 _MAX_HWCAP2 = 0x7F877FFF
-_MAX_FEATURES = _from_hwcaps(_MAX_HWCAP, _MAX_HWCAP2, {"tlbios", "tlbirange", "specres"})
+_MAX_FEATURES = _from_hwcaps(_MAX_HWCAP, _MAX_HWCAP2,
+                             {"tlbios", "tlbirange", "specres", "lor"})
 
 CPU_MODELS: dict[str, ARMCPUModel] = {
     "cortex-a35": ARMCPUModel("cortex-a35", _A5X_FEATURES, midr=0x411FD040, ctr=0x84448004,
@@ -338,8 +340,8 @@ CPU_MODELS: dict[str, ARMCPUModel] = {
     "neoverse-n1": ARMCPUModel("neoverse-n1", _A76_FEATURES, midr=0x414FD0C1,
                                ctr=0x8444C004, dczid=4,
                                id_regs={**_A76_ID, "id_aa64pfr1": 0x20}),
-    "a64fx": ARMCPUModel("a64fx", _from_hwcaps(0x415FFB), midr=0x461F0010, ctr=0x86668006,
-                         dczid=6, id_regs={
+    "a64fx": ARMCPUModel("a64fx", _from_hwcaps(0x415FFB, extra={"lor"}), midr=0x461F0010,
+                         ctr=0x86668006, dczid=6, id_regs={
                              "id_aa64pfr0": 0x100110011, "id_aa64isar0": 0x10211120,
                              "id_aa64isar1": 0x10001, "id_aa64mmfr0": 0xFF000000,
                              "id_aa64dfr0": 0x6}),

@@ -354,6 +354,17 @@ def trans_STLR(ctx: DisasContext, a: Any) -> bool:
     return True
 
 
+@feature("lor")
+def trans_LDLAR(ctx: DisasContext, a: Any) -> bool:
+    """LoadLOAcquire: at EL0 with no LORegions configured, the same as LDAR."""
+    return trans_LDAR(ctx, a)
+
+
+@feature("lor")
+def trans_STLLR(ctx: DisasContext, a: Any) -> bool:
+    return trans_STLR(ctx, a)
+
+
 @feature("lrcpc")
 def trans_LDAPR(ctx: DisasContext, a: Any) -> bool:
     b = ctx.b
