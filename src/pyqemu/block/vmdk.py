@@ -499,9 +499,6 @@ class VmdkImage(Image):
                 if not any(e.file is efile for e in self.extents):
                     efile.close()
                 raise
-        if not self.extents:
-            # QEMU opens such an image with size 0; keep that behaviour.
-            pass
 
     def _read_desc_text(self) -> bytes:
         raw = self.file.pread(self.desc_offset, DESC_SIZE)
@@ -876,8 +873,9 @@ class VmdkImage(Image):
         new = text[:p + 4] + b"%x\n" % cid + text[t:]
         new = new[:size - 1]
         if self.desc_offset == 0:
-            padded = new + bytes((-len(new)) % SECTOR)
-            self.file.pwrite(0, padded)
+            # NUL-pad to a sector (as QEMU 7.2 leaves it), and over any longer old text
+            end = max(len(new) + (-len(new)) % SECTOR, len(text))
+            self.file.pwrite(0, new + bytes(end - len(new)))
         else:
             self.file.pwrite(self.desc_offset, new + bytes(size - len(new)))
         self.file.flush()

@@ -533,3 +533,23 @@ def test_vmware_style_descriptor(tmp_path, qemu_img, qemu_io):
         assert im.info_specific() == info["format-specific"]
         assert merged_map(im) == qemu_map(qemu_img, str(desc), "vmdk")
     assert VmdkImage.probe(text.encode()[:512], str(desc)) == 100
+
+
+def test_cid_rewrite_leaves_no_stale_text(tmp_path, qemu_img, monkeypatch):
+    """A shorter new CID in a descriptor file: no old bytes survive after the text."""
+    img = str(tmp_path / "d.vmdk")
+    VmdkImage.create(img, MiB, {"subformat": "monolithicFlat"})
+    text = Path(img).read_text()
+    text = re.sub(r"CID=[0-9a-f]+\n", "CID=fffffffe\n", text, count=1)
+    text += "#" * (1025 - len(text) - 1) + "\n"  # 1025 bytes: 1 past two sectors
+    Path(img).write_text(text)
+    monkeypatch.setattr("pyqemu.block.vmdk.random.getrandbits", lambda bits: 0x1)
+    with open_vmdk(img, readonly=False) as im:
+        im.write(0, b"x")
+    raw = Path(img).read_bytes()
+    body, _, rest = raw.partition(b"\0")
+    assert not rest.strip(b"\0")
+    assert body.decode() == text.replace("CID=fffffffe\n", "CID=1\n")
+    info = qemu_img.info(img, "vmdk")
+    assert info["format-specific"]["data"]["cid"] == 1
+    assert qemu_img.check(img, "vmdk")[0] == 0
