@@ -325,8 +325,13 @@ def test_zeroed_grain_write_zeroes_like_qemu(tmp_path, qemu_img, qemu_io, subfor
     assert qemu_img.check(ours, "vmdk")[0] == 0
     assert qemu_img.compare(theirs, ours).rc == 0
     assert qemu_map(qemu_img, ours, "vmdk") == qemu_map(qemu_img, theirs, "vmdk")
+    wins = [(max(0, o - GRAIN), min(size, o + n + GRAIN) - max(0, o - GRAIN))
+            for _, o, n, _ in ops]
+    oracle = _qemu_windows(qemu_img, theirs, tmp_path, wins)
     with open_vmdk(theirs) as im:
         assert merged_map(im) == qemu_map(qemu_img, theirs, "vmdk")
+        for (lo, n), want in zip(wins, oracle):
+            assert im.read(lo, n) == want
 
 
 def test_streamoptimized_rejects_what_qemu_rejects(tmp_path, qemu_img, qemu_io, capsys):
