@@ -641,3 +641,17 @@ def test_amend_refcount_bits_too_small(tmp_path: Any) -> None:
     assert_qemu_check_clean(path)
     info = json.loads(run("qemu-img", "info", "--output=json", path).stdout)
     assert info["format-specific"]["data"]["refcount-bits"] == 2
+
+
+def test_data_file_locked_while_open(tmp_path: Any, monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=d.raw", "a.qcow2", "1M")
+    img = qopen(str(tmp_path / "a.qcow2"))
+    try:
+        proc = run("qemu-io", "-f", "raw", "-c", "write 0 512", "d.raw", check=False)
+        assert "lock" in (proc.stdout + proc.stderr), proc
+    finally:
+        img.close()
+    img = qopen(str(tmp_path / "a.qcow2"), force_share=True)
+    img.close()
+    qemu_io("d.raw", "write -P 1 0 512", fmt="raw")

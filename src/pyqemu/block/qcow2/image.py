@@ -302,6 +302,8 @@ class Qcow2Image(Image):
                 if base and os.path.exists(os.path.join(base, name)):
                     name = os.path.join(base, name)
             self.data_file = ImageFile(name, readonly=self.readonly)
+            # the locks QEMU takes on a data file (none with -U)
+            self.data_file.lock_default(force_share=bool(options.get("force_share", False)))
         elif h.autoclear_features & AUTOCLEAR_DATA_FILE_RAW:
             raise ImageFormatError("data-file-raw requires a data file")
         self.backing_filename = h.backing_file
