@@ -294,8 +294,9 @@ class LockStep:
                        bytes(mem.buf[mem.data_off:mem.data_off + DATA_SIZE]))
 
     def unicorn_lacks_align_check(self, words: Sequence[int], r: Result) -> bool:
-        """QEMU 7.2 (pyqemu's reference) faults on a misaligned LDAR/STLR, Unicorn's
-        QEMU 5.0 does not (checked against qemu-aarch64 in test_a64_qemu_oracle.py)."""
+        """QEMU 7.2 (pyqemu's reference) faults on a misaligned LDAR/STLR/LDAPUR/STLUR,
+        Unicorn's QEMU 5.0 does not (checked against qemu-aarch64 in
+        test_a64_qemu_oracle.py)."""
         from pyqemu.target.aarch64.translate import a64_decoder
 
         po = next(iter(r.pyqemu.values()))
@@ -304,7 +305,8 @@ class LockStep:
             return False
         idx = (po.pc - CODE) // 4
         cands = a64_decoder().lookup(words[idx]) if 0 <= idx < len(words) else []
-        return bool(cands) and cands[0].name in ("LDAR", "STLR", "LDLAR", "STLLR")
+        return bool(cands) and cands[0].name in ("LDAR", "STLR", "LDLAR", "STLLR",
+                                                 "LDAPR_STLR_i")
 
     def run_pyqemu(self, words: Sequence[int], st: State) -> dict[str, Outcome]:
         """Only the pyqemu side (for oracles other than Unicorn)."""

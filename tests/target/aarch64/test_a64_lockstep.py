@@ -88,9 +88,10 @@ def unicorn_deviation(c: Candidate, w: int, st: Any) -> str | None:
     a = c.extract(None, w)
     if c.name in ("LDSMAX", "LDSMIN") and a.size < 3:
         return "unicorn-lse-signed-narrow"  # QEMU 5.0 compared unextended values
-    if c.name in ("LDAR", "STLR", "LDLAR", "STLLR"):
+    if c.name in ("LDAR", "STLR", "LDLAR", "STLLR", "LDAPR_STLR_i"):
         base = st.sp if a.rn == 31 else st.x[a.rn]
-        if base & ((1 << a.sz) - 1):
+        size = a.size if c.name == "LDAPR_STLR_i" else a.sz
+        if (base + getattr(a, "imm", 0)) & ((1 << size) - 1):
             return "unicorn-no-align-check"  # QEMU 7.2 raises an alignment fault
     return None
 

@@ -62,6 +62,13 @@ def _cases() -> list[Case]:
     c.append(Case("stlr-misaligned", 0xC89FFC22, x1=0x102, x2=0x1122334455667788))
     c.append(Case("ldarh-misaligned", 0x48DFFC20, x1=0x101))
     c.append(Case("ldapr-misaligned", 0xF8BFC020, x1=0x103))
+    # LDAPUR x0, [x1, #-3]; LDAPURSB x0, [x1, #2]; STLUR w2, [x1, #1]; LDAPURSW x0, [x1]
+    c.append(Case("ldapur-misaligned", 0xD95FD020, x1=0x108))
+    c.append(Case("ldapur-aligned", 0xD95FD020, x1=0x10B))
+    c.append(Case("ldapursb", 0x19802020, x1=0x11E))
+    c.append(Case("stlur-misaligned", 0x99001022, x1=0x128, x2=0x11223344))
+    c.append(Case("stlur-aligned", 0x99001022, x1=0x12B, x2=0x11223344))
+    c.append(Case("ldapursw", 0x99800020, x1=0x130))
     c.append(Case("ldlar-aligned", 0xC8DF7C20, x1=0x108))
     c.append(Case("ldlar-misaligned", 0xC8DF7C20, x1=0x10C))
     c.append(Case("stllr-aligned", 0xC89F7C22, x1=0x110, x2=0x55AA))

@@ -182,6 +182,7 @@ BASE_FEATURES: frozenset[str] = frozenset({
     "crc32",
     "atomics",  # LSE: LDADD.., SWP, CAS, CASP
     "lrcpc",  # LDAPR
+    "ilrcpc",  # LDAPUR*, STLUR*
     "dcpop",  # DC CVAP
     "dcpodp",  # DC CVADP
     "sb",

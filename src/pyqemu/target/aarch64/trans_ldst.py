@@ -354,6 +354,25 @@ def trans_STLR(ctx: DisasContext, a: Any) -> bool:
     return True
 
 
+@feature("ilrcpc")
+def trans_LDAPR_STLR_i(ctx: DisasContext, a: Any) -> bool:
+    """LDAPUR{B,H,SB,SH,SW,} / STLUR{B,H,}: ordered, and alignment-checked as QEMU 7.2."""
+    b = ctx.b
+    addr = _addr_add(ctx, cpu_reg_sp(ctx, a.rn), a.imm)
+    if a.opc == 0:
+        b.gen_mb(_MB_ALL)
+        b.gen_qemu_st_i64(cpu_reg(ctx, a.rt), addr, MemOp(a.size) | MemOp.MO_ALIGN)
+        return True
+    mo = _gpr_memop(a.size, a.opc)
+    if mo is None:
+        return False
+    val = ctx.t64()
+    b.gen_qemu_ld_i64(val, addr, mo[0] | MemOp.MO_ALIGN)
+    b.gen_mb(_MB_ALL)
+    write_reg(ctx, a.rt, val, 0 if mo[1] else 1)
+    return True
+
+
 @feature("lor")
 def trans_LDLAR(ctx: DisasContext, a: Any) -> bool:
     """LoadLOAcquire: at EL0 with no LORegions configured, the same as LDAR."""
