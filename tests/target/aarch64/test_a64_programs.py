@@ -31,7 +31,7 @@ def _pyqemu_cmd() -> list[str]:
     return [sys.executable, "-c", code]
 
 
-CASES = [("intops", f) for f in FLAGS] + [("pcalign", ["-O2"]), ("vec", ["-O3"])]
+CASES = [("intops", f) for f in FLAGS] + [("pcalign", ["-O2"]), ("vec", ["-O3"]), ("vecmix", ["-O3"])]
 
 
 @pytest.mark.parametrize(("prog", "flags"), CASES,

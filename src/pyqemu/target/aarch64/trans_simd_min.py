@@ -124,7 +124,8 @@ _OPS = list(_THREE) + ["mla", "mls", "rev64", "rev32", "rev16", "neg", "abs", "x
                        "ushl", "sshl", "uabd", "sabd", "uaba", "saba", "clz", "cls",
                        "uaddlp", "saddlp", "uadalp", "sadalp", "rbit", "usubw", "ssubw",
                        "uabal", "sabal", "uabdl", "sabdl", "umlal", "smlal", "umlsl",
-                       "smlsl", "and", "bic", "orr", "orn", "eor", "bsl", "bit", "bif", "cmeq0", "cnt",
+                       "smlsl", "mul_e", "mla_e", "mls_e", "umull_e", "smull_e", "umlal_e",
+                       "smlal_e", "umlsl_e", "smlsl_e", "and", "bic", "orr", "orn", "eor", "bsl", "bit", "bif", "cmeq0", "cnt",
                        "not", "addv", "umaxv", "uminv", "dup_elt", "dup_gen", "ins_gen",
                        "ins_elt", "ext", "movi", "shrn", "ushr", "sshr", "shl"]
 _OPNUM = {name: i for i, name in enumerate(_OPS)}
@@ -161,7 +162,11 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
     name = _OPS[op]
     width = M128 if q else M64
     vn = _vget(vr, rn) & width
-    vm = _vget(vr, rm) & width
+    vm_full = _vget(vr, rm)
+    if name.endswith("_e"):  # by element: Vm[imm] stands for every lane of Vm
+        name = name[:-2]
+        vm_full = ((vm_full >> (imm * (8 << esz))) & _ones(esz)) * _REP[esz]
+    vm = vm_full & width
     if esz == 0 and name in ("umaxp", "uminp"):  # strlen/memchr reductions
         nbytes = 16 if q else 8
         both = vn.to_bytes(nbytes, "little") + vm.to_bytes(nbytes, "little")
@@ -251,7 +256,7 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
         na = _lanes(_vget(vr, rn) >> shift, esz, 0)
         if name.endswith("w"):
             na = _lanes(_vget(vr, rn), esz + 1, 1)
-        nb = _lanes(_vget(vr, rm) >> shift, esz, 0)
+        nb = _lanes(vm_full >> shift, esz, 0)
         if signed:
             if not name.endswith("w"):
                 na = [_sx(v, esz) for v in na]
@@ -832,6 +837,23 @@ def trans_SSHR_s(ctx: DisasContext, a: Any) -> bool:
 
 def trans_SHL_s(ctx: DisasContext, a: Any) -> bool:
     return gen_simd(ctx, "shl", a.rd, a.rn, 0, 0, 3, ((a.immh << 3) | a.immb) - 64)
+
+
+_ELEM_OPS = {(0, 0b1000): "mul_e", (1, 0b0000): "mla_e", (1, 0b0100): "mls_e",
+             (0, 0b1010): "smull_e", (1, 0b1010): "umull_e", (0, 0b0010): "smlal_e",
+             (1, 0b0010): "umlal_e", (0, 0b0110): "smlsl_e", (1, 0b0110): "umlsl_e"}
+
+
+def trans_ELEM_int(ctx: DisasContext, a: Any) -> bool:
+    """Integer ops by element: MUL/MLA/MLS and the long SMULL/UMULL/SMLAL/.../UMLSL."""
+    op = _ELEM_OPS.get((a.u, a.opcode))
+    if op is None or a.esz not in (1, 2):
+        return False
+    if a.esz == 1:
+        idx, rm = (a.h << 2) | (a.l << 1) | a.m, a.rm
+    else:
+        idx, rm = (a.h << 1) | a.l, (a.m << 4) | a.rm
+    return gen_simd(ctx, op, a.rd, a.rn, rm, a.q, a.esz, idx)
 
 
 def trans_SHL(ctx: DisasContext, a: Any) -> bool:
