@@ -148,17 +148,19 @@ class VdiImage(Image):
             uuid_image=_uuid_to_disk(uuid.uuid4()), uuid_last_snap=_uuid_to_disk(uuid.uuid4()),
             uuid_link=bytes(16), uuid_parent=bytes(16), unused2=bytes(56),
         )
-        if static:
-            bmap = array("I", range(blocks))
-        else:
-            bmap = array("I", [VDI_UNALLOCATED]) * blocks
-        if bmap.itemsize != 4:  # pragma: no cover - every supported host has 4-byte I
-            raise BlockError("unsupported host: array('I') is not 32-bit")
-        raw_bmap = _bmap_bytes(bmap, 0, blocks).ljust(bmap_size, b"\0")
         with ImageFile(filename, readonly=False, create=True) as f:
             f.pwrite(0, header.pack())
-            if bmap_size:
-                f.pwrite(0x200, raw_bmap)
+            # the block map, written in pieces (a 512 TiB image has a 2 GiB map)
+            step = 1 << 20
+            for first in range(0, blocks, step):
+                count = min(step, blocks - first)
+                if static:
+                    part = _bmap_bytes(array("I", range(first, first + count)), 0, count)
+                else:
+                    part = b"\xff" * (4 * count)
+                f.pwrite(0x200 + 4 * first, part)
+            if bmap_size > 4 * blocks:
+                f.pwrite(0x200 + 4 * blocks, bytes(bmap_size - 4 * blocks))
             if static:
                 f.truncate(header.offset_data + blocks * DEFAULT_CLUSTER_SIZE)
             f.flush()
