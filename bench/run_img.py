@@ -76,6 +76,9 @@ def timed(cmd: list[str], before: Callable[[], None] | None, repeat: int) -> flo
     for _ in range(repeat):
         if before is not None:
             before()
+        # start from clean page cache: dirty pages left by the previous run (hundreds of
+        # MiB of output) would throttle this run's writes while the kernel flushes them
+        os.sync()
         t0 = time.perf_counter()
         run(cmd)
         best = min(best, time.perf_counter() - t0)
@@ -205,6 +208,7 @@ def _run_all(workdir: str, size: int, qemu: str, pyq: list[str],
                 # read-only commands: keep stdout to compare
                 best = float("inf")
                 for _ in range(opts.repeat):
+                    os.sync()
                     t0 = time.perf_counter()
                     res = run(full)
                     best = min(best, time.perf_counter() - t0)
