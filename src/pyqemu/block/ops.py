@@ -966,11 +966,29 @@ class _MessageList(list[str]):
             self.sink(line)
 
 
-def _status_or_fail(img: Image, offset: int, length: int, name: str) -> ChainStatus:
-    try:
-        return block_status_above(img, None, offset, length)
-    except BlockError as exc:
-        raise CompareError(f"Sector allocation test failed for {name}", 3) from exc
+class _StatusCursor:
+    """Block status of one image walked front to back: an extent's status is asked once
+    and reused until the walk leaves it (asking again at every chunk of a long extent
+    would make the drivers walk its remainder each time)."""
+
+    def __init__(self, img: Image, name: str) -> None:
+        self.img = img
+        self.name = name
+        self.start = 0
+        self.end = 0
+        self.flags = 0
+        self.sizes = _Sizes()
+
+    def at(self, offset: int, total: int) -> ChainStatus:
+        if not self.start <= offset < self.end:
+            try:
+                st = block_status_above(self.img, None, offset, total - offset,
+                                        sizes=self.sizes)
+            except BlockError as exc:
+                raise CompareError(f"Sector allocation test failed for {self.name}", 3) \
+                    from exc
+            self.start, self.end, self.flags = offset, offset + st.length, st.flags
+        return ChainStatus(self.flags, self.end - offset, 0)
 
 
 def _read_or_fail(img: Image, offset: int, length: int, name: str) -> bytes:
@@ -1019,10 +1037,12 @@ def compare(img1: Image, img2: Image, *, strict: bool = False,
         messages.append(f"Content mismatch at offset {off}!")
         return CompareResult(1, messages, off)
 
+    cur1 = _StatusCursor(img1, name1)
+    cur2 = _StatusCursor(img2, name2)
     offset = 0
     while offset < total:
-        st1 = _status_or_fail(img1, offset, total1 - offset, name1)
-        st2 = _status_or_fail(img2, offset, total2 - offset, name2)
+        st1 = cur1.at(offset, total1)
+        st2 = cur2.at(offset, total2)
         chunk = min(st1.length, st2.length)
         if chunk <= 0:
             raise CompareError(f"Sector allocation test failed for {name1}", 3)
@@ -1053,9 +1073,10 @@ def compare(img1: Image, img2: Image, *, strict: bool = False,
 
     if total1 != total2:
         messages.append("Warning: Image size mismatch!")
-        over, over_name = (img1, name1) if total1 > total2 else (img2, name2)
+        over, over_name, cur = (img1, name1, cur1) if total1 > total2 else \
+            (img2, name2, cur2)
         while offset < progress_base:
-            st = _status_or_fail(over, offset, progress_base - offset, over_name)
+            st = cur.at(offset, progress_base)
             chunk = st.length
             if chunk <= 0:
                 raise CompareError(f"Sector allocation test failed for {over_name}", 3)
