@@ -34,9 +34,11 @@ def test_one_input(data: bytes) -> None:
     """Open the bytes read-only as qcow2, read the start of the disk, run check."""
     with open(_PATH, "wb") as f:
         f.write(data)
+    file = ImageFile(_PATH, readonly=True)
     try:
-        img = Qcow2Image.open(ImageFile(_PATH, readonly=True), readonly=True, options={})
+        img = Qcow2Image.open(file, readonly=True, options={})
     except BlockError:
+        file.close()  # on a failed open the caller still owns the file
         return
     try:
         size = min(img.virtual_size, _MAX_READ)

@@ -20,8 +20,12 @@ from pyqemu.block.qcow2 import Qcow2Image
 def qopen(path: str, *, readonly: bool = False, chain: bool = True,
           **options: Any) -> Qcow2Image:
     """Open a qcow2 image with our driver (and its qcow2 backing chain)."""
-    img = Qcow2Image.open(ImageFile(path, readonly=readonly), readonly=readonly,
-                          options=options)
+    file = ImageFile(path, readonly=readonly)
+    try:
+        img = Qcow2Image.open(file, readonly=readonly, options=options)
+    except BaseException:
+        file.close()  # a failed open leaves the file to its caller
+        raise
     if chain and img.backing_filename:
         bpath = img.backing_filename
         if not os.path.isabs(bpath):

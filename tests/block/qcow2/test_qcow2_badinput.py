@@ -103,10 +103,11 @@ def _digest(path: str) -> str:
 
 def _exercise(path: str, readonly: bool) -> str | None:
     """Open, read and check; return the error message or None when all worked."""
+    file = ImageFile(path, readonly=readonly)
     try:
-        img = Qcow2Image.open(ImageFile(path, readonly=readonly), readonly=readonly,
-                              options={})
+        img = Qcow2Image.open(file, readonly=readonly, options={})
     except ImageFormatError as exc:
+        file.close()
         return str(exc)
     try:
         size = min(img.virtual_size, 8 * MiB)
