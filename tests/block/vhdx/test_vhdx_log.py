@@ -17,7 +17,7 @@ from vhdx_helpers import MiB, file_digest, open_vhdx, qemu_error, qemu_raw
 from pyqemu.block.errors import ImageFormatError
 from pyqemu.block.vhdx import VhdxImage
 from pyqemu.block.vhdx import log as vlog
-from pyqemu.block.vhdx.format import LOG_SECTOR_SIZE, new_guid, update_checksum
+from pyqemu.block.vhdx.format import LOG_SECTOR_SIZE, LogEntryHeader, new_guid, update_checksum
 
 SIZE = 8 * MiB
 BAT_OFFSET = 2 * MiB  # with the default 1 MiB log
@@ -257,3 +257,23 @@ def test_write_with_nonempty_log_guid_fails_as_qemu(tmp_path, qemu_img, qemu_io)
     assert qemu_io.verify(theirs, 0, 4096, 0x11, fmt="vhdx")
     assert qemu_io.run(theirs, "write -P 0x67 0 4k", fmt="vhdx").rc == 0
     assert qemu_raw(qemu_img, theirs, str(tmp_path)) == qemu_raw(qemu_img, mine, str(tmp_path))
+
+
+def test_entry_as_long_as_the_ring_terminates(tmp_path):
+    """Every ring sector a plausible entry header as long as the whole ring, with a bad
+    checksum: QEMU 7.2 searches such a log forever (its index comes back to where it
+    started); pyqemu stops after one pass, finds no valid entry, and opens the image."""
+    img = _base(tmp_path)
+    with open_vhdx(img, readonly=False) as im:
+        guid = new_guid()
+        im.update_headers(False, guid)
+        ring = im.active_header.log_length
+        for pos in range(0, ring, LOG_SECTOR_SIZE):
+            hdr = LogEntryHeader(entry_length=ring, sequence_number=5 + pos,
+                                      log_guid=guid, checksum=1)
+            im.file.pwrite(im.log.offset + pos, hdr.pack() + b"\x01" * (LOG_SECTOR_SIZE - 64))
+    digest = file_digest(img)
+    with open_vhdx(img) as im:
+        assert not im.log_replayed_on_open
+        assert im.read(0, 2 * MiB) == b"\x11" * (2 * MiB)
+    assert file_digest(img) == digest

@@ -35,6 +35,9 @@ from pyqemu.block.vhdx.format import (
     LogEntryHeader,
     MiB,
     crc32c,
+    crc_contribution,
+    crc_sector_step,
+    crc_zero_sectors,
     new_guid,
     update_checksum,
 )
@@ -79,6 +82,45 @@ class _Reader:
         if offset >= self.size:
             return bytes(length)
         return self.file.pread(offset, length)
+
+
+class _RingCrc:
+    """Checksums of runs of ring sectors in O(log n) each, so that a search trying every
+    sector as an entry start is not quadratic.
+
+    The CRC update is affine: ``update(r, data) == Z(r) ^ update(0, data)`` with ``Z``
+    the linear map of a zero sector. With prefix registers ``P[k]`` (sectors 0..k-1 fed
+    to a zero register), feeding sectors ``a..b-1`` to register ``r`` gives
+    ``Z^(b-a)(r ^ P[a]) ^ P[b]``. Sectors past end of file are zero, so prefixes are
+    only stored up to there.
+    """
+
+    def __init__(self, rd: _Reader, offset: int, length: int) -> None:
+        self.rd = rd
+        self.offset = offset
+        self.sectors = length // LOG_SECTOR_SIZE
+        in_file = max(0, -(-(rd.size - offset) // LOG_SECTOR_SIZE))
+        self.eof_idx = min(self.sectors, in_file)
+        self.prefix = [0]
+
+    def _p(self, k: int) -> int:
+        stop = min(k, self.eof_idx)
+        while len(self.prefix) <= stop:
+            i = len(self.prefix) - 1
+            sector = self.rd.pread(self.offset + i * LOG_SECTOR_SIZE, LOG_SECTOR_SIZE)
+            self.prefix.append(crc_sector_step(self.prefix[i], crc_contribution(sector)))
+        if k <= self.eof_idx:
+            return self.prefix[k]
+        return crc_zero_sectors(self.prefix[self.eof_idx], k - self.eof_idx)
+
+    def feed(self, crc: int, start: int, count: int) -> int:
+        """Raw register after ``count`` sectors from ring index ``start`` (wrapping)."""
+        while count > 0:
+            end = min(self.sectors, start + count)
+            crc = crc_zero_sectors(crc ^ self._p(start), end - start) ^ self._p(end)
+            count -= end - start
+            start = 0
+        return crc
 
 
 def inc_idx(idx: int, length: int) -> int:
@@ -174,10 +216,11 @@ def _read_desc(rd: _Reader, log: LogEntries,
     return hdr, descs, b"".join(raw)
 
 
-def _validate_entry(rd: _Reader, log: LogEntries, seq: int,
+def _validate_entry(rd: _Reader, ring: _RingCrc, log: LogEntries, seq: int,
                     log_guid: bytes) -> LogEntryHeader | None:
     """The header of the entry at ``log.read`` if the whole entry is valid (and follows
-    ``seq`` when it is non-zero), else None; ``log.read`` moves past what was read."""
+    ``seq`` when it is non-zero), else None; ``log.read`` moves past what was read.
+    (Used by the search, where the ring counts as full: reads never stop early.)"""
     hdr = _peek_hdr(rd, log)
     if not _hdr_is_valid(log, hdr, log_guid) or (seq > 0 and hdr.sequence_number != seq + 1):
         log.read = inc_idx(log.read, log.length)
@@ -188,13 +231,11 @@ def _validate_entry(rd: _Reader, log: LogEntries, seq: int,
     # the checksum covers the whole entry with the checksum field taken as zero
     buf = bytearray(raw)
     buf[4:8] = b"\0\0\0\0"
-    crc = crc32c(buf) ^ 0xFFFFFFFF
-    for _ in range(total_sectors - desc_sectors):
-        got = _read_sectors(rd, log, 1)
-        if not got:
-            return None
-        crc = crc32c(got[0], crc) ^ 0xFFFFFFFF
-    crc ^= 0xFFFFFFFF
+    crc = crc32c(buf) ^ 0xFFFFFFFF  # raw register
+    remaining = max(0, total_sectors - desc_sectors)
+    start = log.read // LOG_SECTOR_SIZE
+    crc = ring.feed(crc, start, remaining) ^ 0xFFFFFFFF
+    log.read = (start + remaining) % ring.sectors * LOG_SECTOR_SIZE
     if crc != hdr.checksum:
         return None
     return hdr
@@ -203,6 +244,7 @@ def _validate_entry(rd: _Reader, log: LogEntries, seq: int,
 def search(img: VhdxImage, log_guid: bytes) -> LogSequence:
     """Find the active sequence: the valid run of entries with the highest sequence number."""
     rd = _Reader(img)
+    ring = _RingCrc(rd, img.log.offset, img.log.length)
     curr = dataclasses.replace(img.log)
     curr.write = curr.length  # assume the log is full
     curr.read = 0
@@ -216,7 +258,7 @@ def search(img: VhdxImage, log_guid: bytes) -> LogSequence:
             # invalid: QEMU would step over them one by one up to the wrap, which ends
             # the search
             break
-        hdr = _validate_entry(rd, curr, curr_seq, log_guid)
+        hdr = _validate_entry(rd, ring, curr, curr_seq, log_guid)
         if hdr is not None:
             current.valid = True
             current.log = dataclasses.replace(curr, read=tail, write=curr.read)
@@ -225,7 +267,7 @@ def search(img: VhdxImage, log_guid: bytes) -> LogSequence:
             # QEMU quirk kept on purpose: the entry right after the first one is checked
             # against sequence 0 (anything), later ones against their predecessor
             while True:
-                nxt = _validate_entry(rd, curr, curr_seq, log_guid)
+                nxt = _validate_entry(rd, ring, curr, curr_seq, log_guid)
                 if nxt is None:
                     break
                 current.log.write = curr.read
@@ -235,7 +277,9 @@ def search(img: VhdxImage, log_guid: bytes) -> LogSequence:
                 not candidate.valid or candidate.hdr is None
                 or current.hdr.sequence_number > candidate.hdr.sequence_number):
             candidate = current
-        if curr.read < tail:
+        if curr.read <= tail:
+            # QEMU tests "<": an entry as long as the whole ring brings the index back
+            # to where it started and QEMU then searches forever; we stop at the wrap
             break
     if candidate.valid and candidate.hdr is not None:
         img.log.sequence = candidate.hdr.sequence_number + 1
