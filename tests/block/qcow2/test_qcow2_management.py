@@ -655,3 +655,26 @@ def test_data_file_locked_while_open(tmp_path: Any, monkeypatch: Any) -> None:
     img = qopen(str(tmp_path / "a.qcow2"), force_share=True)
     img.close()
     qemu_io("d.raw", "write -P 1 0 512", fmt="raw")
+
+
+def test_shrink_grow_keeps_partial_cluster(tmp_path: Any) -> None:
+    """Shrinking into a cluster keeps that cluster, and growing back shows its old tail:
+    the same bytes qemu-img resize gives."""
+    out = []
+    for who in ("qemu", "us"):
+        p = str(tmp_path / f"{who}.qcow2")
+        run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", p, "256k")
+        qemu_io(p, "write -P 1 0 33281", "write -P 2 40000 100")
+        if who == "qemu":
+            run("qemu-img", "resize", "-q", "--shrink", p, "33280")
+            run("qemu-img", "resize", "-q", p, "45056")
+        else:
+            img = qopen(p)
+            try:
+                img.truncate(33280, shrink=True)
+                img.truncate(45056)
+            finally:
+                img.close()
+        assert_qemu_check_clean(p)
+        out.append(qemu_raw(p, str(tmp_path)))
+    assert out[0] == out[1]
