@@ -56,8 +56,10 @@ def make_image(tmp_path_factory):
 
 
 WRITES = ("write -P 0x11 1000 70000", "write -P 0x22 2147483000 2000")
+#: streamOptimized takes whole grains only
+STREAM_WRITES = ("write -P 0x11 0 64k", "write -P 0x22 2147418112 128k")
 SUBFORMATS = ["monolithicSparse", "monolithicFlat", "twoGbMaxExtentSparse",
-              "twoGbMaxExtentFlat"]
+              "twoGbMaxExtentFlat", "streamOptimized"]
 
 
 @pytest.mark.parametrize("subformat", SUBFORMATS)
@@ -75,7 +77,8 @@ SUBFORMATS = ["monolithicSparse", "monolithicFlat", "twoGbMaxExtentSparse",
 ], ids=lambda c: " ".join(c[:-1]) if isinstance(c, tuple) else c)
 def test_commands_on_qemu_images(tmp_path, qemu_img, pyqemu_img, make_image, subformat,
                                  cmd):
-    _same(qemu_img, pyqemu_img, tmp_path, lambda d: make_image(d, subformat, "3G", WRITES),
+    writes = STREAM_WRITES if subformat == "streamOptimized" else WRITES
+    _same(qemu_img, pyqemu_img, tmp_path, lambda d: make_image(d, subformat, "3G", writes),
           *cmd)
 
 
@@ -105,6 +108,12 @@ def test_convert_to_ours_reads_in_qemu(tmp_path, qemu_img, pyqemu_img, target):
     # same allocation decisions: identical maps, and same file sizes
     assert qemu_img.map(ours) == qemu_img.map(theirs)
     assert os.path.getsize(ours) == os.path.getsize(theirs)
+    # byte for byte the same files, CID (vmdk) or UUIDs (vdi) aside
+    a, b = Path(ours).read_bytes(), Path(theirs).read_bytes()
+    if ext == "vdi":
+        assert (a[:0x188], a[0x1A8:]) == (b[:0x188], b[0x1A8:])
+    elif a[:4] == b"KDMV":
+        assert a[:0x200] == b[:0x200] and a[0x200 + 20 * 512:] == b[0x200 + 20 * 512:]
     back = str(tmp_path / "back.raw")
     pyqemu_img.run("convert", "-O", "raw", theirs, back).ok()
     assert Path(back).read_bytes() == src.read_bytes()
