@@ -48,7 +48,7 @@ def timed(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[float, i
                                                                           bytes]:
     t0 = time.perf_counter()
     try:
-        p = subprocess.run(cmd, capture_output=True, env=env, timeout=timeout)
+        p = subprocess.run(cmd, capture_output=True, env=env, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return timeout, -1, b"", b"timeout"
     return time.perf_counter() - t0, p.returncode, p.stdout, p.stderr

@@ -16,7 +16,7 @@ GUEST_DIR = Path(__file__).resolve().parents[1] / "guest" / "aarch64"
 SYSROOT = "/usr/aarch64-linux-gnu"
 sys.path.insert(0, str(GUEST_DIR))
 
-import build as guest_build  # noqa: E402
+import build as guest_build
 
 PYQEMU = [sys.executable, "-m", "pyqemu.cli.user"]
 
@@ -45,7 +45,7 @@ def run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 240,
     if "PYTHONPATH" in os.environ:
         e["PYTHONPATH"] = os.environ["PYTHONPATH"]
     p = subprocess.run(cmd, capture_output=True, env=e, timeout=timeout, cwd=cwd,
-                       input=stdin)
+                       input=stdin, check=False)
     return Run(p.returncode, p.stdout, p.stderr)
 
 

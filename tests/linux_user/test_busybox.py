@@ -32,7 +32,7 @@ def busybox() -> Path:
     dl = cache.parent / "busybox-download"
     dl.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(["apt-get", "download", "busybox-static:arm64"], cwd=dl,
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, check=False)
     debs = glob.glob(str(dl / "busybox-static_*_arm64.deb"))
     if r.returncode != 0 or not debs:
         pytest.skip("busybox-static:arm64 not downloadable (dpkg --add-architecture arm64 "
@@ -47,8 +47,8 @@ SCRIPTS = [
     "seq 1 200 | awk '{s += $1} END {print s}'",
     "printf 'a b c\\nd e f\\n' | cut -d' ' -f2 | wc -l",
     "echo 'hello world' | sed 's/world/busybox/' | md5sum",
-    "cd \"$T\" && mkdir -p d/e && echo x > d/e/f && tar cf t.tar d && rm -r d && tar xf t.tar"
-    " && cat d/e/f && find d | sort",
+    ("cd \"$T\" && mkdir -p d/e && echo x > d/e/f && tar cf t.tar d && rm -r d && tar xf t.tar"
+     " && cat d/e/f && find d | sort"),
     "cd \"$T\" && seq 1 2000 > n && gzip -c n | gzip -dc | sha256sum && grep -c 7 n",
     "x=$(echo sub; exit 3); echo \"[$x] $?\"; (exit 5); echo $?",
     "cd /nonexistent; echo status=$?; read v <<EOF\nheredoc\nEOF\necho $v",

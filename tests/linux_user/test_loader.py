@@ -44,7 +44,7 @@ def readelf(path: Path) -> dict[str, object]:
     interp = re.search(r"Requesting program interpreter: ([^\]]+)\]", out)
     loads = []
     for m in re.finditer(r"^\s+LOAD\s+(0x\w+) (0x\w+) 0x\w+ (0x\w+) (0x\w+) ([RWE ]{3})",
-                         out, re.M):
+                         out, re.MULTILINE):
         off, va, fsz, msz = (int(m.group(i), 16) for i in range(1, 5))
         loads.append((off, va, fsz, msz, m.group(5)))
     return {"entry": entry, "type": typ, "interp": interp.group(1) if interp else None,

@@ -154,6 +154,12 @@ def test_same_as_host_kernel(seq: list[tuple]) -> None:
                 continue
             if op[0] == "mremap" and (op[1] + op[2] > SPAN or op[5] + op[3] > SPAN):
                 continue
+            if op[0] == "mremap":
+                v = mem.find_vma(guest.base + op[1])
+                if v is not None and v.end < guest.base + op[1] + op[2]:
+                    # a source range spanning several VMAs or a hole: Linux 6.17 started
+                    # to allow some of these moves; older kernels (and QEMU) refuse them
+                    continue
             h = host.call(*op)
             g = guest.call(*op)
             assert g == h, (op, g, h)

@@ -95,8 +95,8 @@ def test_newfstatat_layout(task: Task, tmp_path: Path) -> None:
     raw = task.proc.mem.read(out, 128)
     st = os.stat(f)
     # struct stat of asm-generic/stat.h (arm64)
-    (dev, ino, mode, nlink, uid, gid, rdev, _pad, size, blksize, _pad2, blocks,
-     atime, atime_ns, mtime, mtime_ns, ctime, ctime_ns) = struct.unpack_from(
+    (dev, ino, mode, nlink, uid, gid, _rdev, _pad, size, blksize, _pad2, blocks,
+     _atime, _atime_ns, mtime, mtime_ns, _ctime, _ctime_ns) = struct.unpack_from(
         "<QQIIIIQQqiiqqQqQqQ", raw)
     assert (dev, ino, mode, nlink, uid, gid, size, blocks) == (
         st.st_dev, st.st_ino, st.st_mode, st.st_nlink, st.st_uid, st.st_gid, 9, st.st_blocks)

@@ -45,12 +45,12 @@ _HELP_ROWS = [
     ("-r uname", "QEMU_UNAME", "set qemu uname release string to 'uname'"),
     ("-B address", "QEMU_GUEST_BASE", "set guest_base address to 'address'"),
     ("-R size", "QEMU_RESERVED_VA", "reserve 'size' bytes for guest virtual address space"),
-    ("-d item[,...]", "QEMU_LOG", "enable logging of specified items (use '-d help' for a "
-                                  "list of items)"),
+    ("-d item[,...]", "QEMU_LOG",
+     "enable logging of specified items (use '-d help' for a list of items)"),
     ("-D logfile", "QEMU_LOG_FILENAME", "write logs to 'logfile' (default stderr)"),
     ("-p pagesize", "QEMU_PAGESIZE", "set the host page size to 'pagesize'"),
-    ("-one-insn-per-tb", "QEMU_ONE_INSN_PER_TB", "run with one guest instruction per "
-                                                 "emulated TB"),
+    ("-one-insn-per-tb", "QEMU_ONE_INSN_PER_TB",
+     "run with one guest instruction per emulated TB"),
     ("-singlestep", "QEMU_SINGLESTEP", "deprecated synonym for -one-insn-per-tb"),
     ("-strace", "QEMU_STRACE", "log system calls"),
     ("-seed", "QEMU_RAND_SEED", "Seed for pseudo-random number generator"),
@@ -111,7 +111,7 @@ class _Cmd:
         sys.stdout.flush()
         raise SystemExit(0)
 
-    def h_L(self, a: str | None) -> None:  # noqa: N802
+    def h_L(self, a: str | None) -> None:
         assert a is not None
         self.opts.prefix = a
 
@@ -125,25 +125,25 @@ class _Cmd:
             self.cpu_help = True
         self.opts.cpu_model = a
 
-    def h_E(self, a: str | None) -> None:  # noqa: N802
+    def h_E(self, a: str | None) -> None:
         assert a is not None
         self.guest_env_set += [x for x in a.split(",") if x]
 
-    def h_U(self, a: str | None) -> None:  # noqa: N802
+    def h_U(self, a: str | None) -> None:
         assert a is not None
         self.guest_env_unset += [x for x in a.split(",") if x]
 
     def h_0(self, a: str | None) -> None:
         self.opts.argv0 = a
 
-    def h_R(self, a: str | None) -> None:  # noqa: N802
+    def h_R(self, a: str | None) -> None:
         assert a is not None
         size = parse_size(a, "reserved_va")
         if size < 1 << 24:
             raise UsageError(f"Invalid reserved_va '{a}'")
         self.opts.reserved_va = (size + 0xFFF) & ~0xFFF
 
-    def h_B(self, a: str | None) -> None:  # noqa: N802
+    def h_B(self, a: str | None) -> None:
         """Accepted and checked, then ignored: the guest space is always one reserved
         host range at a host address the kernel picks (guest va = offset in it), so a
         fixed host base buys nothing and could collide with the Python heap."""
@@ -175,7 +175,7 @@ class _Cmd:
                 raise SystemExit(1) from None
         self.log_items |= items
 
-    def h_D(self, a: str | None) -> None:  # noqa: N802
+    def h_D(self, a: str | None) -> None:
         self.log_file = a
 
     def h_strace(self, _: str | None) -> None:

@@ -111,6 +111,8 @@ class Process:
         self.sigtramp = 0
         self.host_handler: Any = None
         self.auxv = b""
+        self.argv: list[bytes] = []
+        self.last_status = 0  # exit status of the last thread that exited
 
     # ---- memory change hooks
     def _mapping_changed(self, start: int, end: int) -> None:
@@ -143,8 +145,6 @@ class Process:
                 if rest == b"cmdline":
                     return self._memfd(b"\0".join(self.argv) + b"\0")
         return None
-
-    argv: list[bytes] = []
 
     @staticmethod
     def _memfd(data: bytes) -> int:
@@ -294,7 +294,7 @@ def run_task(t: Task) -> None:
     except SyscallExit as e:
         exit_process(t.proc, e.status)
         return
-    except Exception as exc:  # an emulator bug must not hang the process
+    except Exception as exc:  # noqa: BLE001 (an emulator bug must not hang the process)
         internal_error(t.proc, exc)
         return
     task_exit(t, status)
@@ -320,7 +320,6 @@ def run_program(opts: UserOptions, path: str, argv: Sequence[bytes],
     from pyqemu.target.aarch64.cpu import elf_hwcap, elf_hwcap2
     proc = Process(opts, path)
     proc.argv = list(argv)
-    proc.last_status = 0
     lp = load_program(proc.mem, path, argv, envp, prefix=opts.prefix,
                       hwcap=elf_hwcap(opts.cpu_model), hwcap2=elf_hwcap2(opts.cpu_model),
                       stack_size=opts.stack_size)
@@ -350,7 +349,7 @@ def run_program(opts: UserOptions, path: str, argv: Sequence[bytes],
     except SyscallExit as e:
         exit_process(proc, e.status)
         return e.status
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (one line, never a traceback)
         internal_error(proc, exc)
         return 1
     task_exit(t, status)

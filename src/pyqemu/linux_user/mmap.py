@@ -37,8 +37,16 @@ from pyqemu.accel.tcg.interfaces import (
 )
 
 __all__ = [
-    "GuestAddr", "GuestAddressSpace", "GuestFault", "VMA", "MAP_ANONYMOUS", "MAP_FIXED",
-    "MAP_FIXED_NOREPLACE", "MAP_PRIVATE", "MAP_SHARED", "TASK_UNMAPPED_BASE",
+    "MAP_ANONYMOUS",
+    "MAP_FIXED",
+    "MAP_FIXED_NOREPLACE",
+    "MAP_PRIVATE",
+    "MAP_SHARED",
+    "TASK_UNMAPPED_BASE",
+    "VMA",
+    "GuestAddr",
+    "GuestAddressSpace",
+    "GuestFault",
 ]
 
 GuestAddr = NewType("GuestAddr", int)
@@ -243,9 +251,9 @@ class GuestAddressSpace:
                 addr = self.vmas[i].end
             i = max(i + 1, 0)
             while addr + length <= self.size:
-                if i >= len(self.vmas) or self.vmas[i].start >= addr + length:
-                    if self.is_free(addr, addr + length):
-                        return addr
+                if (i >= len(self.vmas) or self.vmas[i].start >= addr + length) \
+                        and self.is_free(addr, addr + length):
+                    return addr
                 if i < len(self.vmas):
                     addr = max(addr, self.vmas[i].end)
                     i += 1

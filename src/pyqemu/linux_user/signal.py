@@ -214,9 +214,10 @@ def next_signal(t: Task) -> SigInfo | None:
         for q in (t.pending, st.pending):
             best = None
             for info in q:
-                if not t.sigmask & sig_bit(info.signo) or info.signo in (SIGKILL, SIGSTOP):
-                    if best is None or info.signo < best.signo:
-                        best = info
+                deliverable = not t.sigmask & sig_bit(info.signo) \
+                    or info.signo in (SIGKILL, SIGSTOP)
+                if deliverable and (best is None or info.signo < best.signo):
+                    best = info
             if best is not None:
                 q.remove(best)
                 return best
@@ -623,5 +624,14 @@ def signalfd_read(t: Task, fd: int, buf: int, count: int) -> int:
             return r
 
 
-__all__ = ["SigAction", "SigInfo", "SignalState", "deliver", "fatal_signal",
-           "install_host_handlers", "process_pending", "queue_signal", "SyscallExit"]
+__all__ = [
+    "SigAction",
+    "SigInfo",
+    "SignalState",
+    "SyscallExit",
+    "deliver",
+    "fatal_signal",
+    "install_host_handlers",
+    "process_pending",
+    "queue_signal",
+]

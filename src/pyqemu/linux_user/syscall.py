@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pyqemu.linux_user.mmap import GuestFault
 
 if TYPE_CHECKING:
-    from pyqemu.linux_user.main import Process, Task
+    from pyqemu.linux_user.main import Task
 
 __all__ = ["HOST_NR", "PASSTHROUGH", "SyscallExit", "do_syscall", "handlers", "host_syscall"]
 
@@ -67,7 +67,7 @@ HOST_NR: dict[str, int] = {
     "geteuid": 107, "getgid": 104, "getegid": 108, "getppid": 110, "getpid": 39,
     "setuid": 105, "setgid": 106, "setreuid": 113, "setregid": 114, "setresuid": 117,
     "setresgid": 119, "getresuid": 118, "getresgid": 120, "getgroups": 115, "setgroups": 116,
-    "getpgrp": 111, "sethostname": 170, "setdomainname": 171, "timer_create": 222,
+    "getpgrp": 111, "sethostname": 170, "setdomainname": 171,
     "clock_settime": 227, "adjtimex": 159, "syslog": 103, "sched_setscheduler": 144,
     "sched_setparam": 142, "sched_rr_get_interval": 148, "mlock": 149, "munlock": 150,
     "mlockall": 151, "munlockall": 152, "rt_sigpending": 127, "kill": 62, "exit": 60,
@@ -229,21 +229,22 @@ def do_syscall(t: Task, nr: int, args: list[int]) -> int:
     """Run syscall ``nr``; returns the value for x0 (``-errno`` on error)."""
     proc = t.proc
     row = proc.table.get(nr)
-    strace = proc.log is not None and proc.log.enabled("strace")
+    log = proc.log
+    strace = log is not None and log.enabled("strace")
     if row is None:
-        if strace:
-            proc.log.write(f"{t.tid} Unknown syscall {nr}\n")
-        elif proc.log is not None and proc.log.enabled("unimp"):
-            proc.log.write(f"Unsupported syscall: {nr}\n")
+        if log is not None and strace:
+            log.write(f"{t.tid} Unknown syscall {nr}\n")
+        elif log is not None and log.enabled("unimp"):
+            log.write(f"Unsupported syscall: {nr}\n")
         return (-errno.ENOSYS) & M64
     name, handler, fmt = row
-    if strace:
-        proc.log.write(f"{t.tid} {name}({format_args(t, fmt, args)})")
+    if log is not None and strace:
+        log.write(f"{t.tid} {name}({format_args(t, fmt, args)})")
     try:
         ret = handler(t, *args)
     except SyscallExit:
-        if strace:
-            proc.log.write("\n")
+        if log is not None and strace:
+            log.write("\n")
         raise
     except GuestFault:
         ret = -errno.EFAULT
@@ -251,8 +252,8 @@ def do_syscall(t: Task, nr: int, args: list[int]) -> int:
         ret = -(exc.errno or errno.EIO)
     except OverflowError:
         ret = -errno.EINVAL
-    if strace:
-        proc.log.write(f" = {format_ret(ret, name)}\n")
+    if log is not None and strace:
+        log.write(f" = {format_ret(ret, name)}\n")
     return ret & M64
 
 
@@ -560,13 +561,13 @@ def _msghdr(t: Task, msg: int, write: bool) -> tuple[Any, list[Any]]:
 
 @syscall("sendmsg", "dpd")
 def sys_sendmsg(t: Task, fd: int, msg: int, flags: int, *_: int) -> int:
-    h, keep = _msghdr(t, msg, False)
+    h, _keep = _msghdr(t, msg, False)
     return host_syscall("sendmsg", fd, ctypes.addressof(h), flags)
 
 
 @syscall("recvmsg", "dpd")
 def sys_recvmsg(t: Task, fd: int, msg: int, flags: int, *_: int) -> int:
-    h, keep = _msghdr(t, msg, True)
+    h, _keep = _msghdr(t, msg, True)
     r = host_syscall("recvmsg", fd, ctypes.addressof(h), flags)
     if r >= 0:
         mem = t.proc.mem

@@ -149,7 +149,7 @@ def sys_clone3(t: Task, args: int, size: int, *_: int) -> int:
 
 
 def _read_ptr_array(t: Task, addr: int) -> list[bytes]:
-    out = []
+    out: list[bytes] = []
     mem = t.proc.mem
     while True:
         p = mem.read_u64(addr)

@@ -48,7 +48,7 @@ def build(source: str | Path, static: bool = True, extra: list[str] | None = Non
         return out
     tmp = out.with_suffix(f".tmp{os.getpid()}")
     r = subprocess.run([CC, *flags, "-o", str(tmp), str(src), "-lm", "-lpthread"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise BuildError(f"{CC} failed for {src.name}:\n{r.stderr}")
     tmp.replace(out)
