@@ -332,7 +332,7 @@ def _run(backend: Any, blk: Any, seed: bytes) -> tuple[Any, ...]:
             trap = (type(exc).__name__, str(exc), compiled.pc_of_fault(exc, cpu))
             res = None
     if isinstance(res, ChainSlot):
-        out = ("slot", res.slot, compiled.goto_targets[res.slot])
+        out = ("goto_tb", compiled.goto_targets[res.slot])
     elif isinstance(res, ExitTo):
         out = ("exit", res.reason)
     elif isinstance(res, Lookup):
@@ -363,15 +363,24 @@ def test_python_backend_matches_interpreter(data: Any, seed: bytes) -> None:
                     f"{_diffs(got[3], ref[3])}")
 
 
-@settings(max_examples=EXAMPLES // 2, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES // 2, deadline=None, suppress_health_check=list(HealthCheck),
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(st.data(), st.binary(min_size=8, max_size=8))
 def test_optimizer_preserves_semantics(data: Any, seed: bytes) -> None:
     blk = Gen(data).build()
     ref = _run(InterpBackend(), blk, seed)
     before = str(blk)
     optimize(blk)
-    verify(blk)
+    try:
+        verify(blk)
+    except Exception as exc:
+        pytest.fail(f"{exc}\nbefore:\n{before}\nafter:\n{blk}")
     got = _run(InterpBackend(), blk, seed)
     if got != ref:
         pytest.fail(f"optimizer changed behaviour\nbefore:\n{before}\nafter:\n{blk}\n"
                     f"ref={ref[:2]}\ngot={got[:2]}")
+    py = PythonBackend(DiffFrontend.pc_offset)
+    got = _run(py, blk, seed)
+    if got != ref:
+        pytest.fail(f"python backend on optimized IR\nbefore:\n{before}\nafter:\n{blk}\n"
+                    f"source:\n{py.compile(blk).source}\nref={ref[:2]}\ngot={got[:2]}")

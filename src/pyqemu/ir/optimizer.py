@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyqemu.ir.core import CallFlags, Const, Global, IRBlock, Op, Temp
-from pyqemu.ir.ops import OPS, Cond
+from pyqemu.ir.ops import OPS, Cond, MemOp
 from pyqemu.ir.semantics import CONV, cond_holds, eval_arith
 
 __all__ = ["optimize"]
@@ -82,9 +82,66 @@ def _fold(op: Op) -> Op | None:
     return _mov(out, Const(res[0], out.width))
 
 
-def optimize(block: IRBlock) -> IRBlock:
-    """Optimize ``block`` in place (and return it)."""
+def _trailing_ones(c: int) -> int:
+    return (~c & (c + 1)).bit_length() - 1
+
+
+def _known_bits(op: Op, kb: Any) -> int:
+    """Upper bound on the bit length of op's (first) output given its inputs' bounds."""
+    d = op.opdef
+    name = d.name
+    w = d.width or (32 if name in ("extrl_i64_i32", "extrh_i64_i32") else 64)
+    a = op.args
+    stem = name.rsplit("_", 1)[0] if d.width else name
+    if stem == "mov":
+        return kb(a[1])
+    if stem == "and":
+        return min(kb(a[1]), kb(a[2]))
+    if stem in ("or", "xor"):
+        return max(kb(a[1]), kb(a[2]))
+    if stem == "add":
+        return min(w, max(kb(a[1]), kb(a[2])) + 1)
+    if stem == "mul":
+        return min(w, kb(a[1]) + kb(a[2]))
+    if stem == "shr" and isinstance(a[2], Const):
+        return max(0, kb(a[1]) - a[2].value % w)
+    if stem == "shl" and isinstance(a[2], Const):
+        return min(w, kb(a[1]) + a[2].value % w)
+    if stem in ("ext8u", "ext16u", "ext32u"):
+        return min(kb(a[1]), int(stem[3:-1]))
+    if stem == "extract":
+        return a[3]
+    if stem in ("setcond",):
+        return 1
+    if stem in ("clz", "ctz", "ctpop"):
+        return 7
+    if stem in ("divu", "remu"):
+        return kb(a[1])
+    if name in ("extu_i32_i64", "extrl_i64_i32"):
+        return min(32, kb(a[1]))
+    if name == "extrh_i64_i32":
+        return max(0, kb(a[1]) - 32)
+    if name.startswith("qemu_ld_"):
+        m = a[2]
+        if not m & MemOp.MO_SIGN:
+            return 8 << (m & MemOp.MO_SIZE)
+    return w
+
+
+def _forward(block: IRBlock, ops: list[Op]) -> list[Op]:
+    """Constant folding, identities, copy propagation and known-bits mask removal."""
     env: dict[int, Any] = {}  # temp idx -> Const | Temp | Global it equals
+    bits: dict[int, int] = {}  # temp idx -> bound on bit length
+    gbits: dict[int, int] = {}  # id(Global) -> bound on bit length
+
+    def kb(v: Any) -> int:
+        if isinstance(v, Const):
+            return v.value.bit_length()
+        if isinstance(v, Temp):
+            return bits.get(v.idx, v.width)
+        if isinstance(v, Global):
+            return gbits.get(id(v), v.width)
+        return 64
 
     def subst(v: Any) -> Any:
         if isinstance(v, Temp):
@@ -94,20 +151,26 @@ def optimize(block: IRBlock) -> IRBlock:
     def kill(v: Any) -> None:
         if isinstance(v, Temp):
             env.pop(v.idx, None)
-        dead = [k for k, x in env.items() if x is v or (isinstance(v, Temp) and
-                                                          isinstance(x, Temp) and x.idx == v.idx)]
+            bits.pop(v.idx, None)
+            dead = [k for k, x in env.items() if isinstance(x, Temp) and x.idx == v.idx]
+        else:
+            gbits.pop(id(v), None)
+            dead = [k for k, x in env.items() if x is v]
         for k in dead:
             del env[k]
 
     def kill_globals() -> None:
         for k in [k for k, x in env.items() if isinstance(x, Global)]:
             del env[k]
+        gbits.clear()
 
     new_ops: list[Op] = []
-    for op in block.ops:
+    for op in ops:
         name = op.opdef.name
         if name == "set_label":
             env.clear()
+            bits.clear()
+            gbits.clear()
             new_ops.append(op)
             continue
         if name == "call":
@@ -116,6 +179,7 @@ def optimize(block: IRBlock) -> IRBlock:
                 kill_globals()
             for t in op.outs:
                 kill(t)
+                bits[t.idx] = t.width
             new_ops.append(op)
             continue
         sig = op.opdef.sig
@@ -130,53 +194,255 @@ def optimize(block: IRBlock) -> IRBlock:
                 continue  # never taken: dropped
             new_ops.append(op)
             continue
-        repl = _fold(op) or _simplify(op)
+        repl = _fold(op) or _simplify(op) or _mask_known(op, kb)
         if repl is not None:
             op = repl
         if name.startswith("st_state"):
             kill_globals()
         outs = [a for a, k in zip(op.args, op.opdef.sig) if k in "oO"]
+        nb = _known_bits(op, kb) if len(outs) == 1 else 0
         for o in outs:
             kill(o)
-        if op.opdef.name.startswith("mov_") and isinstance(outs[0], Temp):
-            src = op.args[1]
-            if not (isinstance(src, Temp) and src.idx == outs[0].idx):
-                env[outs[0].idx] = src
+        if len(outs) == 1:
+            o = outs[0]
+            if isinstance(o, Temp):
+                bits[o.idx] = min(nb, o.width)
+            else:
+                gbits[id(o)] = min(nb, o.width)
+            if op.opdef.name.startswith("mov_") and isinstance(o, Temp):
+                src = op.args[1]
+                if not (isinstance(src, Temp) and src.idx == o.idx):
+                    env[o.idx] = src
         new_ops.append(op)
-    block.ops = _remove_dead(new_ops)
+    return new_ops
+
+
+def _mask_known(op: Op, kb: Any) -> Op | None:
+    """``and x, c`` / ``extNu x`` that cannot clear any bit x may have -> ``mov``."""
+    name = op.opdef.name
+    stem = name.rsplit("_", 1)[0]
+    if stem == "and":
+        d, a, b = op.args
+        for x, c in ((a, b), (b, a)):
+            if isinstance(c, Const) and not isinstance(x, Const) and \
+                    kb(x) <= _trailing_ones(c.value):
+                return _mov(d, x)
+    elif stem in ("ext8u", "ext16u", "ext32u") and op.opdef.width:
+        if kb(op.args[1]) <= int(stem[3:-1]):
+            return _mov(op.args[0], op.args[1])
+    return None
+
+
+def _demanded(ops: list[Op]) -> dict[int, int]:
+    """Bits of each temp that some use may observe (flow-insensitive, to a fixpoint)."""
+    dem: dict[int, int] = {}
+    for _ in range(4):
+        changed = False
+        for op in reversed(ops):
+            for x, m in _input_demands(op, dem):
+                if isinstance(x, Temp):
+                    old = dem.get(x.idx, 0)
+                    if old | m != old:
+                        dem[x.idx] = old | m
+                        changed = True
+        if not changed:
+            break
+    return dem
+
+
+def _lowmask(d: int) -> int:
+    return (1 << d.bit_length()) - 1
+
+
+def _input_demands(op: Op, dem: dict[int, int]) -> list[tuple[Any, int]]:
+    d = op.opdef
+    name = d.name
+    a = op.args
+    if name == "call":
+        return [(x, (1 << x.width) - 1) for x in a[1:] if isinstance(x, Temp)]
+    ins = [(x, k) for x, k in zip(a, d.sig) if k in "iI"]
+    if not ins:
+        return []
+    outs = [x for x, k in zip(a, d.sig) if k in "oO"]
+    w = d.width
+    if len(outs) != 1 or not w:
+        if name in ("extu_i32_i64", "exts_i32_i64", "extrl_i64_i32", "extrh_i64_i32",
+                    "concat_i32_i64"):
+            o = outs[0]
+            D = dem.get(o.idx, 0) if isinstance(o, Temp) else (1 << o.width) - 1
+            if name == "extu_i32_i64":
+                return [(a[1], D & 0xFFFFFFFF)]
+            if name == "extrl_i64_i32":
+                return [(a[1], D)]
+            if name == "extrh_i64_i32":
+                return [(a[1], D << 32)]
+            if name == "concat_i32_i64":
+                return [(a[1], D & 0xFFFFFFFF), (a[2], D >> 32)]
+        if name.startswith("qemu_st_") or name.startswith("st_state"):
+            size = (1 << (a[-1] & MemOp.MO_SIZE)) if name.startswith("qemu") else a[2]
+            return [(a[0], (1 << (8 * size)) - 1)] + \
+                [(x, (1 << x.width) - 1) for x, _ in ins[1:]]
+        return [(x, (1 << x.width) - 1) for x, _ in ins]
+    o = outs[0]
+    F = (1 << w) - 1
+    D = dem.get(o.idx, 0) if isinstance(o, Temp) else F
+    stem = name.rsplit("_", 1)[0]
+    xs = [x for x, _ in ins]
+    if stem in ("mov", "or", "xor", "andc", "orc", "eqv", "not"):
+        return [(x, D) for x in xs]
+    if stem == "and":
+        res = []
+        for i, x in enumerate(xs):
+            other = xs[1 - i]
+            res.append((x, D & other.value if isinstance(other, Const) else D))
+        return res
+    if stem in ("add", "sub", "mul", "neg"):
+        return [(x, _lowmask(D)) for x in xs]
+    if stem == "shl" and isinstance(a[2], Const):
+        return [(a[1], D >> (a[2].value % w))]
+    if stem == "shr" and isinstance(a[2], Const):
+        return [(a[1], (D << (a[2].value % w)) & F)]
+    if stem in ("ext8u", "ext16u", "ext32u"):
+        return [(a[1], D & ((1 << int(stem[3:-1])) - 1))]
+    if stem in ("ext8s", "ext16s", "ext32s"):
+        return [(a[1], ((1 << int(stem[3:-1])) - 1) if D else 0)]
+    if stem == "extract" or stem == "sextract":
+        fm = ((1 << a[3]) - 1) << a[2]
+        return [(a[1], fm if D else 0)]
+    if stem == "deposit":
+        fm = ((1 << a[4]) - 1) << a[3]
+        return [(a[1], D & ~fm & F), (a[2], (D & fm) >> a[3])]
+    if stem == "movcond":
+        return [(a[2], F), (a[3], F), (a[4], D), (a[5], D)]
+    return [(x, (1 << x.width) - 1) for x in xs]
+
+
+def _apply_demanded(ops: list[Op]) -> list[Op]:
+    """``and t, x, c`` / ``extNu`` whose cleared bits nobody observes -> ``mov``."""
+    dem = _demanded(ops)
+    out = []
+    for op in ops:
+        name = op.opdef.name
+        stem = name.rsplit("_", 1)[0]
+        if op.opdef.width and stem in ("and", "ext8u", "ext16u", "ext32u"):
+            o = op.args[0]
+            if isinstance(o, Temp):
+                D = dem.get(o.idx, 0)
+                if stem == "and":
+                    for x, c in ((op.args[1], op.args[2]), (op.args[2], op.args[1])):
+                        if isinstance(c, Const) and D & ~c.value == 0:
+                            op = _mov(o, x)
+                            break
+                elif D & ~((1 << int(stem[3:-1])) - 1) == 0:
+                    op = _mov(o, op.args[1])
+        out.append(op)
+    return out
+
+
+def optimize(block: IRBlock) -> IRBlock:
+    """Optimize ``block`` in place (and return it)."""
+    ops = _forward(block, block.ops)
+    ops = _apply_demanded(ops)
+    ops = _forward(block, ops)
+    block.ops = _remove_dead(ops)
     return block
 
 
-def _remove_dead(ops: list[Op]) -> list[Op]:
-    """Drop side-effect-free ops whose outputs are temps nobody reads."""
+def _op_inputs(op: Op) -> list[Any]:
+    if op.opdef.name == "call":
+        return list(op.args[1:])
+    return [a for a, k in zip(op.args, op.opdef.sig) if k in "iI"]
+
+
+def _op_outputs(op: Op) -> list[Any]:
+    if op.opdef.name == "call":
+        return list(op.outs)
+    return [a for a, k in zip(op.args, op.opdef.sig) if k in "oO"]
+
+
+def _removable(op: Op) -> bool:
+    d = op.opdef
+    if d.name == "call":
+        f = op.args[0].flags
+        return bool(f & CallFlags.NO_SIDE_EFFECTS and f & CallFlags.NO_FAULT and
+                    f & CallFlags.NO_WRITE_GLOBALS and op.outs)
+    return not d.side_effects
+
+
+def _remove_unreachable(ops: list[Op]) -> list[Op]:
+    """Drop ops after an unconditional control transfer up to the next label that is
+    still a branch target (labels nobody branches to are dropped too)."""
     while True:
-        used: set[int] = set()
+        targets = {op.args[-1].idx for op in ops
+                   if op.opdef.name == "br" or op.opdef.name.startswith("brcond")}
+        out: list[Op] = []
+        dead = False
         for op in ops:
-            sig = op.opdef.sig
-            if op.opdef.name == "call":
-                ins = op.args[1:]
-            else:
-                ins = [a for a, k in zip(op.args, sig) if k in "iI"]
-            for a in ins:
-                if isinstance(a, Temp):
-                    used.add(a.idx)
-        keep: list[Op] = []
-        removed = False
-        for op in ops:
-            d = op.opdef
-            if d.side_effects or d.name == "call":
-                if d.name == "call" and op.args[0].flags & CallFlags.NO_SIDE_EFFECTS and \
-                        op.args[0].flags & CallFlags.NO_FAULT and op.outs and \
-                        all(t.idx not in used for t in op.outs):
-                    removed = True
+            name = op.opdef.name
+            if name == "set_label":
+                if op.args[0].idx not in targets:
                     continue
-                keep.append(op)
+                dead = False
+            elif dead and name != "insn_start":  # keep the pc of every instruction
                 continue
-            outs = [a for a, k in zip(op.args, d.sig) if k in "oO"]
-            if outs and all(isinstance(o, Temp) and o.idx not in used for o in outs):
-                removed = True
-                continue
+            out.append(op)
+            if name in ("br", "goto_tb", "goto_ptr", "exit"):
+                dead = True
+        while len(out) > 1 and out[-1].opdef.name == "insn_start" and dead:
+            out.pop()  # markers of unreachable trailing instructions
+        if len(out) == len(ops):
+            return out
+        ops = out
+
+
+def _remove_dead(ops: list[Op]) -> list[Op]:
+    """Drop side-effect-free ops whose temp outputs are dead (backward liveness)."""
+    ops = _remove_unreachable(ops)
+    label_pos = {op.args[0].idx: i for i, op in enumerate(ops)
+                 if op.opdef.name == "set_label"}
+    for i, op in enumerate(ops):
+        if op.opdef.name == "br" or op.opdef.name.startswith("brcond"):
+            if label_pos.get(op.args[-1].idx, -1) <= i:
+                return _remove_unused(ops)  # backward branch: keep it simple
+    live: set[int] = set()
+    at_label: dict[int, set[int]] = {}
+    keep: list[Op] = []
+    for op in reversed(ops):
+        name = op.opdef.name
+        if name == "set_label":
+            at_label[op.args[0].idx] = set(live)
             keep.append(op)
+            continue
+        if name in ("goto_tb", "exit"):
+            live = set()
+        elif name == "goto_ptr":
+            live = set()
+        elif name == "br":
+            live = set(at_label.get(op.args[0].idx, ()))
+        elif name.startswith("brcond"):
+            live = live | at_label.get(op.args[-1].idx, set())
+        outs = _op_outputs(op)
+        if _removable(op) and outs and all(isinstance(o, Temp) and o.idx not in live
+                                           for o in outs):
+            continue
+        for o in outs:
+            if isinstance(o, Temp):
+                live.discard(o.idx)
+        for x in _op_inputs(op):
+            if isinstance(x, Temp):
+                live.add(x.idx)
+        keep.append(op)
+    keep.reverse()
+    return keep
+
+
+def _remove_unused(ops: list[Op]) -> list[Op]:
+    """Drop side-effect-free ops whose temp outputs are never read anywhere."""
+    while True:
+        used = {x.idx for op in ops for x in _op_inputs(op) if isinstance(x, Temp)}
+        keep = [op for op in ops if not (
+            _removable(op) and _op_outputs(op) and
+            all(isinstance(o, Temp) and o.idx not in used for o in _op_outputs(op)))]
+        if len(keep) == len(ops):
+            return keep
         ops = keep
-        if not removed:
-            return ops

@@ -113,6 +113,7 @@ class _Gen:
         self.written: list[Global] = []
         self.uses_sb = False
         self.loop = False
+        self.wrap_ok: set[int] = set()
 
     # --- helpers ---
     def emit(self, line: str) -> None:
@@ -202,6 +203,7 @@ class _Gen:
                 for x, k in zip(op.args, op.opdef.sig):
                     if k in "oO" and isinstance(x, Global):
                         self.out(x)
+        self.wrap_ok = _wrap_tolerant_temps(ops)
         body_start = len(self.lines)
         pending: set[int] = set()
         guard = False
@@ -352,6 +354,14 @@ class _Gen:
         bc = a[2].value if len(a) > 2 and isinstance(a[2], Const) else None
         if stem == "mov":
             return x
+        if stem in ("add", "sub", "mul", "shl", "neg") and \
+                isinstance(a[0], Temp) and a[0].idx in self.wrap_ok:
+            # every reader of this temp masks it again: skip the wrap-around mask
+            if stem == "neg":
+                return f"-{x}"
+            if stem == "shl":
+                return f"{x} << " + (str(bc % w) if bc is not None else f"({y} & {w - 1})")
+            return f"{x} {dict(add='+', sub='-', mul='*')[stem]} {y}"
         if stem == "add":
             return f"({x} + {y}) & {M}"
         if stem == "sub":
@@ -435,6 +445,8 @@ class _Gen:
         if stem == "deposit":
             ofs, ln = a[3], a[4]
             fm = ((1 << ln) - 1) << ofs
+            if isinstance(a[1], Const) and a[1].value & ~fm == 0:
+                return f"({y} << {ofs}) & {_lit(fm)}"
             return f"({x} & {_lit(~fm & ((1 << w) - 1))}) | (({y} << {ofs}) & {_lit(fm)})"
         raise BackendError(f"python backend: no lowering for {name}")
 
@@ -583,6 +595,47 @@ class _Gen:
             if id(g) in self.gnames:
                 name = self.gnames[id(g)]
                 self.emit(f"{name} = {self.g_load(g)}")
+
+
+_MASKING_STEMS = frozenset({"add", "sub", "mul", "shl", "ext8u", "ext16u", "ext32u",
+                            "ext8s", "ext16s", "ext32s"})
+
+
+def _wrap_tolerant_temps(ops: list[Op]) -> set[int]:
+    """Temps every reader of which reduces modulo 2**width itself, so their producer may
+    leave them unreduced (one big-int ``&`` less). Readers that qualify: add/sub/mul/shl
+    (they mask their result), extNu/extNs, ``and`` with a constant, and stores of fewer
+    bytes than the value's width."""
+    ok: set[int] = set()
+    bad: set[int] = set()
+    for op in ops:
+        d = op.opdef
+        name = d.name
+        if name == "call":
+            ins = [(x, False) for x in op.args[1:]]
+        else:
+            stem = name.rsplit("_", 1)[0]
+            ins = []
+            for x, k in zip(op.args, d.sig):
+                if k not in "iI":
+                    continue
+                good = False
+                if stem in _MASKING_STEMS and d.width and k == "i":
+                    good = not (stem == "shl" and x is op.args[2])
+                elif stem == "and" and d.width:
+                    other = op.args[2] if x is op.args[1] else op.args[1]
+                    good = isinstance(other, Const)
+                elif name in ("extrl_i64_i32",):
+                    good = True
+                elif name.startswith("qemu_st_") and x is op.args[0]:
+                    good = 8 << (op.args[-1] & MemOp.MO_SIZE) < d.width
+                elif name.startswith("st_state") and x is op.args[0]:
+                    good = op.args[2] * 8 < d.width
+                ins.append((x, good))
+        for x, good in ins:
+            if isinstance(x, Temp):
+                (ok if good else bad).add(x.idx)
+    return ok - bad
 
 
 def generate_source(block: IRBlock, pc_offset: int) -> tuple[str, _Gen]:
