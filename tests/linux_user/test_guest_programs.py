@@ -30,6 +30,7 @@ PROGRAMS = [
     ("events.c", []),
     ("thread_signals.c", []),
     ("posix_timer.c", []),
+    ("spawn.c", []),
 ]
 #: dynamic builds run by default for these (the others are @slow: ld.so start-up costs
 #: several seconds under the python backend)
