@@ -45,6 +45,7 @@ VARIANTS: list[dict[str, Any]] = [
     {"data_file": "data.raw"},
     {"data_file": "data.raw", "data_file_raw": True},
     {"extended_l2": True, "preallocation": "metadata"},
+    {"extended_l2": True, "cluster_size": 2 * MiB},
 ]
 
 
@@ -306,3 +307,29 @@ def test_compressed_interop(tmp_path: Any, ctype: str, cs: int) -> None:
     expect = bytearray(data)
     expect[cs // 2 + 1:cs // 2 + 1 + cs + 10] = b"\xee" * (cs + 10)
     assert qemu_raw(ours, str(tmp_path)) == bytes(expect)
+
+
+def test_compressed_with_extended_l2(tmp_path: Any) -> None:
+    """Compressed clusters in an extended-L2 image, both directions, then partial
+    overwrites that COW them into subcluster-allocated clusters."""
+    size = 2 * MiB
+    raw = str(tmp_path / "src.raw")
+    data = (b"extended l2 and compression " * 80000)[:size]
+    with open(raw, "wb") as f:
+        f.write(data)
+    q = str(tmp_path / "q.qcow2")
+    run("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o",
+        "extended_l2=on,cluster_size=32k", raw, q)
+    img = qopen(q)
+    try:
+        assert read_all(img) == data
+        img.write(40000, b"\x01" * 3000)  # inside a compressed cluster
+        img.write_compressed(3 * 32768, data[3 * 32768:4 * 32768])
+        img.write_zeroes(5 * 32768 + 1024, 2048)  # subcluster-aligned zero range
+    finally:
+        img.close()
+    assert_qemu_check_clean(q)
+    expect = bytearray(data)
+    expect[40000:43000] = b"\x01" * 3000
+    expect[5 * 32768 + 1024:5 * 32768 + 3072] = bytes(2048)
+    assert qemu_raw(q, str(tmp_path)) == bytes(expect)
