@@ -168,12 +168,14 @@ class GuestAddressSpace:
         self._starts = [v.start for v in self.vmas]
 
     def find_vma(self, addr: int) -> VMA | None:
-        i = bisect.bisect_right(self._starts, addr) - 1
-        if i >= 0:
-            v = self.vmas[i]
-            if addr < v.end:
-                return v
-        return None
+        """The VMA containing ``addr`` (locked: other threads may be changing the map)."""
+        with self.lock:
+            i = bisect.bisect_right(self._starts, addr) - 1
+            if i >= 0:
+                v = self.vmas[i]
+                if addr < v.end:
+                    return v
+            return None
 
     def is_free(self, start: int, end: int) -> bool:
         i = bisect.bisect_left(self._starts, end) - 1
