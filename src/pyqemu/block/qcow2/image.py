@@ -1128,6 +1128,7 @@ class Qcow2Image(Image):
         ci = start // cs
         last = -(-end // cs)
         dfile = self.data_file is not None
+        data_start = 1 << 62
         # metadata first: every L2 table
         for l1i in range(ci >> self.l2_bits, ((last - 1) >> self.l2_bits) + 1):
             self._l2_for_write(l1i)
@@ -1142,6 +1143,8 @@ class Qcow2Image(Image):
                 if host < 0 and not comp:
                     todo.append(c)
             base = 0 if dfile or not todo else self.rc.alloc(len(todo))
+            if todo and not dfile:
+                data_start = min(data_start, base)
             for j, c in enumerate(todo):
                 idx = (c & (self.l2_entries - 1)) * w
                 host = c * cs if dfile else base + j * cs
@@ -1160,13 +1163,15 @@ class Qcow2Image(Image):
         if mode == "metadata":
             if hf.size() < file_end:
                 hf.truncate(file_end)
-        elif mode == "falloc":
-            try:
-                os.posix_fallocate(hf.fd, 0, file_end)
+        first = 0 if dfile else min(data_start, file_end)
+        if mode == "falloc":
+            try:  # the data clusters only, as QEMU
+                if file_end > first:
+                    os.posix_fallocate(hf.fd, first, file_end - first)
             except OSError:
                 hf.truncate(max(hf.size(), file_end))
         elif mode == "full":
-            cur = hf.size()
+            cur = max(hf.size(), first)
             step = 1 << 20
             pos = cur
             while pos < file_end:
