@@ -2,7 +2,8 @@
 
 It is the oracle the other backends are tested against, so it favours being obviously
 right over being fast: globals are read from and written to the state buffer on every
-access, and every guest memory access takes the TLB slow path.
+access, and guest memory goes through the TLB's plain-Python accessors. It also runs
+cold blocks when tiering is on (see TCGContext.tier_threshold).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class _Run:
                         put(a[0], lo)
                         put(a[1], hi)
                     else:
-                        v = cpu.tlb.ld_slow(addr, m)
+                        v = cpu.tlb.ld(addr, m)
                         if m & MemOp.MO_SIGN:
                             v = _sext(v, 8 << (m & MemOp.MO_SIZE), d.width)
                         put(a[0], v)
@@ -130,7 +131,7 @@ class _Run:
                     if name == "qemu_st128":
                         cpu.tlb.st128_slow(get(a[2]), m, get(a[0]), get(a[1]))
                     else:
-                        cpu.tlb.st_slow(get(a[1]), m, get(a[0]))
+                        cpu.tlb.st(get(a[1]), m, get(a[0]))
                 elif name.startswith("ld_state"):
                     ofs, size = a[1], a[2]
                     v = int.from_bytes(sb[ofs:ofs + abs(size)], "little")

@@ -239,7 +239,7 @@ def test_mips_micro_measurement() -> None:
 def test_tiering_interprets_cold_blocks_and_compiles_hot_ones() -> None:
     from pyqemu.backend.interp import InterpTB
 
-    cpu, mem, ctx = machine(tier_threshold=3)
+    cpu, mem, ctx = machine(tier_threshold=5)
     load(mem, cpu, sum_loop(50))
     assert cpu_exec(cpu).reason == ExitReason.SYSCALL
     assert cpu.state.r[2] == 50 * 51 // 2

@@ -78,7 +78,7 @@ class TCGContext:
         self._log_translate = bool(items & {"in_asm", "op", "op_opt", "out_asm"})
         #: executions a new block is interpreted for before it is compiled (0: compile now)
         self.tier_threshold = tier_threshold if tier_threshold is not None else \
-            int(os.environ.get("PYQEMU_TIER", "3"))
+            int(os.environ.get("PYQEMU_TIER", "8"))
         if self.backend.name == "interp" or items & {"out_asm", "op_opt"}:
             self.tier_threshold = 0
 

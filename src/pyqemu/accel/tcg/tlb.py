@@ -173,6 +173,29 @@ class SoftTLB:
         data = self.read_bytes(vaddr, size, Access.READ, align)
         return int.from_bytes(data, "big" if memop & MemOp.MO_BE else "little")
 
+    def ld(self, vaddr: int, memop: int) -> int:
+        """As :meth:`ld_slow`, trying the TLB first (for the interpreter and helpers)."""
+        size = 1 << (memop & MemOp.MO_SIZE)
+        idx = (vaddr >> PAGE_BITS) & TLB_MASK
+        if self.rt[idx] == (vaddr + size - 1) >> PAGE_BITS and size <= 8 and \
+                not (memop & MemOp.MO_ALIGN and vaddr & (size - 1)):
+            o = self.ra[idx] + vaddr
+            return int.from_bytes(self.hv[o:o + size],
+                                  "big" if memop & MemOp.MO_BE else "little")
+        return self.ld_slow(vaddr, memop)
+
+    def st(self, vaddr: int, memop: int, value: int) -> None:
+        """As :meth:`st_slow`, trying the TLB first."""
+        size = 1 << (memop & MemOp.MO_SIZE)
+        idx = (vaddr >> PAGE_BITS) & TLB_MASK
+        if self.wt[idx] == (vaddr + size - 1) >> PAGE_BITS and size <= 8 and \
+                not (memop & MemOp.MO_ALIGN and vaddr & (size - 1)):
+            o = self.wa[idx] + vaddr
+            self.hv[o:o + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(
+                size, "big" if memop & MemOp.MO_BE else "little")
+            return
+        self.st_slow(vaddr, memop, value)
+
     def st_slow(self, vaddr: int, memop: int, value: int) -> None:
         """Guest store of the low bytes of ``value``."""
         size = 1 << (memop & MemOp.MO_SIZE)
