@@ -312,6 +312,8 @@ def _layer_status(layer: Image, offset: int, length: int,
     length = min(length, total - offset)
     if length <= 0:
         return 0, 0, None
+    if layer.format_name == "vmdk":
+        length = min(length, _vmdk_answer_limit(layer, offset))
     host: int | None = None
     if offset >= vsize:  # the zero tail of a size rounded up to a sector
         flags = STATUS_DATA | STATUS_ALLOCATED
@@ -341,6 +343,21 @@ def _layer_status(layer: Image, offset: int, length: int,
     if offset + pnum == total:
         flags |= STATUS_EOF
     return flags, pnum, host
+
+
+def _vmdk_answer_limit(layer: Image, offset: int) -> int:
+    """QEMU's vmdk_co_block_status answers one grain at a time (a flat extent counts as
+    one grain). Convert's request sizes and compare -s's EOF flag depend on it, so the
+    merged runs of our vmdk driver are cut the same way here."""
+    for ext in getattr(layer, "extents", ()):
+        end = ext.end_sector * SECTOR
+        if offset < end:
+            if ext.flat:
+                return end - offset
+            start = ext.start_sector * SECTOR
+            grain = ext.cluster_bytes
+            return grain - (offset - start) % grain
+    return 1 << 62
 
 
 def block_status_above(top: Image, base: Image | None, offset: int, length: int, *,
