@@ -42,6 +42,9 @@ def _replay_both(tmp_path, qemu_img, dirty: str) -> None:
     with pytest.raises(ImageFormatError) as exc, open_vhdx(ours):
         pass
     assert str(exc.value).replace(ours, "F") == qemu_error(res.err).replace(theirs, "F")
+    # QEMU's hint lines follow the message
+    hint = exc.value.hint.replace(ours, "F")  # type: ignore[attr-defined]
+    assert res.err.replace(theirs, "F").rstrip("\n").endswith(hint)
     assert file_digest(ours) == before
     # read-write: both replay
     with open_vhdx(ours, readonly=False) as im:

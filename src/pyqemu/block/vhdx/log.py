@@ -49,6 +49,16 @@ INT64_MAX = (1 << 63) - 1
 _ZERO_SECTOR = bytes(LOG_SECTOR_SIZE)
 
 
+class DirtyLogError(ImageFormatError):
+    """A read-only open of an image whose log must be replayed first. ``hint`` holds the
+    lines QEMU prints after the message (error_append_hint)."""
+
+    def __init__(self, filename: str) -> None:
+        super().__init__(f"VHDX image file '{filename}' opened read-only, but contains a "
+                         "log that needs to be replayed")
+        self.hint = f"To replay the log, run:\nqemu-img check -r all '{filename}'"
+
+
 @dataclasses.dataclass
 class LogEntries:
     """Position of the log in the file and the ring's read/write indexes (bytes)."""
@@ -384,9 +394,7 @@ def parse(img: VhdxImage) -> bool:
     if not logs.valid:
         return False
     if img.readonly:
-        raise ImageFormatError(
-            f"VHDX image file '{img.filename}' opened read-only, but contains a log "
-            "that needs to be replayed")
+        raise DirtyLogError(img.filename)
     flush(img, logs)
     return True
 
