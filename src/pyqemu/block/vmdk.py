@@ -638,6 +638,14 @@ class VmdkImage(Image):
             status, coff, _ = self._lookup(ext, offset)
             in_cl = self._in_cluster(ext, offset)
             n = min(length, ext.cluster_bytes - in_cl)
+            if n < length and not ext.flat and status in (_OK, _UNALLOC, _ZEROED) and \
+                    not (status == _OK and ext.compressed):
+                # one host read (or one zero fill) for a run of like grains
+                limit = min(offset + length, ext.end_sector * SECTOR)
+                cb = ext.cluster_bytes
+                end = self._extend_run(ext, offset - in_cl + cb, limit, status,
+                                       coff - in_cl + cb if status == _OK else 0)
+                n = min(end, limit) - offset
             if status != _OK:
                 if self.backing is not None and status != _ZEROED:
                     self._backing_usable()
