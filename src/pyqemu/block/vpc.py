@@ -196,6 +196,10 @@ class VpcImage(Image):
                   "than using the nearest CHS-based calculation"),
     ]
 
+    #: runtime (open) options, as ``--image-opts driver=vpc,force_size_calc=chs`` gives
+    #: them: "chs" or "current_size" overrides how the virtual size is derived
+    open_opts: ClassVar[list[str]] = ["force_size_calc"]
+
     def __init__(self, file: ImageFile, *, readonly: bool) -> None:
         super().__init__(file, readonly=readonly)
         self.footer = VhdFooter()
