@@ -21,7 +21,7 @@ from pyqemu.backend.python import PythonBackend
 from pyqemu.ir.core import Builder, CallFlags, Const, Global, Helper, Temp
 from pyqemu.ir.ops import OPS, Cond, ExitReason, MemOp
 from pyqemu.ir.optimizer import optimize
-from pyqemu.ir.verifier import verify
+from pyqemu.ir.verifier import IRError, verify
 
 M64 = (1 << 64) - 1
 #: raise for a longer soak: PYQEMU_DIFF_EXAMPLES=5000
@@ -373,7 +373,7 @@ def test_optimizer_preserves_semantics(data: Any, seed: bytes) -> None:
     optimize(blk)
     try:
         verify(blk)
-    except Exception as exc:
+    except IRError as exc:
         pytest.fail(f"{exc}\nbefore:\n{before}\nafter:\n{blk}")
     got = _run(InterpBackend(), blk, seed)
     if got != ref:

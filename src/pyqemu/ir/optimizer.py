@@ -227,9 +227,9 @@ def _mask_known(op: Op, kb: Any) -> Op | None:
             if isinstance(c, Const) and not isinstance(x, Const) and \
                     kb(x) <= _trailing_ones(c.value):
                 return _mov(d, x)
-    elif stem in ("ext8u", "ext16u", "ext32u") and op.opdef.width:
-        if kb(op.args[1]) <= int(stem[3:-1]):
-            return _mov(op.args[0], op.args[1])
+    elif stem in ("ext8u", "ext16u", "ext32u") and op.opdef.width and \
+            kb(op.args[1]) <= int(stem[3:-1]):
+        return _mov(op.args[0], op.args[1])
     return None
 
 
@@ -278,7 +278,7 @@ def _input_demands(op: Op, dem: dict[int, int]) -> list[tuple[Any, int]]:
                 return [(a[1], D << 32)]
             if name == "concat_i32_i64":
                 return [(a[1], D & 0xFFFFFFFF), (a[2], D >> 32)]
-        if name.startswith("qemu_st_") or name.startswith("st_state"):
+        if name.startswith(("qemu_st_", "st_state")):
             size = (1 << (a[-1] & MemOp.MO_SIZE)) if name.startswith("qemu") else a[2]
             return [(a[0], (1 << (8 * size)) - 1)] + \
                 [(x, (1 << x.width) - 1) for x, _ in ins[1:]]
@@ -401,9 +401,9 @@ def _remove_dead(ops: list[Op]) -> list[Op]:
     label_pos = {op.args[0].idx: i for i, op in enumerate(ops)
                  if op.opdef.name == "set_label"}
     for i, op in enumerate(ops):
-        if op.opdef.name == "br" or op.opdef.name.startswith("brcond"):
-            if label_pos.get(op.args[-1].idx, -1) <= i:
-                return _remove_unused(ops)  # backward branch: keep it simple
+        if (op.opdef.name == "br" or op.opdef.name.startswith("brcond")) and \
+                label_pos.get(op.args[-1].idx, -1) <= i:
+            return _remove_unused(ops)  # backward branch: keep it simple
     live: set[int] = set()
     at_label: dict[int, set[int]] = {}
     keep: list[Op] = []
@@ -413,9 +413,7 @@ def _remove_dead(ops: list[Op]) -> list[Op]:
             at_label[op.args[0].idx] = set(live)
             keep.append(op)
             continue
-        if name in ("goto_tb", "exit"):
-            live = set()
-        elif name == "goto_ptr":
+        if name in ("goto_tb", "exit") or name == "goto_ptr":
             live = set()
         elif name == "br":
             live = set(at_label.get(op.args[0].idx, ()))

@@ -113,7 +113,7 @@ ARITH: dict[str, Callable[..., int]] = {
     "rotr": lambda w, a, b: _rotl(a, w - (b % w), w),
     "clz": lambda w, a: w - a.bit_length(),
     "ctz": lambda w, a: _ctz(a, w),
-    "ctpop": lambda w, a: bin(a).count("1"),
+    "ctpop": lambda w, a: a.bit_count(),
     "bswap16": lambda w, a: _bswap(a, 2),
     "bswap32": lambda w, a: _bswap(a, 4),
     "bswap64": lambda w, a: _bswap(a, 8),

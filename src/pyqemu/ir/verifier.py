@@ -50,7 +50,7 @@ def _expected_widths(op: Op) -> list[int | None]:
             res.append(64 if d.width == 32 else 32)
         else:
             res.append(None)
-    if name.startswith("qemu_ld") or name.startswith("qemu_st"):
+    if name.startswith(("qemu_ld", "qemu_st")):
         res[d.sig.index("m") - 1] = 64  # the guest address is always i64
     return res
 
@@ -105,12 +105,12 @@ def verify(block: IRBlock) -> None:
             raise err(i, f"{len(op.args)} operands, signature {d.sig!r}")
         widths = _expected_widths(op)
         outs = []
-        for a, kind, w in zip(op.args, d.sig, widths):
+        for a, kind, ew in zip(op.args, d.sig, widths):
             if kind in "oOiI":
                 if not isinstance(a, (Temp, Global, Const)):
                     raise err(i, f"operand {a!r} is not a value")
-                if a.width != w:
-                    raise err(i, f"operand {a!r} has width {a.width}, expected {w}")
+                if a.width != ew:
+                    raise err(i, f"operand {a!r} has width {a.width}, expected {ew}")
                 if kind in "oO":
                     if isinstance(a, Const):
                         raise err(i, "constant as output")
@@ -134,9 +134,8 @@ def verify(block: IRBlock) -> None:
             elif kind == "m":
                 if not isinstance(a, MemOp):
                     raise err(i, f"{a!r} is not a MemOp")
-            elif kind == "n":
-                if not isinstance(a, int) or isinstance(a, bool):
-                    raise err(i, f"{a!r} is not an immediate int")
+            elif kind == "n" and (not isinstance(a, int) or isinstance(a, bool)):
+                raise err(i, f"{a!r} is not an immediate int")
         if len(outs) == 2 and (outs[0] is outs[1] or (
                 isinstance(outs[0], Temp) and isinstance(outs[1], Temp) and
                 outs[0].idx == outs[1].idx)):

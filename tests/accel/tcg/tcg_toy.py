@@ -96,7 +96,7 @@ class ToyFrontend:
 
     def dump_state(self, cpu: object) -> str:
         s = cpu.state  # type: ignore[attr-defined]
-        return " PC=%016x " % s.pc + " ".join(f"R{i}={s.r[i]:x}" for i in range(16)) + "\n"
+        return f" PC={s.pc:016x} " + " ".join(f"R{i}={s.r[i]:x}" for i in range(16)) + "\n"
 
     def translate(self, cpu: object, pc: int, flags: int, max_insns: int,
                   fetch: Callable[[int], int]) -> IRBlock:

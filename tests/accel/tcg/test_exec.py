@@ -162,7 +162,7 @@ def test_smc_through_helper_store_and_fast_path_protection() -> None:
 
 
 def test_exit_request_from_another_thread_stops_an_endless_loop() -> None:
-    cpu, mem, ctx = machine()
+    cpu, mem, _ = machine()
     load(mem, cpu, movi(1, 1) + enc(0x02, 2, 2, 1) + bnez(1, -1))  # endless
     timer = threading.Timer(0.3, lambda: setattr(cpu, "exit_request", True))
     timer.start()
@@ -200,7 +200,7 @@ def test_two_vcpus_share_one_context_in_threads() -> None:
 def test_logging_in_asm_op_out_asm_exec() -> None:
     out = io.StringIO()
     log = QemuLog({"in_asm", "op", "out_asm", "exec", "cpu"}, stream=out)
-    cpu, mem, ctx = machine(log=log)
+    cpu, mem, _ = machine(log=log)
     load(mem, cpu, sum_loop(2))
     assert cpu_exec(cpu).reason == ExitReason.SYSCALL
     text = out.getvalue()

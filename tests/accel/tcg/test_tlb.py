@@ -79,7 +79,7 @@ def test_cross_page_store_faults_before_writing_anything() -> None:
 
 
 def test_cross_page_fast_path_is_never_taken() -> None:
-    cpu, mem = _cpu()
+    cpu, _ = _cpu()
     cpu.load(0x1000, 1)  # page 1 in the TLB
     idx = (0x1FFC >> 12) % TLB_SIZE
     assert cpu.tlb.rt[idx] == 1

@@ -296,9 +296,7 @@ class TCGContext:
                 vpages = [v for v in range(first, last + 1) if v in self.vpage_tbs]
             for vpage in vpages:
                 for tb in list(self.vpage_tbs.get(vpage, ())):
-                    if tb.pc < end and tb.pc + max(tb.size, 1) > start:
-                        self._invalidate_tb(tb)
-                    elif any(first <= v <= last for v in tb.vpages):
+                    if tb.pc < end and tb.pc + max(tb.size, 1) > start or any(first <= v <= last for v in tb.vpages):
                         self._invalidate_tb(tb)
             for hpage in [h for h, s in self.page_tbs.items() if not s]:
                 del self.page_tbs[hpage]

@@ -17,8 +17,21 @@ class TranslationBlock:
     invalidation can undo them.
     """
 
-    __slots__ = ("block", "compiled", "flags", "func", "hpages", "icount", "incoming",
-                 "invalid", "links", "pc", "size", "vpages", "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "block",
+        "compiled",
+        "flags",
+        "func",
+        "hpages",
+        "icount",
+        "incoming",
+        "invalid",
+        "links",
+        "pc",
+        "size",
+        "vpages",
+    )
 
     def __init__(self, pc: int, flags: int, size: int, icount: int, compiled: CompiledTB,
                  vpages: tuple[int, ...], hpages: tuple[int, ...], block: Any = None) -> None:

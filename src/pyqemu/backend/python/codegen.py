@@ -28,6 +28,7 @@ that file name, so tracebacks show the generated lines.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import struct
@@ -76,10 +77,10 @@ def _rotl(w: int) -> Any:
 def _base_globals() -> dict[str, Any]:
     g = _struct_globals()
     for w in (32, 64):
-        g[f"_divs{w}"] = (lambda ww: lambda a, b: ARITH["divs"](ww, a, b))(w)
-        g[f"_rems{w}"] = (lambda ww: lambda a, b: ARITH["rems"](ww, a, b))(w)
+        g[f"_divs{w}"] = functools.partial(ARITH["divs"], w)
+        g[f"_rems{w}"] = functools.partial(ARITH["rems"], w)
         g[f"_rotl{w}"] = _rotl(w)
-        g[f"_rotr{w}"] = (lambda f, ww: lambda a, b: f(a, ww - (b % ww)))(_rotl(w), w)
+        g[f"_rotr{w}"] = functools.partial(ARITH["rotr"], w)
     g["_bswap64"] = lambda a: int.from_bytes(a.to_bytes(8, "little"), "big")
     g["LOOKUP"] = LOOKUP
     g["ChainSlot"] = ChainSlot
@@ -137,9 +138,8 @@ class _Gen:
         raise BackendError(f"not a value: {v!r}")
 
     def out(self, v: Any) -> str:
-        if isinstance(v, Global):
-            if all(g is not v for g in self.written):
-                self.written.append(v)
+        if isinstance(v, Global) and all(g is not v for g in self.written):
+            self.written.append(v)
         return self.val(v)
 
     def g_load(self, g: Global) -> str:
@@ -361,7 +361,7 @@ class _Gen:
                 return f"-{x}"
             if stem == "shl":
                 return f"{x} << " + (str(bc % w) if bc is not None else f"({y} & {w - 1})")
-            return f"{x} {dict(add='+', sub='-', mul='*')[stem]} {y}"
+            return f"{x} {_INFIX[stem]} {y}"
         if stem == "add":
             return f"({x} + {y}) & {M}"
         if stem == "sub":
@@ -405,12 +405,12 @@ class _Gen:
         if stem in ("rotl", "rotr"):
             if bc is None:
                 return f"_{stem}{w}({x}, {y})"
-            k = bc % w
-            if k == 0:
+            r = bc % w
+            if r == 0:
                 return x
             if stem == "rotr":
-                k = w - k
-            return f"(({x} << {k}) | ({x} >> {w - k})) & {M}"
+                r = w - r
+            return f"(({x} << {r}) | ({x} >> {w - r})) & {M}"
         if stem == "clz":
             return f"{w} - ({x}).bit_length()"
         if stem == "ctz":
@@ -597,6 +597,7 @@ class _Gen:
                 self.emit(f"{name} = {self.g_load(g)}")
 
 
+_INFIX = {"add": "+", "sub": "-", "mul": "*"}
 _MASKING_STEMS = frozenset({"add", "sub", "mul", "shl", "ext8u", "ext16u", "ext32u",
                             "ext8s", "ext16s", "ext32s"})
 
