@@ -250,8 +250,8 @@ def do_syscall(t: Task, nr: int, args: list[int]) -> int:
         ret = -errno.EFAULT
     except OSError as exc:
         ret = -(exc.errno or errno.EIO)
-    except OverflowError:
-        ret = -errno.EINVAL
+    except (OverflowError, ValueError, struct.error):
+        ret = -errno.EINVAL  # an argument no host call can represent
     if log is not None and strace:
         log.write(f" = {format_ret(ret, name)}\n")
     return ret & M64
