@@ -53,6 +53,7 @@ INT_MAX = (1 << 31) - 1
 INT64_MAX = (1 << 63) - 1
 U64 = (1 << 64) - 1
 MAX_REQUEST = INT_MAX - 511  # QEMU's BDRV_REQUEST_MAX_BYTES: larger reads fail
+BDRV_MAX_LENGTH = INT64_MAX - (INT64_MAX % (1 << 30))  # QEMU: no I/O reaches past this
 
 #: creator applications whose images are sized by ``current_size`` rather than CHS
 _CURRENT_SIZE_CREATORS = (b"win ", b"qem2", b"d2v ", b"CTXS", b"tap\0")
@@ -278,7 +279,7 @@ class VpcImage(Image):
 
     def _open_dynamic(self) -> None:
         footer = self.footer
-        if footer.data_offset > INT64_MAX:
+        if footer.data_offset + 1024 > BDRV_MAX_LENGTH:
             raise ImageFormatError("Error reading dynamic VHD header")
         hdr = VhdDynDiskHeader.unpack(self.file.pread(footer.data_offset, 1024))
         if hdr.magic != b"cxsparse":
@@ -300,7 +301,7 @@ class VpcImage(Image):
         self.max_table_entries = mte_int
         pagetable_size = mte_int * 4
         self.bat_offset = hdr.table_offset
-        if self.bat_offset + pagetable_size > INT64_MAX or pagetable_size > MAX_REQUEST:
+        if self.bat_offset + pagetable_size > BDRV_MAX_LENGTH or pagetable_size > MAX_REQUEST:
             raise ImageFormatError("Error reading pagetable")
         file_size = self.file.size()
         avail = max(0, min(pagetable_size, file_size - self.bat_offset))

@@ -142,6 +142,18 @@ def _(b: bytearray, p: str) -> bytearray:
     return b
 
 
+@_m("region-metadata-offset-huge")
+def _(b: bytearray, p: str) -> bytearray:
+    _patch_rt(b, "<Q", 48 + 16, (1 << 64) - (1 << 20))
+    return b
+
+
+@_m("region-bat-offset-huge")
+def _(b: bytearray, p: str) -> bytearray:
+    _patch_rt(b, "<Q", 16 + 16, (1 << 63) - (1 << 20))
+    return b
+
+
 @_m("region-unknown-required")
 def _(b: bytearray, p: str) -> bytearray:
     _patch_rt(b, "<I", 8, 3)
@@ -324,6 +336,23 @@ def test_check_counts_bat_errors_as_qemu(tmp_path, qemu_img, qemu_io, name):
         res = im.check()
     assert rc == 2 and data["corruptions"] == res.corruptions > 0
     assert all("\n" not in m for m in res.messages)
+
+
+def test_check_mode_read_of_absurd_offset(tmp_path, qemu_img, qemu_io):
+    """Opened for check (BAT validation skipped), a BAT entry pointing near 2**64 makes
+    reads fail cleanly, and check counts it as QEMU's check does."""
+    base = _base(tmp_path, qemu_img, qemu_io)
+    with open(base, "rb") as fh:
+        buf = bytearray(fh.read())
+    bad = str(tmp_path / "bad.vhdx")
+    with open(bad, "wb") as fh:
+        fh.write(MUTATIONS["bat-entry-overflow"](buf, base))
+    rc, data = qemu_img.check(bad, "vhdx")
+    assert rc == 2
+    with open_vhdx(bad, check=True) as im:
+        assert im.check().corruptions == data["corruptions"]
+        with pytest.raises(ImageFormatError):
+            im.read(MiB, 512)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))

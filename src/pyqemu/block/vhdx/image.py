@@ -86,6 +86,7 @@ U64 = (1 << 64) - 1
 U32 = (1 << 32) - 1
 INT64_MAX = (1 << 63) - 1
 MAX_REQUEST = (1 << 31) - 512  # QEMU's BDRV_REQUEST_MAX_BYTES
+BDRV_MAX_LENGTH = INT64_MAX - (INT64_MAX % (1 << 30))  # QEMU: no I/O reaches past this
 #: creator string QEMU 7.2 (Debian 7.2.22) stores in the file identifier
 CREATOR = "QEMU v7.2.22"
 
@@ -196,7 +197,8 @@ class VhdxImage(Image):
             raise ImageFormatError(
                 f"VHDX BAT region ({self.bat_rt.length} bytes) is too small for "
                 f"{self.bat_entries} entries")
-        if self.bat_rt.length > MAX_REQUEST:
+        if (self.bat_rt.length > MAX_REQUEST
+                or self.bat_rt.file_offset + self.bat_rt.length > BDRV_MAX_LENGTH):
             # QEMU reads the whole region in one request, which cannot be this large
             raise ImageFormatError(f"VHDX BAT region is too large ({self.bat_rt.length} "
                                    "bytes)")
@@ -278,9 +280,14 @@ class VhdxImage(Image):
             raise ImageFormatError("VHDX region table lacks the BAT or metadata region")
 
     def _meta_read(self, entry: MetadataTableEntry, size: int) -> bytes:
-        return self.file.pread((self.metadata_rt.file_offset + entry.offset) & U64, size)
+        offset = (self.metadata_rt.file_offset + entry.offset) & U64
+        if offset + size > BDRV_MAX_LENGTH:
+            raise ImageFormatError("VHDX metadata item lies beyond the largest file size")
+        return self.file.pread(offset, size)
 
     def _parse_metadata(self) -> None:
+        if self.metadata_rt.file_offset + METADATA_TABLE_MAX_SIZE > BDRV_MAX_LENGTH:
+            raise ImageFormatError("VHDX metadata region lies beyond the largest file size")
         buf = self.file.pread(self.metadata_rt.file_offset, METADATA_TABLE_MAX_SIZE)
         signature, _res, entry_count = METADATA_HEADER.unpack_from(buf, 0)
         if signature != METADATA_SIGNATURE:
@@ -463,8 +470,9 @@ class VhdxImage(Image):
             state = entry & BAT_STATE_MASK
             if state == PAYLOAD_BLOCK_FULLY_PRESENT:
                 file_off = entry & BAT_FILE_OFF_MASK
-                if file_off == 0:
-                    raise ImageFormatError(f"VHDX BAT entry {idx} is present at file offset 0")
+                if file_off == 0 or file_off + in_block + n > INT64_MAX:
+                    raise ImageFormatError(
+                        f"VHDX BAT entry {idx} has an invalid file offset {file_off}")
                 out[pos:pos + n] = self.file.pread(file_off + in_block, n)
             elif state not in ZERO_READ_STATES:
                 raise ImageFormatError(
@@ -493,6 +501,9 @@ class VhdxImage(Image):
                 if file_off == 0 or file_off + in_block < HEADER_SECTION_END:
                     raise ImageFormatError(
                         f"VHDX BAT entry {idx} points into the header section: Bad address")
+                if file_off + in_block + n > INT64_MAX:
+                    raise ImageFormatError(
+                        f"VHDX BAT entry {idx} has an invalid file offset {file_off}")
                 self.file.pwrite(file_off + in_block, chunk)
             else:
                 raise ImageFormatError(

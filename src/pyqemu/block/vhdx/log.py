@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from pyqemu.block.vhdx.image import VhdxImage
 
 INT64_MAX = (1 << 63) - 1
+BDRV_MAX_LENGTH = INT64_MAX - (INT64_MAX % (1 << 30))  # QEMU: no I/O reaches past this
 _ZERO_SECTOR = bytes(LOG_SECTOR_SIZE)
 
 
@@ -305,6 +306,8 @@ def _flush_desc(img: VhdxImage, desc: LogDescriptor, data: bytes | None) -> None
         if ((seq_high << 32) | seq_low) != desc.sequence_number:
             raise ImageFormatError("VHDX log data sector sequence number does not match")
         sector = desc.leading_bytes + payload + desc.trailing_bytes
+        if desc.file_offset + LOG_SECTOR_SIZE > BDRV_MAX_LENGTH:
+            raise ImageFormatError("VHDX log descriptor points beyond the largest file size")
         img.file.pwrite(desc.file_offset, sector)
     elif desc.signature == LOG_ZERO_SIGNATURE:
         _write_zero_range(img, desc.file_offset, desc.zero_length)
@@ -319,7 +322,7 @@ def _write_zero_range(img: VhdxImage, offset: int, length: int) -> None:
     if length == 0:
         return
     end = offset + length
-    if end > INT64_MAX:
+    if end > BDRV_MAX_LENGTH:
         raise ImageFormatError("VHDX log zero descriptor reaches past the largest file size")
     size = img.file.size()
     pos = offset
