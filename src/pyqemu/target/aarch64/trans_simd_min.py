@@ -125,7 +125,7 @@ _OPS = list(_THREE) + ["mla", "mls", "rev64", "rev32", "rev16", "neg", "abs", "x
                        "uaddlp", "saddlp", "uadalp", "sadalp", "rbit", "usubw", "ssubw",
                        "uabal", "sabal", "uabdl", "sabdl", "umlal", "smlal", "umlsl",
                        "smlsl", "mul_e", "mla_e", "mls_e", "umull_e", "smull_e", "umlal_e",
-                       "smlal_e", "umlsl_e", "smlsl_e", "and", "bic", "orr", "orn", "eor", "bsl", "bit", "bif", "cmeq0", "cnt",
+                       "smlal_e", "umlsl_e", "smlsl_e", "sqxtn", "uqxtn", "sqxtun", "and", "bic", "orr", "orn", "eor", "bsl", "bit", "bif", "cmeq0", "cnt",
                        "not", "addv", "umaxv", "uminv", "dup_elt", "dup_gen", "ins_gen",
                        "ins_elt", "ext", "movi", "shrn", "ushr", "sshr", "shl"]
 _OPNUM = {name: i for i, name in enumerate(_OPS)}
@@ -210,6 +210,19 @@ def _simd(cpu: Any, op: int, rd: int, rn: int, rm: int, q: int, esz: int, imm: i
                 "cmle0": lambda v: v <= 0, "cmlt0": lambda v: v < 0}[name]
         res = _pack([_ones(esz) if test(_sx(a, esz)) else 0 for a in _lanes(vn, esz, q)],
                     esz)
+    elif name in ("sqxtn", "uqxtn", "sqxtun"):  # saturating narrow; q = upper half
+        src = _lanes(_vget(vr, rn), esz + 1, 1)
+        if name != "uqxtn":
+            src = [_sx(x, esz + 1) for x in src]
+        bits = 8 << esz
+        lo, hi = ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if name == "sqxtn"
+                  else (0, (1 << bits) - 1))
+        clamped = [min(max(x, lo), hi) for x in src]
+        if clamped != src:
+            s.fpsr |= 1 << 27  # FPSR.QC
+        narrow = _pack(clamped, esz)
+        res = ((_vget(vr, rd) & M64) | (narrow << 64)) if q else narrow
+        width = M128
     elif name == "xtn":  # esz = destination size; q = XTN2 (upper half)
         narrow = _pack(_lanes(_vget(vr, rn), esz + 1, 1), esz)
         res = ((_vget(vr, rd) & M64) | (narrow << 64)) if q else narrow
@@ -561,6 +574,19 @@ def trans_XTN(ctx: DisasContext, a: Any) -> bool:
     if a.esz == 3:
         return False
     return gen_simd(ctx, "xtn", a.rd, a.rn, 0, a.q, a.esz)
+
+
+def _sat_narrow(op: str) -> Callable[[DisasContext, Any], bool]:
+    def trans(ctx: DisasContext, a: Any) -> bool:
+        if a.esz == 3:
+            return False
+        return gen_simd(ctx, op, a.rd, a.rn, 0, a.q, a.esz)
+    return trans
+
+
+trans_SQXTN = _sat_narrow("sqxtn")
+trans_UQXTN = _sat_narrow("uqxtn")
+trans_SQXTUN = _sat_narrow("sqxtun")
 
 
 def trans_SHLL(ctx: DisasContext, a: Any) -> bool:
