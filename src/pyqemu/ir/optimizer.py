@@ -197,6 +197,10 @@ def _forward(block: IRBlock, ops: list[Op]) -> list[Op]:
         repl = _fold(op) or _simplify(op) or _mask_known(op, kb)
         if repl is not None:
             op = repl
+        if op.opdef.name.startswith("mov_") and (op.args[0] is op.args[1] or (
+                isinstance(op.args[0], Temp) and isinstance(op.args[1], Temp) and
+                op.args[0].idx == op.args[1].idx)):
+            continue  # x = x
         if name.startswith("st_state"):
             kill_globals()
         outs = [a for a, k in zip(op.args, op.opdef.sig) if k in "oO"]
@@ -344,8 +348,49 @@ def optimize(block: IRBlock) -> IRBlock:
     ops = _forward(block, block.ops)
     ops = _apply_demanded(ops)
     ops = _forward(block, ops)
-    block.ops = _remove_dead(ops)
+    ops = _remove_dead(ops)
+    block.ops = _fold_moves(ops)
     return block
+
+
+def _fold_moves(ops: list[Op]) -> list[Op]:
+    """``op t, ...; mov X, t`` with t used nowhere else -> ``op X, ...``.
+
+    Only for pure ops and guest loads (a load that faults writes no output, so X keeps
+    its old value exactly as before), and only when the mov directly follows.
+    """
+    uses: dict[int, int] = {}
+    defs: dict[int, int] = {}
+    for op in ops:
+        for x in _op_inputs(op):
+            if isinstance(x, Temp):
+                uses[x.idx] = uses.get(x.idx, 0) + 1
+        for x in _op_outputs(op):
+            if isinstance(x, Temp):
+                defs[x.idx] = defs.get(x.idx, 0) + 1
+    out: list[Op] = []
+    i = 0
+    n = len(ops)
+    while i < n:
+        op = ops[i]
+        nxt = ops[i + 1] if i + 1 < n else None
+        d = op.opdef
+        if nxt is not None and nxt.opdef.name.startswith("mov_") and d.name != "call" and \
+                (not d.side_effects or d.name in ("qemu_ld_i32", "qemu_ld_i64")):
+            outs = [k for k, kind in enumerate(d.sig) if kind in "oO"]
+            src, dst = nxt.args[1], nxt.args[0]
+            if len(outs) == 1 and isinstance(src, Temp) and \
+                    isinstance(op.args[outs[0]], Temp) and op.args[outs[0]].idx == src.idx \
+                    and uses.get(src.idx) == 1 and defs.get(src.idx) == 1 and \
+                    dst.width == src.width:
+                args = list(op.args)
+                args[outs[0]] = dst
+                out.append(Op(d, args, list(op.outs)))
+                i += 2
+                continue
+        out.append(op)
+        i += 1
+    return out
 
 
 def _op_inputs(op: Op) -> list[Any]:
