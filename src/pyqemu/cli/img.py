@@ -97,6 +97,10 @@ def help_text() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``pyqemu-img``; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    # reads fall through backing chains recursively; QEMU has no depth limit, so allow
+    # thousands of layers (Python 3.11+ frames do not use the C stack for these calls)
+    if sys.getrecursionlimit() < 20000:
+        sys.setrecursionlimit(20000)
     rc = run_command(_dispatch, args)
     try:
         sys.stdout.flush()
