@@ -5,7 +5,6 @@ from __future__ import annotations
 import struct
 
 import pytest
-
 from _pyqemu_block_fixtures import require_format  # registered by tests/cli/conftest.py
 
 FORMATS = ["raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc"]

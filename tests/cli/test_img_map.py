@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from _pyqemu_block_fixtures import require_format  # registered by tests/cli/conftest.py
 
 

@@ -27,13 +27,13 @@ import struct
 from pyqemu.block.errors import BlockError, ImageLockError
 
 __all__ = [
+    "LOCK_PERM_BASE",
+    "LOCK_SHARED_BASE",
     "PERM_ALL",
     "PERM_CONSISTENT_READ",
     "PERM_RESIZE",
     "PERM_WRITE",
     "PERM_WRITE_UNCHANGED",
-    "LOCK_PERM_BASE",
-    "LOCK_SHARED_BASE",
     "apply_locks",
     "perm_names",
     "perms_for_open",
