@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``pyqemu-img``; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
     # reads fall through backing chains recursively; QEMU has no depth limit, so allow
-    # thousands of layers (Python 3.11+ frames do not use the C stack for these calls)
-    if sys.getrecursionlimit() < 20000:
+    # thousands of layers (Python 3.11+ frames do not use the C stack for these calls).
+    # Only as the program itself: a library caller keeps its own limit.
+    if argv is None and sys.getrecursionlimit() < 20000:
         sys.setrecursionlimit(20000)
     rc = run_command(_dispatch, args)
     try:
