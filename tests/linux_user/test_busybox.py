@@ -56,7 +56,13 @@ SCRIPTS = [
 ]
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=range(len(SCRIPTS)))
+#: scripts over ~20 s under the python backend
+_SLOW = {5}
+
+
+@pytest.mark.parametrize("script", [
+    pytest.param(s, marks=[pytest.mark.slow] if i in _SLOW else [], id=str(i))
+    for i, s in enumerate(SCRIPTS)])
 def test_busybox_sh(busybox: Path, tmp_path: Path, script: str) -> None:
     tq = tmp_path / "q"
     tp = tmp_path / "p"

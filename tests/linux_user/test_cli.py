@@ -129,9 +129,9 @@ def test_gdb_refused_clearly() -> None:
 
 def test_env_options_argv0_and_cpu(tmp_path: Path) -> None:
     binary = guest_binary("hello.c")
-    for args in (["-E", "PYQEMU_TEST_VAR=set,OTHER=1", "-U", "NOPE"],
-                 ["-U", "PYQEMU_TEST_VAR"], ["-0", "renamed", "-cpu", "cortex-a57"],
-                 ["-s", "1M", "-R", "8G"]):
+    for args in (["-E", "PYQEMU_TEST_VAR=set,OTHER=1", "-U", "NOPE", "-s", "1M"],
+                 ["-U", "PYQEMU_TEST_VAR", "-0", "renamed", "-cpu", "cortex-a57",
+                  "-R", "8G"]):
         ref = run_qemu([*args, str(binary), "a"])
         got = run_pyqemu([*args, str(binary), "a"])
         assert (got.stdout, got.rc) == (ref.stdout, ref.rc), args
