@@ -148,6 +148,7 @@ class Qcow2Image(Image):
         self._closed = False
         self._bitmap_tracker: BitmapTracker | None = None
         self._no_flush = False
+        self._meta_prealloc: bool | None = None
         self._snap_size_cache: tuple[int, int] = (0, 0)
 
     # ---- geometry helpers ------------------------------------------------------------
@@ -994,9 +995,32 @@ class Qcow2Image(Image):
             if kind == COMPRESSED:
                 # one cluster at a time (each has its own descriptor)
                 return BlockStatus(g, n, True, True, False, compressed=True)
-            n2, is_hole = self._host_hole(host, n)
-            return BlockStatus(g, n2, True, True, is_hole, host_offset=host, filename=hname)
+            if self._metadata_preallocated() and self.backing is None:
+                # as QEMU (BDRV_BLOCK_RECURSE): ask the host file which parts are holes
+                n, is_hole = self._host_hole(host, n)
+            else:
+                is_hole = False
+            return BlockStatus(g, n, True, True, is_hole, host_offset=host, filename=hname)
         raise AssertionError("unreachable")
+
+    def _metadata_preallocated(self) -> bool:
+        """QEMU's qcow2_detect_metadata_preallocation: many more clusters in use than the
+        host file really has allocated (preallocation=metadata)."""
+        if self._meta_prealloc is None:
+            cs = self.csize
+            real = self.file.allocated_size() // cs
+            threshold = max(real * 10 // 9, real + 2)
+            end = -(-self.file.size() // cs)
+            count = 0
+            i = 0
+            while i < end and count < threshold:
+                try:
+                    count += 1 if self.rc.get(i) else 0
+                except ImageFormatError:
+                    pass
+                i += 1
+            self._meta_prealloc = count >= threshold
+        return self._meta_prealloc
 
     def _host_hole(self, host: int, n: int) -> tuple[int, bool]:
         """Refine a data extent by host file holes: (length, reads-as-zero)."""
@@ -1060,6 +1084,10 @@ class Qcow2Image(Image):
             for c in range(-(-nbytes // self.csize)):
                 self.rc.decrement((off >> self.cluster_bits) + c)
         # phase 4: deferred frees
+        if self.rc.pending_dec:
+            # the cluster that compressed data was being packed into may be freed (and
+            # then reused for something else): start packing in a fresh cluster
+            self._free_byte_offset = 0
         if self.rc.apply_pending():
             self.rc.write_dirty()
             self._sync(f)
@@ -1150,9 +1178,7 @@ class Qcow2Image(Image):
                 host = c * cs if dfile else base + j * cs
                 tbl[idx] = host | OFLAG_COPIED
                 if w == 2:
-                    tbl[idx + 1] = self.full_mask if not self.backing_filename else 0
-                    if self.backing_filename:
-                        tbl[idx + 1] = 0
+                    tbl[idx + 1] = 0  # QEMU leaves the subclusters unallocated
             self._l2_touched(l1i)
             ci = stop
         hf = self._host_file()
