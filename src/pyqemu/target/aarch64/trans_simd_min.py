@@ -948,6 +948,37 @@ def _ldst_struct(cpu: Any, addr: int, rt: int, selem: int, q: int, esz: int, loa
             cpu.store(addr + (e * selem + r) * esize, esize, regs[r][e])
 
 
+def _ldst_lane_n(cpu: Any, addr: int, rt: int, selem: int, index: int, scale: int,
+                 load: int) -> None:
+    """LD2-4/ST2-4 (single structure): lane ``index`` of Vt..Vt+selem-1."""
+    vr = cpu.state.vregs
+    esize = 1 << scale
+    mask = (1 << (8 * esize)) - 1
+    sh = index * 8 * esize
+    if load:
+        vals = [cpu.load(addr + i * esize, esize) for i in range(selem)]
+        for i, v in enumerate(vals):
+            reg = (rt + i) % 32
+            _vset(vr, reg, (_vget(vr, reg) & ~(mask << sh)) | (v << sh), 1)
+        return
+    for i in range(selem):
+        cpu.store(addr + i * esize, esize, (_vget(vr, (rt + i) % 32) >> sh) & mask)
+
+
+def _ld_rep_n(cpu: Any, addr: int, rt: int, selem: int, esz: int, q: int) -> None:
+    """LD2R/LD3R/LD4R: one structure replicated to every lane of Vt..Vt+selem-1."""
+    vr = cpu.state.vregs
+    esize = 1 << esz
+    vals = [cpu.load(addr + i * esize, esize) for i in range(selem)]
+    for i, v in enumerate(vals):
+        _vset(vr, (rt + i) % 32, v * _REP[esz], q)
+
+
+_NRW_FLAGS = CallFlags.NO_READ_GLOBALS | CallFlags.NO_WRITE_GLOBALS
+helper_ldst_lane_n = Helper("ldst_lane_n", _ldst_lane_n, (64, 32, 32, 32, 32, 32), (),
+                            _NRW_FLAGS)
+helper_ld_rep_n = Helper("ld_rep_n", _ld_rep_n, (64, 32, 32, 32, 32), (), _NRW_FLAGS)
+
 helper_ldst_struct = Helper("ldst_struct", _ldst_struct, (64, 32, 32, 32, 32, 32), (),
                             CallFlags.NO_READ_GLOBALS | CallFlags.NO_WRITE_GLOBALS)
 
@@ -1029,19 +1060,10 @@ def _ld1r(ctx: DisasContext, a: Any, post: bool) -> bool:
 
 
 def trans_LDST1_lane(ctx: DisasContext, a: Any) -> bool:
-    scale = a.scale
-    if scale == 0:
-        index = (a.q << 3) | (a.s << 2) | a.size
-    elif scale == 1:
-        if a.size & 1:
-            return False
-        index = (a.q << 2) | (a.s << 1) | (a.size >> 1)
-    elif a.size == 0:
-        index = (a.q << 1) | a.s
-    elif a.size == 1 and a.s == 0:
-        scale, index = 3, a.q
-    else:
+    lane = _lane_index(a.q, a.s, a.size, a.scale)
+    if lane is None:
         return False
+    index, scale = lane
     b = ctx.b
     base = ctx.t64()
     b.gen_mov_i64(base, cpu_reg_sp(ctx, a.rn))
@@ -1057,6 +1079,50 @@ def trans_LDST1_lane(ctx: DisasContext, a: Any) -> bool:
         rn = cpu_reg_sp(ctx, a.rn)
         if a.rm == 31:
             b.gen_add_i64(rn, base, 1 << scale)
+        else:
+            b.gen_add_i64(rn, base, cpu_reg(ctx, a.rm))
+    return True
+
+
+def _lane_index(q: int, s_: int, size: int, scale: int) -> tuple[int, int] | None:
+    """(index, scale) of a single-structure lane access; None if unallocated."""
+    if scale == 0:
+        return (q << 3) | (s_ << 2) | size, 0
+    if scale == 1:
+        return None if size & 1 else ((q << 2) | (s_ << 1) | (size >> 1), 1)
+    if size == 0:
+        return (q << 1) | s_, 2
+    if size == 1 and s_ == 0:
+        return q, 3
+    return None
+
+
+def trans_LDSTN_single(ctx: DisasContext, a: Any) -> bool:
+    selem = (((a.opc & 1) << 1) | a.r) + 1
+    scale = a.opc >> 1
+    b = ctx.b
+    if scale == 3:
+        if not a.l or a.s:
+            return False
+        step = selem << a.size
+        base = ctx.t64()
+        b.gen_mov_i64(base, cpu_reg_sp(ctx, a.rn))
+        b.gen_call(helper_ld_rep_n, base, Const(a.rt, 32), Const(selem, 32),
+                   Const(a.size, 32), Const(a.q, 32))
+    else:
+        lane = _lane_index(a.q, a.s, a.size, scale)
+        if lane is None:
+            return False
+        index, scale = lane
+        step = selem << scale
+        base = ctx.t64()
+        b.gen_mov_i64(base, cpu_reg_sp(ctx, a.rn))
+        b.gen_call(helper_ldst_lane_n, base, Const(a.rt, 32), Const(selem, 32),
+                   Const(index, 32), Const(scale, 32), Const(a.l, 32))
+    if a.post:
+        rn = cpu_reg_sp(ctx, a.rn)
+        if a.rm == 31:
+            b.gen_add_i64(rn, base, step)
         else:
             b.gen_add_i64(rn, base, cpu_reg(ctx, a.rm))
     return True
