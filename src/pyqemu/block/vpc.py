@@ -430,8 +430,15 @@ class VpcImage(Image):
 
     def block_status(self, offset: int, length: int) -> BlockStatus:
         if self.is_fixed:
-            return BlockStatus(offset=offset, length=length, allocated=True, data=True,
-                               zero=False, host_offset=offset, filename=self.filename)
+            # QEMU answers DATA|OFFSET_VALID|RECURSE and the generic layer then asks the
+            # host file: its holes read as zeroes ("data" stays set, "zero" is added)
+            if offset >= self.file.size():
+                return BlockStatus(offset=offset, length=length, allocated=True, data=True,
+                                   zero=True, host_offset=offset, filename=self.filename)
+            is_data, end = self.file.data_extent(offset)
+            n = max(1, min(end, offset + length) - offset)
+            return BlockStatus(offset=offset, length=n, allocated=True, data=True,
+                               zero=not is_data, host_offset=offset, filename=self.filename)
         img_off = self._image_offset(offset, False)
         allocated = img_off != -1
         pnum = 0
@@ -474,7 +481,7 @@ class VpcImage(Image):
         raw = footer.with_checksum()
         with ImageFile(filename, readonly=False, create=True) as f:
             if fixed:
-                f.truncate(size + 512)
+                f.resize(size + 512)  # from empty: QEMU's file-posix writes the first block
                 f.pwrite(size, raw)
             else:
                 _create_dynamic(f, raw, total_sectors)

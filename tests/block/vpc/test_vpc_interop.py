@@ -65,8 +65,7 @@ def test_read_qemu_written(tmp_path, qemu_img, qemu_io, variant):
         for off, n, _ in writes:
             lo, hi = max(0, off - 3), min(vsize, off + n + 3)
             assert im.read(lo, hi - lo) == expected[lo:hi]
-        if not im.is_fixed:  # (fixed: QEMU asks the host file for holes)
-            assert merged_map(im) == qemu_img.map(img, "vpc")
+        assert merged_map(im) == qemu_img.map(img, "vpc")
     assert file_digest(img) == before
 
 
@@ -94,8 +93,7 @@ def test_qemu_reads_ours(tmp_path, qemu_img, qemu_io, variant):
     assert res.rc == 63 and "does not support checks" in res.err
     with open_vpc(img) as im:
         assert info.get("cluster-size") == im.cluster_size
-        if not im.is_fixed:
-            assert merged_map(im) == qemu_img.map(img, "vpc")
+        assert merged_map(im) == qemu_img.map(img, "vpc")
         with pytest.raises(BlockError, match="does not support checks"):
             im.check()
 
