@@ -82,3 +82,16 @@ def test_execve_of_guest_binary() -> None:
         + f"exec child status={child.rc}\n" + "".join(lines[2:])
     assert got.stdout.decode() == expected
     assert got.rc == parent.rc
+
+
+@pytest.mark.parametrize("how", ["segv", "abort", "brk", "udf", "exec-nx", "kill-usr1",
+                                 "blocked-segv", "stack-overflow"])
+def test_uncaught_signal_like_qemu(how: str) -> None:
+    """Message ("qemu: uncaught target signal N (...) - core dumped" for core signals),
+    exit status 128+N, and the output flushed before dying."""
+    binary = guest_binary("crash.c")
+    ref = run_qemu([str(binary), how])
+    got = run_pyqemu([str(binary), how])
+    assert_clean_stderr(got)
+    assert (got.stdout, got.rc) == (ref.stdout, ref.rc)
+    assert got.stderr == ref.stderr
