@@ -143,3 +143,27 @@ def test_image_opts(args, pyqemu_img, qemu_img, in_tmp) -> None:
     ours = pyqemu_img.run(*args)
     assert (ours.rc, ours.out) == (theirs.rc, theirs.out)
     assert ours.err.replace("pyqemu-img", "qemu-img") == theirs.err
+
+
+@pytest.mark.parametrize("args", [
+    ["info", 'json:{"driver":"qcow2","file":{"driver":"file","filename":"a.qcow2"}}'],
+    ["info", 'json:{"file":{"filename":"a.qcow2"}}'],
+    ["info", 'json:{"file.filename":"a.qcow2","foo":1}'],
+    ["info", "json:[1]"], ["info", 'json:{"driver":"raw"}'], ["info", "file:s.raw"],
+    ["map", "--output=json", 'json:{"file.filename":"s.raw"}'], ["info", "x:y.raw"],
+    ["info", "file:x:y.raw"], ["info", "./x:y.raw"], ["create", "-f", "raw", "q:r.raw", "1M"],
+    ["create", "-f", "raw", "file:q:r.raw", "1M"], ["check", "file:a.qcow2"],
+])
+def test_protocol_prefixes(args, pyqemu_img, qemu_img, in_tmp) -> None:
+    """"x:y" names a protocol to QEMU; "file:" and "json:" select local files."""
+    from _pyqemu_block_fixtures import require_format
+
+    require_format("qcow2")
+    qemu_img.create("qcow2", "a.qcow2", "1M")
+    qemu_img.create("raw", "s.raw", "1M")
+    (in_tmp / "x:y.raw").write_bytes(bytes(4096))
+    theirs = qemu_img.run(*args)
+    (in_tmp / "q:r.raw").unlink(missing_ok=True)
+    ours = pyqemu_img.run(*args)
+    assert (ours.rc, ours.out) == (theirs.rc, theirs.out)
+    assert ours.err.replace("pyqemu-img", "qemu-img") == theirs.err

@@ -41,6 +41,7 @@ __all__ = [
     "full_backing_filename",
     "open_image",
     "probe_format",
+    "resolve_filename",
 ]
 
 #: modules scanned for Image subclasses, in QEMU's probing order
@@ -155,9 +156,72 @@ def _has_protocol(path: str) -> bool:
     return slash < 0 or colon < slash
 
 
+#: protocols QEMU has and pyqemu does not (network and device access)
+UNSUPPORTED_PROTOCOLS = frozenset({
+    "nbd", "nbd+tcp", "nbd+unix", "http", "https", "ftp", "ftps", "ssh", "iscsi", "iser",
+    "gluster", "gluster+tcp", "gluster+unix", "gluster+rdma", "nfs", "rbd", "nvme",
+    "host_device", "host_cdrom", "vvfat", "null-co", "null-aio", "blkdebug", "blkverify"})
+
+
+def _flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _local_name(path: str) -> str:
+    """How QEMU names a local file whose name looks like "proto:...": with "./"."""
+    if _has_protocol(path) and not path.startswith("/"):
+        return "./" + path
+    return path
+
+
+def resolve_filename(name: str) -> tuple[str, str | None, list[str]]:
+    """Host path, format (from ``json:``) and unconsumed option names for an image name
+    as QEMU reads it: "file:" prefixes, "json:{...}" pseudo-protocol, and an error for a
+    protocol we do not have ("x:y.img" is protocol "x" to QEMU: use "file:x:y.img")."""
+    if name.startswith("json:"):
+        import json
+
+        try:
+            obj = json.loads(name[5:])
+        except ValueError:
+            raise BlockError("Could not parse the JSON options: JSON parse error") from None
+        if not isinstance(obj, dict):
+            raise BlockError("Invalid JSON object given")
+        flat = _flatten(obj)
+        fmt = flat.pop("driver", None)
+        if "file" in flat:
+            ref = flat["file"]
+            raise BlockError(f"Cannot find device='{ref}' nor node-name='{ref}'")
+        proto = flat.pop("file.driver", "file")
+        if proto != "file":
+            if proto in UNSUPPORTED_PROTOCOLS:
+                raise BlockError(f"Protocol driver '{proto}' is not supported by pyqemu")
+            raise BlockError(f"Unknown driver '{proto}'")
+        path = flat.pop("file.filename", None)
+        if path is None:
+            raise BlockError('A block device must be specified for "file"')
+        return _local_name(str(path)), (str(fmt) if fmt is not None else None), list(flat)
+    if _has_protocol(name):
+        proto = name.split(":", 1)[0]
+        if proto == "file":
+            return _local_name(name[5:]), None, []
+        if proto in UNSUPPORTED_PROTOCOLS:
+            raise BlockError(f"Protocol driver '{proto}' is not supported by pyqemu")
+        raise BlockError(f"Unknown protocol '{proto}'")
+    return name, None, []
+
+
 def _open_one(filename: str, fmt: str | None, *, readonly: bool, perm: int,
               force_share: bool, options: dict[str, Any]) -> Image:
     """Open one layer (no backing) and take QEMU's locks on its file."""
+    filename, json_fmt, extra = resolve_filename(filename)
+    fmt = fmt or json_fmt
     if fmt is not None:
         cls = find_format(fmt)
     file = ImageFile(filename, readonly=readonly)
@@ -165,6 +229,9 @@ def _open_one(filename: str, fmt: str | None, *, readonly: bool, perm: int,
         probed = fmt is None
         if probed:
             cls = find_format(_probe_file(file, filename))
+        if extra:
+            raise BlockError(f"Block format '{cls.format_name}' does not support the "
+                             f"option '{extra[0]}'")
         file.lock(perm, shares_metadata=cls.format_name == "raw", force_share=force_share)
         opts = dict(options)
         opts.setdefault("force_share", force_share)
@@ -239,6 +306,9 @@ def create_image(fmt: str, filename: str, size: int, raw_opts: dict[str, str]) -
     against the format's options plus the file protocol's (nocow, preallocation,
     extent_size_hint); ``size`` wins over a ``size`` key."""
     cls = find_format(fmt)
+    if filename.startswith("json:"):
+        raise BlockError("Protocol driver 'json' does not support image creation")
+    filename, _, _ = resolve_filename(filename)
     opts = parse_opts(all_create_opts(cls), raw_opts, fmt)
     format_names = {o.name for o in cls.create_opts}
     driver_opts = {k: v for k, v in opts.items()

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from pyqemu.block import FORMATS, all_create_opts, create_image, full_backing_filename, open_image
+from pyqemu.block import (
+    FORMATS,
+    all_create_opts,
+    create_image,
+    full_backing_filename,
+    open_image,
+    resolve_filename,
+)
 from pyqemu.block.driver import CreateOpt, OptType, parse_opts
 from pyqemu.block.errors import BlockError
 from pyqemu.cli.img_common import CliError, LongOpt, UsageError, check_object, cvtnum, getopt_long
@@ -140,6 +147,8 @@ def create(filename: str, fmt: str, base_filename: str | None, base_fmt: str | N
     cls = FORMATS.get(fmt)
     if cls is None:
         raise BlockError(f"Unknown file format '{fmt}'")
+    if not filename.startswith("json:"):
+        resolve_filename(filename)  # an unknown protocol fails before anything is printed
     opt_list = all_create_opts(cls)
     names = {o.name for o in opt_list}
     given: list[tuple[str, str]] = []
