@@ -173,3 +173,24 @@ def test_stats_report_mips() -> None:
     got = run_pyqemu([str(binary)], env={"PYQEMU_STATS": "1"})
     assert b"MIPS" in got.stderr and got.rc == 0
     assert os.environ.get("PYQEMU_STATS") is None or True
+
+
+def test_sigpipe_kills_like_qemu() -> None:
+    """Writing to a pipe whose reader has gone: killed by SIGPIPE (host status -13)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import require_tool
+    binary = guest_binary("hello.c")
+    qemu = require_tool("qemu-aarch64")
+    statuses = []
+    for cmd in ([qemu], [sys.executable, "-m", "pyqemu.cli.user"]):
+        # "yes"-like output: hello with many arguments, repeated by the shell loop
+        p = subprocess.Popen([*cmd, str(binary), *["x" * 200] * 2000, "0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert p.stdout is not None and p.stderr is not None
+        p.stdout.read(5)
+        p.stdout.close()
+        statuses.append((p.wait(timeout=120), p.stderr.read()))
+    assert statuses[1] == statuses[0]
+    assert statuses[0][0] == -13
