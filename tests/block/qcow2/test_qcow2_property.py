@@ -7,7 +7,7 @@ import tempfile
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from qcow2_helpers import (
     assert_qemu_check_clean,
@@ -54,6 +54,15 @@ def operations(draw: Any) -> list[tuple[Any, ...]]:
 @settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(geo=geometry, ops=operations())
+# found earlier: compressed data packed into a cluster freed by a snapshot apply
+@example(geo={"cluster_size": 512},
+         ops=[("snap_create", 0, 1, 1, 32768), ("compressed", 0, 1, 1, 32768),
+              ("snap_apply", 0, 1, 1, 32768), ("write", 512, 1, 1, 32768),
+              ("write", 0, 1, 1, 32768), ("compressed", 0, 1, 1, 32768)])
+# found earlier: refcount overflow with 2-bit refcounts and packed compressed clusters
+@example(geo={"cluster_size": 4096, "refcount_bits": 2},
+         ops=[("compressed", 4096, 1, 1, 32768), ("compressed", 0, 1, 1, 32768),
+              ("snap_create", 0, 1, 1, 32768)])
 def test_random_ops_match_model(geo: dict[str, Any], ops: list[tuple[Any, ...]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/p.qcow2"
