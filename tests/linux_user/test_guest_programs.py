@@ -31,6 +31,7 @@ PROGRAMS = [
     ("thread_signals.c", []),
     ("posix_timer.c", []),
     ("spawn.c", []),
+    ("procfs.c", ["a", "bb"]),
 ]
 #: dynamic builds run by default for these (the others are @slow: ld.so start-up costs
 #: several seconds under the python backend)
