@@ -27,6 +27,16 @@ Exits and side effects:
     instruction is known to the exec loop (``CompiledTB.pc_of_fault``).
     Frontends therefore perform all memory accesses of an instruction before writing
     its destination registers (as QEMU does).
+  * The instruction an op belongs to is the last ``insn_start`` before it in the
+    block's op order (also for ops after a label).
+  * Ops with two outputs (``add2``/``sub2``/``qemu_ld128``, helper calls) must name two
+    different values. Temps must be written before they are read on every path.
+  * Branches should go forward: the python backend compiles blocks with a backward
+    branch by handing them to the interpreter (correct, slow).
+
+Executable semantics of every arithmetic op: :mod:`pyqemu.ir.semantics`. Checks:
+:mod:`pyqemu.ir.verifier`; ``-d op`` text: :mod:`pyqemu.ir.printer`; block-local
+optimizations: :mod:`pyqemu.ir.optimizer`.
 """
 
 from __future__ import annotations

@@ -232,6 +232,7 @@ def test_mips_micro_measurement() -> None:
     assert cpu_exec(cpu).reason == ExitReason.SYSCALL
     dt = time.thread_time() - t0
     assert cpu.state.r[2] == n * (n + 1) // 2
+    assert ctx.stats.exec_cpu_time > 0
     print(f"\ntoy loop: {ctx.stats.insns} insns, {ctx.stats.insns / dt / 1e6:.2f} MIPS "
           f"(thread CPU time), {ctx.stats.tbs_translated} TBs")
 

@@ -41,10 +41,16 @@ class TCGStats:
     tbs_fallback: int = 0  # blocks the python backend left to the interpreter
     translate_time: float = 0.0  # seconds in the frontend + optimizer
     compile_time: float = 0.0  # seconds in the backend
-    exec_time: float = 0.0  # seconds inside cpu_exec
+    exec_time: float = 0.0  # seconds inside cpu_exec (wall clock)
+    exec_cpu_time: float = 0.0  # CPU seconds of the calling threads inside cpu_exec
 
     def mips(self) -> float:
+        """Guest MIPS over wall-clock time inside cpu_exec."""
         return self.insns / self.exec_time / 1e6 if self.exec_time else 0.0
+
+    def mips_cpu(self) -> float:
+        """Guest MIPS over CPU time (meaningful on a loaded machine)."""
+        return self.insns / self.exec_cpu_time / 1e6 if self.exec_cpu_time else 0.0
 
 
 class TCGContext:
@@ -324,5 +330,6 @@ class TCGContext:
         """Stats as a dict (for -d / benchmarks)."""
         d = dataclasses.asdict(self.stats)
         d["mips"] = self.stats.mips()
+        d["mips_cpu"] = self.stats.mips_cpu()
         d["tbs_cached"] = len(self.tbs)
         return d

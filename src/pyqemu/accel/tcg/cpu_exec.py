@@ -42,6 +42,7 @@ def cpu_exec(cpu: VCPU) -> ExecExit:
     n = 0
     tb: TranslationBlock | None = None
     t0 = time.perf_counter()
+    c0 = time.thread_time()
     try:
         if cpu.exit_request:
             cpu.exit_request = False
@@ -84,6 +85,7 @@ def cpu_exec(cpu: VCPU) -> ExecExit:
         stats.insns += n + cpu.extra_insns
         cpu.extra_insns = 0
         stats.exec_time += time.perf_counter() - t0
+        stats.exec_cpu_time += time.thread_time() - c0
 
 
 def _cpu_exec_traced(cpu: VCPU) -> ExecExit:
@@ -100,6 +102,7 @@ def _cpu_exec_traced(cpu: VCPU) -> ExecExit:
     n = 0
     tb: TranslationBlock | None = None
     t0 = time.perf_counter()
+    c0 = time.thread_time()
     try:
         while True:
             if cpu.exit_request:
@@ -138,3 +141,4 @@ def _cpu_exec_traced(cpu: VCPU) -> ExecExit:
         ctx.stats.insns += n + cpu.extra_insns
         cpu.extra_insns = 0
         ctx.stats.exec_time += time.perf_counter() - t0
+        ctx.stats.exec_cpu_time += time.thread_time() - c0
