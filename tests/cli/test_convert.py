@@ -262,6 +262,8 @@ def test_convert_progress_output(tmp_path: pathlib.Path, source: str, qemu_img: 
     ["-O", "qcow2", "-o", "cluster_size=1000", "{src}", "{out}"],
     ["-o", "help", "-O", "bogus", "{src}", "{out}"],
     ["{src}", "/nonexistent-dir/out.raw"],
+    ["-O", "qcow2", "{src}", "{src}"],
+    ["-n", "-O", "qcow2", "{src}", "{src}"],
 ])
 def test_convert_errors_match_qemu(args: list[str], tmp_path: pathlib.Path, source: str,
                                    qemu_img: Any, pyqemu_img: Any) -> None:

@@ -80,6 +80,7 @@ def test_dd_matches_qemu(operands: list[str], out_fmt: str, source: str,
     ["if={src}", "of={out}", "skip=-1"], ["-O", "foo", "if={src}", "of={out}"],
     ["if={missing}", "of={out}"], ["-x", "if={src}", "of={out}"], ["-O"],
     ["-f", "raw", "if={missing}", "of={out}"],
+    ["if={src}", "of={src}"],
 ])
 def test_dd_errors_match_qemu(operands: list[str], source: str, tmp_path: pathlib.Path,
                               qemu_img: Any, pyqemu_img: Any) -> None:
