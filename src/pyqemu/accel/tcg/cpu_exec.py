@@ -37,6 +37,9 @@ def cpu_exec(cpu: VCPU) -> ExecExit:
     rt, ra, wt, wa = tlb.rt, tlb.ra, tlb.wt, tlb.wa
     hv = cpu.hv
     lookup = ctx.lookup
+    tbs_get = ctx.tbs.get
+    cpu_flags = ctx.frontend.cpu_flags
+    pcs = cpu.pc_slot
     chaining = ctx.chaining
     TB = TranslationBlock
     n = 0
@@ -66,8 +69,8 @@ def cpu_exec(cpu: VCPU) -> ExecExit:
                 if chaining:
                     ctx.link(src, nxt.slot, tb)
                 continue
-            if nxt is LOOKUP:
-                tb = lookup(cpu)
+            if nxt is LOOKUP:  # indirect jump: the cache lookup inline, translate if new
+                tb = tbs_get((R[pcs], cpu_flags(cpu))) or lookup(cpu)
                 continue
             assert isinstance(nxt, ExitTo)
             if nxt.reason == ExitReason.NEXT:
