@@ -247,5 +247,5 @@ def test_tiering_interprets_cold_blocks_and_compiles_hot_ones() -> None:
     entry = ctx.tbs[(CODE, 0)]  # runs once: still interpreted
     loop = ctx.tbs[(CODE + 12, 0)]  # ran 50 times: compiled python with source
     assert isinstance(entry.compiled, InterpTB)
-    assert not isinstance(loop.compiled, InterpTB) and loop.compiled.source
+    assert not isinstance(loop.compiled, InterpTB) and loop.compiled.line_pcs
     assert ctx.stats.insns == 3 + 4 * 50 + 1

@@ -179,6 +179,9 @@ class TCGContext:
         self.stats.tbs_translated += 1
         if self._log_translate and self.log is not None:
             self._log_tb(cpu, tb, op_text)
+        # keep neither the IR nor the source once compiled (memory grows with the cache)
+        tb.block = None
+        compiled.source = None
         return tb
 
     def _install_cold(self, cpu: VCPU, pc: int, flags: int, block: IRBlock,
@@ -236,7 +239,8 @@ class TCGContext:
             tb.links = compiled.links
             tb.compiled = compiled
             tb.func = compiled.func
-            tb.block = block
+            tb.block = None  # the IR is not needed any more
+            compiled.source = None
             self.stats.compile_time += time.perf_counter() - t1
 
     def _log_tb(self, cpu: VCPU, tb: TranslationBlock, op_text: str | None) -> None:
