@@ -1186,9 +1186,8 @@ class Qcow2Image(Image):
             align_up(end, cs)
         if dfile and self.data_file_raw:
             file_end = end
-        if mode == "metadata":
-            if hf.size() < file_end:
-                hf.truncate(file_end)
+        if mode == "metadata" and hf.size() < file_end:
+            hf.truncate(file_end)
         first = 0 if dfile else min(data_start, file_end)
         if mode == "falloc":
             try:  # the data clusters only, as QEMU
