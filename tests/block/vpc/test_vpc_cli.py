@@ -34,6 +34,8 @@ def test_convert_create_info_map(tmp_path, qemu_img, pyqemu_img, opts):
     ip, iq = pyqemu_img.info(p, "vpc"), qemu_img.info(q, "vpc")
     for key in ("virtual-size", "cluster-size", "format"):
         assert ip.get(key) == iq.get(key)
+    # probed: dynamic images are "vpc", fixed ones (no header at the start) are "raw"
+    assert pyqemu_img.info(p)["format"] == qemu_img.info(q)["format"]
     assert pyqemu_img.map(p, "vpc") == qemu_img.map(q, "vpc")
     res_p, res_q = pyqemu_img.run("check", "-f", "vpc", p), qemu_img.run("check", "-f", "vpc", q)
     assert res_p.rc == res_q.rc == 63
