@@ -87,3 +87,20 @@ def test_map_backing_loop_is_an_error_not_a_hang(pyqemu_img, qemu_img, in_tmp) -
     assert ours.rc == 1
     assert ours.err == ("pyqemu-img: Could not open 'l1.qcow2': Backing file 'l1.qcow2' "
                         "creates an infinite loop.\n")
+
+
+@pytest.mark.parametrize("spec", [
+    ("vmdk", "subformat=monolithicFlat"), ("vmdk", "subformat=twoGbMaxExtentSparse"),
+    ("vmdk", "subformat=streamOptimized"), ("vpc", "subformat=fixed"),
+    ("vhdx", "subformat=fixed"), ("vdi", "static=on"), ("qcow2", "compat=0.10"),
+    ("qcow2", "cluster_size=512"), ("qcow2", "extended_l2=on"),
+    ("qcow2", "preallocation=metadata"),
+])
+@pytest.mark.parametrize("command", [["map", "--output=json"], ["info", "--output=json"],
+                                     ["check"]])
+def test_subformats(spec, command, pyqemu_img, qemu_img, qemu_io, in_tmp) -> None:
+    fmt, opt = spec
+    require_format(fmt)
+    qemu_img.run("create", "-q", "-f", fmt, "-o", opt, f"x.{fmt}", "64M").ok()
+    qemu_io.run(f"x.{fmt}", "write -P 3 1M 300k", fmt=fmt)
+    _same([*command, "-f", fmt, f"x.{fmt}"], pyqemu_img, qemu_img)

@@ -85,9 +85,13 @@ def get_block_status(image: Image, offset: int, nbytes: int) -> MapEntry:
                             data=st.data, offset=st.host_offset, filename=fname)
         below = layer.backing
         if below is None or offset >= below.virtual_size:
-            # unallocated with nothing (or nothing that long) below: reads as zeroes
+            # unallocated with nothing (or nothing that long) below: reads as zeroes; the
+            # layer may still know where the bytes would live (an unallocated qcow2
+            # subcluster inside an allocated cluster), which qemu-img reports
             zero = layer.supports_backing or st.zero
-            return MapEntry(offset, nbytes, depth, present=False, zero=zero, data=False)
+            fname = (st.filename or layer.filename) if st.host_offset is not None else None
+            return MapEntry(offset, nbytes, depth, present=False, zero=zero, data=False,
+                            offset=st.host_offset, filename=fname)
         layer = below
         depth += 1
     raise AssertionError("unreachable")  # pragma: no cover
