@@ -73,6 +73,32 @@ class Session:
             self.say(f"  -> FAILED (exit {rc})")
         return rc, out.getvalue()
 
+    def agree(self, *args: str) -> None:
+        """Run ``args`` with both tools and require byte-identical output."""
+        exe = shutil.which("qemu-img")
+        if exe is None:
+            self.skipped.append(f"qemu-img {' '.join(args)} (qemu-img not installed)")
+            return
+        from pyqemu.cli.img import main
+
+        self.say(f"$ pyqemu-img {' '.join(args)}   vs   $ qemu-img {' '.join(args)}")
+        out = io.StringIO()
+        cwd = os.getcwd()
+        try:
+            os.chdir(self.workdir)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+                main(list(args))
+        finally:
+            os.chdir(cwd)
+        theirs = subprocess.run([exe, *args], cwd=self.workdir, capture_output=True,
+                                text=True, timeout=300, check=False).stdout
+        if out.getvalue() == theirs:
+            self.say(f"identical output ({len(theirs.splitlines())} lines)")
+        else:
+            self.failures.append(f"{' '.join(args)}: output differs from qemu-img")
+            self.say("  -> FAILED: outputs differ\n--- pyqemu-img\n" + out.getvalue()
+                     + "--- qemu-img\n" + theirs)
+
     def qemu_img(self, *args: str) -> int | None:
         """Run the real qemu-img (the oracle); None if it is not installed."""
         exe = shutil.which("qemu-img")
@@ -172,6 +198,12 @@ def run(workdir: str) -> int:
     s.step("verify with the real qemu-img: check", lambda: s.qemu_img("check", disk))
     s.step("verify with the real qemu-img: compare with the source",
            lambda: s.qemu_img("compare", "-f", "raw", "-F", fmt, src, disk))
+
+    def agreement() -> None:
+        s.agree("info", "--output=json", disk)
+        s.agree("map", "--output=json", disk)
+
+    s.step("verify with the real qemu-img: info and map agree byte for byte", agreement)
 
     s.say("\n== summary")
     for item in s.skipped:
