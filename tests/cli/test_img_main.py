@@ -167,3 +167,22 @@ def test_protocol_prefixes(args, pyqemu_img, qemu_img, in_tmp) -> None:
     ours = pyqemu_img.run(*args)
     assert (ours.rc, ours.out) == (theirs.rc, theirs.out)
     assert ours.err.replace("pyqemu-img", "qemu-img") == theirs.err
+
+
+@pytest.mark.parametrize("args", [
+    ["info", "--object", "secret,id=s0,data=x", "a.raw"], ["info", "--object", "secret", "a.raw"],
+    ["info", "--object", "foo,id=x", "a.raw"], ["info", "--object", "id=x", "a.raw"],
+    ["info", "--object", "help", "a.raw"], ["info", "--object", "secret,id=s0", "a.raw"],
+    ["info", "--object", "secret,id=s0,file=/nonexistent/key", "a.raw"],
+    ["info", "--object", "secret,id=s0,data=x,foo=1", "a.raw"],
+    ["info", "--object", "iothread,id=t", "a.raw"], ["info", "--object", "foo,id=x"],
+    ["create", "--object", "secret,id=s,data=1", "-f", "raw", "o.raw", "1M"],
+    ["check", "--object", "help"], ["map", "--object", "secret,id=x"],
+])
+def test_object_option(args, pyqemu_img, qemu_img, in_tmp) -> None:
+    qemu_img.create("raw", "a.raw", "1M")
+    theirs = qemu_img.run(*args)
+    (in_tmp / "o.raw").unlink(missing_ok=True)
+    ours = pyqemu_img.run(*args)
+    assert (ours.rc, ours.out) == (theirs.rc, theirs.out)
+    assert ours.err.replace("pyqemu-img", "qemu-img") == theirs.err

@@ -77,11 +77,11 @@ def main(args: list[str]) -> int:
             image_opts = True
         elif key == "force":
             force = True
+    check_object(objects)  # QEMU creates objects while parsing options
     if options is None:
         raise UsageError("Must specify options (-o)")
     if quiet:
         progress = False
-    check_object(objects)
     if fmt is not None and has_help_option(options):
         return print_amend_help(fmt)
     if len(operands) != 1:

@@ -125,13 +125,13 @@ def main(args: list[str]) -> int:
             objects.append(str(val))
         elif key == "image-opts":
             image_opts = True
+    check_object(objects)  # QEMU creates objects while parsing options
     if len(operands) != 1:
         raise UsageError("Expecting one image file name")
     filename = operands[0]
     ofmt = output_format(output)
     if cache not in CACHE_MODES:
         raise CliError(f"Invalid source cache option: {cache}")
-    check_object(objects)
     image = open_for_cli(filename, fmt, readonly=not fix, force_share=force_share,
                          image_opts=image_opts)
     try:

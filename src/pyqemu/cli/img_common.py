@@ -105,7 +105,8 @@ def run_command(func: Callable[[list[str]], int], args: list[str]) -> int:
         sys.stderr.write(f"Try '{PROG} --help' for more information\n")
         return exc.exit_code
     except CliError as exc:
-        error(str(exc))
+        if str(exc):
+            error(str(exc))
         return exc.exit_code
     except BlockError as exc:
         error(str(exc))
@@ -469,14 +470,61 @@ def open_for_cli(filename: str, fmt: str | None = None, *, readonly: bool = True
     return image
 
 
+#: QEMU 7.2's user-creatable object types that qemu-img accepts (``--object help``)
+OBJECT_TYPES = ("authz-list", "authz-list-file", "authz-simple", "main-loop",
+                "pr-manager-helper", "secret", "secret_keyring", "thread-context",
+                "throttle-group", "tls-cipher-suites", "tls-creds-anon", "tls-creds-psk",
+                "tls-creds-x509")
+#: types QEMU knows but the tools refuse ("invalid object type")
+_SYSTEM_ONLY_TYPES = ("iothread", "memory-backend-ram", "memory-backend-file",
+                      "memory-backend-memfd", "rng-random", "rng-builtin", "rng-egd",
+                      "filter-buffer", "filter-dump", "colo-compare", "input-linux",
+                      "cryptodev-backend-builtin", "can-bus", "dbus-vmstate")
+
+
+class HelpShown(CliError):
+    """A help text was printed: exit 0 without an error line."""
+
+    def __init__(self) -> None:
+        super().__init__("", 0)
+
+
 def check_object(objects: list[str]) -> None:
-    """--object: only ``secret`` objects matter to qemu-img, and no format of ours takes
-    a secret yet; anything given is parsed for syntax and otherwise ignored."""
+    """--object: validated as QEMU's tools do. Only ``secret`` objects matter to
+    qemu-img (keys for encrypted images) and no format of ours uses one yet, so a valid
+    object is otherwise ignored."""
     from pyqemu.cli.qemuopts import parse
 
     for text in objects:
         opts = parse(text, "qom-type")
-        if opts.get("qom-type") is None:
+        qom_type = opts.get("qom-type")
+        if opts.help_wanted or qom_type == "help":
+            sys.stdout.write("List of user creatable objects:\n")
+            sys.stdout.write("".join(f"  {t}\n" for t in OBJECT_TYPES))
+            raise HelpShown()
+        if qom_type is None:
             raise CliError("Parameter 'qom-type' is missing")
+        if qom_type in _SYSTEM_ONLY_TYPES:
+            raise CliError(f"invalid object type: {qom_type}")
+        if qom_type not in OBJECT_TYPES:
+            raise CliError(f"Parameter 'qom-type' does not accept value '{qom_type}'")
         if opts.id is None:
             raise CliError("Parameter 'id' is missing")
+        if qom_type == "secret":
+            _check_secret(opts.as_dict())
+
+
+def _check_secret(values: dict[str, str]) -> None:
+    for key in values:
+        if key not in ("qom-type", "data", "file", "format", "keyid", "iv", "loaded"):
+            raise CliError(f"Parameter '{key}' is unexpected")
+    if "data" not in values and "file" not in values:
+        raise CliError("Either 'file' or 'data' must be provided")
+    if "file" in values:
+        try:
+            with open(values["file"], "rb"):
+                pass
+        except OSError as exc:
+            name = values["file"]
+            raise CliError(f"Unable to read {name}: Failed to open file \u201c{name}\u201d: "
+                           f"{exc.strerror}") from exc

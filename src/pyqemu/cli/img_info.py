@@ -198,10 +198,10 @@ def main(args: list[str]) -> int:
             objects.append(str(val))
         elif key == "image-opts":
             image_opts = True
+    check_object(objects)  # QEMU creates objects while parsing options
     if len(operands) != 1:
         raise UsageError("Expecting one image file name")
     ofmt = output_format(output)
-    check_object(objects)
     infos = collect(operands[0], fmt, chain, force_share, image_opts)
     if ofmt == "human":
         sys.stdout.write("\n".join(dump_human(i) for i in infos))

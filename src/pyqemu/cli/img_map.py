@@ -167,10 +167,10 @@ def main(args: list[str]) -> int:
             objects.append(str(val))
         elif key == "image-opts":
             image_opts = True
+    check_object(objects)  # QEMU creates objects while parsing options
     if len(operands) != 1:
         raise UsageError("Expecting one image file name")
     ofmt = output_format(output)
-    check_object(objects)
     image = open_for_cli(operands[0], fmt, readonly=True, force_share=force_share,
                          image_opts=image_opts)
     try:

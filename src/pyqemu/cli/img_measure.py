@@ -82,6 +82,7 @@ def main(args: list[str]) -> int:
             ofmt = output_format(val)
         elif key == "size":
             img_size = cvtnum("image size", str(val))
+    check_object(objects)  # QEMU creates objects while parsing options
     if len(operands) > 1:
         raise CliError("At most one filename argument is allowed.")
     filename = operands[0] if operands else None
@@ -91,7 +92,6 @@ def main(args: list[str]) -> int:
         raise CliError("--size N cannot be used together with a filename.")
     if filename is None and img_size is None:
         raise CliError("Either --size N or one filename must be specified.")
-    check_object(objects)
 
     source: Image | None = None
     if filename is not None:

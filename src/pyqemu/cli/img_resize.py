@@ -54,6 +54,7 @@ def main(args: list[str]) -> int:
             prealloc = str(val)
         elif key == "shrink":
             shrink = True
+    check_object(objects)  # QEMU creates objects while parsing options
     if len(operands) != 1:
         raise UsageError("Expecting image file name and size")
     filename = operands[0]
@@ -64,7 +65,6 @@ def main(args: list[str]) -> int:
     elif text.startswith("-"):
         relative, text = -1, text[1:]
     n = parse_size(text, "size")
-    check_object(objects)
     image = open_for_cli(filename, fmt, readonly=False, quiet=quiet,
                          image_opts=image_opts)
     try:

@@ -51,9 +51,9 @@ def main(args: list[str]) -> int:
             objects.append(str(val))
         elif key == "image-opts":
             image_opts = True
+    check_object(objects)  # QEMU creates objects while parsing options
     if len(operands) != 1:
         raise UsageError("Expecting one image file name")
-    check_object(objects)
     del quiet  # qemu-img prints nothing but errors and the list anyway
     image = open_for_cli(operands[0], None, readonly=action == "l", force_share=force_share,
                          image_opts=image_opts)
