@@ -1,0 +1,230 @@
+"""Process-wide native runtime of the llvm backend: the JIT engine, the one callback
+native code uses to reach Python, and each vCPU's native environment.
+
+Native code never calls Python directly except through :data:`CALLBACK`::
+
+    int64 callback(int64 env_id, int64 fn, int64 pc, uint64 *args)
+
+``fn`` is :data:`FN_LD`/:data:`FN_ST`/:data:`FN_LD128`/:data:`FN_ST128` (the softmmu slow
+paths) or a registered helper; inputs are in ``args``, outputs are written back to
+``args[0..1]``. It returns 0, or 1 when the call raised: the exception is kept in the
+environment (``pending``, with the guest ``pc`` of the faulting instruction) and the
+native block returns :data:`RET_FAULT` so the Python wrapper re-raises it.
+
+Each vCPU gets a :class:`NativeEnv`: addresses of its state buffer and guest memory, and
+a native mirror of its softmmu TLB (``[read tag, read addend, write tag, write addend]``
+per entry) kept in sync by wrapping the TLB's fill/flush methods on that instance (the
+Python lists stay authoritative; the mirror only ever holds entries they hold).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Any
+
+import llvmlite.binding as llvm
+
+from pyqemu.accel.tcg.interfaces import GuestTrap
+from pyqemu.accel.tcg.tlb import TLB_SIZE
+from pyqemu.ir.core import Helper
+
+__all__ = [
+    "CALLBACK",
+    "CALLBACK_ADDR",
+    "CALLBACK_SYMBOL",
+    "FN_LD",
+    "FN_LD128",
+    "FN_ST",
+    "FN_ST128",
+    "RET_FAULT",
+    "RET_LOOKUP",
+    "NativeEnv",
+    "env_of",
+    "jit",
+    "register_helper",
+]
+
+FN_LD, FN_ST, FN_LD128, FN_ST128 = 0, 1, 2, 3
+#: native block return codes: 0..63 goto_tb slot, RET_LOOKUP, 128 + ExitReason, RET_FAULT
+RET_LOOKUP = 64
+RET_EXIT = 128
+RET_FAULT = 256
+
+_I64_MIN = -(1 << 63)
+_I64_MAX = (1 << 63) - 1
+_M64 = (1 << 64) - 1
+
+_lock = threading.Lock()
+_envs: list[NativeEnv] = []
+#: fn id -> (callable, number of args, output widths)
+_funcs: list[tuple[Any, int, tuple[int, ...]]] = [(None, 0, ())] * 4
+_helper_ids: dict[int, int] = {}
+_helpers_alive: list[Helper] = []
+
+
+def register_helper(helper: Helper) -> int:
+    """The fn id native code passes to the callback to call ``helper``."""
+    hid = _helper_ids.get(id(helper))
+    if hid is None:
+        with _lock:
+            hid = _helper_ids.get(id(helper))
+            if hid is None:
+                hid = len(_funcs)
+                _funcs.append((helper.func, len(helper.arg_widths), helper.out_widths))
+                _helpers_alive.append(helper)
+                _helper_ids[id(helper)] = hid
+    return hid
+
+
+def _dispatch(env_id: int, fn: int, pc: int, args: Any) -> int:
+    env = _envs[env_id]
+    cpu = env.cpu
+    try:
+        if fn == FN_LD:
+            args[0] = cpu.ld_slow(args[0], args[1])
+        elif fn == FN_ST:
+            cpu.st_slow(args[0], args[1], args[2])
+        elif fn == FN_LD128:
+            args[0], args[1] = cpu.ld128_slow(args[0], args[1])
+        elif fn == FN_ST128:
+            cpu.st128_slow(args[0], args[1], args[2], args[3])
+        else:
+            func, nargs, outs = _funcs[fn]
+            res = func(cpu, *[args[i] for i in range(nargs)])
+            if outs:
+                vals = res if isinstance(res, tuple) else (res,)
+                for k, w in enumerate(outs):
+                    args[k] = vals[k] & ((1 << w) - 1)
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - re-raised by the block's wrapper
+        if isinstance(exc, GuestTrap) and pc != -1 and \
+                getattr(exc, "_tcg_pc", None) is None:
+            exc._tcg_pc = pc & _M64  # type: ignore[attr-defined]
+        env.pending = exc
+        return 1
+
+
+_CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                                  ctypes.c_int64, ctypes.POINTER(ctypes.c_uint64))
+#: the one native -> Python entry point (kept alive for the process)
+CALLBACK = _CALLBACK_TYPE(_dispatch)
+CALLBACK_ADDR: int = ctypes.cast(CALLBACK, ctypes.c_void_p).value or 0
+#: the external symbol generated code calls (bound to CALLBACK in the JIT)
+CALLBACK_SYMBOL = "pyqemu_llvm_callback"
+
+
+class NativeEnv:
+    """What native code needs of one vCPU (see module docstring)."""
+
+    def __init__(self, cpu: Any) -> None:
+        self.cpu = cpu
+        self.pending: BaseException | None = None
+        self.state = ctypes.addressof(cpu.state)
+        self.hv = int(cpu.mem.host_base)
+        self.tlb_arr = (ctypes.c_int64 * (4 * TLB_SIZE))()
+        self.tlb = ctypes.addressof(self.tlb_arr)
+        self._hook_tlb(cpu.tlb)
+        with _lock:
+            self.id = len(_envs)
+            _envs.append(self)
+
+    # --- TLB mirror ---
+    def _sync(self, tlb: Any, idx: int) -> None:
+        arr = self.tlb_arr
+        for k, (tags, adds) in enumerate(((tlb.rt, tlb.ra), (tlb.wt, tlb.wa))):
+            tag, add = tags[idx], adds[idx]
+            if tag < 0 or not _I64_MIN <= add <= _I64_MAX:
+                arr[4 * idx + 2 * k] = -1
+            else:
+                arr[4 * idx + 2 * k + 1] = add
+                arr[4 * idx + 2 * k] = tag
+
+    def _hook_tlb(self, tlb: Any) -> None:
+        fill, flush, flush_page, protect = (tlb.fill, tlb.flush, tlb.flush_page,
+                                            tlb.protect_code_page)
+        arr = self.tlb_arr
+        sync = self._sync
+        size = ctypes.sizeof(arr)
+
+        def fill_hook(vaddr: int, access: Any) -> Any:
+            try:
+                return fill(vaddr, access)
+            finally:
+                sync(tlb, (vaddr >> 12) % TLB_SIZE)
+
+        def flush_hook() -> None:
+            ctypes.memset(arr, 0xFF, size)  # every tag -1 (addends unused then)
+            flush()
+
+        def flush_page_hook(vaddr: int) -> None:
+            idx = (vaddr >> 12) % TLB_SIZE
+            arr[4 * idx] = arr[4 * idx + 2] = -1
+            flush_page(vaddr)
+
+        def protect_hook(hpage: int) -> None:
+            protect(hpage)
+            for i in range(TLB_SIZE):
+                if arr[4 * i + 2] != -1 and tlb.wt[i] != arr[4 * i + 2]:
+                    arr[4 * i + 2] = -1
+
+        tlb.fill = fill_hook
+        tlb.flush = flush_hook
+        tlb.flush_page = flush_page_hook
+        tlb.protect_code_page = protect_hook
+        ctypes.memset(arr, 0xFF, size)
+        for i in range(TLB_SIZE):
+            sync(tlb, i)
+
+
+def env_of(cpu: Any) -> NativeEnv:
+    """The vCPU's native environment (created on first use)."""
+    env = cpu.__dict__.get("_llvm_env")
+    if env is None:
+        with _lock:
+            env = cpu.__dict__.get("_llvm_env")
+        if env is None:
+            env = NativeEnv(cpu)
+            cpu._llvm_env = env
+    return env  # type: ignore[no-any-return]
+
+
+class _JIT:
+    """One MCJIT engine for the process; modules are added to it as they compile."""
+
+    def __init__(self) -> None:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        llvm.add_symbol(CALLBACK_SYMBOL, CALLBACK_ADDR)
+        target = llvm.Target.from_default_triple()
+        self.tm = target.create_target_machine(opt=1, codemodel="jitdefault")
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tm)
+        self.pto = llvm.create_pipeline_tuning_options(speed_level=1)
+        self.lock = threading.Lock()
+        self.triple = llvm.get_process_triple()
+        self.data_layout = str(self.tm.target_data)
+
+    def compile(self, ir_text: str, names: list[str]) -> list[int]:
+        """Optimise and JIT one module; the addresses of functions ``names``."""
+        with self.lock:
+            mod = llvm.parse_assembly(ir_text)
+            mod.verify()
+            pb = llvm.create_pass_builder(self.tm, self.pto)
+            mpm = pb.getModulePassManager()
+            mpm.run(mod, pb)
+            self.engine.add_module(mod)
+            self.engine.finalize_object()
+            return [self.engine.get_function_address(n) for n in names]
+
+
+_jit: _JIT | None = None
+
+
+def jit() -> _JIT:
+    """The process's JIT engine."""
+    global _jit
+    if _jit is None:
+        with _lock:
+            if _jit is None:
+                _jit = _JIT()
+    return _jit
