@@ -83,7 +83,7 @@ def main() -> int:
         if rp != 0 and rq == 0:
             lines = [ln for ln in ep.decode(errors="replace").splitlines()
                      if not ln.startswith("pyqemu:")] or [""]
-            ok = f"FAILED ({lines[-1][:70]})"
+            ok = f"pyqemu FAILED: {lines[-1][:70]}"
         print(f"{name:<10} {' '.join(args):<8} {tq:8.3f} {tp:9.3f} {tp / tq:8.1f} "
               f"{insns:>11} {mips:7.3f}  {ok}", flush=True)
     return 0
