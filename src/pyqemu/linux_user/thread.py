@@ -92,13 +92,20 @@ def do_clone(t: Task, flags: int, newsp: int, ptid: int, tls: int, ctid: int) ->
         return -errno.EINVAL  # shared-memory processes without threads: not supported
     if flags & _NAMESPACES & ~CLONE_NEWNS or flags & CLONE_NEWNS:
         return -errno.EINVAL
-    # fork (and vfork, which behaves as a fork with the parent waiting below)
+    # fork; vfork is a fork whose parent waits for the child's exec or exit (the memory
+    # is not shared, as with QEMU)
     if proc.log is not None:
         proc.log.flush()
     sys.stdout.flush()
     sys.stderr.flush()
+    vfork_r = vfork_w = -1
+    if flags & CLONE_VFORK:
+        # the parent sleeps until the child execs or exits: both close the write end
+        vfork_r, vfork_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
+        if vfork_r >= 0:
+            os.close(vfork_r)
         child_tid = os.getpid()
         old_tid = t.tid
         with proc.tasks_lock:
@@ -122,10 +129,15 @@ def do_clone(t: Task, flags: int, newsp: int, ptid: int, tls: int, ctid: int) ->
         return 0
     if flags & CLONE_PARENT_SETTID:
         mem.write_u32(ptid, pid)
-    if flags & CLONE_VFORK:
-        # the parent is suspended until the child execs or exits; the child's copy of
-        # memory is private, so simply waiting for exec/exit is not observable: we do not wait
-        pass
+    if vfork_r >= 0:
+        os.close(vfork_w)
+        try:
+            while os.read(vfork_r, 1):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(vfork_r)
     return pid
 
 
