@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import struct
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -237,7 +238,13 @@ def _open_one(filename: str, fmt: str | None, *, readonly: bool, perm: int,
         opts.setdefault("force_share", force_share)
         if cls.format_name == "raw":
             opts["probed"] = probed
-        image = cls.open(file, readonly=readonly, options=opts)
+        try:
+            image = cls.open(file, readonly=readonly, options=opts)
+        except (struct.error, ValueError, IndexError, KeyError, OverflowError,
+                ZeroDivisionError, UnicodeDecodeError) as exc:
+            # a driver tripping over bytes it did not expect: still a corrupt image
+            raise ImageFormatError(f"Image is corrupt or not a valid {cls.format_name} "
+                                   f"image ({type(exc).__name__}: {exc})") from exc
     except BaseException:
         file.close()
         raise
