@@ -683,7 +683,6 @@ def sys_uname(t: Task, buf: int, *_: int) -> int:
 def sys_futex(t: Task, uaddr: int, op: int, val: int, timeout: int, uaddr2: int,
               val3: int) -> int:
     """Host futex on the host address of the guest word (shared with other processes)."""
-    mem = t.proc.mem
     cmd = op & 0x7F
     h1 = _host_ptr(t, uaddr, 4)
     # FUTEX_WAIT(0) WAIT_BITSET(9) LOCK_PI(6) WAIT_REQUEUE_PI(11) LOCK_PI2(13): timespec
@@ -693,7 +692,6 @@ def sys_futex(t: Task, uaddr: int, op: int, val: int, timeout: int, uaddr2: int,
     h2 = uaddr2
     if cmd in (3, 4, 5, 11, 12):  # REQUEUE, CMP_REQUEUE, WAKE_OP, *_REQUEUE_PI
         h2 = _host_ptr(t, uaddr2, 4)
-    del mem
     return host_syscall("futex", h1, op, val, h_to, h2, val3)
 
 

@@ -19,7 +19,7 @@ from pyqemu.accel.tcg.vcpu import VCPU
 from pyqemu.linux_user.syscall import _signed, syscall
 
 if TYPE_CHECKING:
-    from pyqemu.linux_user.main import Task
+    from pyqemu.linux_user.main import Process, Task
 
 CSIGNAL = 0xFF
 CLONE_VM = 0x100
@@ -107,11 +107,10 @@ def do_clone(t: Task, flags: int, newsp: int, ptid: int, tls: int, ctid: int) ->
         if vfork_r >= 0:
             os.close(vfork_r)
         child_tid = os.getpid()
-        old_tid = t.tid
-        with proc.tasks_lock:
-            proc.tasks = {child_tid: t}
+        _reinit_locks_after_fork(proc)
+        proc.tasks = {child_tid: t}
         t.tid = child_tid
-        del old_tid
+        t.host_ident = threading.get_ident()
         s = t.cpu.state
         if newsp:
             s.sp = newsp
@@ -121,11 +120,9 @@ def do_clone(t: Task, flags: int, newsp: int, ptid: int, tls: int, ctid: int) ->
             mem.write_u32(ctid, child_tid)
         if flags & CLONE_CHILD_CLEARTID:
             t.clear_child_tid = ctid
-        from pyqemu.linux_user import signal as sigmod
-        with proc.sig.lock:
+        with proc.sig.lock:  # pending signals are not inherited
             proc.sig.pending.clear()
             t.pending.clear()
-        del sigmod
         return 0
     if flags & CLONE_PARENT_SETTID:
         mem.write_u32(ptid, pid)
@@ -139,6 +136,19 @@ def do_clone(t: Task, flags: int, newsp: int, ptid: int, tls: int, ctid: int) ->
         finally:
             os.close(vfork_r)
     return pid
+
+
+def _reinit_locks_after_fork(proc: Process) -> None:
+    """Locks another guest thread held at fork() time stay locked forever in the child:
+    give the child fresh ones (only the forking thread exists there)."""
+    proc.tasks_lock = threading.Lock()
+    proc.all_done = threading.Condition(proc.tasks_lock)
+    proc.sig.lock = threading.RLock()
+    proc.sig.cond = threading.Condition(proc.sig.lock)
+    proc.mem.lock = threading.RLock()
+    proc.ctx.lock = threading.RLock()
+    if proc.log is not None and hasattr(proc.log, "_lock"):
+        proc.log._lock = threading.Lock()
 
 
 @syscall("clone", "xpppp")
@@ -156,8 +166,9 @@ def sys_clone3(t: Task, args: int, size: int, *_: int) -> int:
     if flags & CLONE_PIDFD:
         return -errno.EINVAL
     sp = stack + stack_size if stack else 0
+    # pidfd (refused above) and exit_signal (SIGCHLD is what the host sends) are unused
     del pidfd, exit_signal
-    return do_clone(t, flags | 0, sp, parent_tid, tls, child_tid)
+    return do_clone(t, flags, sp, parent_tid, tls, child_tid)
 
 
 def _read_ptr_array(t: Task, addr: int) -> list[bytes]:
