@@ -20,7 +20,8 @@ from pyqemu.backend.llvm import LLVMBackend  # noqa: E402
 from pyqemu.ir.optimizer import optimize  # noqa: E402
 from pyqemu.ir.verifier import verify  # noqa: E402
 
-EXAMPLES = int(os.environ.get("PYQEMU_DIFF_EXAMPLES", "160"))
+#: each example costs one LLVM compile (~30 ms); raise with PYQEMU_LLVM_DIFF_EXAMPLES
+EXAMPLES = int(os.environ.get("PYQEMU_LLVM_DIFF_EXAMPLES", "60"))
 _SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck),
                  phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
