@@ -186,3 +186,17 @@ def test_object_option(args, pyqemu_img, qemu_img, in_tmp) -> None:
     ours = pyqemu_img.run(*args)
     assert (ours.rc, ours.out) == (theirs.rc, theirs.out)
     assert ours.err.replace("pyqemu-img", "qemu-img") == theirs.err
+
+
+@pytest.mark.parametrize("args", [
+    ["info", "-qx", "a.raw"], ["info", "-Ux", "a.raw"], ["info", "a.raw", "-qx"],
+    ["check", "-qx", "a.raw"], ["create", "-qz", "x"], ["create", "-qf"],
+    ["info", "-xq", "a.raw"], ["map", "-Uf"], ["snapshot", "-lz", "a.raw"],
+    ["resize", "-qz", "a.raw", "1G"],
+])
+def test_option_clusters_reported_like_glibc_getopt(args, pyqemu_img, qemu_img, in_tmp) -> None:
+    qemu_img.create("raw", "a.raw", "1M")
+    theirs = qemu_img.run(*args)
+    ours = pyqemu_img.run(*args)
+    assert ours.rc == theirs.rc
+    assert ours.err.replace("pyqemu-img", "qemu-img") == theirs.err

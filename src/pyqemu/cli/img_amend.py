@@ -49,7 +49,8 @@ def print_amend_help(fmt: str) -> int:
 def main(args: list[str]) -> int:
     opts, operands = getopt_long(args, ":ho:f:t:pq", [
         LongOpt("help", False, "h"), LongOpt("object", True, "object"),
-        LongOpt("image-opts", False, "image-opts"), LongOpt("force", False, "force")])
+        LongOpt("image-opts", False, "image-opts"), LongOpt("force", False, "force")],
+        argv0="amend")
     options: str | None = None
     fmt: str | None = None
     cache = "writeback"

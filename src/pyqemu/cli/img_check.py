@@ -90,7 +90,7 @@ def main(args: list[str]) -> int:
         LongOpt("help", False, "h"), LongOpt("format", True, "f"),
         LongOpt("repair", True, "r"), LongOpt("output", True, "output"),
         LongOpt("object", True, "object"), LongOpt("image-opts", False, "image-opts"),
-        LongOpt("force-share", False, "U")])
+        LongOpt("force-share", False, "U")], argv0="check")
     fmt: str | None = None
     output: str | None = None
     cache = "writeback"

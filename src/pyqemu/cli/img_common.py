@@ -68,19 +68,22 @@ class GetoptError(UsageError):
     """An option getopt_long could not parse: ``kind`` is "missing" or "unrecognized",
     ``option`` the option as typed ("-x", "--foo"). The message is qemu-img's."""
 
-    def __init__(self, kind: str, option: str) -> None:
+    def __init__(self, kind: str, option: str, char: str | None = None) -> None:
         text = "missing argument for" if kind == "missing" else "unrecognized"
         super().__init__(f"{text} option '{option}'")
         self.kind = kind
+        #: what qemu-img names: argv[optind - 1], i.e. the element getopt stood on
         self.option = option
+        #: the offending short option letter (None for a long option)
+        self.char = char
 
     def glibc_message(self) -> str:
         """The text glibc's getopt prints itself when the caller did not ask for ':'."""
-        if self.option.startswith("--"):
+        if self.char is None:
             if self.kind == "missing":
                 return f"option '{self.option}' requires an argument"
             return f"unrecognized option '{self.option}'"
-        ch = self.option[1:]
+        ch = self.char
         if self.kind == "missing":
             return f"option requires an argument -- '{ch}'"
         return f"invalid option -- '{ch}'"
@@ -141,9 +144,13 @@ class LongOpt:
 
 
 def getopt_long(args: Sequence[str], shortopts: str,
-                longopts: Sequence[LongOpt] = ()) -> tuple[list[tuple[str, str | None]],
-                                                           list[str]]:
+                longopts: Sequence[LongOpt] = (), *,
+                argv0: str = "") -> tuple[list[tuple[str, str | None]], list[str]]:
     """GNU getopt_long as qemu-img calls it (``:`` leading the short option string).
+
+    ``argv0`` is the subcommand name: qemu-img reports a bad option as argv[optind - 1],
+    which is the element *before* a short-option cluster when the bad letter is not the
+    cluster's last (glibc advances optind only on the last letter).
 
     Returns (options, operands): options as (key, argument) in order, where key is the
     short option letter or the LongOpt key. Non-options are permuted to the end unless
@@ -195,7 +202,8 @@ def getopt_long(args: Sequence[str], shortopts: str,
             while pos < len(arg):
                 ch = arg[pos]
                 if ch not in short_has_arg or ch == ":":
-                    raise GetoptError("unrecognized", f"-{ch}" if pos > 1 else arg)
+                    shown = arg if pos == len(arg) - 1 else (args[idx - 1] if idx else argv0)
+                    raise GetoptError("unrecognized", shown, ch)
                 if short_has_arg[ch]:
                     if pos + 1 < len(arg):
                         opts.append((ch, arg[pos + 1:]))
@@ -203,7 +211,7 @@ def getopt_long(args: Sequence[str], shortopts: str,
                         idx += 1
                         opts.append((ch, args[idx]))
                     else:
-                        raise GetoptError("missing", f"-{ch}")
+                        raise GetoptError("missing", arg, ch)
                     break
                 opts.append((ch, None))
                 pos += 1

@@ -91,7 +91,8 @@ def format_line(filename: str, fmt: str, opts: list[CreateOpt],
 
 def main(args: list[str]) -> int:
     opts, operands = getopt_long(args, ":F:b:f:ho:qu",
-                                 [LongOpt("help", False, "h"), LongOpt("object", True, "object")])
+                                 [LongOpt("help", False, "h"), LongOpt("object", True, "object")],
+        argv0="create")
     fmt = "raw"
     base_fmt: str | None = None
     base_filename: str | None = None

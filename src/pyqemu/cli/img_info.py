@@ -175,7 +175,7 @@ def main(args: list[str]) -> int:
         LongOpt("help", False, "h"), LongOpt("format", True, "f"),
         LongOpt("output", True, "output"), LongOpt("backing-chain", False, "chain"),
         LongOpt("object", True, "object"), LongOpt("image-opts", False, "image-opts"),
-        LongOpt("force-share", False, "U")])
+        LongOpt("force-share", False, "U")], argv0="info")
     fmt: str | None = None
     output: str | None = None
     chain = force_share = image_opts = False

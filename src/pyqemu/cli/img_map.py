@@ -141,7 +141,7 @@ def main(args: list[str]) -> int:
         LongOpt("help", False, "h"), LongOpt("format", True, "f"),
         LongOpt("output", True, "output"), LongOpt("object", True, "object"),
         LongOpt("image-opts", False, "image-opts"), LongOpt("force-share", False, "U"),
-        LongOpt("start-offset", True, "s"), LongOpt("max-length", True, "l")])
+        LongOpt("start-offset", True, "s"), LongOpt("max-length", True, "l")], argv0="map")
     fmt: str | None = None
     output: str | None = None
     force_share = image_opts = False

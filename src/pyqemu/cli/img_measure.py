@@ -42,7 +42,7 @@ def main(args: list[str]) -> int:
         opts, operands = getopt_long(args, ":hf:O:o:l:U", [
             LongOpt("help", False, "h"), LongOpt("image-opts", False, "image-opts"),
             LongOpt("object", True, "object"), LongOpt("output", True, "output"),
-            LongOpt("size", True, "size"), LongOpt("force-share", False, "U")])
+            LongOpt("size", True, "size"), LongOpt("force-share", False, "U")], argv0="measure")
     except GetoptError as exc:
         # measure (alone) lets getopt report the mistake and then prints the help, exit 0
         from pyqemu.cli.img import help_text

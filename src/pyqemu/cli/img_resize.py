@@ -29,7 +29,8 @@ def main(args: list[str]) -> int:
     opts, operands = getopt_long(args[:-1], ":f:hq", [
         LongOpt("help", False, "h"), LongOpt("object", True, "object"),
         LongOpt("image-opts", False, "image-opts"),
-        LongOpt("preallocation", True, "preallocation"), LongOpt("shrink", False, "shrink")])
+        LongOpt("preallocation", True, "preallocation"), LongOpt("shrink", False, "shrink")],
+        argv0="resize")
     fmt: str | None = None
     quiet = image_opts = shrink = False
     prealloc = "off"

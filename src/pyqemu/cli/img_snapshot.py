@@ -27,7 +27,8 @@ def _supports(image: Image, method: str) -> bool:
 def main(args: list[str]) -> int:
     opts, operands = getopt_long(args, ":la:c:d:hqU", [
         LongOpt("help", False, "h"), LongOpt("object", True, "object"),
-        LongOpt("image-opts", False, "image-opts"), LongOpt("force-share", False, "U")])
+        LongOpt("image-opts", False, "image-opts"), LongOpt("force-share", False, "U")],
+        argv0="snapshot")
     action: str | None = None
     name = ""
     quiet = force_share = image_opts = False
