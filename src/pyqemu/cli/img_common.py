@@ -203,6 +203,7 @@ def getopt_long(args: Sequence[str], shortopts: str,
                 ch = arg[pos]
                 if ch not in short_has_arg or ch == ":":
                     shown = arg if pos == len(arg) - 1 else (args[idx - 1] if idx else argv0)
+                    shown = shown or arg  # callers that do not name their command
                     raise GetoptError("unrecognized", shown, ch)
                 if short_has_arg[ch]:
                     if pos + 1 < len(arg):
