@@ -142,3 +142,17 @@ def test_measure(args, pyqemu_img, qemu_img, qemu_io, in_tmp) -> None:
         assert "Command syntax:" in ours.out
         ours.out = theirs.out
     assert (ours.rc, ours.out, _err(ours)) == (theirs.rc, theirs.out, theirs.err)
+
+
+@pytest.mark.parametrize("extra", [[], ["--output=json"], ["-o", "compat=0.10"],
+                                   ["-O", "raw"], ["-l", "snap"],
+                                   ["-l", "snapshot.name=snap"], ["-l", "nosuch"]])
+def test_measure_qcow2_source(extra, pyqemu_img, qemu_img, qemu_io, in_tmp) -> None:
+    """From a qcow2 v3 source qemu-img also reports the persistent bitmaps size."""
+    require_format("qcow2")
+    qemu_img.create("qcow2", "src.qcow2", "8M")
+    qemu_io.run("src.qcow2", "write -P 1 1M 2M").ok()
+    qemu_img.run("snapshot", "-c", "snap", "src.qcow2").ok()
+    args = ["measure", "-O", "qcow2", *extra, "src.qcow2"]
+    ours, theirs = _both(args, args, pyqemu_img, qemu_img)
+    assert (ours.rc, ours.out, _err(ours)) == (theirs.rc, theirs.out, theirs.err)

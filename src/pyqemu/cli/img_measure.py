@@ -102,7 +102,10 @@ def main(args: list[str]) -> int:
             try:
                 source.snapshot_load_tmp(snapshot)
             except BlockError as exc:
-                raise CliError(f"Failed to load snapshot: {exc}") from exc
+                msg = str(exc)
+                if not msg.startswith("Failed to load snapshot: "):
+                    msg = f"Failed to load snapshot: {msg}"
+                raise CliError(msg) from exc
         cls = FORMATS.get(out_fmt)
         if cls is None:
             raise CliError(f"Unknown file format '{out_fmt}'")
