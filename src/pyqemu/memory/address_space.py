@@ -1,0 +1,262 @@
+"""AddressSpace and MemoryRegion, after QEMU's memory API (docs/devel/memory.rst).
+
+A MemoryRegion is RAM (an anonymous ``mmap``, exposed as one memoryview), MMIO
+(``read(offset, size) -> int`` / ``write(offset, size, value)`` callables) or a
+container of subregions placed at offsets with priorities. An AddressSpace flattens
+its root region into non-overlapping ranges (higher priority wins, later-added wins
+ties, as QEMU) and offers bounds-checked accessors for devices and DMA.
+"""
+
+from __future__ import annotations
+
+import bisect
+import mmap
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NewType
+
+GuestAddr = NewType("GuestAddr", int)
+PhysAddr = NewType("PhysAddr", int)
+
+MmioRead = Callable[[int, int], int]
+MmioWrite = Callable[[int, int, int], None]
+
+
+class GuestMemoryError(Exception):
+    """A guest-memory access fell outside RAM (root exception of pyqemu.memory)."""
+
+
+class MemoryRegion:
+    """A RAM, MMIO or container region (QEMU's MemoryRegion)."""
+
+    def __init__(self, name: str, size: int, *, kind: str = "container",
+                 read: MmioRead | None = None, write: MmioWrite | None = None) -> None:
+        if size <= 0:
+            raise ValueError(f"memory region {name!r}: size must be positive")
+        self.name = name
+        self.size = size
+        self.kind = kind
+        self.read_cb = read
+        self.write_cb = write
+        self._mmap: mmap.mmap | None = None
+        self.ram: memoryview | None = None
+        #: (offset, priority, sequence, region)
+        self.subregions: list[tuple[int, int, int, MemoryRegion]] = []
+        self._seq = 0
+        self._listeners: list[Callable[[], None]] = []
+
+    @classmethod
+    def new_ram(cls, name: str, size: int) -> MemoryRegion:
+        """Zero-filled RAM backed by an anonymous host mmap."""
+        mr = cls(name, size, kind="ram")
+        mr._mmap = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        mr.ram = memoryview(mr._mmap)
+        return mr
+
+    @classmethod
+    def new_io(cls, name: str, size: int, read: MmioRead, write: MmioWrite) -> MemoryRegion:
+        """An MMIO region dispatching to ``read``/``write`` with region-relative offsets."""
+        return cls(name, size, kind="io", read=read, write=write)
+
+    @classmethod
+    def new_container(cls, name: str, size: int) -> MemoryRegion:
+        """A region that only holds subregions (holes read as unassigned)."""
+        return cls(name, size, kind="container")
+
+    def add_subregion(self, offset: int, sub: MemoryRegion, priority: int = 0) -> None:
+        """Map ``sub`` at ``offset`` inside this container."""
+        if offset < 0 or offset + sub.size > self.size:
+            raise ValueError(f"subregion {sub.name!r} at {offset:#x} does not fit in {self.name!r}")
+        self._seq += 1
+        self.subregions.append((offset, priority, self._seq, sub))
+        sub._listeners.append(self._changed)
+        self._changed()
+
+    def del_subregion(self, sub: MemoryRegion) -> None:
+        """Unmap ``sub``."""
+        self.subregions = [s for s in self.subregions if s[3] is not sub]
+        if self._changed in sub._listeners:
+            sub._listeners.remove(self._changed)
+        self._changed()
+
+    def _changed(self) -> None:
+        for cb in list(self._listeners):
+            cb()
+
+    def close(self) -> None:
+        """Release the host mapping of a RAM region."""
+        if self.ram is not None:
+            self.ram.release()
+            self.ram = None
+        if self._mmap is not None:
+            self._mmap.close()
+            self._mmap = None
+
+
+@dataclass(frozen=True)
+class FlatRange:
+    """One piece of the flat view: [start, end) maps to ``region`` at ``offset_in_region``."""
+
+    start: int
+    end: int
+    region: MemoryRegion
+    offset_in_region: int
+
+
+def _render(mr: MemoryRegion, base: int, lo: int, hi: int, out: list[FlatRange]) -> None:
+    """Append flat ranges of ``mr`` (placed at ``base``) clipped to [lo, hi), in order."""
+    lo = max(lo, base)
+    hi = min(hi, base + mr.size)
+    if lo >= hi:
+        return
+    if mr.kind != "container":
+        out.append(FlatRange(lo, hi, mr, lo - base))
+        return
+    # Highest priority first; among equals the later-added one wins (QEMU order).
+    subs = sorted(mr.subregions, key=lambda s: (s[1], s[2]), reverse=True)
+    free: list[tuple[int, int]] = [(lo, hi)]
+    pieces: list[FlatRange] = []
+    for off, _prio, _seq, sub in subs:
+        s0, s1 = base + off, base + off + sub.size
+        nfree: list[tuple[int, int]] = []
+        for f0, f1 in free:
+            a, b = max(f0, s0), min(f1, s1)
+            if a >= b:
+                nfree.append((f0, f1))
+                continue
+            _render(sub, s0, a, b, pieces)
+            if f0 < a:
+                nfree.append((f0, a))
+            if b < f1:
+                nfree.append((b, f1))
+        free = nfree
+        if not free:
+            break
+    pieces.sort(key=lambda r: r.start)
+    out.extend(pieces)
+
+
+class AddressSpace:
+    """A view of a root MemoryRegion with lookups and guest-memory accessors."""
+
+    def __init__(self, root: MemoryRegion, name: str = "memory") -> None:
+        self.root = root
+        self.name = name
+        self._flat: list[FlatRange] | None = None
+        self._starts: list[int] = []
+        root._listeners.append(self._invalidate)
+
+    def _invalidate(self) -> None:
+        self._flat = None
+
+    def flat_view(self) -> list[FlatRange]:
+        """The non-overlapping ranges, sorted by address (rebuilt after map changes)."""
+        if self._flat is None:
+            out: list[FlatRange] = []
+            _render(self.root, 0, 0, self.root.size, out)
+            self._flat = out
+            self._starts = [r.start for r in out]
+        return self._flat
+
+    def lookup(self, addr: int) -> FlatRange | None:
+        """The flat range holding ``addr``, or None if unassigned."""
+        flat = self.flat_view()
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and flat[i].start <= addr < flat[i].end:
+            return flat[i]
+        return None
+
+    # ---- RAM accessors (DMA); never outside RAM --------------------------------------
+    def ram_view(self, addr: int, length: int) -> memoryview:
+        """A memoryview of ``length`` bytes of RAM at ``addr``; GuestMemoryError if any
+        byte is not RAM or the range spans two RAM regions."""
+        if length < 0 or addr < 0:
+            raise GuestMemoryError(f"bad guest access {addr:#x}+{length:#x}")
+        r = self.lookup(addr)
+        if r is None or r.region.kind != "ram" or r.region.ram is None:
+            raise GuestMemoryError(f"guest address {addr:#x} is not RAM")
+        if addr + length > r.end:
+            raise GuestMemoryError(f"guest access {addr:#x}+{length:#x} leaves RAM")
+        off = r.offset_in_region + (addr - r.start)
+        return r.region.ram[off:off + length]
+
+    def read(self, addr: int, length: int) -> bytes:
+        """Copy ``length`` bytes of guest RAM at ``addr`` (may span adjacent RAM regions)."""
+        out = bytearray()
+        while length > 0:
+            r = self.lookup(addr)
+            if r is None or r.region.kind != "ram":
+                raise GuestMemoryError(f"guest address {addr:#x} is not RAM")
+            n = min(length, r.end - addr)
+            out += self.ram_view(addr, n)
+            addr += n
+            length -= n
+        return bytes(out)
+
+    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        """Store ``data`` into guest RAM at ``addr`` (checked before any byte is written)."""
+        data = memoryview(data).cast("B")
+        views: list[tuple[memoryview, int]] = []
+        pos, a = 0, addr
+        while pos < len(data):
+            r = self.lookup(a)
+            if r is None or r.region.kind != "ram":
+                raise GuestMemoryError(f"guest address {a:#x} is not RAM")
+            n = min(len(data) - pos, r.end - a)
+            views.append((self.ram_view(a, n), pos))
+            a += n
+            pos += n
+        for view, p in views:
+            view[:] = data[p:p + len(view)]
+
+    def ld(self, addr: int, size: int) -> int:
+        """Little-endian load of 1/2/4/8 bytes from RAM."""
+        return int.from_bytes(self.read(addr, size), "little")
+
+    def st(self, addr: int, size: int, value: int) -> None:
+        """Little-endian store of 1/2/4/8 bytes to RAM."""
+        self.write(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+
+    def ldw(self, addr: int) -> int:
+        return self.ld(addr, 2)
+
+    def ldl(self, addr: int) -> int:
+        return self.ld(addr, 4)
+
+    def ldq(self, addr: int) -> int:
+        return self.ld(addr, 8)
+
+    def stw(self, addr: int, v: int) -> None:
+        self.st(addr, 2, v)
+
+    def stl(self, addr: int, v: int) -> None:
+        self.st(addr, 4, v)
+
+    def stq(self, addr: int, v: int) -> None:
+        self.st(addr, 8, v)
+
+    # ---- CPU-style dispatch (RAM or MMIO) ----------------------------------------------
+    def dispatch_read(self, addr: int, size: int) -> int | None:
+        """A CPU load: RAM or MMIO; None when unassigned (the caller raises the bus fault)."""
+        r = self.lookup(addr)
+        if r is None or addr + size > r.end:
+            return None
+        off = r.offset_in_region + (addr - r.start)
+        if r.region.kind == "ram":
+            return int.from_bytes(self.ram_view(addr, size), "little")
+        assert r.region.read_cb is not None
+        return r.region.read_cb(off, size)
+
+    def dispatch_write(self, addr: int, size: int, value: int) -> bool:
+        """A CPU store: RAM or MMIO; False when unassigned."""
+        r = self.lookup(addr)
+        if r is None or addr + size > r.end:
+            return False
+        off = r.offset_in_region + (addr - r.start)
+        if r.region.kind == "ram":
+            self.st(addr, size, value)
+            return True
+        assert r.region.write_cb is not None
+        r.region.write_cb(off, size, value & ((1 << (8 * size)) - 1))
+        return True
+
