@@ -55,9 +55,11 @@ class CliError(Exception):
     """An expected command-line failure: one message (may hold QEMU's hint lines after a
     newline) and the exit code qemu-img uses for it."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1, *, end: str = "\n") -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        #: what follows the message ("" where QEMU's hint lacks a final newline)
+        self.end = end
 
 
 class UsageError(CliError):
@@ -109,7 +111,7 @@ def run_command(func: Callable[[list[str]], int], args: list[str]) -> int:
         return exc.exit_code
     except CliError as exc:
         if str(exc):
-            error(str(exc))
+            sys.stderr.write(f"{PROG}: {exc}{exc.end}")
         return exc.exit_code
     except BlockError as exc:
         error(str(exc))

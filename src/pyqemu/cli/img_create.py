@@ -136,7 +136,9 @@ def main(args: list[str]) -> int:
         create(filename, fmt, base_filename, base_fmt, options, img_size,
                no_backing=no_backing, quiet=quiet)
     except BlockError as exc:
-        raise CliError(f"{filename}: {exc}") from exc
+        # QEMU's "Detected format of X." hint is printed without a final newline
+        end = "" if str(exc).split("\n")[-1].startswith("Detected format of ") else "\n"
+        raise CliError(f"{filename}: {exc}", end=end) from exc
     return 0
 
 
