@@ -32,6 +32,7 @@ PROGRAMS = [
     ("posix_timer.c", []),
     ("spawn.c", []),
     ("procfs.c", ["a", "bb"]),
+    ("fork_threads.c", []),
 ]
 #: dynamic builds run by default for these (the others are @slow: ld.so start-up costs
 #: several seconds under the python backend)
