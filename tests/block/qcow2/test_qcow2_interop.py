@@ -297,6 +297,8 @@ def test_compressed_interop(tmp_path: Any, ctype: str, cs: int) -> None:
         img.close()
     assert res.compressed_clusters == chk.get("compressed-clusters", 0)
     assert res.image_end_offset == chk["image-end-offset"]
+    assert res.fragmented_clusters == chk.get("fragmented-clusters", 0)
+    assert res.allocated_clusters == chk.get("allocated-clusters", 0)
     # overwrite part of a compressed cluster: COW through decompression
     img = qopen(ours)
     try:
