@@ -209,8 +209,17 @@ class _Gen:
         guard = False
         uses_j = False
         prev_term = False
-        for op in ops:
+        struct_end = -1  # index of the label closing a structured ``if not cond:``
+        struct_line = 0
+        for idx, op in enumerate(ops):
             name = op.opdef.name
+            if idx == struct_end:
+                if all(ln.lstrip().startswith("#") for ln in self.lines[struct_line:]):
+                    self.emit("pass")
+                self.indent -= 1
+                struct_end = -1
+                prev_term = False
+                continue
             if name == "set_label":
                 if guard:
                     self.indent -= 1
@@ -239,6 +248,16 @@ class _Gen:
                 self.emit(f"_j = {op.args[0].idx + 1}")
                 pending.add(op.args[0].idx)
                 uses_j = True
+            elif name.startswith("brcond") and not pending and not guard and \
+                    struct_end < 0 and self._simple_region(ops, idx, label_pos[op.args[3].idx]):
+                # forward branch over straight-line code: a plain Python ``if``
+                c, a, b, lab = op.args
+                self.emit(f"if not ({self.cmp(c, a, b, op.opdef.width)}):")
+                self.indent += 1
+                struct_end = label_pos[lab.idx]
+                struct_line = len(self.lines)
+                prev_term = False
+                continue
             elif name.startswith("brcond"):
                 c, a, b, lab = op.args
                 self.emit(f"if {self.cmp(c, a, b, op.opdef.width)}:")
@@ -268,6 +287,20 @@ class _Gen:
         self.line_pcs = [(k + 2 + len(pro), pc) for k, pc in self.line_pcs]
         head = f"def tb(cpu, R, rt, ra, wt, wa, hv):  # guest {self.block.pc:#x}"
         return "\n".join([head, *pro, *body]) + "\n"
+
+    @staticmethod
+    def _simple_region(ops: list[Op], start: int, end: int) -> bool:
+        """Ops strictly between ``start`` and ``end`` hold no label and no branch, and
+        ``end`` is a label only ``start`` branches to."""
+        lab = ops[end].args[0].idx
+        for k, op in enumerate(ops):
+            n = op.opdef.name
+            if k != start and (n == "br" or n.startswith("brcond")) and \
+                    op.args[-1].idx == lab:
+                return False
+            if start < k < end and (n == "set_label" or n == "br" or n.startswith("brcond")):
+                return False
+        return True
 
     def ret(self, what: str) -> None:
         if self.loop:
