@@ -15,6 +15,8 @@ from pyqemu.hw.char.pl011 import (
     INT_TX,
     LCR_H_FEN,
     PL011,
+)
+from pyqemu.hw.char.pl011 import (
     PL011Reg as R,
 )
 from pyqemu.hw.irq import IRQ
@@ -38,7 +40,7 @@ def test_reset_values_and_amba_ids() -> None:
 
 
 def test_transmit_goes_to_backend_and_sets_tx_interrupt() -> None:
-    u, out, levels = make()
+    u, out, _ = make()
     for c in b"hi\n":
         u.write(R.DR, 4, c)
     assert bytes(out.data) == b"hi\n"
@@ -70,7 +72,7 @@ def test_fifo_fills_to_depth_and_drains_in_order() -> None:
 
 
 def test_rx_interrupt_masking() -> None:
-    u, _, levels = make()
+    u, _, _ = make()
     u.write(R.LCR_H, 4, LCR_H_FEN)
     u.receive(b"x")
     assert u.read(R.RIS, 4) & INT_RX and u.irq.level == 0   # masked

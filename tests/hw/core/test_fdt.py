@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import require_tool
+
 from pyqemu.hw.core.fdt import Fdt, FdtError
 
 # A virt-like tree, written as dts; the builder below constructs the same tree.

@@ -8,7 +8,8 @@ import pytest
 
 from pyqemu.hw import log
 from pyqemu.hw.irq import IRQ
-from pyqemu.hw.rtc.pl031 import PL031, PL031Reg as R
+from pyqemu.hw.rtc.pl031 import PL031
+from pyqemu.hw.rtc.pl031 import PL031Reg as R
 
 
 class FakeClock:

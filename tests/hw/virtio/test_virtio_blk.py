@@ -140,7 +140,7 @@ def test_flush_fsyncs_get_id_and_errors(image: tuple[str, str],
         g = BlkGuest(img, legacy=False, serial="pyqemu-serial-0123456789")
         st, _, _ = g.request(vblk.VIRTIO_BLK_T_FLUSH, 0)
         assert st == vblk.VIRTIO_BLK_S_OK and synced
-        st, data, used_len = g.request(vblk.VIRTIO_BLK_T_GET_ID, 0, in_len=20)
+        st, data, _ = g.request(vblk.VIRTIO_BLK_T_GET_ID, 0, in_len=20)
         assert st == 0 and data == b"pyqemu-serial-012345"
         # beyond the end of the disk
         st, _, _ = g.request(vblk.VIRTIO_BLK_T_IN, 8192, in_len=512)

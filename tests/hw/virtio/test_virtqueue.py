@@ -3,8 +3,6 @@ random descriptor tables that must never raise out of the device nor hang."""
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -128,7 +126,7 @@ def test_malformed(case: str) -> None:
 
 
 def test_event_idx_suppresses_interrupts_and_publishes_avail_event() -> None:
-    d, dev = setup()
+    d, _ = setup()
     assert d.features >> VIRTIO_RING_F_EVENT_IDX & 1
     out = d.alloc(b"x")
     d.mem.stw(d.avail + 4 + 2 * d.qsize, 5)  # used_event: interrupt after entry 6
@@ -143,7 +141,7 @@ def test_event_idx_suppresses_interrupts_and_publishes_avail_event() -> None:
 
 
 def test_no_interrupt_flag_without_event_idx() -> None:
-    d, dev = setup(features=~(1 << VIRTIO_RING_F_EVENT_IDX) & ((1 << 64) - 1))
+    d, _ = setup(features=~(1 << VIRTIO_RING_F_EVENT_IDX) & ((1 << 64) - 1))
     d.mem.stw(d.avail, 1)  # VRING_AVAIL_F_NO_INTERRUPT
     d.submit([(d.alloc(b"x"), 1, False)])
     d.kick()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import struct
 
 from pyqemu.hw.irq import IRQ
-from pyqemu.hw.virtio.mmio import VirtioMmio, VirtioMmioReg as R
+from pyqemu.hw.virtio.mmio import VirtioMmio
+from pyqemu.hw.virtio.mmio import VirtioMmioReg as R
 from pyqemu.hw.virtio.virtqueue import VirtIODevice
 from pyqemu.memory import AddressSpace, MemoryRegion
 

@@ -50,12 +50,10 @@ class PL031State:
         vals = {}
         for k in ("tick_offset", "mr", "lr", "im", "is"):
             v = data.get(k)
-            if not isinstance(v, int):
+            limit = 1 << 32 if k in ("mr", "lr") else None
+            if not isinstance(v, int) or (limit is not None and not 0 <= v < limit):
                 raise ValueError(f"pl031: bad {k}")
             vals[k] = v
-        for k in ("mr", "lr"):
-            if not 0 <= vals[k] < 1 << 32:
-                raise ValueError(f"pl031: bad {k}")
         if vals["im"] not in (0, 1) or vals["is"] not in (0, 1):
             raise ValueError("pl031: bad interrupt state")
         return cls(vals["tick_offset"], vals["mr"], vals["lr"], vals["im"], vals["is"])
