@@ -330,7 +330,8 @@ class VmdkImage(Image):
             nsect = (file.size() + SECTOR - 1) // SECTOR
             foot_off = nsect * SECTOR - 1536
             if foot_off < 0:
-                raise ImageFormatError("Invalid footer")
+                # QEMU's bdrv_pread at a negative offset fails with EIO
+                raise ImageFormatError("Failed to read footer: Input/output error")
             foot = file.pread(foot_off, 1536)
             _, fm_size = _MARKER.unpack_from(foot, 0)
             (fm_type,) = struct.unpack_from("<I", foot, 12)
