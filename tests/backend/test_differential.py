@@ -25,7 +25,7 @@ from pyqemu.ir.verifier import IRError, verify
 
 M64 = (1 << 64) - 1
 #: raise for a longer soak: PYQEMU_DIFF_EXAMPLES=5000
-EXAMPLES = int(os.environ.get("PYQEMU_DIFF_EXAMPLES", "160"))
+EXAMPLES = int(os.environ.get("PYQEMU_DIFF_EXAMPLES", "120"))
 
 
 class DiffState(ctypes.Structure):
