@@ -46,6 +46,7 @@ __all__ = [
     "pstate_read",
     "pstate_write",
     "reset_state",
+    "reset_system_state",
 ]
 
 _u64 = ctypes.c_uint64
@@ -76,6 +77,40 @@ class CPUARMState(ctypes.Structure):
         ("exception_vaddr", _u64),
         ("btype", _u64),
         ("fp_scratch", _u64 * 8),  # reserved for the FP/SIMD translator's helpers
+        # ---- system mode (pyqemu-system-aarch64); all zero and unused in user mode
+        ("system", _u64),  # 1: system emulation (EL1 and the MMU exist)
+        ("current_el", _u64),  # PSTATE.EL
+        ("spsel", _u64),  # PSTATE.SP (0: SP_EL0, 1: SP_ELx); ``sp`` is the SP in use
+        ("daif", _u64),  # PSTATE.{D,A,I,F} in their SPSR bit positions (9..6)
+        ("pstate_il", _u64),  # PSTATE.IL (illegal execution state, set by bad ERET)
+        ("sp_el", _u64 * 2),  # banked SP_EL0 / SP_EL1 (the one in use lives in ``sp``)
+        ("elr_el1", _u64),
+        ("spsr_el1", _u64),
+        ("esr_el1", _u64),
+        ("far_el1", _u64),
+        ("vbar_el1", _u64),
+        ("sctlr_el1", _u64),
+        ("tcr_el1", _u64),
+        ("ttbr0_el1", _u64),
+        ("ttbr1_el1", _u64),
+        ("mair_el1", _u64),
+        ("amair_el1", _u64),
+        ("cpacr_el1", _u64),
+        ("contextidr_el1", _u64),
+        ("tpidr_el1", _u64),
+        ("par_el1", _u64),
+        ("cntkctl_el1", _u64),
+        ("mdscr_el1", _u64),
+        ("afsr0_el1", _u64),
+        ("afsr1_el1", _u64),
+        ("csselr_el1", _u64),
+        ("cntv_ctl_el0", _u64),
+        ("cntv_cval_el0", _u64),
+        ("cntp_ctl_el0", _u64),
+        ("cntp_cval_el0", _u64),
+        ("mpidr_el1", _u64),
+        ("irq_pending", _u64),  # bit 0 IRQ, bit 1 FIQ, bit 2 SError (level, set by devices)
+        ("halted", _u64),  # WFI: idle until an interrupt is pending
     ]
 
 
@@ -154,6 +189,18 @@ def reset_state(s: CPUARMState) -> None:
     ctypes.memset(ctypes.addressof(s), 0, ctypes.sizeof(s))
     pstate_write(s, 0x40000000)
     s.exclusive_addr = _M64
+
+
+def reset_system_state(s: CPUARMState) -> None:
+    """System-mode reset on top of :func:`reset_state`: EL1h, DAIF masked, MMU off."""
+    s.system = 1
+    s.current_el = 1
+    s.spsel = 1
+    s.daif = 0x3C0
+    pstate_write(s, 0)
+    # SCTLR_EL1 reset (ARMv8.0 RES1 bits, MMU and caches off), as QEMU's cortex-a*
+    s.sctlr_el1 = 0x00C50838
+    s.mpidr_el1 = 0x80000000
 
 
 # --------------------------------------------------------------------------- hwcaps

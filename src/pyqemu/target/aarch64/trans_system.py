@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pyqemu.ir.core import Const, Temp
+from pyqemu.ir.core import CallFlags, Const, Helper, Temp
 from pyqemu.ir.ops import Cond, ExitReason
 from pyqemu.target.aarch64 import helpers
 from pyqemu.target.aarch64.cpu import (
+    CPUARMState,
     EXCLUSIVE_ADDR_OFFSET,
     FPCR_OFFSET,
     FPSR_OFFSET,
@@ -30,6 +31,7 @@ from pyqemu.target.aarch64.translate import (
     cpu_reg,
     feature,
     gen_exit,
+    gen_goto_ptr,
     gen_nzcv_read,
     gen_nzcv_write,
     gen_set_nzcv_const,
@@ -37,6 +39,10 @@ from pyqemu.target.aarch64.translate import (
 )
 
 DECODE_FILES = ("a64-system.decode",)
+#: tables only the system-mode decoder has (instructions that UNDEF at EL0 anyway)
+SYSTEM_DECODE_FILES = ("a64-el1.decode",)
+
+_DAIF_OFFSET = int(CPUARMState.daif.offset)  # type: ignore[attr-defined]
 
 # TCG_MO_ALL | TCG_BAR_SC: a full barrier (single-threaded python backends ignore it)
 _MB_ALL = 0x1F
@@ -47,7 +53,61 @@ def plus_2(ctx: DisasContext, x: int) -> int:
 
 
 def trans_HINT(ctx: DisasContext, a: Any) -> bool:
-    return True  # every hint is a NOP for the features pyqemu advertises
+    if ctx.system and a.crm == 0 and a.op2 == 3:  # WFI: idle until an interrupt
+        gen_exit(ctx, ctx.pc_next, ExitReason.HALT)
+    return True  # every other hint is a NOP for the features pyqemu advertises
+
+
+# ---------------------------------------------------------------- EL1: ERET, HVC, SMC
+
+def _eret(cpu: Any) -> int:
+    from pyqemu.target.aarch64.exceptions import exception_return
+
+    return exception_return(cpu)
+
+
+# ERET rewrites NZCV, SP and the pc: it reads and writes the globals
+_helper_eret = Helper("eret", _eret, (), (64,), CallFlags.NO_FAULT)
+
+
+def trans_ERET(ctx: DisasContext, a: Any) -> bool:
+    if not ctx.system or ctx.el == 0:
+        return False
+    t = ctx.t64()
+    ctx.b.gen_call(_helper_eret, outs=[t])
+    # the EL (part of the TB flags) may have changed: the lookup uses the new flags
+    ctx.b.gen_call(_helper_resume)
+    gen_goto_ptr(ctx, t)
+    return True
+
+
+def _resume(cpu: Any) -> None:
+    from pyqemu.target.aarch64.sysregs import _check_irq
+
+    _check_irq(cpu)
+
+
+_helper_resume = Helper("resume", _resume, (), (), CallFlags.NO_READ_GLOBALS
+                        | CallFlags.NO_WRITE_GLOBALS | CallFlags.NO_FAULT)
+
+
+def _gen_firmware_call(ctx: DisasContext, a: Any, kind: int) -> bool:
+    from pyqemu.target.aarch64.cpu import SVC_IMM_OFFSET, _off
+
+    if not ctx.system or ctx.el == 0:
+        return False
+    ctx.b.gen_st_state_i64(Const(a.imm, 64), SVC_IMM_OFFSET, 8)
+    ctx.b.gen_st_state_i64(Const(kind, 64), _off("exception_index"), 8)
+    gen_exit(ctx, ctx.pc_next, ExitReason.EXCEPTION)
+    return True
+
+
+def trans_HVC(ctx: DisasContext, a: Any) -> bool:
+    return _gen_firmware_call(ctx, a, 1)  # exceptions.EXCP_HVC
+
+
+def trans_SMC(ctx: DisasContext, a: Any) -> bool:
+    return _gen_firmware_call(ctx, a, 2)  # exceptions.EXCP_SMC
 
 
 def trans_CLREX(ctx: DisasContext, a: Any) -> bool:
@@ -121,7 +181,23 @@ def trans_MSR_i(ctx: DisasContext, a: Any) -> bool:
             b.gen_mov_i64(cpu_NF, 0)
             b.gen_mov_i64(cpu_VF, 0)
         return True
-    return False  # SPSel, DAIFSet/Clr, PAN, UAO, SSBS, DIT, TCO...: not at EL0 here
+    if ctx.system and ctx.el >= 1:
+        from pyqemu.target.aarch64 import sysregs
+
+        if a.op1 == 0 and a.op2 == 5:  # SPSel
+            b.gen_call(sysregs.helper_write_spsel, Const(a.crm & 1, 64))
+            return True
+        if a.op1 == 3 and a.op2 in (6, 7):  # DAIFSet / DAIFClr
+            t = ctx.t64()
+            b.gen_ld_state_i64(t, _DAIF_OFFSET, 8)
+            if a.op2 == 6:
+                b.gen_or_i64(t, t, Const((a.crm & 0xF) << 6, 64))
+            else:
+                b.gen_and_i64(t, t, Const(~((a.crm & 0xF) << 6) & M64, 64))
+            b.gen_call(sysregs.helper_write_daif, t)
+            gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
+            return True
+    return False  # PAN, UAO, SSBS, DIT, TCO...: not implemented; DAIF/SPSel not at EL0
 
 
 # ---------------------------------------------------------------- SYS: DC / IC
@@ -142,9 +218,21 @@ def trans_SYS(ctx: DisasContext, a: Any) -> bool:
         return ctx.has("dcpop")
     if key == (3, 7, 13, 1):  # DC CVADP
         return ctx.has("dcpodp")
-    if key == (0, 7, 5, 0):  # IC IALLUIS (EL1 only)
-        return False
+    if ctx.system and ctx.el >= 1:
+        if a.op1 == 0 and a.crn == 8:  # TLBI (every EL1 form flushes everything)
+            ctx.b.gen_call(_sysregs().helper_tlbi)
+            gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
+            return True
+        if key in ((0, 7, 5, 0), (0, 7, 1, 0), (0, 7, 6, 1), (0, 7, 6, 2), (0, 7, 10, 2),
+                   (0, 7, 14, 2)):
+            return True  # IC IALLU(IS), DC IVAC/ISW/CSW/CISW: caches are not modelled
     return False
+
+
+def _sysregs() -> Any:
+    from pyqemu.target.aarch64 import sysregs
+
+    return sysregs
 
 
 # ---------------------------------------------------------------- MRS / MSR
@@ -250,6 +338,13 @@ _WRITERS: dict[tuple[int, int, int, int], Writer] = {
 
 
 def trans_MSR_MRS(ctx: DisasContext, a: Any) -> bool:
+    if ctx.system:
+        dest = ctx.t64() if a.l else None
+        done = _sysregs().trans_sysreg(ctx, a, None if a.l else cpu_reg(ctx, a.rt), dest)
+        if done is not None:
+            if done and dest is not None:
+                write_reg(ctx, a.rt, dest)
+            return done
     if a.op0 != 3:
         return False  # op0 = 2: debug registers, not at EL0
     key = (a.op1, a.crn, a.crm, a.op2)

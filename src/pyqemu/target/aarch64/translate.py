@@ -56,6 +56,10 @@ _REQUIRED = {"trans_branch", "trans_dp_imm", "trans_dp_reg", "trans_ldst", "tran
 
 M64 = (1 << 64) - 1
 
+#: TB flags (system mode): PSTATE.EL in bits 1..0, bit 3 marks system mode
+TB_FLAG_EL_MASK = 0x3
+TB_FLAG_SYSTEM = 0x8
+
 
 class DisasJump(enum.Enum):
     NEXT = 0  # fall through to the next instruction
@@ -72,6 +76,8 @@ class DisasContext:
         self.insn = 0
         self.is_jmp = DisasJump.NEXT
         self._features = model.effective_features()
+        self.system = False  # system mode (EL1 exists, MMU, exceptions)
+        self.el = 0  # PSTATE.EL the block runs at
 
     @property
     def pc_next(self) -> int:
@@ -379,7 +385,7 @@ def unallocated_encoding(ctx: DisasContext) -> bool:
 
 # ----------------------------------------------------------------- frontend
 
-def _load_decoder() -> Decoder:
+def _load_decoder(system: bool = False) -> Decoder:
     here = Path(__file__).parent
     tables = []
     for name in DECODER_MODULES:
@@ -389,17 +395,26 @@ def _load_decoder() -> Decoder:
             if name in _REQUIRED or exc.name != f"pyqemu.target.aarch64.{name}":
                 raise
             continue
-        for fname in getattr(mod, "DECODE_FILES", ()):
+        files = tuple(getattr(mod, "DECODE_FILES", ()))
+        if system:
+            files += tuple(getattr(mod, "SYSTEM_DECODE_FILES", ()))
+        for fname in files:
             tables.append((load_decode_file(here / fname), mod))
     return Decoder(tables)
 
 
 _decoder: Decoder | None = None
+_system_decoder: Decoder | None = None
 
 
-def a64_decoder() -> Decoder:
-    """The A64 decoder over every present group (built once per process)."""
-    global _decoder
+def a64_decoder(system: bool = False) -> Decoder:
+    """The A64 decoder over every present group (built once per process); ``system``
+    adds the tables of EL1-only instructions (ERET, HVC, SMC)."""
+    global _decoder, _system_decoder
+    if system:
+        if _system_decoder is None:
+            _system_decoder = _load_decoder(True)
+        return _system_decoder
     if _decoder is None:
         _decoder = _load_decoder()
     return _decoder
@@ -412,10 +427,14 @@ class AArch64Frontend:
     globals: Sequence[Global] = GLOBALS
     pc_offset: int = PC_OFFSET
 
-    def __init__(self, cpu_model: str | ARMCPUModel | None = None) -> None:
+    def __init__(self, cpu_model: str | ARMCPUModel | None = None,
+                 system: bool = False) -> None:
         self.model = (cpu_model if isinstance(cpu_model, ARMCPUModel)
                       else cpu_mod.cpu_model(cpu_model))
-        self.decoder = a64_decoder()
+        self.decoder = a64_decoder(system)
+        #: system mode (pyqemu-system-aarch64): EL0/EL1, MMU, exceptions; the flags of a
+        #: block carry TB_FLAG_SYSTEM and the EL
+        self.system = system
 
     def translate(self, cpu: VCPULike, pc: int, flags: int, max_insns: int,
                   fetch: Callable[[int], int]) -> IRBlock:
@@ -424,6 +443,9 @@ class AArch64Frontend:
             raise MemoryFault(pc, Access.EXEC, "align")
         b = Builder(pc, flags, GLOBALS)
         ctx = DisasContext(b, self.model, pc)
+        if flags & TB_FLAG_SYSTEM:
+            ctx.system = True
+            ctx.el = flags & TB_FLAG_EL_MASK
         start = pc
         page = pc & PAGE_MASK
         n = 0
@@ -452,7 +474,9 @@ class AArch64Frontend:
         return b.block
 
     def cpu_flags(self, cpu: VCPULike) -> int:
-        return 0  # EL0, AArch64, no BTI/PAC/MTE state in user mode yet
+        if not self.system:
+            return 0  # EL0, AArch64, no BTI/PAC/MTE state in user mode yet
+        return TB_FLAG_SYSTEM | cpu.state.current_el  # type: ignore[attr-defined]
 
     def disassemble(self, code: bytes, pc: int) -> list[str]:
         from pyqemu.target.aarch64.disas import disassemble
@@ -465,5 +489,8 @@ class AArch64Frontend:
         return cpu_mod.dump_state(cpu.state, fpu=fpu, model=self.model)
 
     def reset(self, state: CPUARMState) -> None:
-        """Architectural reset of a fresh state (PSTATE.Z set, monitor clear)."""
+        """Architectural reset of a fresh state (PSTATE.Z set, monitor clear); in system
+        mode the CPU starts at EL1h with DAIF masked and the MMU off."""
         cpu_mod.reset_state(state)
+        if self.system:
+            cpu_mod.reset_system_state(state)

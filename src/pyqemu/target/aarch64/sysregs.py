@@ -1,0 +1,217 @@
+"""The EL1 system registers (system mode): one table, encoding -> access rules and storage.
+
+Each :class:`SysReg` names its (op0, op1, CRn, CRm, op2) encoding, the lowest EL that may
+access it, its storage (a CPUARMState field, a constant, or special handling) and what
+a write does (a mask of writable bits; whether the MMU configuration changes, which
+flushes the softmmu TLB and the translated blocks). EL0-visible registers (NZCV, FPCR,
+TPIDR_EL0, CTR, the ID registers...) stay in trans_system's user-mode table, which is
+consulted after this one. PMU and debug registers beyond the OS lock are absent
+(ID_AA64DFR0.PMUVer = 0): they are UNDEFINED, as on a CPU without them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from pyqemu.accel.tcg.interfaces import UndefinedInstruction
+from pyqemu.ir.core import CallFlags, Const, Helper, Temp
+from pyqemu.ir.ops import ExitReason
+from pyqemu.target.aarch64.cpu import CPUARMState
+from pyqemu.target.aarch64.exceptions import pending_interrupt
+
+__all__ = ["SYSREGS", "SysReg", "sysreg_by_name", "trans_sysreg"]
+
+M64 = (1 << 64) - 1
+Key = tuple[int, int, int, int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class SysReg:
+    """One system register of the table."""
+
+    name: str
+    key: Key  # (op0, op1, CRn, CRm, op2)
+    field: str | None = None  # CPUARMState field holding the value
+    min_el: int = 1
+    wmask: int = M64  # writable bits (0: read-only)
+    readable: bool = True
+    mmu: bool = False  # a write changes the translation regime
+    const: Callable[[Any], int] | None = None  # value from the DisasContext (RO)
+
+
+def _f(name: str) -> int:
+    return int(getattr(CPUARMState, name).offset)
+
+
+# SCTLR_EL1 RES1 bits (ARMv8.0: 29, 28, 23, 22, 20, 11)
+SCTLR_RES1 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11)
+
+# ID_AA64MMFR0_EL1 in system mode: PARange 44 bits, 16-bit ASIDs, 4K/16K/64K granules
+SYS_ID_AA64MMFR0 = 0x0000000000101124
+SYS_PARANGE = SYS_ID_AA64MMFR0 & 0xF
+
+SYSREGS: tuple[SysReg, ...] = (
+    SysReg("SCTLR_EL1", (3, 0, 1, 0, 0), "sctlr_el1", mmu=True),
+    SysReg("ACTLR_EL1", (3, 0, 1, 0, 1), const=lambda ctx: 0, wmask=0),
+    SysReg("CPACR_EL1", (3, 0, 1, 0, 2), "cpacr_el1", wmask=0x3 << 20),
+    SysReg("TTBR0_EL1", (3, 0, 2, 0, 0), "ttbr0_el1", mmu=True),
+    SysReg("TTBR1_EL1", (3, 0, 2, 0, 1), "ttbr1_el1", mmu=True),
+    SysReg("TCR_EL1", (3, 0, 2, 0, 2), "tcr_el1", mmu=True),
+    SysReg("SPSR_EL1", (3, 0, 4, 0, 0), "spsr_el1", wmask=0xFFFFFFFF),
+    SysReg("ELR_EL1", (3, 0, 4, 0, 1), "elr_el1"),
+    SysReg("AFSR0_EL1", (3, 0, 5, 1, 0), "afsr0_el1"),
+    SysReg("AFSR1_EL1", (3, 0, 5, 1, 1), "afsr1_el1"),
+    SysReg("ESR_EL1", (3, 0, 5, 2, 0), "esr_el1", wmask=0xFFFFFFFF),
+    SysReg("FAR_EL1", (3, 0, 6, 0, 0), "far_el1"),
+    SysReg("PAR_EL1", (3, 0, 7, 4, 0), "par_el1"),
+    SysReg("MAIR_EL1", (3, 0, 10, 2, 0), "mair_el1"),
+    SysReg("AMAIR_EL1", (3, 0, 10, 3, 0), "amair_el1"),
+    SysReg("VBAR_EL1", (3, 0, 12, 0, 0), "vbar_el1", wmask=M64 & ~0x7FF),
+    SysReg("CONTEXTIDR_EL1", (3, 0, 13, 0, 1), "contextidr_el1", wmask=0xFFFFFFFF),
+    SysReg("TPIDR_EL1", (3, 0, 13, 0, 4), "tpidr_el1"),
+    SysReg("CNTKCTL_EL1", (3, 0, 14, 1, 0), "cntkctl_el1", wmask=0x3FF),
+    SysReg("CSSELR_EL1", (3, 2, 0, 0, 0), "csselr_el1", wmask=0xF),
+    SysReg("CCSIDR_EL1", (3, 1, 0, 0, 0), const=lambda ctx: 0x700FE01A, wmask=0),
+    SysReg("CLIDR_EL1", (3, 1, 0, 0, 1), const=lambda ctx: 0x0A200023, wmask=0),
+    SysReg("MPIDR_EL1", (3, 0, 0, 0, 5), "mpidr_el1", wmask=0),
+    SysReg("ID_AA64MMFR0_EL1", (3, 0, 0, 7, 0), const=lambda ctx: SYS_ID_AA64MMFR0,
+           wmask=0),
+    SysReg("CurrentEL", (3, 0, 4, 2, 2), const=lambda ctx: ctx.el << 2, wmask=0),
+    SysReg("SPSel", (3, 0, 4, 2, 0), "spsel", wmask=1),
+    SysReg("DAIF", (3, 3, 4, 2, 1), "daif", wmask=0x3C0),
+    SysReg("SP_EL0", (3, 0, 4, 1, 0)),
+    SysReg("MDSCR_EL1", (2, 0, 0, 2, 2), "mdscr_el1", wmask=0xFFFFFFFF),
+    SysReg("OSLAR_EL1", (2, 0, 1, 0, 4), const=lambda ctx: 0, readable=False, wmask=0),
+    SysReg("OSLSR_EL1", (2, 0, 1, 1, 4), const=lambda ctx: 0x8, wmask=0),
+    SysReg("OSDLR_EL1", (2, 0, 1, 3, 4), const=lambda ctx: 0, wmask=0),
+    SysReg("CNTV_CTL_EL0", (3, 3, 14, 3, 1), "cntv_ctl_el0", min_el=0, wmask=0x3),
+    SysReg("CNTV_CVAL_EL0", (3, 3, 14, 3, 2), "cntv_cval_el0", min_el=0),
+    SysReg("CNTP_CTL_EL0", (3, 3, 14, 2, 1), "cntp_ctl_el0", min_el=1, wmask=0x3),
+    SysReg("CNTP_CVAL_EL0", (3, 3, 14, 2, 2), "cntp_cval_el0", min_el=1),
+)
+
+_BY_KEY: dict[Key, SysReg] = {r.key: r for r in SYSREGS}
+
+
+def sysreg_by_name(name: str) -> SysReg:
+    for r in SYSREGS:
+        if r.name == name:
+            return r
+    raise KeyError(name)
+
+
+# ------------------------------------------------------------------ helpers
+
+def _flush_all(cpu: Any) -> None:
+    """The translation regime changed: drop TLB entries and blocks keyed by old VAs."""
+    ctx = getattr(cpu, "ctx", None)
+    if ctx is not None:
+        ctx.flush()
+    cpu.tlb_flush()
+
+
+def _write_mmu(cpu: Any, offset: int, value: int) -> None:
+    cpu.regs[offset >> 3] = value & M64
+    _flush_all(cpu)
+
+
+def _check_irq(cpu: Any) -> None:
+    if pending_interrupt(cpu.state) is not None:
+        cpu.exit_request = True
+
+
+def _write_daif(cpu: Any, value: int) -> None:
+    cpu.state.daif = value & 0x3C0
+    _check_irq(cpu)
+
+
+def _write_spsel(cpu: Any, value: int) -> None:
+    from pyqemu.target.aarch64.exceptions import set_el
+
+    s = cpu.state
+    set_el(cpu, s.current_el, value & 1)
+
+
+def _read_sp_el0(cpu: Any, pc: int, insn: int) -> int:
+    s = cpu.state
+    if not s.spsel:  # SP_EL0 is the SP in use: the access is UNDEFINED
+        raise UndefinedInstruction(pc, insn)
+    return int(s.sp_el[0])
+
+
+def _write_sp_el0(cpu: Any, pc: int, insn: int, value: int) -> None:
+    s = cpu.state
+    if not s.spsel:
+        raise UndefinedInstruction(pc, insn)
+    s.sp_el[0] = value & M64
+
+
+def _tlbi(cpu: Any) -> None:
+    _flush_all(cpu)
+
+
+_NRW = CallFlags.NO_READ_GLOBALS | CallFlags.NO_WRITE_GLOBALS
+helper_write_mmu = Helper("write_mmu_reg", _write_mmu, (32, 64), (), _NRW | CallFlags.NO_FAULT)
+helper_write_daif = Helper("write_daif", _write_daif, (64,), (), _NRW | CallFlags.NO_FAULT)
+# SPSel banks SP: it reads and writes the sp global
+helper_write_spsel = Helper("write_spsel", _write_spsel, (64,), (), CallFlags.NO_FAULT)
+helper_read_sp_el0 = Helper("read_sp_el0", _read_sp_el0, (64, 32), (64,), CallFlags.NONE)
+helper_write_sp_el0 = Helper("write_sp_el0", _write_sp_el0, (64, 32, 64), (), CallFlags.NONE)
+helper_tlbi = Helper("tlbi", _tlbi, (), (), _NRW | CallFlags.NO_FAULT)
+helper_check_irq = Helper("check_irq", _check_irq, (), (), _NRW | CallFlags.NO_FAULT)
+
+
+# ------------------------------------------------------------------ translation
+
+def trans_sysreg(ctx: Any, a: Any, rt_value: Any, dest: Temp | None) -> bool | None:
+    """MRS (dest given) / MSR (rt_value given) of a table register in system mode.
+
+    Returns None when the encoding is not in the table (the caller tries the EL0 table),
+    False for an UNDEFINED access, True when translated.
+    """
+    from pyqemu.target.aarch64.translate import gen_exit
+
+    r = _BY_KEY.get((a.op0, a.op1, a.crn, a.crm, a.op2))
+    if r is None:
+        return None
+    if ctx.el < r.min_el:
+        return False
+    b = ctx.b
+    pc = Const(ctx.pc_curr & M64, 64)
+    insn = Const(ctx.insn, 32)
+    if dest is not None:  # MRS
+        if not r.readable:
+            return False
+        if r.name == "SP_EL0":
+            b.gen_call(helper_read_sp_el0, pc, insn, outs=[dest])
+        elif r.const is not None:
+            b.gen_mov_i64(dest, Const(r.const(ctx) & M64, 64))
+        else:
+            assert r.field is not None
+            b.gen_ld_state_i64(dest, _f(r.field), 8)
+        return True
+    # MSR
+    if r.name == "SP_EL0":
+        b.gen_call(helper_write_sp_el0, pc, insn, rt_value)
+        return True
+    if r.wmask == 0 or r.field is None:
+        return r.const is not None and r.key == (3, 0, 1, 0, 1) or r.name in (
+            "OSLAR_EL1", "OSDLR_EL1")  # ACTLR/OS lock writes are ignored
+    value = rt_value
+    if r.wmask != M64:
+        t = ctx.t64()
+        b.gen_and_i64(t, rt_value, Const(r.wmask, 64))
+        value = t
+    if r.mmu:
+        b.gen_call(helper_write_mmu, Const(_f(r.field), 32), value)
+        gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
+    elif r.name == "DAIF":
+        b.gen_call(helper_write_daif, value)
+        gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
+    elif r.name == "SPSel":
+        b.gen_call(helper_write_spsel, value)
+    else:
+        b.gen_st_state_i64(value, _f(r.field), 8)
+    return True
