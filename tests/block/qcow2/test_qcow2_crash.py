@@ -107,6 +107,7 @@ def _run_and_kill(path: str, seed: int, delay: float) -> tuple[list[tuple[Any, .
 
 def _crash_loop(tmp_path: Any, opts: dict[str, Any], kills: int, seed: int) -> None:
     path = str(tmp_path / "c.qcow2")
+    opts = {k: (str(tmp_path / "c.data") if v == "DATAFILE" else v) for k, v in opts.items()}
     qcreate(path, SIZE, **opts)
     cs = opts.get("cluster_size", 65536)
     rnd = random.Random(seed)
@@ -145,9 +146,10 @@ def _crash_loop(tmp_path: Any, opts: dict[str, Any], kills: int, seed: int) -> N
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("opts", [{}, {"extended_l2": True, "lazy_refcounts": True},
-                                  {"cluster_size": 4096, "refcount_bits": 8}])
+                                  {"cluster_size": 4096, "refcount_bits": 8},
+                                  {"data_file": "DATAFILE"}])
 def test_crash_consistency(tmp_path: Any, opts: dict[str, Any]) -> None:
-    _crash_loop(tmp_path, opts, kills=4, seed=len(opts) + 1)
+    _crash_loop(tmp_path, opts, kills=3, seed=len(opts) + 1)
 
 
 @pytest.mark.slow
