@@ -3,12 +3,17 @@ random descriptor tables that must never raise out of the device nor hang."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from virtio_driver import F_INDIRECT, F_NEXT, F_WRITE, RAM_BASE, RAM_SIZE, Driver, make_space
 
+from pyqemu.block import open_image
+from pyqemu.block.driver import Image
 from pyqemu.hw import log
+from pyqemu.hw.virtio.blk import VirtIOBlock
 from pyqemu.hw.virtio.mmio import VirtioMmioReg as R
 from pyqemu.hw.virtio.virtqueue import (
     VIRTIO_CONFIG_S_NEEDS_RESET,
@@ -43,6 +48,15 @@ def setup(**kw: object) -> tuple[Driver, Echo]:
     mem = make_space()
     dev = Echo(mem)
     return Driver(mem, dev, **kw), dev  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def raw_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
+    path = tmp_path_factory.mktemp("fuzz") / "disk.raw"
+    path.write_bytes(b"\x5a" * 65536)
+    img = open_image(str(path), "raw", readonly=False)
+    yield img
+    img.close()
 
 
 @pytest.mark.parametrize("indirect", [False, True])
@@ -156,16 +170,20 @@ _len = st.one_of(st.integers(0, 256), st.sampled_from([16, 32, 2**32 - 1, 2**31]
 _desc = st.tuples(_addr, _len, st.integers(0, 7), st.integers(0, 20))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(table=st.lists(_desc, min_size=16, max_size=16),
        indirect_tables=st.lists(st.lists(_desc, min_size=1, max_size=6), max_size=3),
        heads=st.lists(st.integers(0, 20), min_size=1, max_size=20),
        avail_idx=st.one_of(st.none(), st.integers(0, 0xFFFF)),
-       legacy=st.booleans())
+       legacy=st.booleans(), kind=st.sampled_from(["echo", "blk"]))
 def test_fuzz_descriptor_tables(table: list[tuple[int, int, int, int]],
                                 indirect_tables: list[list[tuple[int, int, int, int]]],
-                                heads: list[int], avail_idx: int | None, legacy: bool) -> None:
-    d, dev = setup(legacy=legacy)
+                                heads: list[int], avail_idx: int | None, legacy: bool,
+                                kind: str, raw_disk: Image) -> None:
+    mem = make_space()
+    dev: VirtIODevice = Echo(mem) if kind == "echo" else VirtIOBlock(mem, raw_disk)
+    d = Driver(mem, dev, legacy=legacy)
     # indirect tables live in RAM; some descriptors are pointed at them
     itabs = []
     for t in indirect_tables:
@@ -185,6 +203,6 @@ def test_fuzz_descriptor_tables(table: list[tuple[int, int, int, int]],
     used = d.pop_used()
     assert len(used) <= len(heads)
     for _head, written in used:
-        assert written <= 4096
+        assert written <= (4096 if kind == "echo" else 65536 + 1)
     if not dev.broken:
         assert len(used) == len(heads) or avail_idx is not None
