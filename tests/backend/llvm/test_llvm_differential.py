@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 
 pytest.importorskip("llvmlite", reason="llvmlite is not installed")
 
-import test_differential as td  # noqa: E402 - the shared generators
+import test_differential as td
 
-from pyqemu.backend.interp import InterpBackend  # noqa: E402
-from pyqemu.backend.llvm import LLVMBackend  # noqa: E402
-from pyqemu.ir.optimizer import optimize  # noqa: E402
-from pyqemu.ir.verifier import verify  # noqa: E402
+from pyqemu.backend.interp import InterpBackend
+from pyqemu.backend.llvm import LLVMBackend
+from pyqemu.ir.optimizer import optimize
+from pyqemu.ir.verifier import verify
 
 #: each example costs one LLVM compile (~30 ms); raise with PYQEMU_LLVM_DIFF_EXAMPLES
 EXAMPLES = int(os.environ.get("PYQEMU_LLVM_DIFF_EXAMPLES", "60"))
@@ -29,7 +29,7 @@ _SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck),
 def _check(blk: Any, seed: bytes, what: str) -> None:
     src_ir = str(blk)
     ref = td._run(InterpBackend(), blk, seed)
-    be = LLVMBackend(td.DiffFrontend.pc_offset)
+    be = LLVMBackend(td.DiffFrontend.pc_offset, hot=0)
     got = td._run(be, blk, seed)
     if got != ref:
         pytest.fail(f"{what}: mismatch\nIR:\n{src_ir}\nref={ref[:2]}\ngot={got[:2]}"

@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("llvmlite", reason="llvmlite is not installed")
 pytest.importorskip("unicorn", reason="unicorn is not installed")
 
-import test_a64_lockstep as a64  # noqa: E402
-from lockstep import DATA_SIZE, LockStep  # noqa: E402
+import test_a64_lockstep as a64
+from lockstep import DATA_SIZE, LockStep
 
 #: encodings per pattern (each costs one LLVM compile); more with PYQEMU_LLVM_LOCKSTEP_N
 N = int(os.environ.get("PYQEMU_LLVM_LOCKSTEP_N", "2"))
@@ -23,6 +23,7 @@ N = int(os.environ.get("PYQEMU_LLVM_LOCKSTEP_N", "2"))
 def ls() -> LockStep:
     s = LockStep(backends=("interp", "llvm"))
     s.vcpus["llvm"][0].tier_threshold = 0  # compile every block natively at once
+    s.vcpus["llvm"][0].backend.hot = 0  # type: ignore[attr-defined]
     return s
 
 

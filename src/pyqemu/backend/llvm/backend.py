@@ -9,6 +9,8 @@ in one LLVM module, paying the per-module JIT cost once.
 from __future__ import annotations
 
 import ctypes
+import os
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +28,24 @@ _NATIVE_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p
 
 class LLVMCompiledTB(CompiledTB):
     """A natively compiled block (``source`` holds its LLVM IR for -d out_asm)."""
+
+
+class TieredTB(CompiledTB):
+    """A block that runs generated Python until it proves hot, then native code.
+
+    ``func`` is a trampoline calling ``impl``; :meth:`LLVMBackend._compile_hot`
+    replaces ``impl`` with the native wrapper (sharing ``links``)."""
+
+    py: CompiledTB | None = None
+    block: IRBlock | None = None
+
+    def pc_of_fault(self, exc: BaseException, cpu: Any) -> int | None:
+        pc = getattr(exc, "_tcg_pc", None)
+        if pc is not None:
+            return int(pc)
+        if self.py is None:
+            return None
+        return self.py.pc_of_fault(exc, cpu)
 
 
 def _wrap(native: Any, links: list[Any]) -> Any:
@@ -58,10 +78,73 @@ class LLVMBackend(Backend):
 
     name = "llvm"
 
-    def __init__(self, pc_offset: int | None = None) -> None:
+    def __init__(self, pc_offset: int | None = None, hot: int | None = None) -> None:
         self.pc_offset = pc_offset
         self.modules = 0
+        self.blocks_native = 0
         self.jit_time = 0.0
+        #: runs (in the python tier) before a block is compiled natively; 0: at once
+        self.hot = int(os.environ.get("PYQEMU_LLVM_HOT", "1000")) if hot is None else hot
+        self._warm: list[tuple[TieredTB, list[int]]] = []
+        self._lock = threading.Lock()
+
+    def compile(self, block: IRBlock) -> CompiledTB:
+        if self.hot <= 0:
+            return self.compile_many([block])[0]
+        from pyqemu.backend.python import PythonBackend
+
+        try:
+            py = PythonBackend(self._pc_offset(block)).compile(block)
+        except BackendError:
+            return self.compile_many([block])[0]
+        counter = [0]
+        tiered = TieredTB(func=None, links=py.links,  # type: ignore[arg-type]
+                          goto_targets=py.goto_targets, source=py.source,
+                          line_pcs=py.line_pcs)
+        tiered.py = py
+        tiered.block = block
+        hot = self.hot
+        warm = self._warm
+        entry = (tiered, counter)
+        state: list[Any] = [py.func]
+
+        def counting(cpu: Any, R: Any, rt_: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
+            counter[0] += 1
+            if counter[0] == hot >> 1:
+                warm.append(entry)
+            elif counter[0] >= hot:
+                state[0] = py.func
+                self._compile_hot(entry)
+            return py.func(cpu, R, rt_, ra, wt, wa, hv)
+
+        state[0] = counting
+
+        def trampoline(cpu: Any, R: Any, rt_: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
+            return state[0](cpu, R, rt_, ra, wt, wa, hv)
+
+        tiered.func = trampoline
+        tiered.impl = state  # type: ignore[attr-defined]
+        return tiered
+
+    def _compile_hot(self, entry: tuple[TieredTB, list[int]]) -> None:
+        """Compile ``entry`` and every warm block in one module (batch)."""
+        with self._lock:
+            batch = [e for e in self._warm if e[0].block is not None and e is not entry]
+            self._warm.clear()
+            if entry[0].block is None:
+                return
+            batch = [entry, *batch[-63:]]
+            try:
+                natives = self._native_many([e[0].block for e in batch],  # type: ignore[misc]
+                                            [e[0].links for e in batch])
+            except BackendError:
+                for e in batch:
+                    e[0].block = None
+                return
+            for e, (fn, src) in zip(batch, natives):
+                e[0].impl[0] = fn  # type: ignore[attr-defined]
+                e[0].block = None
+                self.blocks_native += 1
 
     def _pc_offset(self, block: IRBlock) -> int:
         if self.pc_offset is not None:
@@ -75,7 +158,17 @@ class LLVMBackend(Backend):
         return self.compile_many([block])[0]
 
     def compile_many(self, blocks: Sequence[IRBlock]) -> list[CompiledTB]:
-        """Compile ``blocks`` in one LLVM module (one JIT round-trip)."""
+        """Compile ``blocks`` natively in one LLVM module (one JIT round-trip)."""
+        linkss: list[list[Any]] = []
+        gens = self._native_many(blocks, None, linkss)
+        out: list[CompiledTB] = []
+        for (fn, targets), links in zip(gens, linkss):
+            out.append(LLVMCompiledTB(func=fn, links=links, goto_targets=targets))
+        self.blocks_native += len(out)
+        return out
+
+    def _native_many(self, blocks: Sequence[IRBlock], links_in: list[list[Any]] | None,
+                     links_out: list[list[Any]] | None = None) -> list[tuple[Any, list[int]]]:
         mod = new_module(f"tbs_{blocks[0].pc:x}" if blocks else "tbs")
         gens = []
         try:
@@ -86,7 +179,7 @@ class LLVMBackend(Backend):
             text = str(mod)
         except BackendError:
             raise
-        except Exception as exc:  # noqa: BLE001 - llvmlite.ir errors on odd IR
+        except Exception as exc:
             raise BackendError(f"llvm backend: lowering failed: {exc}") from exc
         t0 = time.perf_counter()
         try:
@@ -95,12 +188,16 @@ class LLVMBackend(Backend):
             raise BackendError(f"llvm backend: LLVM rejected the module: {exc}") from exc
         self.jit_time += time.perf_counter() - t0
         self.modules += 1
-        out: list[CompiledTB] = []
-        for g, addr in zip(gens, addrs):
-            links: list[Any] = [CHAIN_SLOTS[k] for k in range(len(g.targets))]
+        res: list[tuple[Any, list[int]]] = []
+        for k, (g, addr) in enumerate(zip(gens, addrs)):
+            if links_in is not None:
+                links = links_in[k]
+            else:
+                links = [CHAIN_SLOTS[j] for j in range(len(g.targets))]
+                if links_out is not None:
+                    links_out.append(links)
             native = _NATIVE_TYPE(addr)
-            ctb = LLVMCompiledTB(func=_wrap(native, links), links=links,
-                                 goto_targets=g.targets, source=None)
-            ctb.native_addr = addr  # type: ignore[attr-defined]
-            out.append(ctb)
-        return out
+            fn = _wrap(native, links)
+            fn.native = native  # type: ignore[attr-defined]
+            res.append((fn, g.targets))
+        return res

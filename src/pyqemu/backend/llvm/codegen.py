@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import llvmlite.ir as ir
+from llvmlite import ir
 
 from pyqemu.backend.base import BackendError
 from pyqemu.backend.llvm import runtime as rt
@@ -240,7 +240,7 @@ class BlockCodegen:
         w = d.width
         ty = _INT[w]
         stem = d.name.rsplit("_", 1)[0]
-        C = lambda v: ir.Constant(ty, v & ((1 << w) - 1))  # noqa: E731
+        C = lambda v: ir.Constant(ty, v & ((1 << w) - 1))
         if stem in ("add2", "sub2"):
             wide = _INT[2 * w]
             al, ah, bl, bh = (b.zext(self.get(x), wide) for x in a[2:])
