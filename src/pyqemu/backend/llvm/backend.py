@@ -154,9 +154,6 @@ class LLVMBackend(Backend):
                 return g.offset
         raise BackendError("llvm backend: pc offset unknown (pass pc_offset)")
 
-    def compile(self, block: IRBlock) -> CompiledTB:
-        return self.compile_many([block])[0]
-
     def compile_many(self, blocks: Sequence[IRBlock]) -> list[CompiledTB]:
         """Compile ``blocks`` natively in one LLVM module (one JIT round-trip)."""
         linkss: list[list[Any]] = []
