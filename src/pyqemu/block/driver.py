@@ -90,6 +90,13 @@ class CheckResult:
     messages: list[str] = dataclasses.field(default_factory=list)  # human lines, in order
 
 
+class ErrorReport(str):
+    """A :attr:`CheckResult.messages` line that QEMU prints with error_report (so with the
+    program-name prefix, "qemu-img: ..."); plain ``str`` lines are QEMU's bare fprintf."""
+
+    __slots__ = ()
+
+
 @dataclasses.dataclass
 class SnapshotInfo:
     """An internal snapshot, as `qemu-img snapshot -l` / `info` list it."""

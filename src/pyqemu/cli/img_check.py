@@ -12,10 +12,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from pyqemu.block.driver import FIX_ERRORS, FIX_LEAKS, CheckResult, Image
+from pyqemu.block.driver import FIX_ERRORS, FIX_LEAKS, CheckResult, ErrorReport, Image
 from pyqemu.block.errors import BlockError
 from pyqemu.cli.img_common import (
     CliError,
+    PROG,
     LongOpt,
     UsageError,
     check_object,
@@ -81,7 +82,8 @@ def _run_check(image: Image, fix: int) -> CheckResult:
             raise CliError(str(exc), 63) from exc
         raise CliError(f"Check failed: {exc}") from exc
     for line in result.messages:  # the drivers' per-problem lines go to stderr in QEMU
-        sys.stderr.write(line.rstrip("\n") + "\n")
+        prefix = f"{PROG}: " if isinstance(line, ErrorReport) else ""
+        sys.stderr.write(prefix + line.rstrip("\n") + "\n")
     return result
 
 
@@ -132,8 +134,10 @@ def main(args: list[str]) -> int:
     ofmt = output_format(output)
     if cache not in CACHE_MODES:
         raise CliError(f"Invalid source cache option: {cache}")
+    # qemu-img check opens with BDRV_O_CHECK: drivers then let a corrupt image open so
+    # that its errors can be counted (and repaired)
     image = open_for_cli(filename, fmt, readonly=not fix, force_share=force_share,
-                         image_opts=image_opts)
+                         image_opts=image_opts, options={"check": True})
     try:
         result = _run_check(image, fix)
         d = check_dict(filename, image.format_name, result)

@@ -470,7 +470,10 @@ def open_for_cli(filename: str, fmt: str | None = None, *, readonly: bool = True
         image = open_image(filename, fmt, readonly=readonly, backing=backing,
                            force_share=force_share, options=options, no_io=no_io)
     except BlockError as exc:
-        raise CliError(f"Could not open '{display}': {exc}") from exc
+        # QEMU's error_append_hint lines follow the message (vhdx: how to replay a log)
+        hint = getattr(exc, "hint", None)
+        extra = f"\n{hint}" if hint else ""
+        raise CliError(f"Could not open '{display}': {exc}{extra}") from exc
     if fmt is None and not readonly and image.format_name == "raw":
         sys.stderr.write(
             f"WARNING: Image format was not specified for '{filename}' and probing "

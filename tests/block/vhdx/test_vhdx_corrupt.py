@@ -398,3 +398,24 @@ def test_read_only_dirty_truncated_qemu_raw(tmp_path, qemu_img, qemu_io):
     base = _base(tmp_path, qemu_img, qemu_io)
     with open_vhdx(base) as im:
         assert im.read(0, SIZE) == qemu_raw(qemu_img, base, str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["bat-entry-beyond-eof", "bat-entry-into-metadata",
+                                  "truncated-last-block", "bat-entry-overflow"])
+@pytest.mark.parametrize("output", ["human", "json"])
+def test_check_command_output_as_qemu(tmp_path, qemu_img, qemu_io, pyqemu_img, name, output):
+    """``check`` opens with BDRV_O_CHECK: a bad BAT exits 2 with qemu-img's stdout and its
+    error_report lines ("qemu-img: VHDX BAT entry ...") on stderr."""
+    base = _base(tmp_path, qemu_img, qemu_io)
+    with open(base, "rb") as fh:
+        buf = bytearray(fh.read())
+    bad = str(tmp_path / "bad.vhdx")
+    with open(bad, "wb") as fh:
+        fh.write(MUTATIONS[name](buf, base))
+    digest = file_digest(bad)
+    theirs = qemu_img.run("check", f"--output={output}", bad)
+    ours = pyqemu_img.run("check", f"--output={output}", bad)
+    assert theirs.rc == 2
+    assert (ours.rc, ours.out) == (theirs.rc, theirs.out)
+    assert ours.err.replace("pyqemu-img", "qemu-img") == theirs.err
+    assert file_digest(bad) == digest

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+import sys
 
 import pytest
 from vhdx_helpers import MiB, file_digest, open_vhdx, qemu_error, qemu_raw
@@ -30,6 +31,12 @@ def _sector(fill: int, tag: int = 0) -> bytes:
     return bytes(sec)
 
 
+def _pyqemu_img(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pyqemu.cli.img", *args], check=False,
+                          capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
 def _replay_both(tmp_path, qemu_img, dirty: str) -> None:
     """Replay ``dirty`` with pyqemu and (on a copy) with qemu-img; compare everything."""
     ours, theirs = str(tmp_path / "ours.vhdx"), str(tmp_path / "theirs.vhdx")
@@ -45,6 +52,14 @@ def _replay_both(tmp_path, qemu_img, dirty: str) -> None:
     # QEMU's hint lines follow the message
     hint = exc.value.hint.replace(ours, "F")  # type: ignore[attr-defined]
     assert res.err.replace(theirs, "F").rstrip("\n").endswith(hint)
+    assert file_digest(ours) == before
+    # the command line prints the message and then the hint, as qemu-img does
+    for args in (["info", "-f", "vhdx"], ["check"], ["map", "--output=json"]):
+        q = qemu_img.run(*args, theirs)
+        p = _pyqemu_img(*args, ours)
+        assert (p.returncode, p.stdout) == (q.rc, q.out)
+        assert (p.stderr.replace("pyqemu-img: ", "qemu-img: ").replace(ours, "F")
+                == q.err.replace(theirs, "F"))
     assert file_digest(ours) == before
     # read-write: both replay
     with open_vhdx(ours, readonly=False) as im:

@@ -25,6 +25,7 @@ from pyqemu.block.driver import (
     BlockStatus,
     CheckResult,
     CreateOpt,
+    ErrorReport,
     Image,
     OptType,
 )
@@ -543,7 +544,7 @@ class VhdxImage(Image):
             res.corruptions_fixed += 1
         errors = self._check_bat_entries(count=True)
         res.corruptions = len(errors)
-        res.messages = errors
+        res.messages = [ErrorReport(m) for m in errors]  # QEMU: error_report
         return res
 
     def write_log_entry(self, sectors: list[tuple[int, bytes]],
