@@ -8,6 +8,7 @@ from pyqemu.block import BlockError
 from pyqemu.block.driver import Image
 from pyqemu.hw import log
 from pyqemu.hw.virtio.virtqueue import (
+    VIRTIO_F_ANY_LAYOUT,
     VirtIODevice,
     VirtioError,
     VirtQueue,
@@ -45,9 +46,13 @@ VIRTIO_BLK_S_UNSUPP = 2
 
 VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP = 1
 
-#: QEMU's defaults: seg-max = queue size - 2, 4 MiB-ish discard/write-zeroes limits
-MAX_DISCARD_SECTORS = (1 << 32) // SECTOR_SIZE - 1
-MAX_WRITE_ZEROES_SECTORS = (1 << 32) // SECTOR_SIZE - 1
+VIRTIO_BLK_F_SCSI = 7  # legacy only
+
+#: QEMU's BDRV_REQUEST_MAX_SECTORS, the default discard/write-zeroes limits
+MAX_DISCARD_SECTORS = 0x3FFFFF
+MAX_WRITE_ZEROES_SECTORS = 0x3FFFFF
+#: config space QEMU exposes with DISCARD + WRITE_ZEROES: up to write_zeroes_may_unmap
+CONFIG_SIZE = 57
 
 
 class VirtIOBlock(VirtIODevice):
@@ -71,6 +76,14 @@ class VirtIOBlock(VirtIODevice):
         if self.readonly:
             self.host_features |= 1 << VIRTIO_BLK_F_RO
 
+    def offered_features(self, *, legacy: bool) -> int:
+        """As QEMU 7.2's virtio_blk_get_features: legacy drops ANY_LAYOUT, offers SCSI
+        (whose requests are answered UNSUPP)."""
+        f = super().offered_features(legacy=legacy)
+        if legacy:
+            f = (f & ~(1 << VIRTIO_F_ANY_LAYOUT)) | (1 << VIRTIO_BLK_F_SCSI)
+        return f
+
     @property
     def capacity(self) -> int:
         return self.image.virtual_size // SECTOR_SIZE
@@ -85,7 +98,7 @@ class VirtIOBlock(VirtIODevice):
             cap, 0, self.queue_max - 2, cyls, heads, secs, SECTOR_SIZE,
             0, 0, 0, 0,  # topology: physical_block_exp, alignment, min_io, opt_io
             self.writeback, 0, self.num_queues,
-            MAX_DISCARD_SECTORS, 1, 1, MAX_WRITE_ZEROES_SECTORS, 1, 1)
+            MAX_DISCARD_SECTORS, 1, 1, MAX_WRITE_ZEROES_SECTORS, 1, 1)[:CONFIG_SIZE]
 
     def set_config(self, offset: int, data: bytes) -> None:
         # only the writeback byte (offset 32) is driver-writable, with CONFIG_WCE

@@ -12,6 +12,8 @@ from pyqemu.hw.virtio.virtqueue import VIRTIO_F_VERSION_1, VirtIODevice, VirtQue
 VIRT_MAGIC = 0x74726976  # "virt"
 VIRT_VENDOR = 0x554D4551  # "QEMU", as QEMU's virtio-mmio reports
 MMIO_SIZE = 0x200
+#: QEMU's VIRTQUEUE_MAX_SIZE: what QueueNumMax reads for every existing queue
+VIRTQUEUE_MAX_SIZE = 1024
 VIRTIO_MMIO_INT_VRING = 1
 VIRTIO_MMIO_INT_CONFIG = 2
 
@@ -86,10 +88,7 @@ class VirtioMmio:
 
     def _host_features(self) -> int:
         assert self.device is not None
-        f = self.device.host_features
-        if self.legacy:
-            f &= ~(1 << VIRTIO_F_VERSION_1)
-        return f
+        return self.device.offered_features(legacy=self.legacy)
 
     # ---- MMIO ------------------------------------------------------------------
     def read(self, offset: int, size: int) -> int:
@@ -100,8 +99,9 @@ class VirtioMmio:
             cfg = dev.get_config()
             off = offset - VirtioMmioReg.CONFIG
             if off + size > len(cfg):
+                # QEMU's virtio_config_read*: all ones beyond the config space
                 log.guest_error(f"virtio-mmio: config read beyond {len(cfg)} bytes at {off:#x}")
-                return 0
+                return (1 << (8 * size)) - 1
             return int.from_bytes(cfg[off:off + size], "little")
         if size != 4:
             log.guest_error(f"virtio-mmio: {size}-byte read of register {offset:#x}")
@@ -125,7 +125,7 @@ class VirtioMmio:
                 return 0
             return (self._host_features() >> (32 * self.host_features_sel)) & 0xFFFFFFFF
         if offset == VirtioMmioReg.QUEUE_NUM_MAX:
-            return vq.num_max if vq is not None else 0
+            return VIRTQUEUE_MAX_SIZE if vq is not None else 0
         if offset == VirtioMmioReg.QUEUE_PFN:
             if vq is None:
                 return 0
@@ -187,7 +187,7 @@ class VirtioMmio:
         elif offset == VirtioMmioReg.QUEUE_NUM:
             if vq is None:
                 log.guest_error(f"virtio-mmio: QueueNum for nonexistent queue {self.queue_sel}")
-            elif value == 0 or value > vq.num_max or (value & (value - 1) and self.legacy):
+            elif value == 0 or value > VIRTQUEUE_MAX_SIZE or (value & (value - 1) and self.legacy):
                 log.guest_error(f"virtio-mmio: bad queue size {value}")
             else:
                 vq.num = value

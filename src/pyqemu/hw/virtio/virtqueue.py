@@ -29,6 +29,9 @@ VIRTIO_F_ANY_LAYOUT = 27
 VIRTIO_RING_F_INDIRECT_DESC = 28
 VIRTIO_RING_F_EVENT_IDX = 29
 VIRTIO_F_VERSION_1 = 32
+VIRTIO_F_RING_RESET = 40
+#: bits only a legacy interface may offer (QEMU's VIRTIO_LEGACY_FEATURES)
+VIRTIO_LEGACY_FEATURES = (1 << VIRTIO_F_NOTIFY_ON_EMPTY) | (1 << VIRTIO_F_ANY_LAYOUT)
 
 # device status (section 2.1)
 VIRTIO_CONFIG_S_ACKNOWLEDGE = 1
@@ -243,7 +246,8 @@ class VirtIODevice(ABC):
     def __init__(self, mem: AddressSpace) -> None:
         self.mem = mem
         self.host_features = (1 << VIRTIO_RING_F_INDIRECT_DESC) | (1 << VIRTIO_RING_F_EVENT_IDX) \
-            | (1 << VIRTIO_F_NOTIFY_ON_EMPTY) | (1 << VIRTIO_F_ANY_LAYOUT) | (1 << VIRTIO_F_VERSION_1)
+            | (1 << VIRTIO_F_NOTIFY_ON_EMPTY) | (1 << VIRTIO_F_ANY_LAYOUT) | (1 << VIRTIO_F_VERSION_1) \
+            | (1 << VIRTIO_F_RING_RESET)  # offered as QEMU 7.2 does; no transport here resets rings
         self.guest_features = 0
         self.status = 0
         self.broken = False
@@ -264,6 +268,13 @@ class VirtIODevice(ABC):
         for vq in self.vqs:
             vq.event_idx = bool(self.guest_features >> VIRTIO_RING_F_EVENT_IDX & 1)
             vq.indirect = bool(self.guest_features >> VIRTIO_RING_F_INDIRECT_DESC & 1)
+
+    def offered_features(self, *, legacy: bool) -> int:
+        """The feature bits a transport offers: a legacy one only the low 32 bits, a
+        modern one none of the legacy-only bits (as QEMU's virtio-mmio)."""
+        if legacy:
+            return self.host_features & 0xFFFFFFFF
+        return self.host_features & ~VIRTIO_LEGACY_FEATURES
 
     def has_feature(self, bit: int) -> bool:
         return bool(self.guest_features >> bit & 1)
