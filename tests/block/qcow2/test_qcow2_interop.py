@@ -335,3 +335,19 @@ def test_compressed_with_extended_l2(tmp_path: Any) -> None:
     expect[40000:43000] = b"\x01" * 3000
     expect[5 * 32768 + 1024:5 * 32768 + 3072] = bytes(2048)
     assert qemu_raw(q, str(tmp_path)) == bytes(expect)
+
+
+@pytest.mark.parametrize("o", [
+    {}, {"cluster_size": 4096}, {"cluster_size": 512}, {"compat": "0.10"},
+    {"cluster_size": 1024, "refcount_bits": 1}, {"extended_l2": True, "lazy_refcounts": True},
+    {"preallocation": "metadata"}, {"preallocation": "metadata", "cluster_size": 4096},
+    {"compression_type": "zstd", "refcount_bits": 64},
+])
+def test_create_is_byte_identical(tmp_path: Any, o: dict[str, Any]) -> None:
+    """A new image is the very file qemu-img creates (layout, header, extensions)."""
+    q = str(tmp_path / "q.qcow2")
+    p = str(tmp_path / "p.qcow2")
+    _qemu_create(q, 8 * MiB, o)
+    qcreate(p, 8 * MiB, **o)
+    with open(q, "rb") as f1, open(p, "rb") as f2:
+        assert f1.read() == f2.read()

@@ -254,7 +254,8 @@ class Header:
             exts.append((EXT_DATA_FILE, self.data_file.encode()))
         if self.crypto_ext is not None:
             exts.append((EXT_CRYPTO_HEADER, self.crypto_ext))
-        if self.version >= 3:
+        if self.version >= 3 and self.cluster_bits > 12:
+            # QEMU 7.2 leaves the (optional) feature name table out for clusters <= 4 KiB
             ft = b"".join(struct.pack(">BB46s", t, b, n.encode()) for t, b, n in FEATURE_TABLE)
             exts.append((EXT_FEATURE_TABLE, ft))
         if self.bitmaps_ext is not None and self.version >= 3:

@@ -1157,9 +1157,7 @@ class Qcow2Image(Image):
         last = -(-end // cs)
         dfile = self.data_file is not None
         data_start = 1 << 62
-        # metadata first: every L2 table
-        for l1i in range(ci >> self.l2_bits, ((last - 1) >> self.l2_bits) + 1):
-            self._l2_for_write(l1i)
+        # per L2 range: the L2 table, then its data clusters (QEMU's layout for metadata)
         while ci < last:
             l1i = ci >> self.l2_bits
             tbl = self._l2_for_write(l1i)
