@@ -5,7 +5,8 @@
 typedef unsigned long u64;
 typedef unsigned int u32;
 
-struct op { u64 addr; u32 kind; u32 size; u64 value; };  /* kind: 0 read, 1 write */
+/* kind: 0 read, 1 write, 2 poll (read until it equals value, bounded; records the value) */
+struct op { u64 addr; u32 kind; u32 size; u64 value; };
 #include "ops.h"
 
 #define UART_DR ((volatile u32 *)0x09000000UL)
@@ -44,13 +45,23 @@ static void wr(u64 a, u32 size, u64 v) {
 void probe_main(void) {
     unsigned n = sizeof(OPS) / sizeof(OPS[0]);
     for (unsigned i = 0; i < n; i++) {
-        if (OPS[i].kind == 0) results[i] = rd(OPS[i].addr, OPS[i].size);
-        else wr(OPS[i].addr, OPS[i].size, OPS[i].value);
+        if (OPS[i].kind == 0) {
+            results[i] = rd(OPS[i].addr, OPS[i].size);
+        } else if (OPS[i].kind == 2) {
+            u64 v = 0;
+            for (unsigned long spin = 0; spin < 50000000UL; spin++) {
+                v = rd(OPS[i].addr, OPS[i].size);
+                if (v == OPS[i].value) break;
+            }
+            results[i] = v;
+        } else {
+            wr(OPS[i].addr, OPS[i].size, OPS[i].value);
+        }
     }
     putc_('\n');
     putc_('B'); putc_('\n');
     for (unsigned i = 0; i < n; i++) {
-        if (OPS[i].kind != 0) continue;
+        if (OPS[i].kind == 1) continue;
         puthex(i); putc_(' '); puthex(results[i]); putc_('\n');
     }
     putc_('E'); putc_('\n');
