@@ -197,3 +197,160 @@ def three_same(cpu: Any, uop: int, rd: int, rn: int, rm: int, qesz: int) -> None
     vset(vr, rd, pack(out, esz))
     if sat.qc:
         s.fpsr |= FPSR_QC
+
+
+# ------------------------------------------------------------------ three different
+
+def three_diff(cpu: Any, uop: int, rd: int, rn: int, rm: int, qesz: int) -> None:
+    """Three registers of different types: ``uop`` = U << 4 | opcode, ``qesz`` =
+    scalar << 3 | Q << 2 | esz (esz of the narrow elements)."""
+    s = cpu.state
+    vr = s.vregs
+    u, opcode = uop >> 4, uop & 15
+    esz, q, scalar = qesz & 3, (qesz >> 2) & 1, qesz >> 3
+    signed = not u
+    vn, vm, vd = vget(vr, rn), vget(vr, rm), vget(vr, rd)
+    sat = Sat()
+    half = 64 if q else 0
+    if scalar:
+        na = [sx(vn & _ones(esz), esz)]
+        nb = [sx(vm & _ones(esz), esz)]
+        acc = [sx(vd & _ones(esz + 1), esz + 1)]
+    else:
+        nb = lanes(vm >> half, esz, 8)
+        if opcode in (1, 3):  # wide first operand
+            na = lanes(vn, esz + 1, 16)
+            if signed:
+                na = [sx(x, esz + 1) for x in na]
+        elif opcode in (4, 6):  # ADDHN/SUBHN: both wide
+            na = lanes(vn, esz + 1, 16)
+            nb = lanes(vm, esz + 1, 16)
+        else:
+            na = lanes(vn >> half, esz, 8)
+            if signed and opcode != 14:
+                na = [sx(x, esz) for x in na]
+        if signed and opcode not in (4, 6, 14):
+            nb = [sx(x, esz) for x in nb]
+        acc = lanes(vd, esz + 1, 16) if esz < 3 else []
+        if opcode in (9, 11):
+            acc = [sx(x, esz + 1) for x in acc]
+    if opcode in (4, 6):  # [R]ADDHN, [R]SUBHN
+        bits = 8 << esz
+        rc = (1 << (bits - 1)) if u else 0
+        out = [((a + b if opcode == 4 else a - b) + rc) >> bits for a, b in zip(na, nb)]
+        narrow = pack(out, esz)
+        vset(vr, rd, ((vd & M64) | (narrow << 64)) if q else narrow)
+        return
+    if opcode in (0, 1):
+        out = [a + b for a, b in zip(na, nb)]
+    elif opcode in (2, 3):
+        out = [a - b for a, b in zip(na, nb)]
+    elif opcode == 5:
+        out = [d + abs(a - b) for a, b, d in zip(na, nb, acc)]
+    elif opcode == 7:
+        out = [abs(a - b) for a, b in zip(na, nb)]
+    elif opcode == 8:
+        out = [d + a * b for a, b, d in zip(na, nb, acc)]
+    elif opcode == 10:
+        out = [d - a * b for a, b, d in zip(na, nb, acc)]
+    elif opcode == 12:
+        out = [a * b for a, b in zip(na, nb)]
+    elif opcode in (9, 11, 13):  # SQDMLAL, SQDMLSL, SQDMULL
+        prods = [sat.s(2 * a * b, esz + 1) for a, b in zip(na, nb)]
+        if opcode == 13:
+            out = prods
+        elif opcode == 9:
+            out = [sat.s(d + p, esz + 1) for d, p in zip(acc, prods)]
+        else:
+            out = [sat.s(d - p, esz + 1) for d, p in zip(acc, prods)]
+    else:  # 14 PMULL / PMULL2
+        out = [_pmul(a, b) for a, b in zip(na, nb)]
+        if esz == 3:
+            vset(vr, rd, out[0])
+            return
+    if scalar:
+        vset(vr, rd, out[0] & _ones(esz + 1))
+    else:
+        vset(vr, rd, pack(out, esz + 1))
+    if sat.qc:
+        s.fpsr |= FPSR_QC
+
+
+# ------------------------------------------------------------------ shift by immediate
+
+def shift_imm(cpu: Any, uop: int, rd: int, rn: int, qesz: int, shift: int) -> None:
+    """Shift by immediate: ``uop`` = U << 5 | opcode, ``qesz`` = scalar << 3 | Q << 2 |
+    esz (of the destination for narrowing, of the source for SSHLL), ``shift`` the
+    decoded amount (right shifts positive)."""
+    s = cpu.state
+    vr = s.vregs
+    u, opcode = uop >> 5, uop & 31
+    esz, q, scalar = qesz & 3, (qesz >> 2) & 1, qesz >> 3
+    signed = not u
+    vn, vd = vget(vr, rn), vget(vr, rd)
+    sat = Sat()
+    ones = _ones(esz)
+    nbytes = (1 << esz) if scalar else (16 if q else 8)
+    if opcode >= 16 and opcode <= 19:  # narrowing right shifts
+        src = lanes(vn, esz + 1, (2 << esz) if scalar else 16)
+        sgn_src = not (opcode in (18, 19) and u)
+        if sgn_src:
+            src = [sx(x, esz + 1) for x in src]
+        rc = (1 << (shift - 1)) if opcode & 1 else 0
+        vals = [(x + rc) >> shift for x in src]
+        if opcode in (16, 17) and not u:  # SHRN, RSHRN: truncate
+            out = vals
+        elif opcode in (16, 17):  # SQSHRUN, SQRSHRUN
+            out = [sat.u(v, esz) for v in vals]
+        elif u:  # UQSHRN, UQRSHRN
+            out = [sat.u(v, esz) for v in vals]
+        else:  # SQSHRN, SQRSHRN
+            out = [sat.s(v, esz) for v in vals]
+        narrow = pack(out, esz)
+        if scalar:
+            vset(vr, rd, narrow)
+        else:
+            vset(vr, rd, ((vd & M64) | (narrow << 64)) if q else narrow)
+        if sat.qc:
+            s.fpsr |= FPSR_QC
+        return
+    if opcode == 20:  # SSHLL / USHLL
+        src = lanes(vn >> (64 if q else 0), esz, 8)
+        if signed:
+            src = [sx(x, esz) for x in src]
+        vset(vr, rd, pack([x << shift for x in src], esz + 1))
+        return
+    ln = lanes(vn, esz, nbytes)
+    if opcode in (28, 31):  # [SU]CVTF, FCVTZ[SU] (fixed point): shift = fbits
+        from pyqemu.target.aarch64 import helpers_fp as F
+
+        env = F.FPEnv(s.fpcr, esz)
+        if opcode == 28:
+            out = [F.int_to_fp(env, x if u else sx(x, esz), esz, shift) for x in ln]
+        else:
+            out = [F.fp_to_int(env, x, esz, F.RZ, signed, 8 << esz, shift) for x in ln]
+        s.fpsr |= env.flags
+        vset(vr, rd, pack(out, esz))
+        return
+    ld = lanes(vd, esz, nbytes)
+    if opcode in (0, 2, 4, 6, 14) and signed or opcode == 12:
+        ln = [sx(x, esz) for x in ln]
+    if opcode in (0, 2, 4, 6):
+        rc = (1 << (shift - 1)) if opcode & 4 else 0
+        vals = [(x + rc) >> shift for x in ln]
+        out = [d + v for d, v in zip(ld, vals)] if opcode & 2 else vals
+    elif opcode == 8:  # SRI
+        mask = ones >> shift
+        out = [(d & ~mask) | (x >> shift) for x, d in zip(ln, ld)]
+    elif opcode == 10 and not u:  # SHL
+        out = [x << shift for x in ln]
+    elif opcode == 10:  # SLI
+        mask = (ones << shift) & ones
+        out = [(d & ~mask) | ((x << shift) & mask) for x, d in zip(ln, ld)]
+    elif opcode == 12:  # SQSHLU
+        out = [sat.u(x << shift, esz) for x in ln]
+    else:  # 14 SQSHL / UQSHL
+        out = [(sat.u if u else sat.s)(x << shift, esz) for x in ln]
+    vset(vr, rd, pack(out, esz))
+    if sat.qc:
+        s.fpsr |= FPSR_QC

@@ -50,3 +50,79 @@ def trans_SIMD3_s(ctx: DisasContext, a: Any) -> bool:
     if a.esz not in _SCALAR.get(a.opcode, ()):
         return False
     return _gen(ctx, a)
+
+
+helper_three_diff = Helper("simd_three_diff", H.three_diff, (32, 32, 32, 32, 32), (),
+                           _PURE)
+helper_shift_imm = Helper("simd_shift_imm", H.shift_imm, (32, 32, 32, 32, 32), (), _PURE)
+
+
+def _gen3d(ctx: DisasContext, a: Any) -> bool:
+    ctx.b.gen_call(helper_three_diff, Const((a.u << 4) | a.opcode, 32), Const(a.rd, 32),
+                   Const(a.rn, 32), Const(a.rm, 32),
+                   Const((a.scalar << 3) | (a.q << 2) | a.esz, 32))
+    return True
+
+
+def trans_SIMD3D_v(ctx: DisasContext, a: Any) -> bool:
+    op = a.opcode
+    if op == 15:
+        return False
+    if op in (9, 11, 13) and (a.u or a.esz not in (1, 2)):
+        return False
+    if op == 14:
+        if a.u or a.esz in (1, 2) or (a.esz == 3 and not ctx.has("pmull")):
+            return False
+        return _gen3d(ctx, a)
+    if a.esz == 3:
+        return False
+    return _gen3d(ctx, a)
+
+
+def trans_SIMD3D_s(ctx: DisasContext, a: Any) -> bool:
+    if a.u or a.opcode not in (9, 11, 13) or a.esz not in (1, 2):
+        return False
+    return _gen3d(ctx, a)
+
+
+def _shimm(ctx: DisasContext, a: Any) -> bool:
+    immh = a.immhb >> 3
+    esz = immh.bit_length() - 1
+    op = a.opcode
+    if op in (16, 17, 18, 19, 20):  # narrowing / widening: esz names the narrow size
+        if esz == 3:
+            return False
+        if a.scalar and op == 20:
+            return False
+        if op in (16, 17) and a.scalar and not a.u:
+            return False  # no scalar SHRN/RSHRN
+        shift = (16 << esz) - a.immhb if op != 20 else a.immhb - (8 << esz)
+    elif op in (0, 2, 4, 6, 8):
+        if op == 8 and not a.u:
+            return False
+        shift = (16 << esz) - a.immhb
+    elif op in (10, 12, 14):
+        if op == 12 and not a.u:
+            return False
+        shift = a.immhb - (8 << esz)
+    elif op in (28, 31):  # [SU]CVTF / FCVTZ[SU], fixed point
+        if esz == 0 or (esz == 1 and not ctx.has("fphp")):
+            return False
+        shift = (16 << esz) - a.immhb
+    else:
+        return False
+    if a.scalar:
+        if op in (0, 2, 4, 6, 8, 10) and esz != 3:
+            return False
+    elif esz == 3 and not a.q and op not in (16, 17, 18, 19, 20):
+        return False
+    uop = (a.u << 5) | op
+    if op == 12:
+        uop = op  # SQSHLU (U=1 in the encoding)
+    ctx.b.gen_call(helper_shift_imm, Const(uop, 32), Const(a.rd, 32), Const(a.rn, 32),
+                   Const((a.scalar << 3) | (a.q << 2) | esz, 32), Const(shift, 32))
+    return True
+
+
+trans_SHIMM_v = _shimm
+trans_SHIMM_s = _shimm
