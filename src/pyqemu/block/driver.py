@@ -131,6 +131,8 @@ class Image(ABC):
         self.file = file
         self.readonly = readonly
         self.filename = file.path
+        #: QEMU's name for a node opened with runtime options ("json:{...}"), else None
+        self.json_filename: str | None = None
         self.backing: Image | None = None
         self.backing_filename: str | None = None  # as stored in the image
         self.backing_format: str | None = None  # as stored in the image, if any

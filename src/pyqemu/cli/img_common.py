@@ -410,9 +410,11 @@ class Progress:
 
 # ---- opening images ---------------------------------------------------------------------
 
-def parse_image_opts(optstr: str, force_share: bool) -> tuple[str, str | None, bool]:
+def parse_image_opts(optstr: str, force_share: bool,
+                     ) -> tuple[str, str | None, bool, dict[str, Any]]:
     """``--image-opts``: the image argument is an option list (QEMU's "source" list, the
-    implied key being ``file``). Returns (host file name, format or None, force_share)."""
+    implied key being ``file``). Returns (host file name, format or None, force_share,
+    the format's runtime options: those named in its ``open_opts``)."""
     from pyqemu.cli.qemuopts import QemuOptsError, parse
 
     opts = parse(optstr, implied="file")
@@ -439,12 +441,37 @@ def parse_image_opts(optstr: str, force_share: bool) -> tuple[str, str | None, b
         if key.startswith("file."):
             raise CliError(f"Could not open '{optstr}': Block protocol 'file' does not "
                            f"support the option '{key[5:]}'")
-        raise CliError(f"Could not open '{optstr}': Block format '{fmt or 'raw'}' does not "
-                       f"support the option '{key}'")
     if filename is None:
         raise CliError(f"Could not open '{optstr}': A block device must be specified for "
                        "\"file\"")
-    return filename, fmt, force_share
+    driver_opts: dict[str, Any] = {}
+    if values:
+        driver = fmt or _probe_for_opts(optstr, filename)
+        known = _open_opts_of(driver)
+        for key, value in values.items():
+            if key not in known:
+                raise CliError(f"Could not open '{optstr}': Block format '{driver}' does "
+                               f"not support the option '{key}'")
+            driver_opts[key] = value
+    return filename, fmt, force_share, driver_opts
+
+
+def _probe_for_opts(optstr: str, filename: str) -> str:
+    """The format QEMU would probe for ``filename`` (to vet format options given
+    without ``driver=``)."""
+    from pyqemu.block import probe_format
+
+    try:
+        return probe_format(filename)
+    except BlockError as exc:
+        raise CliError(f"Could not open '{optstr}': {exc}") from exc
+
+
+def _open_opts_of(fmt: str) -> tuple[str, ...]:
+    from pyqemu.block import FORMATS
+
+    cls = FORMATS.get(fmt)
+    return tuple(getattr(cls, "open_opts", ())) if cls is not None else ()
 
 
 def open_for_cli(filename: str, fmt: str | None = None, *, readonly: bool = True,
@@ -457,10 +484,13 @@ def open_for_cli(filename: str, fmt: str | None = None, *, readonly: bool = True
     from pyqemu.block import open_image
 
     display = filename
+    driver_opts: dict[str, Any] = {}
     if image_opts:
         if fmt is not None:
             raise CliError("--image-opts and --format are mutually exclusive")
-        filename, fmt, force_share = parse_image_opts(filename, force_share)
+        filename, fmt, force_share, driver_opts = parse_image_opts(filename, force_share)
+        if driver_opts:
+            options = {**(options or {}), **driver_opts}
     if fmt is not None:
         from pyqemu.block import FORMATS
 
@@ -474,6 +504,13 @@ def open_for_cli(filename: str, fmt: str | None = None, *, readonly: bool = True
         hint = getattr(exc, "hint", None)
         extra = f"\n{hint}" if hint else ""
         raise CliError(f"Could not open '{display}': {exc}{extra}") from exc
+    if image_opts and driver_opts:
+        # bdrv_refresh_filename: options beyond driver and file make a json: name
+        import json
+
+        image.json_filename = "json:" + json.dumps(
+            {**driver_opts, "driver": image.format_name,
+             "file": {"driver": "file", "filename": filename}})
     if fmt is None and not readonly and image.format_name == "raw":
         sys.stderr.write(
             f"WARNING: Image format was not specified for '{filename}' and probing "

@@ -43,7 +43,7 @@ def snapshot_dict(sn: SnapshotInfo) -> dict[str, Any]:
 
 def image_info(image: Image) -> dict[str, Any]:
     """ImageInfo of one layer (no backing image), keys in QAPI order."""
-    d: dict[str, Any] = {"filename": image.filename, "format": image.format_name,
+    d: dict[str, Any] = {"filename": image.json_filename or image.filename, "format": image.format_name,
                          "dirty-flag": bool(image.dirty)}
     try:
         actual = image.allocated_file_size()

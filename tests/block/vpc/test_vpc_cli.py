@@ -47,3 +47,20 @@ def test_create_formatting_line(tmp_path, qemu_img, pyqemu_img):
     assert pyqemu_img.run(*args).out == qemu_img.run(*args).out
     assert pyqemu_img.run("create", "-f", "vpc", "-o", "help").out \
         == qemu_img.run("create", "-f", "vpc", "-o", "help").out
+
+
+@pytest.mark.parametrize("extra", ["", ",force_size_calc=chs", ",force_size_calc=current_size",
+                                   ",force_size_calc=bogus", ",foo=1"])
+@pytest.mark.parametrize("driver", ["driver=vpc,", ""])
+@pytest.mark.parametrize("cmd", ["info", "map"])
+def test_image_opts_runtime_options(tmp_path, monkeypatch, qemu_img, pyqemu_img, extra,
+                                    driver, cmd):
+    """--image-opts passes the format's runtime options (vpc: force_size_calc) through,
+    also when the format is probed; unknown ones are refused as qemu-img does."""
+    monkeypatch.chdir(tmp_path)
+    qemu_img.run("create", "-f", "vpc", "-o", "force_size=on", "c.vhd", "100M").ok()
+    spec = f"{driver}file.filename=c.vhd{extra}"
+    theirs = qemu_img.run(cmd, "--output=json", "--image-opts", spec)
+    ours = pyqemu_img.run(cmd, "--output=json", "--image-opts", spec)
+    assert (ours.rc, ours.out) == (theirs.rc, theirs.out)
+    assert ours.err.replace("pyqemu-img", "qemu-img") == theirs.err
