@@ -64,7 +64,7 @@ class VirtioMmio:
         self.legacy = legacy
         if device is not None:
             device.notify_used = lambda: self._raise(VIRTIO_MMIO_INT_VRING)
-            device.notify_config = lambda: self._raise(VIRTIO_MMIO_INT_CONFIG)
+            device.notify_config = self._config_changed
         self.reset()
 
     def reset(self) -> None:
@@ -82,6 +82,11 @@ class VirtioMmio:
     def _raise(self, bit: int) -> None:
         self.interrupt_status |= bit
         self.irq.set(1)
+
+    def _config_changed(self) -> None:
+        # as QEMU's virtio_notify_config: ISR gets both bits, the generation moves
+        self.config_generation = (self.config_generation + 1) & 0xFFFFFFFF
+        self._raise(VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG)
 
     def _update_irq(self) -> None:
         self.irq.set(1 if self.interrupt_status else 0)
