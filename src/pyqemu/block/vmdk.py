@@ -481,9 +481,7 @@ class VmdkImage(Image):
                 raise ImageFormatError(str(exc)) from exc
             try:
                 # Extent files take the same locks QEMU takes on them (-U: none).
-                lock = getattr(efile, "lock_default", None)
-                if lock is not None:
-                    lock(force_share=bool(self._options.get("force_share", False)))
+                efile.lock_default(force_share=bool(self._options.get("force_share", False)))
                 if etype in (b"FLAT", b"VMFS"):
                     ext = VmdkExtent(efile, owned=True, flat=True, sectors=sectors,
                                      start_sector=self._next_start())

@@ -202,3 +202,21 @@ def test_corrupt_check_output(tmp_path, qemu_img, pyqemu_img):
         sub = tmp_path / args[1].strip("-=")
         sub.mkdir()
         _same(qemu_img, pyqemu_img, sub, setup, *args)
+
+
+@pytest.mark.parametrize("force_share", [False, True])
+def test_extent_files_locked_read_only(tmp_path, qemu_img, qemu_io, force_share):
+    """A read-only open locks extents against writers as QEMU's does; -U takes no lock."""
+    from pyqemu.block import open_image
+
+    img = str(tmp_path / "t.vmdk")
+    qemu_img.create("vmdk", img, "3G", subformat="twoGbMaxExtentSparse")
+    ext = str(tmp_path / "t-s002.vmdk")
+    im = open_image(img, "vmdk", readonly=True, force_share=force_share)
+    try:
+        res = qemu_io.run(ext, "write 0 512", fmt="raw")
+        assert ("lock" in (res.out + res.err).lower()) == (not force_share)
+        # readers are always welcome
+        qemu_img.run("convert", "-f", "raw", "-O", "raw", ext, str(tmp_path / "o")).ok()
+    finally:
+        im.close()
