@@ -74,3 +74,41 @@ def test_rng_fills_buffers_and_interrupts(legacy: bool) -> None:
     assert d.irq.level == 1
     d.w(R.INTERRUPT_ACK, 1)
     assert d.irq.level == 0
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_snapshot_restore_continues_the_queue(legacy: bool) -> None:
+    mem = make_space()
+    d = Driver(mem, VirtIORNG(mem), legacy=legacy, qsize=8)
+    first = d.alloc(16)
+    d.submit([(first, 16, True)])
+    d.kick()
+    assert len(d.pop_used()) == 1
+    state = d.mmio.save()
+    # a fresh device on the same guest memory, restored from the snapshot
+    fresh_dev = VirtIORNG(mem)
+    fresh = VirtioMmio(fresh_dev, IRQ(), legacy=legacy)
+    fresh.restore(state)
+    assert fresh.read(R.STATUS, 4) == d.r(R.STATUS)
+    buf = d.alloc(32)
+    head = d.submit([(buf, 32, True)])
+    fresh.write(R.QUEUE_NOTIFY, 4, 0)
+    assert d.pop_used() == [(head, 32)]
+    assert fresh_dev.vqs[0].last_avail_idx == 2
+
+
+def test_snapshot_restore_validates() -> None:
+    mem = make_space()
+    d = Driver(mem, VirtIORNG(mem), qsize=8)
+    good = d.mmio.save()
+    target = VirtioMmio(VirtIORNG(mem), IRQ())
+    before = target.save()
+    bad_queue = {**good, "device": {**good["device"],  # type: ignore[dict-item]
+                                    "queues": [{**good["device"]["queues"][0],  # type: ignore[index]
+                                                "used_idx": 1 << 20}]}}
+    for bad in ({**good, "version": 2}, {**good, "legacy": True},
+                {**good, "interrupt_status": 9}, {**good, "device": None}, bad_queue,
+                {**good, "device": {**good["device"], "status": "x"}}):  # type: ignore[dict-item]
+        with pytest.raises(ValueError):
+            target.restore(bad)  # type: ignore[arg-type]
+        assert target.save() == before

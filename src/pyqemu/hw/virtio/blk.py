@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
+from typing import ClassVar
 
 from pyqemu.block import BlockError
 from pyqemu.block.driver import Image
@@ -75,6 +77,8 @@ class VirtIOBlock(VirtIODevice):
             | (1 << VIRTIO_BLK_F_DISCARD) | (1 << VIRTIO_BLK_F_WRITE_ZEROES)
         if self.readonly:
             self.host_features |= 1 << VIRTIO_BLK_F_RO
+
+    STATE_FIELDS: ClassVar[Mapping[str, int]] = {**VirtIODevice.STATE_FIELDS, "writeback": 2}
 
     def offered_features(self, *, legacy: bool) -> int:
         """As QEMU 7.2's virtio_blk_get_features: legacy drops ANY_LAYOUT, offers SCSI

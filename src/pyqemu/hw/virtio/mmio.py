@@ -3,11 +3,18 @@ legacy version 1 that QEMU offers with ``force-legacy=on`` (section 4.2.4)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum
+from typing import ClassVar
 
 from pyqemu.hw import log
 from pyqemu.hw.irq import IRQ
-from pyqemu.hw.virtio.virtqueue import VIRTIO_F_VERSION_1, VirtIODevice, VirtQueue
+from pyqemu.hw.virtio.virtqueue import (
+    VIRTIO_F_VERSION_1,
+    VirtIODevice,
+    VirtQueue,
+    check_state_fields,
+)
 
 VIRT_MAGIC = 0x74726976  # "virt"
 VIRT_VENDOR = 0x554D4551  # "QEMU", as QEMU's virtio-mmio reports
@@ -82,6 +89,43 @@ class VirtioMmio:
     def _raise(self, bit: int) -> None:
         self.interrupt_status |= bit
         self.irq.set(1)
+
+    # ---- snapshots ------------------------------------------------------------------
+    #: transport fields a snapshot saves (QEMU's vmstate "virtio_mmio"), exclusive bounds
+    STATE_FIELDS: ClassVar[Mapping[str, int]] = {
+        "interrupt_status": 4, "host_features_sel": 1 << 32, "guest_features_sel": 1 << 32,
+        "guest_features": 1 << 64, "queue_sel": 1 << 32, "guest_page_shift": 32,
+        "config_generation": 1 << 32,
+    }
+    STATE_VERSION = 1
+
+    def save(self) -> dict[str, object]:
+        out: dict[str, object] = {"version": self.STATE_VERSION, "legacy": self.legacy}
+        out.update({k: getattr(self, k) for k in self.STATE_FIELDS})
+        out["device"] = self.device.save() if self.device is not None else None
+        return out
+
+    def restore(self, data: dict[str, object]) -> None:
+        """Load ``save()`` output (same device type and mode); ValueError if invalid,
+        in which case nothing has been changed."""
+        if not isinstance(data, dict) or data.get("version") != self.STATE_VERSION:
+            raise ValueError("virtio-mmio: unsupported state version")
+        if data.get("legacy") is not self.legacy:
+            raise ValueError("virtio-mmio: state is for the other transport version")
+        vals = check_state_fields(data, self.STATE_FIELDS, "virtio-mmio")
+        dev_state = data.get("device")
+        if (dev_state is None) != (self.device is None):
+            raise ValueError("virtio-mmio: state does not match the plugged device")
+        if self.device is not None:
+            backup = self.device.save()
+            try:
+                self.device.restore(dev_state)  # type: ignore[arg-type]
+            except ValueError:
+                self.device.restore(backup)
+                raise
+        for k, v in vals.items():
+            setattr(self, k, v)
+        self._update_irq()
 
     def _config_changed(self) -> None:
         # as QEMU's virtio_notify_config: ISR gets both bits, the generation moves

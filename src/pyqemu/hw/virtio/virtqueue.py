@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import struct
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from pyqemu.hw import log
 from pyqemu.memory import AddressSpace, GuestMemoryError
@@ -68,6 +70,14 @@ class VirtQueueElement:
         return sum(n for _, n in self.in_sg)
 
 
+#: VirtQueue fields a snapshot saves, with their exclusive upper bounds
+QUEUE_STATE_FIELDS: dict[str, int] = {
+    "num": 1024 + 1, "desc": 1 << 64, "avail": 1 << 64, "used": 1 << 64, "ready": 2,
+    "last_avail_idx": 1 << 16, "used_idx": 1 << 16, "event_idx": 2, "indirect": 2,
+    "legacy_align": 1 << 32,
+}
+
+
 class VirtQueue:
     """The device side of one split virtqueue."""
 
@@ -85,11 +95,21 @@ class VirtQueue:
         self.ready = False
         self.last_avail_idx = 0
         self.used_idx = 0
-        self.signalled_used: int | None = None
         self.event_idx = False
         self.indirect = False
         #: legacy transports: the used ring's alignment (QueueAlign)
         self.legacy_align = 4096
+
+    def save(self) -> dict[str, int]:
+        return {k: int(getattr(self, k)) for k in QUEUE_STATE_FIELDS}
+
+    def restore(self, data: dict[str, int]) -> None:
+        """Load ``save()`` output; ValueError (nothing changed) if any field is bad."""
+        vals = check_state_fields(data, QUEUE_STATE_FIELDS, f"virtqueue {self.index}")
+        if vals["num"] == 0:
+            raise ValueError(f"virtqueue {self.index}: size 0")
+        for k, v in vals.items():
+            setattr(self, k, bool(v) if k in ("ready", "event_idx", "indirect") else v)
 
     # ---- ring fields -------------------------------------------------------------
     def avail_idx(self) -> int:
@@ -201,6 +221,22 @@ class VirtQueue:
         _sg_write(self.mem, elem.in_sg, offset, data)
 
 
+def check_state_fields(data: object, bounds: Mapping[str, int], what: str) -> dict[str, int]:
+    """The integer fields ``bounds`` names, each in [0, bound); ValueError otherwise."""
+    if not isinstance(data, dict):
+        # restore() reports every kind of invalid input as ValueError
+        raise ValueError(f"{what}: state is not a mapping")  # noqa: TRY004
+    out: dict[str, int] = {}
+    for k, bound in bounds.items():
+        v = data.get(k)
+        if isinstance(v, bool):
+            v = int(v)
+        if not isinstance(v, int) or not 0 <= v < bound:
+            raise ValueError(f"{what}: bad or missing {k}")
+        out[k] = v
+    return out
+
+
 def _sg_read(mem: AddressSpace, sg: list[tuple[int, int]], offset: int, length: int) -> bytes:
     out = bytearray()
     for addr, n in sg:
@@ -268,6 +304,27 @@ class VirtIODevice(ABC):
         for vq in self.vqs:
             vq.event_idx = bool(self.guest_features >> VIRTIO_RING_F_EVENT_IDX & 1)
             vq.indirect = bool(self.guest_features >> VIRTIO_RING_F_INDIRECT_DESC & 1)
+
+    #: device fields a snapshot saves (subclasses extend), with exclusive upper bounds
+    STATE_FIELDS: ClassVar[Mapping[str, int]] = {"guest_features": 1 << 64, "status": 1 << 8, "broken": 2}
+
+    def save(self) -> dict[str, object]:
+        out: dict[str, object] = {k: int(getattr(self, k)) for k in self.STATE_FIELDS}
+        out["queues"] = [vq.save() for vq in self.vqs]
+        return out
+
+    def restore(self, data: dict[str, object]) -> None:
+        """Load ``save()`` output; ValueError if anything is out of range."""
+        vals = check_state_fields(data, self.STATE_FIELDS, self.name)
+        queues = data.get("queues")
+        if not isinstance(queues, list) or len(queues) != len(self.vqs):
+            raise ValueError(f"{self.name}: bad queue list")
+        for q in queues:
+            check_state_fields(q, QUEUE_STATE_FIELDS, self.name)
+        for k, v in vals.items():
+            setattr(self, k, bool(v) if k == "broken" else v)
+        for vq, q in zip(self.vqs, queues):
+            vq.restore(q)
 
     def offered_features(self, *, legacy: bool) -> int:
         """The feature bits a transport offers: a legacy one only the low 32 bits, a
