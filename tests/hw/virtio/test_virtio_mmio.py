@@ -112,3 +112,14 @@ def test_snapshot_restore_validates() -> None:
         with pytest.raises(ValueError):
             target.restore(bad)  # type: ignore[arg-type]
         assert target.save() == before
+
+
+def test_legacy_queue_pfn_zero_stops_only_that_queue() -> None:
+    mem = make_space()
+    d = Driver(mem, VirtIORNG(mem), legacy=True, qsize=8)
+    pfn = d.r(R.QUEUE_PFN)
+    d.w(R.QUEUE_PFN, 0)
+    assert d.r(R.QUEUE_PFN) == pfn and d.r(R.STATUS) == 7
+    d.submit([(d.alloc(8), 8, True)])
+    d.kick()
+    assert d.pop_used() == []

@@ -250,7 +250,8 @@ class VirtioMmio:
             if vq is None:
                 return
             if value == 0:
-                self.reset()
+                # Linux's legacy del_vq: the queue stops (QEMU keeps its address)
+                vq.ready = False
             else:
                 vq.desc = value << self.guest_page_shift
                 self._legacy_layout(vq)
