@@ -106,7 +106,8 @@ def test_indirect_in_indirect_is_guest_error() -> None:
 
 
 @pytest.mark.parametrize("case", ["head", "next", "avail_jump", "ram", "indirect_len",
-                                  "indirect_next", "read_after_write", "indirect_unnegotiated"])
+                                  "indirect_next", "read_after_write", "indirect_unnegotiated",
+                                  "zero_len", "too_many"])
 def test_malformed(case: str) -> None:
     feats = None
     if case == "indirect_unnegotiated":
@@ -132,6 +133,15 @@ def test_malformed(case: str) -> None:
     elif case == "read_after_write":
         d.put_desc(0, buf, 8, F_WRITE | F_NEXT, 1)
         d.put_desc(1, buf, 8, 0, 0)
+        d.make_avail(0)
+    elif case == "zero_len":  # QEMU: "zero sized buffers are not allowed"
+        d.put_desc(0, buf, 0, 0, 0)
+        d.make_avail(0)
+    elif case == "too_many":  # more than VIRTQUEUE_MAX_SIZE buffers via an indirect table
+        table = d.alloc(16 * 1100)
+        for i in range(1100):
+            d.put_desc(i, buf, 1, F_NEXT if i < 1099 else 0, i + 1, table=table)
+        d.put_desc(0, table, 16 * 1100, F_INDIRECT, 0)
         d.make_avail(0)
     elif case == "indirect_unnegotiated":
         d.put_desc(0, buf, 16, 0, 0, table=buf)

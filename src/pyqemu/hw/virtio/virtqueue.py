@@ -46,6 +46,8 @@ VIRTIO_CONFIG_S_FAILED = 0x80
 #: cap on the bytes one chain may describe (QEMU limits chains by count; this also
 #: keeps a hostile guest from making a device gather gigabytes)
 MAX_CHAIN_BYTES = 1 << 32
+#: QEMU's VIRTQUEUE_MAX_SIZE: the most buffers one chain may map
+MAX_SG = 1024
 
 
 class VirtioError(Exception):
@@ -181,6 +183,10 @@ class VirtQueue:
                 self.mem.ram_view(addr, length)
                 self._walk(elem, addr, n, 0, indirect_ok=False)
                 return
+            if length == 0:
+                raise VirtioError(f"vq {self.index}: zero sized buffers are not allowed")
+            if len(elem.in_sg) + len(elem.out_sg) >= MAX_SG:
+                raise VirtioError(f"vq {self.index}: too many descriptors in one chain")
             total += length
             if total > MAX_CHAIN_BYTES:
                 raise VirtioError(f"vq {self.index}: chain describes too many bytes")
