@@ -354,3 +354,116 @@ def shift_imm(cpu: Any, uop: int, rd: int, rn: int, qesz: int, shift: int) -> No
     vset(vr, rd, pack(out, esz))
     if sat.qc:
         s.fpsr |= FPSR_QC
+
+
+# ------------------------------------------------------------------ two-register misc
+
+def _cls(x: int, bits: int) -> int:
+    sign = x >> (bits - 1)
+    y = (x ^ (-sign)) & ((1 << bits) - 1)  # leading sign bits become leading zeros
+    return bits - y.bit_length() - 1
+
+
+def _rbit8(x: int) -> int:
+    return int(f"{x:08b}"[::-1], 2)
+
+
+def misc(cpu: Any, uop: int, rd: int, rn: int, qesz: int) -> None:
+    """Two-register miscellaneous (integer): ``uop`` = U << 5 | opcode, ``qesz`` =
+    scalar << 3 | Q << 2 | esz."""
+    s = cpu.state
+    vr = s.vregs
+    u, opcode = uop >> 5, uop & 31
+    esz, q, scalar = qesz & 3, (qesz >> 2) & 1, qesz >> 3
+    bits = 8 << esz
+    ones = _ones(esz)
+    nbytes = (1 << esz) if scalar else (16 if q else 8)
+    vn, vd = vget(vr, rn), vget(vr, rd)
+    sat = Sat()
+    if opcode in (18, 20) or (opcode == 19 and not u):  # narrowing (esz = dest size)
+        src = lanes(vn, esz + 1, (2 << esz) if scalar else 16)
+        if opcode == 18 and not u:  # XTN
+            out = src
+        elif opcode == 18:  # SQXTUN
+            out = [sat.u(sx(x, esz + 1), esz) for x in src]
+        elif u:  # UQXTN
+            out = [sat.u(x, esz) for x in src]
+        else:  # SQXTN
+            out = [sat.s(sx(x, esz + 1), esz) for x in src]
+        narrow = pack(out, esz)
+        if scalar:
+            vset(vr, rd, narrow)
+        else:
+            vset(vr, rd, ((vd & M64) | (narrow << 64)) if q else narrow)
+        if sat.qc:
+            s.fpsr |= FPSR_QC
+        return
+    if opcode == 19:  # SHLL
+        src = lanes(vn >> (64 if q else 0), esz, 8)
+        vset(vr, rd, pack([x << bits for x in src], esz + 1))
+        return
+    ln = lanes(vn, esz, nbytes)
+    if opcode in (0, 1):  # REV64 / REV32 (U=1) / REV16
+        group = {(0, 0): 8, (1, 0): 4, (0, 1): 2}[u, opcode]
+        per = group >> esz
+        out = []
+        for i in range(0, len(ln), per):
+            out.extend(reversed(ln[i:i + per]))
+    elif opcode in (2, 6):  # [SU]ADDLP, [SU]ADALP
+        if not u:
+            ln = [sx(x, esz) for x in ln]
+        out = [ln[2 * i] + ln[2 * i + 1] for i in range(len(ln) // 2)]
+        if opcode == 6:
+            out = [d + x for d, x in zip(lanes(vd, esz + 1, nbytes), out)]
+        vset(vr, rd, pack(out, esz + 1))
+        return
+    elif opcode == 3:  # SUQADD / USQADD
+        ld = lanes(vd, esz, nbytes)
+        if u:
+            out = [sat.u(d + sx(x, esz), esz) for d, x in zip(ld, ln)]
+        else:
+            out = [sat.s(sx(d, esz) + x, esz) for d, x in zip(ld, ln)]
+    elif opcode == 4:
+        out = [bits - x.bit_length() for x in ln] if u else [_cls(x, bits) for x in ln]
+    elif opcode == 5:
+        if not u:
+            out = [bin(x).count("1") for x in ln]
+        elif esz == 0:
+            out = [~x for x in ln]
+        else:
+            out = [_rbit8(x) for x in lanes(vn, 0, nbytes)]
+            esz = 0
+    elif opcode == 7:  # SQABS / SQNEG
+        out = [sat.s(-sx(x, esz) if u else abs(sx(x, esz)), esz) for x in ln]
+    elif opcode in (8, 9, 10):
+        sl = [sx(x, esz) for x in ln]
+        if opcode == 8:
+            out = [ones if (x >= 0 if u else x > 0) else 0 for x in sl]
+        elif opcode == 9:
+            out = [ones if (x <= 0 if u else x == 0) else 0 for x in sl]
+        else:
+            out = [ones if x < 0 else 0 for x in sl]
+    else:  # 11 ABS / NEG
+        out = [-sx(x, esz) if u else abs(sx(x, esz)) for x in ln]
+    vset(vr, rd, pack(out, esz))
+    if sat.qc:
+        s.fpsr |= FPSR_QC
+
+
+def across(cpu: Any, uop: int, rd: int, rn: int, qesz: int) -> None:
+    """Across lanes (integer): [SU]ADDLV (3), [SU]MAXV (10), [SU]MINV (26), ADDV (27)."""
+    vr = cpu.state.vregs
+    u, opcode = uop >> 5, uop & 31
+    esz, q = qesz & 3, (qesz >> 2) & 1
+    ln = lanes(vget(vr, rn), esz, 16 if q else 8)
+    if not u and opcode != 27:
+        ln = [sx(x, esz) for x in ln]
+    if opcode == 3:
+        r, resz = sum(ln), esz + 1
+    elif opcode == 10:
+        r, resz = max(ln), esz
+    elif opcode == 26:
+        r, resz = min(ln), esz
+    else:
+        r, resz = sum(ln), esz
+    vset(vr, rd, r & _ones(resz))

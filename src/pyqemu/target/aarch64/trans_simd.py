@@ -126,3 +126,47 @@ def _shimm(ctx: DisasContext, a: Any) -> bool:
 
 trans_SHIMM_v = _shimm
 trans_SHIMM_s = _shimm
+
+
+helper_misc = Helper("simd_misc", H.misc, (32, 32, 32, 32), (), _PURE)
+helper_across = Helper("simd_across", H.across, (32, 32, 32, 32), (), _PURE)
+
+# two-register misc: (U, opcode) -> allowed esz (vector; esz 3 also needs Q=1)
+_MISC_V = {(0, 0): {0, 1, 2}, (1, 0): {0, 1}, (0, 1): {0}, (0, 2): {0, 1, 2},
+           (1, 2): {0, 1, 2}, (0, 3): {0, 1, 2, 3}, (1, 3): {0, 1, 2, 3},
+           (0, 4): {0, 1, 2}, (1, 4): {0, 1, 2}, (0, 5): {0}, (1, 5): {0, 1},
+           (0, 6): {0, 1, 2}, (1, 6): {0, 1, 2}, (0, 7): {0, 1, 2, 3}, (1, 7): {0, 1, 2, 3},
+           (0, 8): {0, 1, 2, 3}, (1, 8): {0, 1, 2, 3}, (0, 9): {0, 1, 2, 3},
+           (1, 9): {0, 1, 2, 3}, (0, 10): {0, 1, 2, 3}, (0, 11): {0, 1, 2, 3},
+           (1, 11): {0, 1, 2, 3}, (0, 18): {0, 1, 2}, (1, 18): {0, 1, 2},
+           (1, 19): {0, 1, 2}, (0, 20): {0, 1, 2}, (1, 20): {0, 1, 2}}
+_MISC_S = {(0, 3): {0, 1, 2, 3}, (1, 3): {0, 1, 2, 3}, (0, 7): {0, 1, 2, 3},
+           (1, 7): {0, 1, 2, 3}, (0, 8): {3}, (1, 8): {3}, (0, 9): {3}, (1, 9): {3},
+           (0, 10): {3}, (0, 11): {3}, (1, 11): {3}, (1, 18): {0, 1, 2},
+           (0, 20): {0, 1, 2}, (1, 20): {0, 1, 2}}
+
+
+def _misc(ctx: DisasContext, a: Any) -> bool:
+    key = (a.u, a.opcode)
+    allowed = (_MISC_S if a.scalar else _MISC_V).get(key)
+    if allowed is None or a.esz not in allowed:
+        return False
+    if not a.scalar and a.esz == 3 and not a.q:
+        return False
+    ctx.b.gen_call(helper_misc, Const((a.u << 5) | a.opcode, 32), Const(a.rd, 32),
+                   Const(a.rn, 32), Const((a.scalar << 3) | (a.q << 2) | a.esz, 32))
+    return True
+
+
+trans_MISC_v = _misc
+trans_MISC_s = _misc
+
+
+def trans_ACROSS(ctx: DisasContext, a: Any) -> bool:
+    if a.opcode not in (3, 10, 26, 27) or (a.opcode == 27 and a.u):
+        return False
+    if a.esz == 3 or (a.esz == 2 and not a.q):
+        return False
+    ctx.b.gen_call(helper_across, Const((a.u << 5) | a.opcode, 32), Const(a.rd, 32),
+                   Const(a.rn, 32), Const((a.q << 2) | a.esz, 32))
+    return True
