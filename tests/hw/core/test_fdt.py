@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from conftest import require_tool
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyqemu.hw.core.fdt import Fdt, FdtError
 
@@ -133,3 +135,18 @@ def test_reader_never_crashes_on_bitflips() -> None:
             Fdt.from_dtb(bytes(b))
         except FdtError:
             pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=12),
+       st.integers(0, 600))
+def test_reader_random_corruption_only_raises_fdt_error(edits: list[tuple[int, int]],
+                                                        cut: int) -> None:
+    blob = bytearray(build_virt().to_dtb())
+    for pos, val in edits:
+        blob[pos % len(blob)] = val
+    data = bytes(blob[:len(blob) - cut]) if cut < len(blob) else b""
+    try:
+        Fdt.from_dtb(data)
+    except FdtError:
+        pass
