@@ -156,6 +156,7 @@ class GuestAddressSpace:
         self.host_view: memoryview = memoryview(arr).cast("B")
         self.vmas: list[VMA] = []
         self._starts: list[int] = []
+        self._snapshot: tuple[list[int], list[VMA]] = ([], [])
         self.lock = threading.RLock()
         self.mmap_next = TASK_UNMAPPED_BASE if TASK_UNMAPPED_BASE < size else size // 4
         self.brk_start = 0
@@ -166,20 +167,28 @@ class GuestAddressSpace:
     # ------------------------------------------------------------------ lookup
     def _reindex(self) -> None:
         self._starts = [v.start for v in self.vmas]
+        # the lookup snapshot: replaced in one assignment, so readers need no lock
+        self._snapshot = (self._starts, list(self.vmas))
 
     def find_vma(self, addr: int) -> VMA | None:
-        """The VMA containing ``addr`` (locked: other threads may be changing the map)."""
-        with self.lock:
-            i = bisect.bisect_right(self._starts, addr) - 1
-            if i >= 0:
-                v = self.vmas[i]
-                if addr < v.end:
-                    return v
-            return None
+        """The VMA containing ``addr``.
+
+        Lock-free (a snapshot of the map): it runs on TLB misses during translation,
+        under the TCGContext lock, while mmap holds this map's lock and then takes the
+        TCGContext lock to invalidate code; locking here could deadlock.
+        """
+        starts, vmas = self._snapshot
+        i = bisect.bisect_right(starts, addr) - 1
+        if i >= 0:
+            v = vmas[i]
+            if addr < v.end:
+                return v
+        return None
 
     def is_free(self, start: int, end: int) -> bool:
-        i = bisect.bisect_left(self._starts, end) - 1
-        return i < 0 or self.vmas[i].end <= start
+        starts, vmas = self._snapshot
+        i = bisect.bisect_left(starts, end) - 1
+        return i < 0 or vmas[i].end <= start
 
     def tlb_fill(self, vaddr: int, access: Access, mmu_idx: int) -> TLBFill:
         """The page of ``vaddr`` with the guest's permissions, or a MemoryFault."""

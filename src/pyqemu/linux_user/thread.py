@@ -13,7 +13,7 @@ import os
 import struct
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyqemu.accel.tcg.vcpu import VCPU
 from pyqemu.linux_user.syscall import _signed, syscall
@@ -102,7 +102,16 @@ def do_clone(t: Task, flags: int, newsp: int, ptid: int, tls: int, ctid: int) ->
     if flags & CLONE_VFORK:
         # the parent sleeps until the child execs or exits: both close the write end
         vfork_r, vfork_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
+    # like pthread_atfork's prepare: no other vCPU thread may be inside an atomic helper
+    # or a map/translation/signal update while the address space is copied
+    locks = _fork_locks(proc)
+    for lk in locks:
+        lk.acquire()
+    try:
+        pid = os.fork()
+    finally:
+        for lk in reversed(locks):
+            lk.release()
     if pid == 0:
         if vfork_r >= 0:
             os.close(vfork_r)
@@ -136,6 +145,17 @@ def do_clone(t: Task, flags: int, newsp: int, ptid: int, tls: int, ctid: int) ->
         finally:
             os.close(vfork_r)
     return pid
+
+
+def _fork_locks(proc: Process) -> list[Any]:
+    """The emulator's locks in their acquisition order (atomics -> map -> TBs -> signals)."""
+    from pyqemu.target.aarch64 import helpers
+    out: list[Any] = []
+    atomic = getattr(helpers, "ATOMIC_LOCK", None)
+    if atomic is not None:
+        out.append(atomic)
+    out += [proc.mem.lock, proc.ctx.lock, proc.sig.lock, proc.tasks_lock]
+    return out
 
 
 def _reinit_locks_after_fork(proc: Process) -> None:
