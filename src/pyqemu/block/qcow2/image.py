@@ -444,6 +444,84 @@ class Qcow2Image(Image):
 
     def _segments(self, offset: int, length: int) -> Iterator[tuple[int, int, int, int]]:
         """(guest offset, length, kind, host offset or L2 entry) runs, per subcluster."""
+        if self.nsub == 1 and self.data_file is None:
+            return self._segments_std(offset, length)
+        return self._segments_sub(offset, length)
+
+    def _segments_std(self, offset: int, length: int) -> Iterator[tuple[int, int, int, int]]:
+        """_segments for standard L2 entries without a data file: one tight scan per L2
+        table, runs of like entries (contiguous hosts for data) coalesced."""
+        cs = self.csize
+        cb = self.cluster_bits
+        l2b = self.l2_bits
+        l2n = self.l2_entries
+        omask = L2E_OFFSET_MASK
+        fcomp = OFLAG_COMPRESSED
+        fzero = OFLAG_ZERO
+        pos = offset
+        end = offset + length
+        while pos < end:
+            ci = pos >> cb
+            l1i = ci >> l2b
+            l2end = min(end, (l1i + 1) << (l2b + cb))
+            tbl = self._l2_for_read(l1i)
+            if tbl is None:
+                yield pos, l2end - pos, UNALLOC, -1
+                pos = l2end
+                continue
+            i = ci & (l2n - 1)
+            last = ((l2end - 1) >> cb) & (l2n - 1)  # last index touched in this table
+            while i <= last:
+                e = tbl[i]
+                if e & fcomp:
+                    cend = min(l2end, (pos | (cs - 1)) + 1)
+                    yield pos, cend - pos, COMPRESSED, e
+                    pos = cend
+                    i += 1
+                    continue
+                host = e & omask
+                j = i + 1
+                if e & fzero:
+                    if host:
+                        nxt = host + cs
+                        while j <= last:
+                            f = tbl[j]
+                            if f & (fcomp | fzero) != fzero or f & omask != nxt:
+                                break
+                            nxt += cs
+                            j += 1
+                        kind = ZERO
+                    else:
+                        while j <= last:
+                            f = tbl[j]
+                            if f & (fcomp | fzero) != fzero or f & omask:
+                                break
+                            j += 1
+                        kind = ZERO
+                        host = -1
+                elif host:
+                    nxt = host + cs
+                    while j <= last:
+                        f = tbl[j]
+                        if f & (fcomp | fzero) or f & omask != nxt:
+                            break
+                        nxt += cs
+                        j += 1
+                    kind = DATA
+                else:
+                    while j <= last:
+                        f = tbl[j]
+                        if f & (fcomp | fzero) or f & omask:
+                            break
+                        j += 1
+                    kind = UNALLOC
+                    host = -1
+                rend = min(l2end, ((ci - (ci & (l2n - 1)) + j) << cb))
+                yield pos, rend - pos, kind, (host + (pos & (cs - 1)) if host >= 0 else -1)
+                pos = rend
+                i = j
+
+    def _segments_sub(self, offset: int, length: int) -> Iterator[tuple[int, int, int, int]]:
         cs = self.csize
         cb = self.cluster_bits
         pos = offset
