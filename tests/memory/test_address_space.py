@@ -103,3 +103,23 @@ def test_flat_view_matches_naive_model(specs: list[tuple[int, int, int]]) -> Non
         assert got is not None and got.region is best[4]
         addr = cell * 256 + 7
         assert got.offset_in_region + addr - got.start == (cell - best[0]) * 256 + 7
+
+
+def test_dirty_log_and_write_listeners() -> None:
+    root = MemoryRegion.new_container("system", 1 << 32)
+    a = MemoryRegion.new_ram("a", 0x4000)
+    b = MemoryRegion.new_ram("b", 0x4000)
+    root.add_subregion(0x40000000, a)
+    root.add_subregion(0x40004000, b)  # adjacent: one write may span both
+    asp = AddressSpace(root)
+    seen: list[tuple[int, int]] = []
+    asp.write_listeners.append(lambda addr, n: seen.append((addr, n)))
+    asp.write(0x40003FFE, b"abcd")
+    asp.stl(0x40001000, 1)
+    assert a.take_dirty() == [0x1000, 0x3000] and b.take_dirty() == [0]
+    assert a.take_dirty() == []
+    assert seen == [(0x40003FFE, 4), (0x40001000, 4)]
+    assert asp.read(0x40003FFE, 4) == b"abcd"
+    with pytest.raises(GuestMemoryError):
+        asp.write(0x40007FFE, b"abcd")  # runs off the end: nothing written, nothing logged
+    assert b.take_dirty() == [] and len(seen) == 2

@@ -18,6 +18,9 @@ from typing import NewType
 GuestAddr = NewType("GuestAddr", int)
 PhysAddr = NewType("PhysAddr", int)
 
+#: dirty-tracking granule (QEMU's TARGET_PAGE_SIZE for arm/x86 guests)
+DIRTY_PAGE_SIZE = 4096
+
 MmioRead = Callable[[int, int], int]
 MmioWrite = Callable[[int, int, int], None]
 
@@ -40,6 +43,9 @@ class MemoryRegion:
         self.write_cb = write
         self._mmap: mmap.mmap | None = None
         self.ram: memoryview | None = None
+        #: one byte per DIRTY_PAGE_SIZE page of RAM, set by device/DMA writes through an
+        #: AddressSpace (translated code lives elsewhere; see AddressSpace write listeners)
+        self.dirty = bytearray()
         #: (offset, priority, sequence, region)
         self.subregions: list[tuple[int, int, int, MemoryRegion]] = []
         self._seq = 0
@@ -51,6 +57,7 @@ class MemoryRegion:
         mr = cls(name, size, kind="ram")
         mr._mmap = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         mr.ram = memoryview(mr._mmap)
+        mr.dirty = bytearray((size + DIRTY_PAGE_SIZE - 1) // DIRTY_PAGE_SIZE)
         return mr
 
     @classmethod
@@ -82,6 +89,12 @@ class MemoryRegion:
     def _changed(self) -> None:
         for cb in list(self._listeners):
             cb()
+
+    def take_dirty(self) -> list[int]:
+        """Offsets of the pages written since the last call, clearing the log."""
+        pages = [i * DIRTY_PAGE_SIZE for i, d in enumerate(self.dirty) if d]
+        self.dirty[:] = bytes(len(self.dirty))
+        return pages
 
     def close(self) -> None:
         """Release the host mapping of a RAM region."""
@@ -145,6 +158,9 @@ class AddressSpace:
         self._flat: list[FlatRange] | None = None
         self._starts: list[int] = []
         root._listeners.append(self._invalidate)
+        #: called with (guest address, length) after every accessor write to RAM, so the
+        #: TCG can drop translations of code a device overwrote (DMA into code pages)
+        self.write_listeners: list[Callable[[int, int], None]] = []
 
     def _invalidate(self) -> None:
         self._flat = None
@@ -208,6 +224,22 @@ class AddressSpace:
             pos += n
         for view, p in views:
             view[:] = data[p:p + len(view)]
+        if len(data):
+            self._mark_dirty(addr, len(data))
+
+    def _mark_dirty(self, addr: int, length: int) -> None:
+        end = addr + length
+        a = addr
+        while a < end:
+            r = self.lookup(a)
+            assert r is not None and r.region.kind == "ram"
+            n = min(end, r.end) - a
+            off = r.offset_in_region + (a - r.start)
+            first, last = off // DIRTY_PAGE_SIZE, (off + n - 1) // DIRTY_PAGE_SIZE
+            r.region.dirty[first:last + 1] = b"\x01" * (last - first + 1)
+            a += n
+        for cb in self.write_listeners:
+            cb(addr, length)
 
     def ld(self, addr: int, size: int) -> int:
         """Little-endian load of 1/2/4/8 bytes from RAM."""
