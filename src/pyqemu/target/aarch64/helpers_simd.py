@@ -171,13 +171,16 @@ _LOGIC = {
 def three_same(cpu: Any, uop: int, rd: int, rn: int, rm: int, qesz: int) -> None:
     """Three registers of the same type (integer): ``uop`` = U << 5 | opcode,
     ``qesz`` = scalar << 3 | Q << 2 | esz."""
-    s = cpu.state
+    _three_same(cpu.state, uop, rd, rn, vget(cpu.state.vregs, rm), qesz)
+
+
+def _three_same(s: Any, uop: int, rd: int, rn: int, vm_val: int, qesz: int) -> None:
     vr = s.vregs
     u, opcode = uop >> 5, uop & 31
     esz, q, scalar = qesz & 3, (qesz >> 2) & 1, qesz >> 3
     nbytes = (1 << esz) if scalar else (16 if q else 8)
     width = (1 << (8 * nbytes)) - 1
-    vn, vm = vget(vr, rn) & width, vget(vr, rm) & width
+    vn, vm = vget(vr, rn) & width, vm_val & width
     if opcode == 3:
         res = _LOGIC[u, esz](vn, vm, vget(vr, rd) & width) & width
         vset(vr, rd, res)
@@ -204,12 +207,15 @@ def three_same(cpu: Any, uop: int, rd: int, rn: int, rm: int, qesz: int) -> None
 def three_diff(cpu: Any, uop: int, rd: int, rn: int, rm: int, qesz: int) -> None:
     """Three registers of different types: ``uop`` = U << 4 | opcode, ``qesz`` =
     scalar << 3 | Q << 2 | esz (esz of the narrow elements)."""
-    s = cpu.state
+    _three_diff(cpu.state, uop, rd, rn, vget(cpu.state.vregs, rm), qesz)
+
+
+def _three_diff(s: Any, uop: int, rd: int, rn: int, vm: int, qesz: int) -> None:
     vr = s.vregs
     u, opcode = uop >> 4, uop & 15
     esz, q, scalar = qesz & 3, (qesz >> 2) & 1, qesz >> 3
     signed = not u
-    vn, vm, vd = vget(vr, rn), vget(vr, rm), vget(vr, rd)
+    vn, vd = vget(vr, rn), vget(vr, rd)
     sat = Sat()
     half = 64 if q else 0
     if scalar:
@@ -467,3 +473,20 @@ def across(cpu: Any, uop: int, rd: int, rn: int, qesz: int) -> None:
     else:
         r, resz = sum(ln), esz
     vset(vr, rd, r & _ones(resz))
+
+
+_REP = [sum(1 << (i * (8 << e)) for i in range(16 >> e)) for e in range(4)]
+
+
+def by_element(cpu: Any, kop: int, rd: int, rn: int, rm: int, qesz: int, index: int
+               ) -> None:
+    """Integer ops by element: Vm[index] stands for every lane of Vm; ``kop`` =
+    diff << 6 | the three-same (U << 5 | opcode) or three-different (U << 4 | opcode)
+    operation it behaves as."""
+    s = cpu.state
+    esz = qesz & 3
+    elt = (vget(s.vregs, rm) >> (index * (8 << esz))) & _ones(esz)
+    if kop >> 6:
+        _three_diff(s, kop & 63, rd, rn, elt * _REP[esz], qesz)
+    else:
+        _three_same(s, kop & 63, rd, rn, elt * _REP[esz], qesz)

@@ -170,3 +170,33 @@ def trans_ACROSS(ctx: DisasContext, a: Any) -> bool:
     ctx.b.gen_call(helper_across, Const((a.u << 5) | a.opcode, 32), Const(a.rd, 32),
                    Const(a.rn, 32), Const((a.q << 2) | a.esz, 32))
     return True
+
+
+helper_by_element = Helper("simd_by_element", H.by_element, (32, 32, 32, 32, 32, 32), (),
+                           _PURE)
+
+# (U, opcode) -> kop for by_element: diff << 6 | three-same/three-different operation
+_ELEM_V = {(0, 8): 19, (1, 0): 18, (1, 4): 32 | 18, (0, 12): 22, (0, 13): 32 | 22,
+           (0, 2): 64 | 8, (1, 2): 64 | 16 | 8, (0, 6): 64 | 10, (1, 6): 64 | 16 | 10,
+           (0, 10): 64 | 12, (1, 10): 64 | 16 | 12, (0, 3): 64 | 9, (0, 7): 64 | 11,
+           (0, 11): 64 | 13}
+_ELEM_S = {k: v for k, v in _ELEM_V.items() if k in ((0, 12), (0, 13), (0, 3), (0, 7),
+                                                     (0, 11))}
+
+
+def _elem(ctx: DisasContext, a: Any) -> bool:
+    kop = (_ELEM_S if a.scalar else _ELEM_V).get((a.u, a.opcode))
+    if kop is None or a.esz not in (1, 2):
+        return False
+    if a.esz == 1:
+        index, rm = (a.h << 2) | (a.l << 1) | a.m, a.rm
+    else:
+        index, rm = (a.h << 1) | a.l, (a.m << 4) | a.rm
+    ctx.b.gen_call(helper_by_element, Const(kop, 32), Const(a.rd, 32), Const(a.rn, 32),
+                   Const(rm, 32), Const((a.scalar << 3) | (a.q << 2) | a.esz, 32),
+                   Const(index, 32))
+    return True
+
+
+trans_ELEM_v = _elem
+trans_ELEM_s = _elem
