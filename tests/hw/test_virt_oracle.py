@@ -10,6 +10,7 @@ reader and writer unchanged (checked by decompiling both with dtc).
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -194,12 +195,12 @@ DESC, AVAIL, USED, BUF = 0x40100000, 0x40100100, 0x40101000, 0x40110000
 QSIZE = 16
 
 
-class BlkProgram:
-    """Builds the op table of a tiny virtio-blk driver (one request at a time)."""
+class VirtioProgram:
+    """Builds the op table of a tiny virtio driver (one chain in flight at a time)."""
 
-    def __init__(self, legacy: bool) -> None:
+    def __init__(self, legacy: bool, slot: int = BLK_SLOT) -> None:
         self.legacy = legacy
-        self.base = VIRTIO_BASE + 0x200 * BLK_SLOT
+        self.base = VIRTIO_BASE + 0x200 * slot
         self.ops: list[Op] = []
         self.n = 0  # requests made
         self.buf = BUF
@@ -243,18 +244,9 @@ class BlkProgram:
         self.buf += (len(padded) + 63) // 64 * 64
         return addr
 
-    def request(self, rtype: int, sector: int, out: bytes = b"", in_len: int = 0, *,
-                indirect: bool = False) -> int:
-        """Queue one request and read back everything; returns the in-buffer address."""
-        import struct as _st
-        bufs = [(self.alloc(_st.pack("<IIQ", rtype, 0, sector)), 16, 0)]
-        if out:
-            bufs.append((self.alloc(out), len(out), 0))
-        data = self.alloc(bytes(in_len)) if in_len else 0
-        if in_len:
-            bufs.append((data, in_len, 2))
-        status = self.alloc(b"\xee")
-        bufs.append((status, 1, 2))
+    def chain(self, bufs: list[tuple[int, int, int]], *, indirect: bool = False) -> None:
+        """Queue (addr, len, flags) buffers as one chain, kick, wait for it to be used and
+        read the used element and the interrupt status (then acknowledge it)."""
         first = (self.n * 4) % QSIZE
         table, base = DESC, first
         if indirect:
@@ -273,17 +265,30 @@ class BlkProgram:
         self.n += 1
         self.mmio(V.QUEUE_NOTIFY, 0)
         self.ops += [P(USED + 2, self.n), R(USED + 4 + 8 * ((self.n - 1) % QSIZE)),
-                     R(USED + 8 + 8 * ((self.n - 1) % QSIZE)), R(status, 1),
+                     R(USED + 8 + 8 * ((self.n - 1) % QSIZE)),
                      # QEMU's iothread may raise the interrupt just after the used idx moves
                      P(self.base + V.INTERRUPT_STATUS, 1, 4)]
         self.mmio(V.INTERRUPT_ACK, 1)
+
+    def request(self, rtype: int, sector: int, out: bytes = b"", in_len: int = 0, *,
+                indirect: bool = False) -> int:
+        """One virtio-blk request, everything read back; returns the in-buffer address."""
+        bufs = [(self.alloc(struct.pack("<IIQ", rtype, 0, sector)), 16, 0)]
+        if out:
+            bufs.append((self.alloc(out), len(out), 0))
+        data = self.alloc(bytes(in_len)) if in_len else 0
+        if in_len:
+            bufs.append((data, in_len, 2))
+        status = self.alloc(b"\xee")
+        bufs.append((status, 1, 2))
+        self.chain(bufs, indirect=indirect)
+        self.ops.append(R(status, 1))
         self.ops += [R(data + o, 8) for o in range(0, in_len, 8)]
         return data
 
 
 @pytest.mark.parametrize("legacy", [True, False], ids=["force-legacy", "modern"])
 def test_virtio_blk_dma_matches_qemu(tmp_path: Path, legacy: bool) -> None:
-    import struct as _st
     qemu_img = require_tool("qemu-img")
     disk = tmp_path / "disk.raw"
     subprocess.run([qemu_img, "create", "-q", "-f", "raw", str(disk), "5M"], check=True)
@@ -294,7 +299,7 @@ def test_virtio_blk_dma_matches_qemu(tmp_path: Path, legacy: bool) -> None:
         f.write(b"\x77" * 512)
     ours_disk = tmp_path / "ours.raw"
     shutil.copy(disk, ours_disk)
-    prog = BlkProgram(legacy)
+    prog = VirtioProgram(legacy)
     feats = (1 << 9) | (1 << 13) | (1 << 14) | (1 << 28) | (0 if legacy else 1 << 32)
     prog.init(feats)
     prog.request(0, 1, in_len=512)                                  # IN sector 1
@@ -302,8 +307,8 @@ def test_virtio_blk_dma_matches_qemu(tmp_path: Path, legacy: bool) -> None:
     prog.request(0, 2, in_len=1024)                                 # read it back
     prog.request(4, 0)                                              # FLUSH
     prog.request(8, 0, in_len=20)                                   # GET_ID
-    prog.request(13, 0, out=_st.pack("<QII", 1, 1, 0))              # WRITE_ZEROES sector 1
-    prog.request(11, 0, out=_st.pack("<QII", 8, 8, 0))              # DISCARD 8..15
+    prog.request(13, 0, out=struct.pack("<QII", 1, 1, 0))              # WRITE_ZEROES sector 1
+    prog.request(11, 0, out=struct.pack("<QII", 8, 8, 0))              # DISCARD 8..15
     prog.request(0, 1, in_len=512)                                  # zeroes now
     prog.request(0, 10240, in_len=512)                              # beyond the end: IOERR
     prog.request(0, 10239, in_len=1024)                             # straddles the end
@@ -325,3 +330,36 @@ def test_virtio_blk_dma_matches_qemu(tmp_path: Path, legacy: bool) -> None:
              f"pyqemu {ours.get(i, -1):#x}" for i in sorted(theirs) if theirs[i] != ours.get(i)]
     assert not diffs, "\n".join(diffs[:40])
     assert ours_disk.read_bytes() == disk.read_bytes()
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["force-legacy", "modern"])
+def test_virtio_rng_dma_matches_qemu(tmp_path: Path, legacy: bool) -> None:
+    """Used lengths and interrupts as QEMU's virtio-rng (rng-random on /dev/urandom);
+    the bytes themselves are random, so only 'not all zero' is checked."""
+    qemu_img = require_tool("qemu-img")
+    disk = tmp_path / "disk.raw"
+    subprocess.run([qemu_img, "create", "-q", "-f", "raw", str(disk), "1M"], check=True)
+    prog = VirtioProgram(legacy, slot=RNG_SLOT)
+    prog.init(1 << 32 if not legacy else 0)
+    bufs = []
+    for size in (64, 100, 4096, 1):
+        addr = prog.alloc(bytes(size))
+        bufs.append((addr, size))
+        prog.chain([(addr, size, 2)])
+    two = [(prog.alloc(bytes(24)), 24, 2), (prog.alloc(bytes(40)), 40, 2)]
+    prog.chain(two)  # one chain, two buffers
+    data_ops = {}
+    for addr, size in bufs:
+        data_ops[addr] = len(prog.ops)
+        prog.ops += [R(addr + o, 8) for o in range(0, size - size % 8, 8)]
+    theirs = run_qemu(tmp_path, prog.ops, disk, legacy)
+    ours = run_models(prog.ops, disk, legacy)
+    random_ops = {i for i, op in enumerate(prog.ops)
+                  if op[1] == 0 and BUF <= op[0] < BUF + 0x100000}
+    diffs = [f"op {i} {prog.ops[i][0]:#x}: qemu {theirs[i]:#x} pyqemu {ours.get(i, -1):#x}"
+             for i in sorted(theirs) if i not in random_ops and theirs[i] != ours.get(i)]
+    assert not diffs, "\n".join(diffs[:40])
+    for addr, size in bufs[:3]:
+        start = data_ops[addr]
+        assert any(ours[i] for i in range(start, start + size // 8))
+        assert any(theirs[i] for i in range(start, start + size // 8))
