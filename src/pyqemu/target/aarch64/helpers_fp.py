@@ -261,8 +261,9 @@ def fp_sqrt(env: FPEnv, a: int, esz: int) -> int:
     return round_pack(env, 0, (r << 1) | (r * r != m), e // 2 - 1, esz)
 
 
-def fp_muladd(env: FPEnv, a: int, b: int, c: int, esz: int) -> int:
-    """a * b + c with a single rounding (operands already negated as the insn says)."""
+def fp_muladd(env: FPEnv, a: int, b: int, c: int, esz: int, scale: int = 0) -> int:
+    """a * b + c with a single rounding (operands already negated as the insn says);
+    ``scale``: the exact result times 2**scale before rounding (FRSQRTS halves)."""
     ua, ub, uc = unpack(env, a, esz), unpack(env, b, esz), unpack(env, c, esz)
     infzero = ((ua[0] == INF and ub[0] == ZERO) or (ua[0] == ZERO and ub[0] == INF))
     if QNAN <= ua[0] or QNAN <= ub[0] or QNAN <= uc[0]:
@@ -284,11 +285,11 @@ def fp_muladd(env: FPEnv, a: int, b: int, c: int, esz: int) -> int:
         if uc[0] == ZERO:
             s = sp if sp == uc[1] else (1 if env.rmode == RM else 0)
             return pack_zero(s, esz)
-        return round_pack(env, uc[1], uc[2], uc[3], esz)
-    pm, pe = ua[2] * ub[2], ua[3] + ub[3]
+        return round_pack(env, uc[1], uc[2], uc[3] + scale, esz)
+    pm, pe = ua[2] * ub[2], ua[3] + ub[3] + scale
     if uc[0] == ZERO:
         return round_pack(env, sp, pm, pe, esz)
-    return _exact_sum(env, sp, pm, pe, uc[1], uc[2], uc[3], esz)
+    return _exact_sum(env, sp, pm, pe, uc[1], uc[2], uc[3] + scale, esz)
 
 
 def _value(u: Unpacked) -> Fraction | float:
@@ -449,3 +450,34 @@ def fp_round_int_n(env: FPEnv, a: int, esz: int, mode: int, exact: bool, intsize
     if q == 0:
         return pack_zero(s, esz)
     return round_pack(env, s, q, 0, esz)
+
+
+def fp_mulx(env: FPEnv, a: int, b: int, esz: int) -> int:
+    """FMULX: FMUL, except that infinity times zero is 2.0 with the product's sign."""
+    ua, ub = unpack(env, a, esz), unpack(env, b, esz)
+    if ((ua[0] == INF and ub[0] == ZERO) or (ua[0] == ZERO and ub[0] == INF)):
+        return round_pack(env, ua[1] ^ ub[1], 1, 1, esz)
+    return fp_mul(env, a, b, esz)
+
+
+def fp_recps(env: FPEnv, a: int, b: int, esz: int, rsqrt: bool) -> int:
+    """FRECPS (2 - a*b) and FRSQRTS ((3 - a*b) / 2), fused."""
+    eb, fb = FMT[esz]
+    ua, ub = unpack(env, a, esz), unpack(env, b, esz)
+    a = canon(ua, a, esz) ^ (1 << (eb + fb))
+    b = canon(ub, b, esz)
+    if ((ua[0] == INF and ub[0] == ZERO) or (ua[0] == ZERO and ub[0] == INF)):
+        return round_pack(env, 0, 3, -1, esz) if rsqrt else round_pack(env, 0, 1, 1, esz)
+    c = round_pack(env, 0, 3, 0, esz) if rsqrt else round_pack(env, 0, 1, 1, esz)
+    return fp_muladd(env, a, b, c, esz, -1 if rsqrt else 0)
+
+
+def fp_cmp_mask(env: FPEnv, a: int, b: int, esz: int, cond: str) -> int:
+    """FCMEQ ("eq", quiet), FCMGE ("ge"), FCMGT ("gt"): all ones if true."""
+    r = fp_compare(env, a, b, esz, cond != "eq")
+    ones = (1 << (8 << esz)) - 1
+    if cond == "eq":
+        return ones if r == 0b0110 else 0
+    if cond == "ge":
+        return ones if r in (0b0110, 0b0010) else 0
+    return ones if r == 0b0010 else 0

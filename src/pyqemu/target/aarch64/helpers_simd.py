@@ -490,3 +490,69 @@ def by_element(cpu: Any, kop: int, rd: int, rn: int, rm: int, qesz: int, index: 
         _three_diff(s, kop & 63, rd, rn, elt * _REP[esz], qesz)
     else:
         _three_same(s, kop & 63, rd, rn, elt * _REP[esz], qesz)
+
+
+# ------------------------------------------------------------------ FP three same
+
+def fp_three_same(cpu: Any, uop: int, rd: int, rn: int, rm: int, qesz: int) -> None:
+    """FP three same (single/double): ``uop`` = U << 6 | a << 5 | opcode (11xxx)."""
+    from pyqemu.target.aarch64 import helpers_fp as F
+
+    s = cpu.state
+    vr = s.vregs
+    esz, q, scalar = qesz & 3, (qesz >> 2) & 1, qesz >> 3
+    nbytes = (1 << esz) if scalar else (16 if q else 8)
+    ln = lanes(vget(vr, rn), esz, nbytes)
+    lm = lanes(vget(vr, rm), esz, nbytes)
+    env = F.FPEnv(s.fpcr, esz)
+    sign = 1 << ((8 << esz) - 1)
+    key = uop
+    if key in (0x58, 0x78, 0x5A, 0x5E, 0x7E):  # pairwise: FMAXNMP FMINNMP FADDP FMAXP FMINP
+        both = ln + lm
+        ln = both[0::2]
+        lm = both[1::2]
+        key &= ~0x40
+    if key == 0x18:
+        f = lambda a, b: F.fp_minmax(env, a, b, esz, True, True)  # noqa: E731
+    elif key == 0x38:
+        f = lambda a, b: F.fp_minmax(env, a, b, esz, False, True)  # noqa: E731
+    elif key == 0x1E:
+        f = lambda a, b: F.fp_minmax(env, a, b, esz, True, False)  # noqa: E731
+    elif key == 0x3E:
+        f = lambda a, b: F.fp_minmax(env, a, b, esz, False, False)  # noqa: E731
+    elif key == 0x1A:
+        f = lambda a, b: F.fp_add(env, a, b, esz)  # noqa: E731
+    elif key == 0x3A:
+        f = lambda a, b: F.fp_add(env, a, b, esz, True)  # noqa: E731
+    elif key == 0x7A:  # FABD
+        f = lambda a, b: F.fp_add(env, a, b, esz, True) & ~sign  # noqa: E731
+    elif key == 0x5B:
+        f = lambda a, b: F.fp_mul(env, a, b, esz)  # noqa: E731
+    elif key == 0x1B:
+        f = lambda a, b: F.fp_mulx(env, a, b, esz)  # noqa: E731
+    elif key == 0x5F:
+        f = lambda a, b: F.fp_div(env, a, b, esz)  # noqa: E731
+    elif key == 0x1F:
+        f = lambda a, b: F.fp_recps(env, a, b, esz, False)  # noqa: E731
+    elif key == 0x3F:
+        f = lambda a, b: F.fp_recps(env, a, b, esz, True)  # noqa: E731
+    elif key == 0x1C:
+        f = lambda a, b: F.fp_cmp_mask(env, a, b, esz, "eq")  # noqa: E731
+    elif key == 0x5C:
+        f = lambda a, b: F.fp_cmp_mask(env, a, b, esz, "ge")  # noqa: E731
+    elif key == 0x7C:
+        f = lambda a, b: F.fp_cmp_mask(env, a, b, esz, "gt")  # noqa: E731
+    elif key == 0x5D:
+        f = lambda a, b: F.fp_cmp_mask(env, a & ~sign, b & ~sign, esz, "ge")  # noqa: E731
+    elif key == 0x7D:
+        f = lambda a, b: F.fp_cmp_mask(env, a & ~sign, b & ~sign, esz, "gt")  # noqa: E731
+    else:  # 0x19 FMLA, 0x39 FMLS
+        ld = lanes(vget(vr, rd), esz, nbytes)
+        neg = sign if key == 0x39 else 0
+        out = [F.fp_muladd(env, a ^ neg, b, d, esz) for a, b, d in zip(ln, lm, ld)]
+        s.fpsr |= env.flags
+        vset(vr, rd, pack(out, esz))
+        return
+    out = [f(a, b) for a, b in zip(ln, lm)]
+    s.fpsr |= env.flags
+    vset(vr, rd, pack(out, esz))

@@ -200,3 +200,29 @@ def _elem(ctx: DisasContext, a: Any) -> bool:
 
 trans_ELEM_v = _elem
 trans_ELEM_s = _elem
+
+
+def fp_esz(ctx: Any, sz: int) -> int:
+    return 2 + sz
+
+
+helper_fp_three_same = Helper("simd_fp_three_same", H.fp_three_same,
+                              (32, 32, 32, 32, 32), (), _PURE)
+
+_FP3S_V = {0x18, 0x19, 0x1A, 0x1B, 0x1C, 0x1E, 0x1F, 0x38, 0x39, 0x3A, 0x3E, 0x3F,
+           0x58, 0x5A, 0x5B, 0x5C, 0x5D, 0x5E, 0x5F, 0x78, 0x7A, 0x7C, 0x7D, 0x7E}
+_FP3S_S = {0x1B, 0x1C, 0x1F, 0x3F, 0x5C, 0x5D, 0x7A, 0x7C, 0x7D}
+
+
+def _fp3s(ctx: DisasContext, a: Any) -> bool:
+    if a.uop not in (_FP3S_S if a.scalar else _FP3S_V):
+        return False
+    if not a.scalar and a.esz == 3 and not a.q:
+        return False
+    ctx.b.gen_call(helper_fp_three_same, Const(a.uop, 32), Const(a.rd, 32), Const(a.rn, 32),
+                   Const(a.rm, 32), Const((a.scalar << 3) | (a.q << 2) | a.esz, 32))
+    return True
+
+
+trans_FP3S_v = _fp3s
+trans_FP3S_s = _fp3s
