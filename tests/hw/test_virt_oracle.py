@@ -99,7 +99,7 @@ def P(addr: int, value: int, size: int = 2) -> Op:
 
 
 def run_qemu(tmp: Path, ops: list[Op], disk: Path, legacy: bool,
-             serial: str = "") -> dict[int, int]:
+             serial: str = "", discard: str = "ignore") -> dict[int, int]:
     gcc = require_tool("aarch64-linux-gnu-gcc")
     qemu = require_tool("qemu-system-aarch64")
     body = ",\n".join(f"{{{a:#x}UL, {k}, {s}, {v:#x}UL}}" for a, k, s, v in ops)
@@ -114,7 +114,7 @@ def run_qemu(tmp: Path, ops: list[Op], disk: Path, legacy: bool,
         [qemu, "-M", "virt", "-cpu", "cortex-a57", "-m", "256M", "-nographic",
          "-monitor", "none", "-serial", "stdio", "-nic", "none",
          "-global", f"virtio-mmio.force-legacy={'on' if legacy else 'off'}",
-         "-drive", f"if=none,id=d0,format=raw,file={disk}",
+         "-drive", f"if=none,id=d0,format=raw,discard={discard},file={disk}",
          "-device", "virtio-blk-device,drive=d0" + (f",serial={serial}" if serial else ""),
          "-device", "virtio-rng-device",
          "-kernel", str(elf)],
@@ -128,7 +128,8 @@ def run_qemu(tmp: Path, ops: list[Op], disk: Path, legacy: bool,
     return got
 
 
-def run_models(ops: list[Op], disk: Path, legacy: bool, serial: str = "") -> dict[int, int]:
+def run_models(ops: list[Op], disk: Path, legacy: bool, serial: str = "",
+               discard: str = "ignore") -> dict[int, int]:
     root = MemoryRegion.new_container("system", 1 << 32)
     mem = AddressSpace(root)
     root.add_subregion(0x40000000, MemoryRegion.new_ram("ram", 4 << 20))
@@ -136,7 +137,8 @@ def run_models(ops: list[Op], disk: Path, legacy: bool, serial: str = "") -> dic
     root.add_subregion(UART, MemoryRegion.new_io("pl011", 0x1000, uart.read, uart.write))
     root.add_subregion(RTC, MemoryRegion.new_io("pl031", 0x1000, rtc.read, rtc.write))
     img = open_image(str(disk), "raw", readonly=False)
-    devices = {BLK_SLOT: VirtIOBlock(mem, img, serial=serial), RNG_SLOT: VirtIORNG(mem)}
+    devices = {BLK_SLOT: VirtIOBlock(mem, img, serial=serial, discard=discard),
+               RNG_SLOT: VirtIORNG(mem)}
     for slot in range(VIRTIO_SLOTS):
         t = VirtioMmio(devices.get(slot), IRQ(), legacy=legacy)
         root.add_subregion(VIRTIO_BASE + 0x200 * slot,
@@ -287,8 +289,10 @@ class VirtioProgram:
         return data
 
 
-@pytest.mark.parametrize("legacy", [True, False], ids=["force-legacy", "modern"])
-def test_virtio_blk_dma_matches_qemu(tmp_path: Path, legacy: bool) -> None:
+@pytest.mark.parametrize("legacy,discard", [(True, "ignore"), (False, "ignore"),
+                                            (False, "unmap")],
+                         ids=["force-legacy", "modern", "modern-discard-unmap"])
+def test_virtio_blk_dma_matches_qemu(tmp_path: Path, legacy: bool, discard: str) -> None:
     qemu_img = require_tool("qemu-img")
     disk = tmp_path / "disk.raw"
     subprocess.run([qemu_img, "create", "-q", "-f", "raw", str(disk), "5M"], check=True)
@@ -309,6 +313,8 @@ def test_virtio_blk_dma_matches_qemu(tmp_path: Path, legacy: bool) -> None:
     prog.request(8, 0, in_len=20)                                   # GET_ID
     prog.request(13, 0, out=struct.pack("<QII", 1, 1, 0))              # WRITE_ZEROES sector 1
     prog.request(11, 0, out=struct.pack("<QII", 8, 8, 0))              # DISCARD 8..15
+    prog.request(11, 0, out=struct.pack("<QII", 2, 2, 0))              # DISCARD written data
+    prog.request(0, 2, in_len=1024)                                 # still there? (discard=ignore)
     prog.request(0, 1, in_len=512)                                  # zeroes now
     prog.request(0, 10240, in_len=512)                              # beyond the end: IOERR
     prog.request(0, 10239, in_len=1024)                             # straddles the end
@@ -324,8 +330,8 @@ def test_virtio_blk_dma_matches_qemu(tmp_path: Path, legacy: bool) -> None:
     if not legacy:
         prog.ops.append(R(prog.base + V.CONFIG_GENERATION))
     serial = "pyqemu-S1-serial"
-    theirs = run_qemu(tmp_path, prog.ops, disk, legacy, serial=serial)
-    ours = run_models(prog.ops, ours_disk, legacy, serial=serial)
+    theirs = run_qemu(tmp_path, prog.ops, disk, legacy, serial=serial, discard=discard)
+    ours = run_models(prog.ops, ours_disk, legacy, serial=serial, discard=discard)
     diffs = [f"op {i} {prog.ops[i][0]:#x}/{prog.ops[i][2]}: qemu {theirs[i]:#x} "
              f"pyqemu {ours.get(i, -1):#x}" for i in sorted(theirs) if theirs[i] != ours.get(i)]
     assert not diffs, "\n".join(diffs[:40])

@@ -65,8 +65,13 @@ class VirtIOBlock(VirtIODevice):
     queue_max = 256
 
     def __init__(self, mem: AddressSpace, image: Image, *, readonly: bool = False,
-                 serial: str = "") -> None:
+                 serial: str = "", discard: str = "ignore") -> None:
+        """``discard`` is -drive's discard=ignore (QEMU's default: DISCARD succeeds and
+        does nothing, WRITE_ZEROES never unmaps) or discard=unmap."""
         super().__init__(mem)
+        if discard not in ("ignore", "unmap"):
+            raise ValueError(f"invalid discard option {discard!r}")
+        self.unmap = discard == "unmap"
         self.image = image
         self.readonly = readonly or image.readonly
         self.serial = serial
@@ -197,10 +202,11 @@ class VirtIOBlock(VirtIODevice):
         if is_wz:
             if flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP:
                 return VIRTIO_BLK_S_UNSUPP
-            self.image.write_zeroes(sector * SECTOR_SIZE, num * SECTOR_SIZE,
-                                    may_unmap=bool(flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
+            may_unmap = self.unmap and bool(flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
+            self.image.write_zeroes(sector * SECTOR_SIZE, num * SECTOR_SIZE, may_unmap=may_unmap)
         else:
             if flags:
                 return VIRTIO_BLK_S_UNSUPP
-            self.image.discard(sector * SECTOR_SIZE, num * SECTOR_SIZE)
+            if self.unmap:
+                self.image.discard(sector * SECTOR_SIZE, num * SECTOR_SIZE)
         return VIRTIO_BLK_S_OK
