@@ -99,7 +99,8 @@ def P(addr: int, value: int, size: int = 2) -> Op:
 
 
 def run_qemu(tmp: Path, ops: list[Op], disk: Path, legacy: bool,
-             serial: str = "", discard: str = "ignore") -> dict[int, int]:
+             serial: str = "", discard: str = "ignore",
+             readonly: bool = False) -> dict[int, int]:
     gcc = require_tool("aarch64-linux-gnu-gcc")
     qemu = require_tool("qemu-system-aarch64")
     body = ",\n".join(f"{{{a:#x}UL, {k}, {s}, {v:#x}UL}}" for a, k, s, v in ops)
@@ -114,7 +115,8 @@ def run_qemu(tmp: Path, ops: list[Op], disk: Path, legacy: bool,
         [qemu, "-M", "virt", "-cpu", "cortex-a57", "-m", "256M", "-nographic",
          "-monitor", "none", "-serial", "stdio", "-nic", "none",
          "-global", f"virtio-mmio.force-legacy={'on' if legacy else 'off'}",
-         "-drive", f"if=none,id=d0,format=raw,discard={discard},file={disk}",
+         "-drive", f"if=none,id=d0,format=raw,discard={discard},file={disk}"
+         + (",readonly=on" if readonly else ""),
          "-device", "virtio-blk-device,drive=d0" + (f",serial={serial}" if serial else ""),
          "-device", "virtio-rng-device",
          "-kernel", str(elf)],
@@ -129,14 +131,14 @@ def run_qemu(tmp: Path, ops: list[Op], disk: Path, legacy: bool,
 
 
 def run_models(ops: list[Op], disk: Path, legacy: bool, serial: str = "",
-               discard: str = "ignore") -> dict[int, int]:
+               discard: str = "ignore", readonly: bool = False) -> dict[int, int]:
     root = MemoryRegion.new_container("system", 1 << 32)
     mem = AddressSpace(root)
     root.add_subregion(0x40000000, MemoryRegion.new_ram("ram", 4 << 20))
     uart, rtc = PL011(IRQ()), PL031(IRQ())
     root.add_subregion(UART, MemoryRegion.new_io("pl011", 0x1000, uart.read, uart.write))
     root.add_subregion(RTC, MemoryRegion.new_io("pl031", 0x1000, rtc.read, rtc.write))
-    img = open_image(str(disk), "raw", readonly=False)
+    img = open_image(str(disk), "raw", readonly=readonly)
     devices = {BLK_SLOT: VirtIOBlock(mem, img, serial=serial, discard=discard),
                RNG_SLOT: VirtIORNG(mem)}
     for slot in range(VIRTIO_SLOTS):
@@ -289,10 +291,12 @@ class VirtioProgram:
         return data
 
 
-@pytest.mark.parametrize("legacy,discard", [(True, "ignore"), (False, "ignore"),
-                                            (False, "unmap")],
-                         ids=["force-legacy", "modern", "modern-discard-unmap"])
-def test_virtio_blk_dma_matches_qemu(tmp_path: Path, legacy: bool, discard: str) -> None:
+@pytest.mark.parametrize("legacy,discard,readonly", [
+    (True, "ignore", False), (False, "ignore", False), (False, "unmap", False),
+    (False, "unmap", True)], ids=["force-legacy", "modern", "modern-discard-unmap",
+                                  "modern-readonly"])
+def test_virtio_blk_dma_matches_qemu(tmp_path: Path, legacy: bool, discard: str,
+                                     readonly: bool) -> None:
     qemu_img = require_tool("qemu-img")
     disk = tmp_path / "disk.raw"
     subprocess.run([qemu_img, "create", "-q", "-f", "raw", str(disk), "5M"], check=True)
@@ -330,8 +334,10 @@ def test_virtio_blk_dma_matches_qemu(tmp_path: Path, legacy: bool, discard: str)
     if not legacy:
         prog.ops.append(R(prog.base + V.CONFIG_GENERATION))
     serial = "pyqemu-S1-serial"
-    theirs = run_qemu(tmp_path, prog.ops, disk, legacy, serial=serial, discard=discard)
-    ours = run_models(prog.ops, ours_disk, legacy, serial=serial, discard=discard)
+    theirs = run_qemu(tmp_path, prog.ops, disk, legacy, serial=serial, discard=discard,
+                      readonly=readonly)
+    ours = run_models(prog.ops, ours_disk, legacy, serial=serial, discard=discard,
+                      readonly=readonly)
     diffs = [f"op {i} {prog.ops[i][0]:#x}/{prog.ops[i][2]}: qemu {theirs[i]:#x} "
              f"pyqemu {ours.get(i, -1):#x}" for i in sorted(theirs) if theirs[i] != ours.get(i)]
     assert not diffs, "\n".join(diffs[:40])
