@@ -15,7 +15,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
 
 from pyqemu.block import open_image
 from pyqemu.hw.char.pl011 import PL011
@@ -27,6 +26,7 @@ from pyqemu.hw.virtio.mmio import VirtioMmio
 from pyqemu.hw.virtio.mmio import VirtioMmioReg as V
 from pyqemu.hw.virtio.rng import VirtIORNG
 from pyqemu.memory import AddressSpace, MemoryRegion
+from tests.conftest import require_tool
 
 GUEST = Path(__file__).parent / "guest" / "mmio_probe.c"
 

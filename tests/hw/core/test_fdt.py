@@ -6,11 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyqemu.hw.core.fdt import Fdt, FdtError
+from tests.conftest import require_tool
 
 # A virt-like tree, written as dts; the builder below constructs the same tree.
 VIRT_DTS = """/dts-v1/;
