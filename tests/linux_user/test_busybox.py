@@ -76,3 +76,12 @@ def test_busybox_sh(busybox: Path, tmp_path: Path, script: str) -> None:
     assert (got.stdout.decode(), got.rc) == (ref.stdout.decode(), ref.rc)
     assert got.stderr.replace(str(tp).encode(), b"T") == \
         ref.stderr.replace(str(tq).encode(), b"T")
+
+
+def test_uname_release_option(busybox: Path) -> None:
+    """-r / QEMU_UNAME set the release string the guest's uname() sees."""
+    for args, env in ((["-r", "9.9.9-test"], None), ([], {"QEMU_UNAME": "1.2.3-env"})):
+        ref = run_qemu([*args, str(busybox), "uname", "-rm"], env=env)
+        got = run_pyqemu([*args, str(busybox), "uname", "-rm"], env=env)
+        assert (got.stdout, got.rc) == (ref.stdout, ref.rc)
+        assert b"aarch64" in got.stdout

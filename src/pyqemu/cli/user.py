@@ -136,6 +136,9 @@ class _Cmd:
     def h_0(self, a: str | None) -> None:
         self.opts.argv0 = a
 
+    def h_r(self, a: str | None) -> None:
+        self.opts.uname_release = a
+
     def h_R(self, a: str | None) -> None:
         assert a is not None
         size = parse_size(a, "reserved_va")
@@ -221,7 +224,7 @@ _OPTIONS: dict[str, tuple[bool, str, str | None]] = {
     "g": (True, "h_g", "QEMU_GDB"), "L": (True, "h_L", "QEMU_LD_PREFIX"),
     "s": (True, "h_s", "QEMU_STACK_SIZE"), "cpu": (True, "h_cpu", "QEMU_CPU"),
     "E": (True, "h_E", "QEMU_SET_ENV"), "U": (True, "h_U", "QEMU_UNSET_ENV"),
-    "0": (True, "h_0", "QEMU_ARGV0"), "r": (True, "h_ignore", "QEMU_UNAME"),
+    "0": (True, "h_0", "QEMU_ARGV0"), "r": (True, "h_r", "QEMU_UNAME"),
     "B": (True, "h_B", "QEMU_GUEST_BASE"), "R": (True, "h_R", "QEMU_RESERVED_VA"),
     "d": (True, "h_d", "QEMU_LOG"), "dfilter": (True, "h_ignore", "QEMU_DFILTER"),
     "D": (True, "h_D", "QEMU_LOG_FILENAME"), "p": (True, "h_ignore", "QEMU_PAGESIZE"),

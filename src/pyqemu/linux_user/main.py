@@ -57,6 +57,7 @@ class UserOptions:
         self.backend = "python"
         self.reserved_va = 0
         self.argv0: str | None = None
+        self.uname_release: str | None = None  # -r / QEMU_UNAME
         self.stats = False
         self.cli_args: list[str] = []  # the options to pass on to execve'd guests
 

@@ -668,7 +668,8 @@ def sys_ioctl(t: Task, fd: int, cmd: int, arg: int, *_: int) -> int:
 @syscall("uname", "p")
 def sys_uname(t: Task, buf: int, *_: int) -> int:
     u = os.uname()
-    fields = [u.sysname, u.nodename, u.release, u.version, "aarch64", "(none)"]
+    release = t.proc.opts.uname_release or u.release
+    fields = [u.sysname, u.nodename, release, u.version, "aarch64", "(none)"]
     try:
         with open("/proc/sys/kernel/domainname") as f:
             fields[5] = f.read().strip()
