@@ -19,7 +19,7 @@ IOC, DZC, OFC, UFC, IXC, IDC = 1, 2, 4, 8, 16, 128
 # FPCR fields
 FPCR_AHP, FPCR_DN, FPCR_FZ, FPCR_FZ16 = 1 << 26, 1 << 25, 1 << 24, 1 << 19
 # rounding modes (FPCR.RMode values) plus ties-away (FRINTA/FCVTA*)
-RN, RP, RM, RZ, RA = 0, 1, 2, 3, 4
+RN, RP, RM, RZ, RA, RO = 0, 1, 2, 3, 4, 5  # RO: round to odd (FCVTXN)
 
 ZERO, NORM, INF, QNAN, SNAN = 0, 1, 2, 3, 4
 
@@ -99,6 +99,8 @@ def round_int(sign: int, m: int, e: int, mode: int) -> tuple[int, bool]:
         up = not sign
     elif mode == RM:
         up = bool(sign)
+    elif mode == RO:
+        return q | 1, True
     else:
         up = False
     return q + up, True
@@ -132,7 +134,7 @@ def round_pack(env: FPEnv, sign: int, m: int, e: int, esz: int, fz: bool | None 
             env.flags |= IOC
             return (sign << (eb + fb)) | ((1 << (eb + fb)) - 1)
         env.flags |= OFC | IXC
-        if mode == RZ or (mode == RP and sign) or (mode == RM and not sign):
+        if mode in (RZ, RO) or (mode == RP and sign) or (mode == RM and not sign):
             return (sign << (eb + fb)) | (emax << fb) | ((1 << fb) - 1)
         return pack_inf(sign, esz)
     if inexact:
@@ -383,7 +385,8 @@ def int_to_fp(env: FPEnv, v: int, esz: int, fbits: int = 0) -> int:
     return round_pack(env, int(v < 0), abs(v), -fbits, esz)
 
 
-def fp_convert(env: FPEnv, a: int, from_esz: int, to_esz: int) -> int:
+def fp_convert(env: FPEnv, a: int, from_esz: int, to_esz: int, rmode: int | None = None
+               ) -> int:
     """FCVT between precisions (FPCR.AHP for half, FZ only for single/double)."""
     ahp_in = from_esz == 1 and env.ahp
     ahp_out = to_esz == 1 and env.ahp
@@ -410,7 +413,7 @@ def fp_convert(env: FPEnv, a: int, from_esz: int, to_esz: int) -> int:
     if c == ZERO:
         return pack_zero(s, to_esz)
     fz_out = False if to_esz == 1 else bool(env.fpcr & FPCR_FZ)
-    return round_pack(env, s, m, e, to_esz, fz=fz_out, ahp=ahp_out)
+    return round_pack(env, s, m, e, to_esz, fz=fz_out, ahp=ahp_out, rmode=rmode)
 
 
 def vfp_expand_imm(imm8: int, esz: int) -> int:

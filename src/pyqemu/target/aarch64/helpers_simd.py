@@ -556,3 +556,65 @@ def fp_three_same(cpu: Any, uop: int, rd: int, rn: int, rm: int, qesz: int) -> N
     out = [f(a, b) for a, b in zip(ln, lm)]
     s.fpsr |= env.flags
     vset(vr, rd, pack(out, esz))
+
+
+# ------------------------------------------------------------------ FP two-register misc
+
+def fp_misc(cpu: Any, uop: int, rd: int, rn: int, qesz: int) -> None:
+    """FP two-register misc: ``uop`` = U << 6 | a << 5 | opcode; ``qesz`` = scalar << 3 |
+    Q << 2 | esz (the element size; of the narrow side for FCVTN/FCVTL/FCVTXN)."""
+    from pyqemu.target.aarch64 import helpers_fp as F
+
+    s = cpu.state
+    vr = s.vregs
+    esz, q, scalar = qesz & 3, (qesz >> 2) & 1, qesz >> 3
+    u, a, op = uop >> 6, (uop >> 5) & 1, uop & 31
+    vn = vget(vr, rn)
+    nbytes = (1 << esz) if scalar else (16 if q else 8)
+    env = F.FPEnv(s.fpcr, esz)
+    sign = 1 << ((8 << esz) - 1)
+    if op == 22:  # FCVTN / FCVTXN (esz = narrow size)
+        src = lanes(vn, esz + 1, (2 << esz) if scalar else 16)
+        env = F.FPEnv(s.fpcr, esz + 1)
+        out = [F.fp_convert(env, x, esz + 1, esz, F.RO if u else None) for x in src]
+        narrow = pack(out, esz)
+        s.fpsr |= env.flags
+        if scalar:
+            vset(vr, rd, narrow)
+        else:
+            vset(vr, rd, ((vget(vr, rd) & M64) | (narrow << 64)) if q else narrow)
+        return
+    if op == 23:  # FCVTL (esz = narrow size)
+        src = lanes(vn >> (64 if q else 0), esz, 8)
+        out = [F.fp_convert(env, x, esz, esz + 1) for x in src]
+        s.fpsr |= env.flags
+        vset(vr, rd, pack(out, esz + 1))
+        return
+    ln = lanes(vn, esz, nbytes)
+    f: Callable[[int], int]
+    if 12 <= op <= 14:  # compares with zero
+        cond = {(0, 12): "gt", (0, 13): "eq", (0, 14): "lt", (1, 12): "ge", (1, 13): "le"}[u, op]
+        if cond in ("lt", "le"):
+            f = lambda x: F.fp_cmp_mask(env, 0, x, esz, "gt" if cond == "lt" else "ge")  # noqa
+        else:
+            f = lambda x: F.fp_cmp_mask(env, x, 0, esz, cond)  # noqa: E731
+    elif op == 15:
+        f = (lambda x: x ^ sign) if u else (lambda x: x & ~sign)
+    elif op == 31 and u and a:
+        f = lambda x: F.fp_sqrt(env, x, esz)  # noqa: E731
+    elif op in (24, 25):  # FRINT*
+        mode = {(0, 0, 24): F.RN, (0, 0, 25): F.RM, (0, 1, 24): F.RP, (0, 1, 25): F.RZ,
+                (1, 0, 24): F.RA, (1, 0, 25): env.rmode, (1, 1, 25): env.rmode}[u, a, op]
+        exact = (u, a, op) == (1, 0, 25)
+        f = lambda x: F.fp_round_int(env, x, esz, mode, exact)  # noqa: E731
+    elif op in (30, 31):  # FRINT32Z/X, FRINT64Z/X
+        mode = env.rmode if u else F.RZ
+        f = lambda x: F.fp_round_int_n(env, x, esz, mode, True, 32 if op == 30 else 64)  # noqa
+    elif op == 29:  # SCVTF / UCVTF
+        f = lambda x: F.int_to_fp(env, x if u else sx(x, esz), esz)  # noqa: E731
+    else:  # 26, 27, 28: FCVT[NMAPZ][SU]
+        mode = {(0, 26): F.RN, (0, 27): F.RM, (0, 28): F.RA, (1, 26): F.RP, (1, 27): F.RZ}[a, op]
+        f = lambda x: F.fp_to_int(env, x, esz, mode, not u, 8 << esz)  # noqa: E731
+    out = [f(x) for x in ln]
+    s.fpsr |= env.flags
+    vset(vr, rd, pack(out, esz))

@@ -226,3 +226,39 @@ def _fp3s(ctx: DisasContext, a: Any) -> bool:
 
 trans_FP3S_v = _fp3s
 trans_FP3S_s = _fp3s
+
+
+helper_fp_misc = Helper("simd_fp_misc", H.fp_misc, (32, 32, 32, 32), (), _PURE)
+
+_FPMISC_V = {0x0C | 0x20, 0x0D | 0x20, 0x0E | 0x20, 0x0F | 0x20, 0x4C | 0x20, 0x4D | 0x20,
+             0x6F, 0x7F,  # FABS, FNEG, FSQRT (U=1 a=1 11111)
+             0x16, 0x17, 0x56,  # FCVTN, FCVTL, FCVTXN
+             0x18, 0x19, 0x38, 0x39, 0x58, 0x59, 0x79,  # FRINT*
+             0x1E, 0x1F, 0x5E, 0x5F,  # FRINT32/64
+             0x1A, 0x1B, 0x1C, 0x3A, 0x3B, 0x5A, 0x5B, 0x5C, 0x7A, 0x7B,  # FCVT*
+             0x1D, 0x5D}  # SCVTF, UCVTF
+_FPMISC_S = {0x2C, 0x2D, 0x2E, 0x6C, 0x6D, 0x56,
+             0x1A, 0x1B, 0x1C, 0x3A, 0x3B, 0x5A, 0x5B, 0x5C, 0x7A, 0x7B, 0x1D, 0x5D}
+
+
+def _fpmisc(ctx: DisasContext, a: Any) -> bool:
+    uop = a.uop
+    if uop not in (_FPMISC_S if a.scalar else _FPMISC_V):
+        return False
+    esz = a.esz
+    op = uop & 31
+    if (uop & 0x5E) in (0x1E,) and not ctx.has("frint"):
+        return False
+    if op in (22, 23):  # narrow/widen: sz selects 16<->32 (0) or 32<->64 (1)
+        esz -= 1
+        if uop == 0x56 and esz != 2:
+            return False
+    elif not a.scalar and esz == 3 and not a.q:
+        return False
+    ctx.b.gen_call(helper_fp_misc, Const(uop, 32), Const(a.rd, 32), Const(a.rn, 32),
+                   Const((a.scalar << 3) | (a.q << 2) | esz, 32))
+    return True
+
+
+trans_FPMISC_v = _fpmisc
+trans_FPMISC_s = _fpmisc
