@@ -59,3 +59,60 @@ def test_registry_lists_the_format_modules_that_exist() -> None:
     assert sorted(present) == sorted(FORMATS)
     for name, cls in FORMATS.items():
         assert cls.format_name == name
+
+
+def _probe_all_formats(header: bytes) -> str:
+    """Probing as before the prefilters: every format's own probe, highest score wins."""
+    best, best_score = "raw", 0
+    for name in FORMATS:  # iterating imports every format module
+        score = FORMATS[name].probe(header, "x")
+        if score > best_score:
+            best, best_score = name, score
+    return best
+
+
+@pytest.mark.parametrize("fmt", FORMATS_ALL)
+def test_prefilters_agree_with_full_probe(fmt, tmp_path, qemu_img) -> None:
+    """probe_header imports only formats whose cheap prefilter passes; on headers of
+    every format (and their truncations/mutations) it gives the full probe's answer."""
+    import random
+
+    from pyqemu.block import PROBE_BUF_SIZE, probe_header
+
+    path = tmp_path / f"a.{fmt}"
+    qemu_img.create(fmt, str(path), "8M")
+    with open(path, "rb") as fh:
+        header = fh.read(PROBE_BUF_SIZE)
+    rng = random.Random(fmt)
+    samples = [header, header[:3], header[:8], header[:0x43], header[:0x44]]
+    for _ in range(200):
+        h = bytearray(header)
+        for _ in range(rng.randrange(1, 4)):
+            h[rng.randrange(len(h) if rng.random() < 0.5 else 0x48)] = rng.randrange(256)
+        samples.append(bytes(h))
+    samples += [b"# Disk DescriptorFile\nversion=1\n", b"#c\n  \r\nversion=3\r\n",
+                b"version=4\n", b"  x version=1\n"]
+    for h in samples:
+        assert probe_header(h, "x") == _probe_all_formats(h), h[:80]
+
+
+def test_info_imports_only_the_probed_format(tmp_path, qemu_img) -> None:
+    """Start-up cost: ``info`` on a qcow2 image imports no other format module, and
+    none of the heavy optional libraries."""
+    import subprocess
+    import sys
+
+    img = str(tmp_path / "x.qcow2")
+    qemu_img.create("qcow2", img, "1M")
+    code = ("import sys; from pyqemu.cli.img import main; rc = main(['info', sys.argv[1]]); "
+            "print(sorted(m for m in sys.modules if m.startswith(('pyqemu.block.', "
+            "'zstandard', 'capstone', 'hypothesis', 'unicorn', 'llvmlite', 'ctypes')))); "
+            "sys.exit(rc)")
+    res = subprocess.run([sys.executable, "-c", code, img], capture_output=True, text=True,
+                         check=False, timeout=60)
+    assert res.returncode == 0, res.stderr
+    mods = res.stdout.strip().splitlines()[-1]
+    for bad in ("vmdk", "vdi", "vhdx", "vpc", "zstandard", "capstone", "hypothesis",
+                "unicorn", "llvmlite", "'ctypes"):
+        assert bad not in mods, mods
+    assert "pyqemu.block.qcow2" in mods

@@ -14,10 +14,9 @@ that exist), ``probe_format``, ``open_image`` (opens a whole backing chain),
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from pyqemu.block.driver import FILE_CREATE_OPTS, CreateOpt, Image, parse_opts
@@ -45,48 +44,76 @@ __all__ = [
     "resolve_filename",
 ]
 
-#: modules scanned for Image subclasses, in QEMU's probing order
+#: modules scanned for Image subclasses, in QEMU's probing order (each module is named
+#: after the format it registers)
 FORMAT_MODULES = ("raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc")
 
 #: QEMU's BLOCK_PROBE_BUF_SIZE: probing sees the first 512 bytes only
 PROBE_BUF_SIZE = 512
 
 
+def _may_be_vmdk(h: bytes) -> bool:
+    return h[:4] in (b"COWD", b"KDMV") or b"version=" in h
+
+
+#: cheap tests that a header *may* be of a format: only the modules of formats that pass
+#: are imported, and their own ``probe`` decides (so the answer is theirs exactly)
+_PROBE_PREFILTERS: dict[str, Callable[[bytes], bool]] = {
+    "qcow2": lambda h: h[:4] == b"QFI\xfb",
+    "vmdk": _may_be_vmdk,
+    "vdi": lambda h: h[0x40:0x44] == b"\x7f\x10\xda\xbe",
+    "vhdx": lambda h: h[:8] == b"vhdxfile",
+    "vpc": lambda h: h[:8] == b"conectix",
+}
+
+
 class _Registry(Mapping[str, type[Image]]):
-    """Format name -> Image subclass, built on first use so that format modules may
-    import from ``pyqemu.block`` freely and half-written ones do not break the tree."""
+    """Format name -> Image subclass. A format's module is imported on first use of that
+    format only (start-up time), so that format modules may import from
+    ``pyqemu.block`` freely and half-written ones do not break the tree."""
 
     def __init__(self) -> None:
-        self._table: dict[str, type[Image]] | None = None
+        self._table: dict[str, type[Image]] = {}
+        self._tried: set[str] = set()
         #: module name -> why it could not be imported (other than "does not exist")
         self.errors: dict[str, str] = {}
 
-    def _load(self) -> dict[str, type[Image]]:
-        if self._table is not None:
-            return self._table
-        table: dict[str, type[Image]] = {}
-        self._table = table
-        for mod_name in FORMAT_MODULES:
-            full = f"pyqemu.block.{mod_name}"
-            try:
-                mod = importlib.import_module(full)
-            except ModuleNotFoundError as exc:
-                if exc.name != full:
-                    self.errors[mod_name] = f"{type(exc).__name__}: {exc}"
-                continue
-            except Exception as exc:  # noqa: BLE001 - a format being written must not break others
+    def _load_one(self, mod_name: str) -> type[Image] | None:
+        if mod_name in self._tried:
+            return self._table.get(mod_name)
+        self._tried.add(mod_name)
+        full = f"pyqemu.block.{mod_name}"
+        try:
+            mod = importlib.import_module(full)
+        except ModuleNotFoundError as exc:
+            if exc.name != full:
                 self.errors[mod_name] = f"{type(exc).__name__}: {exc}"
-                continue
-            for obj in vars(mod).values():
-                if (inspect.isclass(obj) and issubclass(obj, Image) and obj is not Image
-                        and not inspect.isabstract(obj)
-                        and isinstance(getattr(obj, "format_name", None), str)
-                        and obj.format_name not in table):
-                    table[obj.format_name] = obj
-        return table
+            return None
+        except Exception as exc:  # noqa: BLE001 - a format being written must not break others
+            self.errors[mod_name] = f"{type(exc).__name__}: {exc}"
+            return None
+        for obj in vars(mod).values():
+            if (isinstance(obj, type) and issubclass(obj, Image) and obj is not Image
+                    and not getattr(obj, "__abstractmethods__", None)
+                    and getattr(obj, "format_name", None) == mod_name):
+                self._table[mod_name] = obj
+                return obj
+        return None
+
+    def _load(self) -> dict[str, type[Image]]:
+        for mod_name in FORMAT_MODULES:
+            self._load_one(mod_name)
+        return {m: self._table[m] for m in FORMAT_MODULES if m in self._table}
 
     def __getitem__(self, key: str) -> type[Image]:
-        return self._load()[key]
+        cls = self._load_one(key) if key in FORMAT_MODULES else None
+        if cls is None:
+            raise KeyError(key)
+        return cls
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in FORMAT_MODULES and \
+            self._load_one(key) is not None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._load())
@@ -96,7 +123,8 @@ class _Registry(Mapping[str, type[Image]]):
 
     def reload(self) -> None:
         """Forget the table (tests that add a format module at run time)."""
-        self._table = None
+        self._table.clear()
+        self._tried.clear()
         self.errors.clear()
 
 
@@ -112,9 +140,16 @@ def find_format(fmt: str) -> type[Image]:
 
 
 def probe_header(header: bytes, filename: str | None) -> str:
-    """Format whose probe scores highest for ``header`` (first registered wins ties)."""
-    best, best_score = "raw", 0
-    for name, cls in FORMATS.items():
+    """Format whose probe scores highest for ``header`` (first registered wins ties).
+    Raw scores 1; only formats whose prefilter passes are imported and asked."""
+    best, best_score = "raw", 1
+    for name in FORMAT_MODULES:
+        test = _PROBE_PREFILTERS.get(name)
+        if test is None or not test(header):
+            continue
+        cls = FORMATS.get(name)
+        if cls is None:
+            continue
         try:
             score = cls.probe(header, filename or "")
         except Exception:  # noqa: BLE001 - a buggy probe must not make every image unopenable

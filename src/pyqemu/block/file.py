@@ -6,12 +6,10 @@ format drivers above it); writes beyond it extend the file. The owner closes it.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 import stat
-from typing import Self
+from typing import Any, Self
 
 from pyqemu.block.errors import BlockError
 from pyqemu.block.locking import (
@@ -26,11 +24,14 @@ from pyqemu.block.locking import (
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
 
-_libc: ctypes.CDLL | None = None
+_libc: Any = None  # ctypes.CDLL, loaded on first fallocate (ctypes is slow to import)
 
 
 def _fallocate(fd: int, mode: int, offset: int, length: int) -> None:
     """Linux fallocate(2) through libc (os.posix_fallocate has no mode argument)."""
+    import ctypes
+    import ctypes.util
+
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)

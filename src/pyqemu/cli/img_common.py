@@ -22,7 +22,6 @@ import dataclasses
 import math
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
@@ -129,6 +128,8 @@ def run_command(func: Callable[[list[str]], int], args: list[str]) -> int:
         return 1
     except Exception as exc:  # noqa: BLE001 - never a traceback for the user
         if os.environ.get("PYQEMU_DEBUG"):
+            import traceback
+
             traceback.print_exc()
         error(f"internal error: {type(exc).__name__}: {exc}".replace("\n", " "))
         return 1
@@ -544,6 +545,8 @@ def check_object(objects: list[str]) -> None:
     """--object: validated as QEMU's tools do. Only ``secret`` objects matter to
     qemu-img (keys for encrypted images) and no format of ours uses one yet, so a valid
     object is otherwise ignored."""
+    if not objects:
+        return
     from pyqemu.cli.qemuopts import parse
 
     for text in objects:

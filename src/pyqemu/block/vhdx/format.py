@@ -11,9 +11,9 @@ Section references are to "VHDX Format Specification v1.00" (2012-08-25):
 from __future__ import annotations
 
 import dataclasses
+import os
 import struct
 import sys
-import uuid
 
 __all__ = [
     "BAT_FILE_OFF_MASK",
@@ -92,7 +92,9 @@ DEFAULT_LOG_SIZE = 1 * MiB
 
 
 def _guid(text: str) -> bytes:
-    return uuid.UUID(text).bytes_le
+    # as uuid.UUID(text).bytes_le (without importing uuid, which imports platform)
+    raw = bytes.fromhex(text.replace("-", ""))
+    return raw[3::-1] + raw[5:3:-1] + raw[7:5:-1] + raw[8:]
 
 
 # region table GUIDs (spec 2.2.3.1)
@@ -110,7 +112,10 @@ ZERO_GUID = bytes(16)
 
 def new_guid() -> bytes:
     """A fresh random GUID, as QEMU's vhdx_guid_generate makes them."""
-    return uuid.uuid4().bytes
+    raw = bytearray(os.urandom(16))  # as uuid.uuid4().bytes: version 4, RFC 4122 variant
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return bytes(raw)
 
 
 # ---- CRC-32C (Castagnoli, reflected polynomial 0x82F63B78) ---------------------------------
@@ -124,27 +129,28 @@ def _make_table() -> list[int]:
     return table
 
 
-_CRC_TABLE = _make_table()
 _ZERO_RUN = 4096
 
-
-def _make_slices() -> list[list[int]]:
-    tables = [_CRC_TABLE]
-    for _ in range(7):
-        prev = tables[-1]
-        tables.append([(prev[n] >> 8) ^ _CRC_TABLE[prev[n] & 0xFF] for n in range(256)])
-    return tables
+# slicing-by-8 tables (eight bytes per step, about twice as fast in Python as byte by
+# byte); built on first use, so that importing the driver costs nothing
+_SLICES: list[list[int]] = []
 
 
-# slicing-by-8 (eight bytes per step, about twice as fast in Python as byte by byte)
-_T0, _T1, _T2, _T3, _T4, _T5, _T6, _T7 = _make_slices()
+def _slices() -> list[list[int]]:
+    if not _SLICES:
+        tables = [_make_table()]
+        for _ in range(7):
+            prev = tables[-1]
+            tables.append([(prev[n] >> 8) ^ tables[0][prev[n] & 0xFF] for n in range(256)])
+        _SLICES[:] = tables
+    return _SLICES
 
 
 def _crc_update(crc: int, data: bytes | bytearray | memoryview) -> int:
     """Raw CRC-32C register update (no pre- or post-inversion)."""
     view = memoryview(data).cast("B")
     words = len(view) // 8 if sys.byteorder == "little" else 0
-    t0, t1, t2, t3, t4, t5, t6, t7 = _T0, _T1, _T2, _T3, _T4, _T5, _T6, _T7
+    t0, t1, t2, t3, t4, t5, t6, t7 = _SLICES or _slices()
     for w in view[:words * 8].cast("Q"):
         x = crc ^ (w & 0xFFFFFFFF)
         h = w >> 32
@@ -155,17 +161,25 @@ def _crc_update(crc: int, data: bytes | bytearray | memoryview) -> int:
     return crc
 
 
-# Feeding zero bytes is a linear map of the register over GF(2): precompute its columns
-# for one run of _ZERO_RUN zeroes, so mostly-empty 4 KiB/64 KiB structures checksum fast.
-_ZERO_COLUMNS = [_crc_update(1 << i, bytes(_ZERO_RUN)) for i in range(32)]
+# Feeding zero bytes is a linear map of the register over GF(2): its columns for one run
+# of _ZERO_RUN zeroes (computed on first use) make mostly-empty 4 KiB/64 KiB structures
+# checksum fast.
+_ZERO_COLUMNS: list[int] = []
+
+
+def _zero_columns() -> list[int]:
+    if not _ZERO_COLUMNS:
+        _ZERO_COLUMNS[:] = [_crc_update(1 << i, bytes(_ZERO_RUN)) for i in range(32)]
+    return _ZERO_COLUMNS
 
 
 def _zero_advance(crc: int) -> int:
+    columns = _ZERO_COLUMNS or _zero_columns()
     out = 0
     i = 0
     while crc:
         if crc & 1:
-            out ^= _ZERO_COLUMNS[i]
+            out ^= columns[i]
         crc >>= 1
         i += 1
     return out
@@ -183,7 +197,7 @@ def _apply(columns: list[int], crc: int) -> int:
 
 
 # _ZERO_POWERS[k]: the register map for 2**k runs of _ZERO_RUN zero bytes
-_ZERO_POWERS: list[list[int]] = [_ZERO_COLUMNS]
+_ZERO_POWERS: list[list[int]] = []
 
 
 def crc_sector_step(crc: int, contribution: int) -> int:
@@ -201,6 +215,8 @@ def crc_contribution(sector: bytes) -> int:
 
 def crc_zero_sectors(crc: int, count: int) -> int:
     """Raw register after ``count`` zero-filled 4 KiB sectors, in O(log count)."""
+    if not _ZERO_POWERS:
+        _ZERO_POWERS.append(_zero_columns())
     k = 0
     while count:
         while len(_ZERO_POWERS) <= k:
