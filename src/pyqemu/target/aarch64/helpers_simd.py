@@ -618,3 +618,55 @@ def fp_misc(cpu: Any, uop: int, rd: int, rn: int, qesz: int) -> None:
     out = [f(x) for x in ln]
     s.fpsr |= env.flags
     vset(vr, rd, pack(out, esz))
+
+
+def fp_by_element(cpu: Any, kind: int, rd: int, rn: int, rm: int, qesz: int, index: int
+                  ) -> None:
+    """FMLA (1), FMLS (5), FMUL (9), FMULX (0x19) by element, vector and scalar."""
+    from pyqemu.target.aarch64 import helpers_fp as F
+
+    s = cpu.state
+    vr = s.vregs
+    esz, q, scalar = qesz & 3, (qesz >> 2) & 1, qesz >> 3
+    nbytes = (1 << esz) if scalar else (16 if q else 8)
+    elt = (vget(vr, rm) >> (index * (8 << esz))) & _ones(esz)
+    ln = lanes(vget(vr, rn), esz, nbytes)
+    env = F.FPEnv(s.fpcr, esz)
+    if kind in (1, 5):
+        neg = (1 << ((8 << esz) - 1)) if kind == 5 else 0
+        ld = lanes(vget(vr, rd), esz, nbytes)
+        out = [F.fp_muladd(env, x ^ neg, elt, d, esz) for x, d in zip(ln, ld)]
+    elif kind == 9:
+        out = [F.fp_mul(env, x, elt, esz) for x in ln]
+    else:
+        out = [F.fp_mulx(env, x, elt, esz) for x in ln]
+    s.fpsr |= env.flags
+    vset(vr, rd, pack(out, esz))
+
+
+def fp_reduce(cpu: Any, uop: int, rd: int, rn: int, qesz: int) -> None:
+    """FP across lanes (FMAXNMV/FMINNMV/FMAXV/FMINV, recursive halves as the ARM ARM's
+    Reduce) and scalar pairwise (FMAXNMP/FMINNMP/FADDP/FMAXP/FMINP of elements 0, 1):
+    ``uop`` = a << 5 | opcode; ``qesz`` = pairwise << 3 | Q << 2 | esz."""
+    from pyqemu.target.aarch64 import helpers_fp as F
+
+    s = cpu.state
+    vr = s.vregs
+    esz, q, pairwise = qesz & 3, (qesz >> 2) & 1, qesz >> 3
+    a, op = uop >> 5, uop & 31
+    env = F.FPEnv(s.fpcr, esz)
+    if op == 13:
+        f = lambda x, y: F.fp_add(env, x, y, esz)  # noqa: E731
+    else:
+        f = lambda x, y: F.fp_minmax(env, x, y, esz, not a, op == 12)  # noqa: E731
+    ln = lanes(vget(vr, rn), esz, (2 << esz) if pairwise else (16 if q else 8))
+
+    def red(v: list[int]) -> int:
+        if len(v) == 1:
+            return v[0]
+        h = len(v) // 2
+        return f(red(v[:h]), red(v[h:]))
+
+    r = red(ln)
+    s.fpsr |= env.flags
+    vset(vr, rd, r)

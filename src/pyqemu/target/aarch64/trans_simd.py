@@ -262,3 +262,46 @@ def _fpmisc(ctx: DisasContext, a: Any) -> bool:
 
 trans_FPMISC_v = _fpmisc
 trans_FPMISC_s = _fpmisc
+
+
+helper_fp_by_element = Helper("simd_fp_by_element", H.fp_by_element,
+                              (32, 32, 32, 32, 32, 32), (), _PURE)
+helper_fp_reduce = Helper("simd_fp_reduce", H.fp_reduce, (32, 32, 32, 32), (), _PURE)
+
+
+def _fpelem(ctx: DisasContext, a: Any) -> bool:
+    kind = a.opcode | (a.u << 4)
+    if kind not in (1, 5, 9, 0x19):
+        return False
+    esz = 2 + a.sz
+    if esz == 3:
+        if a.l or (not a.scalar and not a.q):
+            return False
+        index = a.h
+    else:
+        index = (a.h << 1) | a.l
+    ctx.b.gen_call(helper_fp_by_element, Const(kind, 32), Const(a.rd, 32), Const(a.rn, 32),
+                   Const((a.m << 4) | a.rm, 32),
+                   Const((a.scalar << 3) | (a.q << 2) | esz, 32), Const(index, 32))
+    return True
+
+
+trans_FPELEM_v = _fpelem
+trans_FPELEM_s = _fpelem
+
+
+def _fpred(ctx: DisasContext, a: Any) -> bool:
+    op = a.uop & 31
+    if op == 14 or (op == 13 and a.uop >> 5):
+        return False
+    if op == 13 and not a.pairwise:
+        return False
+    if not a.pairwise and (a.esz != 2 or not a.q):
+        return False
+    ctx.b.gen_call(helper_fp_reduce, Const(a.uop, 32), Const(a.rd, 32), Const(a.rn, 32),
+                   Const((a.pairwise << 3) | (a.q << 2) | a.esz, 32))
+    return True
+
+
+trans_FPACROSS = _fpred
+trans_FPPAIR_s = _fpred
