@@ -100,7 +100,7 @@ def P(addr: int, value: int, size: int = 2) -> Op:
 
 def run_qemu(tmp: Path, ops: list[Op], disk: Path, legacy: bool,
              serial: str = "", discard: str = "ignore",
-             readonly: bool = False) -> dict[int, int]:
+             readonly: bool = False, fmt: str = "raw") -> dict[int, int]:
     gcc = require_tool("aarch64-linux-gnu-gcc")
     qemu = require_tool("qemu-system-aarch64")
     body = ",\n".join(f"{{{a:#x}UL, {k}, {s}, {v:#x}UL}}" for a, k, s, v in ops)
@@ -115,7 +115,7 @@ def run_qemu(tmp: Path, ops: list[Op], disk: Path, legacy: bool,
         [qemu, "-M", "virt", "-cpu", "cortex-a57", "-m", "256M", "-nographic",
          "-monitor", "none", "-serial", "stdio", "-nic", "none",
          "-global", f"virtio-mmio.force-legacy={'on' if legacy else 'off'}",
-         "-drive", f"if=none,id=d0,format=raw,discard={discard},file={disk}"
+         "-drive", f"if=none,id=d0,format={fmt},discard={discard},file={disk}"
          + (",readonly=on" if readonly else ""),
          "-device", "virtio-blk-device,drive=d0" + (f",serial={serial}" if serial else ""),
          "-device", "virtio-rng-device",
@@ -131,14 +131,15 @@ def run_qemu(tmp: Path, ops: list[Op], disk: Path, legacy: bool,
 
 
 def run_models(ops: list[Op], disk: Path, legacy: bool, serial: str = "",
-               discard: str = "ignore", readonly: bool = False) -> dict[int, int]:
+               discard: str = "ignore", readonly: bool = False,
+               fmt: str = "raw") -> dict[int, int]:
     root = MemoryRegion.new_container("system", 1 << 32)
     mem = AddressSpace(root)
     root.add_subregion(0x40000000, MemoryRegion.new_ram("ram", 4 << 20))
     uart, rtc = PL011(IRQ()), PL031(IRQ())
     root.add_subregion(UART, MemoryRegion.new_io("pl011", 0x1000, uart.read, uart.write))
     root.add_subregion(RTC, MemoryRegion.new_io("pl031", 0x1000, rtc.read, rtc.write))
-    img = open_image(str(disk), "raw", readonly=readonly)
+    img = open_image(str(disk), fmt, readonly=readonly)
     devices = {BLK_SLOT: VirtIOBlock(mem, img, serial=serial, discard=discard),
                RNG_SLOT: VirtIORNG(mem)}
     for slot in range(VIRTIO_SLOTS):
@@ -291,21 +292,23 @@ class VirtioProgram:
         return data
 
 
-@pytest.mark.parametrize("legacy,discard,readonly", [
-    (True, "ignore", False), (False, "ignore", False), (False, "unmap", False),
-    (False, "unmap", True)], ids=["force-legacy", "modern", "modern-discard-unmap",
-                                  "modern-readonly"])
+@pytest.mark.parametrize("legacy,discard,readonly,fmt", [
+    (True, "ignore", False, "raw"), (False, "ignore", False, "raw"),
+    (False, "unmap", False, "raw"), (False, "unmap", True, "raw"),
+    (False, "unmap", False, "qcow2")],
+    ids=["force-legacy", "modern", "modern-discard-unmap", "modern-readonly", "modern-qcow2"])
 def test_virtio_blk_dma_matches_qemu(tmp_path: Path, legacy: bool, discard: str,
-                                     readonly: bool) -> None:
+                                     readonly: bool, fmt: str) -> None:
     qemu_img = require_tool("qemu-img")
-    disk = tmp_path / "disk.raw"
-    subprocess.run([qemu_img, "create", "-q", "-f", "raw", str(disk), "5M"], check=True)
-    with open(disk, "r+b") as f:
-        f.seek(512)
-        f.write(bytes(range(256)) * 2)
-        f.seek(3 * 512)
-        f.write(b"\x77" * 512)
-    ours_disk = tmp_path / "ours.raw"
+    qemu_io = require_tool("qemu-io")
+    disk = tmp_path / f"disk.{fmt}"
+    subprocess.run([qemu_img, "create", "-q", "-f", fmt, str(disk), "5M"], check=True)
+    raw = tmp_path / "init.raw"
+    raw.write_bytes(bytes(512) + bytes(range(256)) * 2 + b"\x77" * 512)
+    # put the initial contents in through the real qemu-io (any format)
+    subprocess.run([qemu_io, "-f", fmt, "-c", "write -P 0x00 0 512",
+                    "-c", f"write -s {raw} 0 2048", str(disk)], check=True, capture_output=True)
+    ours_disk = tmp_path / f"ours.{fmt}"
     shutil.copy(disk, ours_disk)
     prog = VirtioProgram(legacy)
     feats = (1 << 9) | (1 << 13) | (1 << 14) | (1 << 28) | (0 if legacy else 1 << 32)
@@ -335,13 +338,20 @@ def test_virtio_blk_dma_matches_qemu(tmp_path: Path, legacy: bool, discard: str,
         prog.ops.append(R(prog.base + V.CONFIG_GENERATION))
     serial = "pyqemu-S1-serial"
     theirs = run_qemu(tmp_path, prog.ops, disk, legacy, serial=serial, discard=discard,
-                      readonly=readonly)
+                      readonly=readonly, fmt=fmt)
     ours = run_models(prog.ops, ours_disk, legacy, serial=serial, discard=discard,
-                      readonly=readonly)
+                      readonly=readonly, fmt=fmt)
     diffs = [f"op {i} {prog.ops[i][0]:#x}/{prog.ops[i][2]}: qemu {theirs[i]:#x} "
              f"pyqemu {ours.get(i, -1):#x}" for i in sorted(theirs) if theirs[i] != ours.get(i)]
     assert not diffs, "\n".join(diffs[:40])
-    assert ours_disk.read_bytes() == disk.read_bytes()
+    if fmt == "raw":
+        assert ours_disk.read_bytes() == disk.read_bytes()
+    cmp = subprocess.run([qemu_img, "compare", "-f", fmt, "-F", fmt, str(disk), str(ours_disk)],
+                         capture_output=True, check=False)
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+    chk = subprocess.run([qemu_img, "check", "-f", fmt, str(ours_disk)], capture_output=True,
+                         check=False)
+    assert chk.returncode == 0 or fmt == "raw", chk.stdout
 
 
 @pytest.mark.parametrize("legacy", [True, False], ids=["force-legacy", "modern"])
