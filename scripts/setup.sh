@@ -11,6 +11,8 @@ DEB_PACKAGES=(
   qemu-user               # qemu-aarch64: the oracle for linux-user mode
   gcc-aarch64-linux-gnu   # builds the arm64 guest test programs
   libc6-dev-arm64-cross   # ... and their libc (also the -L sysroot)
+  qemu-system-arm         # qemu-system-aarch64: oracle for devices and system mode
+  device-tree-compiler    # dtc: oracle for the device tree builder
 )
 
 missing=()
@@ -21,7 +23,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -q >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
 
 if [ ! -x .venv/bin/python ]; then
