@@ -484,3 +484,129 @@ def fp_cmp_mask(env: FPEnv, a: int, b: int, esz: int, cond: str) -> int:
     if cond == "ge":
         return ones if r in (0b0110, 0b0010) else 0
     return ones if r == 0b0010 else 0
+
+
+def _recip_estimate(a: int) -> int:
+    a = a * 2 + 1
+    b = (1 << 19) // a
+    return (b + 1) // 2
+
+
+def _rsqrt_estimate(a: int) -> int:
+    if a < 256:
+        a = a * 2 + 1
+    else:
+        a = ((a >> 1) << 1)
+        a = (a + 1) * 2
+    b = 512
+    while a * (b + 1) * (b + 1) < (1 << 28):
+        b += 1
+    return (b + 1) // 2
+
+
+RECIP_TABLE = [_recip_estimate(a) if a >= 256 else 0 for a in range(512)]
+RSQRT_TABLE = [_rsqrt_estimate(a) if a >= 128 else 0 for a in range(512)]
+
+
+def _frac52(x: int, esz: int) -> tuple[int, int, int]:
+    """(sign, biased exponent, fraction widened to 52 bits)."""
+    eb, fb = FMT[esz]
+    return x >> (eb + fb) & 1, (x >> fb) & ((1 << eb) - 1), (x & ((1 << fb) - 1)) << (52 - fb)
+
+
+def fp_recpe(env: FPEnv, a: int, esz: int) -> int:
+    """FRECPE (ARM ARM FPRecipEstimate, 8-bit estimate)."""
+    eb, fb = FMT[esz]
+    u = unpack(env, a, esz)
+    n = process_nans(env, [(u, a)], esz)
+    if n is not None:
+        return n
+    c, s = u[0], u[1]
+    if c == INF:
+        return pack_zero(s, esz)
+    if c == ZERO:
+        env.flags |= DZC
+        return pack_inf(s, esz)
+    if (a & ((1 << (eb + fb)) - 1)) < (1 << (fb - 2)):  # |value| < 2^(emin-2)
+        env.flags |= OFC | IXC
+        mode = env.rmode
+        to_inf = (mode == RN or (mode == RP and not s) or (mode == RM and s))
+        if to_inf:
+            return pack_inf(s, esz)
+        return (s << (eb + fb)) | (((1 << eb) - 2) << fb) | ((1 << fb) - 1)
+    bias = (1 << (eb - 1)) - 1
+    _, exp, frac = _frac52(a, esz)
+    if exp >= 2 * bias - 1 and env.fz:
+        env.flags |= UFC
+        return pack_zero(s, esz)
+    if exp == 0:
+        if not frac >> 51:
+            exp = -1
+            frac = (frac & ((1 << 50) - 1)) << 2
+        else:
+            frac = (frac & ((1 << 51) - 1)) << 1
+    scaled = 256 | (frac >> 44)
+    rexp = 2 * bias - 1 - exp
+    est = RECIP_TABLE[scaled]
+    frac = (est & 0xFF) << 44
+    if rexp == 0:
+        frac = (1 << 51) | (frac >> 1)
+    elif rexp == -1:
+        frac = (1 << 50) | (frac >> 2)
+        rexp = 0
+    return (s << (eb + fb)) | (rexp << fb) | (frac >> (52 - fb))
+
+
+def fp_rsqrte(env: FPEnv, a: int, esz: int) -> int:
+    """FRSQRTE (ARM ARM FPRSqrtEstimate, 8-bit estimate)."""
+    eb, fb = FMT[esz]
+    u = unpack(env, a, esz)
+    n = process_nans(env, [(u, a)], esz)
+    if n is not None:
+        return n
+    c, s = u[0], u[1]
+    if c == ZERO:
+        env.flags |= DZC
+        return pack_inf(s, esz)
+    if s:
+        return _invalid(env, esz)
+    if c == INF:
+        return 0
+    bias = (1 << (eb - 1)) - 1
+    _, exp, frac = _frac52(a, esz)
+    if exp == 0:
+        while not frac >> 51:
+            frac = (frac << 1) & ((1 << 52) - 1)
+            exp -= 1
+        frac = (frac << 1) & ((1 << 52) - 1)
+    scaled = (256 | (frac >> 44)) if not exp & 1 else (128 | (frac >> 45))
+    rexp = (3 * bias - 1 - exp) // 2
+    est = RSQRT_TABLE[scaled]
+    return (rexp << fb) | ((est & 0xFF) << (fb - 8))
+
+
+def fp_recpx(env: FPEnv, a: int, esz: int) -> int:
+    """FRECPX: the exponent inverted, fraction zero."""
+    eb, fb = FMT[esz]
+    u = unpack(env, a, esz)
+    n = process_nans(env, [(u, a)], esz)
+    if n is not None:
+        return n
+    x = canon(u, a, esz)
+    s = x >> (eb + fb) & 1
+    exp = (x >> fb) & ((1 << eb) - 1)
+    if exp == 0:
+        return (s << (eb + fb)) | (((1 << eb) - 2) << fb)
+    return (s << (eb + fb)) | ((~exp & ((1 << eb) - 1)) << fb)
+
+
+def urecpe(x: int) -> int:
+    if not x >> 31:
+        return 0xFFFFFFFF
+    return (RECIP_TABLE[x >> 23] & 0x1FF) << 23
+
+
+def ursqrte(x: int) -> int:
+    if not x >> 30:
+        return 0xFFFFFFFF
+    return (RSQRT_TABLE[x >> 23] & 0x1FF) << 23

@@ -600,6 +600,12 @@ def fp_misc(cpu: Any, uop: int, rd: int, rn: int, qesz: int) -> None:
             f = lambda x: F.fp_cmp_mask(env, x, 0, esz, cond)  # noqa: E731
     elif op == 15:
         f = (lambda x: x ^ sign) if u else (lambda x: x & ~sign)
+    elif op == 29 and a:  # FRECPE / FRSQRTE
+        f = (lambda x: F.fp_rsqrte(env, x, esz)) if u else (lambda x: F.fp_recpe(env, x, esz))
+    elif op == 28 and a:  # URECPE / URSQRTE
+        f = F.ursqrte if u else F.urecpe
+    elif op == 31 and a and not u:  # FRECPX (scalar)
+        f = lambda x: F.fp_recpx(env, x, esz)  # noqa: E731
     elif op == 31 and u and a:
         f = lambda x: F.fp_sqrt(env, x, esz)  # noqa: E731
     elif op in (24, 25):  # FRINT*
