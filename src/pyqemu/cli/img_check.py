@@ -15,8 +15,8 @@ from typing import Any
 from pyqemu.block.driver import FIX_ERRORS, FIX_LEAKS, CheckResult, ErrorReport, Image
 from pyqemu.block.errors import BlockError
 from pyqemu.cli.img_common import (
-    CliError,
     PROG,
+    CliError,
     LongOpt,
     UsageError,
     check_object,
