@@ -23,7 +23,7 @@ from pyqemu.ir.core import IRBlock
 __all__ = ["LLVMBackend", "LLVMCompiledTB"]
 
 _NATIVE_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
-                                ctypes.c_void_p, ctypes.c_int64)
+                                ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
 
 
 class LLVMCompiledTB(CompiledTB):
@@ -48,15 +48,30 @@ class TieredTB(CompiledTB):
         return self.py.pc_of_fault(exc, cpu)
 
 
-def _wrap(native: Any, links: list[Any]) -> Any:
+def _wrap(native: Any, links: list[Any], addr: int, block: IRBlock, owner: list[Any]
+          ) -> Any:
+    """The Python entry of a native block; on its first run it also enters the jump
+    cache of the running context (if the context runs it at its pc)."""
     env_of = rt.env_of
     exits = {rt.RET_EXIT + r: e for r, e in EXITS.items()}
     lookup = LOOKUP
     ret_lookup = rt.RET_LOOKUP
+    budget = rt.CHAIN_BUDGET
+    pc, flags, icount = block.pc, block.flags, block.icount
+    fresh = [True]
 
     def run(cpu: Any, R: Any, rt_: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
         env = cpu.__dict__.get("_llvm_env") or env_of(cpu)
-        r = native(env.state, env.hv, env.tlb, env.id)
+        if fresh[0]:
+            fresh[0] = False
+            env.jc.insert(pc, flags, addr, icount, owner[0])
+        ctl = env.ctl_arr
+        ctl[0] = budget
+        ctl[1] = 0
+        ctl[2] = 0
+        r = native(env.state, env.hv, env.tlb, env.id, env.ctl)
+        if ctl[1]:
+            cpu.extra_insns += ctl[1]
         if r < 64:
             return links[r]
         if r == ret_lookup:
@@ -89,7 +104,11 @@ class LLVMBackend(Backend):
         self._lock = threading.Lock()
 
     def compile(self, block: IRBlock) -> CompiledTB:
-        if self.hot <= 0:
+        pc = block.pc & ((1 << 64) - 1)
+        if self.hot <= 0 or any(op.opdef.name == "goto_tb" and op.args[0] & ((1 << 64) - 1)
+                                == pc for op in block.ops):
+            # a block jumping to itself is a loop: the python tier would run it inside
+            # one call (never counting), and it is what native code is for
             return self.compile_many([block])[0]
         from pyqemu.backend.python import PythonBackend
 
@@ -142,6 +161,7 @@ class LLVMBackend(Backend):
                     e[0].block = None
                 return
             for e, (fn, src) in zip(batch, natives):
+                fn.owner[0] = e[0]
                 e[0].impl[0] = fn  # type: ignore[attr-defined]
                 e[0].block = None
                 self.blocks_native += 1
@@ -160,7 +180,9 @@ class LLVMBackend(Backend):
         gens = self._native_many(blocks, None, linkss)
         out: list[CompiledTB] = []
         for (fn, targets), links in zip(gens, linkss):
-            out.append(LLVMCompiledTB(func=fn, links=links, goto_targets=targets))
+            ctb = LLVMCompiledTB(func=fn, links=links, goto_targets=targets)
+            fn.owner[0] = ctb
+            out.append(ctb)
         self.blocks_native += len(out)
         return out
 
@@ -194,7 +216,9 @@ class LLVMBackend(Backend):
                 if links_out is not None:
                     links_out.append(links)
             native = _NATIVE_TYPE(addr)
-            fn = _wrap(native, links)
+            owner: list[Any] = [None]
+            fn = _wrap(native, links, addr, blocks[k], owner)
             fn.native = native  # type: ignore[attr-defined]
+            fn.owner = owner  # type: ignore[attr-defined]
             res.append((fn, g.targets))
         return res

@@ -36,7 +36,7 @@ I128 = ir.IntType(128)
 PTR = ir.PointerType()
 _M64 = (1 << 64) - 1
 _INT = {8: I8, 16: I16, 32: I32, 64: I64, 128: I128}
-FN_TYPE = ir.FunctionType(I64, [PTR, PTR, PTR, I64])
+FN_TYPE = ir.FunctionType(I64, [PTR, PTR, PTR, I64, PTR])
 
 _ICMP = {Cond.EQ: ("==", False), Cond.NE: ("!=", False), Cond.LT: ("<", True),
          Cond.GE: (">=", True), Cond.LE: ("<=", True), Cond.GT: (">", True),
@@ -63,6 +63,20 @@ def _intrinsic(mod: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> 
     return fn  # type: ignore[no-any-return]
 
 
+class _Callee:
+    """A function pointer value as llvmlite's call() wants its callee (typed)."""
+
+    function_type = FN_TYPE
+    calling_convention = ""
+
+    def __init__(self, value: ir.Value) -> None:
+        self.value = value
+        self.type = PTR
+
+    def get_reference(self) -> str:
+        return str(self.value.get_reference())
+
+
 class BlockCodegen:
     """Lowers one IRBlock into a function of ``mod``."""
 
@@ -72,7 +86,7 @@ class BlockCodegen:
         self.pc_offset = pc_offset
         self.name = f"tb_{block.pc & _M64:x}_{next(_counter)}"
         self.fn = ir.Function(mod, FN_TYPE, name=self.name)
-        self.state, self.hbase, self.tlb, self.env = self.fn.args
+        self.state, self.hbase, self.tlb, self.env, self.ctl = self.fn.args
         self.targets: list[int] = []
         self.cur_pc = -1
 
@@ -189,11 +203,13 @@ class BlockCodegen:
         elif name == "goto_tb":
             k = len(self.targets)
             self.targets.append(a[0] & _M64)
-            self.store_pc(ir.Constant(I64, a[0] & _M64))
-            b.ret(ir.Constant(I64, k))
+            pc = ir.Constant(I64, a[0] & _M64)
+            self.store_pc(pc)
+            self.chain(pc, k)
         elif name == "goto_ptr":
-            self.store_pc(self.get(a[0]))
-            b.ret(ir.Constant(I64, rt.RET_LOOKUP))
+            pc = self.get(a[0])
+            self.store_pc(pc)
+            self.chain(pc, rt.RET_LOOKUP)
         elif name == "exit":
             if a[0] >= 0:
                 self.store_pc(ir.Constant(I64, a[0] & _M64))
@@ -351,6 +367,46 @@ class BlockCodegen:
         else:
             raise BackendError(f"llvm backend: no lowering for {d.name}")
         self.put(a[0], r)
+
+    def ctl_ptr(self, k: int) -> ir.Value:
+        return self.b.gep(self.ctl, [ir.Constant(I64, k)], source_etype=I64)
+
+    def chain(self, pc: ir.Value, ret: int) -> None:
+        """Continue natively at ``pc`` through the context's jump cache when the target
+        is native, has this block's flags and the chain budget lasts; else return
+        ``ret`` (RET_LOOKUP once chained: the loop looks the stored pc up)."""
+        b = self.b
+        jc = b.inttoptr(b.load(self.ctl_ptr(rt.CTL_JC), typ=I64), PTR)
+        e = b.mul(b.and_(b.lshr(pc, ir.Constant(I64, 2)), ir.Constant(I64, rt.JC_SIZE - 1)),
+                  ir.Constant(I64, rt.JC_ENTRY))
+        epc = b.load(b.gep(jc, [e], source_etype=I64), typ=I64)
+        budget = b.load(self.ctl_ptr(rt.CTL_BUDGET), typ=I64)
+        ok = b.and_(b.icmp_unsigned("==", epc, pc),
+                    b.icmp_signed(">", budget, ir.Constant(I64, 0)))
+        yes = self.fn.append_basic_block("chain")
+        no = self.fn.append_basic_block("nochain")
+        b.cbranch(ok, yes, no)
+        b.position_at_end(yes)
+        eflags = b.load(b.gep(jc, [b.add(e, ir.Constant(I64, 1))], source_etype=I64), typ=I64)
+        go = self.fn.append_basic_block("chain_go")
+        b.cbranch(b.icmp_unsigned("==", eflags,
+                                  ir.Constant(I64, self.block.flags & _M64)), go, no)
+        b.position_at_end(go)
+        fnp = b.load(b.gep(jc, [b.add(e, ir.Constant(I64, 2))], source_etype=I64), typ=I64)
+        icount = b.load(b.gep(jc, [b.add(e, ir.Constant(I64, 3))], source_etype=I64),
+                        typ=I64)
+        b.store(b.sub(budget, ir.Constant(I64, 1)), self.ctl_ptr(rt.CTL_BUDGET))
+        ic = self.ctl_ptr(rt.CTL_ICOUNT)
+        b.store(b.add(b.load(ic, typ=I64), icount), ic)
+        b.store(ir.Constant(I64, 1), self.ctl_ptr(rt.CTL_CHAINED))
+        callee = _Callee(b.inttoptr(fnp, PTR))
+        r = b.call(callee, [self.state, self.hbase, self.tlb, self.env, self.ctl],
+                   tail="musttail")
+        b.ret(r)
+        b.position_at_end(no)
+        chained = b.load(self.ctl_ptr(rt.CTL_CHAINED), typ=I64)
+        b.ret(b.select(b.icmp_unsigned("==", chained, ir.Constant(I64, 0)),
+                       ir.Constant(I64, ret), ir.Constant(I64, rt.RET_LOOKUP)))
 
     # --- helpers and memory ---
     def call(self, op: Op) -> None:

@@ -20,6 +20,8 @@ Python lists stay authoritative; the mirror only ever holds entries they hold).
 from __future__ import annotations
 
 import ctypes
+import os
+import sys
 import threading
 from typing import Any
 
@@ -51,6 +53,16 @@ RET_LOOKUP = 64
 RET_EXIT = 128
 RET_FAULT = 256
 
+#: per-vCPU control block (int64 slots) passed to every native block
+CTL_BUDGET, CTL_ICOUNT, CTL_CHAINED, CTL_JC = 0, 1, 2, 3
+#: native blocks chained per entry from Python (bounds exit_request latency)
+CHAIN_BUDGET = 4096
+#: per-context native jump cache: JC_SIZE entries of [pc, flags, fn address, icount]
+JC_SIZE = 4096
+JC_ENTRY = 4
+
+_DEBUG = bool(os.environ.get("PYQEMU_LLVM_DEBUG"))
+_counts: dict[int, int] = {}
 _I64_MIN = -(1 << 63)
 _I64_MAX = (1 << 63) - 1
 _M64 = (1 << 64) - 1
@@ -80,6 +92,10 @@ def register_helper(helper: Helper) -> int:
 def _dispatch(env_id: int, fn: int, pc: int, args: Any) -> int:
     env = _envs[env_id]
     cpu = env.cpu
+    if _DEBUG:
+        _counts[fn] = _counts.get(fn, 0) + 1
+        if sum(_counts.values()) % 20000 == 0:
+            print(f"llvm: callbacks { {(_funcs[k][0].__name__ if k > 3 else k): v for k, v in _counts.items()} }", file=sys.stderr)
     try:
         if fn == FN_LD:
             args[0] = cpu.ld_slow(args[0], args[1])
@@ -125,6 +141,10 @@ class NativeEnv:
         self.tlb_arr = (ctypes.c_int64 * (4 * TLB_SIZE))()
         self.tlb = ctypes.addressof(self.tlb_arr)
         self._hook_tlb(cpu.tlb)
+        self.ctl_arr = (ctypes.c_int64 * 8)()
+        self.ctl = ctypes.addressof(self.ctl_arr)
+        self.jc = jump_cache(cpu.ctx)
+        self.ctl_arr[CTL_JC] = ctypes.addressof(self.jc.arr)
         with _lock:
             self.id = len(_envs)
             _envs.append(self)
@@ -175,6 +195,65 @@ class NativeEnv:
         ctypes.memset(arr, 0xFF, size)
         for i in range(TLB_SIZE):
             sync(tlb, i)
+
+
+class JumpCache:
+    """One context's native jump cache (pc -> native block), see codegen.chain."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.arr = (ctypes.c_int64 * (JC_ENTRY * JC_SIZE))()
+        for i in range(JC_SIZE):
+            self.arr[JC_ENTRY * i] = -1
+        self.ctx = ctx
+        inval = ctx._invalidate_tb
+
+        def invalidate_hook(tb: Any) -> None:
+            inval(tb)
+            self.remove(tb.pc, tb.flags)
+
+        ctx._invalidate_tb = invalidate_hook
+
+    def remove(self, pc: int, flags: int) -> None:
+        e = JC_ENTRY * ((pc >> 2) % JC_SIZE)
+        arr = self.arr
+        if arr[e] == _s64(pc) and arr[e + 1] == _s64(flags):
+            arr[e] = -1
+
+    def insert(self, pc: int, flags: int, fn: int, icount: int, owner: Any) -> None:
+        """Make native ``fn`` the target for (pc, flags) if ``owner`` is still what the
+        context runs there (written so a concurrent reader never sees a torn entry)."""
+        with self.ctx.lock:
+            tb = self.ctx.tbs.get((pc, flags))
+            if tb is None or tb.invalid or tb.compiled is not owner:
+                if _DEBUG:
+                    print(f"llvm: jc skip {pc:#x} tb={tb!r}", file=sys.stderr)
+                return
+            if _DEBUG:
+                print(f"llvm: jc insert {pc:#x} icount={icount}", file=sys.stderr)
+            e = JC_ENTRY * ((pc >> 2) % JC_SIZE)
+            arr = self.arr
+            arr[e] = -1
+            arr[e + 1] = _s64(flags)
+            arr[e + 2] = fn
+            arr[e + 3] = icount
+            arr[e] = _s64(pc)
+
+
+def _s64(v: int) -> int:
+    v &= _M64
+    return v - (1 << 64) if v >> 63 else v
+
+
+def jump_cache(ctx: Any) -> JumpCache:
+    """The context's jump cache (created, and its invalidation hooked, on first use)."""
+    jc = ctx.__dict__.get("_llvm_jc")
+    if jc is None:
+        with _lock:
+            jc = ctx.__dict__.get("_llvm_jc")
+            if jc is None:
+                jc = JumpCache(ctx)
+                ctx._llvm_jc = jc
+    return jc  # type: ignore[no-any-return]
 
 
 def env_of(cpu: Any) -> NativeEnv:
