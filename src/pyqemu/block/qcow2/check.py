@@ -62,8 +62,11 @@ def _l2_refs(img: Qcow2Image, ctr: _Counter, l2_off: int, active: bool,
     n = img.l2_entries * w
     raw = img.file.pread(l2_off, cs)
     tbl = img.l2_cache.get(l2_off) or list(struct.unpack(f">{n}Q", raw))
-    next_contig = 0
     dfile = img.data_file is not None
+    if not dfile and _l2_refs_fast(img, ctr, tbl[::w] if w == 2 else tbl, active,
+                                   copied_errors):
+        return
+    next_contig = 0
     for i in range(0, n, w):
         e = tbl[i]
         if e & OFLAG_COMPRESSED:
@@ -101,6 +104,55 @@ def _l2_refs(img: Qcow2Image, ctr: _Counter, l2_off: int, active: bool,
         if active:
             copied_errors.append((e, host))
     del raw
+
+
+def _l2_refs_fast(img: Qcow2Image, ctr: _Counter, ents: list[int], active: bool,
+                  copied_errors: list[tuple[int, int]]) -> bool:
+    """Count an L2 table's references in bulk; False (nothing done) if it holds anything
+    but plain aligned clusters inside the file (the per-entry path then reports it)."""
+    omask = L2E_OFFSET_MASK
+    used = [e for e in ents if e & omask]
+    if not used:
+        return not any(e & OFLAG_COMPRESSED for e in ents)
+    if any(e & OFLAG_COMPRESSED for e in ents):
+        return False
+    cs = img.csize
+    hosts = [e & omask for e in used]
+    if any(h & (cs - 1) for h in hosts) or max(hosts) >= ctr.file_len:
+        return False
+    cb = ctr.cb
+    refs = ctr.refs
+    get = refs.get
+    for h in hosts:
+        c = h >> cb
+        refs[c] = get(c, 0) + 1
+    if active:
+        res = ctr.res
+        res.allocated_clusters = (res.allocated_clusters or 0) + len(hosts)
+        frag = sum(1 for a, b in zip(hosts, hosts[1:]) if b != a + cs)
+        res.fragmented_clusters = (res.fragmented_clusters or 0) + frag
+        copied_errors.extend(zip(used, hosts))
+    return True
+
+
+def _stored_refcounts(rc: Refcounts, nb: int) -> list[int | None]:
+    """Effective refcounts of clusters 0..nb-1, one refcount block at a time; None where
+    the refcount cannot be read (rc.get then gives the error)."""
+    out: list[int | None] = []
+    per = rc.block_entries
+    for ti in range(-(-nb // per)):
+        n = min(per, nb - ti * per)
+        try:
+            blk = rc._block(ti)
+        except ImageFormatError:
+            out.extend([None] * n)
+            continue
+        out.extend(blk[:n] if blk is not None else [0] * n)
+    if rc.pending_dec:
+        for c, d in rc.pending_dec.items():
+            if c < nb and out[c] is not None:
+                out[c] = out[c] - d  # type: ignore[operator]
+    return out
 
 
 def _tree_refs(img: Qcow2Image, ctr: _Counter, l1_off: int, l1_size: int, active: bool,
@@ -215,21 +267,37 @@ def _check(img: Qcow2Image, fix: int) -> tuple[CheckResult, bool]:
     highest = -1
     fixed_any = False
     # as QEMU: refcount errors can only be repaired by -r all (rebuilding the refcounts)
+    stored_all = _stored_refcounts(rc, nb)
+    maxr = rc.max_refcount
     needs_rebuild = structure_errors or any(
-        _safe_get(rc, c) < r for c, r in ctr.refs.items() if c < nb and r <= rc.max_refcount)
+        (-1 if stored_all[c] is None else stored_all[c]) < r  # type: ignore[operator]
+        for c, r in ctr.refs.items() if c < nb and r <= maxr)
     asked = fix
     if needs_rebuild and not fix & FIX_ERRORS:
         fix = 0
-    for c in range(nb):
+    ref_all = [0] * nb
+    for c, r in ctr.refs.items():
+        if c < nb:
+            ref_all[c] = r
+    for c in range(nb - 1, -1, -1):
+        sv = stored_all[c]
+        if sv is not None and (sv or ref_all[c]):
+            highest = c
+            break
+    per = rc.block_entries
+    todo: list[int] = []
+    for start in range(0, nb, per):
+        if stored_all[start:start + per] != ref_all[start:start + per]:
+            todo.extend(c for c in range(start, min(nb, start + per))
+                        if stored_all[c] != ref_all[c])
+    for c in todo:
         try:
             stored = rc.get(c)
         except ImageFormatError as exc:
             res.messages.append(f"Can't get refcount for cluster {c}: {exc}")
             res.check_errors += 1
             continue
-        ref = ctr.refs.get(c, 0)
-        if stored or ref:
-            highest = c
+        ref = ref_all[c]
         if stored == ref:
             continue
         if ref > rc.max_refcount:
@@ -274,8 +342,14 @@ def _check(img: Qcow2Image, fix: int) -> tuple[CheckResult, bool]:
                 res.messages.append(f"ERROR OFLAG_COPIED L2 cluster: l1_index={l1i} "
                                     f"l1_entry={ent:x} refcount={r}")
                 res.corruptions += 1
-    bad_data = [(e, host) for e, host in data_copied
-                if (_safe_get(rc, host >> img.cluster_bits) == 1) != bool(e & OFLAG_COPIED)]
+    cb = img.cluster_bits
+    if fixed_any:
+        bad_data = [(e, host) for e, host in data_copied
+                    if (_safe_get(rc, host >> cb) == 1) != bool(e & OFLAG_COPIED)]
+    else:
+        # nothing repaired: the refcounts read above are still current
+        bad_data = [(e, host) for e, host in data_copied
+                    if (stored_all[host >> cb] == 1) != bool(e & OFLAG_COPIED)]
     if bad_data:
         if fix & FIX_ERRORS:
             n = _fix_copied(img)

@@ -705,6 +705,8 @@ class Qcow2Image(Image):
                 need_new += 1
             plan.append((ci, e, host, alloc, zero, comp, bm, int(owned)))
         newbase = self.rc.alloc(need_new) if need_new else 0
+        if need_new and self.l2_cache:
+            self._forget_tables(newbase, need_new)
         ops: list[tuple[int, bytes | memoryview, int]] = []
         updates: list[tuple[int, int, int]] = []
         frees: list[int] = []
@@ -778,6 +780,14 @@ class Qcow2Image(Image):
         for f in frees:
             self._release(f)
 
+    def _forget_tables(self, host: int, nclusters: int) -> None:
+        """Drop cached L2 tables (freed by a snapshot deletion) at clusters now reused."""
+        cache = self.l2_cache
+        for c in range(host, host + (nclusters << self.cluster_bits), self.csize):
+            if c in cache:
+                del cache[c]
+                self.l2_dirty.discard(c)
+
     def _overlap_check(self, host: int) -> None:
         """As QEMU's metadata overlap check: refuse (and mark the image corrupt) a data
         write into a cluster holding metadata; only a corrupt L2 entry can ask for it."""
@@ -795,7 +805,7 @@ class Qcow2Image(Image):
             what = "active L1 table"
         elif within(self.rc.table_offset, self.rc.table_clusters * cs):
             what = "refcount table"
-        elif c in self.l2_cache:
+        elif c in self.l2_cache and any(e & L1E_OFFSET_MASK == c for e in self.l1):
             what = "active L2 table"
         elif h.nb_snapshots and within(h.snapshots_offset, self._snapshot_table_size()):
             what = "snapshot table"
@@ -804,6 +814,10 @@ class Qcow2Image(Image):
         if what is not None:
             raise self._mark_corrupt(
                 f"Preventing invalid write on metadata (overlaps with {what})")
+        if c in self.l2_cache:
+            # a table freed (snapshot deletion) whose cluster now holds data: forget it
+            del self.l2_cache[c]
+            self.l2_dirty.discard(c)
 
     def _snapshot_table_size(self) -> int:
         key = id(self.snapshots)
