@@ -292,3 +292,21 @@ trans_FCVT_int = _fcvt_int
 trans_FCVTA_int = _fcvt_int
 trans_CVTF_fixed = _cvtf_int
 trans_CVTF_int = _cvtf_int
+
+
+def trans_FMOV_h(ctx: DisasContext, a: Any) -> bool:
+    if not ctx.has("fphp"):
+        return False
+    from pyqemu.target.aarch64.cpu import vreg_offset
+
+    b = ctx.b
+    t = ctx.t64()
+    if a.tofp:
+        b.gen_and_i64(t, read_cpu_reg(ctx, a.rn, 1), Const(0xFFFF, 64))
+        b.gen_st_state_i64(t, vreg_offset(a.rd, 0), 8)
+        b.gen_st_state_i64(Const(0, 64), vreg_offset(a.rd, 1), 8)
+    else:
+        b.gen_ld_state_i64(t, vreg_offset(a.rn, 0), 8)
+        b.gen_and_i64(t, t, Const(0xFFFF, 64))
+        write_reg(ctx, a.rd, t, a.sf)
+    return True
