@@ -1,4 +1,4 @@
-"""Crypto (crypto.decode: AES, SHA1, SHA256) lock-stepped against Unicorn: random encodings of
+"""Crypto (crypto.decode: AES, SHA1, SHA256, SHA512, SHA3) lock-stepped against Unicorn: random encodings of
 every pattern from random register states whose lanes are biased towards the edges
 (0, 1, -1, min, max, small shift counts); v, x, NZCV and FPSR (QC) are compared."""
 

@@ -173,3 +173,64 @@ def sha256su1(d: int, n: int, m: int) -> int:
     for e in range(2, 4):
         r[e] = (_s1(_e(t1, e - 2)) + _e(d, e) + _e(t0, e)) & M32
     return r[0] | (r[1] << 32) | (r[2] << 64) | (r[3] << 96)
+
+
+def _ror64(x: int, n: int) -> int:
+    return ((x >> n) | (x << (64 - n))) & M64
+
+
+def _hi(v: int) -> int:
+    return v >> 64
+
+
+def _lo(v: int) -> int:
+    return v & M64
+
+
+def sha512h(w: int, x: int, y: int) -> int:
+    """SHA512H Qd, Qn, Vm.2D: W = Vd, X = Vn, Y = Vm."""
+    s1 = _ror64(_hi(y), 14) ^ _ror64(_hi(y), 18) ^ _ror64(_hi(y), 41)
+    hi = (_hi(y) & _lo(x)) ^ (~_hi(y) & M64 & _hi(x))
+    hi = (hi + s1 + _hi(w)) & M64
+    tmp = (hi + _lo(y)) & M64
+    s1 = _ror64(tmp, 14) ^ _ror64(tmp, 18) ^ _ror64(tmp, 41)
+    lo = (tmp & _hi(y)) ^ (~tmp & M64 & _lo(x))
+    lo = (lo + s1 + _lo(w)) & M64
+    return (hi << 64) | lo
+
+
+def sha512h2(w: int, x: int, y: int) -> int:
+    s0 = _ror64(_lo(y), 28) ^ _ror64(_lo(y), 34) ^ _ror64(_lo(y), 39)
+    hi = (_lo(x) & _hi(y)) ^ (_lo(x) & _lo(y)) ^ (_hi(y) & _lo(y))
+    hi = (hi + s0 + _hi(w)) & M64
+    s0 = _ror64(hi, 28) ^ _ror64(hi, 34) ^ _ror64(hi, 39)
+    lo = (hi & _lo(y)) ^ (hi & _hi(y)) ^ (_hi(y) & _lo(y))
+    lo = (lo + s0 + _lo(w)) & M64
+    return (hi << 64) | lo
+
+
+def sha512su0(w: int, x: int) -> int:
+    s0 = _ror64(_hi(w), 1) ^ _ror64(_hi(w), 8) ^ (_hi(w) >> 7)
+    lo = (_lo(w) + s0) & M64
+    s0 = _ror64(_lo(x), 1) ^ _ror64(_lo(x), 8) ^ (_lo(x) >> 7)
+    hi = (_hi(w) + s0) & M64
+    return (hi << 64) | lo
+
+
+def sha512su1(w: int, x: int, y: int) -> int:
+    s1 = _ror64(_hi(x), 19) ^ _ror64(_hi(x), 61) ^ (_hi(x) >> 6)
+    hi = (_hi(w) + s1 + _hi(y)) & M64
+    s1 = _ror64(_lo(x), 19) ^ _ror64(_lo(x), 61) ^ (_lo(x) >> 6)
+    lo = (_lo(w) + s1 + _lo(y)) & M64
+    return (hi << 64) | lo
+
+
+def rax1(n: int, m: int) -> int:
+    return ((_hi(n) ^ _ror64(_hi(m), 63)) << 64) | (_lo(n) ^ _ror64(_lo(m), 63))
+
+
+def xar(n: int, m: int, imm: int) -> int:
+    t = n ^ m
+    if imm == 0:
+        return t
+    return (_ror64(_hi(t), imm) << 64) | _ror64(_lo(t), imm)
