@@ -22,8 +22,8 @@ from pyqemu.ir.verifier import verify
 
 #: each example costs one LLVM compile (~30 ms); raise with PYQEMU_LLVM_DIFF_EXAMPLES
 EXAMPLES = int(os.environ.get("PYQEMU_LLVM_DIFF_EXAMPLES", "60"))
-_SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck),
-                 phases=[Phase.explicit, Phase.reuse, Phase.generate])
+_SETTINGS: dict[str, Any] = {"deadline": None, "suppress_health_check": list(HealthCheck),
+             "phases": [Phase.explicit, Phase.reuse, Phase.generate]}
 
 
 def _check(blk: Any, seed: bytes, what: str) -> None:

@@ -17,8 +17,8 @@ import pytest
 pytest.importorskip("llvmlite", reason="llvmlite is not installed")
 pytest.importorskip("unicorn", reason="unicorn is not installed")
 
-import test_a64_lockstep as a64  # noqa: E402
-from lockstep import DATA_SIZE, LockStep, random_state  # noqa: E402
+import test_a64_lockstep as a64
+from lockstep import DATA_SIZE, LockStep, random_state
 
 #: encodings per pattern (each costs one LLVM compile); more with PYQEMU_LLVM_LOCKSTEP_N
 N = int(os.environ.get("PYQEMU_LLVM_LOCKSTEP_N", "2"))
