@@ -133,7 +133,9 @@ class LLVMBackend(Backend):
                 warm.append(entry)
             elif counter[0] >= hot:
                 state[0] = py.func
+                t0 = time.perf_counter()
                 self._compile_hot(entry)
+                cpu.ctx.stats.compile_time += time.perf_counter() - t0
             return py.func(cpu, R, rt_, ra, wt, wa, hv)
 
         state[0] = counting

@@ -263,7 +263,7 @@ class BlockCodegen:
             sh = ir.Constant(wide, w)
             x = b.or_(al, b.shl(ah, sh))
             y = b.or_(bl, b.shl(bh, sh))
-            r = b.add(x, y) if stem == "add2" else b.sub(x, y)
+            r: ir.Value = b.add(x, y) if stem == "add2" else b.sub(x, y)
             lo = b.trunc(r, ty)
             hi = b.trunc(b.lshr(r, sh), ty)
             self.put(a[0], lo)
@@ -280,7 +280,6 @@ class BlockCodegen:
             return
         x = self.get(a[1])
         y = self.get(a[2]) if len(a) > 2 and isinstance(a[2], (Temp, Global, Const)) else None
-        r: ir.Value
         if stem == "mov":
             r = x
         elif stem == "add":
