@@ -586,6 +586,23 @@ class Qcow2Image(Image):
         if cur is not None:
             yield cur[0], cur[1], cur[2], cur[3]
 
+    def _first_merged(self, offset: int, length: int) -> tuple[int, int, int, int]:
+        """The first run of _merged, computing no more of the following ones than needed."""
+        it = self._segments(offset, length)
+        g, n, kind, host = next(it)
+        if kind == COMPRESSED:
+            return g, n, kind, host
+        if self.nsub == 1 and self.data_file is None and \
+                (g + n) & ((self.csize << self.l2_bits) - 1):
+            # _segments_std merged the whole run unless it stopped at an L2 table's end
+            return g, n, kind, host
+        for _g2, n2, k2, h2 in it:
+            if k2 != kind or k2 == COMPRESSED or (host < 0) != (h2 < 0) or \
+                    (host >= 0 and host + n != h2):
+                break
+            n += n2
+        return g, n, kind, host
+
     def _read_compressed(self, e: int) -> bytes:
         if self._dc_cache is not None and self._dc_cache[0] == e:
             return self._dc_cache[1]
@@ -1071,7 +1088,7 @@ class Qcow2Image(Image):
         hname = self._host_file().path
         # bound the scan (map asks again for the rest), as QEMU's per-call limit does
         length = min(length, max(1 << 30, self.csize << self.l2_bits))
-        for g, n, kind, host in self._merged(offset, length):
+        for g, n, kind, host in (self._first_merged(offset, length),):
             hoff = host if host >= 0 else None
             hfile = hname if host >= 0 else None
             if kind == UNALLOC:
