@@ -365,3 +365,42 @@ def test_convert_from_every_subformat(variant: tuple[str, list[str]], tmp_path: 
             pyqemu_img.run(*args, ours).ok()
             qemu_img.run(*args, theirs).ok()
             assert _digest(ours) == _digest(theirs), (out_fmt, sparse)
+
+
+def _long_extent_raw(path: pathlib.Path) -> None:
+    """A fully written 20 MiB raw file (one long data extent) with zero runs of several
+    lengths placed around the 2 MiB request boundaries and inside requests."""
+    import random
+
+    rng = random.Random(7)
+    mib = 1 << 20
+    data = bytearray(rng.randbytes(20 * mib))
+    for start, length in [(2 * mib - 2048, 4096), (4 * mib - 512, 512), (6 * mib, 65536),
+                          (8 * mib - 65536, 131072), (10 * mib - 3072, 3072),
+                          (11 * mib + 12345, 9000), (14 * mib, 2 * mib + 4096),
+                          (19 * mib - 4096, 8192)]:
+        data[start:start + length] = bytes(length)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("sparse", [None, "4k", "64k", "0"])
+@pytest.mark.parametrize("out_fmt", ["raw", "qcow2"])
+def test_long_data_extent_same_allocation(tmp_path, qemu_img, pyqemu_img, sparse, out_fmt):
+    """A data extent much longer than the copy buffer (read at once, written in one go)
+    gives the same content and the same allocation map as qemu-img's 2 MiB requests."""
+    require_format(out_fmt)
+    src = tmp_path / "src.raw"
+    _long_extent_raw(src)
+    extra = ["-S", sparse] if sparse is not None else []
+    outs = {}
+    for name, tool in (("q", qemu_img), ("p", pyqemu_img)):
+        out = tmp_path / f"{name}.{out_fmt}"
+        tool.run("convert", "-f", "raw", "-O", out_fmt, *extra, str(src), str(out)).ok()
+        outs[name] = out
+    res = [qemu_img.run("map", "--output=json", "-f", out_fmt, str(outs[k])) for k in "qp"]
+    assert res[0].rc == res[1].rc == 0
+    assert res[0].out.replace(str(outs["q"]), "X") == res[1].out.replace(str(outs["p"]), "X")
+    cmp = qemu_img.run("compare", "-f", "raw", "-F", out_fmt, str(src), str(outs["p"]))
+    assert cmp.rc == 0, cmp.out + cmp.err
+    if out_fmt == "raw":
+        assert _digest(outs["p"]) == _digest(src)

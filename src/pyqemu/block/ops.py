@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from queue import Empty, Full, Queue
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from pyqemu.block.driver import Image
 from pyqemu.block.errors import BlockError
@@ -431,6 +431,13 @@ def find_backing_image(img: Image, name: str) -> Image | None:
 _BLK_DATA, _BLK_ZERO, _BLK_BACKING_FILE = 0, 1, 2
 
 
+class _AheadSlice(NamedTuple):
+    """A copy request's data inside a larger read-ahead buffer (from sector ``base``)."""
+
+    data: bytes
+    base: int
+
+
 class _Convert:
     """State of one conversion (qemu-img's ImgConvertState, run in order)."""
 
@@ -470,6 +477,11 @@ class _Convert:
         self.sector_next_status = 0
         self.allocated_sectors = 0
         self.allocated_done = 0
+        #: (first sector, data) of the current read-ahead (reader side only)
+        self._ahead: tuple[int, bytes] | None = None
+        #: data written but not yet sent: (read-ahead buffer, its guest offset, first and
+        #: end guest byte), so adjacent slices of one buffer go out in one write
+        self._pending: tuple[bytes, int, int, int] | None = None
 
     def select_part(self, sector_num: int) -> tuple[int, int]:
         cur = 0
@@ -554,6 +566,30 @@ class _Convert:
             nb_sectors -= n
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def _read_ahead(self, sector_num: int, n: int) -> _AheadSlice | None:
+        """The slice for request (sector_num, n) of one large read covering the rest of
+        its data extent (up to _READ_AHEAD), or None to read the request alone (short
+        extent, extent crossing sources, compression, or the large read failed: then the
+        request's own read reports errors at the offsets qemu-img names)."""
+        cache = self._ahead
+        if cache is not None and cache[0] <= sector_num and \
+                sector_num + n <= cache[0] + len(cache[1]) // SECTOR:
+            return _AheadSlice(cache[1], sector_num - cache[0])
+        self._ahead = None
+        if self.compressed or self.salvage or n < self.buf_sectors:
+            return None
+        cur, cur_offset = self.select_part(sector_num)
+        end = min(self.sector_next_status, cur_offset + self.src_sectors[cur],
+                  sector_num + _READ_AHEAD // SECTOR)
+        if end - sector_num <= n:
+            return None
+        try:
+            data = self.read(sector_num, end - sector_num)
+        except BlockError:
+            return None
+        self._ahead = (sector_num, data)
+        return _AheadSlice(data, 0)
+
     def _salvage_read(self, src: Image, offset: int, nb_sectors: int) -> bytes:
         out = bytearray()
         for i in range(nb_sectors):
@@ -566,10 +602,14 @@ class _Convert:
                 out += _ZERO_SECTOR
         return bytes(out)
 
-    def write(self, sector_num: int, nb_sectors: int, buf: bytes, status: int) -> None:
+    def write(self, sector_num: int, nb_sectors: int, buf: bytes, status: int, *,
+              base: int = 0, ahead: bool = False) -> None:
+        """Write request (sector_num, nb_sectors) whose data starts at sector ``base`` of
+        ``buf``; ``ahead``: ``buf`` is a read-ahead buffer (adjacent writes coalesce)."""
         target = self.target
         mv = memoryview(buf)
-        pos = 0  # sector index inside buf
+        pos = base  # sector index inside buf
+        first = (sector_num - base) * SECTOR if ahead else -1  # guest byte of buf[0]
         while nb_sectors > 0:
             n = nb_sectors
             if status == _BLK_BACKING_FILE:
@@ -578,32 +618,58 @@ class _Convert:
             zero = status == _BLK_ZERO
             if status == _BLK_DATA:
                 if not self.min_sparse:
-                    self._write_data(sector_num, mv[pos * SECTOR:(pos + n) * SECTOR])
+                    self._write_data(sector_num, mv[pos * SECTOR:(pos + n) * SECTOR], buf, first)
                 elif not self.compressed:
                     data, n = _is_allocated_sectors_min(buf, mv, pos, pos + n,
                                                         self.min_sparse, sector_num,
                                                         self.alignment)
                     if data:
-                        self._write_data(sector_num, mv[pos * SECTOR:(pos + n) * SECTOR])
+                        self._write_data(sector_num, mv[pos * SECTOR:(pos + n) * SECTOR], buf, first)
                     else:
                         zero = True
                 elif not _is_zero(mv, pos * SECTOR, (pos + n) * SECTOR):
-                    self._write_data(sector_num, mv[pos * SECTOR:(pos + n) * SECTOR])
+                    self._write_data(sector_num, mv[pos * SECTOR:(pos + n) * SECTOR], buf, first)
                 else:
                     zero = True
             if zero and not self.has_zero_init:
+                self.flush_pending()
                 target.write_zeroes(sector_num * SECTOR, n * SECTOR, may_unmap=True)
             sector_num += n
             nb_sectors -= n
             pos += n
 
-    def _write_data(self, sector_num: int, data: memoryview) -> None:
+    def _write_data(self, sector_num: int, data: memoryview, buf: bytes = b"",
+                    first: int = -1) -> None:
         offset = sector_num * SECTOR
         if self.compressed:
             self.target.write_compressed(offset, bytes(data))
-        else:
+            self.rate.account(len(data))
+            return
+        if first < 0 or self.rate.rate > 0:
+            self.flush_pending()
             self.target.write(offset, data)
-        self.rate.account(len(data))
+            self.rate.account(len(data))
+            return
+        # a slice of a read-ahead buffer: adjacent slices go out in one write
+        pend = self._pending
+        if pend is not None and pend[0] is buf and pend[3] == offset:
+            self._pending = (buf, pend[1], pend[2], offset + len(data))
+            return
+        self.flush_pending()
+        self._pending = (buf, first, offset, offset + len(data))
+
+    def flush_pending(self) -> None:
+        """Send the coalesced data write, if any."""
+        pend = self._pending
+        if pend is None:
+            return
+        self._pending = None
+        obj, first, start, end = pend
+        try:
+            self.target.write(start, memoryview(obj)[start - first:end - first])
+        except BlockError as exc:
+            raise BlockError(f"error while writing at byte {start}: {exc}") from exc
+        self.rate.account(end - start)
 
     def run(self) -> None:
         if self.compressed:
@@ -631,13 +697,20 @@ class _Convert:
             if isinstance(buf, BaseException):
                 raise buf
             try:
-                self.write(sector_num, n, buf, status)
+                if isinstance(buf, _AheadSlice):
+                    self.write(sector_num, n, buf.data, status, base=buf.base, ahead=True)
+                else:
+                    self.write(sector_num, n, buf, status)
             except BlockError as exc:
+                if str(exc).startswith("error while writing at byte "):
+                    raise
                 raise BlockError(
                     f"error while writing at byte {sector_num * SECTOR}: {exc}"
                 ) from exc
+        self.flush_pending()
 
-    def requests(self) -> Iterator[tuple[int, int, int, bool, bytes | BaseException]]:
+    def requests(self) -> Iterator[tuple[int, int, int, bool,
+                                         bytes | _AheadSlice | BaseException]]:
         """The copy requests in order: (sector, count, status, counts for progress,
         data read or the read error)."""
         sector_num = 0
@@ -647,12 +720,16 @@ class _Convert:
             if not self.min_sparse and status == _BLK_ZERO:
                 n = min(n, self.buf_sectors)
             counts = status == _BLK_DATA or (not self.min_sparse and status == _BLK_ZERO)
-            buf: bytes | BaseException
+            buf: bytes | _AheadSlice | BaseException
             if status == _BLK_DATA:
-                try:
-                    buf = self.read(sector_num, n)
-                except BlockError as exc:
-                    buf = exc
+                big = self._read_ahead(sector_num, n)
+                if big is not None:
+                    buf = big
+                else:
+                    try:
+                        buf = self.read(sector_num, n)
+                    except BlockError as exc:
+                        buf = exc
             elif not self.min_sparse and status == _BLK_ZERO:
                 status = _BLK_DATA
                 buf = _ZERO[:n * SECTOR] if n * SECTOR <= len(_ZERO) else bytes(n * SECTOR)
@@ -663,6 +740,11 @@ class _Convert:
 
 
 _T = TypeVar("_T")
+
+#: a data extent longer than the copy buffer is read this much at once (one Image.read,
+#: so one host read for contiguous clusters) and then handed out in the buffer-sized
+#: requests qemu-img makes, so every per-request decision stays the same
+_READ_AHEAD = 32 << 20
 
 
 def _prefetched(items: Iterator[_T], depth: int) -> Iterator[_T]:
