@@ -28,6 +28,20 @@ def fp_vector(rng: random.Random, esz: int) -> int:
     return sum(special(rng, esz) << (i * bits) for i in range(128 // bits))
 
 
+def _fp16_allocated(name: str, w: int) -> bool:
+    from pyqemu.target.aarch64 import trans_simd as T
+
+    scalar = name.endswith("_s")
+    u, a = (w >> 29) & 1, (w >> 23) & 1
+    if name.startswith("FP3SH"):
+        uop = (u << 6) | (a << 5) | 0x18 | ((w >> 11) & 7)
+        return uop in (T._FP3S_S if scalar else T._FP3S_V)
+    if name.startswith("FPMISCH"):
+        uop = (u << 6) | (a << 5) | ((w >> 12) & 31)
+        return uop in (T._FPMISC_H_S if scalar else T._FPMISC_H_V)
+    return True
+
+
 @pytest.fixture(scope="module")
 def ls() -> LockStep:
     return LockStep(backends=("python",))
@@ -43,7 +57,11 @@ def test_simd_fp_group(ls: LockStep, name: str) -> None:
         rng = random.Random(zlib.crc32(f"{name}{i}".encode()))
         for _ in range(N_DEFAULT // len(cands)):
             w = c.value | (rng.getrandbits(32) & ~c.mask & 0xFFFFFFFF)
-            esz = 3 if (w >> 22) & 1 else 2
+            esz = 1 if "H_" in name else (3 if (w >> 22) & 1 else 2)
+            if "H_" in name and not _fp16_allocated(name, w):
+                # Unicorn aborts (g_assert_not_reached) on some unallocated FP16 encodings
+                counts["fp16-unallocated-not-run"] += 1
+                continue
             st = random_state(rng, data)
             st.v = [fp_vector(rng, esz) for _ in range(32)]
             st.fpcr = random_fpcr(rng)

@@ -10,7 +10,7 @@ from pyqemu.target.aarch64 import helpers_simd as H
 from pyqemu.target.aarch64.translate import DisasContext
 
 DECODE_FILES = ("simd.decode",)
-PROVIDES = frozenset({"asimd"})
+PROVIDES = frozenset({"asimd", "asimdhp"})
 
 _PURE = CallFlags.NO_READ_GLOBALS | CallFlags.NO_WRITE_GLOBALS | CallFlags.NO_FAULT
 
@@ -309,3 +309,49 @@ def _fpred(ctx: DisasContext, a: Any) -> bool:
 
 trans_FPACROSS = _fpred
 trans_FPPAIR_s = _fpred
+
+
+# ---------------------------------------------------------------- FP16 (asimdhp)
+
+_FPMISC_H_V = _FPMISC_V - {0x16, 0x17, 0x56, 0x1E, 0x1F, 0x5E, 0x5F, 0x3C, 0x7C}
+_FPMISC_H_S = _FPMISC_S - {0x56}
+
+
+def _fp3sh(ctx: DisasContext, a: Any) -> bool:
+    if not ctx.has("asimdhp"):
+        return False
+    uop = (a.u << 6) | (a.a << 5) | 0x18 | a.op
+    if uop not in (_FP3S_S if a.scalar else _FP3S_V):
+        return False
+    ctx.b.gen_call(helper_fp_three_same, Const(uop, 32), Const(a.rd, 32), Const(a.rn, 32),
+                   Const(a.rm, 32), Const((a.scalar << 3) | (a.q << 2) | 1, 32))
+    return True
+
+
+def _fpmisch(ctx: DisasContext, a: Any) -> bool:
+    if not ctx.has("asimdhp"):
+        return False
+    uop = (a.u << 6) | (a.a << 5) | a.op
+    if uop not in (_FPMISC_H_S if a.scalar else _FPMISC_H_V):
+        return False
+    ctx.b.gen_call(helper_fp_misc, Const(uop, 32), Const(a.rd, 32), Const(a.rn, 32),
+                   Const((a.scalar << 3) | (a.q << 2) | 1, 32))
+    return True
+
+
+def _fpelemh(ctx: DisasContext, a: Any) -> bool:
+    if not ctx.has("asimdhp"):
+        return False
+    kind = a.opcode | (a.u << 4)
+    ctx.b.gen_call(helper_fp_by_element, Const(kind, 32), Const(a.rd, 32), Const(a.rn, 32),
+                   Const(a.rm, 32), Const((a.scalar << 3) | (a.q << 2) | 1, 32),
+                   Const((a.h << 2) | (a.l << 1) | a.m, 32))
+    return True
+
+
+trans_FP3SH_v = _fp3sh
+trans_FP3SH_s = _fp3sh
+trans_FPMISCH_v = _fpmisch
+trans_FPMISCH_s = _fpmisch
+trans_FPELEMH_v = _fpelemh
+trans_FPELEMH_s = _fpelemh
