@@ -15,14 +15,23 @@ DEB_PACKAGES=(
   device-tree-compiler    # dtc: oracle for the device tree builder
 )
 
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+need_update=0
+# arm64 package lists: tests `apt-get download` Debian's arm64 busybox, libraries, kernels.
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $SUDO dpkg --add-architecture arm64
+  need_update=1
+fi
+
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -gt 0 ]; then
+if [ ${#missing[@]} -gt 0 ] || [ $need_update = 1 ]; then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -q >&2
+fi
+if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
 
