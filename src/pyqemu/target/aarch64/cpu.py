@@ -197,7 +197,6 @@ def reset_system_state(s: CPUARMState) -> None:
     s.current_el = 1
     s.spsel = 1
     s.daif = 0x3C0
-    pstate_write(s, 0)
     # SCTLR_EL1 reset (ARMv8.0 RES1 bits, MMU and caches off), as QEMU's cortex-a*
     s.sctlr_el1 = 0x00C50838
     s.mpidr_el1 = 0x80000000

@@ -10,6 +10,7 @@ the architectural exception; :func:`cpu_loop_system` is the system-mode vCPU loo
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import threading
 from collections.abc import Callable
@@ -30,6 +31,7 @@ __all__ = [
     "EXCP_HVC",
     "EXCP_SMC",
     "ExceptionType",
+    "SyndromeTrap",
     "SystemExit_",
     "cpu_loop_system",
     "exception_return",
@@ -125,6 +127,7 @@ def take_exception(cpu: Any, etype: ExceptionType, syndrome: int | None,
                    return_addr: int, vaddr: int | None = None) -> None:
     """Take an exception to EL1 (AArch64.TakeException with target_el = 1)."""
     s = cpu.state
+    from_el = s.current_el
     if s.current_el == 0:
         offset = 0x400  # lower EL using AArch64
     elif s.spsel:
@@ -139,11 +142,15 @@ def take_exception(cpu: Any, etype: ExceptionType, syndrome: int | None,
         s.far_el1 = vaddr & M64
     set_el(cpu, 1, 1)
     s.daif = DAIF_MASK
+    pstate_write(s, 0)  # as QEMU: PSTATE = DAIF | mode, NZCV cleared
     s.pstate_il = 0
     s.btype = 0
     s.exclusive_addr = M64  # the local monitor is cleared
     s.halted = 0
     cpu.set_pc((s.vbar_el1 & ~0x7FF) + offset + int(etype))
+    hook = getattr(cpu, "exception_hook", None)
+    if hook is not None:  # tracing (-d int) and tests
+        hook(cpu, etype, from_el)
 
 
 def exception_return(cpu: Any) -> int:
@@ -181,6 +188,24 @@ def _abort_syndrome(s: CPUARMState, fault: MMUFault | MemoryFault, fetch: bool) 
     return (ec << 26) | ESR_IL | wnr | fsc
 
 
+@dataclasses.dataclass
+class SyndromeTrap(GuestTrap):
+    """A synchronous exception whose ESR value the translator or a helper computed
+    (e.g. EC 0x18, a trapped MSR/MRS); taken with ELR = the instruction."""
+
+    syndrome: int
+
+    def __str__(self) -> str:
+        return f"synchronous exception, ESR {self.syndrome:#x}"
+
+
+def sysreg_trap_syndrome(op0: int, op1: int, op2: int, crn: int, crm: int, rt: int,
+                         isread: bool) -> int:
+    """ESR for EC 0x18 (trapped MSR, MRS or System instruction)."""
+    return ((EC.SYSTEMREGISTERTRAP << 26) | ESR_IL | (op0 << 20) | (op2 << 17) | (op1 << 14)
+            | (crn << 10) | (rt << 5) | (crm << 1) | int(isread))
+
+
 def handle_trap(cpu: Any, trap: GuestTrap) -> None:
     """Turn a GuestTrap from the exec loop into the architectural exception (pc = the
     faulting instruction)."""
@@ -194,6 +219,8 @@ def handle_trap(cpu: Any, trap: GuestTrap) -> None:
             return
         take_exception(cpu, ExceptionType.SYNC, _abort_syndrome(s, trap, fetch), pc,
                        vaddr=trap.vaddr)
+    elif isinstance(trap, SyndromeTrap):
+        take_exception(cpu, ExceptionType.SYNC, trap.syndrome, pc)
     elif isinstance(trap, BreakpointTrap):
         take_exception(cpu, ExceptionType.SYNC, (EC.BRK64 << 26) | ESR_IL | trap.imm, pc)
     elif isinstance(trap, UndefinedInstruction):
@@ -224,7 +251,7 @@ def pending_interrupt(s: CPUARMState) -> ExceptionType | None:
     return None
 
 
-class SystemExit_(Exception):  # noqa: N801 - "SystemExit" is a Python builtin
+class SystemExit_(Exception):
     """PSCI SYSTEM_OFF / SYSTEM_RESET asked by the guest (``reset`` tells which)."""
 
     def __init__(self, reset: bool) -> None:
@@ -269,9 +296,8 @@ def cpu_loop_system(cpu: Any, hvc_handler: Callable[[Any, int], bool] | None = N
             svc_exception(cpu)
         elif ex.reason == ExitReason.EXCEPTION:
             _firmware_call(cpu, hvc_handler, smc_handler)
-        elif ex.reason == ExitReason.HALT:
-            if not s.irq_pending:
-                s.halted = 1
+        elif ex.reason == ExitReason.HALT and not s.irq_pending:
+            s.halted = 1
         if stop is not None and stop(cpu):
             return
 

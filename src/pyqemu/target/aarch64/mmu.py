@@ -129,8 +129,12 @@ def _pa_bits(tcr: int, parange: int) -> int:
 
 
 def translate_stage1(mem: PhysMemory, vaddr: int, access: Access, el: int, sctlr: int,
-                     tcr: int, ttbr0: int, ttbr1: int, parange: int = 4) -> Translation:
-    """Translate ``vaddr`` for an ``access`` made at ``el`` (0 or 1) or raise MMUFault."""
+                     tcr: int, ttbr0: int, ttbr1: int, parange: int = 4,
+                     granules: frozenset[int] = frozenset({12, 14, 16})) -> Translation:
+    """Translate ``vaddr`` for an ``access`` made at ``el`` (0 or 1) or raise MMUFault.
+
+    ``granules``: the log2 granule sizes the CPU implements; a TGn selecting another one
+    behaves as the smallest implemented (QEMU's IMPLEMENTATION DEFINED choice)."""
     vaddr &= M64
     if not sctlr & SCTLR_M:
         pa_bits = _PA_BITS[min(parange, 6)]
@@ -150,6 +154,8 @@ def translate_stage1(mem: PhysMemory, vaddr: int, access: Access, el: int, sctlr
     if upper != (((1 << (top - inputsize)) - 1) if hi else 0) or epd:
         raise MMUFault(vaddr, access, FSC_TRANSLATION + 0)
     gbits = _granule_bits(tg, bool(hi))
+    if gbits not in granules:
+        gbits = min(granules)
     stride = gbits - 3
     level = 4 - (inputsize - gbits + stride - 1) // stride
     pa_bits = _pa_bits(tcr, parange)
@@ -186,9 +192,9 @@ def translate_stage1(mem: PhysMemory, vaddr: int, access: Access, el: int, sctlr
             continue
         if level == 3 and dtype != 3:
             raise MMUFault(vaddr, access, FSC_TRANSLATION + level)
-        if level < 3:  # block: 4K at L1/L2, 16K/64K at L2 only
-            if level == 0 or (gbits != 12 and level == 1):
-                raise MMUFault(vaddr, access, FSC_TRANSLATION + level)
+        # block: 4K at L1/L2, 16K/64K at L2 only
+        if level < 3 and (level == 0 or (gbits != 12 and level == 1)):
+            raise MMUFault(vaddr, access, FSC_TRANSLATION + level)
         out = desc & oa_mask & ~((1 << shift) - 1)
         if out >> pa_bits:
             raise MMUFault(vaddr, access, FSC_ADDR_SIZE + level)
@@ -230,17 +236,19 @@ class SystemMemory:
     PSTATE.EL; the TLB is flushed when it changes, as there is one TLB per vCPU).
     """
 
-    def __init__(self, phys: PhysMemory, cpu_state: Any = None, parange: int = 4) -> None:
+    def __init__(self, phys: PhysMemory, cpu_state: Any = None, parange: int = 4,
+                 granules: frozenset[int] = frozenset({12, 16})) -> None:
         self.phys = phys
         self.host_view = phys.host_view
         self.host_base = phys.host_base
         self.state = cpu_state  # a CPUARMState (set when the vCPU is created)
         self.parange = parange
+        self.granules = granules
 
     def tlb_fill(self, vaddr: int, access: Access, mmu_idx: int) -> TLBFill:
         s = self.state
         tr = translate_stage1(self.phys, vaddr, access, mmu_idx, s.sctlr_el1, s.tcr_el1,
-                              s.ttbr0_el1, s.ttbr1_el1, self.parange)
+                              s.ttbr0_el1, s.ttbr1_el1, self.parange, self.granules)
         ho = self.phys.phys_to_host(tr.pa & PAGE_MASK)
         if ho is None:
             # no RAM (MMIO is not modelled yet): a synchronous external abort

@@ -19,7 +19,11 @@ from pyqemu.accel.tcg.interfaces import UndefinedInstruction
 from pyqemu.ir.core import CallFlags, Const, Helper, Temp
 from pyqemu.ir.ops import ExitReason
 from pyqemu.target.aarch64.cpu import CPUARMState
-from pyqemu.target.aarch64.exceptions import pending_interrupt
+from pyqemu.target.aarch64.exceptions import (
+    SyndromeTrap,
+    pending_interrupt,
+    sysreg_trap_syndrome,
+)
 
 __all__ = ["SYSREGS", "SysReg", "sysreg_by_name", "trans_sysreg"]
 
@@ -39,6 +43,7 @@ class SysReg:
     readable: bool = True
     mmu: bool = False  # a write changes the translation regime
     const: Callable[[Any], int] | None = None  # value from the DisasContext (RO)
+    el0_trap: bool = False  # EL0 access traps to EL1 with EC 0x18 (SCTLR_EL1.UMA = 0)
 
 
 def _f(name: str) -> int:
@@ -48,8 +53,9 @@ def _f(name: str) -> int:
 # SCTLR_EL1 RES1 bits (ARMv8.0: 29, 28, 23, 22, 20, 11)
 SCTLR_RES1 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11)
 
-# ID_AA64MMFR0_EL1 in system mode: PARange 44 bits, 16-bit ASIDs, 4K/16K/64K granules
-SYS_ID_AA64MMFR0 = 0x0000000000101124
+# ID_AA64MMFR0_EL1 in system mode (QEMU 7.2's cortex-a57/a72 value): PARange 44 bits,
+# 16-bit ASIDs, 4K and 64K granules (no 16K)
+SYS_ID_AA64MMFR0 = 0x0000000000001124
 SYS_PARANGE = SYS_ID_AA64MMFR0 & 0xF
 
 SYSREGS: tuple[SysReg, ...] = (
@@ -59,19 +65,19 @@ SYSREGS: tuple[SysReg, ...] = (
     SysReg("TTBR0_EL1", (3, 0, 2, 0, 0), "ttbr0_el1", mmu=True),
     SysReg("TTBR1_EL1", (3, 0, 2, 0, 1), "ttbr1_el1", mmu=True),
     SysReg("TCR_EL1", (3, 0, 2, 0, 2), "tcr_el1", mmu=True),
-    SysReg("SPSR_EL1", (3, 0, 4, 0, 0), "spsr_el1", wmask=0xFFFFFFFF),
+    SysReg("SPSR_EL1", (3, 0, 4, 0, 0), "spsr_el1"),
     SysReg("ELR_EL1", (3, 0, 4, 0, 1), "elr_el1"),
-    SysReg("AFSR0_EL1", (3, 0, 5, 1, 0), "afsr0_el1"),
-    SysReg("AFSR1_EL1", (3, 0, 5, 1, 1), "afsr1_el1"),
-    SysReg("ESR_EL1", (3, 0, 5, 2, 0), "esr_el1", wmask=0xFFFFFFFF),
+    SysReg("AFSR0_EL1", (3, 0, 5, 1, 0), const=lambda ctx: 0, wmask=0),  # RAZ/WI
+    SysReg("AFSR1_EL1", (3, 0, 5, 1, 1), const=lambda ctx: 0, wmask=0),
+    SysReg("ESR_EL1", (3, 0, 5, 2, 0), "esr_el1"),
     SysReg("FAR_EL1", (3, 0, 6, 0, 0), "far_el1"),
     SysReg("PAR_EL1", (3, 0, 7, 4, 0), "par_el1"),
     SysReg("MAIR_EL1", (3, 0, 10, 2, 0), "mair_el1"),
-    SysReg("AMAIR_EL1", (3, 0, 10, 3, 0), "amair_el1"),
-    SysReg("VBAR_EL1", (3, 0, 12, 0, 0), "vbar_el1", wmask=M64 & ~0x7FF),
-    SysReg("CONTEXTIDR_EL1", (3, 0, 13, 0, 1), "contextidr_el1", wmask=0xFFFFFFFF),
+    SysReg("AMAIR_EL1", (3, 0, 10, 3, 0), const=lambda ctx: 0, wmask=0),  # RAZ/WI
+    SysReg("VBAR_EL1", (3, 0, 12, 0, 0), "vbar_el1", wmask=M64 & ~0x1F),
+    SysReg("CONTEXTIDR_EL1", (3, 0, 13, 0, 1), "contextidr_el1"),
     SysReg("TPIDR_EL1", (3, 0, 13, 0, 4), "tpidr_el1"),
-    SysReg("CNTKCTL_EL1", (3, 0, 14, 1, 0), "cntkctl_el1", wmask=0x3FF),
+    SysReg("CNTKCTL_EL1", (3, 0, 14, 1, 0), "cntkctl_el1"),
     SysReg("CSSELR_EL1", (3, 2, 0, 0, 0), "csselr_el1", wmask=0xF),
     SysReg("CCSIDR_EL1", (3, 1, 0, 0, 0), const=lambda ctx: 0x700FE01A, wmask=0),
     SysReg("CLIDR_EL1", (3, 1, 0, 0, 1), const=lambda ctx: 0x0A200023, wmask=0),
@@ -80,7 +86,7 @@ SYSREGS: tuple[SysReg, ...] = (
            wmask=0),
     SysReg("CurrentEL", (3, 0, 4, 2, 2), const=lambda ctx: ctx.el << 2, wmask=0),
     SysReg("SPSel", (3, 0, 4, 2, 0), "spsel", wmask=1),
-    SysReg("DAIF", (3, 3, 4, 2, 1), "daif", wmask=0x3C0),
+    SysReg("DAIF", (3, 3, 4, 2, 1), "daif", wmask=0x3C0, min_el=0, el0_trap=True),
     SysReg("SP_EL0", (3, 0, 4, 1, 0)),
     SysReg("MDSCR_EL1", (2, 0, 0, 2, 2), "mdscr_el1", wmask=0xFFFFFFFF),
     SysReg("OSLAR_EL1", (2, 0, 1, 0, 4), const=lambda ctx: 0, readable=False, wmask=0),
@@ -91,6 +97,9 @@ SYSREGS: tuple[SysReg, ...] = (
     SysReg("CNTP_CTL_EL0", (3, 3, 14, 2, 1), "cntp_ctl_el0", min_el=1, wmask=0x3),
     SysReg("CNTP_CVAL_EL0", (3, 3, 14, 2, 2), "cntp_cval_el0", min_el=1),
 )
+
+_WRITE_IGNORED = {"ACTLR_EL1", "AFSR0_EL1", "AFSR1_EL1", "AMAIR_EL1", "OSLAR_EL1",
+                  "OSDLR_EL1"}
 
 _BY_KEY: dict[Key, SysReg] = {r.key: r for r in SYSREGS}
 
@@ -165,6 +174,20 @@ helper_check_irq = Helper("check_irq", _check_irq, (), (), _NRW | CallFlags.NO_F
 
 # ------------------------------------------------------------------ translation
 
+def _raise_syndrome(cpu: Any, syndrome: int) -> None:
+    raise SyndromeTrap(syndrome)
+
+
+helper_raise_syndrome = Helper("raise_syndrome", _raise_syndrome, (64,), (), _NRW)
+
+
+def gen_sysreg_trap(ctx: Any, syndrome: int) -> None:
+    """The current instruction traps to EL1 with ESR = ``syndrome``."""
+    from pyqemu.target.aarch64.translate import gen_helper_trap
+
+    gen_helper_trap(ctx, helper_raise_syndrome, Const(syndrome, 64))
+
+
 def trans_sysreg(ctx: Any, a: Any, rt_value: Any, dest: Temp | None) -> bool | None:
     """MRS (dest given) / MSR (rt_value given) of a table register in system mode.
 
@@ -179,6 +202,10 @@ def trans_sysreg(ctx: Any, a: Any, rt_value: Any, dest: Temp | None) -> bool | N
     if ctx.el < r.min_el:
         return False
     b = ctx.b
+    if ctx.el == 0 and r.el0_trap:
+        gen_sysreg_trap(ctx, sysreg_trap_syndrome(a.op0, a.op1, a.op2, a.crn, a.crm, a.rt,
+                                                  dest is not None))
+        return True
     pc = Const(ctx.pc_curr & M64, 64)
     insn = Const(ctx.insn, 32)
     if dest is not None:  # MRS
@@ -197,8 +224,8 @@ def trans_sysreg(ctx: Any, a: Any, rt_value: Any, dest: Temp | None) -> bool | N
         b.gen_call(helper_write_sp_el0, pc, insn, rt_value)
         return True
     if r.wmask == 0 or r.field is None:
-        return r.const is not None and r.key == (3, 0, 1, 0, 1) or r.name in (
-            "OSLAR_EL1", "OSDLR_EL1")  # ACTLR/OS lock writes are ignored
+        # writes ignored (RAZ/WI registers, the OS lock); to ID/RO registers: UNDEFINED
+        return r.name in _WRITE_IGNORED
     value = rt_value
     if r.wmask != M64:
         t = ctx.t64()

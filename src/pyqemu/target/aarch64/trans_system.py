@@ -14,12 +14,12 @@ from pyqemu.ir.core import CallFlags, Const, Helper, Temp
 from pyqemu.ir.ops import Cond, ExitReason
 from pyqemu.target.aarch64 import helpers
 from pyqemu.target.aarch64.cpu import (
-    CPUARMState,
     EXCLUSIVE_ADDR_OFFSET,
     FPCR_OFFSET,
     FPSR_OFFSET,
     TPIDR_EL0_OFFSET,
     TPIDRRO_EL0_OFFSET,
+    CPUARMState,
     cpu_CF,
     cpu_NF,
     cpu_VF,
@@ -180,6 +180,14 @@ def trans_MSR_i(ctx: DisasContext, a: Any) -> bool:
             b.gen_and_i64(cpu_CF, cpu_CF, v)
             b.gen_mov_i64(cpu_NF, 0)
             b.gen_mov_i64(cpu_VF, 0)
+        return True
+    if ctx.system and ctx.el == 0 and a.op1 == 3 and a.op2 in (6, 7):
+        from pyqemu.target.aarch64 import exceptions, sysregs
+
+        # DAIFSet/DAIFClr at EL0 with SCTLR_EL1.UMA = 0: trapped, with the ISS QEMU 7.2
+        # reports (its Op1/Op2 fields come out as op2/op1 of the encoding)
+        sysregs.gen_sysreg_trap(ctx, exceptions.sysreg_trap_syndrome(
+            0, a.op2, a.op1, 4, a.crm, 31, False))
         return True
     if ctx.system and ctx.el >= 1:
         from pyqemu.target.aarch64 import sysregs
