@@ -16,7 +16,7 @@ from lockstep import DATA_SIZE, LockStep, random_state
 from pyqemu.decodetree import Candidate
 from pyqemu.target.aarch64.translate import a64_decoder
 
-N_DEFAULT = int(os.environ.get("PYQEMU_CRYPTO_N", "600"))
+N_DEFAULT = int(os.environ.get("PYQEMU_CRYPTO_N", "300"))
 
 
 def _crypto_candidates() -> list[Candidate]:

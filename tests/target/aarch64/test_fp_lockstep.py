@@ -17,8 +17,7 @@ from lockstep import DATA_SIZE, LockStep, random_state
 from pyqemu.decodetree import Candidate
 from pyqemu.target.aarch64.translate import a64_decoder
 
-N_DEFAULT = int(os.environ.get("PYQEMU_FP_N", "400"))
-N_SLOW = 4000
+N_DEFAULT = int(os.environ.get("PYQEMU_FP_N", "250"))
 _ESZ = {0: 2, 1: 3, 3: 1, 2: 2}
 
 

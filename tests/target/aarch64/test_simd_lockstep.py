@@ -16,7 +16,7 @@ from lockstep import DATA_SIZE, LockStep, random_state
 from pyqemu.decodetree import Candidate
 from pyqemu.target.aarch64.translate import a64_decoder
 
-N_DEFAULT = int(os.environ.get("PYQEMU_SIMD_N", "1500"))
+N_DEFAULT = int(os.environ.get("PYQEMU_SIMD_N", "700"))
 
 
 def _simd_candidates() -> list[Candidate]:
