@@ -149,7 +149,7 @@ def run_qemu(tmp_path: Path, elf: Path) -> dict[str, Any]:
     subprocess.run([qemu, "-M", "virt", "-cpu", "cortex-a72", "-m", "128M", "-nodefaults",
                     "-display", "none", "-serial", "null", "-monitor", "none",
                     "-no-reboot", "-singlestep", "-d", "cpu,int,nochain", "-D", str(log),
-                    "-kernel", str(elf)], check=True, timeout=20)
+                    "-kernel", str(elf)], check=True, timeout=40)
     text = log.read_text()
     excs: list[dict[str, int]] = []
     cur: dict[str, int] | None = None
@@ -481,3 +481,60 @@ def test_psci_calls(tmp_path: Path) -> None:
     mov x16, x0
     """
     check(tmp_path, body)
+
+
+@pytest.mark.parametrize("case", ["read", "store_ro_block", "store_aptable_ro",
+                                  "el1_uxn_ok", "wxn_exec"])
+def test_mmu_blocks_ttbr1_and_table_attrs(tmp_path: Path, case: str) -> None:
+    """1 GiB block for TTBR0, 2 MiB blocks under TTBR1 (T1SZ 25), APTable/WXN."""
+    t0, t1, t1_l2 = TABLES, TABLES + 0x1000, TABLES + 0x2000
+    blk_attrs = AF | NORMAL | (AP_RO if case == "store_ro_block" else 0)
+    table_bits = (1 << 62) if case == "store_aptable_ro" else 0  # APTable[1]: read-only
+    tables = {
+        t0 + 8 * 1: 0x40000000 | AF | NORMAL | (AP_RO if case == "wxn_exec" else 0) | 1,
+        t1 + 8 * 511: t1_l2 | table_bits | 3,
+        t1_l2 + 8 * 1: 0x40200000 | blk_attrs | 1,
+        t1_l2 + 8 * 2: 0x40000000 | AF | NORMAL | UXN | 1,
+    }
+    tcr_extra = (25 << 16) | (2 << 30) & ~(1 << 23)
+    body = mmu_on(4096, 25, tcr_extra).replace("(1 << 23)", "0") + f"""
+    ldr x0, ={t1:#x}
+    msr ttbr1_el1, x0
+    mrs x0, tcr_el1
+    bic x0, x0, #(1 << 23)
+    msr tcr_el1, x0
+    isb
+    ldr x1, =0xffffffffc0300000
+    ldr x2, [x1]
+    ldr x3, [x1, #0x18]
+    """
+    if case.startswith("store"):
+        body += "str x2, [x1, #0x20]\n ldr x4, [x1, #0x20]\n"
+    elif case == "el1_uxn_ok":  # UXN does not stop EL1: run the code through TTBR1
+        body += "ldr x5, =(0xffffffffc0400000 + 1f - 0x40000000)\n br x5\n1:\n movz x6, #9\n"
+    elif case == "wxn_exec":  # SCTLR.WXN: the writable alias is not executable
+        body += ("mrs x0, sctlr_el1\n orr x0, x0, #(1 << 19)\n msr sctlr_el1, x0\n isb\n"
+                 "ldr x5, =(0xffffffffc0400000 + 1f - 0x40000000)\n br x5\n1:\n"
+                 "movz x7, #1\n")
+    check(tmp_path, program(body, tables))
+
+
+@pytest.mark.parametrize("backend", ["interp"])
+def test_sys_other_backend(tmp_path: Path, backend: str) -> None:
+    granule = 4096
+    maps = identity(granule, AF | AP_EL0 | AP_RO | NORMAL) + [
+        (VA_DATA, DATA_PA, AF | AP_EL0 | NORMAL | UXN)]
+    body = mmu_on(granule, 25) + f"""
+    ldr x0, =el0
+    msr elr_el1, x0
+    msr spsr_el1, xzr
+    eret
+el0:
+    ldr x1, ={VA_DATA:#x}
+    ldr x2, [x1]
+    adds x3, x2, x2
+    str x3, [x1, #8]
+    ldr x4, [x1, #8]
+    svc #3
+    """
+    check(tmp_path, program(body, build_tables(granule, 25, maps)), backend=backend)
