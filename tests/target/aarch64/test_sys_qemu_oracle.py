@@ -177,7 +177,8 @@ def run_qemu(tmp_path: Path, elf: Path) -> dict[str, Any]:
     for name, val in re.findall(r"(X\d\d|SP|PSTATE)=([0-9a-f]+)", text[last:]):
         if name not in regs:
             regs[name] = int(val, 16)
-    return {"regs": regs, "excs": excs}
+    pstate_line = re.findall(r"^PSTATE=.*?EL\d[ht]", text[last:], re.M)[0]
+    return {"regs": regs, "excs": excs, "pstate_line": pstate_line}
 
 
 def run_pyqemu(image: bytes, backend: str = "python") -> dict[str, Any]:
@@ -211,7 +212,9 @@ def run_pyqemu(image: bytes, backend: str = "python") -> dict[str, Any]:
     regs = {f"X{i:02d}": s.xregs[i] for i in range(31)}
     regs["SP"] = s.sp
     regs["PSTATE"] = pstate_read_full(s)
-    return {"regs": regs, "excs": excs, "off": off}
+    dump = fe.dump_state(cpu)
+    pstate_line = re.findall(r"^PSTATE=.*?EL\d[ht]", dump, re.M)[0]
+    return {"regs": regs, "excs": excs, "off": off, "pstate_line": pstate_line}
 
 
 def check(tmp_path: Path, body_or_src: str, backend: str = "python") -> dict[str, Any]:
@@ -225,6 +228,7 @@ def check(tmp_path: Path, body_or_src: str, backend: str = "python") -> dict[str
     diffs = [f"{k}: qemu {q['regs'][k]:#x} pyqemu {p['regs'][k]:#x}"
              for k in q["regs"] if q["regs"][k] != p["regs"].get(k)]
     assert not diffs, "\n".join(diffs)
+    assert q["pstate_line"] == p["pstate_line"]  # -d cpu's PSTATE line
     qx = [{k: v for k, v in e.items() if k != "n"} for e in q["excs"]]
     assert len(qx) == len(p["excs"]), (qx, p["excs"])
     for qe, pe in zip(qx, p["excs"]):

@@ -456,9 +456,14 @@ def dump_state(s: CPUARMState, fpu: bool = False, model: ARMCPUModel | None = No
         out.append(f"X{i:02d}={s.xregs[i]:016x}" + (" " if (i + 2) % 3 else "\n"))
     out.append(f" SP={s.sp:016x}\n")
     psr = pstate_read(s)
+    mode = "EL0t"
+    if s.system:  # system mode: DAIF, IL, EL and SPSel as well
+        psr |= (s.daif & 0x3C0) | (0x100000 if s.pstate_il else 0) | (s.current_el << 2) \
+            | (s.spsel & 1)
+        mode = f"EL{s.current_el}{'h' if s.spsel else 't'}"
     flags = "".join(ch if psr & (1 << bit) else "-"
                     for ch, bit in (("N", 31), ("Z", 30), ("C", 29), ("V", 28)))
-    out.append(f"PSTATE={psr:08x} {flags} EL0t")
+    out.append(f"PSTATE={psr:08x} {flags} {mode}")
     if model is not None and "sme" in model.features:
         out.append("  SVCR=00000000 --")
     if model is not None and "bti" in model.features:
