@@ -678,3 +678,36 @@ def test_shrink_grow_keeps_partial_cluster(tmp_path: Any) -> None:
         assert_qemu_check_clean(p)
         out.append(qemu_raw(p, str(tmp_path)))
     assert out[0] == out[1]
+
+
+def test_block_status_runs_across_l2_tables_and_mid_cluster(tmp_path: Any) -> None:
+    """The per-table scan: data runs crossing L2 tables (4k clusters: 2 MiB per table),
+    zero clusters that keep their host cluster, and queries starting mid-cluster, as
+    qemu-img map reports them."""
+    path = str(tmp_path / "a.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", path, "8M")
+    # the table for 2-4 MiB exists first, so the 1920k run is host-contiguous across tables
+    qemu_io(path, "write -P 8 3M 4k", "write -P 1 1920k 256k", "write -P 2 4160k 64k",
+            "write -z 4160k 16k", "write -z 4180k 8k", "write -P 3 6M 4k",
+            "write -P 4 6152k 4k", "write -c -P 5 7M 8k")
+    qmap = json.loads(run("qemu-img", "map", "--output=json", path).stdout)
+    assert any(e["start"] == 1920 << 10 and e["length"] == 256 << 10 for e in qmap), qmap
+    img = qopen(path, readonly=True)
+    try:
+        for ext in qmap:
+            for start in (ext["start"], ext["start"] + 100, ext["start"] + ext["length"] - 1):
+                if not ext["start"] <= start < ext["start"] + ext["length"]:
+                    continue
+                end = ext["start"] + ext["length"]
+                pos = start
+                while pos < end:
+                    st = img.block_status(pos, 8 * MiB - pos)
+                    assert st.offset == pos
+                    assert st.length == end - pos or st.compressed, (ext, st)
+                    assert st.data == ext["data"] and st.zero == ext["zero"], (ext, st)
+                    assert st.allocated == ext["present"]
+                    want = None if ext.get("offset") is None else ext["offset"] + pos - ext["start"]
+                    assert st.host_offset == want, (ext, pos, st)
+                    pos += st.length
+    finally:
+        img.close()

@@ -8,6 +8,7 @@ against refcount == 1.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from typing import TYPE_CHECKING
 
@@ -129,7 +130,7 @@ def _l2_refs_fast(img: Qcow2Image, ctr: _Counter, ents: list[int], active: bool,
     if active:
         res = ctr.res
         res.allocated_clusters = (res.allocated_clusters or 0) + len(hosts)
-        frag = sum(1 for a, b in zip(hosts, hosts[1:]) if b != a + cs)
+        frag = sum(1 for a, b in itertools.pairwise(hosts) if b != a + cs)
         res.fragmented_clusters = (res.fragmented_clusters or 0) + frag
         copied_errors.extend(zip(used, hosts))
     return True
