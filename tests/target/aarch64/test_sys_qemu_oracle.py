@@ -542,3 +542,36 @@ el0:
     svc #3
     """
     check(tmp_path, program(body, build_tables(granule, 25, maps)), backend=backend)
+
+
+def test_sys_id_and_cache_registers(tmp_path: Path) -> None:
+    """ID registers Linux reads at EL1 (those where pyqemu has the feature QEMU reports;
+    PFR0's AArch32 fields and DFR0's PMU are deliberately absent) and CCSIDR by CSSELR."""
+    body = """
+    mrs x1, midr_el1
+    mrs x3, id_aa64isar0_el1
+    mrs x4, id_aa64isar1_el1
+    mrs x5, id_aa64mmfr0_el1
+    mrs x6, id_aa64mmfr1_el1
+    mrs x8, ctr_el0
+    mrs x9, dczid_el0
+    mrs x10, clidr_el1
+    mrs x12, revidr_el1
+    mrs x13, id_aa64pfr1_el1
+    mrs x14, id_aa64mmfr2_el1
+    mrs x15, ccsidr_el1
+    movz x0, #1
+    msr csselr_el1, x0
+    isb
+    mrs x16, ccsidr_el1
+    movz x0, #2
+    msr csselr_el1, x0
+    isb
+    mrs x17, ccsidr_el1
+    movz x0, #5
+    msr csselr_el1, x0
+    isb
+    mrs x18, ccsidr_el1
+    mrs x19, csselr_el1
+    """
+    check(tmp_path, body)

@@ -79,7 +79,7 @@ SYSREGS: tuple[SysReg, ...] = (
     SysReg("TPIDR_EL1", (3, 0, 13, 0, 4), "tpidr_el1"),
     SysReg("CNTKCTL_EL1", (3, 0, 14, 1, 0), "cntkctl_el1"),
     SysReg("CSSELR_EL1", (3, 2, 0, 0, 0), "csselr_el1", wmask=0xF),
-    SysReg("CCSIDR_EL1", (3, 1, 0, 0, 0), const=lambda ctx: 0x700FE01A, wmask=0),
+    SysReg("CCSIDR_EL1", (3, 1, 0, 0, 0), wmask=0),  # by CSSELR_EL1 (helper)
     SysReg("CLIDR_EL1", (3, 1, 0, 0, 1), const=lambda ctx: 0x0A200023, wmask=0),
     SysReg("MPIDR_EL1", (3, 0, 0, 0, 5), "mpidr_el1", wmask=0),
     SysReg("ID_AA64MMFR0_EL1", (3, 0, 0, 7, 0), const=lambda ctx: SYS_ID_AA64MMFR0,
@@ -157,6 +157,15 @@ def _write_sp_el0(cpu: Any, pc: int, insn: int, value: int) -> None:
     s.sp_el[0] = value & M64
 
 
+#: CCSIDR_EL1 by CSSELR_EL1 (Level/InD): QEMU 7.2's cortex-a57/a72 caches (L1D 32K,
+#: L1I 48K, L2 1M); other selections read 0
+CCSIDR = {0: 0x701FE00A, 1: 0x201FE012, 2: 0x707FE07A}
+
+
+def _read_ccsidr(cpu: Any) -> int:
+    return CCSIDR.get(int(cpu.state.csselr_el1) & 0xF, 0)
+
+
 def _tlbi(cpu: Any) -> None:
     _flush_all(cpu)
 
@@ -168,6 +177,7 @@ helper_write_daif = Helper("write_daif", _write_daif, (64,), (), _NRW | CallFlag
 helper_write_spsel = Helper("write_spsel", _write_spsel, (64,), (), CallFlags.NO_FAULT)
 helper_read_sp_el0 = Helper("read_sp_el0", _read_sp_el0, (64, 32), (64,), CallFlags.NONE)
 helper_write_sp_el0 = Helper("write_sp_el0", _write_sp_el0, (64, 32, 64), (), CallFlags.NONE)
+helper_read_ccsidr = Helper("read_ccsidr", _read_ccsidr, (), (64,), _NRW | CallFlags.NO_FAULT)
 helper_tlbi = Helper("tlbi", _tlbi, (), (), _NRW | CallFlags.NO_FAULT)
 helper_check_irq = Helper("check_irq", _check_irq, (), (), _NRW | CallFlags.NO_FAULT)
 
@@ -213,6 +223,8 @@ def trans_sysreg(ctx: Any, a: Any, rt_value: Any, dest: Temp | None) -> bool | N
             return False
         if r.name == "SP_EL0":
             b.gen_call(helper_read_sp_el0, pc, insn, outs=[dest])
+        elif r.name == "CCSIDR_EL1":
+            b.gen_call(helper_read_ccsidr, outs=[dest])
         elif r.const is not None:
             b.gen_mov_i64(dest, Const(r.const(ctx) & M64, 64))
         else:
