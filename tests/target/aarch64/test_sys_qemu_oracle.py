@@ -177,7 +177,7 @@ def run_qemu(tmp_path: Path, elf: Path) -> dict[str, Any]:
     for name, val in re.findall(r"(X\d\d|SP|PSTATE)=([0-9a-f]+)", text[last:]):
         if name not in regs:
             regs[name] = int(val, 16)
-    pstate_line = re.findall(r"^PSTATE=.*?EL\d[ht]", text[last:], re.M)[0]
+    pstate_line = re.findall(r"^PSTATE=.*?EL\d[ht]", text[last:], re.MULTILINE)[0]
     return {"regs": regs, "excs": excs, "pstate_line": pstate_line}
 
 
@@ -213,7 +213,7 @@ def run_pyqemu(image: bytes, backend: str = "python") -> dict[str, Any]:
     regs["SP"] = s.sp
     regs["PSTATE"] = pstate_read_full(s)
     dump = fe.dump_state(cpu)
-    pstate_line = re.findall(r"^PSTATE=.*?EL\d[ht]", dump, re.M)[0]
+    pstate_line = re.findall(r"^PSTATE=.*?EL\d[ht]", dump, re.MULTILINE)[0]
     return {"regs": regs, "excs": excs, "off": off, "pstate_line": pstate_line}
 
 
