@@ -21,7 +21,7 @@ from pyqemu.ir.optimizer import optimize
 from pyqemu.ir.verifier import verify
 
 #: each example costs one LLVM compile (~30 ms); raise with PYQEMU_LLVM_DIFF_EXAMPLES
-EXAMPLES = int(os.environ.get("PYQEMU_LLVM_DIFF_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("PYQEMU_LLVM_DIFF_EXAMPLES", "40"))
 _SETTINGS: dict[str, Any] = {"deadline": None, "suppress_health_check": list(HealthCheck),
              "phases": [Phase.explicit, Phase.reuse, Phase.generate]}
 

@@ -33,7 +33,9 @@ PROGRAMS = [
 ]
 
 
-@pytest.mark.parametrize("tier", ["0", "2"])
+#: "0": every block compiled natively before it first runs (tens of seconds per program on
+#: a loaded 2-core machine, so @slow); "2": the tiered path a real run takes
+@pytest.mark.parametrize("tier", [pytest.param("0", marks=pytest.mark.slow), "2"])
 @pytest.mark.parametrize("prog,args,static", PROGRAMS,
                          ids=[f"{p[:-2]}-{'static' if s else 'dynamic'}"
                               for p, _, s in PROGRAMS])
