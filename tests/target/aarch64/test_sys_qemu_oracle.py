@@ -578,3 +578,29 @@ def test_sys_id_and_cache_registers(tmp_path: Path) -> None:
     mrs x19, csselr_el1
     """
     check(tmp_path, body)
+
+
+@pytest.mark.parametrize("case", ["exec_uxn", "exec_el1_only", "store_ro", "el0_writable_pxn"])
+def test_mmu_el0_faults(tmp_path: Path, case: str) -> None:
+    """Faults taken from EL0 (lower-EL vectors, EC 0x20/0x24) and the implicit PXN of
+    EL0-writable memory at EL1."""
+    granule = 4096
+    maps = identity(granule, AF | AP_EL0 | AP_RO | NORMAL)
+    data_attrs = {"exec_uxn": AF | AP_EL0 | NORMAL | UXN, "exec_el1_only": AF | NORMAL,
+                  "store_ro": AF | AP_EL0 | AP_RO | NORMAL,
+                  "el0_writable_pxn": AF | AP_EL0 | NORMAL}[case]
+    maps.append((VA_DATA, DATA_PA, data_attrs))
+    if case == "el0_writable_pxn":  # EL1 executing EL0-writable memory
+        body = mmu_on(granule, 25) + f"ldr x1, ={VA_DATA:#x}\n blr x1\n"
+    else:
+        access = "blr x1" if case.startswith("exec") else "ldr x2, [x1]\n str x2, [x1, #8]"
+        body = mmu_on(granule, 25) + f"""
+    ldr x0, =el0
+    msr elr_el1, x0
+    msr spsr_el1, xzr
+    eret
+el0:
+    ldr x1, ={VA_DATA:#x}
+    {access}
+    """
+    check(tmp_path, program(body, build_tables(granule, 25, maps)))

@@ -216,10 +216,9 @@ def _permissions(desc: int, ap_table: int, xn_table: int, pxn_table: int, el: in
     pxn = bool(desc >> 53 & 1) or bool(pxn_table)
     wxn = bool(sctlr & SCTLR_WXN)
     if el == 0:
-        if not el0_ok:
-            return Prot.NONE
-        prot = Prot.READ | (Prot.NONE if ro else Prot.WRITE)
-        if not uxn and not (wxn and not ro):
+        # EL0 execution depends on UXN (and WXN) only, not on AP[1] (as QEMU)
+        prot = (Prot.READ | (Prot.NONE if ro else Prot.WRITE)) if el0_ok else Prot.NONE
+        if not uxn and not (wxn and prot & Prot.WRITE):
             prot |= Prot.EXEC
         return prot
     prot = Prot.READ | (Prot.NONE if ro else Prot.WRITE)
