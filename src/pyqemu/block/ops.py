@@ -606,6 +606,9 @@ class _Convert:
               base: int = 0, ahead: bool = False) -> None:
         """Write request (sector_num, nb_sectors) whose data starts at sector ``base`` of
         ``buf``; ``ahead``: ``buf`` is a read-ahead buffer (adjacent writes coalesce)."""
+        if not isinstance(buf, (bytes, bytearray)):
+            # zero scanning needs bytes.find; a driver or the prefetch thread may hand a view
+            buf = bytes(buf)
         target = self.target
         mv = memoryview(buf)
         pos = base  # sector index inside buf
