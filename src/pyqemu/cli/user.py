@@ -210,7 +210,7 @@ class _Cmd:
             raise UsageError(f"invalid accelerator '{parts[0]}'", prefix=f"{PROG}: ")
         for p in parts[1:]:
             k, _, v = p.partition("=")
-            if k == "backend" and v in ("python", "interp"):
+            if k == "backend" and v in ("python", "interp", "llvm"):
                 self.opts.backend = v
             elif k in ("one-insn-per-tb",):
                 self.opts.one_insn_per_tb = v in ("on", "")
