@@ -33,7 +33,7 @@ Unpacked = tuple[int, int, int, int]
 class FPEnv:
     """The FPCR controls for one operation and the exception flags it raised."""
 
-    __slots__ = ("rmode", "fz", "dn", "ahp", "flags", "fpcr")
+    __slots__ = ("ahp", "dn", "flags", "fpcr", "fz", "rmode")
 
     def __init__(self, fpcr: int, esz: int) -> None:
         self.fpcr = fpcr

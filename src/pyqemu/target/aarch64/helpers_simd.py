@@ -306,9 +306,7 @@ def shift_imm(cpu: Any, uop: int, rd: int, rn: int, qesz: int, shift: int) -> No
         vals = [(x + rc) >> shift for x in src]
         if opcode in (16, 17) and not u:  # SHRN, RSHRN: truncate
             out = vals
-        elif opcode in (16, 17):  # SQSHRUN, SQRSHRUN
-            out = [sat.u(v, esz) for v in vals]
-        elif u:  # UQSHRN, UQRSHRN
+        elif opcode in (16, 17) or u:  # SQSHRUN, SQRSHRUN
             out = [sat.u(v, esz) for v in vals]
         else:  # SQSHRN, SQRSHRN
             out = [sat.s(v, esz) for v in vals]
@@ -433,7 +431,7 @@ def misc(cpu: Any, uop: int, rd: int, rn: int, qesz: int) -> None:
         out = [bits - x.bit_length() for x in ln] if u else [_cls(x, bits) for x in ln]
     elif opcode == 5:
         if not u:
-            out = [bin(x).count("1") for x in ln]
+            out = [x.bit_count() for x in ln]
         elif esz == 0:
             out = [~x for x in ln]
         else:
@@ -513,39 +511,39 @@ def fp_three_same(cpu: Any, uop: int, rd: int, rn: int, rm: int, qesz: int) -> N
         lm = both[1::2]
         key &= ~0x40
     if key == 0x18:
-        f = lambda a, b: F.fp_minmax(env, a, b, esz, True, True)  # noqa: E731
+        f = lambda a, b: F.fp_minmax(env, a, b, esz, True, True)
     elif key == 0x38:
-        f = lambda a, b: F.fp_minmax(env, a, b, esz, False, True)  # noqa: E731
+        f = lambda a, b: F.fp_minmax(env, a, b, esz, False, True)
     elif key == 0x1E:
-        f = lambda a, b: F.fp_minmax(env, a, b, esz, True, False)  # noqa: E731
+        f = lambda a, b: F.fp_minmax(env, a, b, esz, True, False)
     elif key == 0x3E:
-        f = lambda a, b: F.fp_minmax(env, a, b, esz, False, False)  # noqa: E731
+        f = lambda a, b: F.fp_minmax(env, a, b, esz, False, False)
     elif key == 0x1A:
-        f = lambda a, b: F.fp_add(env, a, b, esz)  # noqa: E731
+        f = lambda a, b: F.fp_add(env, a, b, esz)
     elif key == 0x3A:
-        f = lambda a, b: F.fp_add(env, a, b, esz, True)  # noqa: E731
+        f = lambda a, b: F.fp_add(env, a, b, esz, True)
     elif key == 0x7A:  # FABD
-        f = lambda a, b: F.fp_add(env, a, b, esz, True) & ~sign  # noqa: E731
+        f = lambda a, b: F.fp_add(env, a, b, esz, True) & ~sign
     elif key == 0x5B:
-        f = lambda a, b: F.fp_mul(env, a, b, esz)  # noqa: E731
+        f = lambda a, b: F.fp_mul(env, a, b, esz)
     elif key == 0x1B:
-        f = lambda a, b: F.fp_mulx(env, a, b, esz)  # noqa: E731
+        f = lambda a, b: F.fp_mulx(env, a, b, esz)
     elif key == 0x5F:
-        f = lambda a, b: F.fp_div(env, a, b, esz)  # noqa: E731
+        f = lambda a, b: F.fp_div(env, a, b, esz)
     elif key == 0x1F:
-        f = lambda a, b: F.fp_recps(env, a, b, esz, False)  # noqa: E731
+        f = lambda a, b: F.fp_recps(env, a, b, esz, False)
     elif key == 0x3F:
-        f = lambda a, b: F.fp_recps(env, a, b, esz, True)  # noqa: E731
+        f = lambda a, b: F.fp_recps(env, a, b, esz, True)
     elif key == 0x1C:
-        f = lambda a, b: F.fp_cmp_mask(env, a, b, esz, "eq")  # noqa: E731
+        f = lambda a, b: F.fp_cmp_mask(env, a, b, esz, "eq")
     elif key == 0x5C:
-        f = lambda a, b: F.fp_cmp_mask(env, a, b, esz, "ge")  # noqa: E731
+        f = lambda a, b: F.fp_cmp_mask(env, a, b, esz, "ge")
     elif key == 0x7C:
-        f = lambda a, b: F.fp_cmp_mask(env, a, b, esz, "gt")  # noqa: E731
+        f = lambda a, b: F.fp_cmp_mask(env, a, b, esz, "gt")
     elif key == 0x5D:
-        f = lambda a, b: F.fp_cmp_mask(env, a & ~sign, b & ~sign, esz, "ge")  # noqa: E731
+        f = lambda a, b: F.fp_cmp_mask(env, a & ~sign, b & ~sign, esz, "ge")
     elif key == 0x7D:
-        f = lambda a, b: F.fp_cmp_mask(env, a & ~sign, b & ~sign, esz, "gt")  # noqa: E731
+        f = lambda a, b: F.fp_cmp_mask(env, a & ~sign, b & ~sign, esz, "gt")
     else:  # 0x19 FMLA, 0x39 FMLS
         ld = lanes(vget(vr, rd), esz, nbytes)
         neg = sign if key == 0x39 else 0
@@ -595,9 +593,9 @@ def fp_misc(cpu: Any, uop: int, rd: int, rn: int, qesz: int) -> None:
     if 12 <= op <= 14:  # compares with zero
         cond = {(0, 12): "gt", (0, 13): "eq", (0, 14): "lt", (1, 12): "ge", (1, 13): "le"}[u, op]
         if cond in ("lt", "le"):
-            f = lambda x: F.fp_cmp_mask(env, 0, x, esz, "gt" if cond == "lt" else "ge")  # noqa
+            f = lambda x: F.fp_cmp_mask(env, 0, x, esz, "gt" if cond == "lt" else "ge")
         else:
-            f = lambda x: F.fp_cmp_mask(env, x, 0, esz, cond)  # noqa: E731
+            f = lambda x: F.fp_cmp_mask(env, x, 0, esz, cond)
     elif op == 15:
         f = (lambda x: x ^ sign) if u else (lambda x: x & ~sign)
     elif op == 29 and a:  # FRECPE / FRSQRTE
@@ -605,22 +603,22 @@ def fp_misc(cpu: Any, uop: int, rd: int, rn: int, qesz: int) -> None:
     elif op == 28 and a:  # URECPE / URSQRTE
         f = F.ursqrte if u else F.urecpe
     elif op == 31 and a and not u:  # FRECPX (scalar)
-        f = lambda x: F.fp_recpx(env, x, esz)  # noqa: E731
+        f = lambda x: F.fp_recpx(env, x, esz)
     elif op == 31 and u and a:
-        f = lambda x: F.fp_sqrt(env, x, esz)  # noqa: E731
+        f = lambda x: F.fp_sqrt(env, x, esz)
     elif op in (24, 25):  # FRINT*
         mode = {(0, 0, 24): F.RN, (0, 0, 25): F.RM, (0, 1, 24): F.RP, (0, 1, 25): F.RZ,
                 (1, 0, 24): F.RA, (1, 0, 25): env.rmode, (1, 1, 25): env.rmode}[u, a, op]
         exact = (u, a, op) == (1, 0, 25)
-        f = lambda x: F.fp_round_int(env, x, esz, mode, exact)  # noqa: E731
+        f = lambda x: F.fp_round_int(env, x, esz, mode, exact)
     elif op in (30, 31):  # FRINT32Z/X, FRINT64Z/X
         mode = env.rmode if u else F.RZ
-        f = lambda x: F.fp_round_int_n(env, x, esz, mode, True, 32 if op == 30 else 64)  # noqa
+        f = lambda x: F.fp_round_int_n(env, x, esz, mode, True, 32 if op == 30 else 64)
     elif op == 29:  # SCVTF / UCVTF
-        f = lambda x: F.int_to_fp(env, x if u else sx(x, esz), esz)  # noqa: E731
+        f = lambda x: F.int_to_fp(env, x if u else sx(x, esz), esz)
     else:  # 26, 27, 28: FCVT[NMAPZ][SU]
         mode = {(0, 26): F.RN, (0, 27): F.RM, (0, 28): F.RA, (1, 26): F.RP, (1, 27): F.RZ}[a, op]
-        f = lambda x: F.fp_to_int(env, x, esz, mode, not u, 8 << esz)  # noqa: E731
+        f = lambda x: F.fp_to_int(env, x, esz, mode, not u, 8 << esz)
     out = [f(x) for x in ln]
     s.fpsr |= env.flags
     vset(vr, rd, pack(out, esz))
@@ -662,9 +660,9 @@ def fp_reduce(cpu: Any, uop: int, rd: int, rn: int, qesz: int) -> None:
     a, op = uop >> 5, uop & 31
     env = F.FPEnv(s.fpcr, esz)
     if op == 13:
-        f = lambda x, y: F.fp_add(env, x, y, esz)  # noqa: E731
+        f = lambda x, y: F.fp_add(env, x, y, esz)
     else:
-        f = lambda x, y: F.fp_minmax(env, x, y, esz, not a, op == 12)  # noqa: E731
+        f = lambda x, y: F.fp_minmax(env, x, y, esz, not a, op == 12)
     ln = lanes(vget(vr, rn), esz, (2 << esz) if pairwise else (16 if q else 8))
 
     def red(v: list[int]) -> int:

@@ -184,9 +184,7 @@ def trans_FP_1SRC(ctx: DisasContext, a: Any) -> bool:
     elif op >= 16:
         if op > 19 or esz == 1 or not ctx.has("frint"):
             return False
-    elif op == 13:
-        return False
-    elif esz == 1 and not ctx.has("fphp"):
+    elif op == 13 or esz == 1 and not ctx.has("fphp"):
         return False
     ctx.b.gen_call(helper_fp1, _c(op), _c(a.rd), _c(a.rn), _c(esz))
     return True

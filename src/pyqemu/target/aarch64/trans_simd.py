@@ -255,9 +255,7 @@ def _fpmisc(ctx: DisasContext, a: Any) -> bool:
         esz -= 1
         if uop == 0x56 and esz != 2:
             return False
-    elif not a.scalar and esz == 3 and not a.q:
-        return False
-    elif uop in (0x3C, 0x7C) and esz != 2:  # URECPE / URSQRTE: 32-bit lanes only
+    elif not a.scalar and esz == 3 and not a.q or uop in (0x3C, 0x7C) and esz != 2:
         return False
     ctx.b.gen_call(helper_fp_misc, Const(uop, 32), Const(a.rd, 32), Const(a.rn, 32),
                    Const((a.scalar << 3) | (a.q << 2) | esz, 32))
