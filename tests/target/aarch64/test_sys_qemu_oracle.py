@@ -14,6 +14,7 @@ hook replaces the entry -- and its instruction fetch faults once SCTLR.M is set.
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from pyqemu.accel.tcg.context import TCGContext
+from pyqemu.accel.tcg.log import QemuLog
 from pyqemu.accel.tcg.vcpu import VCPU
 from pyqemu.target.aarch64.exceptions import SystemExit_, cpu_loop_system, pstate_read_full
 from pyqemu.target.aarch64.mmu import RAMPhysMemory, SystemMemory
@@ -178,14 +180,17 @@ def run_qemu(tmp_path: Path, elf: Path) -> dict[str, Any]:
         if name not in regs:
             regs[name] = int(val, 16)
     pstate_line = re.findall(r"^PSTATE=.*?EL\d[ht]", text[last:], re.MULTILINE)[0]
-    return {"regs": regs, "excs": excs, "pstate_line": pstate_line}
+    int_log = "".join(m + "\n" for m in re.findall(
+        r"^Taking exception .*?\n(?:\.\.\..*\n)*?\.\.\.to EL.*$", text, re.MULTILINE))
+    return {"regs": regs, "excs": excs, "pstate_line": pstate_line, "int_log": int_log}
 
 
 def run_pyqemu(image: bytes, backend: str = "python") -> dict[str, Any]:
     phys = RAMPhysMemory(RAM, RAM_SIZE)
     phys.write(BASE, image)
     fe = AArch64Frontend("cortex-a72", system=True)
-    ctx = TCGContext(fe, backend=backend)
+    logbuf = io.StringIO()
+    ctx = TCGContext(fe, backend=backend, log=QemuLog({"int"}, stream=logbuf))
     mem = SystemMemory(phys, parange=SYS_PARANGE)
     cpu = VCPU(ctx, mem)
     mem.state = cpu.state
@@ -214,7 +219,8 @@ def run_pyqemu(image: bytes, backend: str = "python") -> dict[str, Any]:
     regs["PSTATE"] = pstate_read_full(s)
     dump = fe.dump_state(cpu)
     pstate_line = re.findall(r"^PSTATE=.*?EL\d[ht]", dump, re.MULTILINE)[0]
-    return {"regs": regs, "excs": excs, "off": off, "pstate_line": pstate_line}
+    return {"regs": regs, "excs": excs, "off": off, "pstate_line": pstate_line,
+            "int_log": logbuf.getvalue()}
 
 
 def check(tmp_path: Path, body_or_src: str, backend: str = "python") -> dict[str, Any]:
@@ -229,6 +235,7 @@ def check(tmp_path: Path, body_or_src: str, backend: str = "python") -> dict[str
              for k in q["regs"] if q["regs"][k] != p["regs"].get(k)]
     assert not diffs, "\n".join(diffs)
     assert q["pstate_line"] == p["pstate_line"]  # -d cpu's PSTATE line
+    assert q["int_log"] == p["int_log"]  # -d int, exception by exception
     qx = [{k: v for k, v in e.items() if k != "n"} for e in q["excs"]]
     assert len(qx) == len(p["excs"]), (qx, p["excs"])
     for qe, pe in zip(qx, p["excs"]):

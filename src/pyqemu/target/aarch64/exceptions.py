@@ -35,6 +35,7 @@ __all__ = [
     "SystemExit_",
     "cpu_loop_system",
     "exception_return",
+    "format_exception_log",
     "handle_trap",
     "pstate_read_full",
     "pstate_write_full",
@@ -148,9 +149,48 @@ def take_exception(cpu: Any, etype: ExceptionType, syndrome: int | None,
     s.exclusive_addr = M64  # the local monitor is cleared
     s.halted = 0
     cpu.set_pc((s.vbar_el1 & ~0x7FF) + offset + int(etype))
+    log = getattr(getattr(cpu, "ctx", None), "log", None)
+    if log is not None and log.enabled("int"):
+        log.write(format_exception_log(cpu, etype, from_el, syndrome, vaddr))
     hook = getattr(cpu, "exception_hook", None)
-    if hook is not None:  # tracing (-d int) and tests
+    if hook is not None:  # tests
         hook(cpu, etype, from_el)
+
+
+#: QEMU's EXCP_* numbers and names, as ``-d int`` prints them
+_EXCP_NAMES = {1: "Undefined Instruction", 2: "SVC", 3: "Prefetch Abort", 4: "Data Abort",
+               5: "IRQ", 6: "FIQ", 7: "Breakpoint", 11: "Hypervisor Call",
+               13: "Secure Monitor Call", 21: "Virtual SERR"}
+_EC_EXCP = {EC.SVC64: 2, EC.INSNABORT_LOWER: 3, EC.INSNABORT_SAME: 3, EC.PCALIGNMENT: 3,
+            EC.DATAABORT_LOWER: 4, EC.DATAABORT_SAME: 4, EC.SPALIGNMENT: 4, EC.BRK64: 7,
+            EC.HVC64: 11, EC.SMC64: 13}
+
+
+def qemu_excp_number(etype: ExceptionType, syndrome: int | None) -> int:
+    """QEMU's exception number for an entry (what ``-d int`` shows)."""
+    if etype == ExceptionType.IRQ:
+        return 5
+    if etype == ExceptionType.FIQ:
+        return 6
+    if etype == ExceptionType.SERROR:
+        return 21
+    return _EC_EXCP.get((syndrome or 0) >> 26, 1)  # type: ignore[call-overload]
+
+
+def format_exception_log(cpu: Any, etype: ExceptionType, from_el: int,
+                         syndrome: int | None, vaddr: int | None) -> str:
+    """The ``-d int`` lines of QEMU 7.2 for an exception just taken to EL1."""
+    s = cpu.state
+    n = qemu_excp_number(etype, syndrome)
+    esr = s.esr_el1 & 0xFFFFFFFF
+    lines = [f"Taking exception {n} [{_EXCP_NAMES.get(n, '?')}] on CPU {cpu.cpu_index}",
+             f"...from EL{from_el} to EL1",
+             f"...with ESR 0x{esr >> 26:x}/0x{esr:x}"]
+    if n in (3, 4):
+        lines.append(f"...with FAR 0x{s.far_el1:x}")
+    lines.append(f"...with ELR 0x{s.elr_el1:x}")
+    lines.append(f"...to EL1 PC 0x{cpu.get_pc():x} PSTATE 0x{pstate_read_full(s):x}")
+    return "\n".join(lines) + "\n"
 
 
 def exception_return(cpu: Any) -> int:
