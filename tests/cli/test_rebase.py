@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import pathlib
 import sys
 from typing import Any
 
 import pytest
 
-
-def _block_conftest() -> Any:
-    """The shared qemu_img/qemu_io/pyqemu_img fixtures of tests/block/conftest.py."""
-    name = "_pyqemu_tests_block_conftest"
-    if name not in sys.modules:
-        path = pathlib.Path(__file__).resolve().parents[1] / "block" / "conftest.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-_bc = _block_conftest()
-qemu_img = _bc.qemu_img
-qemu_io = _bc.qemu_io
-pyqemu_img = _bc.pyqemu_img
-require_format = _bc.require_format
+# tests/cli/conftest.py loads tests/block/conftest.py (fixtures qemu_img, qemu_io,
+# pyqemu_img) under this name; plain helpers are taken from it.
+_block = sys.modules["_pyqemu_block_fixtures"]
+require_format = _block.require_format
 
 
 def _digest(path: pathlib.Path | str) -> str:
