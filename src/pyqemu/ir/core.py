@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyqemu.ir.ops import OPS, Cond, MemOp, OpDef
 
@@ -151,6 +151,11 @@ class IRBlock:
 
 class Builder:
     """Emits IR into one :class:`IRBlock`. ``gen_<op>`` exists for every op in OPS."""
+
+    if TYPE_CHECKING:
+        # gen_<op> methods are generated from OPS at import (below); this tells type
+        # checkers they exist without listing a hundred signatures by hand.
+        def __getattr__(self, name: str) -> Callable[..., Op]: ...
 
     def __init__(self, pc: int, flags: int, globals_: Sequence[Global] = ()) -> None:
         self.block = IRBlock(pc=pc, flags=flags, globals=tuple(globals_))
