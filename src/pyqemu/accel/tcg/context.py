@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pyqemu.accel.tcg.interfaces import PAGE_BITS, Frontend
 from pyqemu.accel.tcg.log import QemuLog
 from pyqemu.accel.tcg.tb import TranslationBlock
-from pyqemu.backend.base import Backend, BackendError, get_backend
+from pyqemu.backend.base import Backend, BackendError, CompiledTB, get_backend
 from pyqemu.ir.core import IRBlock, Op
 from pyqemu.ir.printer import format_block
 
@@ -159,15 +159,31 @@ class TCGContext:
         try:
             compiled = self.backend.compile(block)
         except BackendError:
-            if self._fallback is None:
-                self._fallback = get_backend("interp")
-            compiled = self._fallback.compile(block)
+            compiled = self._interp().compile(block)
             self.stats.tbs_fallback += 1
         t2 = time.perf_counter()
         self.stats.translate_time += t1 - t0
         self.stats.compile_time += t2 - t1
+        tb = self._register(cpu, pc, flags, block, compiled, pages, gens, op_text)
+        if tb is not None:
+            # keep neither the IR nor the source once compiled (memory grows with the cache)
+            tb.block = None
+            compiled.source = None
+        return tb
+
+    def _interp(self) -> Backend:
+        """The reference interpreter backend (cold tier and compile fallback)."""
+        if self._fallback is None:
+            self._fallback = get_backend("interp")
+        return self._fallback
+
+    def _register(self, cpu: VCPU, pc: int, flags: int, block: IRBlock, compiled: CompiledTB,
+                  pages: dict[int, int], gens: dict[int, int],
+                  op_text: str | None) -> TranslationBlock | None:
+        """Insert a compiled block in the cache and the code-page maps; None when its
+        code pages were written while it was being translated (translate it again)."""
         if any(self.page_gen.get(h, 0) != g for h, g in gens.items()):
-            return None  # the code changed while we translated it: do it again
+            return None
         tb = TranslationBlock(pc, flags, block.guest_size, block.icount, compiled,
                               tuple(pages), tuple(pages.values()), block)
         for hpage in tb.hpages:
@@ -179,9 +195,6 @@ class TCGContext:
         self.stats.tbs_translated += 1
         if self._log_translate and self.log is not None:
             self._log_tb(cpu, tb, op_text)
-        # keep neither the IR nor the source once compiled (memory grows with the cache)
-        tb.block = None
-        compiled.source = None
         return tb
 
     def _install_cold(self, cpu: VCPU, pc: int, flags: int, block: IRBlock,
@@ -194,26 +207,13 @@ class TCGContext:
             from pyqemu.ir.verifier import verify
 
             verify(block)
-        if self._fallback is None:
-            self._fallback = get_backend("interp")
-        compiled = self._fallback.compile(block)
+        compiled = self._interp().compile(block)
         self.stats.translate_time += time.perf_counter() - t0
-        if any(self.page_gen.get(h, 0) != g for h, g in gens.items()):
-            return None
-        tb = TranslationBlock(pc, flags, block.guest_size, block.icount, compiled,
-                              tuple(pages), tuple(pages.values()), block)
-        run = compiled.func
-        run.hot = self.tier_threshold  # type: ignore[attr-defined]
-        run.on_hot = lambda: self._promote(tb)  # type: ignore[attr-defined]
-        for hpage in tb.hpages:
-            self._mark_code(hpage)
-            self.page_tbs[hpage].add(tb)
-        for vpage in tb.vpages:
-            self.vpage_tbs.setdefault(vpage, set()).add(tb)
-        self.tbs[(pc, flags)] = tb
-        self.stats.tbs_translated += 1
-        if self._log_translate and self.log is not None:
-            self._log_tb(cpu, tb, op_text)
+        tb = self._register(cpu, pc, flags, block, compiled, pages, gens, op_text)
+        if tb is not None:
+            run = compiled.func
+            run.hot = self.tier_threshold  # type: ignore[attr-defined]
+            run.on_hot = lambda: self._promote(tb)  # type: ignore[attr-defined]
         return tb
 
     def _promote(self, tb: TranslationBlock) -> None:
