@@ -28,6 +28,14 @@ def test_check_clean_images(fmt, output, pyqemu_img, qemu_img, qemu_io, in_tmp) 
     _same(["check", "-q", f"c.{fmt}"], pyqemu_img, qemu_img)
 
 
+@pytest.mark.parametrize("mode", ["none", "off", "writeback", "unsafe", "directsync",
+                                  "writethrough", "bogus"])
+def test_check_cache_modes(mode, pyqemu_img, qemu_img, in_tmp) -> None:
+    """-T takes every cache mode qemu-img's parser does ("off" is an alias of "none")."""
+    qemu_img.create("qcow2", "t.qcow2", "4M")
+    _same(["check", "-T", mode, "t.qcow2"], pyqemu_img, qemu_img)
+
+
 def _leaky_qcow2(qemu_img, qemu_io, path: str) -> None:
     """A qcow2 image with a leaked cluster: bump the refcount of a free cluster."""
     qemu_img.create("qcow2", path, "4M")

@@ -8,6 +8,7 @@ from pyqemu.block import FORMATS
 from pyqemu.block.driver import CreateOpt, Image, parse_opts
 from pyqemu.block.errors import BlockError
 from pyqemu.cli.img_common import (
+    CACHE_MODES,
     CliError,
     LongOpt,
     Progress,
@@ -15,13 +16,13 @@ from pyqemu.cli.img_common import (
     check_object,
     getopt_long,
     open_for_cli,
+    print_help,
 )
 from pyqemu.cli.img_create import accumulate_options, option_help_lines
 from pyqemu.cli.qemuopts import has_help_option, parse
 
 __all__ = ["main"]
 
-CACHE_MODES = ("none", "writeback", "writethrough", "directsync", "unsafe")
 
 
 def _amend_opts(cls: type[Image]) -> list[CreateOpt]:
@@ -58,10 +59,7 @@ def main(args: list[str]) -> int:
     objects: list[str] = []
     for key, val in opts:
         if key == "h":
-            from pyqemu.cli.img import help_text
-
-            sys.stdout.write(help_text())
-            return 0
+            return print_help()
         if key == "o":
             options = accumulate_options(options, str(val))
         elif key == "f":

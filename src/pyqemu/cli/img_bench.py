@@ -17,9 +17,10 @@ from pyqemu.cli.img_common import (
     UsageError,
     cvtnum,
     getopt_long,
+    print_help,
     run_command,
 )
-from pyqemu.cli.img_convert import check_cache_mode, close_all, open_cli_image, print_help
+from pyqemu.cli.img_convert import check_cache_mode, close_all, open_cli_image
 
 __all__ = ["main"]
 

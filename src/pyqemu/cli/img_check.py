@@ -15,6 +15,7 @@ from typing import Any
 from pyqemu.block.driver import FIX_ERRORS, FIX_LEAKS, CheckResult, ErrorReport, Image
 from pyqemu.block.errors import BlockError
 from pyqemu.cli.img_common import (
+    CACHE_MODES,
     PROG,
     CliError,
     LongOpt,
@@ -23,12 +24,12 @@ from pyqemu.cli.img_common import (
     getopt_long,
     open_for_cli,
     output_format,
+    print_help,
     qjson_dumps,
 )
 
 __all__ = ["check_dict", "dump_human", "main"]
 
-CACHE_MODES = ("none", "writeback", "writethrough", "directsync", "unsafe")
 
 
 def check_dict(filename: str, fmt: str, r: CheckResult) -> dict[str, Any]:
@@ -101,10 +102,7 @@ def main(args: list[str]) -> int:
     objects: list[str] = []
     for key, val in opts:
         if key == "h":
-            from pyqemu.cli.img import help_text
-
-            sys.stdout.write(help_text())
-            return 0
+            return print_help()
         if key == "f":
             fmt = val
         elif key == "r":

@@ -15,6 +15,7 @@ from pyqemu.cli.img_common import (
     cvtnum,
     getopt_long,
     open_for_cli,
+    print_help,
     run_command,
 )
 from pyqemu.cli.img_convert import (
@@ -22,7 +23,6 @@ from pyqemu.cli.img_convert import (
     close_all,
     handle_object,
     open_cli_image,
-    print_help,
 )
 
 __all__ = ["main", "reopen_backing_rw"]

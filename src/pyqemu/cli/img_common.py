@@ -541,6 +541,18 @@ class HelpShown(CliError):
         super().__init__("", 0)
 
 
+#: cache modes QEMU's bdrv_parse_cache_mode accepts for -t/-T ("off" is "none")
+CACHE_MODES = ("none", "off", "writeback", "unsafe", "directsync", "writethrough")
+
+
+def print_help() -> int:
+    """-h of a subcommand: qemu-img prints the whole help text and exits 0."""
+    from pyqemu.cli.img import help_text
+
+    sys.stdout.write(help_text())
+    return 0
+
+
 def check_object(objects: list[str]) -> None:
     """--object: validated as QEMU's tools do. Only ``secret`` objects matter to
     qemu-img (keys for encrypted images) and no format of ours uses one yet, so a valid

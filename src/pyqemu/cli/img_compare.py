@@ -11,13 +11,12 @@ import sys
 from pyqemu.block import ops
 from pyqemu.block.driver import Image
 from pyqemu.block.errors import BlockError
-from pyqemu.cli.img_common import CliError, LongOpt, Progress, getopt_long, run_command
+from pyqemu.cli.img_common import CliError, LongOpt, Progress, getopt_long, print_help, run_command
 from pyqemu.cli.img_convert import (
     check_cache_mode,
     close_all,
     handle_object,
     open_cli_image,
-    print_help,
 )
 
 __all__ = ["main"]

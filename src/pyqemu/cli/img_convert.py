@@ -7,19 +7,21 @@ subcommands (commit, rebase, compare, dd, bench): cache-mode validation, --image
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from pyqemu.block import ops
 from pyqemu.block.driver import Image
 from pyqemu.block.errors import BlockError
 from pyqemu.cli.img_common import (
+    CACHE_MODES,
     CliError,
     LongOpt,
     Progress,
+    check_object,
     cvtnum,
     getopt_long,
     open_for_cli,
+    print_help,
     run_command,
     warn,
 )
@@ -31,28 +33,20 @@ __all__ = [
     "handle_object",
     "main",
     "open_cli_image",
-    "print_help",
 ]
-
-_CACHE_MODES = ("none", "off", "writeback", "unsafe", "directsync", "writethrough")
-
 
 # ---- helpers shared by the img_* modules of this family ---------------------------------
 def check_cache_mode(mode: str) -> bool:
     """True if ``mode`` is a cache mode bdrv_parse_cache_mode accepts."""
-    return mode in _CACHE_MODES
+    return mode in CACHE_MODES
 
 
 def handle_object(text: str, exit_code: int = 1) -> None:
     """--object: validated for syntax (no object type matters to these commands)."""
-    from pyqemu.cli import img_common
     from pyqemu.cli.qemuopts import QemuOptsError
 
-    checker = getattr(img_common, "check_object", None)
-    if checker is None:
-        return
     try:
-        checker([text])
+        check_object([text])
     except CliError as exc:
         raise CliError(str(exc), exit_code) from exc
     except (QemuOptsError, BlockError) as exc:
@@ -156,24 +150,6 @@ def close_all(images: list[Image]) -> None:
     images.clear()
     if first is not None:
         raise first
-
-
-def print_help() -> int:
-    """-h: qemu-img's help text (from the dispatcher when it has one)."""
-    try:
-        from pyqemu.cli import img as dispatcher
-    except ImportError:
-        dispatcher = None  # type: ignore[assignment]
-    for name in ("print_help", "help_text", "usage"):
-        fn = getattr(dispatcher, name, None)
-        if callable(fn):
-            res = fn()
-            if isinstance(res, str):
-                sys.stdout.write(res)
-            return 0
-    sys.stdout.write("usage: pyqemu-img [standard options] command [command options]\n"
-                     "QEMU disk image utility\n")
-    return 0
 
 
 def print_option_help(filename: str | None, fmt: str) -> int:

@@ -14,7 +14,15 @@ from pyqemu.block import (
 )
 from pyqemu.block.driver import CreateOpt, OptType, parse_opts
 from pyqemu.block.errors import BlockError
-from pyqemu.cli.img_common import CliError, LongOpt, UsageError, check_object, cvtnum, getopt_long
+from pyqemu.cli.img_common import (
+    CliError,
+    LongOpt,
+    UsageError,
+    check_object,
+    cvtnum,
+    getopt_long,
+    print_help,
+)
 from pyqemu.cli.qemuopts import escape, has_help_option, is_valid_option_list, parse
 
 __all__ = ["accumulate_options", "format_line", "main", "print_option_help"]
@@ -102,10 +110,7 @@ def main(args: list[str]) -> int:
     objects: list[str] = []
     for key, val in opts:
         if key == "h":
-            from pyqemu.cli.img import help_text
-
-            sys.stdout.write(help_text())
-            return 0
+            return print_help()
         if key == "F":
             base_fmt = val
         elif key == "b":

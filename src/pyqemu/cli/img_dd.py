@@ -13,9 +13,10 @@ from pyqemu.cli.img_common import (
     error,
     getopt_long,
     open_for_cli,
+    print_help,
     run_command,
 )
-from pyqemu.cli.img_convert import close_all, handle_object, open_cli_image, print_help
+from pyqemu.cli.img_convert import close_all, handle_object, open_cli_image
 
 __all__ = ["main"]
 

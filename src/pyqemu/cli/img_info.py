@@ -20,6 +20,7 @@ from pyqemu.cli.img_common import (
     getopt_long,
     open_for_cli,
     output_format,
+    print_help,
     qdict_order,
     qjson_dumps,
     size_to_str,
@@ -182,10 +183,7 @@ def main(args: list[str]) -> int:
     objects: list[str] = []
     for key, val in opts:
         if key == "h":
-            from pyqemu.cli.img import help_text
-
-            sys.stdout.write(help_text())
-            return 0
+            return print_help()
         if key == "f":
             fmt = val
         elif key == "U":

@@ -17,6 +17,7 @@ from pyqemu.cli.img_common import (
     getopt_long,
     open_for_cli,
     output_format,
+    print_help,
     qjson_dumps,
 )
 from pyqemu.cli.img_create import accumulate_options
@@ -45,11 +46,8 @@ def main(args: list[str]) -> int:
             LongOpt("size", True, "size"), LongOpt("force-share", False, "U")], argv0="measure")
     except GetoptError as exc:
         # measure (alone) lets getopt report the mistake and then prints the help, exit 0
-        from pyqemu.cli.img import help_text
-
         sys.stderr.write(f"measure: {exc.glibc_message()}\n")
-        sys.stdout.write(help_text())
-        return 0
+        return print_help()
     fmt: str | None = None
     out_fmt = "raw"
     options: str | None = None
@@ -60,10 +58,7 @@ def main(args: list[str]) -> int:
     objects: list[str] = []
     for key, val in opts:
         if key == "h":
-            from pyqemu.cli.img import help_text
-
-            sys.stdout.write(help_text())
-            return 0
+            return print_help()
         if key == "f":
             fmt = val
         elif key == "O":

@@ -13,6 +13,7 @@ from pyqemu.cli.img_common import (
     check_object,
     getopt_long,
     open_for_cli,
+    print_help,
     warn,
 )
 
@@ -37,10 +38,7 @@ def main(args: list[str]) -> int:
     objects: list[str] = []
     for key, val in opts:
         if key == "h":
-            from pyqemu.cli.img import help_text
-
-            sys.stdout.write(help_text())
-            return 0
+            return print_help()
         if key == "f":
             fmt = val
         elif key == "q":

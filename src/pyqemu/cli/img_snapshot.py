@@ -14,6 +14,7 @@ from pyqemu.cli.img_common import (
     check_object,
     getopt_long,
     open_for_cli,
+    print_help,
 )
 from pyqemu.cli.img_info import snapshot_dict, snapshot_table
 
@@ -35,10 +36,7 @@ def main(args: list[str]) -> int:
     objects: list[str] = []
     for key, val in opts:
         if key == "h":
-            from pyqemu.cli.img import help_text
-
-            sys.stdout.write(help_text())
-            return 0
+            return print_help()
         if key in "lacd":
             if action is not None:
                 raise UsageError("Cannot mix '-l', '-a', '-c', '-d'")
