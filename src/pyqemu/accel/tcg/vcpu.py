@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import threading
 from typing import TYPE_CHECKING, Any
 
 from pyqemu.accel.tcg.interfaces import Access, MemoryProvider
@@ -41,6 +42,8 @@ class VCPU:
             raise ValueError("the frontend's pc must be 8-byte aligned in the state")
         self.mmu_idx = 0
         self.exit_request = False
+        #: set by :meth:`kick`: ends an idle wait (WFI) of the vCPU's loop
+        self.wake = threading.Event()
         #: instructions run by blocks looping inside their own function (see codegen)
         self.extra_insns = 0
         self.tlb = SoftTLB(self)
@@ -53,6 +56,12 @@ class VCPU:
         #: free for the frontend / user-mode layer (e.g. the TaskState)
         self.opaque: Any = None
         ctx.register_cpu(self)
+
+    def kick(self) -> None:
+        """Make the vCPU look at its interrupt lines soon: leave the exec loop at the
+        next block boundary and end an idle wait. Safe from any thread."""
+        self.exit_request = True
+        self.wake.set()
 
     def get_pc(self) -> int:
         return self.regs[self.pc_slot]

@@ -32,7 +32,11 @@ __all__ = [
     "EXCP_SMC",
     "ExceptionType",
     "SyndromeTrap",
+    "ARM_CPU_FIQ",
+    "ARM_CPU_IRQ",
+    "ARM_CPU_SERROR",
     "SystemExit_",
+    "arm_cpu_set_irq",
     "cpu_loop_system",
     "exception_return",
     "format_exception_log",
@@ -291,6 +295,35 @@ def pending_interrupt(s: CPUARMState) -> ExceptionType | None:
     return None
 
 
+#: interrupt lines of an AArch64 CPU (bit numbers of CPUARMState.irq_pending)
+ARM_CPU_IRQ = 0
+ARM_CPU_FIQ = 1
+ARM_CPU_SERROR = 2
+
+_irq_lock = threading.Lock()
+
+
+def arm_cpu_set_irq(cpu: Any, line: int, level: int) -> None:
+    """Drive one of the CPU's interrupt inputs (ARM_CPU_IRQ/FIQ/SERROR) to ``level``.
+
+    What interrupt controllers call, from any thread: the level is latched in
+    ``state.irq_pending`` and a raised line kicks the vCPU (it leaves translated code at
+    the next block boundary, or wakes from WFI) so the interrupt is taken if unmasked."""
+    bit = 1 << line
+    s = cpu.state
+    with _irq_lock:
+        if level:
+            s.irq_pending |= bit
+        else:
+            s.irq_pending &= ~bit
+    if level:
+        kick = getattr(cpu, "kick", None)
+        if kick is not None:
+            kick()
+        else:
+            cpu.exit_request = True
+
+
 class SystemExit_(Exception):
     """PSCI SYSTEM_OFF / SYSTEM_RESET asked by the guest (``reset`` tells which)."""
 
@@ -315,6 +348,8 @@ def cpu_loop_system(cpu: Any, hvc_handler: Callable[[Any, int], bool] | None = N
 
     rounds = 0
     s = cpu.state
+    if wakeup is None:
+        wakeup = getattr(cpu, "wake", None)
     while max_rounds is None or rounds < max_rounds:
         rounds += 1
         irq = pending_interrupt(s)

@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from pyqemu.accel.tcg.interfaces import UndefinedInstruction
+from pyqemu.accel.tcg.interfaces import GuestTrap, UndefinedInstruction
 from pyqemu.ir.core import CallFlags, Const, Helper, Temp
 from pyqemu.ir.ops import ExitReason
 from pyqemu.target.aarch64.cpu import CPUARMState
@@ -25,7 +25,8 @@ from pyqemu.target.aarch64.exceptions import (
     sysreg_trap_syndrome,
 )
 
-__all__ = ["SYSREGS", "SysReg", "sysreg_by_name", "trans_sysreg"]
+__all__ = ["SYSREGS", "SysReg", "SysRegHook", "SysRegTrap", "SysRegUndefined",
+           "register_sysreg_hook", "sysreg_by_name", "trans_sysreg"]
 
 M64 = (1 << 64) - 1
 Key = tuple[int, int, int, int, int]
@@ -97,6 +98,80 @@ SYSREGS: tuple[SysReg, ...] = (
     SysReg("CNTP_CTL_EL0", (3, 3, 14, 2, 1), "cntp_ctl_el0", min_el=1, wmask=0x3),
     SysReg("CNTP_CVAL_EL0", (3, 3, 14, 2, 2), "cntp_cval_el0", min_el=1),
 )
+
+# ------------------------------------------------------------------ device registers
+
+class SysRegUndefined(Exception):
+    """Raised by a hook: this access is UNDEFINED (EC 0x00 to EL1)."""
+
+
+class SysRegTrap(Exception):
+    """Raised by a hook: this access traps to EL1 with EC 0x18 (trapped MSR/MRS)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SysRegHook:
+    """A system register backed by a device model (GICv3 CPU interface, generic timer...).
+
+    ``read(cpu) -> value`` and ``write(cpu, value)`` run at execution time on the vCPU's
+    thread; ``cpu`` is the VCPU (per-CPU device state hangs off it as attributes, e.g.
+    ``cpu.gtimer``). Either may raise :class:`SysRegUndefined` or :class:`SysRegTrap`.
+    ``read``/``write`` None: that direction is UNDEFINED. ``min_el``: accesses from a
+    lower EL are UNDEFINED without calling the hook. After a write the block ends and a
+    newly pending interrupt is taken before the next instruction.
+    """
+
+    name: str
+    key: Key  # (op0, op1, CRn, CRm, op2)
+    read: Callable[[Any], int] | None
+    write: Callable[[Any, int], None] | None
+    min_el: int = 1
+
+
+_HOOKS: dict[Key, SysRegHook] = {}
+_HOOK_LIST: list[SysRegHook] = []
+
+
+def register_sysreg_hook(hook: SysRegHook) -> None:
+    """Add (or replace) a device-backed register; it takes precedence over the table.
+
+    Registration is process-wide and idempotent (the same hook may be registered by
+    every machine built in the process); translated blocks already made keep the old
+    behaviour, so register before building vCPUs."""
+    old = _HOOKS.get(hook.key)
+    if old is not None:
+        _HOOK_LIST[_HOOK_LIST.index(old)] = hook
+    else:
+        _HOOK_LIST.append(hook)
+    _HOOKS[hook.key] = hook
+
+
+def _hook_fault(cpu: Any, hook: SysRegHook, pc: int, insn: int, e: Exception) -> GuestTrap:
+    if isinstance(e, SysRegTrap):
+        op0, op1, crn, crm, op2 = hook.key
+        return SyndromeTrap(sysreg_trap_syndrome(op0, op1, op2, crn, crm, insn & 31,
+                                                 bool(insn >> 21 & 1)))
+    return UndefinedInstruction(pc, insn)
+
+
+def _hook_read(cpu: Any, index: int, pc: int, insn: int) -> int:
+    hook = _HOOK_LIST[index]
+    assert hook.read is not None
+    try:
+        return hook.read(cpu) & M64
+    except (SysRegUndefined, SysRegTrap) as e:
+        raise _hook_fault(cpu, hook, pc, insn, e) from None
+
+
+def _hook_write(cpu: Any, index: int, pc: int, insn: int, value: int) -> None:
+    hook = _HOOK_LIST[index]
+    assert hook.write is not None
+    try:
+        hook.write(cpu, value & M64)
+    except (SysRegUndefined, SysRegTrap) as e:
+        raise _hook_fault(cpu, hook, pc, insn, e) from None
+    _check_irq(cpu)
+
 
 _WRITE_IGNORED = {"ACTLR_EL1", "AFSR0_EL1", "AFSR1_EL1", "AMAIR_EL1", "OSLAR_EL1",
                   "OSDLR_EL1"}
@@ -180,6 +255,8 @@ helper_write_sp_el0 = Helper("write_sp_el0", _write_sp_el0, (64, 32, 64), (), Ca
 helper_read_ccsidr = Helper("read_ccsidr", _read_ccsidr, (), (64,), _NRW | CallFlags.NO_FAULT)
 helper_tlbi = Helper("tlbi", _tlbi, (), (), _NRW | CallFlags.NO_FAULT)
 helper_check_irq = Helper("check_irq", _check_irq, (), (), _NRW | CallFlags.NO_FAULT)
+helper_hook_read = Helper("sysreg_hook_read", _hook_read, (32, 64, 32), (64,), _NRW)
+helper_hook_write = Helper("sysreg_hook_write", _hook_write, (32, 64, 32, 64), (), _NRW)
 
 
 # ------------------------------------------------------------------ translation
@@ -206,7 +283,11 @@ def trans_sysreg(ctx: Any, a: Any, rt_value: Any, dest: Temp | None) -> bool | N
     """
     from pyqemu.target.aarch64.translate import gen_exit
 
-    r = _BY_KEY.get((a.op0, a.op1, a.crn, a.crm, a.op2))
+    key = (a.op0, a.op1, a.crn, a.crm, a.op2)
+    hook = _HOOKS.get(key)
+    if hook is not None:
+        return _trans_hook(ctx, hook, rt_value, dest)
+    r = _BY_KEY.get(key)
     if r is None:
         return None
     if ctx.el < r.min_el:
@@ -253,4 +334,22 @@ def trans_sysreg(ctx: Any, a: Any, rt_value: Any, dest: Temp | None) -> bool | N
         b.gen_call(helper_write_spsel, value)
     else:
         b.gen_st_state_i64(value, _f(r.field), 8)
+    return True
+
+
+def _trans_hook(ctx: Any, hook: SysRegHook, rt_value: Any, dest: Temp | None) -> bool:
+    from pyqemu.target.aarch64.translate import gen_exit
+
+    if ctx.el < hook.min_el:
+        return False
+    fn = hook.read if dest is not None else hook.write
+    if fn is None:
+        return False
+    index = _HOOK_LIST.index(hook)
+    args = (Const(index, 32), Const(ctx.pc_curr & M64, 64), Const(ctx.insn, 32))
+    if dest is not None:
+        ctx.b.gen_call(helper_hook_read, *args, outs=[dest])
+        return True
+    ctx.b.gen_call(helper_hook_write, *args, rt_value)
+    gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
     return True

@@ -336,6 +336,9 @@ for _crm, _op2, _name in ((4, 0, "id_aa64pfr0"), (4, 1, "id_aa64pfr1"), (4, 4, "
                           (7, 2, "id_aa64mmfr2")):
     _READERS[(0, 0, _crm, _op2)] = _const_reader(
         lambda ctx, n=_name: ctx.model.id_reg(n))  # type: ignore[misc]
+# ID_AA64PFR0_EL1.GIC (bits 27:24) is 1 when a GICv3 CPU interface is system registers
+_READERS[(0, 0, 4, 0)] = _const_reader(
+    lambda ctx: ctx.model.id_reg("id_aa64pfr0") | ((1 << 24) if ctx.gic_sysregs else 0))
 
 _WRITERS: dict[tuple[int, int, int, int], Writer] = {
     (3, 4, 2, 0): _write_nzcv,

@@ -78,6 +78,8 @@ class DisasContext:
         self._features = model.effective_features()
         self.system = False  # system mode (EL1 exists, MMU, exceptions)
         self.el = 0  # PSTATE.EL the block runs at
+        #: the GICv3 CPU interface is present as system registers (ID_AA64PFR0.GIC = 1)
+        self.gic_sysregs = False
 
     @property
     def pc_next(self) -> int:
@@ -435,6 +437,8 @@ class AArch64Frontend:
         #: system mode (pyqemu-system-aarch64): EL0/EL1, MMU, exceptions; the flags of a
         #: block carry TB_FLAG_SYSTEM and the EL
         self.system = system
+        #: set by a machine with a GICv3: ICC_* system registers exist
+        self.gic_sysregs = False
 
     def translate(self, cpu: VCPULike, pc: int, flags: int, max_insns: int,
                   fetch: Callable[[int], int]) -> IRBlock:
@@ -446,6 +450,7 @@ class AArch64Frontend:
         if flags & TB_FLAG_SYSTEM:
             ctx.system = True
             ctx.el = flags & TB_FLAG_EL_MASK
+            ctx.gic_sysregs = self.gic_sysregs
         start = pc
         page = pc & PAGE_MASK
         n = 0
