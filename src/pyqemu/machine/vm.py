@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from pyqemu.machine.config import MachineConfig
 from pyqemu.machine.main_loop import MainLoop
 
-__all__ = ["Board", "VM", "EventListener"]
+__all__ = ["VM", "Board", "EventListener"]
 
 EventListener = Callable[[str, dict[str, Any]], None]
 

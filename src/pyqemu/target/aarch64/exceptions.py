@@ -27,14 +27,14 @@ from pyqemu.target.aarch64.cpu import BreakpointTrap, CPUARMState, pstate_read, 
 from pyqemu.target.aarch64.mmu import FSC_ALIGNMENT, MMUFault
 
 __all__ = [
+    "ARM_CPU_FIQ",
+    "ARM_CPU_IRQ",
+    "ARM_CPU_SERROR",
     "EC",
     "EXCP_HVC",
     "EXCP_SMC",
     "ExceptionType",
     "SyndromeTrap",
-    "ARM_CPU_FIQ",
-    "ARM_CPU_IRQ",
-    "ARM_CPU_SERROR",
     "SystemExit_",
     "arm_cpu_set_irq",
     "cpu_loop_system",
