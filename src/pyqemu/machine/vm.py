@@ -123,8 +123,10 @@ class VM:
         return self._quitting
 
     def _cpu_thread(self, cpu: Any) -> None:
+        from pyqemu.accel.tcg.vcpu import set_current_cpu
         from pyqemu.target.aarch64.exceptions import SystemExit_
 
+        set_current_cpu(cpu)
         while not self._quitting:
             if self._should_stop(cpu):
                 return

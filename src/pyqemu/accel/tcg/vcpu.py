@@ -13,7 +13,20 @@ from pyqemu.ir.ops import MemOp
 if TYPE_CHECKING:
     from pyqemu.accel.tcg.context import TCGContext
 
-__all__ = ["VCPU"]
+__all__ = ["VCPU", "current_cpu", "set_current_cpu"]
+
+_tls = threading.local()
+
+
+def current_cpu() -> VCPU | None:
+    """The vCPU whose thread is running (QEMU's current_cpu): banked device registers
+    (GICv2 CPU interface) look at it. None on the main loop thread."""
+    return getattr(_tls, "cpu", None)
+
+
+def set_current_cpu(cpu: VCPU | None) -> None:
+    """Called once by each vCPU thread."""
+    _tls.cpu = cpu
 
 _SIZE_MEMOP = {1: MemOp.MO_8, 2: MemOp.MO_16, 4: MemOp.MO_32, 8: MemOp.MO_64}
 
