@@ -1,0 +1,248 @@
+"""The generic timer against qemu-system-aarch64 7.2 (-M virt, EL1 only): the same
+bare-metal probe runs on QEMU and on a small pyqemu machine, and prints the same lines.
+
+Values that do not depend on time (reset values, read-back, masks, ESRs of trapped and
+UNDEFINED accesses) are printed as they are; time-dependent ones are reduced to
+booleans by the guest (counter monotonic, TVAL range, ISTATUS not before CVAL...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.hw.timer.gtprobe import MiniBoard, build, program, results, run_qemu
+
+CNTKCTL_CASES = (0x0, 0x1, 0x2, 0x3, 0x100, 0x200, 0x300, 0x303, 0xFFFFFFFFFFFFFCFC)
+
+
+def compare(tmp_path: Path, body: str, irq_handler: str | None = None,
+            gic: object = None) -> list[int]:
+    elf, image = build(tmp_path, program(body, irq_handler))
+    theirs = run_qemu(elf)
+    ours = MiniBoard(image, gic=gic).run()
+    assert results(theirs), theirs
+    diffs = [f"#{i}: qemu {q:#x} pyqemu {p:#x}"
+             for i, (q, p) in enumerate(zip(results(theirs), results(ours))) if q != p]
+    assert not diffs and len(results(theirs)) == len(results(ours)), \
+        "\n".join(diffs) + f"\n({len(results(theirs))} vs {len(results(ours))} lines)"
+    return results(theirs)
+
+
+def test_reset_values_and_readback(tmp_path: Path) -> None:
+    """Reset values, CNTFRQ, CTL/CVAL read-back (masks, ISTATUS, IMASK), CNTKCTL."""
+    regs = ("cntfrq_el0", "cntkctl_el1", "cntv_ctl_el0", "cntp_ctl_el0",
+            "cntv_cval_el0", "cntp_cval_el0")
+    body = "".join(f"mrs x1, {r}\nrec x1\n" for r in regs)
+    for t in ("cntv", "cntp"):
+        body += f"""
+        ldr x1, =0x7123456789abcdef
+        msr {t}_cval_el0, x1
+        mrs x1, {t}_cval_el0
+        rec x1
+        mov x1, #0xffffffff
+        msr {t}_ctl_el0, x1       // enabled, masked, CVAL far ahead: ISTATUS clear
+        mrs x1, {t}_ctl_el0
+        rec x1
+        mov x1, #1
+        msr {t}_ctl_el0, x1
+        mrs x1, {t}_ctl_el0
+        rec x1
+        msr {t}_cval_el0, xzr     // CVAL = 0: the condition holds at once
+        mrs x1, {t}_ctl_el0
+        rec x1
+        mov x1, #3
+        msr {t}_ctl_el0, x1
+        mrs x1, {t}_ctl_el0
+        rec x1
+        mov x1, #2                 // disabled: ISTATUS reads 0, IMASK kept
+        msr {t}_ctl_el0, x1
+        mrs x1, {t}_ctl_el0
+        rec x1
+        mov x1, #0xfffffff8
+        msr {t}_ctl_el0, x1        // ISTATUS is read-only, other bits RES0
+        mrs x1, {t}_ctl_el0
+        rec x1
+        ldr x1, =0xfffffffffffffff0
+        msr {t}_cval_el0, x1
+        mov x1, #1
+        msr {t}_ctl_el0, x1        // unsigned compare: a huge CVAL never fires
+        mrs x1, {t}_ctl_el0
+        rec x1
+        mrs x1, {t}_tval_el0       // CVAL - count fits in 32 bits only modulo 2^32
+        lsr x1, x1, #32
+        rec x1
+        msr {t}_ctl_el0, xzr
+        msr {t}_cval_el0, xzr
+        """
+    body += """
+    ldr x1, =0xfedcba9876543210
+    msr cntkctl_el1, x1
+    mrs x1, cntkctl_el1
+    rec x1
+    msr cntkctl_el1, xzr
+    ldr x1, =0x123456789
+    msr cntfrq_el0, x1         // writable at EL1, the highest EL here
+    mrs x1, cntfrq_el0
+    rec x1
+    ldr x1, =62500000
+    msr cntfrq_el0, x1
+    mov x1, #0x5a
+    msr cntpct_el0, x1         // read-only counters: UNDEFINED
+    msr cntvct_el0, x1
+    mrs x2, cntps_ctl_el1      // secure timer from Non-secure EL1: trapped
+    msr cntps_cval_el1, x1
+    mrs x3, cntps_tval_el1
+    """
+    compare(tmp_path, body)
+
+
+def test_counter_and_tval(tmp_path: Path) -> None:
+    """CNTPCT/CNTVCT count forward together; TVAL = CVAL - count as signed 32 bits; a
+    TVAL write sets CVAL = count + TVAL; a negative TVAL fires at once."""
+    body = """
+    mrs x1, cntpct_el0
+    mrs x2, cntvct_el0
+    mrs x3, cntpct_el0
+    cmp x2, x1
+    cset x4, hs
+    rec x4                      // CNTVCT >= the CNTPCT read before it (CNTVOFF = 0)
+    cmp x3, x2
+    cset x4, hs
+    rec x4
+    sub x4, x3, x1
+    ldr x5, =625000             // within 10 ms
+    cmp x4, x5
+    cset x4, lo
+    rec x4
+    """
+    for t in ("cntv", "cntp"):
+        body += f"""
+        mrs x1, cntvct_el0
+        ldr x2, =6250000            // TVAL = 100 ms
+        msr {t}_tval_el0, x2
+        mrs x3, cntvct_el0
+        mrs x4, {t}_cval_el0
+        sub x5, x4, x1              // CVAL - count before: >= 6250000
+        cmp x5, x2
+        cset x6, hs
+        rec x6
+        sub x5, x4, x3              // CVAL - count after: <= 6250000
+        cmp x5, x2
+        cset x6, ls
+        rec x6
+        mrs x5, {t}_tval_el0
+        lsr x6, x5, #32
+        rec x6                      // zero-extended
+        cmp x5, x2
+        cset x6, ls
+        rec x6
+        cbnz x5, 1f
+        mov x6, #0xdead
+        rec x6
+    1:  ldr x2, =0xfffffc18         // -1000: already expired
+        msr {t}_tval_el0, x2
+        mov x2, #1
+        msr {t}_ctl_el0, x2
+        mrs x3, {t}_ctl_el0
+        rec x3                      // ENABLE | ISTATUS
+        mrs x5, {t}_tval_el0
+        lsr x6, x5, #32
+        rec x6
+        lsr x6, x5, #31             // negative as 32 bits
+        rec x6
+        mrs x1, cntvct_el0
+        mrs x4, {t}_cval_el0
+        sub x5, x1, x4              // expired by >= 1000 ticks
+        cmp x5, #1000
+        cset x6, hs
+        rec x6
+        ldr x2, =0x7fffffff         // largest positive TVAL
+        msr {t}_tval_el0, x2
+        mrs x3, {t}_ctl_el0
+        rec x3
+        msr {t}_ctl_el0, xzr
+        """
+    compare(tmp_path, body)
+
+
+def test_istatus_flips_at_deadline(tmp_path: Path) -> None:
+    """Polling CTL: ISTATUS is clear before CVAL and set after it (never early), with
+    IMASK or not; disabling clears it and re-enabling with the same CVAL sets it."""
+    body = ""
+    for t, imask in (("cntv", 0), ("cntp", 0), ("cntv", 2), ("cntp", 2)):
+        body += f"""
+        ldr x2, =3125000            // 50 ms ahead
+        msr {t}_tval_el0, x2
+        mov x2, #{1 | imask}
+        msr {t}_ctl_el0, x2
+        mrs x4, {t}_cval_el0
+        mrs x3, {t}_ctl_el0
+        rec x3                      // not yet
+    1:  mrs x1, cntvct_el0
+        mrs x3, {t}_ctl_el0
+        tbz x3, #2, 1b
+        mrs x5, cntvct_el0
+        rec x3
+        cmp x5, x4                  // seen set only once count >= CVAL
+        cset x6, hs
+        rec x6
+        sub x6, x5, x4
+        ldr x7, =3125000            // and within 50 ms of it
+        cmp x6, x7
+        cset x6, lo
+        rec x6
+        mrs x6, {t}_tval_el0
+        lsr x6, x6, #31
+        rec x6                      // TVAL negative after expiry
+        mov x2, #{imask}
+        msr {t}_ctl_el0, x2
+        mrs x3, {t}_ctl_el0
+        rec x3
+        mov x2, #{1 | imask}
+        msr {t}_ctl_el0, x2
+        mrs x3, {t}_ctl_el0
+        rec x3
+        msr {t}_ctl_el0, xzr
+        """
+    compare(tmp_path, body)
+
+
+@pytest.mark.parametrize("cntkctl", CNTKCTL_CASES, ids=lambda v: f"cntkctl={v:#x}")
+def test_el0_access_traps(tmp_path: Path, cntkctl: int) -> None:
+    """EL0 accesses: allowed or trapped (EC 0x18, same ISS as QEMU) by CNTKCTL_EL1's
+    EL0PCTEN/EL0VCTEN/EL0VTEN/EL0PTEN; EL1-only registers UNDEFINED at EL0."""
+    reads = ("cntfrq_el0", "cntpct_el0", "cntvct_el0", "cntv_ctl_el0", "cntv_cval_el0",
+             "cntv_tval_el0", "cntp_ctl_el0", "cntp_cval_el0", "cntp_tval_el0",
+             "cntkctl_el1", "cntps_ctl_el1")
+    writes = ("cntv_ctl_el0", "cntv_cval_el0", "cntv_tval_el0", "cntp_ctl_el0",
+              "cntp_cval_el0", "cntp_tval_el0", "cntfrq_el0", "cntkctl_el1",
+              "cntps_cval_el1")
+    el0 = "el0_code:\n"
+    for i, r in enumerate(reads):
+        el0 += f"""
+        mov x{1 + i % 6}, #0x5a5a
+        mrs x{1 + i % 6}, {r}
+        mov x8, #0x5a5a
+        cmp x{1 + i % 6}, x8
+        cset x8, ne                 // read something (values are time-dependent)
+        rec x8
+        """
+    for i, r in enumerate(writes):
+        el0 += f"mov x{2 + i % 5}, #0\nmsr {r}, x{2 + i % 5}\n"
+    el0 += "mov x1, #0x77\nmrs x1, cntv_ctl_el0\nrec x1\nsvc #0\n"
+    body = f"""
+    ldr x1, ={cntkctl:#x}
+    msr cntkctl_el1, x1
+    mov x1, #1
+    msr cntv_ctl_el0, x1         // EL0 writes 0 to it when allowed
+    el0 el0_code
+    mrs x1, cntv_ctl_el0
+    rec x1
+    mrs x1, cntkctl_el1
+    rec x1
+    b finish
+    {el0}
+    """
+    compare(tmp_path, body)
