@@ -1,0 +1,189 @@
+"""``mux=on``: several frontends (serial port, monitor) share one backend, with QEMU's
+Ctrl-A escapes on input (char-mux.c):
+
+* ``C-a c`` switch the input to the next frontend (serial <-> monitor),
+* ``C-a x`` exit ("QEMU: Terminated"), ``C-a h`` help, ``C-a C-a`` a literal C-a,
+* ``C-a t`` toggle timestamps on output, ``C-a b`` send a break, ``C-a s`` (commit
+  -snapshot disks) is accepted and does nothing yet.
+
+Each :meth:`MuxChardev.set_frontend` call adds a frontend (up to 4, QEMU's MAX_MUX);
+the last one added has the focus, as in QEMU (the serial port, created after the
+monitor). Frontends get the events "mux-in"/"mux-out" when the focus moves to/from them
+in addition to "opened"/"closed" ("break" for C-a b).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pyqemu.chardev import (
+    CanReceiveFn,
+    CharBackend,
+    ChardevError,
+    EventFn,
+    Frontend,
+    ReceiveFn,
+)
+
+__all__ = ["MAX_MUX", "MuxChardev"]
+
+MAX_MUX = 4
+ESCAPE = 0x01  # Ctrl-A, QEMU's default term_escape_char
+
+_HELP = [("h", "print this help"), ("x", "exit emulator"),
+         ("s", "save disk data back to file (if -snapshot)"),
+         ("t", "toggle console timestamps"), ("b", "send break (magic sysrq)"),
+         ("c", "switch between console and monitor")]
+
+
+def _escape_name(ch: int) -> str:
+    return f"C-{chr(ord('a') + ch - 1)}" if ch < 27 else f"0x{ch:02x}"
+
+
+def help_text(escape: int = ESCAPE) -> bytes:
+    """The C-a h text, byte for byte as QEMU 7.2 prints it."""
+    name = _escape_name(escape)
+    out = "\n\r"
+    for key, text in _HELP:
+        out += f"{name} {key}    {text}\n\r"
+    out += f"{name} {name}  sends {name}\n\r"
+    return out.encode()
+
+
+class MuxChardev(CharBackend):
+    """A multiplexer in front of ``base``; query-chardev calls it "mux"."""
+
+    driver = "mux"
+
+    def __init__(self, id: str, base: CharBackend) -> None:
+        super().__init__(id)
+        self.base = base
+        self.filename = "mux"
+        self.frontends: list[Frontend] = []
+        self.focus = -1
+        self.term_got_escape = False
+        self.timestamps = False
+        self._linestart = True
+        self._start = time.monotonic()
+        #: what C-a x does (the CLI sets a clean exit; default: raise SystemExit(0))
+        self.on_exit: Callable[[], None] = self._default_exit
+        #: what C-a s does (the CLI sets a commit of -snapshot drives when it can)
+        self.on_save: Callable[[], None] | None = None
+        base.set_frontend(self._base_receive, self._base_can_receive, self._base_event)
+
+    @staticmethod
+    def _default_exit() -> None:
+        raise SystemExit(0)
+
+    @property
+    def connected(self) -> bool:  # type: ignore[override]
+        return getattr(self, "base", None) is None or self.base.connected
+
+    @connected.setter
+    def connected(self, value: bool) -> None:
+        pass
+
+    @property
+    def frontend_open(self) -> bool:
+        return any(fe.receive is not None for fe in self.frontends)
+
+    # ------------------------------------------------------------ frontends
+    def set_frontend(self, receive: ReceiveFn | None, can_receive: CanReceiveFn | None = None,
+                     event: EventFn | None = None) -> None:
+        """Add a frontend; it takes the focus."""
+        if len(self.frontends) >= MAX_MUX:
+            raise ChardevError(f"too many uses of multiplexed chardev '{self.id}'")
+        fe = Frontend(receive, can_receive, event)
+        self.frontends.append(fe)
+        if event is not None and receive is not None and self.base.connected:
+            event("opened")
+        self._set_focus(len(self.frontends) - 1)
+
+    def _set_focus(self, index: int) -> None:
+        if 0 <= self.focus < len(self.frontends):
+            self._fe_event(self.focus, "mux-out")
+        self.focus = index
+        self._fe_event(index, "mux-in")
+
+    def _fe_event(self, index: int, name: str) -> None:
+        fe = self.frontends[index]
+        if fe.event is not None and fe.receive is not None:
+            fe.event(name)
+
+    def write(self, data: bytes) -> None:
+        if self.closed or not data:
+            return
+        if not self.timestamps:
+            self.base.write(data)
+            return
+        out = bytearray()
+        for b in data:
+            if self._linestart:
+                ms = int((time.monotonic() - self._start) * 1000)
+                out += b"[%02d:%02d:%02d.%03d] " % (ms // 3600000, ms // 60000 % 60,
+                                                   ms // 1000 % 60, ms % 1000)
+                self._linestart = False
+            out.append(b)
+            if b == 0x0A:
+                self._linestart = True
+        self.base.write(bytes(out))
+
+    # ------------------------------------------------------------ base side
+    def attach(self, main_loop: Any) -> None:
+        self.main_loop = main_loop
+        self.base.attach(main_loop)
+
+    def _base_can_receive(self) -> int:
+        if 0 <= self.focus < len(self.frontends):
+            return self.frontends[self.focus].room()
+        return 0
+
+    def _base_receive(self, data: bytes) -> None:
+        fe = self.frontends[self.focus] if 0 <= self.focus < len(self.frontends) else None
+        for b in data:
+            if self._proc_byte(b) and fe is not None and fe.receive is not None:
+                fe.receive(bytes([b]))
+            # the focus may have moved with C-a c
+            fe = self.frontends[self.focus] if 0 <= self.focus < len(self.frontends) else None
+
+    def _proc_byte(self, ch: int) -> bool:
+        """mux_proc_byte: True if ``ch`` goes to the focused frontend."""
+        if self.term_got_escape:
+            self.term_got_escape = False
+            if ch == ESCAPE:
+                return True
+            c = chr(ch)
+            if c in "hH?":
+                self.base.write(help_text())
+            elif c == "x":
+                self.base.write(b"QEMU: Terminated\n\r")
+                self.on_exit()
+            elif c == "s":
+                if self.on_save is not None:
+                    self.on_save()
+            elif c == "b":
+                if 0 <= self.focus < len(self.frontends):
+                    self._fe_event(self.focus, "break")
+            elif c == "c":
+                if self.frontends:
+                    self._set_focus((self.focus + 1) % len(self.frontends))
+            elif c == "t":
+                self.timestamps = not self.timestamps
+                self._linestart = True
+            return False
+        if ch == ESCAPE:
+            self.term_got_escape = True
+            return False
+        return True
+
+    def _base_event(self, name: str) -> None:
+        for i in range(len(self.frontends)):
+            self._fe_event(i, name)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.base.close()
