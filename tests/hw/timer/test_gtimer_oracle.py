@@ -246,3 +246,112 @@ def test_el0_access_traps(tmp_path: Path, cntkctl: int) -> None:
     {el0}
     """
     compare(tmp_path, body)
+
+
+# ------------------------------------------------------------ with a GICv3: WFI and IRQs
+
+GIC_SETUP = """
+    ldr x1, =0x08000000         // GICD_CTLR: ARE | EnableGrp1 | EnableGrp0
+    mov w2, #0x13
+    str w2, [x1]
+1:  ldr w2, [x1]
+    tbnz w2, #31, 1b            // RWP
+    ldr x1, =0x080a0000         // GICR_WAKER of CPU 0: wake the redistributor
+    ldr w2, [x1, #0x14]
+    bic w2, w2, #2
+    str w2, [x1, #0x14]
+2:  ldr w2, [x1, #0x14]
+    tbnz w2, #2, 2b
+    ldr x1, =0x080b0000         // SGI_base
+    ldr w2, =0xffffffff
+    str w2, [x1, #0x80]         // GICR_IGROUPR0: everything Group 1
+    mov w2, #0xa0
+    strb w2, [x1, #0x41b]       // GICR_IPRIORITYR: PPI 27 and 30
+    strb w2, [x1, #0x41e]
+    mov w2, #(1 << 27)
+    orr w2, w2, #(1 << 30)
+    str w2, [x1, #0x100]        // GICR_ISENABLER0
+    mrs x2, icc_sre_el1
+    orr x2, x2, #1
+    msr icc_sre_el1, x2
+    isb
+    mov x2, #0xff
+    msr icc_pmr_el1, x2
+    mov x2, #1
+    msr icc_igrpen1_el1, x2
+    isb
+    mov x26, #0                 // interrupts taken
+"""
+
+IRQ_HANDLER = """
+irq_handler:
+    mrs x9, icc_iar1_el1
+    rec x9                      // INTID: 27 (virtual) or 30 (physical)
+    mrs x10, cntvct_el0
+    cmp x9, #27
+    b.ne 4f
+    mrs x11, cntv_cval_el0
+    mrs x12, cntv_ctl_el0
+    msr cntv_ctl_el0, xzr       // the line falls: no second interrupt
+    b 5f
+4:  mrs x11, cntp_cval_el0
+    mrs x12, cntp_ctl_el0
+    msr cntp_ctl_el0, xzr
+5:  rec x12                     // ENABLE | ISTATUS
+    cmp x10, x11
+    cset x12, hs                // taken only once the count reached CVAL
+    rec x12
+    msr icc_eoir1_el1, x9
+    add x26, x26, #1
+    eret
+"""
+
+
+def _gicv3() -> object:
+    mod = pytest.importorskip("pyqemu.hw.intc.arm_gicv3",
+                              reason="needs the GICv3 model (pyqemu.hw.intc.arm_gicv3)")
+    return mod.GICv3
+
+
+def test_wfi_woken_by_virtual_timer_through_gicv3(tmp_path: Path) -> None:
+    """Arm the virtual timer 20 ms ahead, WFI with IRQs unmasked: PPI 27 arrives after
+    CVAL, ICC_IAR1_EL1 acknowledges it; then the physical timer with IMASK set expires
+    without an interrupt, and clearing IMASK delivers PPI 30 at once."""
+    body = GIC_SETUP + """
+    ldr x2, =1250000            // 20 ms
+    msr cntv_tval_el0, x2
+    mov x2, #1
+    msr cntv_ctl_el0, x2
+    msr daifclr, #2
+6:  wfi
+    cbz x26, 6b
+    msr daifset, #2
+    rec x26                     // exactly one interrupt
+    mrs x1, icc_iar1_el1
+    rec x1                      // nothing else pending: 1023
+    mrs x1, cntv_ctl_el0
+    rec x1
+    // physical timer, masked: ISTATUS rises but no interrupt is delivered
+    ldr x2, =625000             // 10 ms
+    msr cntp_tval_el0, x2
+    mov x2, #3
+    msr cntp_ctl_el0, x2
+    msr daifclr, #2
+7:  mrs x1, cntp_ctl_el0
+    tbz x1, #2, 7b
+    isb
+    rec x26                     // still one
+    rec x1                      // ENABLE | IMASK | ISTATUS
+    mov x2, #1
+    msr cntp_ctl_el0, x2        // IMASK cleared: the level reaches the CPU
+    isb
+    nop
+    nop
+    msr daifset, #2
+    rec x26                     // two
+    mrs x1, icc_iar1_el1
+    rec x1
+    """
+    body += "\n    b finish\n" + IRQ_HANDLER
+    out = compare(tmp_path, body, irq_handler="irq_handler", gic=_gicv3())
+    assert out[:3] == [27, 5, 1] and out[3] == 1  # sanity: the interrupt did arrive
