@@ -1,0 +1,52 @@
+"""Helpers shared by the GICv2 and GICv3 models: bitmap walks, the CPU's IRQ/FIQ lines,
+and the lock every register access takes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from pyqemu.target.aarch64.exceptions import ARM_CPU_FIQ, ARM_CPU_IRQ, arm_cpu_set_irq
+
+__all__ = ["GIC_INTERNAL", "GIC_NR_SGIS", "GICError", "INTID_SPURIOUS", "bits", "ctz32",
+           "device_lock", "set_cpu_lines"]
+
+#: SGIs + PPIs: the interrupts private to each CPU
+GIC_INTERNAL = 32
+GIC_NR_SGIS = 16
+INTID_SPURIOUS = 1023
+
+
+class GICError(Exception):
+    """A GIC was built with impossible parameters (root exception of pyqemu.hw.intc)."""
+
+
+def bits(x: int) -> Iterator[int]:
+    """The indexes of the set bits of ``x``, lowest first."""
+    while x:
+        low = x & -x
+        yield low.bit_length() - 1
+        x ^= low
+
+
+def ctz32(x: int) -> int:
+    """Count trailing zeros of a 32-bit value (32 for zero), as QEMU's ctz32."""
+    x &= 0xFFFFFFFF
+    return (x & -x).bit_length() - 1 if x else 32
+
+
+def device_lock(main_loop: Any) -> Any:
+    """The main loop's big lock when there is one (vCPU threads and the main loop share
+    device state), else a private re-entrant lock."""
+    bql = getattr(main_loop, "bql", None)
+    return bql if bql is not None else threading.RLock()
+
+
+def set_cpu_lines(cpu: Any, irq: int, fiq: int) -> None:
+    """Drive the CPU's IRQ and FIQ inputs, touching (and kicking) it only on a change."""
+    p = cpu.state.irq_pending
+    if bool(p & (1 << ARM_CPU_IRQ)) != bool(irq):
+        arm_cpu_set_irq(cpu, ARM_CPU_IRQ, irq)
+    if bool(p & (1 << ARM_CPU_FIQ)) != bool(fiq):
+        arm_cpu_set_irq(cpu, ARM_CPU_FIQ, fiq)
