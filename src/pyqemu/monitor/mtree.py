@@ -1,0 +1,54 @@
+"""``info mtree``: a MemoryRegion tree in the layout of QEMU's mtree_info (softmmu/memory.c).
+
+One block per group of address spaces sharing a root (QEMU lists "cpu-memory-N" for
+every vCPU and "memory" for the system address space, all rooted at "system"):
+``address-space: <name>`` lines, then the regions indented two spaces per level as
+``<start>-<end> (prio <p>, <type>): <name>``, children sorted by address (higher priority
+first on equal addresses), and a blank line. ``-f`` prints the flat view instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["format_mtree"]
+
+_TYPES = {"ram": "ram", "io": "i/o", "container": "i/o", "rom": "rom", "romd": "romd"}
+
+
+def _type(mr: Any) -> str:
+    return _TYPES.get(getattr(mr, "kind", "container"), "i/o")
+
+
+def _lines(mr: Any, base: int, prio: int, level: int, out: list[str]) -> None:
+    end = base + mr.size - 1
+    out.append(f"{'  ' * level}{base:016x}-{end & ((1 << 64) - 1):016x} "
+               f"(prio {prio}, {_type(mr)}): {mr.name}")
+    subs = sorted(getattr(mr, "subregions", []), key=lambda s: (s[0], -s[1], s[2]))
+    for off, p, _seq, sub in subs:
+        _lines(sub, base + off, p, level + 1, out)
+
+
+def format_mtree(root: Any, ncpus: int, flat: bool = False) -> str:
+    """The text of ``info mtree`` (or ``info mtree -f``) for a board rooted at ``root``."""
+    names = [f"cpu-memory-{i}" for i in range(ncpus)] + ["memory"]
+    out: list[str] = []
+    if flat:
+        from pyqemu.memory import AddressSpace
+
+        space = AddressSpace(root)
+        out.append("FlatView #0")
+        for n in names:
+            out.append(f" AS \"{n}\", root: {root.name}")
+        out.append(" Root memory region: " + root.name)
+        for r in space.flat_view():
+            out.append(f"  {r.start:016x}-{r.end - 1:016x} ({_type(r.region)}): "
+                       f"{r.region.name}" + (f" @{r.offset_in_region:016x}"
+                                              if r.offset_in_region else ""))
+        out.append("")
+        return "\n".join(out) + "\n"
+    for n in names:
+        out.append(f"address-space: {n}")
+    _lines(root, 0, 0, 1, out)
+    out.append("")
+    return "\n".join(out) + "\n"

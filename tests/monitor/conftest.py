@@ -1,0 +1,379 @@
+"""Fixtures for the monitor tests: the same paused machine in the real
+qemu-system-aarch64 and in pyqemu, each with QMP and HMP on unix sockets.
+
+The pyqemu side is a tiny board assembled here (RAM at virt's 0x40000000, a PL011 at
+0x09000000, cortex-a57 vCPUs on the TCG) until the virt board and ``pyqemu.cli.system``
+exist; its monitor sockets are real unix-socket servers on the VM's main loop (a small
+chardev written here, replaced by ``pyqemu.chardev`` when that lands). Both load the same
+bare-metal ELF (tests/monitor/guest/pattern.s: code, then a table of known bytes) with
+-kernel semantics: the PT_LOAD segments in RAM, pc at the entry point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyqemu.hw.char.pl011 import PL011
+from pyqemu.hw.irq import IRQ
+from pyqemu.machine.config import MachineConfig, SMPConfig
+from pyqemu.machine.main_loop import MainLoop
+from pyqemu.machine.vm import VM
+from pyqemu.memory import AddressSpace, MemoryRegion
+from pyqemu.monitor import start_monitor
+from tests.conftest import require_tool
+
+GUEST = Path(__file__).parent / "guest" / "pattern.s"
+RAM_BASE = 0x40000000
+RAM_SIZE = 128 << 20
+UART = 0x09000000
+LOAD = 0x40100000
+
+
+def build_pattern(tmp: Path) -> tuple[Path, int]:
+    """Assemble and link the pattern guest; (ELF path, address of ``pattern``)."""
+    as_ = require_tool("aarch64-linux-gnu-as")
+    ld = require_tool("aarch64-linux-gnu-ld")
+    nm = require_tool("aarch64-linux-gnu-nm")
+    obj, elf = tmp / "pattern.o", tmp / "pattern.elf"
+    subprocess.run([as_, "-o", str(obj), str(GUEST)], check=True)
+    subprocess.run([ld, "-z", "max-page-size=4096", f"-Ttext={LOAD:#x}", "-e", "_start",
+                    "-o", str(elf), str(obj)], check=True)
+    syms = subprocess.run([nm, str(elf)], check=True, capture_output=True, text=True).stdout
+    addr = next(int(line.split()[0], 16) for line in syms.splitlines()
+                if line.endswith(" pattern"))
+    return elf, addr
+
+
+def elf_segments(path: Path) -> tuple[int, list[tuple[int, bytes, int]]]:
+    """(entry, [(paddr, file bytes, memsz)]) of a 64-bit little-endian ELF."""
+    data = path.read_bytes()
+    entry, phoff = struct.unpack_from("<QQ", data, 24)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    segs = []
+    for i in range(phnum):
+        p_type, _flags, off, _va, pa, filesz, memsz = struct.unpack_from(
+            "<IIQQQQQ", data, phoff + i * phentsize)
+        if p_type == 1:
+            segs.append((pa, data[off:off + filesz], memsz))
+    return entry, segs
+
+
+# ---------------------------------------------------------------- a unix-socket chardev
+
+class UnixServerChardev:
+    """``-chardev socket,path=...,server=on,wait=off`` on the main loop: one client at a
+    time, "opened"/"closed" events, output dropped while nobody is connected."""
+
+    def __init__(self, cid: str, path: str) -> None:
+        self.id = cid
+        self.path = path
+        self.filename = f"unix:{path},server=on"
+        self._srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._srv.bind(path)
+        self._srv.listen(1)
+        self._srv.setblocking(False)
+        self._conn: socket.socket | None = None
+        self._loop: MainLoop | None = None
+        self._receive: Callable[[bytes], None] | None = None
+        self._event: Callable[[str], None] | None = None
+        self.frontend_open = False
+
+    def set_frontend(self, receive: Callable[[bytes], None] | None,
+                     can_receive: Callable[[], int] | None = None,
+                     event: Callable[[str], None] | None = None) -> None:
+        self._receive, self._event = receive, event
+        self.frontend_open = receive is not None
+
+    def attach(self, loop: MainLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self._srv.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self._srv.accept()
+        except BlockingIOError:
+            return
+        if self._conn is not None:
+            conn.close()
+            return
+        conn.setblocking(True)
+        self._conn = conn
+        assert self._loop is not None
+        self._loop.add_reader(conn.fileno(), self._readable)
+        if self._event:
+            self._event("opened")
+
+    def _readable(self) -> None:
+        assert self._conn is not None
+        try:
+            data = self._conn.recv(4096)
+        except OSError:
+            data = b""
+        if not data:
+            self._drop()
+            return
+        if self._receive:
+            self._receive(data)
+
+    def _drop(self) -> None:
+        if self._conn is not None and self._loop is not None:
+            self._loop.remove_reader(self._conn.fileno())
+            self._conn.close()
+            self._conn = None
+            if self._event:
+                self._event("closed")
+
+    def write(self, data: bytes) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.sendall(data)
+
+    def close(self) -> None:
+        self._drop()
+        self._srv.close()
+
+
+# ---------------------------------------------------------------- the tiny board
+
+class RegionPhys:
+    """PhysMemory (for the MMU and TLB) over a RAM MemoryRegion."""
+
+    def __init__(self, base: int, mr: MemoryRegion) -> None:
+        assert mr.ram is not None and mr._mmap is not None
+        self.base = base
+        self.size = mr.size
+        self.host_view = mr.ram
+        self.host_base = ctypes.addressof(ctypes.c_char.from_buffer(mr._mmap))
+
+    def phys_to_host(self, pa: int) -> int | None:
+        off = pa - self.base
+        return off if 0 <= off < self.size else None
+
+
+class TinyBoard:
+    """RAM + PL011 + N cortex-a57 vCPUs, loading an ELF as -kernel does."""
+
+    def __init__(self, config: MachineConfig, vm: VM, kernel: Path) -> None:
+        from pyqemu.accel.tcg.context import TCGContext
+        from pyqemu.accel.tcg.vcpu import VCPU
+        from pyqemu.target.aarch64.mmu import SystemMemory
+        from pyqemu.target.aarch64.sysregs import SYS_PARANGE
+        from pyqemu.target.aarch64.translate import AArch64Frontend
+
+        self.vm = vm
+        self.system_memory = MemoryRegion.new_container("system", 1 << 64)
+        self.ram = MemoryRegion.new_ram("mach-virt.ram", config.ram_size)
+        self.system_memory.add_subregion(RAM_BASE, self.ram)
+        self.uart = PL011(IRQ())
+        self.system_memory.add_subregion(
+            UART, MemoryRegion.new_io("pl011", 0x1000, self.uart.read, self.uart.write))
+        self.address_space = AddressSpace(self.system_memory)
+        self.phys = RegionPhys(RAM_BASE, self.ram)
+        self.kernel = kernel
+        self.chardevs: dict[str, Any] = {}
+        self.powerdown_requests = 0
+        self.frontend = AArch64Frontend(config.cpu, system=True)
+        self.ctx = TCGContext(self.frontend, backend="python")
+        self.cpus: list[Any] = []
+        for i in range(config.smp.cpus):
+            mem = SystemMemory(self.phys, parange=SYS_PARANGE)
+            cpu = VCPU(self.ctx, mem, cpu_index=i)
+            mem.state = cpu.state
+            self.cpus.append(cpu)
+        self.reset()
+
+    def block_backends(self) -> list[Any]:
+        return []
+
+    def reset(self) -> None:
+        entry, segs = elf_segments(self.kernel)
+        for pa, data, memsz in segs:
+            self.address_space.write(pa, data + bytes(memsz - len(data)))
+        for cpu in self.cpus:
+            self.frontend.reset(cpu.state)
+            cpu.mmu_idx = 1
+            cpu.tlb_flush()
+            cpu.set_pc(entry)
+
+    def run_cpu(self, cpu: Any, should_stop: Callable[[Any], bool]) -> None:
+        from pyqemu.target.aarch64.exceptions import cpu_loop_system
+        from pyqemu.target.aarch64.psci import PSCI
+
+        cpu_loop_system(cpu, hvc_handler=PSCI(), stop=should_stop)
+
+    def powerdown_request(self) -> None:
+        self.powerdown_requests += 1
+
+
+# ---------------------------------------------------------------- machines under test
+
+class Machine:
+    """A running machine (QEMU or pyqemu) with QMP and HMP socket paths."""
+
+    def __init__(self, kind: str, qmp: str, hmp: str, stop: Callable[[], None],
+                 vm: VM | None = None) -> None:
+        self.kind = kind
+        self.qmp_path = qmp
+        self.hmp_path = hmp
+        self.stop = stop
+        self.vm = vm
+
+
+def _wait_connect(path: str, timeout: float = 20.0) -> socket.socket:
+    deadline = time.monotonic() + timeout
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+            return s
+        except OSError:
+            s.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def start_qemu(tmp: Path, elf: Path, smp: int = 1, extra: tuple[str, ...] = ()) -> Machine:
+    qemu = require_tool("qemu-system-aarch64")
+    qmp, hmp = str(tmp / "qemu-qmp.sock"), str(tmp / "qemu-hmp.sock")
+    proc = subprocess.Popen(
+        [qemu, "-M", "virt", "-cpu", "cortex-a57", "-smp", str(smp), "-m", "128M", "-S",
+         "-display", "none", "-nodefaults", "-serial", "null",
+         "-qmp", f"unix:{qmp},server=on,wait=off",
+         "-monitor", f"unix:{hmp},server=on,wait=off", "-kernel", str(elf), *extra],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for p in (qmp, hmp):
+        _wait_connect(p).close()  # the servers are up (QEMU accepts and drops us)
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if proc.stderr:
+            proc.stderr.close()
+
+    return Machine("qemu", qmp, hmp, stop)
+
+
+def start_pyqemu(tmp: Path, elf: Path, smp: int = 1, name: str | None = None,
+                 uuid: str | None = None) -> Machine:
+    qmp, hmp = str(tmp / "py-qmp.sock"), str(tmp / "py-hmp.sock")
+    config = MachineConfig(machine="virt", cpu="cortex-a57", ram_size=RAM_SIZE,
+                           smp=SMPConfig(cpus=smp, cores=smp, maxcpus=smp),
+                           start_paused=True, name=name, uuid=uuid, kernel=str(elf))
+    vm = VM(config)
+    board = TinyBoard(config, vm, elf)
+    vm.attach(board)
+    chardevs = [UnixServerChardev("compat_monitor0", qmp),
+                UnixServerChardev("compat_monitor1", hmp)]
+    for c in chardevs:
+        config.chardevs[c.id] = c
+    start_monitor(vm, chardevs[0], "control", False)
+    start_monitor(vm, chardevs[1], "readline", False)
+    for c in chardevs:
+        c.attach(vm.main_loop)
+    vm.start()
+    t = threading.Thread(target=vm.run_main_loop, name="main-loop", daemon=True)
+    t.start()
+
+    def stop() -> None:
+        if t.is_alive():
+            vm.main_loop.call_soon(lambda: vm.shutdown(reason="host-signal"))
+            t.join(10)
+        for c in chardevs:
+            c.close()
+        vm.main_loop.close()
+        for r in (board.ram,):
+            with contextlib.suppress(Exception):
+                r.close()
+
+    return Machine("pyqemu", qmp, hmp, stop, vm)
+
+
+@pytest.fixture(scope="module")
+def pattern(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    return build_pattern(tmp_path_factory.mktemp("guest"))
+
+
+@pytest.fixture
+def machines(tmp_path: Path, pattern: tuple[Path, int]) -> Iterator[tuple[Machine, Machine]]:
+    """(QEMU, pyqemu), both paused (-S) with the pattern guest loaded, 1 vCPU."""
+    elf, _ = pattern
+    q = start_qemu(tmp_path, elf)
+    try:
+        p = start_pyqemu(tmp_path, elf)
+    except BaseException:
+        q.stop()
+        raise
+    try:
+        yield q, p
+    finally:
+        p.stop()
+        q.stop()
+
+
+# ---------------------------------------------------------------- raw clients
+
+class HMPClient:
+    """A raw HMP socket client: sends lines, returns exactly what came back up to the
+    next prompt."""
+
+    PROMPT = b"(qemu) "
+
+    def __init__(self, path: str) -> None:
+        self.sock = _wait_connect(path)
+        self.sock.settimeout(10)
+        self.banner = self._until_prompt()
+
+    def _until_prompt(self) -> bytes:
+        out = b""
+        while not out.endswith(self.PROMPT):
+            d = self.sock.recv(65536)
+            if not d:
+                break
+            out += d
+        return out
+
+    def cmd(self, line: str | bytes) -> bytes:
+        data = line.encode() if isinstance(line, str) else line
+        self.sock.sendall(data + b"\r")
+        return self._until_prompt()
+
+    def output(self, line: str) -> str:
+        """The command's output only (echo and prompt removed)."""
+        raw = self.cmd(line).decode("utf-8", "replace")
+        body = raw.split("\x1b[K\r\n", 1)[-1] if "\x1b[K\r\n" in raw else raw
+        assert body.endswith("(qemu) ")
+        return body[:-len("(qemu) ")]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def raw_qmp(path: str) -> tuple[socket.socket, Any]:
+    """A raw QMP connection (greeting read) for malformed-input tests."""
+    s = _wait_connect(path)
+    s.settimeout(10)
+    f = s.makefile("rb")
+    f.readline()
+    return s, f
+
+
+__all__ = ["HMPClient", "Machine", "UnixServerChardev", "build_pattern", "os",
+           "raw_qmp", "shutil", "start_pyqemu", "start_qemu"]
