@@ -43,6 +43,7 @@ STACK = BASE + 0x70000
 UART = 0x09000000
 GICD = 0x08000000
 GICR = 0x080A0000
+GICC = 0x08010000
 
 PRELUDE = f"""
 .macro rec reg
@@ -217,8 +218,8 @@ class BoardMemory(SystemMemory):
 
 
 class MiniBoard:
-    """RAM at 0x40000000, a PL011 at 0x09000000, the generic timer, and a GICv3 at
-    virt's addresses when ``gic`` is given (a factory ``(main_loop, cpus) -> GICv3``).
+    """RAM at 0x40000000, a PL011 at 0x09000000, the generic timer, and a GICv3 or
+    GICv2 at virt's addresses when ``gic`` is given (``(main_loop, cpus) -> GIC``).
     Timer outputs go to PPIs 30/27/26/29 of the GIC, or to plain IRQs otherwise."""
 
     def __init__(self, image: bytes, gic: Any = None, backend: str = "python") -> None:
@@ -241,10 +242,13 @@ class MiniBoard:
         self.cpu.set_pc(BASE)
         self.gic = None
         if gic is not None:
-            self.fe.gic_sysregs = True
             self.gic = gic(self.loop, [self.cpu])
             root.add_subregion(GICD, self.gic.dist_mmio)
-            root.add_subregion(GICR, self.gic.redist_mmio)
+            if hasattr(self.gic, "redist_mmio"):  # GICv3
+                self.fe.gic_sysregs = True
+                root.add_subregion(GICR, self.gic.redist_mmio)
+            else:  # GICv2
+                root.add_subregion(GICC, self.gic.cpu_mmio)
             outputs = {name: self.gic.irq_in(intid, 0)
                        for name, intid in (("phys", 30), ("virt", 27), ("hyp", 26),
                                            ("sec", 29))}

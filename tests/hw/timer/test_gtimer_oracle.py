@@ -12,15 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from pyqemu.hw.intc.arm_gic import GICv2
+from pyqemu.hw.intc.arm_gicv3 import GICv3
 from tests.hw.timer.gtprobe import MiniBoard, build, program, results, run_qemu
 
 CNTKCTL_CASES = (0x0, 0x1, 0x2, 0x3, 0x100, 0x200, 0x300, 0x303, 0xFFFFFFFFFFFFFCFC)
 
 
 def compare(tmp_path: Path, body: str, irq_handler: str | None = None,
-            gic: object = None) -> list[int]:
+            gic: object = None, gic_version: int = 3) -> list[int]:
     elf, image = build(tmp_path, program(body, irq_handler))
-    theirs = run_qemu(elf)
+    theirs = run_qemu(elf, gic=gic_version)
     ours = MiniBoard(image, gic=gic).run()
     assert results(theirs), theirs
     diffs = [f"#{i}: qemu {q:#x} pyqemu {p:#x}"
@@ -250,7 +252,7 @@ def test_el0_access_traps(tmp_path: Path, cntkctl: int) -> None:
 
 # ------------------------------------------------------------ with a GICv3: WFI and IRQs
 
-GIC_SETUP = """
+GICV3_SETUP = """
     ldr x1, =0x08000000         // GICD_CTLR: ARE | EnableGrp1 | EnableGrp0
     mov w2, #0x13
     str w2, [x1]
@@ -280,12 +282,34 @@ GIC_SETUP = """
     mov x2, #1
     msr icc_igrpen1_el1, x2
     isb
-    mov x26, #0                 // interrupts taken
 """
+
+GICV2_SETUP = """
+    ldr x1, =0x08000000         // GICD_CTLR: enable
+    mov w2, #1
+    str w2, [x1]
+    mov w2, #0xa0
+    strb w2, [x1, #0x41b]       // GICD_IPRIORITYR: PPI 27 and 30
+    strb w2, [x1, #0x41e]
+    mov w2, #(1 << 27)
+    orr w2, w2, #(1 << 30)
+    str w2, [x1, #0x100]        // GICD_ISENABLER0 (banked)
+    ldr x1, =0x08010000
+    mov w2, #0xff
+    str w2, [x1, #0x4]          // GICC_PMR
+    mov w2, #1
+    str w2, [x1]                // GICC_CTLR: enable
+"""
+
+# x9 = acknowledge (INTID); end of interrupt with x9; x1 = acknowledge outside the handler
+GICV3_ACK = "mrs x9, icc_iar1_el1"
+GICV3_EOI = "msr icc_eoir1_el1, x9"
+GICV2_ACK = "ldr x10, =0x08010000\n    ldr w9, [x10, #0xc]"
+GICV2_EOI = "ldr x10, =0x08010000\n    str w9, [x10, #0x10]"
 
 IRQ_HANDLER = """
 irq_handler:
-    mrs x9, icc_iar1_el1
+    ACK
     rec x9                      // INTID: 27 (virtual) or 30 (physical)
     mrs x10, cntvct_el0
     cmp x9, #27
@@ -301,23 +325,13 @@ irq_handler:
     cmp x10, x11
     cset x12, hs                // taken only once the count reached CVAL
     rec x12
-    msr icc_eoir1_el1, x9
+    EOI
     add x26, x26, #1
     eret
 """
 
-
-def _gicv3() -> object:
-    mod = pytest.importorskip("pyqemu.hw.intc.arm_gicv3",
-                              reason="needs the GICv3 model (pyqemu.hw.intc.arm_gicv3)")
-    return mod.GICv3
-
-
-def test_wfi_woken_by_virtual_timer_through_gicv3(tmp_path: Path) -> None:
-    """Arm the virtual timer 20 ms ahead, WFI with IRQs unmasked: PPI 27 arrives after
-    CVAL, ICC_IAR1_EL1 acknowledges it; then the physical timer with IMASK set expires
-    without an interrupt, and clearing IMASK delivers PPI 30 at once."""
-    body = GIC_SETUP + """
+WFI_BODY = """
+    mov x26, #0                 // interrupts taken
     ldr x2, =1250000            // 20 ms
     msr cntv_tval_el0, x2
     mov x2, #1
@@ -327,8 +341,8 @@ def test_wfi_woken_by_virtual_timer_through_gicv3(tmp_path: Path) -> None:
     cbz x26, 6b
     msr daifset, #2
     rec x26                     // exactly one interrupt
-    mrs x1, icc_iar1_el1
-    rec x1                      // nothing else pending: 1023
+    ACK
+    rec x9                      // nothing else pending: 1023
     mrs x1, cntv_ctl_el0
     rec x1
     // physical timer, masked: ISTATUS rises but no interrupt is delivered
@@ -349,9 +363,19 @@ def test_wfi_woken_by_virtual_timer_through_gicv3(tmp_path: Path) -> None:
     nop
     msr daifset, #2
     rec x26                     // two
-    mrs x1, icc_iar1_el1
-    rec x1
-    """
-    body += "\n    b finish\n" + IRQ_HANDLER
-    out = compare(tmp_path, body, irq_handler="irq_handler", gic=_gicv3())
-    assert out[:3] == [27, 5, 1] and out[3] == 1  # sanity: the interrupt did arrive
+    ACK
+    rec x9
+"""
+
+
+@pytest.mark.parametrize("version", [3, 2], ids=["gicv3", "gicv2"])
+def test_wfi_woken_by_timer_through_gic(tmp_path: Path, version: int) -> None:
+    """Arm the virtual timer 20 ms ahead, WFI with IRQs unmasked: PPI 27 arrives after
+    CVAL and is acknowledged (ICC_IAR1_EL1 / GICC_IAR); then the physical timer with
+    IMASK set expires without an interrupt, and clearing IMASK delivers PPI 30 at once."""
+    setup, ack, eoi, gic = ((GICV3_SETUP, GICV3_ACK, GICV3_EOI, GICv3) if version == 3
+                            else (GICV2_SETUP, GICV2_ACK, GICV2_EOI, GICv2))
+    body = setup + WFI_BODY.replace("ACK", ack)
+    body += "\n    b finish\n" + IRQ_HANDLER.replace("ACK", ack).replace("EOI", eoi)
+    out = compare(tmp_path, body, irq_handler="irq_handler", gic=gic, gic_version=version)
+    assert out[:4] == [27, 5, 1, 1]  # sanity: the interrupt did arrive
