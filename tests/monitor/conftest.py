@@ -3,8 +3,8 @@ qemu-system-aarch64 and in pyqemu, each with QMP and HMP on unix sockets.
 
 The pyqemu side is a tiny board assembled here (RAM at virt's 0x40000000, a PL011 at
 0x09000000, cortex-a57 vCPUs on the TCG) until the virt board and ``pyqemu.cli.system``
-exist; its monitor sockets are real unix-socket servers on the VM's main loop (a small
-chardev written here, replaced by ``pyqemu.chardev`` when that lands). Both load the same
+exist; its monitors sit on pyqemu.chardev unix-socket servers (server=on,wait=off) on the
+VM's main loop. Both load the same
 bare-metal ELF (tests/monitor/guest/pattern.s: code, then a table of known bytes) with
 -kernel semantics: the PT_LOAD segments in RAM, pc at the entry point.
 """
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -26,10 +24,10 @@ from typing import Any
 
 import pytest
 
+from pyqemu.chardev.socket import SocketChardev
 from pyqemu.hw.char.pl011 import PL011
 from pyqemu.hw.irq import IRQ
 from pyqemu.machine.config import MachineConfig, SMPConfig
-from pyqemu.machine.main_loop import MainLoop
 from pyqemu.machine.vm import VM
 from pyqemu.memory import AddressSpace, MemoryRegion
 from pyqemu.monitor import start_monitor
@@ -69,81 +67,6 @@ def elf_segments(path: Path) -> tuple[int, list[tuple[int, bytes, int]]]:
         if p_type == 1:
             segs.append((pa, data[off:off + filesz], memsz))
     return entry, segs
-
-
-# ---------------------------------------------------------------- a unix-socket chardev
-
-class UnixServerChardev:
-    """``-chardev socket,path=...,server=on,wait=off`` on the main loop: one client at a
-    time, "opened"/"closed" events, output dropped while nobody is connected."""
-
-    def __init__(self, cid: str, path: str) -> None:
-        self.id = cid
-        self.path = path
-        self.filename = f"unix:{path},server=on"
-        self._srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._srv.bind(path)
-        self._srv.listen(1)
-        self._srv.setblocking(False)
-        self._conn: socket.socket | None = None
-        self._loop: MainLoop | None = None
-        self._receive: Callable[[bytes], None] | None = None
-        self._event: Callable[[str], None] | None = None
-        self.frontend_open = False
-
-    def set_frontend(self, receive: Callable[[bytes], None] | None,
-                     can_receive: Callable[[], int] | None = None,
-                     event: Callable[[str], None] | None = None) -> None:
-        self._receive, self._event = receive, event
-        self.frontend_open = receive is not None
-
-    def attach(self, loop: MainLoop) -> None:
-        self._loop = loop
-        loop.add_reader(self._srv.fileno(), self._accept)
-
-    def _accept(self) -> None:
-        try:
-            conn, _ = self._srv.accept()
-        except BlockingIOError:
-            return
-        if self._conn is not None:
-            conn.close()
-            return
-        conn.setblocking(True)
-        self._conn = conn
-        assert self._loop is not None
-        self._loop.add_reader(conn.fileno(), self._readable)
-        if self._event:
-            self._event("opened")
-
-    def _readable(self) -> None:
-        assert self._conn is not None
-        try:
-            data = self._conn.recv(4096)
-        except OSError:
-            data = b""
-        if not data:
-            self._drop()
-            return
-        if self._receive:
-            self._receive(data)
-
-    def _drop(self) -> None:
-        if self._conn is not None and self._loop is not None:
-            self._loop.remove_reader(self._conn.fileno())
-            self._conn.close()
-            self._conn = None
-            if self._event:
-                self._event("closed")
-
-    def write(self, data: bytes) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(OSError):
-                self._conn.sendall(data)
-
-    def close(self) -> None:
-        self._drop()
-        self._srv.close()
 
 
 # ---------------------------------------------------------------- the tiny board
@@ -280,8 +203,8 @@ def start_pyqemu(tmp: Path, elf: Path, smp: int = 1, name: str | None = None,
     vm = VM(config)
     board = TinyBoard(config, vm, elf)
     vm.attach(board)
-    chardevs = [UnixServerChardev("compat_monitor0", qmp),
-                UnixServerChardev("compat_monitor1", hmp)]
+    chardevs = [SocketChardev("compat_monitor0", path=qmp, server=True, wait=False),
+                SocketChardev("compat_monitor1", path=hmp, server=True, wait=False)]
     for c in chardevs:
         config.chardevs[c.id] = c
     start_monitor(vm, chardevs[0], "control", False)
@@ -375,5 +298,5 @@ def raw_qmp(path: str) -> tuple[socket.socket, Any]:
     return s, f
 
 
-__all__ = ["HMPClient", "Machine", "UnixServerChardev", "build_pattern", "os",
-           "raw_qmp", "shutil", "start_pyqemu", "start_qemu"]
+__all__ = ["HMPClient", "Machine", "build_pattern", "raw_qmp", "start_pyqemu",
+           "start_qemu"]

@@ -208,6 +208,7 @@ def _qmp_capabilities(mon: QMPMonitor, args: dict[str, Any]) -> dict[str, Any]:
     for cap in args.get("enable", []):
         if cap != "oob":
             raise QMPError(f"Parameter 'enable' does not accept value '{cap}'")
+    mon.capabilities = set(args.get("enable", []))
     mon.negotiated = True
     return {}
 

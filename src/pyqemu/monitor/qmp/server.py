@@ -32,6 +32,8 @@ class QMPMonitor:
         self.chardev = chardev
         self.pretty = pretty
         self.negotiated = False
+        #: capabilities enabled by qmp_capabilities (only "oob" exists)
+        self.capabilities: set[str] = set()
         self._streamer = qjson.JSONStreamer()
         self._out_lock = threading.Lock()
         vm.add_event_listener(self._on_vm_event)
@@ -42,7 +44,8 @@ class QMPMonitor:
         return {"QMP": {"version": query_version(), "capabilities": ["oob"]}}
 
     def _send(self, obj: dict[str, Any]) -> None:
-        text = qjson.dump(obj, self.pretty) + "\n"
+        # QEMU's monitor_puts turns every "\n" into "\r\n", QMP included
+        text = (qjson.dump(obj, self.pretty) + "\n").replace("\n", "\r\n")
         with self._out_lock:
             self.chardev.write(text.encode())
 
@@ -52,10 +55,12 @@ class QMPMonitor:
     def _on_chr_event(self, event: str) -> None:
         if event == "opened":
             self.negotiated = False
+            self.capabilities = set()
             self._streamer = qjson.JSONStreamer()
             self._send(self.greeting())
         elif event == "closed":
             self.negotiated = False
+            self.capabilities = set()
             self._streamer = qjson.JSONStreamer()
 
     def _receive(self, data: bytes) -> None:
@@ -73,7 +78,7 @@ class QMPMonitor:
             return _error(QMPError("QMP input must be a JSON object"))
         has_id = "id" in msg
         try:
-            name, args, oob = self._check_request(msg)
+            name, args, oob = self._check_request(msg, "oob" in self.capabilities)
             cmd = COMMANDS.get(name)
             if not self.negotiated and (cmd is None or not cmd.negotiation):
                 raise QMPError("Expecting capabilities negotiation with 'qmp_capabilities'",
@@ -96,8 +101,11 @@ class QMPMonitor:
         return resp
 
     @staticmethod
-    def _check_request(msg: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
+    def _check_request(msg: dict[str, Any], oob_enabled: bool
+                       ) -> tuple[str, dict[str, Any], bool]:
         for key, value in msg.items():
+            if key == "exec-oob" and not oob_enabled:
+                raise QMPError("QMP input member 'exec-oob' is unexpected")
             if key in ("execute", "exec-oob"):
                 if not isinstance(value, str):
                     raise QMPError(f"QMP input member '{key}' must be a string")
