@@ -3,7 +3,7 @@ distributor, one redistributor (RD_base + SGI_base frames) per CPU and the CPU i
 as ICC_* system registers.
 
 The configuration is the one virt builds without ``secure=on``: no security extensions
-(GICD_CTLR.DS = 1, ARE always on), CPUs without EL2/EL3, no LPIs (QEMU's ``its=off``),
+(GICD_CTLR.DS = 1, ARE always on), CPUs without EL2/EL3, no LPIs,
 5 priority bits in the CPU interface (what QEMU 7.2's cortex-a53/a57/a72/max declare).
 Group 0 interrupts are signalled as FIQ, Non-secure Group 1 as IRQ.
 """
@@ -17,7 +17,8 @@ from typing import Any
 
 from pyqemu.hw import log
 from pyqemu.hw.intc.common import (GIC_INTERNAL, INTID_SPURIOUS, GICError, bits, ctz32,
-                                   device_lock, set_cpu_lines)
+                                   device_lock, set_cpu_lines, split_unaligned_read,
+                                   split_unaligned_write)
 from pyqemu.hw.irq import IRQ
 from pyqemu.memory import MemoryRegion
 from pyqemu.target.aarch64.sysregs import SysRegHook, SysRegUndefined, register_sysreg_hook
@@ -495,12 +496,17 @@ class GICv3:
     or of a CPU's PPI (16..31). The ICC_* system registers are hooked process-wide and
     find their state through ``cpu.gicv3_cpuif``.
 
-    ``irq_reset_nonsecure`` resets every interrupt to Group 1, as QEMU does when it boots
-    a kernel directly in Non-secure state (``-kernel``).
+    ``irq_reset_nonsecure`` resets every interrupt to Group 1 (QEMU does that only for a
+    GIC with security extensions booting a kernel in Non-secure state; virt without
+    ``secure=on`` resets them to Group 0 and Linux moves them to Group 1 itself).
+
+    Unlike QEMU 7.2 (whose TCG GICv3 always advertises LPIs, ``its=off`` or not),
+    GICD_TYPER.LPIS and GICR_TYPER.PLPIS are 0 and GICR_CTLR.CES reads 0: LPIs are not
+    implemented, and the board must not describe an ITS.
     """
 
     def __init__(self, main_loop: Any, cpus: list[Any], num_irq: int = 288, *,
-                 pribits: int = 5, irq_reset_nonsecure: bool = True) -> None:
+                 pribits: int = 5, irq_reset_nonsecure: bool = False) -> None:
         if not 64 <= num_irq <= 1020 or num_irq % 32:
             raise GICError(f"gicv3: num-irq {num_irq} must be a multiple of 32 in 64..1020")
         if not cpus:
@@ -629,9 +635,9 @@ class GICv3:
     # ---- distributor MMIO -----------------------------------------------------------------
     def dist_read(self, offset: int, size: int) -> int:
         with self.lock:
-            v = None
-            if offset % size == 0:
-                v = self._dist_read(offset, size)
+            if offset % size:
+                return split_unaligned_read(self.dist_read, offset, size)
+            v = self._dist_read(offset, size)
             if v is None:
                 log.guest_error(f"gicv3_dist_read: invalid guest read at offset {offset:#x} "
                                 f"size {size}")
@@ -640,7 +646,9 @@ class GICv3:
 
     def dist_write(self, offset: int, size: int, value: int) -> None:
         with self.lock:
-            if offset % size or not self._dist_write(offset, size, value):
+            if offset % size:
+                split_unaligned_write(self.dist_write, offset, size, value)
+            elif not self._dist_write(offset, size, value):
                 log.guest_error(f"gicv3_dist_write: invalid guest write at offset "
                                 f"{offset:#x} size {size}")
 
@@ -809,10 +817,12 @@ class GICv3:
     # ---- redistributor MMIO ---------------------------------------------------------------
     def redist_read(self, offset: int, size: int) -> int:
         with self.lock:
+            if offset % size:
+                return split_unaligned_read(self.redist_read, offset, size)
             cs = self.cpu_states[offset // 0x20000] if offset // 0x20000 < len(
                 self.cpu_states) else None
             v = None
-            if cs is not None and offset % size == 0:
+            if cs is not None:
                 v = cs.read(offset % 0x20000, size)
             if v is None:
                 log.guest_error(f"gicv3_redist_read: invalid guest read at offset "
@@ -822,9 +832,12 @@ class GICv3:
 
     def redist_write(self, offset: int, size: int, value: int) -> None:
         with self.lock:
+            if offset % size:
+                split_unaligned_write(self.redist_write, offset, size, value)
+                return
             cs = self.cpu_states[offset // 0x20000] if offset // 0x20000 < len(
                 self.cpu_states) else None
-            if cs is None or offset % size or not cs.write(offset % 0x20000, size, value):
+            if cs is None or not cs.write(offset % 0x20000, size, value):
                 log.guest_error(f"gicv3_redist_write: invalid guest write at offset "
                                 f"{offset % 0x20000:#x} size {size}")
 
@@ -864,7 +877,8 @@ def _writer(fn: Callable[[GICv3CPU, int], None]) -> Callable[[Any, int], None]:
 
 
 def _pmr_write(cs: GICv3CPU, v: int) -> None:
-    cs.icc_pmr_el1 = v & (0xFF << (8 - cs.gic.pribits)) & 0xFF
+    # QEMU 7.2's mask keeps bits 31:8 too (a 64-bit write of ~0 reads back 0xfffffff8)
+    cs.icc_pmr_el1 = v & (M32 << (8 - cs.gic.pribits)) & M32
     cs.cpuif_update()
 
 

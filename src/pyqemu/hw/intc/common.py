@@ -4,13 +4,14 @@ and the lock every register access takes."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pyqemu.target.aarch64.exceptions import ARM_CPU_FIQ, ARM_CPU_IRQ, arm_cpu_set_irq
 
 __all__ = ["GIC_INTERNAL", "GIC_NR_SGIS", "GICError", "INTID_SPURIOUS", "bits", "ctz32",
-           "device_lock", "set_cpu_lines"]
+           "device_lock", "set_cpu_lines", "split_unaligned_read",
+           "split_unaligned_write"]
 
 #: SGIs + PPIs: the interrupts private to each CPU
 GIC_INTERNAL = 32
@@ -41,6 +42,22 @@ def device_lock(main_loop: Any) -> Any:
     device state), else a private re-entrant lock."""
     bql = getattr(main_loop, "bql", None)
     return bql if bql is not None else threading.RLock()
+
+
+def split_unaligned_read(read: Callable[[int, int], int], offset: int, size: int) -> int:
+    """A misaligned MMIO load as QEMU 7.2's TCG performs it: two aligned loads of the
+    same size, combined."""
+    a1 = offset & ~(size - 1)
+    shift = 8 * (offset - a1)
+    r1, r2 = read(a1, size), read(a1 + size, size)
+    return ((r1 >> shift) | (r2 << (8 * size - shift))) & ((1 << (8 * size)) - 1)
+
+
+def split_unaligned_write(write: Callable[[int, int, int], None], offset: int, size: int,
+                          value: int) -> None:
+    """A misaligned MMIO store as QEMU 7.2's TCG performs it: byte by byte."""
+    for k in range(size):
+        write(offset + k, 1, (value >> (8 * k)) & 0xFF)
 
 
 def set_cpu_lines(cpu: Any, irq: int, fiq: int) -> None:

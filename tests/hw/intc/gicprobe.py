@@ -1,0 +1,328 @@
+"""GIC probes: one sequence of MMIO accesses and ICC_* system-register accesses, run as a
+bare-metal program on the real ``qemu-system-aarch64 -M virt`` (7.2) and driven directly
+against pyqemu's GIC models (MMIO callables on an AddressSpace laid out like virt, the
+sysreg hook functions with real VCPU objects), recording the same values.
+
+A step records a value when it reads (MMIO read, MRS, ISR_EL1) and, for MSR, 0 or the
+fault. A trapped or UNDEFINED MRS/MSR records ``1 << 63 | ESR`` and resumes after the
+instruction (the probe installs an EL1 vector table for it). ``ISR`` reads ISR_EL1: bit 7
+(I) and bit 6 (F) tell whether the GIC is driving the CPU's IRQ / FIQ input, which on the
+pyqemu side is ``state.irq_pending``. Interrupts stay masked (PSTATE.DAIF) throughout.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyqemu.accel.tcg.context import TCGContext
+from pyqemu.accel.tcg.vcpu import VCPU, set_current_cpu
+from pyqemu.memory import AddressSpace, MemoryRegion
+from pyqemu.target.aarch64.exceptions import ARM_CPU_FIQ, ARM_CPU_IRQ
+from pyqemu.target.aarch64.mmu import RAMPhysMemory, SystemMemory
+from pyqemu.target.aarch64.sysregs import SysRegTrap, SysRegUndefined
+from pyqemu.target.aarch64.translate import AArch64Frontend
+from tests.conftest import require_tool
+
+GICD = 0x08000000
+GICC = 0x08010000   # GICv2 CPU interface
+GICR = 0x080A0000   # GICv3 redistributors, 0x20000 per CPU
+SGI_BASE = 0x10000  # second frame of a redistributor
+
+UNDEF = (1 << 63) | 0x02000000  # EC 0 (UNCATEGORIZED), IL
+
+ICC = {  # (op0, op1, CRn, CRm, op2)
+    "ICC_PMR_EL1": (3, 0, 4, 6, 0), "ICC_IAR0_EL1": (3, 0, 12, 8, 0),
+    "ICC_EOIR0_EL1": (3, 0, 12, 8, 1), "ICC_HPPIR0_EL1": (3, 0, 12, 8, 2),
+    "ICC_BPR0_EL1": (3, 0, 12, 8, 3), "ICC_DIR_EL1": (3, 0, 12, 11, 1),
+    "ICC_RPR_EL1": (3, 0, 12, 11, 3), "ICC_SGI1R_EL1": (3, 0, 12, 11, 5),
+    "ICC_ASGI1R_EL1": (3, 0, 12, 11, 6), "ICC_SGI0R_EL1": (3, 0, 12, 11, 7),
+    "ICC_IAR1_EL1": (3, 0, 12, 12, 0), "ICC_EOIR1_EL1": (3, 0, 12, 12, 1),
+    "ICC_HPPIR1_EL1": (3, 0, 12, 12, 2), "ICC_BPR1_EL1": (3, 0, 12, 12, 3),
+    "ICC_CTLR_EL1": (3, 0, 12, 12, 4), "ICC_SRE_EL1": (3, 0, 12, 12, 5),
+    "ICC_IGRPEN0_EL1": (3, 0, 12, 12, 6), "ICC_IGRPEN1_EL1": (3, 0, 12, 12, 7),
+    **{f"ICC_AP0R{n}_EL1": (3, 0, 12, 8, 4 + n) for n in range(4)},
+    **{f"ICC_AP1R{n}_EL1": (3, 0, 12, 9, n) for n in range(4)},
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # "r", "w", "mrs", "msr", "isr"
+    addr: int = 0
+    size: int = 4
+    value: int = 0
+    reg: str = ""
+
+    @property
+    def records(self) -> bool:
+        return self.kind != "w"
+
+    def __str__(self) -> str:
+        if self.kind in ("r", "w"):
+            return f"{self.kind} {self.addr:#x}/{self.size}" + \
+                (f" = {self.value:#x}" if self.kind == "w" else "")
+        if self.kind == "msr":
+            return f"msr {self.reg}, {self.value:#x}"
+        return f"{self.kind} {self.reg}"
+
+
+def R(addr: int, size: int = 4) -> Step:
+    return Step("r", addr, size)
+
+
+def W(addr: int, value: int, size: int = 4) -> Step:
+    return Step("w", addr, size, value)
+
+
+def MRS(reg: str) -> Step:
+    return Step("mrs", reg=reg)
+
+
+def MSR(reg: str, value: int) -> Step:
+    return Step("msr", reg=reg, value=value)
+
+
+def ISR() -> Step:
+    return Step("isr", reg="ISR_EL1")
+
+
+def _sysreg_name(reg: str) -> str:
+    op0, op1, crn, crm, op2 = ICC[reg]
+    return f"S{op0}_{op1}_C{crn}_C{crm}_{op2}"
+
+
+_C_HEAD = r"""
+typedef unsigned long u64;
+typedef unsigned int u32;
+volatile u64 exc_esr;
+static u64 results[NRES];
+#define UART_DR ((volatile u32 *)0x09000000UL)
+static void putc_(char c) { *UART_DR = (u32)c; }
+static void puthex(u64 v) {
+    char buf[17]; int i = 16; buf[16] = 0;
+    do { buf[--i] = "0123456789abcdef"[v & 15]; v >>= 4; } while (v && i);
+    while (buf[i]) putc_(buf[i++]);
+}
+static u64 rd(u64 a, u32 size) {
+    switch (size) {
+    case 1: return *(volatile unsigned char *)a;
+    case 2: return *(volatile unsigned short *)a;
+    case 8: return *(volatile u64 *)a;
+    default: return *(volatile u32 *)a;
+    }
+}
+static void wr(u64 a, u32 size, u64 v) {
+    switch (size) {
+    case 1: *(volatile unsigned char *)a = (unsigned char)v; break;
+    case 2: *(volatile unsigned short *)a = (unsigned short)v; break;
+    case 8: *(volatile u64 *)a = v; break;
+    default: *(volatile u32 *)a = (u32)v; break;
+    }
+}
+#define FAULTED(v) (exc_esr ? (exc_esr | (1UL << 63)) : (v))
+void probe_main(void) {
+    u64 v;
+"""
+
+_C_TAIL = r"""
+    putc_('\n'); putc_('B'); putc_('\n');
+    for (unsigned i = 0; i < NRES; i++) {
+        puthex(i); putc_(' '); puthex(results[i]); putc_('\n');
+    }
+    putc_('E'); putc_('\n');
+    register u64 x0 __asm__("x0") = 0x84000008UL;  /* PSCI SYSTEM_OFF */
+    __asm__ volatile("hvc #0" : "+r"(x0));
+    for (;;) __asm__ volatile("wfi");
+}
+
+__asm__(".section .text.start\n"
+        ".global _start\n"
+        "_start:\n"
+        "  ldr x0, =0x40200000\n"
+        "  mov sp, x0\n"
+        "  adr x0, vectors\n"
+        "  msr vbar_el1, x0\n"
+        "  isb\n"
+        "  bl probe_main\n"
+        "1: b 1b\n"
+        ".balign 2048\n"
+        "vectors:\n"
+        "  .skip 0x200\n"
+        /* synchronous exception, current EL with SP_ELx: record ESR, skip the insn */
+        "  stp x0, x1, [sp, #-16]!\n"
+        "  mrs x0, esr_el1\n"
+        "  ldr x1, =exc_esr\n"
+        "  str x0, [x1]\n"
+        "  mrs x0, elr_el1\n"
+        "  add x0, x0, #4\n"
+        "  msr elr_el1, x0\n"
+        "  ldp x0, x1, [sp], #16\n"
+        "  eret\n"
+        ".ltorg\n");
+"""
+
+
+def c_program(steps: list[Step]) -> str:
+    body: list[str] = []
+    n = 0
+    for s in steps:
+        if s.kind == "r":
+            body.append(f"    results[{n}] = rd({s.addr:#x}UL, {s.size});")
+        elif s.kind == "w":
+            body.append(f"    wr({s.addr:#x}UL, {s.size}, {s.value:#x}UL);")
+            continue
+        elif s.kind == "mrs":
+            body.append(f'    exc_esr = 0; v = 0; __asm__ volatile("mrs %0, '
+                        f'{_sysreg_name(s.reg)}" : "=r"(v) :: "memory"); '
+                        f"results[{n}] = FAULTED(v);")
+        elif s.kind == "msr":
+            body.append(f'    exc_esr = 0; __asm__ volatile("msr {_sysreg_name(s.reg)}, '
+                        f'%0" :: "r"({s.value:#x}UL) : "memory"); results[{n}] = FAULTED(0);')
+        elif s.kind == "isr":
+            body.append(f'    __asm__ volatile("isb; mrs %0, isr_el1" : "=r"(v) :: "memory"); '
+                        f"results[{n}] = v;")
+        n += 1
+    return _C_HEAD.replace("NRES", str(max(n, 1))) + "\n".join(body) + \
+        _C_TAIL.replace("NRES", str(max(n, 1)))
+
+
+def run_qemu(tmp: Path, steps: list[Step], machine: str, smp: int = 1,
+             cpu: str = "cortex-a57") -> list[int]:
+    """Run the probe on QEMU's ``-M <machine>``; the recorded values in order."""
+    gcc = require_tool("aarch64-linux-gnu-gcc")
+    qemu = require_tool("qemu-system-aarch64")
+    src = tmp / "gic_probe.c"
+    src.write_text(c_program(steps))
+    elf = tmp / "gic_probe.elf"
+    subprocess.run([gcc, "-O1", "-ffreestanding", "-nostdlib", "-nostartfiles",
+                    "-mgeneral-regs-only", "-static", "-Wl,--build-id=none",
+                    "-Wl,-Ttext=0x40080000", "-Wl,-e,_start", "-o", str(elf), str(src)],
+                   check=True, capture_output=True)
+    proc = subprocess.run(
+        [qemu, "-M", machine, "-cpu", cpu, "-smp", str(smp), "-m", "128M", "-nographic",
+         "-monitor", "none", "-serial", "stdio", "-nic", "none", "-kernel", str(elf)],
+        capture_output=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    out = proc.stdout.decode(errors="replace").splitlines()
+    assert "B" in out and "E" in out, proc.stdout + proc.stderr
+    got: dict[int, int] = {}
+    for line in out[out.index("B") + 1:out.index("E")]:
+        i, v = line.split()
+        got[int(i, 16)] = int(v, 16)
+    return [got[i] for i in range(len(got))][:sum(s.records for s in steps)]
+
+
+def make_cpus(n: int) -> list[VCPU]:
+    """``n`` real system-mode vCPUs (cortex-a72 state) sharing one translation context."""
+    fe = AArch64Frontend("cortex-a72", system=True)
+    fe.gic_sysregs = True
+    ctx = TCGContext(fe, backend="python")
+    cpus = []
+    for i in range(n):
+        mem = SystemMemory(RAMPhysMemory(0x40000000, 0x10000))
+        cpu = VCPU(ctx, mem, i)
+        mem.state = cpu.state
+        fe.reset(cpu.state)
+        cpus.append(cpu)
+    return cpus
+
+
+def board(version: int, smp: int = 1) -> tuple[Any, list[VCPU], AddressSpace]:
+    """A GIC of ``version`` (2 or 3) on an address space laid out like virt."""
+    from pyqemu.hw.intc import GICv2, GICv3
+
+    cpus = make_cpus(smp)
+    root = MemoryRegion.new_container("system", 1 << 32)
+    mem = AddressSpace(root)
+    gic: Any
+    if version == 3:
+        gic = GICv3(None, cpus)
+        root.add_subregion(GICD, gic.dist_mmio)
+        root.add_subregion(GICR, gic.redist_mmio)
+    else:
+        gic = GICv2(None, cpus)
+        root.add_subregion(GICD, gic.dist_mmio)
+        root.add_subregion(GICC, gic.cpu_mmio)
+    return gic, cpus, mem
+
+
+def sysreg_access(cpu: Any, reg: str, value: int | None) -> int:
+    """An MRS (value None) or MSR through the registered hook, as the vCPU would."""
+    from pyqemu.target.aarch64 import sysregs
+
+    hook = sysregs._HOOKS.get(ICC[reg])
+    fn = None if hook is None else (hook.read if value is None else hook.write)
+    if fn is None:
+        return UNDEF
+    try:
+        if value is None:
+            return fn(cpu)
+        fn(cpu, value)
+        return 0
+    except SysRegUndefined:
+        return UNDEF
+    except SysRegTrap:
+        raise AssertionError(f"{reg}: unexpected trap") from None
+
+
+def run_model(steps: list[Step], version: int, smp: int = 1) -> list[int]:
+    """The same steps against pyqemu's GIC, issued by CPU 0."""
+    gic, cpus, mem = board(version, smp)
+    cpu = cpus[0]
+    set_current_cpu(cpu)
+    out: list[int] = []
+    try:
+        for s in steps:
+            if s.kind == "r":
+                v = mem.dispatch_read(s.addr, s.size)
+                assert v is not None, f"{s}: unassigned"
+                out.append(v)
+            elif s.kind == "w":
+                assert mem.dispatch_write(s.addr, s.size, s.value), f"{s}: unassigned"
+            elif s.kind == "mrs":
+                out.append(sysreg_access(cpu, s.reg, None))
+            elif s.kind == "msr":
+                out.append(sysreg_access(cpu, s.reg, s.value))
+            else:
+                p = cpu.state.irq_pending
+                out.append((p >> ARM_CPU_IRQ & 1) << 7 | (p >> ARM_CPU_FIQ & 1) << 6)
+    finally:
+        set_current_cpu(None)
+    return out
+
+
+def lpi_bits(step: Step) -> int:
+    """Bits QEMU 7.2 sets because its TCG GICv3 always has LPIs (even with its=off) and
+    pyqemu's, which has none, leaves clear: GICD_TYPER.LPIS, GICR_TYPER.PLPIS,
+    GICR_CTLR.{EnableLPIs,CES}. Compared with those bits masked out."""
+    if step.kind != "r":
+        return 0
+    if step.addr == GICD + 4:
+        return 1 << 17
+    if GICR <= step.addr < GICR + 0x20000 * 8:
+        off = (step.addr - GICR) % 0x20000
+        if off == 8:
+            return 1
+        if off == 0:
+            return 0x3  # EnableLPIs (writable in QEMU), CES
+    return 0
+
+
+def compare(tmp: Path, steps: list[Step], version: int, smp: int = 1,
+            machine_extra: str = "") -> list[int]:
+    """Run both; assert every recorded value is the same (GICv3: LPI bits aside, see
+    :func:`lpi_bits`); QEMU's values."""
+    machine = f"virt,gic-version={version}" + (",its=off" if version == 3 else "") + \
+        machine_extra
+    theirs = run_qemu(tmp, steps, machine, smp)
+    ours = run_model(steps, version, smp)
+    rec = [s for s in steps if s.records]
+    if version == 3:
+        theirs = [v & ~lpi_bits(st) for v, st in zip(theirs, rec)]
+    diffs = [f"#{i} {rec[i]}: qemu {theirs[i]:#x} pyqemu {ours[i]:#x}"
+             for i in range(len(theirs)) if theirs[i] != ours[i]]
+    assert len(theirs) == len(ours)
+    assert not diffs, "\n".join(diffs[:60])
+    return theirs
