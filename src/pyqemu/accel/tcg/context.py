@@ -1,9 +1,17 @@
 """TCGContext: the translator state shared by every vCPU of a process.
 
-Holds the TB cache (keyed by (pc, flags)), the page -> TB maps used for invalidation
-(guest virtual pages for :meth:`invalidate_range`, host pages for writes to code), the
-backend, the log and the statistics. Translation runs under ``lock``; lookups read the
-cache without it (dict reads are atomic under the GIL).
+Holds the TB cache, the page -> TB maps used for invalidation (guest virtual pages for
+:meth:`invalidate_range`, host pages for writes to code), the backend, the log and the
+statistics. Translation runs under ``lock``; lookups read the cache without it (dict
+reads are atomic under the GIL).
+
+Keys. Where guest virtual addresses map 1:1 to host offsets (user mode) a block is
+keyed by (pc, flags). In system mode (``phys_keyed``) it is keyed by (pc, flags, host
+offset of the code), as QEMU keys its TB hash table by physical address: a change of
+the page tables (TTBR switch, TLBI) only flushes the TLBs and each vCPU's virtual jump
+cache (``VCPU.tb_jmp_cache``), never the translated code, and code shared by several
+address spaces is translated once. Direct chaining (goto_tb) links blocks of the same
+guest virtual page only, so a link never outlives the mapping that made it valid.
 """
 
 from __future__ import annotations
@@ -59,8 +67,12 @@ class TCGContext:
     def __init__(self, frontend: Frontend, backend: str | Backend = "python",
                  one_insn_per_tb: bool = False, log: QemuLog | None = None,
                  optimize: bool = True, verify: bool | None = None,
-                 max_insns: int = MAX_INSNS, tier_threshold: int | None = None) -> None:
+                 max_insns: int = MAX_INSNS, tier_threshold: int | None = None,
+                 phys_keyed: bool | None = None) -> None:
         self.frontend = frontend
+        #: blocks are keyed by the host offset of their code as well (system mode)
+        self.phys_keyed = bool(getattr(frontend, "system", False)) if phys_keyed is None \
+            else phys_keyed
         self.backend = get_backend(backend) if isinstance(backend, str) else backend
         if getattr(self.backend, "pc_offset", 0) is None:
             self.backend.pc_offset = frontend.pc_offset  # type: ignore[attr-defined]
@@ -71,7 +83,7 @@ class TCGContext:
         self.optimize = optimize
         self.verify = bool(os.environ.get("PYQEMU_VERIFY")) if verify is None else verify
         self.lock = threading.RLock()
-        self.tbs: dict[tuple[int, int], TranslationBlock] = {}
+        self.tbs: dict[tuple[int, ...], TranslationBlock] = {}
         self.page_tbs: dict[int, set[TranslationBlock]] = {}  # host page -> TBs (code pages)
         self.vpage_tbs: dict[int, set[TranslationBlock]] = {}  # guest page -> TBs
         self.page_gen: dict[int, int] = {}  # host page -> write generation
@@ -93,18 +105,36 @@ class TCGContext:
         self.cpus.add(cpu)
 
     def tlb_flush_all(self) -> None:
-        """Flush every vCPU's TLB (mprotect/munmap/mmap changes)."""
+        """Flush every vCPU's TLB (mprotect/munmap/mmap changes; TLBI ...IS)."""
         for cpu in list(self.cpus):
             cpu.tlb.flush()
 
+    def tlb_flush_page_all(self, vaddr: int) -> None:
+        """Drop the page of ``vaddr`` from every vCPU's TLB (TLBI VA...IS)."""
+        for cpu in list(self.cpus):
+            cpu.tlb.flush_page(vaddr)
+
     # --- lookup / translation ---
+    def tb_key(self, cpu: VCPU, pc: int, flags: int) -> tuple[int, ...]:
+        """The TB cache key of (pc, flags) under the vCPU's current mapping; raises
+        the instruction fetch fault when pc cannot be fetched (system mode)."""
+        if not self.phys_keyed:
+            return (pc, flags)
+        return (pc, flags, cpu.tlb.code_offset(pc))
+
     def lookup(self, cpu: VCPU) -> TranslationBlock:
         """The TB for the vCPU's current pc and flags (translating it if needed)."""
         pc = cpu.regs[cpu.pc_slot]
         flags = self.frontend.cpu_flags(cpu)
-        tb = self.tbs.get((pc, flags))
+        tb = cpu.tb_jmp_cache.get((pc, flags))
+        if tb is not None:
+            return tb
+        key = self.tb_key(cpu, pc, flags)
+        tb = self.tbs.get(key)
         if tb is None:
-            tb = self.translate(cpu, pc, flags)
+            tb = self.translate(cpu, pc, flags, key)
+        if self.phys_keyed:
+            cpu.tb_jmp_cache_insert((pc, flags), tb)
         return tb
 
     def is_code_hpage(self, hpage: int) -> bool:
@@ -116,18 +146,22 @@ class TCGContext:
             for cpu in list(self.cpus):
                 cpu.tlb.protect_code_page(hpage)
 
-    def translate(self, cpu: VCPU, pc: int, flags: int) -> TranslationBlock:
+    def translate(self, cpu: VCPU, pc: int, flags: int,
+                  key: tuple[int, ...] | None = None) -> TranslationBlock:
         """Translate and compile the block at (pc, flags) and insert it in the cache."""
+        if key is None:
+            key = self.tb_key(cpu, pc, flags)
         with self.lock:
-            tb = self.tbs.get((pc, flags))
+            tb = self.tbs.get(key)
             if tb is not None:
                 return tb
             while True:
-                tb = self._translate_once(cpu, pc, flags)
+                tb = self._translate_once(cpu, pc, flags, key)
                 if tb is not None:
                     return tb
 
-    def _translate_once(self, cpu: VCPU, pc: int, flags: int) -> TranslationBlock | None:
+    def _translate_once(self, cpu: VCPU, pc: int, flags: int,
+                        key: tuple[int, ...]) -> TranslationBlock | None:
         pages: dict[int, int] = {}  # guest page -> host page
         gens: dict[int, int] = {}
         fetch32 = cpu.tlb.fetch32
@@ -146,7 +180,7 @@ class TCGContext:
         op_text = format_block(block) if self.log is not None and \
             self.log.enabled("op") else None
         if self.tier_threshold:
-            return self._install_cold(cpu, pc, flags, block, pages, gens, t0, op_text)
+            return self._install_cold(cpu, key, block, pages, gens, t0, op_text)
         if self.optimize:
             from pyqemu.ir.optimizer import optimize
 
@@ -164,7 +198,7 @@ class TCGContext:
         t2 = time.perf_counter()
         self.stats.translate_time += t1 - t0
         self.stats.compile_time += t2 - t1
-        tb = self._register(cpu, pc, flags, block, compiled, pages, gens, op_text)
+        tb = self._register(cpu, key, block, compiled, pages, gens, op_text)
         if tb is not None:
             # keep neither the IR nor the source once compiled (memory grows with the cache)
             tb.block = None
@@ -177,27 +211,29 @@ class TCGContext:
             self._fallback = get_backend("interp")
         return self._fallback
 
-    def _register(self, cpu: VCPU, pc: int, flags: int, block: IRBlock, compiled: CompiledTB,
-                  pages: dict[int, int], gens: dict[int, int],
+    def _register(self, cpu: VCPU, key: tuple[int, ...], block: IRBlock,
+                  compiled: CompiledTB, pages: dict[int, int], gens: dict[int, int],
                   op_text: str | None) -> TranslationBlock | None:
         """Insert a compiled block in the cache and the code-page maps; None when its
         code pages were written while it was being translated (translate it again)."""
         if any(self.page_gen.get(h, 0) != g for h, g in gens.items()):
             return None
-        tb = TranslationBlock(pc, flags, block.guest_size, block.icount, compiled,
+        tb = TranslationBlock(key[0], key[1], block.guest_size, block.icount, compiled,
                               tuple(pages), tuple(pages.values()), block)
+        tb.key = key
         for hpage in tb.hpages:
             self._mark_code(hpage)
             self.page_tbs[hpage].add(tb)
-        for vpage in tb.vpages:
-            self.vpage_tbs.setdefault(vpage, set()).add(tb)
-        self.tbs[(pc, flags)] = tb
+        if not self.phys_keyed:
+            for vpage in tb.vpages:
+                self.vpage_tbs.setdefault(vpage, set()).add(tb)
+        self.tbs[key] = tb
         self.stats.tbs_translated += 1
         if self._log_translate and self.log is not None:
             self._log_tb(cpu, tb, op_text)
         return tb
 
-    def _install_cold(self, cpu: VCPU, pc: int, flags: int, block: IRBlock,
+    def _install_cold(self, cpu: VCPU, key: tuple[int, ...], block: IRBlock,
                       pages: dict[int, int], gens: dict[int, int], t0: float,
                       op_text: str | None) -> TranslationBlock | None:
         """Tiering: a new block is interpreted until it has run ``tier_threshold`` times,
@@ -209,7 +245,7 @@ class TCGContext:
             verify(block)
         compiled = self._interp().compile(block)
         self.stats.translate_time += time.perf_counter() - t0
-        tb = self._register(cpu, pc, flags, block, compiled, pages, gens, op_text)
+        tb = self._register(cpu, key, block, compiled, pages, gens, op_text)
         if tb is not None:
             run = compiled.func
             run.hot = self.tier_threshold  # type: ignore[attr-defined]
@@ -270,8 +306,14 @@ class TCGContext:
         if tb.invalid:
             return
         tb.invalid = True
-        if self.tbs.get((tb.pc, tb.flags)) is tb:
-            del self.tbs[(tb.pc, tb.flags)]
+        if self.tbs.get(tb.key) is tb:
+            del self.tbs[tb.key]
+        if self.phys_keyed:
+            vkey = (tb.pc, tb.flags)
+            for cpu in list(self.cpus):
+                jc = cpu.tb_jmp_cache
+                if jc.get(vkey) is tb:
+                    jc.pop(vkey, None)
         for hpage in tb.hpages:
             s = self.page_tbs.get(hpage)
             if s is not None:
@@ -319,6 +361,8 @@ class TCGContext:
             self.tbs.clear()
             self.page_tbs.clear()
             self.vpage_tbs.clear()
+            for cpu in list(self.cpus):
+                cpu.tb_jmp_cache_flush()
 
     def link(self, src: TranslationBlock, slot: int, dst: TranslationBlock) -> None:
         """Chain goto_tb exit ``slot`` of ``src`` straight to ``dst``."""
@@ -327,6 +371,8 @@ class TCGContext:
                 return
             if src.compiled.goto_targets[slot] != dst.pc:
                 return
+            if self.phys_keyed and (src.pc ^ dst.pc) >> PAGE_BITS:
+                return  # another guest page: its mapping may change independently
             src.links[slot] = dst
             dst.incoming.append((src, slot))
 

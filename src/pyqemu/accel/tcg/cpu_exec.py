@@ -37,7 +37,7 @@ def cpu_exec(cpu: VCPU) -> ExecExit:
     rt, ra, wt, wa = tlb.rt, tlb.ra, tlb.wt, tlb.wa
     hv = cpu.hv
     lookup = ctx.lookup
-    tbs_get = ctx.tbs.get
+    jc_get = cpu.tb_jmp_cache.get  # the virtual jump cache (user mode: ctx.tbs)
     cpu_flags = ctx.frontend.cpu_flags
     pcs = cpu.pc_slot
     chaining = ctx.chaining
@@ -70,7 +70,7 @@ def cpu_exec(cpu: VCPU) -> ExecExit:
                     ctx.link(src, nxt.slot, tb)
                 continue
             if nxt is LOOKUP:  # indirect jump: the cache lookup inline, translate if new
-                tb = tbs_get((R[pcs], cpu_flags(cpu))) or lookup(cpu)
+                tb = jc_get((R[pcs], cpu_flags(cpu))) or lookup(cpu)
                 continue
             assert isinstance(nxt, ExitTo)
             if nxt.reason == ExitReason.NEXT:

@@ -87,6 +87,9 @@ class TLBFill:
     prot: Prot
     # MMIO pages: (read(addr, size) -> int, write(addr, size, val)); host_offset unused
     mmio: tuple[Callable[[int, int], int], Callable[[int, int, int], None]] | None = None
+    #: log2 of the size of the guest mapping the page belongs to (a block mapping is
+    #: larger than a page: flushing one page of it flushes the whole TLB, as QEMU)
+    page_bits: int = PAGE_BITS
 
 
 class MemoryProvider(Protocol):

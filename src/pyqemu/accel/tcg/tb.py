@@ -27,6 +27,7 @@ class TranslationBlock:
         "icount",
         "incoming",
         "invalid",
+        "key",
         "links",
         "pc",
         "size",
@@ -47,6 +48,8 @@ class TranslationBlock:
         self.incoming: list[tuple[TranslationBlock, int]] = []
         self.invalid = False
         self.block = block
+        #: the key of the context's TB table: (pc, flags) or (pc, flags, host offset)
+        self.key: tuple[int, ...] = (pc, flags)
 
     def unlink_all(self) -> None:
         """Undo every link into and out of this block."""

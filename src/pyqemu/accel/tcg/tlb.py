@@ -37,53 +37,104 @@ TLB_SIZE = 1 << TLB_BITS
 TLB_MASK = TLB_SIZE - 1
 _PAGE_OFS = PAGE_SIZE - 1
 _M64 = (1 << 64) - 1
+_PAGE56 = (1 << (56 - PAGE_BITS)) - 1  # page number without the top byte
 _NEED = {Access.READ: Prot.READ, Access.WRITE: Prot.WRITE, Access.EXEC: Prot.EXEC}
 
 
 class SoftTLB:
-    """One vCPU's TLB in front of its MemoryProvider."""
+    """One vCPU's TLB in front of its MemoryProvider.
+
+    There is one table set per MMU index (system mode: the EL of the access; QEMU's
+    mmu_idx): ``rt``/``ra``/``wt``/``wa``/``whp``/``xt``/``xa`` are the set of the
+    current index (:meth:`select`), so an exception entry or return switches tables
+    instead of flushing them. Maintenance (flush, flush_page) acts on every set.
+    """
 
     def __init__(self, cpu: VCPU) -> None:
         self.cpu = cpu
         self.mem = cpu.mem
         self.hv = cpu.mem.host_view
         self.hv_len = len(self.hv)
-        self.rt: list[int] = [-1] * TLB_SIZE
-        self.ra: list[int] = [0] * TLB_SIZE
-        self.wt: list[int] = [-1] * TLB_SIZE
-        self.wa: list[int] = [0] * TLB_SIZE
-        self.whp: list[int] = [-1] * TLB_SIZE  # host page of each write entry
-        self.xt: list[int] = [-1] * TLB_SIZE  # exec (instruction fetch, translation only)
-        self.xa: list[int] = [0] * TLB_SIZE
+        #: mmu_idx -> [rt, ra, wt, wa, whp, xt, xa]
+        self.sets: dict[int, list[list[int]]] = {}
+        #: mmu_idx -> (first page, last page) covered by fills from block mappings
+        self.large: dict[int, tuple[int, int]] = {}
+        self.mmu_idx = -1
+        self.select(0)
         self.fills = 0  # statistics: provider calls
+
+    def _new_set(self) -> list[list[int]]:
+        return [[-1] * TLB_SIZE, [0] * TLB_SIZE, [-1] * TLB_SIZE, [0] * TLB_SIZE,
+                [-1] * TLB_SIZE, [-1] * TLB_SIZE, [0] * TLB_SIZE]
+
+    def select(self, mmu_idx: int) -> None:
+        """Make the table set of ``mmu_idx`` current (generated code gets the lists at
+        the start of the exec loop: the caller makes the loop return after a switch)."""
+        if mmu_idx == self.mmu_idx:
+            return
+        ts = self.sets.get(mmu_idx)
+        if ts is None:
+            ts = self.sets[mmu_idx] = self._new_set()
+        self.rt, self.ra, self.wt, self.wa, self.whp, self.xt, self.xa = ts
+        self.mmu_idx = mmu_idx
+        env = self.cpu.__dict__.get("_llvm_env")
+        if env is not None:
+            # the native backend mirrors one table set: drop its entries, they refill
+            # from the new set on their first miss
+            import ctypes
+
+            ctypes.memset(env.tlb_arr, 0xFF, ctypes.sizeof(env.tlb_arr))
 
     # --- maintenance ---
     def flush(self) -> None:
-        """Drop every entry (in place: running code holds these lists)."""
+        """Drop every entry of every MMU index (in place: running code holds these
+        lists), and the vCPU's virtual jump cache."""
         inval = [-1] * TLB_SIZE
-        self.rt[:] = inval
-        self.wt[:] = inval
-        self.xt[:] = inval
-        self.whp[:] = inval
+        for ts in self.sets.values():
+            ts[0][:] = inval
+            ts[2][:] = inval
+            ts[4][:] = inval
+            ts[5][:] = inval
+        self.large.clear()
+        jc = getattr(self.cpu, "tb_jmp_cache_flush", None)
+        if jc is not None:
+            jc()
 
     def flush_page(self, vaddr: int) -> None:
-        """Drop the entries of the page holding ``vaddr``."""
-        idx = (vaddr >> PAGE_BITS) & TLB_MASK
-        self.rt[idx] = self.wt[idx] = self.xt[idx] = self.whp[idx] = -1
+        """Drop the entries of the page holding ``vaddr`` in every MMU index (a flush
+        that hits a block mapping drops that index entirely, as QEMU's large_page)."""
+        page = (vaddr & _M64) >> PAGE_BITS
+        idx = page & TLB_MASK
+        for mmu_idx, ts in self.sets.items():
+            lg = self.large.get(mmu_idx)
+            if lg is not None and lg[0] <= page & _PAGE56 <= lg[1]:
+                inval = [-1] * TLB_SIZE
+                ts[0][:] = inval
+                ts[2][:] = inval
+                ts[4][:] = inval
+                ts[5][:] = inval
+                del self.large[mmu_idx]
+                continue
+            ts[0][idx] = ts[2][idx] = ts[4][idx] = ts[5][idx] = -1
+        jcp = getattr(self.cpu, "tb_jmp_cache_flush_page", None)
+        if jcp is not None:
+            jcp(page)
 
     def protect_code_page(self, hpage: int) -> None:
         """Remove write entries pointing at host page ``hpage`` (it now holds code)."""
-        whp = self.whp
-        if hpage in whp:
-            for i in range(TLB_SIZE):
-                if whp[i] == hpage:
-                    self.wt[i] = -1
-                    whp[i] = -1
+        for ts in self.sets.values():
+            whp = ts[4]
+            if hpage in whp:
+                wt = ts[2]
+                for i in range(TLB_SIZE):
+                    if whp[i] == hpage:
+                        wt[i] = -1
+                        whp[i] = -1
 
     # --- fill ---
     def fill(self, vaddr: int, access: Access) -> TLBFill:
         """Ask the provider for the page of ``vaddr``, check it, install fast entries."""
-        f = self.mem.tlb_fill(vaddr, access, self.cpu.mmu_idx)
+        f = self.mem.tlb_fill(vaddr, access, self.mmu_idx)
         self.fills += 1
         if not f.prot & _NEED[access]:
             raise MemoryFault(vaddr, access, "perm")
@@ -107,6 +158,14 @@ class SoftTLB:
         if f.prot & Prot.EXEC:
             self.xt[idx] = page
             self.xa[idx] = addend
+        if f.page_bits > PAGE_BITS:
+            # remember the span of block mappings: a flush_page inside it flushes all
+            first = (vaddr & _M64 & ~((1 << f.page_bits) - 1) & ((1 << 56) - 1)) >> PAGE_BITS
+            last = first + (1 << (f.page_bits - PAGE_BITS)) - 1
+            lg = self.large.get(self.mmu_idx)
+            if lg is not None:
+                first, last = min(first, lg[0]), max(last, lg[1])
+            self.large[self.mmu_idx] = (first, last)
         return f
 
     # --- byte-level slow paths ---
@@ -236,3 +295,17 @@ class SoftTLB:
                 raise MemoryFault(vaddr, Access.EXEC, "bus")
         o = self.xa[idx] + vaddr
         return int.from_bytes(self.hv[o:o + 4], "little"), o >> PAGE_BITS
+
+    def code_offset(self, vaddr: int) -> int:
+        """Host offset of the instruction at ``vaddr`` (EXEC access; the TB cache key's
+        "physical" part). Raises the fetch fault, as fetching it would."""
+        vaddr &= _M64
+        page = vaddr >> PAGE_BITS
+        idx = page & TLB_MASK
+        if self.xt[idx] != page:
+            f = self.fill(vaddr, Access.EXEC)
+            if f.mmio is not None:
+                raise MemoryFault(vaddr, Access.EXEC, "bus")
+            if self.xt[idx] != page:  # a provider without EXEC fast entries
+                return f.host_offset + (vaddr & _PAGE_OFS)
+        return self.xa[idx] + vaddr

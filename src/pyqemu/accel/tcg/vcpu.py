@@ -53,12 +53,17 @@ class VCPU:
         self.pc_slot = ctx.frontend.pc_offset >> 3
         if ctx.frontend.pc_offset & 7:
             raise ValueError("the frontend's pc must be 8-byte aligned in the state")
-        self.mmu_idx = 0
         self.exit_request = False
         #: set by :meth:`kick`: ends an idle wait (WFI) of the vCPU's loop
         self.wake = threading.Event()
         #: instructions run by blocks looping inside their own function (see codegen)
         self.extra_insns = 0
+        #: QEMU's tb_jmp_cache: (virtual pc, flags) -> TB for this vCPU. With a provider
+        #: that maps virtual to host addresses 1:1 (user mode) it is the context's TB
+        #: table itself; otherwise it is this vCPU's own and a TLB flush empties it.
+        self.tb_jmp_cache: dict[Any, Any] = ctx.tbs if not ctx.phys_keyed else {}
+        #: virtual page -> keys of tb_jmp_cache on it (for flush_page; system mode)
+        self._jc_pages: dict[int, list[Any]] = {}
         self.tlb = SoftTLB(self)
         self.hv = mem.host_view
         # slow paths called from generated code (bound once)
@@ -69,6 +74,9 @@ class VCPU:
         #: free for the frontend / user-mode layer (e.g. the TaskState)
         self.opaque: Any = None
         ctx.register_cpu(self)
+        attach = getattr(mem, "attach_vcpu", None)
+        if attach is not None:
+            attach(self)
 
     def kick(self) -> None:
         """Make the vCPU look at its interrupt lines soon: leave the exec loop at the
@@ -126,6 +134,51 @@ class VCPU:
 
     def tlb_flush(self) -> None:
         self.tlb.flush()
+
+    def tlb_flush_page(self, vaddr: int) -> None:
+        """Drop the TLB entries (every MMU index) of the page holding ``vaddr``."""
+        self.tlb.flush_page(vaddr)
+
+    @property
+    def mmu_idx(self) -> int:
+        """The MMU index of data accesses and fetches (system mode: the EL); setting it
+        selects the TLB's table set for that index (see :meth:`set_mmu_idx`)."""
+        return self.tlb.mmu_idx
+
+    @mmu_idx.setter
+    def mmu_idx(self, value: int) -> None:
+        self.tlb.select(value)
+
+    def set_mmu_idx(self, mmu_idx: int) -> None:
+        """Switch data/fetch accesses to MMU index ``mmu_idx`` (its own TLB tables; no
+        flush). Translated code holds the tables of the index it started with, so a
+        switch from inside a block must also end the exec loop (``exit_request``)."""
+        self.tlb.select(mmu_idx)
+
+    # --- the virtual jump cache (system mode) ---
+    def tb_jmp_cache_insert(self, key: Any, tb: Any) -> None:
+        jc = self.tb_jmp_cache
+        if jc is self.ctx.tbs:
+            return
+        if key not in jc:
+            self._jc_pages.setdefault(key[0] >> 12, []).append(key)
+        jc[key] = tb
+
+    def tb_jmp_cache_flush(self) -> None:
+        """The virtual->physical view changed (TLB flush): forget every virtual pc."""
+        if self.tb_jmp_cache is not self.ctx.tbs:
+            self.tb_jmp_cache.clear()  # in place: the exec loop holds its get()
+            self._jc_pages.clear()
+
+    def tb_jmp_cache_flush_page(self, page: int) -> None:
+        """Forget the virtual pcs of guest page number ``page``."""
+        if self.tb_jmp_cache is self.ctx.tbs:
+            return
+        keys = self._jc_pages.pop(page, None)
+        if keys:
+            jc = self.tb_jmp_cache
+            for k in keys:
+                jc.pop(k, None)
 
     def __repr__(self) -> str:
         return f"<VCPU {self.cpu_index} pc={self.get_pc():#x}>"

@@ -113,9 +113,12 @@ def set_el(cpu: Any, new_el: int, new_spsel: int) -> None:
     _switch_sp(s, new_el, new_spsel)
     if new_el != s.current_el:
         s.current_el = new_el
-        if hasattr(cpu, "mmu_idx"):
+        set_idx = getattr(cpu, "set_mmu_idx", None)
+        if set_idx is not None:
+            set_idx(new_el)  # the TLB keeps one table set per EL: no flush
+        elif hasattr(cpu, "mmu_idx"):
             cpu.mmu_idx = new_el
-            cpu.tlb_flush()  # one TLB per vCPU: entries carry one EL's permissions
+            cpu.tlb_flush()
     s.spsel = new_spsel
 
 

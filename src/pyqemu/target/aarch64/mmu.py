@@ -7,8 +7,9 @@ does. A failure raises :class:`MMUFault` carrying the fault status code (DFSC/IF
 level. :class:`SystemMemory` is the :class:`MemoryProvider` the softmmu TLB asks on a miss:
 it walks for the current EL of the vCPU and hands back the host page of the physical page.
 
-The memory API of ``pyqemu.memory`` is not used yet: physical memory is anything with
-``host_view``/``host_base`` and ``phys_to_host(pa) -> offset | None`` (:class:`PhysMemory`).
+Physical memory is :class:`pyqemu.accel.tcg.physmem.PhysicalMemory` (a machine's
+AddressSpace: RAM and MMIO) or anything with ``host_view``/``host_base`` and
+``phys_to_host(pa) -> offset | None`` (:class:`PhysMemory`, RAM only).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pyqemu.accel.tcg.interfaces import (
     PAGE_MASK,
     Access,
     GuestTrap,
+    MemoryFault,
     Prot,
     TLBFill,
 )
@@ -229,10 +231,15 @@ def _permissions(desc: int, ap_table: int, xn_table: int, pxn_table: int, el: in
 
 
 class SystemMemory:
-    """The softmmu TLB's provider in system mode: the MMU in front of physical memory.
+    """The softmmu TLB's provider in system mode: the MMU of one vCPU in front of the
+    machine's physical memory.
 
-    ``mmu_idx`` is the exception level of the access (the vCPU's ``mmu_idx`` follows
-    PSTATE.EL; the TLB is flushed when it changes, as there is one TLB per vCPU).
+    ``phys`` is a :class:`pyqemu.accel.tcg.physmem.PhysicalMemory` (RAM of an
+    AddressSpace in one host view, MMIO pages as ``TLBFill.mmio`` callables) or any
+    :class:`PhysMemory` (RAM only, e.g. :class:`RAMPhysMemory` in tests). ``mmu_idx`` is
+    the exception level of the access; the vCPU keeps one TLB table set per index.
+    Physical addresses with no RAM and no device give a synchronous external abort
+    (FSC 0x10), as QEMU's virt board.
     """
 
     def __init__(self, phys: PhysMemory, cpu_state: Any = None, parange: int = 4,
@@ -243,13 +250,26 @@ class SystemMemory:
         self.state = cpu_state  # a CPUARMState (set when the vCPU is created)
         self.parange = parange
         self.granules = granules
+        self._mmio_ops = getattr(phys, "mmio_ops", None)
+
+    def attach_vcpu(self, cpu: Any) -> None:
+        """Called by the VCPU built on this provider: walk its registers, and let the
+        physical memory reach its TLB and TCG context (DMA into code, map changes)."""
+        if self.state is None:
+            self.state = cpu.state
+        attach = getattr(self.phys, "attach_cpu", None)
+        if attach is not None:
+            attach(cpu)
 
     def tlb_fill(self, vaddr: int, access: Access, mmu_idx: int) -> TLBFill:
         s = self.state
         tr = translate_stage1(self.phys, vaddr, access, mmu_idx, s.sctlr_el1, s.tcr_el1,
                               s.ttbr0_el1, s.ttbr1_el1, self.parange, self.granules)
-        ho = self.phys.phys_to_host(tr.pa & PAGE_MASK)
-        if ho is None:
-            # no RAM (MMIO is not modelled yet): a synchronous external abort
-            raise MMUFault(vaddr, access, 0b010000)
-        return TLBFill(ho, tr.prot)
+        pa_page = tr.pa & PAGE_MASK
+        ho = self.phys.phys_to_host(pa_page)
+        if ho is not None:
+            return TLBFill(ho, tr.prot, page_bits=tr.page_bits)
+        if self._mmio_ops is None:
+            raise MemoryFault(vaddr, access, "bus")
+        # MMIO (or unassigned: the callables raise the external abort on access)
+        return TLBFill(0, tr.prot, mmio=self._mmio_ops(pa_page))

@@ -188,17 +188,22 @@ def sysreg_by_name(name: str) -> SysReg:
 
 # ------------------------------------------------------------------ helpers
 
-def _flush_all(cpu: Any) -> None:
-    """The translation regime changed: drop TLB entries and blocks keyed by old VAs."""
-    ctx = getattr(cpu, "ctx", None)
-    if ctx is not None:
-        ctx.flush()
-    cpu.tlb_flush()
+_TTBR_OFFSETS = (_f("ttbr0_el1"), _f("ttbr1_el1"))
 
 
 def _write_mmu(cpu: Any, offset: int, value: int) -> None:
-    cpu.regs[offset >> 3] = value & M64
-    _flush_all(cpu)
+    """SCTLR/TCR/TTBRn_EL1 write. The TLB of this vCPU is flushed as QEMU does it:
+    SCTLR and TCR when their value changes, TTBRn when the ASID changes (our TLB is not
+    ASID-tagged, and Linux changes ASID on every address-space switch). Translated code
+    is keyed by physical address and stays valid."""
+    old = cpu.regs[offset >> 3]
+    value &= M64
+    cpu.regs[offset >> 3] = value
+    if offset in _TTBR_OFFSETS:
+        if (old ^ value) >> 48:
+            cpu.tlb_flush()
+    elif old != value:
+        cpu.tlb_flush()
 
 
 def _check_irq(cpu: Any) -> None:
@@ -241,8 +246,32 @@ def _read_ccsidr(cpu: Any) -> int:
     return CCSIDR.get(int(cpu.state.csselr_el1) & 0xF, 0)
 
 
-def _tlbi(cpu: Any) -> None:
-    _flush_all(cpu)
+def tlbi_va(xt: int) -> int:
+    """The virtual address a TLBI VA* operand names (VA[55:12] in Xt[43:0], bit 55
+    sign-extended; the ASID in Xt[63:48] is ignored: our TLB is not ASID-tagged)."""
+    va = (xt & ((1 << 44) - 1)) << 12
+    if va >> 55 & 1:
+        va |= 0xFF << 56
+    return va
+
+
+def _tlbi_all(cpu: Any, shareable: int) -> None:
+    """TLBI VMALLE1/ASIDE1 (and their IS/OS forms: every vCPU of the context)."""
+    ctx = getattr(cpu, "ctx", None)
+    if shareable and ctx is not None:
+        ctx.tlb_flush_all()
+    else:
+        cpu.tlb_flush()
+
+
+def _tlbi_va(cpu: Any, xt: int, shareable: int) -> None:
+    """TLBI VAE1/VALE1/VAAE1/VAALE1 (IS/OS: every vCPU): one page, every mmu_idx."""
+    va = tlbi_va(xt)
+    ctx = getattr(cpu, "ctx", None)
+    if shareable and ctx is not None:
+        ctx.tlb_flush_page_all(va)
+    else:
+        cpu.tlb_flush_page(va)
 
 
 _NRW = CallFlags.NO_READ_GLOBALS | CallFlags.NO_WRITE_GLOBALS
@@ -253,7 +282,8 @@ helper_write_spsel = Helper("write_spsel", _write_spsel, (64,), (), CallFlags.NO
 helper_read_sp_el0 = Helper("read_sp_el0", _read_sp_el0, (64, 32), (64,), CallFlags.NONE)
 helper_write_sp_el0 = Helper("write_sp_el0", _write_sp_el0, (64, 32, 64), (), CallFlags.NONE)
 helper_read_ccsidr = Helper("read_ccsidr", _read_ccsidr, (), (64,), _NRW | CallFlags.NO_FAULT)
-helper_tlbi = Helper("tlbi", _tlbi, (), (), _NRW | CallFlags.NO_FAULT)
+helper_tlbi_all = Helper("tlbi_all", _tlbi_all, (32,), (), _NRW | CallFlags.NO_FAULT)
+helper_tlbi_va = Helper("tlbi_va", _tlbi_va, (64, 32), (), _NRW | CallFlags.NO_FAULT)
 helper_check_irq = Helper("check_irq", _check_irq, (), (), _NRW | CallFlags.NO_FAULT)
 helper_hook_read = Helper("sysreg_hook_read", _hook_read, (32, 64, 32), (64,), _NRW)
 helper_hook_write = Helper("sysreg_hook_write", _hook_write, (32, 64, 32, 64), (), _NRW)

@@ -63,7 +63,13 @@ def trans_HINT(ctx: DisasContext, a: Any) -> bool:
 def _eret(cpu: Any) -> int:
     from pyqemu.target.aarch64.exceptions import exception_return
 
-    return exception_return(cpu)
+    el = cpu.state.current_el
+    pc = exception_return(cpu)
+    if cpu.state.current_el != el:
+        # the exec loop holds the TLB tables of the old EL: make it return and pick
+        # up the new EL's tables before the next block runs
+        cpu.exit_request = True
+    return pc
 
 
 # ERET rewrites NZCV, SP and the pc: it reads and writes the globals
@@ -227,14 +233,38 @@ def trans_SYS(ctx: DisasContext, a: Any) -> bool:
     if key == (3, 7, 13, 1):  # DC CVADP
         return ctx.has("dcpodp")
     if ctx.system and ctx.el >= 1:
-        if a.op1 == 0 and a.crn == 8:  # TLBI (every EL1 form flushes everything)
-            ctx.b.gen_call(_sysregs().helper_tlbi)
-            gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
-            return True
+        if a.op1 == 0 and a.crn == 8:
+            return _trans_tlbi(ctx, a)
         if key in ((0, 7, 5, 0), (0, 7, 1, 0), (0, 7, 6, 1), (0, 7, 6, 2), (0, 7, 10, 2),
                    (0, 7, 14, 2)):
             return True  # IC IALLU(IS), DC IVAC/ISW/CSW/CISW: caches are not modelled
     return False
+
+
+#: TLBI at EL1 (op1 = 0, CRn = 8): CRm 3 = Inner Shareable, 7 = this PE (1 = Outer
+#: Shareable with FEAT_TLBIOS); op2 -> (by VA, name)
+_TLBI_CRM = {3: True, 7: False}
+_TLBI_OP2 = {0: False, 1: True, 2: False, 3: True, 5: True, 7: True}
+
+
+def _trans_tlbi(ctx: DisasContext, a: Any) -> bool:
+    """TLBI VMALLE1, VAE1, ASIDE1, VAAE1, VALE1, VAALE1 (+IS): by-VA forms flush one
+    page in every mmu_idx, the others everything; IS forms reach every vCPU. The
+    translated code is keyed by physical address and is kept."""
+    crm = a.crm
+    if crm == 1 and ctx.has("tlbios"):
+        crm = 3  # Outer Shareable behaves as Inner Shareable here
+    shareable = _TLBI_CRM.get(crm)
+    by_va = _TLBI_OP2.get(a.op2)
+    if shareable is None or by_va is None:
+        return False  # range TLBIs (FEAT_TLBIRANGE) and reserved encodings: UNDEFINED
+    sr = _sysregs()
+    if by_va:
+        ctx.b.gen_call(sr.helper_tlbi_va, cpu_reg(ctx, a.rt), Const(int(shareable), 32))
+    else:
+        ctx.b.gen_call(sr.helper_tlbi_all, Const(int(shareable), 32))
+    gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
+    return True
 
 
 def _sysregs() -> Any:
