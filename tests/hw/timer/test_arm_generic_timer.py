@@ -190,3 +190,20 @@ def test_boardless_timer_counts_without_a_loop() -> None:
     assert gt.counter() > a
     gt.tval_write(GTIMER_VIRT, CNTFRQ_HZ)  # one second
     assert 0 < gt.tval_read(GTIMER_VIRT) <= CNTFRQ_HZ
+
+
+def test_two_cpus_have_independent_timers(loop: MainLoop) -> None:
+    """Each vCPU's timer drives its own lines; the counter is shared (one clock)."""
+    a, la = make(loop)
+    b, lb = make(loop)
+    with loop.bql:
+        a.cval_write(GTIMER_VIRT, a.counter() + 10 * TICKS_PER_MS)
+        a.ctl_write(GTIMER_VIRT, CTL_ENABLE)
+        b.cval_write(GTIMER_VIRT, b.counter() + 10 * TICKS_PER_MS)
+        b.ctl_write(GTIMER_VIRT, CTL_ENABLE | CTL_IMASK)
+    assert la["virt"].wait_level(1)
+    time.sleep(0.02)
+    assert not lb["virt"].changes
+    assert b.ctl_read(GTIMER_VIRT) == CTL_ENABLE | CTL_IMASK | CTL_ISTATUS
+    assert abs(a.counter() - b.counter()) < 10 * TICKS_PER_MS
+    assert a.cpu.gtimer is a and b.cpu.gtimer is b
