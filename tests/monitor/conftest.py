@@ -38,6 +38,8 @@ RAM_BASE = 0x40000000
 RAM_SIZE = 128 << 20
 UART = 0x09000000
 LOAD = 0x40100000
+NAME = "monitor-test"
+UUID = "12345678-9abc-def0-1234-56789abcdef0"
 
 
 def build_pattern(tmp: Path) -> tuple[Path, int]:
@@ -236,11 +238,12 @@ def pattern(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
 
 @pytest.fixture
 def machines(tmp_path: Path, pattern: tuple[Path, int]) -> Iterator[tuple[Machine, Machine]]:
-    """(QEMU, pyqemu), both paused (-S) with the pattern guest loaded, 1 vCPU."""
+    """(QEMU, pyqemu), both paused (-S) with the pattern guest loaded, 1 vCPU, the same
+    -name and -uuid."""
     elf, _ = pattern
-    q = start_qemu(tmp_path, elf)
+    q = start_qemu(tmp_path, elf, extra=("-name", NAME, "-uuid", UUID))
     try:
-        p = start_pyqemu(tmp_path, elf)
+        p = start_pyqemu(tmp_path, elf, name=NAME, uuid=UUID)
     except BaseException:
         q.stop()
         raise

@@ -190,7 +190,7 @@ def test_wire_encoding_matches_qemu(machines: tuple[Machine, Machine]) -> None:
         finally:
             f.close()
             s.close()
-        assert line == (b'{"return": {}, "id": ["\\u00E9\\uD83D\\uDE00\\t/", '
+        assert line == (b'{"return": {"name": "monitor-test"}, "id": ["\\u00E9\\uD83D\\uDE00\\t/", '
                         b'0.10000000000000001, -7, true]}\r\n'), m.kind
 
 

@@ -47,6 +47,24 @@ class _ExprError(Exception):
     pass
 
 
+class _FmtDefaults:
+    """The last /fmt format and size. QEMU keeps them in file-scope variables of
+    monitor/hmp.c, so every HMP monitor of a machine (and human-monitor-command) shares
+    them: here they hang off the VM."""
+
+    def __init__(self) -> None:
+        self.format = "x"
+        self.size = 4
+
+    @staticmethod
+    def of(vm: Any) -> _FmtDefaults:
+        d = getattr(vm, "_hmp_fmt_defaults", None)
+        if d is None:
+            d = _FmtDefaults()
+            vm._hmp_fmt_defaults = d
+        return d
+
+
 class HMPMonitor:
     """An HMP session; with ``chardev`` None it only runs commands for
     ``human-monitor-command`` (:meth:`run_command_capture`)."""
@@ -55,8 +73,6 @@ class HMPMonitor:
         self.vm = vm
         self.chardev = chardev
         self.cpu_index = 0
-        self.default_fmt_format = "x"
-        self.default_fmt_size = 4
         self._out: list[str] | None = None
         self._out_lock = threading.Lock()
         self.rs = ReadLineState(self._echo, self._on_line, self._complete)
@@ -209,6 +225,7 @@ class HMPMonitor:
         return args
 
     def _parse_fmt(self, s: str, p: int, args: dict[str, Any]) -> int:
+        defaults = _FmtDefaults.of(self.vm)
         if p < len(s) and s[p] == "/":
             p += 1
             q = p
@@ -230,16 +247,16 @@ class HMPMonitor:
             if p < len(s) and not s[p].isspace():
                 raise HMPError(f"invalid char in format: '{s[p]}'")
             if fmt is None:
-                fmt = self.default_fmt_format
+                fmt = defaults.format
             if fmt != "i":
                 if size < 0:
-                    size = self.default_fmt_size
-                self.default_fmt_size = size
-            self.default_fmt_format = fmt
+                    size = defaults.size
+                defaults.size = size
+            defaults.format = fmt
         else:
             count = 1
-            fmt = self.default_fmt_format
-            size = self.default_fmt_size if fmt != "i" else -1
+            fmt = defaults.format
+            size = defaults.size if fmt != "i" else -1
         args["count"], args["format"], args["size"] = count, fmt, size
         return p
 
