@@ -130,6 +130,12 @@ def test_run_control_matches_qemu(machines: tuple[Machine, Machine]) -> None:
 
 def test_quit(machines: tuple[Machine, Machine]) -> None:
     q, p = machines
+    hq = HMPClient(q.hmp_path)
+    hq.sock.sendall(b"q\r")
+    tail = b""
+    while chunk := hq.sock.recv(4096):  # QEMU exits: the connection closes
+        tail += chunk
+    assert tail == b"q\x1b[K\r\n"
     hp = HMPClient(p.hmp_path)
     hp.sock.sendall(b"q\r")
     assert p.vm is not None
