@@ -1,6 +1,6 @@
 """Bare-metal generic-timer probes run on the real qemu-system-aarch64 7.2 and on a small
-pyqemu machine built here (RAM, PL011, the generic timer, optionally a GICv3), with the
-same ELF and the same UART output to compare.
+pyqemu machine built here on the memory API (RAM, PL011, the generic timer, optionally a
+GICv3 or GICv2 at virt's addresses), with the same ELF and the same UART output.
 
 A probe is an EL1 assembly body. ``rec xN`` appends xN to a results array; a trapped or
 UNDEFINED MRS/MSR records 0xE5E5<<48 | ESR and resumes after the instruction; code run
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pyqemu.accel.tcg.context import TCGContext
-from pyqemu.accel.tcg.interfaces import PAGE_MASK, Access, TLBFill
+from pyqemu.accel.tcg.physmem import PhysicalMemory
 from pyqemu.accel.tcg.vcpu import VCPU, set_current_cpu
 from pyqemu.hw.char import BufferBackend
 from pyqemu.hw.char.pl011 import PL011
@@ -27,14 +27,14 @@ from pyqemu.hw.timer.arm_generic_timer import GenericTimer
 from pyqemu.machine.main_loop import MainLoop
 from pyqemu.memory import AddressSpace, MemoryRegion
 from pyqemu.target.aarch64.exceptions import SystemExit_, cpu_loop_system
-from pyqemu.target.aarch64.mmu import MMUFault, RAMPhysMemory, SystemMemory, translate_stage1
+from pyqemu.target.aarch64.mmu import SystemMemory
 from pyqemu.target.aarch64.psci import PSCI
 from pyqemu.target.aarch64.sysregs import SYS_PARANGE
 from pyqemu.target.aarch64.translate import AArch64Frontend
 from tests.conftest import require_tool
 
 RAM = 0x40000000
-RAM_SIZE = 0x800000
+RAM_SIZE = 128 << 20  # -m 128M
 BASE = 0x40100000  # QEMU puts the DTB at the start of RAM
 FLAG_OFF = 0xF000  # .quad: 1 = print the results (always, now that pyqemu has a UART)
 VECTORS_OFF = 0x10000
@@ -185,38 +185,6 @@ def results(text: str) -> list[int]:
 
 # ------------------------------------------------------------------------ pyqemu side
 
-class BoardMemory(SystemMemory):
-    """SystemMemory whose non-RAM physical pages go to MMIO regions of an AddressSpace."""
-
-    def __init__(self, phys: RAMPhysMemory, io: AddressSpace, bql: Any) -> None:
-        super().__init__(phys, parange=SYS_PARANGE)
-        self.io = io
-        self.bql = bql
-
-    def tlb_fill(self, vaddr: int, access: Access, mmu_idx: int) -> TLBFill:
-        s = self.state
-        tr = translate_stage1(self.phys, vaddr, access, mmu_idx, s.sctlr_el1, s.tcr_el1,
-                              s.ttbr0_el1, s.ttbr1_el1, self.parange, self.granules)
-        page_pa = tr.pa & PAGE_MASK
-        ho = self.phys.phys_to_host(page_pa)
-        if ho is not None:
-            return TLBFill(ho, tr.prot)
-        if self.io.lookup(page_pa) is None:
-            raise MMUFault(vaddr, access, 0b010000)
-        io, bql = self.io, self.bql
-
-        def read(va: int, size: int) -> int:
-            with bql:
-                v = io.dispatch_read(page_pa | (va & ~PAGE_MASK), size)
-            return 0 if v is None else v
-
-        def write(va: int, size: int, value: int) -> None:
-            with bql:
-                io.dispatch_write(page_pa | (va & ~PAGE_MASK), size, value)
-
-        return TLBFill(0, tr.prot, mmio=(read, write))
-
-
 class MiniBoard:
     """RAM at 0x40000000, a PL011 at 0x09000000, the generic timer, and a GICv3 or
     GICv2 at virt's addresses when ``gic`` is given (``(main_loop, cpus) -> GIC``).
@@ -224,19 +192,19 @@ class MiniBoard:
 
     def __init__(self, image: bytes, gic: Any = None, backend: str = "python") -> None:
         self.loop = MainLoop()
-        self.phys = RAMPhysMemory(RAM, RAM_SIZE)
-        self.phys.write(BASE, image)
-        root = MemoryRegion.new_container("system", 1 << 32)
-        self.io = AddressSpace(root)
+        root = MemoryRegion.new_container("system", 1 << 44)
+        root.add_subregion(RAM, MemoryRegion.new_ram("mach-virt.ram", RAM_SIZE))
         self.console = BufferBackend()
         self.uart = PL011(IRQ(), self.console)
         root.add_subregion(UART, MemoryRegion.new_io("pl011", 0x1000, self.uart.read,
                                                      self.uart.write))
+        self.aspace = AddressSpace(root)
+        self.aspace.write(BASE, image)
+        self.phys = PhysicalMemory(self.aspace, bql=self.loop.bql)
         self.fe = AArch64Frontend("cortex-a72", system=True)
         self.ctx = TCGContext(self.fe, backend=backend)
-        self.mem = BoardMemory(self.phys, self.io, self.loop.bql)
+        self.mem = SystemMemory(self.phys, parange=SYS_PARANGE)
         self.cpu = VCPU(self.ctx, self.mem)
-        self.mem.state = self.cpu.state
         self.fe.reset(self.cpu.state)
         self.cpu.mmu_idx = 1
         self.cpu.set_pc(BASE)
