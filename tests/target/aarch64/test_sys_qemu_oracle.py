@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import re
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,11 @@ import pytest
 
 from pyqemu.accel.tcg.context import TCGContext
 from pyqemu.accel.tcg.log import QemuLog
+from pyqemu.accel.tcg.physmem import PhysicalMemory
 from pyqemu.accel.tcg.vcpu import VCPU
+from pyqemu.hw.char.pl011 import PL011
+from pyqemu.hw.irq import IRQ
+from pyqemu.memory import AddressSpace, MemoryRegion
 from pyqemu.target.aarch64.exceptions import SystemExit_, cpu_loop_system, pstate_read_full
 from pyqemu.target.aarch64.mmu import RAMPhysMemory, SystemMemory
 from pyqemu.target.aarch64.psci import PSCI
@@ -34,6 +39,7 @@ from tests.conftest import require_tool
 
 RAM = 0x40000000
 RAM_SIZE = 0x800000
+UART = 0x09000000
 BASE = 0x40100000  # program image (QEMU puts the DTB at the start of RAM)
 VECTORS = BASE + 0x10000
 TABLES = BASE + 0x100000
@@ -185,15 +191,33 @@ def run_qemu(tmp_path: Path, elf: Path) -> dict[str, Any]:
     return {"regs": regs, "excs": excs, "pstate_line": pstate_line, "int_log": int_log}
 
 
-def run_pyqemu(image: bytes, backend: str = "python") -> dict[str, Any]:
-    phys = RAMPhysMemory(RAM, RAM_SIZE)
-    phys.write(BASE, image)
+def virt_like_memory(image: bytes, ram_phys: bool = False) -> Any:
+    """Physical memory as the oracle machine has it: RAM at 0x40000000 (128 MiB as
+    ``-m 128M``) and a PL011 at 0x09000000 on the memory API, the rest unassigned
+    (``ram_phys``: the old RAM-only RAMPhysMemory instead)."""
+    if ram_phys:
+        rp = RAMPhysMemory(RAM, RAM_SIZE)
+        rp.write(BASE, image)
+        return rp
+    root = MemoryRegion.new_container("system", 1 << 44)
+    root.add_subregion(RAM, MemoryRegion.new_ram("mach-virt.ram", 128 << 20))
+    uart = PL011(IRQ())
+    root.add_subregion(UART, MemoryRegion.new_io("pl011", 0x1000, uart.read, uart.write))
+    aspace = AddressSpace(root)
+    aspace.write(BASE, image)
+    return PhysicalMemory(aspace, bql=threading.RLock())
+
+
+def run_pyqemu(image: bytes, backend: str = "python", ram_phys: bool = False,
+               ctx_out: list[Any] | None = None) -> dict[str, Any]:
+    phys = virt_like_memory(image, ram_phys)
     fe = AArch64Frontend("cortex-a72", system=True)
     logbuf = io.StringIO()
     ctx = TCGContext(fe, backend=backend, log=QemuLog({"int"}, stream=logbuf))
     mem = SystemMemory(phys, parange=SYS_PARANGE)
     cpu = VCPU(ctx, mem)
-    mem.state = cpu.state
+    if ctx_out is not None:
+        ctx_out.append(cpu)
     fe.reset(cpu.state)
     cpu.mmu_idx = 1
     cpu.set_pc(BASE)
@@ -223,13 +247,14 @@ def run_pyqemu(image: bytes, backend: str = "python") -> dict[str, Any]:
             "int_log": logbuf.getvalue()}
 
 
-def check(tmp_path: Path, body_or_src: str, backend: str = "python") -> dict[str, Any]:
+def check(tmp_path: Path, body_or_src: str, backend: str = "python",
+          ram_phys: bool = False, cpu_out: list[Any] | None = None) -> dict[str, Any]:
     """Run a program (or a bare EL1 body) in both; assert identical registers and
-    exceptions; return QEMU's results."""
+    exceptions; return QEMU's results (``cpu_out`` receives pyqemu's vCPU)."""
     src = body_or_src if body_or_src.startswith(".text") else program(body_or_src)
     elf, image = build(tmp_path, src)
     q = run_qemu(tmp_path, elf)
-    p = run_pyqemu(image, backend)
+    p = run_pyqemu(image, backend, ram_phys, cpu_out)
     assert p["off"], "pyqemu never reached PSCI SYSTEM_OFF"
     diffs = [f"{k}: qemu {q['regs'][k]:#x} pyqemu {p['regs'][k]:#x}"
              for k in q["regs"] if q["regs"][k] != p["regs"].get(k)]
