@@ -268,16 +268,19 @@ def _write_cntfrq(cpu: Any, value: int) -> None:
     _gt(cpu).cntfrq = value & M64
 
 
-def _read_cntpct(cpu: Any) -> int:
-    gt = _gt(cpu)
-    gt.el0_check(CNTKCTL_EL0PCTEN)
-    return gt.counter()
+def _read_counter(enable_bit: int) -> Callable[[Any], int]:
+    # the guest's hottest timer access (sched_clock, delays): kept short
+    def read(cpu: Any) -> int:
+        gt = getattr(cpu, "gtimer", None) or _gt(cpu)
+        s = cpu.state
+        if s.current_el == 0 and not s.cntkctl_el1 & enable_bit:
+            raise SysRegTrap()
+        return (gt._clock_ns() // GTIMER_SCALE) & M64  # CNTVOFF = 0: CNTVCT = CNTPCT
+    return read
 
 
-def _read_cntvct(cpu: Any) -> int:
-    gt = _gt(cpu)
-    gt.el0_check(CNTKCTL_EL0VCTEN)
-    return gt.virtual_counter()
+_read_cntpct = _read_counter(CNTKCTL_EL0PCTEN)
+_read_cntvct = _read_counter(CNTKCTL_EL0VCTEN)
 
 
 def _read_cntkctl(cpu: Any) -> int:
