@@ -144,7 +144,9 @@ def count_instructions(args: argparse.Namespace, initrd: Path, workdir: Path) ->
         qmp = QEMUMonitorProtocol(str(sock))
         try:
             qmp.connect()
-            count = int(qmp.cmd("query-replay")["icount"])
+            replay = qmp.cmd("query-replay")
+            assert isinstance(replay, dict)
+            count = int(replay["icount"])
         finally:
             try:
                 qmp.close()
@@ -230,7 +232,7 @@ def main() -> int:
     return 0
 
 
-def fmt(value: float | int | None, spec: str, unit: str = "") -> str:
+def fmt(value: float | None, spec: str, unit: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{unit}"
 
 

@@ -12,6 +12,7 @@ import pytest
 from pyqemu.testing import guest_images
 from pyqemu.testing.guest_run import GuestMachine, boot_timeout, emulator_missing
 
+
 @pytest.fixture(params=[
     pytest.param("qemu", id="qemu"),
     pytest.param("pyqemu", id="pyqemu",

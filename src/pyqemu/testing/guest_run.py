@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from pyqemu.testing.guest_images import GuestImageError
 
@@ -198,7 +199,7 @@ class GuestMachine:
             self.proc.wait(10)
         self._thread.join(5)
 
-    def __enter__(self) -> GuestMachine:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
