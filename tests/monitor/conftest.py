@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from pyqemu.chardev.mux import MuxChardev
 from pyqemu.chardev.socket import SocketChardev
 from pyqemu.hw.char.pl011 import PL011
 from pyqemu.hw.irq import IRQ
@@ -110,6 +111,8 @@ class TinyBoard:
         self.kernel = kernel
         self.chardevs: dict[str, Any] = {}
         self.powerdown_requests = 0
+        #: what a serial port frontend on a mux received (tests)
+        self.serial_input = bytearray()
         self.frontend = AArch64Frontend(config.cpu, system=True)
         self.ctx = TCGContext(self.frontend, backend="python")
         self.cpus: list[Any] = []
@@ -197,7 +200,7 @@ def start_qemu(tmp: Path, elf: Path, smp: int = 1, extra: tuple[str, ...] = ()) 
 
 
 def start_pyqemu(tmp: Path, elf: Path, smp: int = 1, name: str | None = None,
-                 uuid: str | None = None) -> Machine:
+                 uuid: str | None = None, mux_path: str | None = None) -> Machine:
     qmp, hmp = str(tmp / "py-qmp.sock"), str(tmp / "py-hmp.sock")
     config = MachineConfig(machine="virt", cpu="cortex-a57", ram_size=RAM_SIZE,
                            smp=SMPConfig(cpus=smp, cores=smp, maxcpus=smp),
@@ -211,6 +214,15 @@ def start_pyqemu(tmp: Path, elf: Path, smp: int = 1, name: str | None = None,
         config.chardevs[c.id] = c
     start_monitor(vm, chardevs[0], "control", False)
     start_monitor(vm, chardevs[1], "readline", False)
+    if mux_path is not None:
+        # -chardev socket,id=c0,path=...,server=on,wait=off,mux=on -serial chardev:c0
+        # -mon chardev=c0,mode=readline: the monitor attaches first, the serial port last
+        base = SocketChardev("c0-base", path=mux_path, server=True, wait=False)
+        mux = MuxChardev("c0", base)
+        config.chardevs["c0"] = mux
+        start_monitor(vm, mux, "readline", False)
+        mux.set_frontend(board.serial_input.extend, lambda: 16, None)
+        chardevs.append(mux)
     for c in chardevs:
         c.attach(vm.main_loop)
     vm.start()

@@ -75,6 +75,12 @@ class HMPMonitor:
         self.cpu_index = 0
         self._out: list[str] | None = None
         self._out_lock = threading.Lock()
+        # QEMU's Monitor fields for sharing a mux (-nographic, mon:stdio): output is held
+        # while another frontend has the focus, input refused while suspended
+        self.mux_out = False
+        self.reset_seen = False
+        self.suspend_cnt = 0
+        self._held = bytearray()
         self.rs = ReadLineState(self._echo, self._on_line, self._complete)
         if chardev is not None:
             chardev.set_frontend(self._receive, self._can_receive, self._on_chr_event)
@@ -94,9 +100,17 @@ class HMPMonitor:
         self._write(text.replace("\n", "\r\n").encode("latin-1", "replace"))
 
     def _write(self, data: bytes) -> None:
-        if self.chardev is not None:
-            with self._out_lock:
-                self.chardev.write(data)
+        if self.chardev is None:
+            return
+        with self._out_lock:
+            self._held += data
+            if self.mux_out:
+                return
+            data, self._held = bytes(self._held), bytearray()
+            self.chardev.write(data)
+
+    def _flush(self) -> None:
+        self._write(b"")
 
     def banner(self) -> str:
         major, minor, micro = qc.qemu_version()
@@ -104,12 +118,44 @@ class HMPMonitor:
 
     # ------------------------------------------------------------ transport
     def _can_receive(self) -> int:
-        return 4096
+        return 0 if self.suspend_cnt > 0 else 4096
 
     def _on_chr_event(self, event: str) -> None:
         if event == "opened":
-            self.print(self.banner())
+            if getattr(self.chardev, "driver", "") == "mux" and not self.reset_seen:
+                # QEMU opens a mux's frontends once they are all attached and the last
+                # one (the serial port) has the focus (muxes_created_notify)
+                self.vm.main_loop.call_soon(self._opened)
+            else:
+                self._opened()
+        elif event == "mux-in":
+            self.mux_out = False
+            if self.reset_seen:
+                self.rs.restart()
+                self._resume()
+                self._flush()
+            else:
+                self.suspend_cnt = 0
+        elif event == "mux-out":
+            if self.reset_seen:
+                if self.suspend_cnt == 0:
+                    self.print("\n")
+                self._flush()
+            self.suspend_cnt += 1
+            self.mux_out = True
+
+    def _opened(self) -> None:
+        self.print(self.banner())
+        if not self.mux_out:
+            self.rs.restart()
             self.rs.show_prompt()
+        self.reset_seen = True
+
+    def _resume(self) -> None:
+        if self.suspend_cnt > 0:
+            self.suspend_cnt -= 1
+            if self.suspend_cnt == 0:
+                self.rs.show_prompt()
 
     def _receive(self, data: bytes) -> None:
         self.rs.feed(data)

@@ -46,6 +46,11 @@ class ReadLineState:
         self.last_buf = []
         self.esc_state = _NORM
 
+    def restart(self) -> None:
+        """Forget the line being typed (readline_restart)."""
+        self.buf = []
+        self.index = 0
+
     # ------------------------------------------------------------ redraw
     def _update(self) -> None:
         out: list[str] = []
