@@ -7,22 +7,39 @@ A step records a value when it reads (MMIO read, MRS, ISR_EL1) and, for MSR, 0 o
 fault. A trapped or UNDEFINED MRS/MSR records ``1 << 63 | ESR`` and resumes after the
 instruction (the probe installs an EL1 vector table for it). ``ISR`` reads ISR_EL1: bit 7
 (I) and bit 6 (F) tell whether the GIC is driving the CPU's IRQ / FIQ input, which on the
-pyqemu side is ``state.irq_pending``. Interrupts stay masked (PSTATE.DAIF) throughout.
+pyqemu side is ``state.irq_pending``. Interrupts stay masked (PSTATE.DAIF) except in a
+``TAKE`` step, which unmasks them for a few instructions: an IRQ/FIQ taken there reads
+the IAR in its handler (ICC_IAR1/IAR0_EL1, or GICC_IAR on a GICv2), returns with
+interrupts masked, and the step records ``kind << 32 | intid`` (kind 0x80 IRQ, 0x40 FIQ),
+0 when nothing was taken.
+
+Three runners: QEMU (:func:`run_qemu`), the models driven from Python
+(:func:`run_model`), and the same ELF executed by pyqemu's own system-mode TCG CPU on a
+small board holding the GIC and a PL011 (:func:`run_pyqemu`), where every access goes
+through the softmmu and the translator's system-register hooks.
 """
 
 from __future__ import annotations
 
+import struct
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pyqemu.accel.tcg.context import TCGContext
+from pyqemu.accel.tcg.interfaces import PAGE_MASK, Access, TLBFill
 from pyqemu.accel.tcg.vcpu import VCPU, set_current_cpu
+from pyqemu.hw.char import BufferBackend
+from pyqemu.hw.char.pl011 import PL011
+from pyqemu.hw.irq import IRQ
 from pyqemu.memory import AddressSpace, MemoryRegion
-from pyqemu.target.aarch64.exceptions import ARM_CPU_FIQ, ARM_CPU_IRQ
-from pyqemu.target.aarch64.mmu import RAMPhysMemory, SystemMemory
-from pyqemu.target.aarch64.sysregs import SysRegTrap, SysRegUndefined
+from pyqemu.target.aarch64.exceptions import (ARM_CPU_FIQ, ARM_CPU_IRQ, SystemExit_,
+                                              cpu_loop_system)
+from pyqemu.target.aarch64.mmu import MMUFault, RAMPhysMemory, SystemMemory, translate_stage1
+from pyqemu.target.aarch64.psci import PSCI
+from pyqemu.target.aarch64.sysregs import SYS_PARANGE, SysRegTrap, SysRegUndefined
 from pyqemu.target.aarch64.translate import AArch64Frontend
 from tests.conftest import require_tool
 
@@ -50,7 +67,7 @@ ICC = {  # (op0, op1, CRn, CRm, op2)
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # "r", "w", "mrs", "msr", "isr"
+    kind: str  # "r", "w", "mrs", "msr", "isr", "take"
     addr: int = 0
     size: int = 4
     value: int = 0
@@ -89,6 +106,10 @@ def ISR() -> Step:
     return Step("isr", reg="ISR_EL1")
 
 
+def TAKE() -> Step:
+    return Step("take", reg="DAIF")
+
+
 def _sysreg_name(reg: str) -> str:
     op0, op1, crn, crm, op2 = ICC[reg]
     return f"S{op0}_{op1}_C{crn}_C{crm}_{op2}"
@@ -98,6 +119,7 @@ _C_HEAD = r"""
 typedef unsigned long u64;
 typedef unsigned int u32;
 volatile u64 exc_esr;
+volatile u64 taken;
 static u64 results[NRES];
 #define UART_DR ((volatile u32 *)0x09000000UL)
 static void putc_(char c) { *UART_DR = (u32)c; }
@@ -161,11 +183,35 @@ __asm__(".section .text.start\n"
         "  msr elr_el1, x0\n"
         "  ldp x0, x1, [sp], #16\n"
         "  eret\n"
+        ".balign 0x80\n"
+        /* IRQ, current EL with SP_ELx (vectors + 0x280) */
+        "  stp x0, x1, [sp, #-16]!\n"
+        "  mov x1, #0x80\n"
+        "  IAR_IRQ\n"
+        "  b take_common\n"
+        ".balign 0x80\n"
+        /* FIQ (vectors + 0x300) */
+        "  stp x0, x1, [sp, #-16]!\n"
+        "  mov x1, #0x40\n"
+        "  IAR_FIQ\n"
+        "take_common:\n"
+        "  orr x0, x0, x1, lsl #32\n"
+        "  ldr x1, =taken\n"
+        "  str x0, [x1]\n"
+        "  mrs x0, spsr_el1\n"
+        "  orr x0, x0, #0xc0\n"   /* come back with IRQ and FIQ masked */
+        "  msr spsr_el1, x0\n"
+        "  ldp x0, x1, [sp], #16\n"
+        "  eret\n"
         ".ltorg\n");
 """
 
+#: how the probe's IRQ/FIQ handlers acknowledge, per GIC version
+_IAR = {3: ("mrs x0, S3_0_C12_C12_0", "mrs x0, S3_0_C12_C8_0"),
+        2: ("ldr x0, =0x0801000c; ldr w0, [x0]", "ldr x0, =0x0801000c; ldr w0, [x0]")}
 
-def c_program(steps: list[Step]) -> str:
+
+def c_program(steps: list[Step], version: int = 3) -> str:
     body: list[str] = []
     n = 0
     for s in steps:
@@ -182,36 +228,68 @@ def c_program(steps: list[Step]) -> str:
             body.append(f'    exc_esr = 0; __asm__ volatile("msr {_sysreg_name(s.reg)}, '
                         f'%0" :: "r"({s.value:#x}UL) : "memory"); results[{n}] = FAULTED(0);')
         elif s.kind == "isr":
-            body.append(f'    __asm__ volatile("isb; mrs %0, isr_el1" : "=r"(v) :: "memory"); '
-                        f"results[{n}] = v;")
+            body.append(f'    exc_esr = 0; v = 0; __asm__ volatile("isb; mrs %0, isr_el1" : '
+                        f'"=r"(v) :: "memory"); results[{n}] = FAULTED(v);')
+        elif s.kind == "take":
+            body.append('    taken = 0; __asm__ volatile("msr daifclr, #3; isb; nop; nop; '
+                        f'msr daifset, #3" ::: "memory"); results[{n}] = taken;')
         n += 1
-    return _C_HEAD.replace("NRES", str(max(n, 1))) + "\n".join(body) + \
-        _C_TAIL.replace("NRES", str(max(n, 1)))
+    irq, fiq = _IAR[version]
+    tail = _C_TAIL.replace("NRES", str(max(n, 1))).replace("IAR_IRQ", irq.replace(
+        "; ", "\\n  ")).replace("IAR_FIQ", fiq.replace("; ", "\\n  "))
+    return _C_HEAD.replace("NRES", str(max(n, 1))) + "\n".join(body) + tail
 
 
-def run_qemu(tmp: Path, steps: list[Step], machine: str, smp: int = 1,
-             cpu: str = "cortex-a57") -> list[int]:
-    """Run the probe on QEMU's ``-M <machine>``; the recorded values in order."""
+TEXT = 0x40080000
+
+
+def build(tmp: Path, steps: list[Step], version: int) -> tuple[Path, bytes]:
+    """Compile the probe; the ELF path and its bytes."""
     gcc = require_tool("aarch64-linux-gnu-gcc")
-    qemu = require_tool("qemu-system-aarch64")
     src = tmp / "gic_probe.c"
-    src.write_text(c_program(steps))
+    src.write_text(c_program(steps, version))
     elf = tmp / "gic_probe.elf"
     subprocess.run([gcc, "-O1", "-ffreestanding", "-nostdlib", "-nostartfiles",
                     "-mgeneral-regs-only", "-static", "-Wl,--build-id=none",
-                    "-Wl,-Ttext=0x40080000", "-Wl,-e,_start", "-o", str(elf), str(src)],
+                    f"-Wl,-Ttext={TEXT:#x}", "-Wl,-e,_start", "-o", str(elf), str(src)],
                    check=True, capture_output=True)
-    proc = subprocess.run(
-        [qemu, "-M", machine, "-cpu", cpu, "-smp", str(smp), "-m", "128M", "-nographic",
-         "-monitor", "none", "-serial", "stdio", "-nic", "none", "-kernel", str(elf)],
-        capture_output=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
-    out = proc.stdout.decode(errors="replace").splitlines()
-    assert "B" in out and "E" in out, proc.stdout + proc.stderr
+    return elf, elf.read_bytes()
+
+
+def load_elf(phys: RAMPhysMemory, elf: bytes) -> int:
+    """Copy the PT_LOAD segments of a little-endian ELF64 into RAM; the entry point."""
+    entry, phoff = struct.unpack_from("<QQ", elf, 24)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 54)
+    for i in range(phnum):
+        p_type, _, p_offset, _, p_paddr, p_filesz = struct.unpack_from(
+            "<IIQQQQ", elf, phoff + i * phentsize)
+        if p_type == 1 and p_filesz:
+            phys.write(p_paddr, elf[p_offset:p_offset + p_filesz])
+    return int(entry)
+
+
+def parse_output(text: str, steps: list[Step]) -> list[int]:
+    out = text.splitlines()
+    assert "B" in out and "E" in out, text
     got: dict[int, int] = {}
     for line in out[out.index("B") + 1:out.index("E")]:
         i, v = line.split()
         got[int(i, 16)] = int(v, 16)
     return [got[i] for i in range(len(got))][:sum(s.records for s in steps)]
+
+
+def run_qemu(tmp: Path, steps: list[Step], machine: str, smp: int = 1,
+             cpu: str = "cortex-a57") -> list[int]:
+    """Run the probe on QEMU's ``-M <machine>``; the recorded values in order."""
+    qemu = require_tool("qemu-system-aarch64")
+    version = 2 if "gic-version=2" in machine else 3
+    elf, _ = build(tmp, steps, version)
+    proc = subprocess.run(
+        [qemu, "-M", machine, "-cpu", cpu, "-smp", str(smp), "-m", "128M", "-nographic",
+         "-monitor", "none", "-serial", "stdio", "-nic", "none", "-kernel", str(elf)],
+        capture_output=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    return parse_output(proc.stdout.decode(errors="replace") + proc.stderr.decode(
+        errors="replace"), steps)
 
 
 def make_cpus(n: int) -> list[VCPU]:
@@ -229,8 +307,19 @@ def make_cpus(n: int) -> list[VCPU]:
     return cpus
 
 
+UART = 0x09000000
+UART_INTID = 33  # virt's PL011 is SPI 1
+
+
+def add_uart(root: MemoryRegion, gic: Any, console: Any = None) -> PL011:
+    """virt's PL011, its interrupt wired to the GIC (a level-triggered SPI source)."""
+    uart = PL011(gic.irq_in(UART_INTID), console)
+    root.add_subregion(UART, MemoryRegion.new_io("pl011", 0x1000, uart.read, uart.write))
+    return uart
+
+
 def board(version: int, smp: int = 1) -> tuple[Any, list[VCPU], AddressSpace]:
-    """A GIC of ``version`` (2 or 3) on an address space laid out like virt."""
+    """A GIC of ``version`` (2 or 3) and a PL011 on an address space laid out like virt."""
     from pyqemu.hw.intc import GICv2, GICv3
 
     cpus = make_cpus(smp)
@@ -245,6 +334,7 @@ def board(version: int, smp: int = 1) -> tuple[Any, list[VCPU], AddressSpace]:
         gic = GICv2(None, cpus)
         root.add_subregion(GICD, gic.dist_mmio)
         root.add_subregion(GICC, gic.cpu_mmio)
+    add_uart(root, gic)
     return gic, cpus, mem
 
 
@@ -285,9 +375,19 @@ def run_model(steps: list[Step], version: int, smp: int = 1) -> list[int]:
                 out.append(sysreg_access(cpu, s.reg, None))
             elif s.kind == "msr":
                 out.append(sysreg_access(cpu, s.reg, s.value))
-            else:
+            elif s.kind == "isr":
                 p = cpu.state.irq_pending
                 out.append((p >> ARM_CPU_IRQ & 1) << 7 | (p >> ARM_CPU_FIQ & 1) << 6)
+            else:  # take: FIQ before IRQ, as the CPU prioritises them
+                p = cpu.state.irq_pending
+                kind = 0x40 if p >> ARM_CPU_FIQ & 1 else 0x80 if p >> ARM_CPU_IRQ & 1 else 0
+                if not kind:
+                    out.append(0)
+                elif version == 2:
+                    out.append(kind << 32 | mem.dispatch_read(GICC + 0xC, 4))  # type: ignore
+                else:
+                    iar = "ICC_IAR0_EL1" if kind == 0x40 else "ICC_IAR1_EL1"
+                    out.append(kind << 32 | sysreg_access(cpu, iar, None))
     finally:
         set_current_cpu(None)
     return out
@@ -311,9 +411,11 @@ def lpi_bits(step: Step) -> int:
 
 
 def compare(tmp: Path, steps: list[Step], version: int, smp: int = 1,
-            machine_extra: str = "") -> list[int]:
+            machine_extra: str = "", system: bool = False) -> list[int]:
     """Run both; assert every recorded value is the same (GICv3: LPI bits aside, see
-    :func:`lpi_bits`); QEMU's values."""
+    :func:`lpi_bits`); QEMU's values. ``system``: also execute the probe on pyqemu's own
+    CPU and compare that too (ISR_EL1 reads aside: pyqemu's TCG does not implement
+    ISR_EL1 yet)."""
     machine = f"virt,gic-version={version}" + (",its=off" if version == 3 else "") + \
         machine_extra
     theirs = run_qemu(tmp, steps, machine, smp)
@@ -325,4 +427,91 @@ def compare(tmp: Path, steps: list[Step], version: int, smp: int = 1,
              for i in range(len(theirs)) if theirs[i] != ours[i]]
     assert len(theirs) == len(ours)
     assert not diffs, "\n".join(diffs[:60])
+    if system:
+        cpu_run = run_pyqemu(tmp, steps, version, smp)
+        diffs = [f"#{i} {rec[i]}: qemu {theirs[i]:#x} pyqemu (TCG) {cpu_run[i]:#x}"
+                 for i in range(len(theirs))
+                 if rec[i].kind != "isr" and theirs[i] != cpu_run[i]]
+        assert not diffs, "\n".join(diffs[:60])
     return theirs
+
+
+# ---- the same ELF on pyqemu's own system-mode CPU ------------------------------------------
+
+class BoardMemory(SystemMemory):
+    """SystemMemory whose non-RAM physical pages are MMIO regions of an AddressSpace."""
+
+    def __init__(self, phys: RAMPhysMemory, io: AddressSpace) -> None:
+        super().__init__(phys, parange=SYS_PARANGE)
+        self.io = io
+
+    def tlb_fill(self, vaddr: int, access: Access, mmu_idx: int) -> TLBFill:
+        s = self.state
+        tr = translate_stage1(self.phys, vaddr, access, mmu_idx, s.sctlr_el1, s.tcr_el1,
+                              s.ttbr0_el1, s.ttbr1_el1, self.parange, self.granules)
+        page_pa = tr.pa & PAGE_MASK
+        ho = self.phys.phys_to_host(page_pa)
+        if ho is not None:
+            return TLBFill(ho, tr.prot)
+        if self.io.lookup(page_pa) is None:
+            raise MMUFault(vaddr, access, 0b010000)
+        io = self.io
+
+        def read(va: int, size: int) -> int:
+            v = io.dispatch_read(page_pa | (va & ~PAGE_MASK), size)
+            return 0 if v is None else v
+
+        def write(va: int, size: int, value: int) -> None:
+            io.dispatch_write(page_pa | (va & ~PAGE_MASK), size, value)
+
+        return TLBFill(0, tr.prot, mmio=(read, write))
+
+
+def run_pyqemu(tmp: Path, steps: list[Step], version: int, smp: int = 1,
+               timeout: float = 60) -> list[int]:
+    """Execute the probe ELF on pyqemu's TCG (CPU 0 runs, the others stay powered off,
+    as in QEMU) with the GIC, a PL011 and RAM at virt's addresses."""
+    from pyqemu.hw.intc import GICv2, GICv3
+
+    _, elf = build(tmp, steps, version)
+    fe = AArch64Frontend("cortex-a72", system=True)
+    fe.gic_sysregs = version == 3
+    ctx = TCGContext(fe, backend="python")
+    phys = RAMPhysMemory(0x40000000, 0x400000)
+    entry = load_elf(phys, elf)
+    root = MemoryRegion.new_container("system", 1 << 32)
+    io = AddressSpace(root)
+    cpus = []
+    for i in range(smp):
+        mem = BoardMemory(phys, io)
+        cpu = VCPU(ctx, mem, i)
+        mem.state = cpu.state
+        fe.reset(cpu.state)
+        cpu.state.mpidr_el1 = 0x80000000 | ((i // 16) << 8) | (i % 16)
+        cpus.append(cpu)
+    gic: Any
+    if version == 3:
+        gic = GICv3(None, cpus)
+        root.add_subregion(GICD, gic.dist_mmio)
+        root.add_subregion(GICR, gic.redist_mmio)
+    else:
+        gic = GICv2(None, cpus)
+        root.add_subregion(GICD, gic.dist_mmio)
+        root.add_subregion(GICC, gic.cpu_mmio)
+    console = BufferBackend()
+    add_uart(root, gic, console)
+    cpu = cpus[0]
+    cpu.mmu_idx = 1
+    cpu.set_pc(entry)
+    deadline = time.monotonic() + timeout
+    off = False
+    set_current_cpu(cpu)
+    try:
+        cpu_loop_system(cpu, hvc_handler=PSCI(), stop=lambda c: time.monotonic() > deadline)
+    except SystemExit_:
+        off = True
+    finally:
+        set_current_cpu(None)
+    text = console.data.decode(errors="replace")
+    assert off, f"pyqemu did not power off (pc={cpu.get_pc():#x}): {text[-300:]!r}"
+    return parse_output(text, steps)

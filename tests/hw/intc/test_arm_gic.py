@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.hw.intc.gicprobe import GICC, GICD, ICC, ISR, MRS, R, Step, W, compare
+from tests.hw.intc.gicprobe import GICC, GICD, ICC, ISR, MRS, TAKE, R, Step, W, compare
 
 D = GICD
 C = GICC
@@ -136,3 +136,35 @@ def test_sgis_and_targets_with_two_cpus(tmp_path: Path) -> None:
 
 def test_icc_registers_are_undefined_with_gicv2(tmp_path: Path) -> None:
     compare(tmp_path, [MRS(r) for r in ICC], 2)
+
+
+def test_interrupts_are_taken_by_the_cpu(tmp_path: Path) -> None:
+    """Nested IRQs by priority, a Group 0 FIQ with FIQEn, an SGI to self: taken by the CPU
+    with PSTATE.I/F clear, acknowledged by GICC_IAR in the handler. Also executed on
+    pyqemu's own TCG CPU (banked MMIO through the softmmu)."""
+    steps: list[Step] = [TAKE(), W(C + 0x4, 0xFF), W(D + 0x0, 0x3), W(C + 0x0, 0xF),
+                         W(D + 0x84, 0xFFFFFFFE), W(D + 0x104, 0x7),
+                         W(D + 0x420, 0x00804020), W(D + 0x204, 0x4), TAKE(), TAKE(),
+                         W(D + 0x204, 0x2), TAKE(), W(D + 0x204, 0x1), TAKE(), R(C + 0x14),
+                         W(C + 0x10, 32), R(C + 0x14), W(C + 0x10, 33), R(C + 0x14),
+                         W(C + 0x10, 34), R(C + 0x14), TAKE(), R(D + 0x304),
+                         W(D + 0x80, 0x00000000), W(D + 0xF00, (2 << 24) | 6), TAKE(),
+                         W(C + 0x10, 6), W(D + 0x100, 0x80000000), W(D + 0x200, 0x80000000),
+                         TAKE(), W(C + 0x10, 31), TAKE(), R(D + 0x300)]
+    compare(tmp_path, steps, 2, system=True)
+
+
+def test_level_triggered_spi_from_a_device(tmp_path: Path) -> None:
+    """virt's PL011 on SPI 33 (level): pending follows the line, ICPENDR does not clear an
+    asserted level, edge configuration latches the rising edge."""
+    uart = 0x09000000
+    steps: list[Step] = [W(C + 0x4, 0xFF), W(D + 0x0, 0x1), W(C + 0x0, 0x1),
+                         W(uart + 0x38, 0x20), W(uart + 0x0, ord("x")), R(uart + 0x3C),
+                         *_state(), W(D + 0x104, 0x2), *_state(), W(D + 0x284, 0x2),
+                         *_state(), R(C + 0xC), *_state(), W(uart + 0x44, 0x20), *_state(),
+                         W(C + 0x10, 33), *_state(), W(D + 0xC08, 0x8), R(D + 0xC08),
+                         W(uart + 0x0, ord("x")), *_state(), W(uart + 0x44, 0x20), *_state(),
+                         TAKE(), W(C + 0x10, 33), *_state(), W(D + 0xC08, 0x0),
+                         W(uart + 0x0, ord("x")), TAKE(), W(uart + 0x44, 0x20),
+                         W(C + 0x10, 33), *_state(), TAKE()]
+    compare(tmp_path, steps, 2, system=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.hw.intc.gicprobe import (GICD, GICR, ICC, ISR, MRS, MSR, SGI_BASE, R, Step, W,
+from tests.hw.intc.gicprobe import (GICD, GICR, ICC, ISR, MRS, MSR, SGI_BASE, TAKE, R, Step, W,
                                     compare)
 
 D = GICD
@@ -224,3 +224,39 @@ def test_ppi_state_and_spi_routing(tmp_path: Path) -> None:
                          W(D + 0x6000 + 8 * 36, 0x0, 8), *_state(), MRS("ICC_IAR1_EL1"),
                          MSR("ICC_EOIR1_EL1", 36), *_state()]
     compare(tmp_path, steps, 3, smp=2)
+
+
+def test_interrupts_are_taken_by_the_cpu(tmp_path: Path) -> None:
+    """With PSTATE.I/F cleared the CPU takes the IRQ/FIQ the GIC signals; the handler's
+    IAR read returns it. Also run on pyqemu's own TCG CPU (MMIO through the softmmu,
+    ICC_* through the translator's system-register hooks)."""
+    steps: list[Step] = [TAKE(), *_enable_cpuif(), W(D + 0x0, 0x3), W(D + 0x84, 0xFFFFFFFE),
+                         W(D + 0x104, 0x7), W(D + 0x420, 0x00804020), W(D + 0x204, 0x4),
+                         TAKE(), TAKE(), W(D + 0x204, 0x2), TAKE(),   # 34 active; 33 preempts
+                         W(D + 0x204, 0x1), TAKE(),                   # 32 is G0: FIQ
+                         MRS("ICC_RPR_EL1"), MSR("ICC_EOIR0_EL1", 32), MRS("ICC_RPR_EL1"),
+                         MSR("ICC_EOIR1_EL1", 33), MRS("ICC_RPR_EL1"), MSR("ICC_EOIR1_EL1", 34),
+                         MRS("ICC_RPR_EL1"), TAKE(), R(D + 0x304),
+                         # an SGI to self, and a PPI made pending in the redistributor
+                         W(SGI0 + 0x80, 0xFFFFFFFF), W(SGI0 + 0x100, 0x80000020),
+                         MSR("ICC_SGI1R_EL1", (5 << 24) | 1), TAKE(), MSR("ICC_EOIR1_EL1", 5),
+                         W(SGI0 + 0x200, 0x80000000), TAKE(), MSR("ICC_EOIR1_EL1", 31),
+                         TAKE(), R(SGI0 + 0x300)]
+    compare(tmp_path, steps, 3, system=True)
+
+
+def test_level_triggered_spi_from_a_device(tmp_path: Path) -> None:
+    """virt's PL011 drives SPI 33 (level): pending follows the line, ICPENDR does not
+    clear an asserted level, edge configuration latches a rising edge."""
+    uart = 0x09000000
+    steps: list[Step] = [*_enable_cpuif(), W(D + 0x0, 0x2), W(D + 0x84, 0xFFFFFFFF),
+                         W(uart + 0x38, 0x20), W(uart + 0x0, ord("x")), R(uart + 0x3C),
+                         *_state(), W(D + 0x104, 0x2), *_state(), W(D + 0x284, 0x2),
+                         *_state(), MRS("ICC_IAR1_EL1"), *_state(),
+                         W(uart + 0x44, 0x20), *_state(), MSR("ICC_EOIR1_EL1", 33), *_state(),
+                         W(D + 0xC08, 0x8), R(D + 0xC08), W(uart + 0x0, ord("x")),
+                         *_state(), W(uart + 0x44, 0x20), *_state(), TAKE(),
+                         MSR("ICC_EOIR1_EL1", 33), *_state(), W(D + 0xC08, 0x0),
+                         W(uart + 0x0, ord("x")), TAKE(), W(uart + 0x44, 0x20),
+                         MSR("ICC_EOIR1_EL1", 33), *_state(), TAKE()]
+    compare(tmp_path, steps, 3, system=True)
