@@ -383,3 +383,67 @@ def test_wfi_woken_by_timer_through_gic(tmp_path: Path, version: int, backend: s
     out = compare(tmp_path, body, irq_handler="irq_handler", gic=gic, gic_version=version,
                   backend=backend)
     assert out[:4] == [27, 5, 1, 1]  # sanity: the interrupt did arrive
+
+
+TICK_HANDLER = """
+irq_handler:
+    ACK
+    cmp x9, #27
+    b.ne 8f
+    mrs x10, cntv_ctl_el0       // as Linux's arch_timer_handler_virt: ISTATUS set?
+    tbz x10, #2, 8f
+    orr x10, x10, #2            // mask it, then program the next event
+    msr cntv_ctl_el0, x10
+    mrs x11, cntvct_el0
+    mrs x12, cntv_cval_el0
+    cmp x11, x12
+    cset x13, hs                // never before CVAL
+    and x25, x25, x13
+    add x26, x26, #1
+    cmp x26, #8                 // the last tick: leave it masked
+    b.hs 8f
+    add x12, x12, x20           // next tick: CVAL + period (CVAL write, as Linux >= 5.16)
+    msr cntv_cval_el0, x12
+    mov x10, #1                 // enable, IMASK cleared
+    msr cntv_ctl_el0, x10
+8:  EOI
+    eret
+"""
+
+TICK_BODY = """
+    mov x26, #0                 // ticks
+    mov x25, #1                 // all ticks after their CVAL
+    ldr x20, =312500            // 5 ms period
+    mrs x1, cntvct_el0
+    add x1, x1, x20
+    msr cntv_cval_el0, x1
+    mov x1, #1
+    msr cntv_ctl_el0, x1
+    msr daifclr, #2
+6:  wfi
+    cmp x26, #8
+    b.lo 6b
+    msr daifset, #2
+    msr cntv_ctl_el0, xzr
+    rec x26
+    rec x25
+    mrs x1, cntvct_el0          // eight periods have passed
+    mrs x2, cntv_cval_el0
+    cmp x1, x2
+    cset x1, hs
+    rec x1
+    ACK
+    rec x9                      // nothing left pending
+"""
+
+
+@pytest.mark.parametrize("version", [3, 2], ids=["gicv3", "gicv2"])
+def test_periodic_ticks_like_linux(tmp_path: Path, version: int) -> None:
+    """A Linux-like clock event: the handler masks the timer, moves CVAL one period on
+    and unmasks; eight ticks arrive, each after its CVAL, while the CPU idles in WFI."""
+    setup, ack, eoi, gic = ((GICV3_SETUP, GICV3_ACK, GICV3_EOI, GICv3) if version == 3
+                            else (GICV2_SETUP, GICV2_ACK, GICV2_EOI, GICv2))
+    body = setup + TICK_BODY.replace("ACK", ack)
+    body += "\n    b finish\n" + TICK_HANDLER.replace("ACK", ack).replace("EOI", eoi)
+    out = compare(tmp_path, body, irq_handler="irq_handler", gic=gic, gic_version=version)
+    assert out == [8, 1, 1, 1023]
