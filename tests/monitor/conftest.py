@@ -124,7 +124,7 @@ class TinyBoard:
         self.reset()
 
     def block_backends(self) -> list[Any]:
-        return []
+        return [b for b in self.vm.config.drives.values() if getattr(b, "listed", True)]
 
     def reset(self) -> None:
         entry, segs = elf_segments(self.kernel)
@@ -200,11 +200,17 @@ def start_qemu(tmp: Path, elf: Path, smp: int = 1, extra: tuple[str, ...] = ()) 
 
 
 def start_pyqemu(tmp: Path, elf: Path, smp: int = 1, name: str | None = None,
-                 uuid: str | None = None, mux_path: str | None = None) -> Machine:
+                 uuid: str | None = None, mux_path: str | None = None,
+                 drives: tuple[dict[str, str], ...] = ()) -> Machine:
     qmp, hmp = str(tmp / "py-qmp.sock"), str(tmp / "py-hmp.sock")
     config = MachineConfig(machine="virt", cpu="cortex-a57", ram_size=RAM_SIZE,
                            smp=SMPConfig(cpus=smp, cores=smp, maxcpus=smp),
                            start_paused=True, name=name, uuid=uuid, kernel=str(elf))
+    if drives:
+        from pyqemu.block.backend import drive_new
+
+        for d in drives:
+            drive_new(dict(d), config.drives)
     vm = VM(config)
     board = TinyBoard(config, vm, elf)
     vm.attach(board)
@@ -239,6 +245,9 @@ def start_pyqemu(tmp: Path, elf: Path, smp: int = 1, name: str | None = None,
         for r in (board.ram,):
             with contextlib.suppress(Exception):
                 r.close()
+        for b in config.drives.values():
+            with contextlib.suppress(Exception):
+                b.close()
 
     return Machine("pyqemu", qmp, hmp, stop, vm)
 

@@ -739,15 +739,13 @@ def _print_block_info(mon: HMPMonitor, info: dict[str, Any]) -> None:
 
 def _info_block(mon: HMPMonitor, a: dict[str, Any]) -> None:
     device = a.get("device")
-    first = True
-    for info in qc.query_block(mon.vm):
+    for i, info in enumerate(qc.query_block(mon.vm)):
         if device and info.get("device") != device:
             continue
         if not info.get("device"):
             continue
-        if not first:
+        if i:  # as QEMU: a separating newline unless it is the first of all backends
             mon.print("\n")
-        first = False
         _print_block_info(mon, info)
 
 
