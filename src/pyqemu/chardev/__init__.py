@@ -49,7 +49,7 @@ CHARDEV_PARAMS = frozenset({
 
 #: drivers QEMU 7.2 has that pyqemu does not (refused with a clear message)
 UNSUPPORTED_DRIVERS = frozenset({
-    "udp", "vc", "msmouse", "wctablet", "braille", "testdev", "serial", "tty",
+    "udp", "msmouse", "wctablet", "braille", "testdev", "serial", "tty",
     "parallel", "parport", "pipe", "spicevmc", "spiceport", "qemu-vdagent", "dbus",
     "console",
 })
@@ -350,7 +350,18 @@ def _make_socket(cid: str, d: dict[str, str], daemonize: bool) -> CharBackend:
     return SocketChardev.from_opts(cid, d, _opt_bool)
 
 
+def _make_vc(cid: str, d: dict[str, str], daemonize: bool) -> CharBackend:
+    from pyqemu.chardev.null import NullChardev
+
+    # no graphical console in pyqemu: a "vc" (QEMU's default without -nographic) is a
+    # sink that query-chardev still names "vc"
+    chr_ = NullChardev(cid)
+    chr_.filename = "vc"
+    return chr_
+
+
 _DRIVERS: dict[str, Callable[[str, dict[str, str], bool], CharBackend]] = {
+    "vc": _make_vc,
     "null": _make_null,
     "file": _make_file,
     "stdio": _make_stdio,

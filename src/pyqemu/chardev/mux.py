@@ -6,10 +6,12 @@ Ctrl-A escapes on input (char-mux.c):
 * ``C-a t`` toggle timestamps on output, ``C-a b`` send a break, ``C-a s`` (commit
   -snapshot disks) is accepted and does nothing yet.
 
-Each :meth:`MuxChardev.set_frontend` call adds a frontend (up to 4, QEMU's MAX_MUX);
-the last one added has the focus, as in QEMU (the serial port, created after the
-monitor). Frontends get the events "mux-in"/"mux-out" when the focus moves to/from them
-in addition to "opened"/"closed" ("break" for C-a b).
+Each :meth:`MuxChardev.set_frontend` call adds a frontend (up to 4, QEMU's MAX_MUX).
+The first one added keeps the focus (pyqemu's board attaches the serial port before the
+monitors start, so the guest console has it, as in QEMU). A frontend gets "opened" when
+it first has the focus and the backend is connected (so the monitor banner appears on
+the first C-a c, as QEMU's), "mux-in"/"mux-out" when the focus moves to/from it, and
+"break" for C-a b.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class MuxChardev(CharBackend):
         self.base = base
         self.filename = "mux"
         self.frontends: list[Frontend] = []
+        self._opened: list[bool] = []
         self.focus = -1
         self.term_got_escape = False
         self.timestamps = False
@@ -97,14 +100,17 @@ class MuxChardev(CharBackend):
             raise ChardevError(f"too many uses of multiplexed chardev '{self.id}'")
         fe = Frontend(receive, can_receive, event)
         self.frontends.append(fe)
-        if event is not None and receive is not None and self.base.connected:
-            event("opened")
-        self._set_focus(len(self.frontends) - 1)
+        self._opened.append(False)
+        if self.focus < 0:
+            self._set_focus(0)
 
     def _set_focus(self, index: int) -> None:
         if 0 <= self.focus < len(self.frontends):
             self._fe_event(self.focus, "mux-out")
         self.focus = index
+        if self.base.connected and not self._opened[index]:
+            self._opened[index] = True
+            self._fe_event(index, "opened")
         self._fe_event(index, "mux-in")
 
     def _fe_event(self, index: int, name: str) -> None:
@@ -179,7 +185,16 @@ class MuxChardev(CharBackend):
         return True
 
     def _base_event(self, name: str) -> None:
+        """The backend connected or went away: tell the frontends that saw the focus."""
         for i in range(len(self.frontends)):
+            if name == "opened":
+                if i != self.focus or self._opened[i]:
+                    continue
+                self._opened[i] = True
+            elif not self._opened[i]:
+                continue
+            elif name == "closed":
+                self._opened[i] = False
             self._fe_event(i, name)
 
     def close(self) -> None:

@@ -140,7 +140,7 @@ class SocketChardev(CharBackend):
                 raise ChardevError(f"address resolution failed for {self.host}:"
                                    f"{self.port}: {exc.strerror}") from None
             err: OSError | None = None
-            s = None  # type: ignore[assignment]
+            found: socket.socket | None = None
             for fam, typ, proto, _, addr in infos:
                 cand = socket.socket(fam, typ, proto)
                 cand.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -151,11 +151,12 @@ class SocketChardev(CharBackend):
                     cand.close()
                     err = exc
                     continue
-                s = cand
+                found = cand
                 break
-            if s is None:
+            if found is None:
                 msg = err.strerror if err is not None else "no address"
                 raise ChardevError(f"Failed to find an available port: {msg}")
+            s = found
         s.set_inheritable(False)
         self.listener = s
 
