@@ -207,3 +207,27 @@ def test_two_cpus_have_independent_timers(loop: MainLoop) -> None:
     assert b.ctl_read(GTIMER_VIRT) == CTL_ENABLE | CTL_IMASK | CTL_ISTATUS
     assert abs(a.counter() - b.counter()) < 10 * TICKS_PER_MS
     assert a.cpu.gtimer is a and b.cpu.gtimer is b
+
+
+def test_restore_resyncs_outputs_and_deadlines(loop: MainLoop) -> None:
+    """Registers loaded into the CPU state from outside (a snapshot) drive the lines once
+    restore() runs: an expired unmasked timer at once, a future one at its deadline."""
+    gt, lines = make(loop)
+    s = gt.cpu.state
+    with loop.bql:
+        s.cntv_cval_el0 = 0
+        s.cntv_ctl_el0 = CTL_ENABLE
+        cval = gt.counter() + 20 * TICKS_PER_MS
+        s.cntp_cval_el0 = cval
+        s.cntp_ctl_el0 = CTL_ENABLE
+        saved = gt.save()
+        gt.cntfrq = 1
+        assert lines["virt"].level == 0  # nothing happens until restore
+        gt.restore(saved)
+    assert gt.cntfrq == CNTFRQ_HZ
+    assert lines["virt"].level == 1
+    assert lines["phys"].wait_level(1)
+    assert lines["phys"].changes[-1][0] >= cval * GTIMER_SCALE
+    for bad in ({"version": 2, "cntfrq": 1}, {"version": 1, "cntfrq": -1}, {}):
+        with pytest.raises(HwError):
+            gt.restore(bad)

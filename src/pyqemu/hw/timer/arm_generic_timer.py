@@ -60,6 +60,9 @@ __all__ = [
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
+#: version of :meth:`GenericTimer.save`'s dictionary
+STATE_VERSION = 1
+
 #: the farthest a main-loop deadline is armed (about 18 minutes)
 MAX_WAIT_NS = 1 << 40
 
@@ -163,6 +166,27 @@ class GenericTimer:
                 line = self.outputs.get(name)
                 if line is not None:
                     line.set(0)
+
+    def resync(self) -> None:
+        """Re-derive the output lines and deadlines from the registers in the CPU state
+        (after a snapshot is loaded, or the state was written from outside)."""
+        with self.lock:
+            for t in self.timers:
+                self._recalc(t)
+
+    def save(self) -> dict[str, Any]:
+        """What a snapshot needs beyond the CPU state (which holds CTL, CVAL, CNTKCTL)."""
+        return {"version": STATE_VERSION, "cntfrq": self.cntfrq}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Load :meth:`save`'s output (validated), then :meth:`resync`."""
+        if data.get("version") != STATE_VERSION:
+            raise HwError(f"generic timer: unsupported state version {data.get('version')!r}")
+        cntfrq = data.get("cntfrq")
+        if not isinstance(cntfrq, int) or not 0 <= cntfrq <= M64:
+            raise HwError("generic timer: bad cntfrq in saved state")
+        self.cntfrq = cntfrq
+        self.resync()
 
     def _istatus(self, t: _GTimer) -> bool:
         # unsigned 64-bit comparison of the (offset) count with CVAL, as the ARM ARM says
