@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -210,3 +211,47 @@ def test_qmp_stop_cont_reset_quit(emulator: str, kernel: Path, make_initrd: Init
         # qemu.qmp's close() raises EOFError once the server has gone (after quit).
         with contextlib.suppress(EOFError, ConnectionError):
             qmp.close()
+
+
+# ---------------------------------------------------------------------------------------------
+
+HVC_SCRIPT = """\
+exec 3<>/dev/hvc0
+stty -echo -icrnl -onlcr <&3
+echo PYQEMU-HVC-HELLO >&3
+read -r line <&3
+echo "HVC-GOT=$line"
+echo "reply:$line" >&3
+exec 3>&-
+"""
+
+
+def test_virtconsole_to_socket_chardev(emulator: str, kernel: Path, make_initrd: InitrdFactory,
+                                       machines: list[GuestMachine], tmp_path: Path) -> None:
+    """virtconsole on a unix socket chardev: guest output arrives, host input is read."""
+    path = tmp_path / "hvc.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    listener.settimeout(boot_timeout(emulator))
+    try:
+        m = boot(machines, emulator, kernel, make_initrd(HVC_SCRIPT), extra=[
+            "-chardev", f"socket,id=c0,path={path}",
+            "-device", "virtio-serial-device", "-device", "virtconsole,chardev=c0"])
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(boot_timeout(emulator))
+            got = b""
+            while b"PYQEMU-HVC-HELLO\n" not in got:
+                chunk = conn.recv(4096)
+                assert chunk, f"chardev closed; guest printed:\n{m.tail()}"
+                got += chunk
+            conn.sendall(b"from-host\n")
+            while b"reply:from-host\n" not in got:
+                chunk = conn.recv(4096)
+                assert chunk, f"chardev closed; guest printed:\n{m.tail()}"
+                got += chunk
+            out = run_to_poweroff(m, emulator)
+    finally:
+        listener.close()
+    assert "HVC-GOT=from-host\n" in out
