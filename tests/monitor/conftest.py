@@ -222,12 +222,13 @@ def start_pyqemu(tmp: Path, elf: Path, smp: int = 1, name: str | None = None,
     start_monitor(vm, chardevs[1], "readline", False)
     if mux_path is not None:
         # -chardev socket,id=c0,path=...,server=on,wait=off,mux=on -serial chardev:c0
-        # -mon chardev=c0,mode=readline: the monitor attaches first, the serial port last
+        # -mon chardev=c0,mode=readline: the board's serial port attaches first (it keeps
+        # the focus), the monitor after it, as pyqemu.cli.system does
         base = SocketChardev("c0-base", path=mux_path, server=True, wait=False)
         mux = MuxChardev("c0", base)
         config.chardevs["c0"] = mux
-        start_monitor(vm, mux, "readline", False)
         mux.set_frontend(board.serial_input.extend, lambda: 16, None)
+        start_monitor(vm, mux, "readline", False)
         chardevs.append(mux)
     for c in chardevs:
         c.attach(vm.main_loop)

@@ -54,7 +54,7 @@ def _pattern_commands(pat: int) -> list[str]:
         for fmt in "xduo":
             cmds.append(f"x /9{fmt}{size} {pat:#x}")
     cmds += [f"x /40c {pat + 16:#x}", f"xp /3x {pat:#x}", f"x {pat:#x}", f"x /2 {pat:#x}",
-             f"xp /2xg {pat + 0x30:#x}", f"x /4xh {pat + 3:#x}", f"xp /5i {LOAD:#x}",
+             f"xp /2xg {pat + 0x30:#x}", f"x /4xh {pat + 3:#x}", f"xp /3i {LOAD:#x}",
              f"x /3i {LOAD:#x}", f"x {LOAD + 4:#x}", f"x /b {LOAD:#x}", f"x /x {pat:#x}",
              f"x /2x {pat:#x}+16", f"x /2x ({pat:#x}+8)*1", f"x /2x {pat:#x}|3",
              f"xp /2w {pat:#x} ", f"x /0x {pat:#x}", "xp /2x 0x4fffffff8",
@@ -214,3 +214,19 @@ def test_human_monitor_command_matches_hmp(machines: tuple[Machine, Machine],
 
     q, p = machines
     assert asyncio.run(run(p)) == asyncio.run(run(q))
+
+
+def test_registers_after_running_match_qemu(machines: tuple[Machine, Machine]) -> None:
+    """Run the guest to its WFI loop, stop, and compare ``info registers`` (FP/SIMD on:
+    FPCR/FPSR and the Q registers are shown)."""
+    import time
+
+    hq, hp = _both(machines)
+    for h in (hq, hp):
+        h.cmd("c")
+    time.sleep(1.0)
+    for h in (hq, hp):
+        h.cmd("stop")
+    theirs, ours = hq.output("info registers"), hp.output("info registers")
+    assert "FPCR=00400000" in theirs and "Q01=0f0e0d0c0b0a0908:0706050403020100" in theirs
+    assert ours == theirs

@@ -122,12 +122,7 @@ class HMPMonitor:
 
     def _on_chr_event(self, event: str) -> None:
         if event == "opened":
-            if getattr(self.chardev, "driver", "") == "mux" and not self.reset_seen:
-                # QEMU opens a mux's frontends once they are all attached and the last
-                # one (the serial port) has the focus (muxes_created_notify)
-                self.vm.main_loop.call_soon(self._opened)
-            else:
-                self._opened()
+            self._opened()
         elif event == "mux-in":
             self.mux_out = False
             if self.reset_seen:

@@ -1,11 +1,20 @@
 // A bare-metal guest for the monitor tests: a few instructions (x /i), then a table of
-// known bytes at "pattern" (x/xp in every format and size), then power off by PSCI.
+// known bytes at "pattern" (x/xp in every format and size); when run it enables FP
+// and leaves values in x0-x4, d0-d2 and FPCR, then waits in WFI.
 .text
 .globl _start
 _start:
     ldr x0, =0x1122334455667788
     mov x1, #42
     adr x2, pattern
+    mov x3, #(3 << 20)      // CPACR_EL1.FPEN: FP/SIMD on, so info registers shows them
+    msr cpacr_el1, x3
+    isb
+    fmov d0, x0
+    ldr q1, [x2]
+    mov x4, #(1 << 22)      // FPCR.RMode = +inf
+    msr fpcr, x4
+    fadd d2, d0, d0
 1:  wfi
     b 1b
 .ltorg
