@@ -7,6 +7,7 @@ the same way: the same command line (:func:`virt_argv`), the console on stdout
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -145,7 +146,9 @@ class GuestMachine:
         with self._cond:
             while self._buf.count(needle, start) < count:
                 left = deadline - time.monotonic()
-                if self._eof:
+                if self._eof:  # stdout closed: the process is ending; get its status
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self.proc.wait(5)
                     raise GuestTimeout(f"emulator exited (status {self.proc.poll()}) before "
                                        f"printing {text!r}:\n{self._tail_locked()}")
                 if left <= 0:
