@@ -64,6 +64,13 @@ def emulator_missing(emulator: str) -> str | None:
     if emulator == "pyqemu":
         if importlib.util.find_spec("pyqemu.cli.system") is None:
             return "pyqemu.cli.system does not exist yet (pyqemu-system-aarch64 not built)"
+        try:
+            from pyqemu import machine
+        except ImportError as exc:  # a half-built tree: say why instead of failing every boot
+            return f"pyqemu.machine cannot be imported: {exc}"
+        machines = getattr(machine, "MACHINES", None)
+        if not isinstance(machines, dict) or "virt" not in machines:
+            return "pyqemu cannot boot yet: no 'virt' in pyqemu.machine.MACHINES"
         return None
     raise ValueError(f"unknown emulator {emulator!r}")
 
