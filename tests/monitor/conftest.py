@@ -201,10 +201,12 @@ def start_qemu(tmp: Path, elf: Path, smp: int = 1, extra: tuple[str, ...] = ()) 
 
 def start_pyqemu(tmp: Path, elf: Path, smp: int = 1, name: str | None = None,
                  uuid: str | None = None, mux_path: str | None = None,
-                 drives: tuple[dict[str, str], ...] = ()) -> Machine:
+                 drives: tuple[dict[str, str], ...] = (),
+                 netdevs: tuple[dict[str, str], ...] = (), null_chardev: str | None = None,
+                 smp_topology: SMPConfig | None = None) -> Machine:
     qmp, hmp = str(tmp / "py-qmp.sock"), str(tmp / "py-hmp.sock")
     config = MachineConfig(machine="virt", cpu="cortex-a57", ram_size=RAM_SIZE,
-                           smp=SMPConfig(cpus=smp, cores=smp, maxcpus=smp),
+                           smp=smp_topology or SMPConfig(cpus=smp, cores=smp, maxcpus=smp),
                            start_paused=True, name=name, uuid=uuid, kernel=str(elf))
     if drives:
         from pyqemu.block.backend import drive_new
@@ -216,6 +218,15 @@ def start_pyqemu(tmp: Path, elf: Path, smp: int = 1, name: str | None = None,
     vm.attach(board)
     chardevs = [SocketChardev("compat_monitor0", path=qmp, server=True, wait=False),
                 SocketChardev("compat_monitor1", path=hmp, server=True, wait=False)]
+    if null_chardev is not None:
+        from pyqemu.chardev.null import NullChardev
+
+        config.chardevs[null_chardev] = NullChardev(null_chardev)
+    for d in netdevs:
+        from pyqemu.net import create_netdev
+
+        nd = create_netdev(dict(d), vm.main_loop)
+        config.netdevs[nd.id] = nd
     for c in chardevs:
         config.chardevs[c.id] = c
     start_monitor(vm, chardevs[0], "control", False)
@@ -246,7 +257,7 @@ def start_pyqemu(tmp: Path, elf: Path, smp: int = 1, name: str | None = None,
         for r in (board.ram,):
             with contextlib.suppress(Exception):
                 r.close()
-        for b in config.drives.values():
+        for b in list(config.drives.values()) + list(config.netdevs.values()):
             with contextlib.suppress(Exception):
                 b.close()
 

@@ -745,10 +745,20 @@ def _info_block(mon: HMPMonitor, a: dict[str, Any]) -> None:
 
 
 def _info_network(mon: HMPMonitor, a: dict[str, Any]) -> None:
+    """hmp_info_network: QEMU walks its net clients in creation order (netdevs, then the
+    NICs the devices made), printing a netdev on its own only when no NIC uses it and
+    each NIC with its netdev under it (``board.nics``: objects with ``info_line()`` and
+    ``backend``)."""
+    nics = list(getattr(getattr(mon.vm, "board", None), "nics", None) or [])
+    used = {id(getattr(n, "backend", None)) for n in nics}
     for nd in getattr(mon.vm.config, "netdevs", {}).values():
-        fn = getattr(nd, "info_str", None)
-        if callable(fn):
-            mon.print(f"{getattr(nd, 'id', '')}: {fn()}\n")
+        if id(nd) not in used and callable(getattr(nd, "info_line", None)):
+            mon.print(nd.info_line() + "\n")
+    for nic in nics:
+        mon.print(nic.info_line() + "\n")
+        peer = getattr(nic, "backend", None)
+        if peer is not None:
+            mon.print(" \\ " + peer.info_line() + "\n")
 
 
 def _info_mtree(mon: HMPMonitor, a: dict[str, Any]) -> None:
