@@ -33,10 +33,8 @@ from pyqemu.accel.tcg.interfaces import PAGE_MASK, Access, TLBFill
 from pyqemu.accel.tcg.vcpu import VCPU, set_current_cpu
 from pyqemu.hw.char import BufferBackend
 from pyqemu.hw.char.pl011 import PL011
-from pyqemu.hw.irq import IRQ
 from pyqemu.memory import AddressSpace, MemoryRegion
-from pyqemu.target.aarch64.exceptions import (ARM_CPU_FIQ, ARM_CPU_IRQ, SystemExit_,
-                                              cpu_loop_system)
+from pyqemu.target.aarch64.exceptions import ARM_CPU_FIQ, ARM_CPU_IRQ, SystemExit_, cpu_loop_system
 from pyqemu.target.aarch64.mmu import MMUFault, RAMPhysMemory, SystemMemory, translate_stage1
 from pyqemu.target.aarch64.psci import PSCI
 from pyqemu.target.aarch64.sysregs import SYS_PARANGE, SysRegTrap, SysRegUndefined
@@ -359,7 +357,7 @@ def sysreg_access(cpu: Any, reg: str, value: int | None) -> int:
 
 def run_model(steps: list[Step], version: int, smp: int = 1) -> list[int]:
     """The same steps against pyqemu's GIC, issued by CPU 0."""
-    gic, cpus, mem = board(version, smp)
+    _, cpus, mem = board(version, smp)
     cpu = cpus[0]
     set_current_cpu(cpu)
     out: list[int] = []

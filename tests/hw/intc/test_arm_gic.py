@@ -69,7 +69,8 @@ def test_cpu_interface_registers(tmp_path: Path) -> None:
               W(C + 0xD0, 0), R(C + 0x14), W(C + 0xDC, 1), R(C + 0x14), W(C + 0xDC, 0),
               W(C + 0xE0, 0), R(C + 0x14), W(C + 0x10, 1023), W(C + 0x1000, 5),
               W(C + 0x0C, 5), R(C + 0x0C), R(C + 0x10), W(C + 0xFC, 1), R(C + 0xFC),
-              R(C + 0x1000), R(C + 0x4, 1), R(C + 0x0, 8)]
+              R(C + 0x1000), R(C + 0x4, 1), R(C + 0x0, 8), R(C + 0xFC, 1), R(C + 0xFC, 2),
+              R(C + 0xFE, 2), R(C + 0xFD, 1)]
     compare(tmp_path, steps, 2)
 
 

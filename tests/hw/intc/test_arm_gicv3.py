@@ -9,8 +9,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.hw.intc.gicprobe import (GICD, GICR, ICC, ISR, MRS, MSR, SGI_BASE, TAKE, R, Step, W,
-                                    compare)
+from tests.hw.intc.gicprobe import (
+    GICD,
+    GICR,
+    ICC,
+    ISR,
+    MRS,
+    MSR,
+    SGI_BASE,
+    TAKE,
+    R,
+    Step,
+    W,
+    compare,
+)
 
 D = GICD
 SGI0 = GICR + SGI_BASE            # CPU 0's SGI_base frame

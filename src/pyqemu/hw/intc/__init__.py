@@ -11,8 +11,8 @@ Guest register accesses never raise: bad offsets and sizes are logged as guest e
 
 from __future__ import annotations
 
-from pyqemu.hw.intc.common import GICError
 from pyqemu.hw.intc.arm_gic import GICv2
 from pyqemu.hw.intc.arm_gicv3 import GICv3
+from pyqemu.hw.intc.common import GICError
 
 __all__ = ["GICError", "GICv2", "GICv3"]

@@ -11,12 +11,21 @@ follow ITARGETSR, nonexistent CPUs included), so register values match QEMU's.
 from __future__ import annotations
 
 from enum import IntEnum
+from functools import partial
 from typing import Any
 
 from pyqemu.accel.tcg.vcpu import current_cpu
 from pyqemu.hw import log
-from pyqemu.hw.intc.common import (GIC_INTERNAL, GIC_NR_SGIS, INTID_SPURIOUS, GICError, bits,
-                                   ctz32, device_lock, set_cpu_lines)
+from pyqemu.hw.intc.common import (
+    GIC_INTERNAL,
+    GIC_NR_SGIS,
+    INTID_SPURIOUS,
+    GICError,
+    bits,
+    ctz32,
+    device_lock,
+    set_cpu_lines,
+)
 from pyqemu.hw.irq import IRQ
 from pyqemu.memory import MemoryRegion
 
@@ -223,7 +232,7 @@ class GICv2:
         key = (intid, cpu_index if intid < GIC_INTERNAL else 0)
         line = self._irqs.get(key)
         if line is None:
-            line = IRQ(lambda lv, k=key: self.set_irq(k[0], k[1], lv),
+            line = IRQ(partial(self.set_irq, key[0], key[1]),
                        name=f"gic.irq{intid}" + (f".cpu{key[1]}" if intid < 32 else ""))
             self._irqs[key] = line
         return line
@@ -328,6 +337,9 @@ class GICv2:
 
     def dist_read(self, offset: int, size: int) -> int:
         with self.lock:
+            if size not in (1, 2, 4, 8):
+                log.guest_error(f"gic_dist_read: invalid access size {size}")
+                return 0
             cpu = self._current_cpu()
             if size == 8:
                 return self._dist_read_n(cpu, offset, 4) | \
@@ -427,6 +439,9 @@ class GICv2:
 
     def dist_write(self, offset: int, size: int, value: int) -> None:
         with self.lock:
+            if size not in (1, 2, 4, 8):
+                log.guest_error(f"gic_dist_write: invalid access size {size}")
+                return
             cpu = self._current_cpu()
             if size == 8:
                 self._dist_write4(cpu, offset, value & 0xFFFFFFFF)
@@ -564,10 +579,14 @@ class GICv2:
 
     def cpu_read(self, offset: int, size: int) -> int:
         with self.lock:
+            if size not in (1, 2, 4, 8):
+                log.guest_error(f"gic_cpu_read: invalid access size {size}")
+                return 0
             cpu = self._current_cpu()
             if size == 8:
                 return self._cpu_read(cpu, offset) | self._cpu_read(cpu, offset + 4) << 32
-            return self._cpu_read(cpu, offset)
+            # a narrower access gets the low bytes of the register at that offset
+            return self._cpu_read(cpu, offset) & ((1 << (8 * size)) - 1)
 
     def _cpu_read(self, cpu: int, offset: int) -> int:
         if offset == GICC.CTLR:
@@ -580,7 +599,7 @@ class GICv2:
             return self.acknowledge(cpu)
         if offset == GICC.RPR:
             rp = self.running_priority[cpu]
-            return 0xFF if rp > 0xFF else rp
+            return min(rp, 255)
         if offset == GICC.HPPIR:
             return self._current_pending_irq(cpu)
         if offset == GICC.ABPR:
@@ -596,6 +615,9 @@ class GICv2:
 
     def cpu_write(self, offset: int, size: int, value: int) -> None:
         with self.lock:
+            if size not in (1, 2, 4, 8):
+                log.guest_error(f"gic_cpu_write: invalid access size {size}")
+                return
             cpu = self._current_cpu()
             if size == 8:
                 self._cpu_write(cpu, offset, value & 0xFFFFFFFF)

@@ -13,12 +13,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import partial
 from typing import Any
 
 from pyqemu.hw import log
-from pyqemu.hw.intc.common import (GIC_INTERNAL, INTID_SPURIOUS, GICError, bits, ctz32,
-                                   device_lock, set_cpu_lines, split_unaligned_read,
-                                   split_unaligned_write)
+from pyqemu.hw.intc.common import (
+    GIC_INTERNAL,
+    INTID_SPURIOUS,
+    GICError,
+    bits,
+    ctz32,
+    device_lock,
+    set_cpu_lines,
+    split_unaligned_read,
+    split_unaligned_write,
+)
 from pyqemu.hw.irq import IRQ
 from pyqemu.memory import MemoryRegion
 from pyqemu.target.aarch64.sysregs import SysRegHook, SysRegUndefined, register_sysreg_hook
@@ -443,9 +452,7 @@ class GICv3CPU:
                 return True
             return False
         if size == 8:
-            if offset in (GICR.TYPER, GICR.PROPBASER, GICR.PENDBASER):
-                return True
-            return False
+            return offset in (GICR.TYPER, GICR.PROPBASER, GICR.PENDBASER)  # RO / RAZ/WI
         if size != 4:
             return False
         value &= M32
@@ -480,10 +487,8 @@ class GICv3CPU:
         elif offset == GICR.ICFGR1:
             half = _half_unshuffle(value >> 1) << 16
             self.edge_trigger = (self.edge_trigger & 0xFFFF) | half
-        elif GICR.IDREGS <= offset < GICR.IDREGS + 0x30:
-            return True
         else:
-            return False
+            return GICR.IDREGS <= offset < GICR.IDREGS + 0x30  # read-only ID registers
         self.gic.update_cpu(self)
         return True
 
@@ -609,11 +614,10 @@ class GICv3:
         line = self._irqs.get(key)
         if line is None:
             if intid < GIC_INTERNAL:
-                cs = self.cpu_states[key[1]]
-                line = IRQ(lambda lv, cs=cs, i=intid: self._set_ppi(cs, i, lv),
+                line = IRQ(partial(self._set_ppi, self.cpu_states[key[1]], intid),
                            name=f"gicv3.ppi{intid}.cpu{key[1]}")
             else:
-                line = IRQ(lambda lv, i=intid: self.set_spi(i, lv), name=f"gicv3.spi{intid}")
+                line = IRQ(partial(self.set_spi, intid), name=f"gicv3.spi{intid}")
             self._irqs[key] = line
         return line
 
@@ -635,6 +639,9 @@ class GICv3:
     # ---- distributor MMIO -----------------------------------------------------------------
     def dist_read(self, offset: int, size: int) -> int:
         with self.lock:
+            if size not in (1, 2, 4, 8):
+                log.guest_error(f"gicv3_dist_read: invalid access size {size}")
+                return 0
             if offset % size:
                 return split_unaligned_read(self.dist_read, offset, size)
             v = self._dist_read(offset, size)
@@ -646,7 +653,9 @@ class GICv3:
 
     def dist_write(self, offset: int, size: int, value: int) -> None:
         with self.lock:
-            if offset % size:
+            if size not in (1, 2, 4, 8):
+                log.guest_error(f"gicv3_dist_write: invalid access size {size}")
+            elif offset % size:
                 split_unaligned_write(self.dist_write, offset, size, value)
             elif not self._dist_write(offset, size, value):
                 log.guest_error(f"gicv3_dist_write: invalid guest write at offset "
@@ -688,13 +697,13 @@ class GICv3:
                          (GICD.ICPENDR, "pending"), (GICD.ISACTIVER, "active"),
                          (GICD.ICACTIVER, "active")):
             if base <= offset < base + 0x80:
-                irq = self._bitmap_irq(offset, base)
-                if irq is None:
+                first = self._bitmap_irq(offset, base)
+                if first is None:
                     return 0
                 val = getattr(self, bm)
                 if bm == "pending":
                     val |= ~self.edge_trigger & self.level
-                return (val >> irq) & M32
+                return (val >> first) & M32
         if GICD.IPRIORITYR <= offset < GICD.IPRIORITYR + 0x400:
             irq = offset - GICD.IPRIORITYR
             return sum((self.priority[i] if GIC_INTERNAL <= i < self.num_irq else 0) << (8 * k)
@@ -765,16 +774,16 @@ class GICv3:
                                   (GICD.ISACTIVER, "active", True),
                                   (GICD.ICACTIVER, "active", False)):
             if base <= offset < base + 0x80:
-                irq = self._bitmap_irq(offset, base)
-                if irq is None:
+                first = self._bitmap_irq(offset, base)
+                if first is None:
                     return True
                 old = getattr(self, bm)
                 if setbits is None:
-                    new = (old & ~(M32 << irq)) | (value << irq)
+                    new = (old & ~(M32 << first)) | (value << first)
                 elif setbits:
-                    new = old | (value << irq)
+                    new = old | (value << first)
                 else:
-                    new = old & ~(value << irq)
+                    new = old & ~(value << first)
                 setattr(self, bm, new & self._spi_mask)
                 self.update()
                 return True
@@ -817,6 +826,9 @@ class GICv3:
     # ---- redistributor MMIO ---------------------------------------------------------------
     def redist_read(self, offset: int, size: int) -> int:
         with self.lock:
+            if size not in (1, 2, 4, 8):
+                log.guest_error(f"gicv3_redist_read: invalid access size {size}")
+                return 0
             if offset % size:
                 return split_unaligned_read(self.redist_read, offset, size)
             cs = self.cpu_states[offset // 0x20000] if offset // 0x20000 < len(
@@ -832,14 +844,19 @@ class GICv3:
 
     def redist_write(self, offset: int, size: int, value: int) -> None:
         with self.lock:
-            if offset % size:
+            if size not in (1, 2, 4, 8):
+                log.guest_error(f"gicv3_redist_write: invalid access size {size}")
+            elif offset % size:
                 split_unaligned_write(self.redist_write, offset, size, value)
-                return
-            cs = self.cpu_states[offset // 0x20000] if offset // 0x20000 < len(
-                self.cpu_states) else None
-            if cs is None or not cs.write(offset % 0x20000, size, value):
-                log.guest_error(f"gicv3_redist_write: invalid guest write at offset "
-                                f"{offset % 0x20000:#x} size {size}")
+            else:
+                self._redist_write(offset, size, value)
+
+    def _redist_write(self, offset: int, size: int, value: int) -> None:
+        cs = self.cpu_states[offset // 0x20000] if offset // 0x20000 < len(
+            self.cpu_states) else None
+        if cs is None or not cs.write(offset % 0x20000, size, value):
+            log.guest_error(f"gicv3_redist_write: invalid guest write at offset "
+                            f"{offset % 0x20000:#x} size {size}")
 
 
 def _cpu_affinity(cpu: Any, index: int) -> int:

@@ -9,9 +9,18 @@ from typing import Any
 
 from pyqemu.target.aarch64.exceptions import ARM_CPU_FIQ, ARM_CPU_IRQ, arm_cpu_set_irq
 
-__all__ = ["GIC_INTERNAL", "GIC_NR_SGIS", "GICError", "INTID_SPURIOUS", "bits", "ctz32",
-           "device_lock", "set_cpu_lines", "split_unaligned_read",
-           "split_unaligned_write"]
+__all__ = [
+    "GIC_INTERNAL",
+    "GIC_NR_SGIS",
+    "INTID_SPURIOUS",
+    "GICError",
+    "bits",
+    "ctz32",
+    "device_lock",
+    "set_cpu_lines",
+    "split_unaligned_read",
+    "split_unaligned_write",
+]
 
 #: SGIs + PPIs: the interrupts private to each CPU
 GIC_INTERNAL = 32
