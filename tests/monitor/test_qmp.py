@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -284,3 +285,146 @@ def test_events_held_until_negotiation(machines: tuple[Machine, Machine]) -> Non
         finally:
             f.close()
             s.close()
+
+
+def test_pretty_output_matches_qemu(tmp_path: Path, pattern: tuple[Path, int]) -> None:
+    """-qmp-pretty: the same bytes as QEMU's (one key order-free exchange after
+    another; the version numbers and timestamps normalised)."""
+    import re
+    import subprocess
+
+    from pyqemu.chardev.socket import SocketChardev
+    from pyqemu.monitor import start_monitor
+    from tests.conftest import require_tool
+    from tests.monitor.conftest import _wait_connect
+
+    elf, _ = pattern
+    lines = [b'{"execute": "qmp_capabilities"}', b'{"execute": "query-block"}',
+             b'{"execute": "cont", "id": [1, {}, "x"]}', b'{"execute": "nope"}',
+             b'{"execute": "query-name"}']
+
+    def drive(path: str) -> list[bytes]:
+        s = _wait_connect(path)
+        s.settimeout(0.3)
+
+        def read() -> bytes:
+            out = b""
+            try:
+                while d := s.recv(65536):
+                    out += d
+            except TimeoutError:
+                pass
+            return out
+
+        got = [read()]
+        for ln in lines:
+            s.sendall(ln + b"\n")
+            got.append(read())
+        s.close()
+        return [re.sub(rb'("micro": |"seconds": |"microseconds": )\d+', rb"\1<n>",
+                       re.sub(rb'"package": "[^"]*"', b'"package": "<pkg>"', g))
+                for g in got]
+
+    qpath, ppath = str(tmp_path / "qp.sock"), str(tmp_path / "pp.sock")
+    proc = subprocess.Popen(
+        [require_tool("qemu-system-aarch64"), "-M", "virt", "-S", "-display", "none",
+         "-nodefaults", "-qmp-pretty", f"unix:{qpath},server=on,wait=off"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        theirs = drive(qpath)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    from tests.monitor.conftest import start_pyqemu
+
+    m = start_pyqemu(tmp_path, elf)
+    assert m.vm is not None
+    chr_ = SocketChardev("compat_monitor9", path=ppath, server=True, wait=False)
+    done = __import__("threading").Event()
+
+    def setup() -> None:
+        start_monitor(m.vm, chr_, "control", True)
+        chr_.attach(m.vm.main_loop)
+        done.set()
+
+    m.vm.main_loop.call_soon(setup)
+    done.wait(5)
+    try:
+        ours = drive(ppath)
+    finally:
+        chr_.close()
+        m.stop()
+    assert ours == theirs
+
+
+def test_qmp_over_tcp_matches_qemu(tmp_path: Path, pattern: tuple[Path, int]) -> None:
+    """-qmp tcp:127.0.0.1:PORT,server=on,wait=off: the qemu.qmp client over TCP; the
+    QMP chardev's query-chardev entry names both ends as QEMU does."""
+    import re
+    import socket as socket_mod
+    import subprocess
+    import threading
+
+    from pyqemu.chardev.socket import SocketChardev
+    from pyqemu.monitor import start_monitor
+    from tests.conftest import require_tool
+    from tests.monitor.conftest import start_pyqemu
+
+    def free_port() -> int:
+        with socket_mod.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    async def run(port: int) -> list[Any]:
+        qmp = QMPClient("tcp")
+        for _ in range(100):
+            try:
+                await qmp.connect(("127.0.0.1", port))
+                break
+            except Exception:  # noqa: BLE001 - not listening yet
+                await asyncio.sleep(0.05)
+        out = [await qmp.execute("query-status"), await qmp.execute("query-chardev")]
+        await qmp.disconnect()
+        return out
+
+    def norm(res: list[Any], port: int) -> list[Any]:
+        chardevs = [dict(c, label="<label>",  # this test names its chardev itself
+                         filename=re.sub(r" <-> 127\.0\.0\.1:\d+$", " <-> <peer>",
+                                         c["filename"].replace(str(port), "<port>")))
+                    for c in res[1] if c["filename"].startswith("tcp:")]
+        return [res[0], chardevs]
+
+    elf, _ = pattern
+    qport = free_port()
+    proc = subprocess.Popen(
+        [require_tool("qemu-system-aarch64"), "-M", "virt", "-S", "-display", "none",
+         "-nodefaults", "-qmp", f"tcp:127.0.0.1:{qport},server=on,wait=off"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        theirs = norm(asyncio.run(run(qport)), qport)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    m = start_pyqemu(tmp_path, elf)
+    assert m.vm is not None
+    pport = free_port()
+    chr_ = SocketChardev("compat_monitor9", host="127.0.0.1", port=str(pport), server=True,
+                         wait=False)
+    m.vm.config.chardevs[chr_.id] = chr_
+    done = threading.Event()
+
+    def setup() -> None:
+        start_monitor(m.vm, chr_, "control", False)
+        chr_.attach(m.vm.main_loop)
+        done.set()
+
+    m.vm.main_loop.call_soon(setup)
+    done.wait(5)
+    try:
+        ours = norm(asyncio.run(run(pport)), pport)
+    finally:
+        chr_.close()
+        m.stop()
+    assert ours == theirs
+    assert ours[1] == [{"frontend-open": True, "label": "<label>",
+                        "filename": "tcp:127.0.0.1:<port>,server=on <-> <peer>"}]

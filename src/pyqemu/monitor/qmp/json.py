@@ -328,7 +328,8 @@ def dump(obj: Any, pretty: bool = False, _indent: int = 0) -> str:
         return _quote(obj)
     if isinstance(obj, dict):
         if not obj:
-            return "{}"
+            # QEMU's pretty writer still breaks the line inside an empty container
+            return "{\n" + " " * (4 * _indent) + "}" if pretty else "{}"
         if pretty:
             pad = " " * (4 * (_indent + 1))
             items = [f"{pad}{_quote(str(k))}: {dump(v, True, _indent + 1)}"
@@ -337,7 +338,7 @@ def dump(obj: Any, pretty: bool = False, _indent: int = 0) -> str:
         return "{" + ", ".join(f"{_quote(str(k))}: {dump(v)}" for k, v in obj.items()) + "}"
     if isinstance(obj, (list, tuple)):
         if not obj:
-            return "[]"
+            return "[\n" + " " * (4 * _indent) + "]" if pretty else "[]"
         if pretty:
             pad = " " * (4 * (_indent + 1))
             items = [pad + dump(v, True, _indent + 1) for v in obj]
