@@ -21,6 +21,7 @@ through the softmmu and the translator's system-register hooks.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import subprocess
 import time
@@ -70,6 +71,7 @@ class Step:
     size: int = 4
     value: int = 0
     reg: str = ""
+    cpu: int = 0  # which CPU performs it (0 or 1)
 
     @property
     def records(self) -> bool:
@@ -108,6 +110,12 @@ def TAKE() -> Step:
     return Step("take", reg="DAIF")
 
 
+def on_cpu1(steps: list[Step]) -> list[Step]:
+    """The same steps, performed by CPU 1 (started by CPU 0 with PSCI CPU_ON; the two
+    CPUs take turns, so the sequence stays deterministic)."""
+    return [dataclasses.replace(s, cpu=1) for s in steps]
+
+
 def _sysreg_name(reg: str) -> str:
     op0, op1, crn, crm, op2 = ICC[reg]
     return f"S{op0}_{op1}_C{crn}_C{crm}_{op2}"
@@ -118,6 +126,7 @@ typedef unsigned long u64;
 typedef unsigned int u32;
 volatile u64 exc_esr;
 volatile u64 taken;
+volatile u64 turn;  /* which CPU runs the next steps */
 static u64 results[NRES];
 #define UART_DR ((volatile u32 *)0x09000000UL)
 static void putc_(char c) { *UART_DR = (u32)c; }
@@ -143,8 +152,8 @@ static void wr(u64 a, u32 size, u64 v) {
     }
 }
 #define FAULTED(v) (exc_esr ? (exc_esr | (1UL << 63)) : (v))
-void probe_main(void) {
-    u64 v;
+#define DMB() __asm__ volatile("dmb sy" ::: "memory")
+extern char secondary_start[];
 """
 
 _C_TAIL = r"""
@@ -168,6 +177,16 @@ __asm__(".section .text.start\n"
         "  isb\n"
         "  bl probe_main\n"
         "1: b 1b\n"
+        ".global secondary_start\n"
+        "secondary_start:\n"
+        "  ldr x0, =0x40180000\n"
+        "  mov sp, x0\n"
+        "  adr x0, vectors\n"
+        "  msr vbar_el1, x0\n"
+        "  isb\n"
+        "  bl secondary_main\n"
+        "2: wfi\n"
+        "  b 2b\n"
         ".balign 2048\n"
         "vectors:\n"
         "  .skip 0x200\n"
@@ -210,9 +229,19 @@ _IAR = {3: ("mrs x0, S3_0_C12_C12_0", "mrs x0, S3_0_C12_C8_0"),
 
 
 def c_program(steps: list[Step], version: int = 3) -> str:
-    body: list[str] = []
+    bodies: tuple[list[str], list[str]] = ([], [])
     n = 0
+    smp = any(s.cpu for s in steps)
+    cur = 0
     for s in steps:
+        if s.cpu != cur:  # hand the turn over
+            if s.cpu == 1:
+                bodies[0].append("    turn = 1; DMB(); while (turn != 0) { }")
+                bodies[1].append("    while (turn != 1) { } DMB();")
+            else:
+                bodies[1].append("    DMB(); turn = 0;")
+            cur = s.cpu
+        body = bodies[s.cpu]
         if s.kind == "r":
             body.append(f"    results[{n}] = rd({s.addr:#x}UL, {s.size});")
         elif s.kind == "w":
@@ -232,10 +261,24 @@ def c_program(steps: list[Step], version: int = 3) -> str:
             body.append('    taken = 0; __asm__ volatile("msr daifclr, #3; isb; nop; nop; '
                         f'msr daifset, #3" ::: "memory"); results[{n}] = taken;')
         n += 1
+    if cur == 1:
+        bodies[1].append("    DMB(); turn = 0;")
+        bodies[0].append("    turn = 1; DMB(); while (turn != 0) { }")
+    start = []
+    if smp:  # PSCI CPU_ON (SMC64 function ID, via HVC): CPU 1 starts at secondary_start
+        start = ['    { register u64 x0 __asm__("x0") = 0xC4000003UL;',
+                 '      register u64 x1 __asm__("x1") = 1;',
+                 '      register u64 x2 __asm__("x2") = (u64)secondary_start;',
+                 '      register u64 x3 __asm__("x3") = 0;',
+                 ('      __asm__ volatile("hvc #0" : "+r"(x0) : "r"(x1), "r"(x2), "r"(x3) '
+                  ': "memory"); }')]
     irq, fiq = _IAR[version]
     tail = _C_TAIL.replace("NRES", str(max(n, 1))).replace("IAR_IRQ", irq.replace(
         "; ", "\\n  ")).replace("IAR_FIQ", fiq.replace("; ", "\\n  "))
-    return _C_HEAD.replace("NRES", str(max(n, 1))) + "\n".join(body) + tail
+    return (_C_HEAD.replace("NRES", str(max(n, 1)))
+            + "void secondary_main(void) {\n    u64 v;\n" + "\n".join(bodies[1])
+            + "\n    for (;;) __asm__ volatile(\"wfi\");\n}\n"
+            + "void probe_main(void) {\n    u64 v;\n" + "\n".join(start + bodies[0]) + tail)
 
 
 TEXT = 0x40080000
@@ -356,13 +399,13 @@ def sysreg_access(cpu: Any, reg: str, value: int | None) -> int:
 
 
 def run_model(steps: list[Step], version: int, smp: int = 1) -> list[int]:
-    """The same steps against pyqemu's GIC, issued by CPU 0."""
+    """The same steps against pyqemu's GIC, each issued by its CPU."""
     _, cpus, mem = board(version, smp)
-    cpu = cpus[0]
-    set_current_cpu(cpu)
     out: list[int] = []
     try:
         for s in steps:
+            cpu = cpus[s.cpu]
+            set_current_cpu(cpu)
             if s.kind == "r":
                 v = mem.dispatch_read(s.addr, s.size)
                 assert v is not None, f"{s}: unassigned"

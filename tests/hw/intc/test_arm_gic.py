@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.hw.intc.gicprobe import GICC, GICD, ICC, ISR, MRS, TAKE, R, Step, W, compare
+from tests.hw.intc.gicprobe import GICC, GICD, ICC, ISR, MRS, TAKE, R, Step, W, compare, on_cpu1
 
 D = GICD
 C = GICC
@@ -169,3 +169,30 @@ def test_level_triggered_spi_from_a_device(tmp_path: Path) -> None:
                          W(uart + 0x0, ord("x")), TAKE(), W(uart + 0x44, 0x20),
                          W(C + 0x10, 33), *_state(), TAKE()]
     compare(tmp_path, steps, 2, system=True)
+
+
+def test_two_running_cpus_bank_registers_and_exchange_sgis(tmp_path: Path) -> None:
+    """CPU 1 runs too (PSCI CPU_ON): banked SGI/PPI enables and priorities, banked CPU
+    interface, SGIs between the CPUs with their source in GICC_IAR, SPIs delivered by
+    ITARGETSR (an SPI targeted at both stays pending for the CPU that did not take it)."""
+    cpu1_setup = on_cpu1([W(C + 0x4, 0xF0), W(C + 0x0, 0x1), R(C + 0x4), R(D + 0x800),
+                          R(D + 0x400), W(D + 0x41C, 0x88888888), R(D + 0x41C),
+                          W(D + 0x180, 0xFFFF0000), R(D + 0x100)])
+    steps: list[Step] = [W(C + 0x4, 0xFF), W(D + 0x0, 0x1), W(C + 0x0, 0x1), R(D + 0x800),
+                         W(D + 0x400, 0x10203040), W(D + 0x100, 0x80000000), *cpu1_setup,
+                         R(C + 0x4), R(D + 0x41C), R(D + 0x100), R(D + 0x400),
+                         W(D + 0xF00, (0x2 << 16) | 3), ISR(), R(D + 0x200),
+                         *on_cpu1([ISR(), R(D + 0x200), R(D + 0xF10), TAKE(), R(C + 0x14),
+                                   W(C + 0x10, 3), W(D + 0xF00, (0x1 << 16) | 5),
+                                   W(D + 0xF00, (2 << 24) | 6), ISR(), TAKE(),
+                                   W(C + 0x10, 6)]),
+                         ISR(), R(D + 0xF14), TAKE(), W(C + 0x10, 5),
+                         # SPIs: to CPU 1 only, then to both
+                         W(D + 0x104, 0x3), W(D + 0x820, 0x0302), W(D + 0x204, 0x1),
+                         ISR(), R(D + 0x204),
+                         *on_cpu1([ISR(), TAKE(), W(C + 0x10, 32)]),
+                         W(D + 0x204, 0x2), TAKE(), R(D + 0x204), R(D + 0x304),
+                         W(C + 0x10, 33),
+                         *on_cpu1([ISR(), R(D + 0x204), TAKE(), W(C + 0x10, 33), ISR()]),
+                         ISR()]
+    compare(tmp_path, steps, 2, smp=2)

@@ -22,6 +22,7 @@ from tests.hw.intc.gicprobe import (
     Step,
     W,
     compare,
+    on_cpu1,
 )
 
 D = GICD
@@ -272,3 +273,27 @@ def test_level_triggered_spi_from_a_device(tmp_path: Path) -> None:
                          W(uart + 0x0, ord("x")), TAKE(), W(uart + 0x44, 0x20),
                          MSR("ICC_EOIR1_EL1", 33), *_state(), TAKE()]
     compare(tmp_path, steps, 3, system=True)
+
+
+def test_two_running_cpus_exchange_sgis_and_route_spis(tmp_path: Path) -> None:
+    """CPU 1 runs too (PSCI CPU_ON): its own CPU interface registers, SGIs both ways by
+    affinity and with IRM (all but self), an SPI routed by GICD_IROUTER to CPU 1."""
+    cpu1_setup = on_cpu1([*_enable_cpuif(0xF0), MRS("ICC_PMR_EL1"), MRS("ICC_CTLR_EL1"),
+                          W(SGI1 + 0x80, 0xFFFFFFFF), W(SGI1 + 0x100, 0xFFFF),
+                          W(SGI1 + 0x400, 0x50505050), R(SGI0 + 0x400)])
+    steps: list[Step] = [*_enable_cpuif(), W(D + 0x0, 0x3), W(SGI0 + 0x80, 0xFFFFFFFF),
+                         W(SGI0 + 0x100, 0xFFFF), W(SGI0 + 0x400, 0x10203040), *cpu1_setup,
+                         MRS("ICC_PMR_EL1"), MSR("ICC_SGI1R_EL1", (2 << 24) | 2), ISR(),
+                         R(SGI1 + 0x200),
+                         *on_cpu1([ISR(), MRS("ICC_HPPIR1_EL1"), TAKE(), MRS("ICC_RPR_EL1"),
+                                   MSR("ICC_SGI1R_EL1", (1 << 24) | 1), MSR("ICC_EOIR1_EL1", 2),
+                                   MSR("ICC_SGI1R_EL1", (3 << 24) | (1 << 40)), ISR()]),
+                         ISR(), TAKE(), MSR("ICC_EOIR1_EL1", 1), TAKE(),
+                         MSR("ICC_SGI1R_EL1", (0 << 24) | (1 << 40)),
+                         *on_cpu1([TAKE(), MSR("ICC_EOIR1_EL1", 0), TAKE()]),
+                         # SPI 40 routed to CPU 1 (Aff0 = 1)
+                         W(D + 0x84, 0xFFFFFFFF), W(D + 0x104, 0x100),
+                         W(D + 0x6000 + 8 * 40, 0x1, 8), W(D + 0x204, 0x100), ISR(),
+                         *on_cpu1([ISR(), TAKE(), MSR("ICC_EOIR1_EL1", 40), ISR()]),
+                         R(D + 0x304), ISR()]
+    compare(tmp_path, steps, 3, smp=2)
