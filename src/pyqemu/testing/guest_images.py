@@ -512,3 +512,31 @@ def _initramfs_bytes(busybox: Path, mod_paths: list[Path], files: Mapping[str, b
         mode = 0o755 if data.startswith(b"#!") or path.endswith(".sh") else 0o644
         entries.append(CpioEntry(path, S_IFREG | mode, data))
     return gzip.compress(newc_archive(entries), compresslevel=6, mtime=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pyqemu.testing.guest_images [--modules a,b] [--script FILE]``: fetch the
+    kernel, build an initramfs and print both paths (for booting a guest by hand)."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m pyqemu.testing.guest_images",
+                                 description=main.__doc__)
+    ap.add_argument("--modules", default=",".join(DEFAULT_MODULES),
+                    help="comma-separated module names ('' for none)")
+    ap.add_argument("--script", type=Path, help="the test script /init runs after the marker")
+    args = ap.parse_args(argv)
+    try:
+        kernel = debian_kernel_package()
+        initrd = build_initramfs(modules=[m for m in args.modules.split(",") if m],
+                                 init_script=args.script.read_text() if args.script else "true\n")
+    except (GuestImageError, OSError) as exc:
+        print(f"guest_images: {exc}", file=sys.stderr)
+        return 1
+    print(f"kernel {kernel.image}")
+    print(f"initrd {initrd}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
