@@ -13,6 +13,9 @@ DEB_PACKAGES=(
   libc6-dev-arm64-cross   # ... and their libc (also the -L sysroot)
   qemu-system-arm         # qemu-system-aarch64: oracle for devices and system mode
   device-tree-compiler    # dtc: oracle for the device tree builder
+  qemu-efi-aarch64        # UEFI firmware for -bios/-pflash boot tests
+  u-boot-qemu             # U-Boot for -M virt: the other firmware the issue names
+  ipxe-qemu               # the option ROMs qemu-system wants for its default NICs
 )
 
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
