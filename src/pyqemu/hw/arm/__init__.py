@@ -1,0 +1,1 @@
+"""Arm board support: direct kernel boot (boot.py)."""

@@ -1,0 +1,1 @@
+"""GPIO controllers (PL061) and GPIO-driven keys."""

@@ -1,0 +1,1 @@
+"""Non-volatile and firmware-configuration devices (fw_cfg)."""
