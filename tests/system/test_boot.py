@@ -255,3 +255,91 @@ def test_virtconsole_to_socket_chardev(emulator: str, kernel: Path, make_initrd:
     finally:
         listener.close()
     assert "HVC-GOT=from-host\n" in out
+
+
+# ---------------------------------------------------------------------------------------------
+
+POWER_KEY_SCRIPT = """\
+echo "INPUT=$(grep -o 'gpio-keys' /proc/bus/input/devices)"
+echo WAITING-FOR-POWER-KEY
+hexdump -n 24 -e '"KEV" 8/1 " %02x" "\\n"' /dev/input/event0
+"""
+
+
+def test_qmp_system_powerdown_presses_power_key(
+        emulator: str, kernel: Path, make_initrd: InitrdFactory,
+        machines: list[GuestMachine], tmp_path: Path) -> None:
+    """system_powerdown: POWERDOWN event, and the guest's gpio-keys device (PL061 GPIO 3 in
+    the virt device tree) reports KEY_POWER (EV_KEY 1, code 116, value 1)."""
+    from qemu.qmp.legacy import QEMUMonitorProtocol
+
+    sock = tmp_path / "qmp.sock"
+    initrd = make_initrd(POWER_KEY_SCRIPT,
+                         modules=["virtio_mmio", "gpio_keys", "evdev"])
+    m = boot(machines, emulator, kernel, initrd,
+             extra=["-qmp", f"unix:{sock},server=on,wait=off"])
+    m.wait_for("WAITING-FOR-POWER-KEY", boot_timeout(emulator))
+    time.sleep(0.5)  # hexdump opens the event device
+    qmp = QEMUMonitorProtocol(str(sock))
+    try:
+        qmp.connect(negotiate=True)
+        qmp.cmd("system_powerdown")
+        assert qmp.pull_event(wait=10)["event"] == "POWERDOWN"
+        out = run_to_poweroff(m, emulator)
+    finally:
+        with contextlib.suppress(EOFError, ConnectionError):
+            qmp.close()
+    assert "INPUT=gpio-keys\n" in out
+    # struct input_event on arm64: 16 bytes of time, then type, code (LE16) and value (LE32)
+    assert "KEV 01 00 74 00 01 00 00 00\n" in out, out
+
+
+CONSOLE_TICKER = """\
+i=0
+while :; do i=$((i + 1)); echo "TICK$i"; sleep 0.3; done
+"""
+
+
+def test_nographic_ctrl_a_monitor(emulator: str, kernel: Path, make_initrd: InitrdFactory,
+                                  machines: list[GuestMachine]) -> None:
+    """-nographic multiplexes the serial console and HMP on stdio: Ctrl-A c switches,
+    'stop' freezes the guest, 'cont' resumes it, Ctrl-A x terminates with status 0."""
+    m = boot(machines, emulator, kernel, make_initrd(CONSOLE_TICKER))
+    m.wait_for("TICK2\n", boot_timeout(emulator))
+    m.send(b"\x01c")
+    time.sleep(0.3)
+    start = m.mark()
+    m.send(b"info status\n")
+    m.wait_for("VM status: running", 30, start=start)
+    m.send(b"stop\n")
+    time.sleep(0.3)
+    start = m.mark()
+    m.send(b"info status\n")
+    m.wait_for("VM status: paused", 30, start=start)
+    time.sleep(1.5)
+    assert "TICK" not in m.output.encode()[start:].decode(), "guest ran while stopped"
+    m.send(b"cont\n")
+    m.send(b"\x01c")  # back to the serial console
+    m.wait_for("TICK", 30, start=start)
+    m.send(b"\x01x")
+    assert m.wait(30) == 0
+    assert "QEMU: Terminated" in m.output
+
+
+def test_guest_reboot_restarts(emulator: str, kernel: Path, make_initrd: InitrdFactory,
+                               machines: list[GuestMachine]) -> None:
+    """'reboot -f' (PSCI SYSTEM_RESET) restarts the machine: /init runs again."""
+    m = boot(machines, emulator, kernel, make_initrd("true\n"), append="pyqemu.halt=reboot")
+    m.wait_for(INIT_MARKER, 2 * boot_timeout(emulator), count=2)
+    assert m.proc.poll() is None
+
+
+def test_guest_reboot_with_no_reboot_exits(emulator: str, kernel: Path,
+                                           make_initrd: InitrdFactory,
+                                           machines: list[GuestMachine]) -> None:
+    """With -no-reboot, a guest reboot ends the emulator with status 0."""
+    m = boot(machines, emulator, kernel, make_initrd("true\n"), append="pyqemu.halt=reboot",
+             extra=["-no-reboot"])
+    m.wait_for(DONE_MARKER, boot_timeout(emulator))
+    assert m.wait(60 if emulator == "qemu" else 600) == 0
+    assert m.output.count(INIT_MARKER) == 1
