@@ -6,10 +6,11 @@ Shared by tests/net and the virtio-net / virtio-console tests in tests/hw/virtio
 
 from __future__ import annotations
 
-import shutil
+import contextlib
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pyqemu.hw.irq import IRQ
 from pyqemu.hw.virtio.mmio import VirtioMmio
@@ -69,7 +70,11 @@ def run_qemu(tmp: Path, ops: Sequence[Op], args: Sequence[str], *, legacy: bool,
     qemu = require_tool("qemu-system-aarch64")
     body = ",\n".join(f"{{{a:#x}UL, {k}, {s}, {v:#x}UL}}" for a, k, s, v in ops)
     (tmp / "ops.h").write_text(f"static const struct op OPS[] = {{\n{body}\n}};\n")
-    shutil.copy(GUEST, tmp / "mmio_probe.c")
+    # polls spin longer than the shared probe's: on a loaded host QEMU's I/O thread may
+    # take a while to deliver a frame from the socket
+    src = GUEST.read_text()
+    assert "50000000UL" in src
+    (tmp / "mmio_probe.c").write_text(src.replace("50000000UL", "1500000000UL"))
     elf = tmp / "probe.elf"
     subprocess.run([gcc, "-O1", "-ffreestanding", "-nostdlib", "-nostartfiles",
                     "-mgeneral-regs-only", "-static", "-Wl,--build-id=none",
@@ -98,38 +103,52 @@ def run_qemu(tmp: Path, ops: Sequence[Op], args: Sequence[str], *, legacy: bool,
     return got
 
 
-def make_board(devices: dict[int, VirtIODevice | None], *, legacy: bool,
+def make_board(devices: Callable[[AddressSpace], dict[int, VirtIODevice]], *, legacy: bool,
                ram_size: int = 4 << 20) -> tuple[AddressSpace, dict[int, VirtioMmio]]:
-    """An address space like virt's: RAM at 1 GiB and 32 virtio-mmio slots."""
+    """An address space like virt's: RAM at 1 GiB and 32 virtio-mmio slots, the devices
+    ``devices(mem)`` returns plugged in by slot."""
     root = MemoryRegion.new_container("system", 1 << 32)
     mem = AddressSpace(root)
     root.add_subregion(RAM_BASE, MemoryRegion.new_ram("ram", ram_size))
+    plugged = devices(mem)
     slots = {}
     for slot in range(VIRTIO_SLOTS):
-        t = VirtioMmio(devices.get(slot), IRQ(), legacy=legacy)
+        t = VirtioMmio(plugged.get(slot), IRQ(), legacy=legacy)
         slots[slot] = t
         root.add_subregion(slot_base(slot),
                            MemoryRegion.new_io(f"virtio-mmio{slot}", 0x200, t.read, t.write))
     return mem, slots
 
 
-def run_models(mem: AddressSpace, ops: Sequence[Op],
-               poll: Callable[[], None] | None = None) -> dict[int, int]:
-    """The same table on our models; ``poll`` runs between polls of a kind-2 op."""
+def run_models(mem: AddressSpace, ops: Sequence[Op], poll: Callable[[], None] | None = None,
+               lock: Any = None, polls: int = 200) -> dict[int, int]:
+    """The same table on our models (each op under ``lock``, the BQL, when given);
+    ``poll`` runs (without the lock) between the reads of a kind-2 op."""
     got = {}
-    for i, (a, k, s, v) in enumerate(ops):
+    for i, op in enumerate(ops):
+        got.update(_run_op(mem, i, op, poll, lock, polls))
+    return got
+
+
+def _run_op(mem: AddressSpace, i: int, op: Op, poll: Callable[[], None] | None, lock: Any,
+            polls: int) -> dict[int, int]:
+    a, k, s, v = op
+    got: dict[int, int] = {}
+    ctx = lock if lock is not None else contextlib.nullcontext()
+    if k == 2:
+        for _ in range(polls):
+            with ctx:
+                r = mem.dispatch_read(a, s)
+            if r == v or poll is None:
+                break
+            poll()
+        assert r is not None
+        got[i] = r
+        return got
+    with ctx:
         if k == 0:
             r = mem.dispatch_read(a, s)
             assert r is not None, f"op {i}: nothing at {a:#x}"
-            got[i] = r
-        elif k == 2:
-            r = mem.dispatch_read(a, s)
-            for _ in range(200):
-                if r == v or poll is None:
-                    break
-                poll()
-                r = mem.dispatch_read(a, s)
-            assert r is not None
             got[i] = r
         else:
             assert mem.dispatch_write(a, s, v), f"op {i}: nothing at {a:#x}"
@@ -140,3 +159,130 @@ def diff(ops: Sequence[Op], theirs: dict[int, int], ours: dict[int, int],
          skip: set[int] = frozenset()) -> list[str]:  # type: ignore[assignment]
     return [f"op {i} {ops[i][0]:#x}/{ops[i][2]}: qemu {theirs[i]:#x} pyqemu {ours.get(i, -1):#x}"
             for i in sorted(theirs) if i not in skip and theirs[i] != ours.get(i)]
+
+
+BUF_BASE = 0x40110000
+
+
+class VQ:
+    """The driver's view of one split queue laid out for both transports (legacy:
+    avail right after the table, used on the next 4 KiB page)."""
+
+    def __init__(self, index: int, size: int) -> None:
+        self.index = index
+        self.size = size
+        self.desc = 0x40100000 + 0x2000 * index
+        self.avail = self.desc + 16 * size
+        self.used = self.desc + 0x1000
+        self.avail_idx = 0
+        self.used_seen = 0
+        self.next_desc = 0
+
+
+class Program:
+    """Builds the op table of a small virtio driver (several queues, polling)."""
+
+    def __init__(self, legacy: bool, slot: int = FIRST_SLOT) -> None:
+        self.legacy = legacy
+        self.base = slot_base(slot)
+        self.ops: list[Op] = []
+        self.buf = BUF_BASE
+        self.vqs: dict[int, VQ] = {}
+
+    def mmio(self, reg: int, value: int) -> None:
+        self.ops.append(W(self.base + reg, value))
+
+    def read_reg(self, reg: int) -> int:
+        self.ops.append(R(self.base + reg))
+        return len(self.ops) - 1
+
+    def init(self, features: int, queues: Sequence[tuple[int, int]]) -> None:
+        for v in (0, 1, 3):
+            self.mmio(V.STATUS, v)
+        for sel in (0, 1):
+            self.mmio(V.DRIVER_FEATURES_SEL, sel)
+            self.mmio(V.DRIVER_FEATURES, (features >> (32 * sel)) & 0xFFFFFFFF)
+        if self.legacy:
+            self.mmio(V.GUEST_PAGE_SIZE, 4096)
+        else:
+            self.mmio(V.STATUS, 0xB)
+            self.read_reg(V.STATUS)
+        for index, size in queues:
+            q = self.vqs[index] = VQ(index, size)
+            self.mmio(V.QUEUE_SEL, index)
+            self.mmio(V.QUEUE_NUM, size)
+            if self.legacy:
+                self.mmio(V.QUEUE_ALIGN, 4096)
+                self.mmio(V.QUEUE_PFN, q.desc >> 12)
+            else:
+                for reg, addr in ((V.QUEUE_DESC_LOW, q.desc), (V.QUEUE_AVAIL_LOW, q.avail),
+                                  (V.QUEUE_USED_LOW, q.used)):
+                    self.mmio(reg, addr & 0xFFFFFFFF)
+                    self.mmio(reg + 4, addr >> 32)
+                self.mmio(V.QUEUE_READY, 1)
+        self.mmio(V.STATUS, 0xF if not self.legacy else 7)
+        self.read_reg(V.STATUS)
+
+    def alloc(self, data: bytes | int) -> int:
+        raw = bytes(data) if isinstance(data, int) else data
+        addr = self.buf
+        padded = raw + bytes(-len(raw) % 8)
+        for i in range(0, len(padded), 8):
+            self.ops.append(W(addr + i, int.from_bytes(padded[i:i + 8], "little"), 8))
+        self.buf += (len(padded) + 63) // 64 * 64
+        return addr
+
+    def chain(self, qi: int, bufs: Sequence[tuple[int, int, bool]], *,
+              indirect: bool = False) -> None:
+        """Make (addr, len, device_writable) buffers available as one chain."""
+        q = self.vqs[qi]
+        if indirect:
+            table = self.alloc(16 * len(bufs))
+            slots = list(range(len(bufs)))
+            head = q.next_desc % q.size
+            q.next_desc += 1
+            self.ops += [W(q.desc + 16 * head, table, 8), W(q.desc + 16 * head + 8, 16 * len(bufs)),
+                         W(q.desc + 16 * head + 12, 4, 2), W(q.desc + 16 * head + 14, 0, 2)]
+            base = table
+        else:
+            slots = [(q.next_desc + k) % q.size for k in range(len(bufs))]
+            q.next_desc += len(bufs)
+            head = slots[0]
+            base = q.desc
+        for k, (addr, length, wr) in enumerate(bufs):
+            last = k == len(bufs) - 1
+            i = slots[k]
+            self.ops += [W(base + 16 * i, addr, 8), W(base + 16 * i + 8, length),
+                         W(base + 16 * i + 12, (2 if wr else 0) | (0 if last else 1), 2),
+                         W(base + 16 * i + 14, slots[k + 1] if not last else 0, 2)]
+        self.ops.append(W(q.avail + 4 + 2 * (q.avail_idx % q.size), head, 2))
+        q.avail_idx += 1
+        self.ops.append(W(q.avail + 2, q.avail_idx, 2))
+
+    def kick(self, qi: int) -> None:
+        self.mmio(V.QUEUE_NOTIFY, qi)
+
+    def wait_used(self, qi: int, count: int) -> list[int]:
+        """Poll until ``count`` more used entries appear; read them (id, len)."""
+        q = self.vqs[qi]
+        target = q.used_seen + count
+        self.ops.append(P(q.used + 2, target & 0xFFFF))
+        out = []
+        for k in range(q.used_seen, target):
+            slot = q.used + 4 + 8 * (k % q.size)
+            self.ops += [R(slot), R(slot + 4)]
+            out.append(len(self.ops) - 1)
+        q.used_seen = target
+        # used_event (EVENT_IDX): interrupt on the next used buffer, as Linux's
+        # virtqueue_enable_cb; harmless without the feature
+        self.ops.append(W(q.avail + 4 + 2 * q.size, target & 0xFFFF, 2))
+        return out
+
+    def read_mem(self, addr: int, length: int) -> list[int]:
+        start = len(self.ops)
+        self.ops += [R(addr + o, 8) for o in range(0, length, 8)]
+        return list(range(start, len(self.ops)))
+
+    def ack_irq(self) -> None:
+        self.ops.append(P(self.base + V.INTERRUPT_STATUS, 1, 4))
+        self.mmio(V.INTERRUPT_ACK, 3)

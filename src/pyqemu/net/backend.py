@@ -185,10 +185,12 @@ class NetBackend(ABC):
 
     def deliver(self, frame: bytes) -> None:
         """A frame from the host for the NIC (main loop, BQL held)."""
-        if self.link_down or self._receive is None:
-            self.dropped += 1  # as QEMU: no peer or link down -> the frame is gone
+        if self.link_down:
+            self.dropped += 1  # as QEMU: link down -> the frame is gone
             return
-        if self._pending:
+        if self._pending or self._receive is None:
+            # no NIC attached yet (the board creates it after the netdev): hold the
+            # frame and stop reading until set_receive, instead of losing it
             if len(self._pending) >= MAX_PENDING:
                 self.dropped += 1
                 return
@@ -208,7 +210,9 @@ class NetBackend(ABC):
                 return
             self._pending.popleft()
             self.rx_frames += 1
-        if self.link_down or self._receive is None:
+        if self._receive is None:
+            return
+        if self.link_down:
             self.dropped += len(self._pending)
             self._pending.clear()
         self._resume_reading()
