@@ -61,6 +61,15 @@ def _ops(version: int) -> st.SearchStrategy[list[Op]]:
 
 def _run(version: int, ops: list[Op]) -> None:
     gic, cpus, _ = board(version, smp=2)
+    _run_ops(version, gic, cpus, ops)
+    # invariants: what the CPUs see agrees with a fresh recomputation
+    before = [c.state.irq_pending for c in cpus]
+    gic.update()
+    assert [c.state.irq_pending for c in cpus] == before
+
+
+def _run_ops(version: int, gic: Any, cpus: list[Any], ops: list[Op]) -> None:
+    """Apply the operations (as CPU 0 until an ``as_cpu`` switches)."""
     cur = cpus[0]
     set_current_cpu(cur)
     try:
@@ -89,10 +98,6 @@ def _run(version: int, ops: list[Op]) -> None:
             else:
                 cur = cpus[op[1]]
                 set_current_cpu(cur)
-        # invariants: what the CPUs see agrees with a fresh recomputation
-        before = [c.state.irq_pending for c in cpus]
-        gic.update()
-        assert [c.state.irq_pending for c in cpus] == before
     finally:
         set_current_cpu(None)
 

@@ -22,6 +22,7 @@ from pyqemu.hw.intc.common import (
     INTID_SPURIOUS,
     GICError,
     bits,
+    check_state,
     ctz32,
     device_lock,
     set_cpu_lines,
@@ -151,6 +152,52 @@ class GICv2:
             if self.num_cpu == 1:
                 # a uniprocessor GIC targets every interrupt at its sole CPU
                 self.irq_target = [1] * self.num_irq
+            self._targets_changed()
+            self.update()
+
+    # ---- snapshots -------------------------------------------------------------------------
+    STATE_VERSION = 1
+
+    def _fields(self) -> tuple[tuple[str, tuple[int, ...], int, int], ...]:
+        n, c = self.num_irq, GIC_NCPU
+        return (("ctlr", (), 2, 0), ("enabled", (c,), n, 0), ("pending", (c,), n, 0),
+                ("active", (c,), n, 0), ("level", (c,), n, 0), ("group", (c,), n, 0),
+                ("edge_trigger", (), n, 0), ("priority1", (c, GIC_INTERNAL), 8, 0),
+                ("priority2", (n - GIC_INTERNAL,), 8, 0), ("irq_target", (n,), 8, 0),
+                ("sgi_pending", (GIC_NR_SGIS, c), 8, 0), ("cpu_ctlr", (c,), 32, 0),
+                ("priority_mask", (c,), 8, 0), ("running_priority", (c,), 9, 0x101),
+                ("bpr", (c,), 3, 0), ("abpr", (c,), 3, 0), ("apr", (GIC_NR_APRS, c), 32, 0),
+                ("nsapr", (GIC_NR_APRS, c), 32, 0))
+
+    def save(self) -> dict[str, Any]:
+        """The whole GIC state as plain data (version, configuration, registers)."""
+        def plain(v: Any) -> Any:
+            if isinstance(v, (list, bytearray)):
+                return [plain(x) for x in v]
+            return v
+
+        with self.lock:
+            out: dict[str, Any] = {"version": self.STATE_VERSION, "num_irq": self.num_irq,
+                                   "num_cpu": self.num_cpu}
+            for name, _, _, _ in self._fields():
+                out[name] = plain(getattr(self, name))
+            return out
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Load :meth:`save` output (ValueError, state untouched, if it does not fit)."""
+        if not isinstance(data, dict) or data.get("version") != self.STATE_VERSION:
+            raise ValueError("gicv2: unsupported state version")
+        if (data.get("num_irq"), data.get("num_cpu")) != (self.num_irq, self.num_cpu):
+            raise ValueError("gicv2: state is for a different GIC configuration")
+        vals = {name: check_state(data.get(name), name, shape, width, limit)
+                for name, shape, width, limit in self._fields()}
+        with self.lock:
+            for name, v in vals.items():
+                if name == "priority1":
+                    v = [bytearray(x) for x in v]
+                elif name == "priority2":
+                    v = bytearray(v)
+                setattr(self, name, v)
             self._targets_changed()
             self.update()
 

@@ -22,6 +22,7 @@ from pyqemu.hw.intc.common import (
     INTID_SPURIOUS,
     GICError,
     bits,
+    check_state,
     ctz32,
     device_lock,
     set_cpu_lines,
@@ -565,6 +566,63 @@ class GICv3:
                 cs.ipriorityr = bytearray(GIC_INTERNAL)
                 cs.reset_cpuif()
             self.route = [0] * len(self.cpu_states)
+            self._recompute_routes()
+            self.update()
+
+    # ---- snapshots -------------------------------------------------------------------------
+    STATE_VERSION = 1
+    _CPU_FIELDS: tuple[tuple[str, tuple[int, ...], int], ...] = (
+        ("gicr_waker", (), 32), ("igroupr0", (), 32), ("ienabler0", (), 32),
+        ("ipendr0", (), 32), ("iactiver0", (), 32), ("edge_trigger", (), 32),
+        ("level", (), 32), ("ipriorityr", (GIC_INTERNAL,), 8), ("icc_ctlr_el1", (), 32),
+        ("icc_pmr_el1", (), 32), ("icc_bpr", (3,), 3), ("icc_apr", (3, 4), 32),
+        ("icc_igrpen", (3,), 1))
+
+    def save(self) -> dict[str, Any]:
+        """The whole GIC state as plain data (version, configuration, registers)."""
+        with self.lock:
+            cpus = [{name: (list(v) if isinstance(v := getattr(cs, name), bytearray)
+                            else [list(x) for x in v] if name == "icc_apr"
+                            else list(v) if isinstance(v, list) else v)
+                     for name, _, _ in self._CPU_FIELDS} for cs in self.cpu_states]
+            return {"version": self.STATE_VERSION, "num_irq": self.num_irq,
+                    "num_cpu": len(self.cpu_states), "pribits": self.pribits,
+                    "gicd_ctlr": self.gicd_ctlr, "group": self.group,
+                    "enabled": self.enabled, "pending": self.pending, "active": self.active,
+                    "level": self.level, "edge_trigger": self.edge_trigger,
+                    "priority": list(self.priority), "irouter": list(self.irouter),
+                    "cpus": cpus}
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Load :meth:`save` output (ValueError, state untouched, if it does not fit)."""
+        if not isinstance(data, dict) or data.get("version") != self.STATE_VERSION:
+            raise ValueError("gicv3: unsupported state version")
+        if (data.get("num_irq"), data.get("num_cpu"), data.get("pribits")) != \
+                (self.num_irq, len(self.cpu_states), self.pribits):
+            raise ValueError("gicv3: state is for a different GIC configuration")
+        n = self.num_irq
+        dist = {k: check_state(data.get(k), k, (), n) for k in
+                ("group", "enabled", "pending", "active", "level", "edge_trigger")}
+        ctlr = check_state(data.get("gicd_ctlr"), "gicd_ctlr", (), 32)
+        prio = check_state(data.get("priority"), "priority", (n,), 8)
+        irouter = check_state(data.get("irouter"), "irouter", (n,), 64)
+        cpus = data.get("cpus")
+        if not isinstance(cpus, list) or len(cpus) != len(self.cpu_states):
+            raise ValueError("gicv3: bad cpus")
+        per_cpu = [{name: check_state(c.get(name) if isinstance(c, dict) else None, name,
+                                      shape, width)
+                    for name, shape, width in self._CPU_FIELDS} for c in cpus]
+        with self.lock:
+            mask = self._spi_mask
+            self.gicd_ctlr = (ctlr & (GICD_CTLR_EN_GRP0 | GICD_CTLR_EN_GRP1NS)) | \
+                GICD_CTLR_DS | GICD_CTLR_ARE
+            for k, v in dist.items():
+                setattr(self, k, v & mask)
+            self.priority = bytearray(prio)
+            self.irouter = irouter
+            for cs, st in zip(self.cpu_states, per_cpu):
+                for name, v in st.items():
+                    setattr(cs, name, bytearray(v) if name == "ipriorityr" else v)
             self._recompute_routes()
             self.update()
 

@@ -15,6 +15,7 @@ __all__ = [
     "INTID_SPURIOUS",
     "GICError",
     "bits",
+    "check_state",
     "ctz32",
     "device_lock",
     "set_cpu_lines",
@@ -67,6 +68,19 @@ def split_unaligned_write(write: Callable[[int, int, int], None], offset: int, s
     """A misaligned MMIO store as QEMU 7.2's TCG performs it: byte by byte."""
     for k in range(size):
         write(offset + k, 1, (value >> (8 * k)) & 0xFF)
+
+
+def check_state(data: Any, name: str, shape: tuple[int, ...], bits: int, limit: int = 0) -> Any:
+    """Validate one field of saved state: an int below ``2**bits`` (or ``limit`` when
+    given), or nested lists of them with lengths ``shape``. ValueError otherwise."""
+    if not shape:
+        top = limit or 1 << bits
+        if not isinstance(data, int) or isinstance(data, bool) or not 0 <= data < top:
+            raise ValueError(f"gic state: bad {name}")
+        return data
+    if not isinstance(data, list) or len(data) != shape[0]:
+        raise ValueError(f"gic state: bad {name}")
+    return [check_state(x, name, shape[1:], bits, limit) for x in data]
 
 
 def set_cpu_lines(cpu: Any, irq: int, fiq: int) -> None:
