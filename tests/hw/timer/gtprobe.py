@@ -12,10 +12,13 @@ reduced to booleans inside the guest (``cset``), so outputs compare exactly.
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from pyqemu.accel.tcg.context import TCGContext
 from pyqemu.accel.tcg.physmem import PhysicalMemory
@@ -176,6 +179,22 @@ def run_qemu(elf: Path, gic: int = 3, timeout: float = 60) -> str:
          "-nodefaults", "-display", "none", "-serial", "stdio", "-monitor", "none",
          "-no-reboot", "-kernel", str(elf)],
         capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL, check=True)
+    return proc.stdout.decode()
+
+
+def run_pyqemu_system(elf: Path, gic: int = 3, timeout: float = 60) -> str:
+    """The probe's UART output under pyqemu-system-aarch64 -M virt (the whole program:
+    command line, virt board, VM, main loop), with QEMU's arguments."""
+    exe = Path(sys.executable).with_name("pyqemu-system-aarch64")
+    if not exe.exists():
+        pytest.skip("pyqemu-system-aarch64 console script not installed (pip install -e .)")
+    # stdin is an empty pipe: `-serial stdio` on /dev/null fails (epoll EPERM) for now
+    proc = subprocess.run(
+        [str(exe), "-M", f"virt,gic-version={gic}", "-cpu", "cortex-a72", "-m", "128M",
+         "-nodefaults", "-display", "none", "-serial", "stdio", "-monitor", "none",
+         "-no-reboot", "-kernel", str(elf)],
+        capture_output=True, timeout=timeout, input=b"", check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
     return proc.stdout.decode()
 
 

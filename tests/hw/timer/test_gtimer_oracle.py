@@ -14,16 +14,29 @@ import pytest
 
 from pyqemu.hw.intc.arm_gic import GICv2
 from pyqemu.hw.intc.arm_gicv3 import GICv3
-from tests.hw.timer.gtprobe import MiniBoard, build, program, results, run_qemu
+from tests.hw.timer.gtprobe import (
+    MiniBoard,
+    build,
+    program,
+    results,
+    run_pyqemu_system,
+    run_qemu,
+)
 
 CNTKCTL_CASES = (0x0, 0x1, 0x2, 0x3, 0x100, 0x200, 0x300, 0x303, 0xFFFFFFFFFFFFFCFC)
 
 
 def compare(tmp_path: Path, body: str, irq_handler: str | None = None,
-            gic: object = None, gic_version: int = 3, backend: str = "python") -> list[int]:
+            gic: object = None, gic_version: int = 3, backend: str = "python",
+            machine: str = "mini") -> list[int]:
+    """Run the probe on QEMU's virt and on pyqemu (the small test machine, or the whole
+    pyqemu-system-aarch64 -M virt with ``machine="virt"``); the outputs must agree."""
     elf, image = build(tmp_path, program(body, irq_handler))
     theirs = run_qemu(elf, gic=gic_version)
-    ours = MiniBoard(image, gic=gic, backend=backend).run()
+    if machine == "virt":
+        ours = run_pyqemu_system(elf, gic=gic_version)
+    else:
+        ours = MiniBoard(image, gic=gic, backend=backend).run()
     assert results(theirs), theirs
     diffs = [f"#{i}: qemu {q:#x} pyqemu {p:#x}"
              for i, (q, p) in enumerate(zip(results(theirs), results(ours))) if q != p]
@@ -211,8 +224,10 @@ def test_istatus_flips_at_deadline(tmp_path: Path) -> None:
     compare(tmp_path, body)
 
 
-@pytest.mark.parametrize("cntkctl", CNTKCTL_CASES, ids=lambda v: f"cntkctl={v:#x}")
-def test_el0_access_traps(tmp_path: Path, cntkctl: int) -> None:
+@pytest.mark.parametrize("cntkctl,machine",
+                         [(v, "mini") for v in CNTKCTL_CASES] + [(0x101, "virt")],
+                         ids=[f"cntkctl={v:#x}" for v in CNTKCTL_CASES] + ["virt-0x101"])
+def test_el0_access_traps(tmp_path: Path, cntkctl: int, machine: str) -> None:
     """EL0 accesses: allowed or trapped (EC 0x18, same ISS as QEMU) by CNTKCTL_EL1's
     EL0PCTEN/EL0VCTEN/EL0VTEN/EL0PTEN; EL1-only registers UNDEFINED at EL0."""
     reads = ("cntfrq_el0", "cntpct_el0", "cntvct_el0", "cntv_ctl_el0", "cntv_cval_el0",
@@ -247,7 +262,7 @@ def test_el0_access_traps(tmp_path: Path, cntkctl: int) -> None:
     b finish
     {el0}
     """
-    compare(tmp_path, body)
+    compare(tmp_path, body, machine=machine)
 
 
 # ------------------------------------------------------------ with a GICv3: WFI and IRQs
@@ -368,10 +383,13 @@ WFI_BODY = """
 """
 
 
-@pytest.mark.parametrize("version,backend", [(3, "python"), (2, "python"), (3, "interp"),
-                                             (3, "llvm")],
-                         ids=["gicv3", "gicv2", "gicv3-interp", "gicv3-llvm"])
-def test_wfi_woken_by_timer_through_gic(tmp_path: Path, version: int, backend: str) -> None:
+@pytest.mark.parametrize("version,backend,machine",
+                         [(3, "python", "mini"), (2, "python", "mini"), (3, "interp", "mini"),
+                          (3, "llvm", "mini"), (3, "python", "virt"), (2, "python", "virt")],
+                         ids=["gicv3", "gicv2", "gicv3-interp", "gicv3-llvm", "virt-gicv3",
+                              "virt-gicv2"])
+def test_wfi_woken_by_timer_through_gic(tmp_path: Path, version: int, backend: str,
+                                        machine: str) -> None:
     """Arm the virtual timer 20 ms ahead, WFI with IRQs unmasked: PPI 27 arrives after
     CVAL and is acknowledged (ICC_IAR1_EL1 / GICC_IAR); then the physical timer with
     IMASK set expires without an interrupt, and clearing IMASK delivers PPI 30 at once.
@@ -381,7 +399,7 @@ def test_wfi_woken_by_timer_through_gic(tmp_path: Path, version: int, backend: s
     body = setup + WFI_BODY.replace("ACK", ack)
     body += "\n    b finish\n" + IRQ_HANDLER.replace("ACK", ack).replace("EOI", eoi)
     out = compare(tmp_path, body, irq_handler="irq_handler", gic=gic, gic_version=version,
-                  backend=backend)
+                  backend=backend, machine=machine)
     assert out[:4] == [27, 5, 1, 1]  # sanity: the interrupt did arrive
 
 
@@ -437,13 +455,15 @@ TICK_BODY = """
 """
 
 
-@pytest.mark.parametrize("version", [3, 2], ids=["gicv3", "gicv2"])
-def test_periodic_ticks_like_linux(tmp_path: Path, version: int) -> None:
+@pytest.mark.parametrize("version,machine", [(3, "mini"), (2, "mini"), (3, "virt")],
+                         ids=["gicv3", "gicv2", "virt-gicv3"])
+def test_periodic_ticks_like_linux(tmp_path: Path, version: int, machine: str) -> None:
     """A Linux-like clock event: the handler masks the timer, moves CVAL one period on
     and unmasks; eight ticks arrive, each after its CVAL, while the CPU idles in WFI."""
     setup, ack, eoi, gic = ((GICV3_SETUP, GICV3_ACK, GICV3_EOI, GICv3) if version == 3
                             else (GICV2_SETUP, GICV2_ACK, GICV2_EOI, GICv2))
     body = setup + TICK_BODY.replace("ACK", ack)
     body += "\n    b finish\n" + TICK_HANDLER.replace("ACK", ack).replace("EOI", eoi)
-    out = compare(tmp_path, body, irq_handler="irq_handler", gic=gic, gic_version=version)
+    out = compare(tmp_path, body, irq_handler="irq_handler", gic=gic, gic_version=version,
+                  machine=machine)
     assert out == [8, 1, 1, 1023]
