@@ -69,7 +69,9 @@ def emulator_missing(emulator: str) -> str | None:
         except ImportError as exc:  # a half-built tree: say why instead of failing every boot
             return f"pyqemu.machine cannot be imported: {exc}"
         machines = getattr(machine, "MACHINES", None)
-        if not isinstance(machines, dict) or "virt" not in machines:
+        if not isinstance(machines, dict) or not any(
+                name == "virt" or getattr(mc, "alias", None) == "virt"
+                for name, mc in machines.items()):
             return "pyqemu cannot boot yet: no 'virt' in pyqemu.machine.MACHINES"
         return None
     raise ValueError(f"unknown emulator {emulator!r}")
