@@ -175,3 +175,28 @@ def test_every_offset_and_size_reads_in_range_and_writes_quietly(version: int) -
         assert [c.state.irq_pending for c in cpus] == before
     finally:
         set_current_cpu(None)
+
+
+def test_affinity_comes_from_the_board_and_cpu_interface_resets_alone() -> None:
+    from pyqemu.hw.intc import GICv3
+    from tests.hw.intc.gicprobe import make_cpus
+
+    cpus = make_cpus(3)
+    for i, cpu in enumerate(cpus):
+        cpu.mp_affinity = (1 << 32) | (i << 8)  # Aff3 = 1, Aff1 = i
+    gic = GICv3(None, cpus)
+    typers = [gic.redist_mmio.read_cb(0x20000 * i + 8, 8) for i in range(3)]
+    assert [t >> 32 for t in typers] == [0x01000000 | (i << 8) for i in range(3)]
+    assert [t >> 4 & 1 for t in typers] == [0, 0, 1]  # Last
+    gic.dist_mmio.write_cb(0x6000 + 8 * 40, 8, (1 << 32) | (2 << 8))  # SPI 40 -> CPU 2
+    gic.dist_mmio.write_cb(0, 4, 2)
+    gic.dist_mmio.write_cb(0x84, 4, 0xFFFFFFFF)
+    gic.dist_mmio.write_cb(0x104, 4, 1 << 8)
+    gic.dist_mmio.write_cb(0x204, 4, 1 << 8)
+    sysreg_access(cpus[2], "ICC_PMR_EL1", 0xFF)
+    sysreg_access(cpus[2], "ICC_IGRPEN1_EL1", 1)
+    assert [c.state.irq_pending for c in cpus] == [0, 0, 1]
+    gic.reset_cpu_interface(2)
+    assert sysreg_access(cpus[2], "ICC_PMR_EL1", None) == 0
+    assert [c.state.irq_pending for c in cpus] == [0, 0, 0]
+    assert gic.dist_mmio.read_cb(0x204, 4) == 1 << 8  # the distributor kept its state

@@ -652,6 +652,14 @@ class GICv3:
             grpmask |= ~self.group
         return pend & grpmask & self._spi_mask
 
+    def reset_cpu_interface(self, cpu_index: int) -> None:
+        """Reset one CPU's ICC_* state, as QEMU does whenever that CPU resets (PSCI
+        CPU_ON included); the redistributor keeps its state."""
+        with self.lock:
+            cs = self.cpu_states[cpu_index]
+            cs.reset_cpuif()
+            self.update_cpu(cs)
+
     def update_cpu(self, cs: GICv3CPU) -> None:
         cs.recompute_hppi()
         cs.cpuif_update()
@@ -918,9 +926,11 @@ class GICv3:
 
 
 def _cpu_affinity(cpu: Any, index: int) -> int:
-    """GICR_TYPER's 32-bit affinity from the CPU's MPIDR_EL1."""
-    state = getattr(cpu, "state", None)
-    mpidr = getattr(state, "mpidr_el1", None)
+    """GICR_TYPER's 32-bit affinity: the CPU's ``mp_affinity`` (what the board gives it,
+    MPIDR format), else its MPIDR_EL1, else virt's layout for ``index``."""
+    mpidr = getattr(cpu, "mp_affinity", None)
+    if not isinstance(mpidr, int):
+        mpidr = getattr(getattr(cpu, "state", None), "mpidr_el1", None)
     if not isinstance(mpidr, int):
         return ((index // 16) << 8) | (index % 16)
     return ((mpidr >> 8) & 0xFF000000) | (mpidr & 0xFFFFFF)
