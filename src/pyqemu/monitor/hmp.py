@@ -205,7 +205,10 @@ class HMPMonitor:
             self.print(f'Try "help {prefix}" for more information\n')
             return
         assert cmd.handler is not None
-        cmd.handler(self, args)
+        try:
+            cmd.handler(self, args)
+        except Exception as e:  # noqa: BLE001 - a pyqemu bug must not kill the main loop
+            self.print(f"Error: internal error: {type(e).__name__}: {e}\n")
 
     def _parse_arguments(self, cmd: HMPCommand, s: str, p: int) -> dict[str, Any]:
         args: dict[str, Any] = {}

@@ -30,7 +30,6 @@ class JSONError(ValueError):
 
 
 _KEYWORD = re.compile(rb"[a-z]+")
-_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _WS = b" \t\r\n"
 
 Token = tuple[str, Any]  # (kind, value): kind in "{", "}", "[", "]", ":", ",", "str",
@@ -40,8 +39,11 @@ Token = tuple[str, Any]  # (kind, value): kind in "{", "}", "[", "]", ":", ",", 
 class JSONStreamer:
     """Feed bytes; get back complete top-level JSON values (or JSONError per bad one).
 
-    A value is complete when its braces and brackets balance (QEMU's json-streamer); a
-    stray character becomes an error message of its own, and the streamer resynchronises.
+    A value is complete when its braces and brackets balance (QEMU's json-streamer). A
+    lexical error ends the message being collected with "stray '<text>'" (the text up to
+    and including the offending byte) and puts the lexer in QEMU's recovery state:
+    input is skipped up to a structural character, a control character or a byte
+    0xFE/0xFF, where lexing starts again.
     """
 
     def __init__(self) -> None:
@@ -49,6 +51,7 @@ class JSONStreamer:
         self._tokens: list[Token] = []
         self._depth = 0
         self._size = 0
+        self._recovery = False
 
     def feed(self, data: bytes) -> Iterator[Any | JSONError]:
         """Parsed values (or JSONError instances) completed by ``data``."""
@@ -60,7 +63,10 @@ class JSONStreamer:
             kind = tok[0]
             if kind == "err":
                 self._reset()
-                yield JSONError(f"JSON parse error, stray '{tok[1]}'")
+                self._recovery = True
+                # a C string in QEMU: the text ends at a NUL byte
+                text = bytes(tok[1]).split(b"\0", 1)[0].decode("utf-8", "replace")
+                yield JSONError(f"JSON parse error, stray '{text}'")
                 continue
             self._tokens.append(tok)
             if kind in "{[":
@@ -71,10 +77,13 @@ class JSONStreamer:
                 self._reset()
                 yield JSONError("JSON parse error, expecting value")
                 continue
-            if self._depth > MAX_NESTING or self._size > MAX_TOKEN_SIZE:
+            if self._depth > MAX_NESTING:
                 self._reset()
-                yield JSONError("JSON parse error, too large nesting" if
-                                self._depth > MAX_NESTING else "JSON token size limit exceeded")
+                yield JSONError("JSON nesting depth limit exceeded")
+                continue
+            if self._size > MAX_TOKEN_SIZE:
+                self._reset()
+                yield JSONError("JSON token size limit exceeded")
                 continue
             if self._depth == 0:
                 toks, self._tokens = self._tokens, []
@@ -93,6 +102,14 @@ class JSONStreamer:
         """One token from the buffer, or None if it needs more bytes."""
         buf = self._buf
         i = 0
+        if self._recovery:
+            while i < len(buf) and (0x20 <= buf[i] <= 0xFD or buf[i] == 9) and \
+                    buf[i] not in b"[]{}:,":
+                i += 1
+            if i == len(buf):
+                del buf[:]
+                return None
+            self._recovery = False
         while i < len(buf) and buf[i] in _WS:
             i += 1
         del buf[:i]
@@ -104,23 +121,27 @@ class JSONStreamer:
             self._size += 1
             return (chr(c), None)
         if c in b"\"'":
-            r = _scan_string(buf)
-            if r is None:
+            n = _scan_string(buf)
+            if n is None:
                 return None
-            value, n = r
+            if n < 0:  # lexical error inside the string
+                text = bytes(buf[:-n])
+                del buf[:-n]
+                return ("err", text)
+            raw = bytes(buf[:n])
             del buf[:n]
             self._size += n
-            return ("str", value)
+            return ("str", _decode_string(raw))
         if c == ord("-") or 0x30 <= c <= 0x39:
-            m = _NUMBER.match(buf)
-            # a number at the very end of the buffer may continue in the next read
-            if m is None or m.end() == len(buf):
-                if len(buf) < 64:
-                    return None
-                del buf[:1]
-                return ("err", chr(c))
-            text = bytes(buf[:m.end()])
-            del buf[:m.end()]
+            end = _scan_number(buf)
+            if end is None:
+                return None  # the number may continue in the next read
+            if end < 0:
+                text = bytes(buf[:-end])
+                del buf[:-end]
+                return ("err", text)
+            text = bytes(buf[:end])
+            del buf[:end]
             self._size += len(text)
             if re.fullmatch(rb"-?[0-9]+", text):
                 v = int(text)
@@ -137,144 +158,226 @@ class JSONStreamer:
             self._size += len(word)
             return ("kw", word)
         del buf[:1]
-        ch = chr(c) if c < 0x80 else f"\\x{c:02x}"
-        return ("err", ch)
+        return ("err", bytes([c]))
 
 
-_ESCAPES = {ord('"'): '"', ord("'"): "'", ord("\\"): "\\", ord("/"): "/", ord("b"): "\b",
-            ord("f"): "\f", ord("n"): "\n", ord("r"): "\r", ord("t"): "\t"}
+def _scan_number(buf: bytearray) -> int | None:
+    """Length of the JSON number at the start of ``buf``; None if the buffer ends where
+    the number could go on; ``-n`` for a lexical error whose text is ``buf[:n]`` (the
+    offending byte included), as QEMU's lexer: "01", "-}", "1.}", "1e}"."""
+    n = len(buf)
+
+    def digits(j: int) -> int:
+        while j < n and 0x30 <= buf[j] <= 0x39:
+            j += 1
+        return j
+
+    i = 0
+    if buf[0] == ord("-"):
+        i = 1
+        if i >= n:
+            return None
+        if not 0x30 <= buf[i] <= 0x39:
+            return -(i + 1)
+    if buf[i] == ord("0"):
+        i += 1
+        if i >= n:
+            return None
+        if 0x30 <= buf[i] <= 0x39:
+            return -(i + 1)
+    else:
+        i = digits(i)
+    if i >= n:
+        return None
+    if buf[i] == ord("."):
+        j = digits(i + 1)
+        if j >= n:
+            return None
+        if j == i + 1:
+            return -(j + 1)
+        i = j
+    if buf[i] in b"eE":
+        j = i + 1
+        if j >= n:
+            return None
+        if buf[j] in b"+-":
+            j += 1
+            if j >= n:
+                return None
+        k = digits(j)
+        if k >= n:
+            return None
+        if k == j:
+            return -(k + 1)
+        i = k
+    return i
 
 
-def _scan_string(buf: bytearray) -> tuple[str | JSONError, int] | None:
-    """Decode a quoted string at the start of ``buf``: (value, bytes used) or None if
-    the closing quote has not arrived yet."""
+def _scan_string(buf: bytearray) -> int | None:
+    """Length of the quoted string at the start of ``buf`` (quotes included); None if it
+    has not ended yet; ``-n`` for a lexical error (a control character or byte 0xFE/0xFF
+    at ``n - 1``)."""
     quote = buf[0]
-    out: list[str] = []
-    raw = bytearray()
     i = 1
-    err: JSONError | None = None
     while True:
         if i >= len(buf):
             return None
         c = buf[i]
         if c == quote:
-            i += 1
-            break
+            return i + 1
         if c == ord("\\"):
             if i + 1 >= len(buf):
                 return None
             e = buf[i + 1]
-            if e in _ESCAPES:
-                if raw:
-                    out.append(raw.decode("utf-8", "replace"))
-                    raw = bytearray()
-                out.append(_ESCAPES[e])
-                i += 2
-                continue
-            if e == ord("u"):
-                if i + 6 > len(buf):
-                    return None
-                hexd = bytes(buf[i + 2:i + 6])
-                try:
-                    cp = int(hexd, 16)
-                except ValueError:
-                    err = err or JSONError("JSON parse error, invalid hex escape")
-                    i += 2
-                    continue
-                if raw:
-                    out.append(raw.decode("utf-8", "replace"))
-                    raw = bytearray()
-                out.append(chr(cp))
-                i += 6
-                continue
-            err = err or JSONError("JSON parse error, invalid escape sequence in string")
+            if e < 0x20 or e >= 0xFE:
+                return -(i + 2)
             i += 2
             continue
-        if c < 0x20:
-            err = err or JSONError("JSON parse error, control character in string")
-        raw.append(c)
+        if c < 0x20 or c >= 0xFE:
+            return -(i + 1)
         i += 1
-    if raw:
-        out.append(raw.decode("utf-8", "replace"))
-    text = "".join(out)
-    # pair up UTF-16 surrogates written as two \u escapes
-    text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return (err if err is not None else text), i
+
+
+_ESCAPES = {"\"": "\"", "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n",
+            "r": "\r", "t": "\t"}
+
+
+def _bad_unicode(s: str, i: int) -> JSONError:
+    return JSONError(f"JSON parse error, \\u{s[i:i + 4]} is not a valid Unicode character")
+
+
+def _decode_string(raw: bytes) -> str | JSONError:
+    """The value of a lexed string token (QEMU's parse_string), or the JSONError the
+    parser reports when the string is used."""
+    try:
+        s = raw[1:-1].decode("utf-8")
+    except UnicodeDecodeError:
+        return JSONError("JSON parse error, invalid UTF-8 sequence in string")
+    # error messages quote the 4 characters after \u, the closing quote included
+    s_q = s + chr(raw[-1])
+    out: list[str] = []
+    i = 0
+    while i < len(s):
+        ch = s[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        e = s[i + 1]
+        i += 2
+        if e in _ESCAPES:
+            out.append(_ESCAPES[e])
+            continue
+        if e != "u":
+            return JSONError("JSON parse error, invalid escape sequence in string")
+        hexd = s[i:i + 4]
+        if len(hexd) < 4 or any(h not in "0123456789abcdefABCDEF" for h in hexd):
+            return _bad_unicode(s_q, i)
+        cp = int(hexd, 16)
+        if 0xD800 <= cp < 0xDC00:  # a high surrogate needs its low half next
+            lo = s[i + 6:i + 10] if s[i + 4:i + 6] == "\\u" else ""
+            if len(lo) == 4 and all(h in "0123456789abcdefABCDEF" for h in lo) and \
+                    0xDC00 <= int(lo, 16) < 0xE000:
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (int(lo, 16) - 0xDC00)
+                i += 6
+            else:
+                return _bad_unicode(s_q, i)
+        elif 0xDC00 <= cp < 0xE000:
+            return _bad_unicode(s_q, i)
+        out.append(chr(cp))
+        i += 4
+    return "".join(out)
 
 
 def parse_tokens(tokens: list[Token]) -> Any:
-    """The value of one balanced token list (QEMU's json-parser), or raise JSONError."""
-    pos = 0
+    """The value of one balanced token list (QEMU's json-parser), or raise JSONError.
 
-    def value() -> Any:
-        nonlocal pos
-        if pos >= len(tokens):
-            raise JSONError("JSON parse error, expecting value")
-        kind, v = tokens[pos]
-        pos += 1
-        if kind == "{":
-            obj: dict[str, Any] = {}
-            if pos < len(tokens) and tokens[pos][0] == "}":
+    Iterative (an explicit stack), so nesting as deep as QEMU allows cannot exhaust
+    Python's recursion limit."""
+    # stack of open containers: [container, pending key (dicts), state]
+    # state: "first" (just opened), "value" (expects a value), "sep" (after a value)
+    stack: list[list[Any]] = []
+    pos = 0
+    result: Any = None
+    have_result = False
+
+    def expecting() -> JSONError:
+        return JSONError("JSON parse error, expecting value")
+
+    while True:
+        if have_result:
+            if not stack:
+                if pos != len(tokens):
+                    raise expecting()
+                return result
+            top = stack[-1]
+            if isinstance(top[0], dict):
+                if top[1] in top[0]:
+                    raise JSONError("JSON parse error, duplicate key")
+                top[0][top[1]] = result
+            else:
+                top[0].append(result)
+            top[2] = "sep"
+            have_result = False
+        if stack and stack[-1][2] in ("first", "sep", "key"):
+            top = stack[-1]
+            is_dict = isinstance(top[0], dict)
+            if pos >= len(tokens):
+                raise expecting()
+            kind, v = tokens[pos]
+            if top[2] == "sep":
                 pos += 1
-                return obj
-            while True:
-                if pos >= len(tokens):
-                    raise JSONError("JSON parse error, expecting value")
-                k = tokens[pos]
-                if k[0] != "str":
-                    if k[0] in ("}", ",", ":"):
-                        raise JSONError("JSON parse error, expecting value")
+                if kind == ("}" if is_dict else "]"):
+                    result = stack.pop()[0]
+                    have_result = True
+                    continue
+                if kind != ",":
+                    raise JSONError("JSON parse error, expected separator in "
+                                    + ("dict" if is_dict else "list"))
+                top[2] = "key" if is_dict else "value"
+                continue
+            if top[2] == "first" and kind == ("}" if is_dict else "]"):
+                pos += 1
+                result = stack.pop()[0]
+                have_result = True
+                continue
+            if is_dict:
+                if kind != "str":
+                    if kind in ("}", ",", ":"):
+                        raise expecting()
                     raise JSONError("JSON parse error, key is not a string in object")
-                if isinstance(k[1], JSONError):
-                    raise k[1]
+                if isinstance(v, JSONError):
+                    raise v
                 pos += 1
                 if pos >= len(tokens) or tokens[pos][0] != ":":
                     raise JSONError("JSON parse error, missing : in object pair")
                 pos += 1
-                obj[k[1]] = value()
-                if pos >= len(tokens):
-                    raise JSONError("JSON parse error, expecting value")
-                sep = tokens[pos][0]
-                pos += 1
-                if sep == "}":
-                    return obj
-                if sep != ",":
-                    raise JSONError("JSON parse error, expected separator in dict")
+                top[1] = v
+            top[2] = "value"
+        # a value starts here
+        if pos >= len(tokens):
+            raise expecting()
+        kind, v = tokens[pos]
+        pos += 1
+        if kind == "{":
+            stack.append([{}, None, "first"])
+            continue
         if kind == "[":
-            arr: list[Any] = []
-            if pos < len(tokens) and tokens[pos][0] == "]":
-                pos += 1
-                return arr
-            while True:
-                arr.append(value())
-                if pos >= len(tokens):
-                    raise JSONError("JSON parse error, expecting value")
-                sep = tokens[pos][0]
-                pos += 1
-                if sep == "]":
-                    return arr
-                if sep != ",":
-                    raise JSONError("JSON parse error, expected separator in list")
+            stack.append([[], None, "first"])
+            continue
         if kind == "str":
             if isinstance(v, JSONError):
                 raise v
-            return v
-        if kind in ("int", "float"):
-            return v
-        if kind == "kw":
-            if v == "true":
-                return True
-            if v == "false":
-                return False
-            if v == "null":
-                return None
-            raise JSONError(f"JSON parse error, invalid keyword '{v}'")
-        raise JSONError("JSON parse error, expecting value")
-
-    result = value()
-    if pos != len(tokens):
-        raise JSONError("JSON parse error, expecting value")
-    return result
+            result = v
+        elif kind in ("int", "float"):
+            result = v
+        elif kind == "kw":
+            if v not in ("true", "false", "null"):
+                raise JSONError(f"JSON parse error, invalid keyword '{v}'")
+            result = {"true": True, "false": False, "null": None}[v]
+        else:
+            raise expecting()
+        have_result = True
 
 
 def _quote(s: str) -> str:
@@ -307,41 +410,57 @@ def _quote(s: str) -> str:
 
 
 def _float(v: float) -> str:
-    if math.isnan(v) or math.isinf(v):
-        return "null"
+    # QEMU prints what printf's %.17g gives, "inf" included (not valid JSON, but QEMU's)
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
     return f"{v:.17g}"
 
 
-def dump(obj: Any, pretty: bool = False, _indent: int = 0) -> str:
-    """``obj`` as QEMU writes it: ``{"a": 1, "b": [2]}``, or indented by 4 (pretty)."""
-    if obj is None:
-        return "null"
-    if obj is True:
-        return "true"
-    if obj is False:
-        return "false"
-    if isinstance(obj, int):
-        return str(obj)
-    if isinstance(obj, float):
-        return _float(obj)
-    if isinstance(obj, str):
-        return _quote(obj)
-    if isinstance(obj, dict):
-        if not obj:
-            # QEMU's pretty writer still breaks the line inside an empty container
-            return "{\n" + " " * (4 * _indent) + "}" if pretty else "{}"
-        if pretty:
-            pad = " " * (4 * (_indent + 1))
-            items = [f"{pad}{_quote(str(k))}: {dump(v, True, _indent + 1)}"
-                     for k, v in obj.items()]
-            return "{\n" + ",\n".join(items) + "\n" + " " * (4 * _indent) + "}"
-        return "{" + ", ".join(f"{_quote(str(k))}: {dump(v)}" for k, v in obj.items()) + "}"
-    if isinstance(obj, (list, tuple)):
-        if not obj:
-            return "[\n" + " " * (4 * _indent) + "]" if pretty else "[]"
-        if pretty:
-            pad = " " * (4 * (_indent + 1))
-            items = [pad + dump(v, True, _indent + 1) for v in obj]
-            return "[\n" + ",\n".join(items) + "\n" + " " * (4 * _indent) + "]"
-        return "[" + ", ".join(dump(v) for v in obj) + "]"
-    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+def dump(obj: Any, pretty: bool = False) -> str:
+    """``obj`` as QEMU writes it: ``{"a": 1, "b": [2]}``, or indented by 4 (pretty).
+    Iterative, so any nesting the parser accepted can be written back."""
+    out: list[str] = []
+    # work items: ("v", value, indent) to write a value, ("s", text) to emit text
+    work: list[tuple[Any, ...]] = [("v", obj, 0)]
+    while work:
+        item = work.pop()
+        if item[0] == "s":
+            out.append(item[1])
+            continue
+        _, v, ind = item
+        if v is None:
+            out.append("null")
+        elif v is True:
+            out.append("true")
+        elif v is False:
+            out.append("false")
+        elif isinstance(v, int):
+            out.append(str(v))
+        elif isinstance(v, float):
+            out.append(_float(v))
+        elif isinstance(v, str):
+            out.append(_quote(v))
+        elif isinstance(v, (dict, list, tuple)):
+            is_dict = isinstance(v, dict)
+            op, cl = ("{", "}") if is_dict else ("[", "]")
+            pad, endpad = " " * (4 * (ind + 1)), " " * (4 * ind)
+            if not v:
+                # QEMU's pretty writer still breaks the line inside an empty container
+                out.append(f"{op}\n{endpad}{cl}" if pretty else op + cl)
+                continue
+            items = list(v.items()) if is_dict else [(None, x) for x in v]
+            seq: list[tuple[Any, ...]] = [("s", op + ("\n" if pretty else ""))]
+            for i, (k, x) in enumerate(items):
+                lead = ("" if i == 0 else (",\n" if pretty else ", ")) + \
+                    (pad if pretty else "")
+                if is_dict:
+                    lead += _quote(str(k)) + ": "
+                seq.append(("s", lead))
+                seq.append(("v", x, ind + 1))
+            seq.append(("s", (f"\n{endpad}" if pretty else "") + cl))
+            work.extend(reversed(seq))
+        else:
+            raise TypeError(f"cannot write {type(v).__name__} as JSON")
+    return "".join(out)

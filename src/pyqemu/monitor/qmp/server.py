@@ -65,9 +65,12 @@ class QMPMonitor:
 
     def _receive(self, data: bytes) -> None:
         for msg in self._streamer.feed(data):
-            resp = self.handle(msg)
-            if resp is not None:
-                self._send(resp)
+            try:
+                resp = self.handle(msg)
+                if resp is not None:
+                    self._send(resp)
+            except Exception as e:  # noqa: BLE001 - e.g. an unwritable reply
+                self._send(_error(QMPError(f"internal error: {type(e).__name__}: {e}")))
 
     # ------------------------------------------------------------ dispatch
     def handle(self, msg: Any) -> dict[str, Any] | None:
@@ -94,6 +97,8 @@ class QMPMonitor:
             ret = cmd.handler(self, args)
         except QMPError as e:
             resp = _error(e)
+        except Exception as e:  # noqa: BLE001 - a pyqemu bug must not kill the main loop
+            resp = _error(QMPError(f"internal error: {type(e).__name__}: {e}"))
         else:
             resp = {"return": ret}
         if has_id:
