@@ -450,7 +450,7 @@ def dump(obj: Any, pretty: bool = False) -> str:
                 # QEMU's pretty writer still breaks the line inside an empty container
                 out.append(f"{op}\n{endpad}{cl}" if pretty else op + cl)
                 continue
-            items = list(v.items()) if is_dict else [(None, x) for x in v]
+            items = list(v.items()) if isinstance(v, dict) else [(None, x) for x in v]
             seq: list[tuple[Any, ...]] = [("s", op + ("\n" if pretty else ""))]
             for i, (k, x) in enumerate(items):
                 lead = ("" if i == 0 else (",\n" if pretty else ", ")) + \
