@@ -151,10 +151,10 @@ def build(tmp_path: Path, src: str) -> tuple[Path, bytes]:
 _EXC_RE = re.compile(r"Taking exception (\d+) \[([^\]]*)\]")
 
 
-def run_qemu(tmp_path: Path, elf: Path) -> dict[str, Any]:
+def run_qemu(tmp_path: Path, elf: Path, cpu: str = "cortex-a72") -> dict[str, Any]:
     qemu = require_tool("qemu-system-aarch64")
     log = tmp_path / "qemu.log"
-    subprocess.run([qemu, "-M", "virt", "-cpu", "cortex-a72", "-m", "128M", "-nodefaults",
+    subprocess.run([qemu, "-M", "virt", "-cpu", cpu, "-m", "128M", "-nodefaults",
                     "-display", "none", "-serial", "null", "-monitor", "none",
                     "-no-reboot", "-singlestep", "-d", "cpu,int,nochain", "-D", str(log),
                     "-kernel", str(elf)], check=True, timeout=40)
@@ -209,9 +209,10 @@ def virt_like_memory(image: bytes, ram_phys: bool = False) -> Any:
 
 
 def run_pyqemu(image: bytes, backend: str = "python", ram_phys: bool = False,
-               ctx_out: list[Any] | None = None) -> dict[str, Any]:
+               ctx_out: list[Any] | None = None, cpu_model: str = "cortex-a72"
+               ) -> dict[str, Any]:
     phys = virt_like_memory(image, ram_phys)
-    fe = AArch64Frontend("cortex-a72", system=True)
+    fe = AArch64Frontend(cpu_model, system=True)
     logbuf = io.StringIO()
     ctx = TCGContext(fe, backend=backend, log=QemuLog({"int"}, stream=logbuf))
     mem = SystemMemory(phys, parange=SYS_PARANGE)
@@ -248,13 +249,14 @@ def run_pyqemu(image: bytes, backend: str = "python", ram_phys: bool = False,
 
 
 def check(tmp_path: Path, body_or_src: str, backend: str = "python",
-          ram_phys: bool = False, cpu_out: list[Any] | None = None) -> dict[str, Any]:
+          ram_phys: bool = False, cpu_out: list[Any] | None = None,
+          qemu_cpu: str = "cortex-a72", cpu_model: str = "cortex-a72") -> dict[str, Any]:
     """Run a program (or a bare EL1 body) in both; assert identical registers and
     exceptions; return QEMU's results (``cpu_out`` receives pyqemu's vCPU)."""
     src = body_or_src if body_or_src.startswith(".text") else program(body_or_src)
     elf, image = build(tmp_path, src)
-    q = run_qemu(tmp_path, elf)
-    p = run_pyqemu(image, backend, ram_phys, cpu_out)
+    q = run_qemu(tmp_path, elf, qemu_cpu)
+    p = run_pyqemu(image, backend, ram_phys, cpu_out, cpu_model)
     assert p["off"], "pyqemu never reached PSCI SYSTEM_OFF"
     diffs = [f"{k}: qemu {q['regs'][k]:#x} pyqemu {p['regs'][k]:#x}"
              for k in q["regs"] if q["regs"][k] != p["regs"].get(k)]
@@ -558,8 +560,8 @@ def test_mmu_blocks_ttbr1_and_table_attrs(tmp_path: Path, case: str) -> None:
     check(tmp_path, program(body, tables))
 
 
-@pytest.mark.parametrize("backend", ["interp"])
-def test_sys_other_backend(tmp_path: Path, backend: str) -> None:
+@pytest.mark.parametrize("backend,ram_phys", [("interp", False), ("python", True)])
+def test_sys_other_backend(tmp_path: Path, backend: str, ram_phys: bool) -> None:
     granule = 4096
     maps = identity(granule, AF | AP_EL0 | AP_RO | NORMAL) + [
         (VA_DATA, DATA_PA, AF | AP_EL0 | NORMAL | UXN)]
@@ -576,7 +578,8 @@ el0:
     ldr x4, [x1, #8]
     svc #3
     """
-    check(tmp_path, program(body, build_tables(granule, 25, maps)), backend=backend)
+    check(tmp_path, program(body, build_tables(granule, 25, maps)), backend=backend,
+          ram_phys=ram_phys)
 
 
 def test_sys_id_and_cache_registers(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "implemented_features",
     "pstate_read",
     "pstate_write",
+    "rebuild_hflags",
     "reset_state",
     "reset_system_state",
 ]
@@ -111,6 +112,11 @@ class CPUARMState(ctypes.Structure):
         ("mpidr_el1", _u64),
         ("irq_pending", _u64),  # bit 0 IRQ, bit 1 FIQ, bit 2 SError (level, set by devices)
         ("halted", _u64),  # WFI: idle until an interrupt is pending
+        # the TB flags of the current state (QEMU's hflags): rebuilt by rebuild_hflags
+        # whenever EL, SCTLR_EL1 or CPACR_EL1 change; 0 = not computed yet
+        ("hflags", _u64),
+        ("dbg_regs", _u64 * 64),  # DBGBVR/BCR/WVR/WCR n=0..15 (breakpoints never fire)
+        ("oslsr_el1", _u64),  # OSLK (bit 1) follows OSLAR_EL1 writes
     ]
 
 
@@ -200,6 +206,41 @@ def reset_system_state(s: CPUARMState) -> None:
     # SCTLR_EL1 reset (ARMv8.0 RES1 bits, MMU and caches off), as QEMU's cortex-a*
     s.sctlr_el1 = 0x00C50838
     s.mpidr_el1 = 0x80000000
+    s.oslsr_el1 = 0xA  # OSLM = 0b10 (OS lock implemented), OSLK = 1 (locked at reset)
+    rebuild_hflags(s)
+
+
+# --------------------------------------------------------------------------- TB flags
+
+#: TB flags of system mode (user mode: 0). The translation of a block depends on them.
+TB_FLAG_EL_MASK = 0x3  # PSTATE.EL
+TB_FLAG_SYSTEM = 0x8
+TB_FLAG_FPTRAP = 0x10  # CPACR_EL1.FPEN traps FP/SIMD at this EL (EC 0x07)
+TB_FLAG_EL0_UCT = 0x20  # EL0 and SCTLR_EL1.UCT = 0: CTR_EL0 traps
+TB_FLAG_EL0_DZE = 0x40  # EL0 and SCTLR_EL1.DZE = 0: DC ZVA traps, DCZID.DZP = 1
+TB_FLAG_EL0_UCI = 0x80  # EL0 and SCTLR_EL1.UCI = 0: DC CVAU/CIVAC/CVAC/CVAP, IC IVAU trap
+TB_FLAG_EL0_UMA = 0x100  # EL0 and SCTLR_EL1.UMA = 0: DAIF accesses trap
+TB_FLAG_EL0_TWI = 0x200  # EL0 and SCTLR_EL1.nTWI = 0: WFI traps (EC 0x01)
+TB_FLAG_EL0_TWE = 0x400  # EL0 and SCTLR_EL1.nTWE = 0: WFE traps
+
+_EL0_TRAPS = ((15, TB_FLAG_EL0_UCT), (14, TB_FLAG_EL0_DZE), (26, TB_FLAG_EL0_UCI),
+              (9, TB_FLAG_EL0_UMA), (16, TB_FLAG_EL0_TWI), (18, TB_FLAG_EL0_TWE))
+
+
+def rebuild_hflags(s: CPUARMState) -> int:
+    """Recompute ``s.hflags`` from PSTATE.EL, SCTLR_EL1 and CPACR_EL1 (system mode)."""
+    el = int(s.current_el) & 3
+    f = TB_FLAG_SYSTEM | el
+    fpen = (int(s.cpacr_el1) >> 20) & 3
+    if fpen in (0, 2) or (fpen == 1 and el == 0):
+        f |= TB_FLAG_FPTRAP
+    if el == 0:
+        sctlr = int(s.sctlr_el1)
+        for bit, flag in _EL0_TRAPS:
+            if not sctlr >> bit & 1:
+                f |= flag
+    s.hflags = f
+    return f
 
 
 # --------------------------------------------------------------------------- hwcaps

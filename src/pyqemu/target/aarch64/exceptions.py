@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,13 @@ from pyqemu.accel.tcg.interfaces import (
     UndefinedInstruction,
 )
 from pyqemu.ir.ops import ExitReason
-from pyqemu.target.aarch64.cpu import BreakpointTrap, CPUARMState, pstate_read, pstate_write
+from pyqemu.target.aarch64.cpu import (
+    BreakpointTrap,
+    CPUARMState,
+    pstate_read,
+    pstate_write,
+    rebuild_hflags,
+)
 from pyqemu.target.aarch64.mmu import FSC_ALIGNMENT, MMUFault
 
 __all__ = [
@@ -113,6 +120,7 @@ def set_el(cpu: Any, new_el: int, new_spsel: int) -> None:
     _switch_sp(s, new_el, new_spsel)
     if new_el != s.current_el:
         s.current_el = new_el
+        rebuild_hflags(s)
         set_idx = getattr(cpu, "set_mmu_idx", None)
         if set_idx is not None:
             set_idx(new_el)  # the TLB keeps one table set per EL: no flush
@@ -376,6 +384,8 @@ def cpu_loop_system(cpu: Any, hvc_handler: Callable[[Any, int], bool] | None = N
             _firmware_call(cpu, hvc_handler, smc_handler)
         elif ex.reason == ExitReason.HALT and not s.irq_pending:
             s.halted = 1
+        elif ex.reason == ExitReason.YIELD:
+            time.sleep(0)  # WFE: let the other vCPU threads run (QEMU's EXCP_YIELD)
         if stop is not None and stop(cpu):
             return
 

@@ -117,6 +117,8 @@ class Translation:
     pa: int
     prot: Prot  # permissions for the EL the walk was made for
     page_bits: int  # log2 of the block/page size
+    attrindx: int = -1  # descriptor AttrIndx (-1: MMU off, Device-nGnRnE data)
+    sh: int = 0  # descriptor SH[1:0]
 
 
 def _granule_bits(tg: int, ttbr1: bool) -> int:
@@ -154,6 +156,10 @@ def translate_stage1(mem: PhysMemory, vaddr: int, access: Access, el: int, sctlr
     top = 56 if tbi else 64
     upper = vaddr >> inputsize & ((1 << (top - inputsize)) - 1)
     if upper != (((1 << (top - inputsize)) - 1) if hi else 0) or epd:
+        raise MMUFault(vaddr, access, FSC_TRANSLATION + 0)
+    if el == 0 and (tcr >> (56 if hi else 55)) & 1:
+        # FEAT_E0PD: TCR_EL1.E0PDn makes every EL0 access to that half a level 0
+        # translation fault (KASLR kernels set E0PD1 instead of using KPTI)
         raise MMUFault(vaddr, access, FSC_TRANSLATION + 0)
     gbits = _granule_bits(tg, bool(hi))
     if gbits not in granules:
@@ -206,7 +212,8 @@ def translate_stage1(mem: PhysMemory, vaddr: int, access: Access, el: int, sctlr
         need = {Access.READ: Prot.READ, Access.WRITE: Prot.WRITE, Access.EXEC: Prot.EXEC}
         if not prot & need[access]:
             raise MMUFault(vaddr, access, FSC_PERMISSION + level)
-        return Translation(out | (vaddr & ((1 << shift) - 1)), prot, shift)
+        return Translation(out | (vaddr & ((1 << shift) - 1)), prot, shift,
+                           (desc >> 2) & 7, (desc >> 8) & 3)
 
 
 def _permissions(desc: int, ap_table: int, xn_table: int, pxn_table: int, el: int,

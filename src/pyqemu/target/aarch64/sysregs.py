@@ -18,7 +18,13 @@ from typing import Any
 from pyqemu.accel.tcg.interfaces import GuestTrap, UndefinedInstruction
 from pyqemu.ir.core import CallFlags, Const, Helper, Temp
 from pyqemu.ir.ops import ExitReason
-from pyqemu.target.aarch64.cpu import CPUARMState
+from pyqemu.target.aarch64.cpu import (
+    TB_FLAG_EL0_DZE,
+    TB_FLAG_EL0_UCT,
+    TB_FLAG_EL0_UMA,
+    CPUARMState,
+    rebuild_hflags,
+)
 from pyqemu.target.aarch64.exceptions import (
     SyndromeTrap,
     pending_interrupt,
@@ -45,6 +51,7 @@ class SysReg:
     mmu: bool = False  # a write changes the translation regime
     const: Callable[[Any], int] | None = None  # value from the DisasContext (RO)
     el0_trap: bool = False  # EL0 access traps to EL1 with EC 0x18 (SCTLR_EL1.UMA = 0)
+    hflags: bool = False  # a write changes the TB flags (CPACR_EL1)
 
 
 def _f(name: str) -> int:
@@ -62,7 +69,7 @@ SYS_PARANGE = SYS_ID_AA64MMFR0 & 0xF
 SYSREGS: tuple[SysReg, ...] = (
     SysReg("SCTLR_EL1", (3, 0, 1, 0, 0), "sctlr_el1", mmu=True),
     SysReg("ACTLR_EL1", (3, 0, 1, 0, 1), const=lambda ctx: 0, wmask=0),
-    SysReg("CPACR_EL1", (3, 0, 1, 0, 2), "cpacr_el1", wmask=0x3 << 20),
+    SysReg("CPACR_EL1", (3, 0, 1, 0, 2), "cpacr_el1", wmask=0x3 << 20, hflags=True),
     SysReg("TTBR0_EL1", (3, 0, 2, 0, 0), "ttbr0_el1", mmu=True),
     SysReg("TTBR1_EL1", (3, 0, 2, 0, 1), "ttbr1_el1", mmu=True),
     SysReg("TCR_EL1", (3, 0, 2, 0, 2), "tcr_el1", mmu=True),
@@ -83,16 +90,30 @@ SYSREGS: tuple[SysReg, ...] = (
     SysReg("CCSIDR_EL1", (3, 1, 0, 0, 0), wmask=0),  # by CSSELR_EL1 (helper)
     SysReg("CLIDR_EL1", (3, 1, 0, 0, 1), const=lambda ctx: 0x0A200023, wmask=0),
     SysReg("MPIDR_EL1", (3, 0, 0, 0, 5), "mpidr_el1", wmask=0),
-    SysReg("ID_AA64MMFR0_EL1", (3, 0, 0, 7, 0), const=lambda ctx: SYS_ID_AA64MMFR0,
-           wmask=0),
+    SysReg("MIDR_EL1", (3, 0, 0, 0, 0), const=lambda ctx: ctx.model.midr, wmask=0),
+    SysReg("REVIDR_EL1", (3, 0, 0, 0, 6), const=lambda ctx: ctx.model.revidr, wmask=0),
+    SysReg("AIDR_EL1", (3, 1, 0, 0, 7), const=lambda ctx: 0, wmask=0),
     SysReg("CurrentEL", (3, 0, 4, 2, 2), const=lambda ctx: ctx.el << 2, wmask=0),
     SysReg("SPSel", (3, 0, 4, 2, 0), "spsel", wmask=1),
     SysReg("DAIF", (3, 3, 4, 2, 1), "daif", wmask=0x3C0, min_el=0, el0_trap=True),
+    # TPIDRRO_EL0: read-only at EL0 (the user table), writable at EL1 (Linux clears it
+    # on every context switch)
+    SysReg("TPIDRRO_EL0", (3, 3, 13, 0, 3), "tpidrro_el0"),
     SysReg("SP_EL0", (3, 0, 4, 1, 0)),
     SysReg("MDSCR_EL1", (2, 0, 0, 2, 2), "mdscr_el1", wmask=0xFFFFFFFF),
-    SysReg("OSLAR_EL1", (2, 0, 1, 0, 4), const=lambda ctx: 0, readable=False, wmask=0),
-    SysReg("OSLSR_EL1", (2, 0, 1, 1, 4), const=lambda ctx: 0x8, wmask=0),
+    # the OS lock: OSLAR_EL1.OSLK is reflected in OSLSR_EL1 bit 1 (OSLM = 0b10)
+    SysReg("OSLAR_EL1", (2, 0, 1, 0, 4), readable=False),
+    SysReg("OSLSR_EL1", (2, 0, 1, 1, 4), "oslsr_el1", wmask=0),
     SysReg("OSDLR_EL1", (2, 0, 1, 3, 4), const=lambda ctx: 0, wmask=0),
+    # external debug is absent: the DCC interrupt enable and claim tags are RAZ/WI,
+    # MDRAR_EL1 says "no memory-mapped debug"
+    SysReg("MDCCINT_EL1", (2, 0, 0, 2, 0), const=lambda ctx: 0, wmask=0),
+    SysReg("OSECCR_EL1", (2, 0, 0, 6, 2), const=lambda ctx: 0, wmask=0),
+    SysReg("MDRAR_EL1", (2, 0, 1, 0, 0), const=lambda ctx: 0, wmask=0),
+    SysReg("DBGPRCR_EL1", (2, 0, 1, 4, 4), const=lambda ctx: 0, wmask=0),
+    SysReg("DBGCLAIMSET_EL1", (2, 0, 7, 8, 6), const=lambda ctx: 0xFF, wmask=0),
+    SysReg("DBGCLAIMCLR_EL1", (2, 0, 7, 9, 6), const=lambda ctx: 0, wmask=0),
+    SysReg("DBGAUTHSTATUS_EL1", (2, 0, 7, 14, 6), const=lambda ctx: 0, wmask=0),
     SysReg("CNTV_CTL_EL0", (3, 3, 14, 3, 1), "cntv_ctl_el0", min_el=0, wmask=0x3),
     SysReg("CNTV_CVAL_EL0", (3, 3, 14, 3, 2), "cntv_cval_el0", min_el=0),
     SysReg("CNTP_CTL_EL0", (3, 3, 14, 2, 1), "cntp_ctl_el0", min_el=1, wmask=0x3),
@@ -173,8 +194,70 @@ def _hook_write(cpu: Any, index: int, pc: int, insn: int, value: int) -> None:
     _check_irq(cpu)
 
 
-_WRITE_IGNORED = {"ACTLR_EL1", "AFSR0_EL1", "AFSR1_EL1", "AMAIR_EL1", "OSLAR_EL1",
-                  "OSDLR_EL1"}
+_WRITE_IGNORED = {"ACTLR_EL1", "AFSR0_EL1", "AFSR1_EL1", "AMAIR_EL1", "OSDLR_EL1",
+                  "MDCCINT_EL1", "OSECCR_EL1", "DBGPRCR_EL1", "DBGCLAIMSET_EL1",
+                  "DBGCLAIMCLR_EL1"}
+
+# ------------------------------------------------------------------ ID registers
+
+#: ID_AA64DFR0_EL1 in system mode: Armv8.0 debug (DebugVer 6), 6 breakpoints, 4
+#: watchpoints, 2 context comparators (cortex-a72's), no PMU (PMUVer 0), no trace/SPE
+SYS_ID_AA64DFR0 = 0x10305006
+#: breakpoint / watchpoint register pairs DFR0 promises (BRPs + 1, WRPs + 1)
+NUM_BRPS = 6
+NUM_WRPS = 4
+
+_ID_NAMES: dict[tuple[int, int], str] = {
+    (4, 0): "id_aa64pfr0", (4, 1): "id_aa64pfr1", (4, 4): "id_aa64zfr0",
+    (5, 0): "id_aa64dfr0", (5, 1): "id_aa64dfr1", (6, 0): "id_aa64isar0",
+    (6, 1): "id_aa64isar1", (7, 0): "id_aa64mmfr0", (7, 1): "id_aa64mmfr1",
+    (7, 2): "id_aa64mmfr2",
+}
+
+
+def _field(value: int, shift: int, v: int) -> int:
+    return (value & ~(0xF << shift)) | (v << shift)
+
+
+def system_id_reg(model: Any, crm: int, op2: int, gic_sysregs: bool = False) -> int:
+    """The value EL1 reads from ID register (op0=3, op1=0, CRn=0, ``crm``, ``op2``),
+    crm 1..7, in system mode: the CPU model's value reduced to what pyqemu implements.
+
+    No SVE/SME/MTE/pointer authentication/BTI/SSBS (the model's features say what the
+    translator does), no RAS/AMU/MPAM/SEL2, no EL2/EL3 and no AArch32; no PMU; no
+    hardware access flag/dirty state (ID_AA64MMFR1 = 0). CSV3 = 1 (no speculation past
+    permission checks here: Linux then needs no KPTI trampoline). ``max`` also has
+    FEAT_E0PD (implemented by the MMU), which lets a KASLR kernel skip KPTI.
+    The AArch32 ID registers (crm 1..3) read as zero."""
+    name = _ID_NAMES.get((crm, op2))
+    if name is None:
+        return 0
+    if name == "id_aa64mmfr0":
+        return SYS_ID_AA64MMFR0
+    if name == "id_aa64dfr0":
+        return SYS_ID_AA64DFR0
+    if name in ("id_aa64mmfr1", "id_aa64dfr1", "id_aa64zfr0"):
+        return 0
+    v = int(model.id_reg(name))
+    if name == "id_aa64pfr0":
+        v = _field(v, 0, 1)  # EL0: AArch64 only
+        v = _field(v, 4, 1)  # EL1: AArch64 only
+        v = _field(v, 8, 0)  # no EL2
+        v = _field(v, 12, 0)  # no EL3
+        v = _field(v, 24, 1 if gic_sysregs else 0)  # GIC system registers
+        for shift in (28, 32, 36, 40, 44, 52):  # RAS, SVE, SEL2, MPAM, AMU, RME
+            v = _field(v, shift, 0)
+        v = _field(v, 56, min((v >> 56) & 0xF, 1))  # CSV2 (not CSV2_2: no SCXTNUM)
+        v = _field(v, 60, 1)  # CSV3
+    elif name == "id_aa64pfr1":
+        v &= 0xF0  # SSBS only if the model reduction left it (BT, MTE, SME, ...: 0)
+        v = _field(v, 4, 0)  # PSTATE.SSBS is not implemented
+    elif name == "id_aa64mmfr2":
+        v &= 0xF << 32  # AT (unaligned single-copy atomicity) only
+        if model.name == "max":
+            v = _field(v, 60, 1)  # E0PD
+    return v
+
 
 _BY_KEY: dict[Key, SysReg] = {r.key: r for r in SYSREGS}
 
@@ -204,6 +287,18 @@ def _write_mmu(cpu: Any, offset: int, value: int) -> None:
             cpu.tlb_flush()
     elif old != value:
         cpu.tlb_flush()
+        if offset == _SCTLR_OFFSET:
+            rebuild_hflags(cpu.state)
+
+
+_SCTLR_OFFSET = _f("sctlr_el1")
+
+
+def _write_ctrl(cpu: Any, offset: int, value: int) -> None:
+    """A register the TB flags depend on (CPACR_EL1): store, recompute the flags (the
+    block ends after the write)."""
+    cpu.regs[offset >> 3] = value & M64
+    rebuild_hflags(cpu.state)
 
 
 def _check_irq(cpu: Any) -> None:
@@ -274,8 +369,33 @@ def _tlbi_va(cpu: Any, xt: int, shareable: int) -> None:
         cpu.tlb_flush_page(va)
 
 
+def _at(cpu: Any, vaddr: int, op2: int) -> None:
+    """AT S1E1R (op2 0), S1E1W (1), S1E0R (2), S1E0W (3): stage-1 walk into PAR_EL1
+    (64-bit format), as QEMU's do_ats_write reports it: on success PA, ATTR (the MAIR
+    byte), SH, NS = 1 and bit 11 set; on a fault F, FST, PTW and bit 11."""
+    from pyqemu.accel.tcg.interfaces import Access
+    from pyqemu.target.aarch64.mmu import MMUFault, translate_stage1
+
+    s = cpu.state
+    mem = cpu.mem
+    access = Access.WRITE if op2 & 1 else Access.READ
+    el = 0 if op2 >= 2 else 1
+    try:
+        tr = translate_stage1(mem.phys, vaddr, access, el, s.sctlr_el1, s.tcr_el1,
+                              s.ttbr0_el1, s.ttbr1_el1, mem.parange, mem.granules)
+    except MMUFault as f:
+        s.par_el1 = 1 | ((f.fsc & 0x3F) << 1) | (int(f.s1ptw) << 8) | (1 << 11)
+        return
+    attr = 0 if tr.attrindx < 0 else (int(s.mair_el1) >> (8 * tr.attrindx)) & 0xFF
+    s.par_el1 = ((tr.pa & 0xFFFFFFFFF000) | (attr << 56) | (tr.sh << 7) | (1 << 9)
+                 | (1 << 11))
+
+
 _NRW = CallFlags.NO_READ_GLOBALS | CallFlags.NO_WRITE_GLOBALS
+helper_at = Helper("at", _at, (64, 32), (), _NRW | CallFlags.NO_FAULT)
 helper_write_mmu = Helper("write_mmu_reg", _write_mmu, (32, 64), (), _NRW | CallFlags.NO_FAULT)
+helper_write_ctrl = Helper("write_ctrl_reg", _write_ctrl, (32, 64), (),
+                           _NRW | CallFlags.NO_FAULT)
 helper_write_daif = Helper("write_daif", _write_daif, (64,), (), _NRW | CallFlags.NO_FAULT)
 # SPSel banks SP: it reads and writes the sp global
 helper_write_spsel = Helper("write_spsel", _write_spsel, (64,), (), CallFlags.NO_FAULT)
@@ -319,11 +439,13 @@ def trans_sysreg(ctx: Any, a: Any, rt_value: Any, dest: Temp | None) -> bool | N
         return _trans_hook(ctx, hook, rt_value, dest)
     r = _BY_KEY.get(key)
     if r is None:
-        return None
+        return _trans_special(ctx, a, key, rt_value, dest)
     if ctx.el < r.min_el:
+        if r.name == "TPIDRRO_EL0" and dest is not None:
+            return None  # EL0 reads it through the user table
         return False
     b = ctx.b
-    if ctx.el == 0 and r.el0_trap:
+    if ctx.el == 0 and r.el0_trap and ctx.tb_flags & TB_FLAG_EL0_UMA:
         gen_sysreg_trap(ctx, sysreg_trap_syndrome(a.op0, a.op1, a.op2, a.crn, a.crm, a.rt,
                                                   dest is not None))
         return True
@@ -346,6 +468,13 @@ def trans_sysreg(ctx: Any, a: Any, rt_value: Any, dest: Temp | None) -> bool | N
     if r.name == "SP_EL0":
         b.gen_call(helper_write_sp_el0, pc, insn, rt_value)
         return True
+    if r.name == "OSLAR_EL1":
+        t = ctx.t64()
+        b.gen_and_i64(t, rt_value, Const(1, 64))
+        b.gen_shl_i64(t, t, Const(1, 64))
+        b.gen_or_i64(t, t, Const(0x8, 64))
+        b.gen_st_state_i64(t, _f("oslsr_el1"), 8)
+        return True
     if r.wmask == 0 or r.field is None:
         # writes ignored (RAZ/WI registers, the OS lock); to ID/RO registers: UNDEFINED
         return r.name in _WRITE_IGNORED
@@ -360,11 +489,52 @@ def trans_sysreg(ctx: Any, a: Any, rt_value: Any, dest: Temp | None) -> bool | N
     elif r.name == "DAIF":
         b.gen_call(helper_write_daif, value)
         gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
+    elif r.hflags:
+        b.gen_call(helper_write_ctrl, Const(_f(r.field), 32), value)
+        gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
     elif r.name == "SPSel":
         b.gen_call(helper_write_spsel, value)
     else:
         b.gen_st_state_i64(value, _f(r.field), 8)
     return True
+
+
+_DBG_REGS_OFFSET = _f("dbg_regs")
+
+
+def _trans_special(ctx: Any, a: Any, key: Key, rt_value: Any,
+                   dest: Temp | None) -> bool | None:
+    """Registers outside the table: the ID space, CTR/DCZID at EL0 (SCTLR_EL1 traps),
+    the debug breakpoint/watchpoint registers. None: not ours either."""
+    b = ctx.b
+    op0, op1, crn, crm, op2 = key
+    if op0 == 3 and op1 == 0 and crn == 0 and 1 <= crm <= 7:
+        if ctx.el == 0 or dest is None:
+            return False  # EL0 (Linux emulates these on the UNDEF) and writes
+        b.gen_mov_i64(dest, Const(system_id_reg(ctx.model, crm, op2, ctx.gic_sysregs), 64))
+        return True
+    if key in ((3, 3, 0, 0, 1), (3, 3, 0, 0, 7)):  # CTR_EL0, DCZID_EL0
+        if dest is None:
+            return False
+        if key[4] == 1:
+            if ctx.el == 0 and ctx.tb_flags & TB_FLAG_EL0_UCT:
+                gen_sysreg_trap(ctx, sysreg_trap_syndrome(3, 3, 1, 0, 0, a.rt, True))
+                return True
+            return None  # the EL0 table's value
+        dzp = 0x10 if ctx.el == 0 and ctx.tb_flags & TB_FLAG_EL0_DZE else 0
+        b.gen_mov_i64(dest, Const(ctx.model.dczid | dzp, 64))
+        return True
+    if op0 == 2 and op1 == 0 and crn == 0 and 4 <= op2 <= 7:
+        # DBGBVRn/DBGBCRn (n < 6) and DBGWVRn/DBGWCRn (n < 4): kept, never match
+        if ctx.el == 0 or crm >= (NUM_BRPS if op2 < 6 else NUM_WRPS):
+            return False
+        off = _DBG_REGS_OFFSET + 8 * ((op2 - 4) * 16 + crm)
+        if dest is not None:
+            b.gen_ld_state_i64(dest, off, 8)
+        else:
+            b.gen_st_state_i64(rt_value, off, 8)
+        return True
+    return None
 
 
 def _trans_hook(ctx: Any, hook: SysRegHook, rt_value: Any, dest: Temp | None) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 from pyqemu.ir.core import CallFlags, Const, Helper, Temp
 from pyqemu.ir.ops import Cond, ExitReason
+from pyqemu.target.aarch64 import cpu as cpu_mod
 from pyqemu.target.aarch64 import helpers
 from pyqemu.target.aarch64.cpu import (
     EXCLUSIVE_ADDR_OFFSET,
@@ -52,9 +53,21 @@ def plus_2(ctx: DisasContext, x: int) -> int:
     return x + 2
 
 
+#: ESR of a trapped WFI (TI = 0) / WFE (TI = 1): EC 0x01, IL, CV = 1, COND = 0xE
+SYN_WFX = (0x01 << 26) | (1 << 25) | (1 << 24) | (0xE << 20)
+
+
 def trans_HINT(ctx: DisasContext, a: Any) -> bool:
-    if ctx.system and a.crm == 0 and a.op2 == 3:  # WFI: idle until an interrupt
-        gen_exit(ctx, ctx.pc_next, ExitReason.HALT)
+    if ctx.system and a.crm == 0 and a.op2 in (2, 3):
+        if a.op2 == 2:
+            # WFE: no event register is modelled (SEV/SEVL are NOPs), so WFE returns at
+            # once and, as QEMU 7.2's, never takes the SCTLR_EL1.nTWE trap; the block
+            # ends so a spinning vCPU yields to the others
+            gen_exit(ctx, ctx.pc_next, ExitReason.YIELD)
+        elif ctx.tb_flags & cpu_mod.TB_FLAG_EL0_TWI:  # EL0 with SCTLR_EL1.nTWI = 0
+            _sysregs().gen_sysreg_trap(ctx, SYN_WFX)
+        else:  # WFI: idle until an interrupt
+            gen_exit(ctx, ctx.pc_next, ExitReason.HALT)
     return True  # every other hint is a NOP for the features pyqemu advertises
 
 
@@ -187,7 +200,8 @@ def trans_MSR_i(ctx: DisasContext, a: Any) -> bool:
             b.gen_mov_i64(cpu_NF, 0)
             b.gen_mov_i64(cpu_VF, 0)
         return True
-    if ctx.system and ctx.el == 0 and a.op1 == 3 and a.op2 in (6, 7):
+    if ctx.system and ctx.el == 0 and a.op1 == 3 and a.op2 in (6, 7) and \
+            ctx.tb_flags & cpu_mod.TB_FLAG_EL0_UMA:
         from pyqemu.target.aarch64 import exceptions, sysregs
 
         # DAIFSet/DAIFClr at EL0 with SCTLR_EL1.UMA = 0: trapped, with the ISS QEMU 7.2
@@ -195,10 +209,10 @@ def trans_MSR_i(ctx: DisasContext, a: Any) -> bool:
         sysregs.gen_sysreg_trap(ctx, exceptions.sysreg_trap_syndrome(
             0, a.op2, a.op1, 4, a.crm, 31, False))
         return True
-    if ctx.system and ctx.el >= 1:
+    if ctx.system:
         from pyqemu.target.aarch64 import sysregs
 
-        if a.op1 == 0 and a.op2 == 5:  # SPSel
+        if a.op1 == 0 and a.op2 == 5 and ctx.el >= 1:  # SPSel
             b.gen_call(sysregs.helper_write_spsel, Const(a.crm & 1, 64))
             return True
         if a.op1 == 3 and a.op2 in (6, 7):  # DAIFSet / DAIFClr
@@ -216,10 +230,32 @@ def trans_MSR_i(ctx: DisasContext, a: Any) -> bool:
 
 # ---------------------------------------------------------------- SYS: DC / IC
 
+#: EL0 cache maintenance SCTLR_EL1.UCI = 0 traps: DC CVAU, CIVAC, CVAC, CVAP, CVADP,
+#: IC IVAU
+_UCI_OPS = {(3, 7, 11, 1), (3, 7, 14, 1), (3, 7, 10, 1), (3, 7, 12, 1), (3, 7, 13, 1),
+            (3, 7, 5, 1)}
+
+
+def _sys_trap(ctx: DisasContext, a: Any) -> bool:
+    from pyqemu.target.aarch64 import exceptions
+
+    _sysregs().gen_sysreg_trap(ctx, exceptions.sysreg_trap_syndrome(
+        1, a.op1, a.op2, a.crn, a.crm, a.rt, False))
+    return True
+
+
 def trans_SYS(ctx: DisasContext, a: Any) -> bool:
     if a.l:
         return False  # SYSL: nothing at EL0
     key = (a.op1, a.crn, a.crm, a.op2)
+    if ctx.system and ctx.el == 0:
+        if key == (3, 7, 4, 1) and ctx.tb_flags & cpu_mod.TB_FLAG_EL0_DZE:
+            return _sys_trap(ctx, a)
+        if key in _UCI_OPS and ctx.tb_flags & cpu_mod.TB_FLAG_EL0_UCI:
+            if key == (3, 7, 12, 1) and not ctx.has("dcpop") or \
+                    key == (3, 7, 13, 1) and not ctx.has("dcpodp"):
+                return False
+            return _sys_trap(ctx, a)
     if key == (3, 7, 4, 1):  # DC ZVA
         block = 4 << ctx.model.dczid
         ctx.b.gen_call(helpers.helper_dc_zva, cpu_reg(ctx, a.rt), Const(block, 32))
@@ -235,6 +271,10 @@ def trans_SYS(ctx: DisasContext, a: Any) -> bool:
     if ctx.system and ctx.el >= 1:
         if a.op1 == 0 and a.crn == 8:
             return _trans_tlbi(ctx, a)
+        if a.op1 == 0 and a.crn == 7 and a.crm == 8 and a.op2 <= 3:
+            # AT S1E1R, S1E1W, S1E0R, S1E0W: the walk's result in PAR_EL1
+            ctx.b.gen_call(_sysregs().helper_at, cpu_reg(ctx, a.rt), Const(a.op2, 32))
+            return True
         if key in ((0, 7, 5, 0), (0, 7, 1, 0), (0, 7, 6, 1), (0, 7, 6, 2), (0, 7, 10, 2),
                    (0, 7, 14, 2)):
             return True  # IC IALLU(IS), DC IVAC/ISW/CSW/CISW: caches are not modelled
@@ -379,6 +419,12 @@ _WRITERS: dict[tuple[int, int, int, int], Writer] = {
 
 
 def trans_MSR_MRS(ctx: DisasContext, a: Any) -> bool:
+    if ctx.tb_flags & cpu_mod.TB_FLAG_FPTRAP and a.op0 == 3 and a.op1 == 3 and \
+            a.crn == 4 and a.crm == 4 and a.op2 in (0, 1):
+        from pyqemu.target.aarch64.translate import gen_fp_access_trap
+
+        gen_fp_access_trap(ctx)  # FPCR/FPSR with CPACR_EL1.FPEN trapping
+        return True
     if ctx.system:
         dest = ctx.t64() if a.l else None
         done = _sysregs().trans_sysreg(ctx, a, None if a.l else cpu_reg(ctx, a.rt), dest)

@@ -56,9 +56,21 @@ _REQUIRED = {"trans_branch", "trans_dp_imm", "trans_dp_reg", "trans_ldst", "tran
 
 M64 = (1 << 64) - 1
 
-#: TB flags (system mode): PSTATE.EL in bits 1..0, bit 3 marks system mode
-TB_FLAG_EL_MASK = 0x3
-TB_FLAG_SYSTEM = 0x8
+#: TB flags (system mode): see cpu.TB_FLAG_* (EL, system, FP trap, EL0 traps)
+TB_FLAG_EL_MASK = cpu_mod.TB_FLAG_EL_MASK
+TB_FLAG_SYSTEM = cpu_mod.TB_FLAG_SYSTEM
+_HFLAGS_SLOT = int(CPUARMState.hflags.offset) >> 3  # type: ignore[attr-defined]
+_EL_SLOT = int(CPUARMState.current_el.offset) >> 3  # type: ignore[attr-defined]
+
+#: ESR of an FP/SIMD access trapped by CPACR_EL1.FPEN (EC 0x07, CV=1, COND=0xE), as QEMU
+SYN_FP_ACCESS_TRAP = (0x07 << 26) | (1 << 25) | (1 << 24) | (0xE << 20)
+
+
+def is_fp_simd_insn(insn: int) -> bool:
+    """Is ``insn`` in the A64 FP/Advanced SIMD space (data processing op0 = x111, or a
+    load/store with V = 1)? CPACR_EL1.FPEN traps these."""
+    op0 = (insn >> 25) & 0xF
+    return (op0 & 7) == 7 or ((op0 & 5) == 4 and bool(insn >> 26 & 1))
 
 
 class DisasJump(enum.Enum):
@@ -78,6 +90,7 @@ class DisasContext:
         self._features = model.effective_features()
         self.system = False  # system mode (EL1 exists, MMU, exceptions)
         self.el = 0  # PSTATE.EL the block runs at
+        self.tb_flags = 0  # the block's TB flags (cpu.TB_FLAG_*)
         #: the GICv3 CPU interface is present as system registers (ID_AA64PFR0.GIC = 1)
         self.gic_sysregs = False
 
@@ -376,6 +389,13 @@ def gen_helper_trap(ctx: DisasContext, helper: Any, *args: Value | int) -> None:
     ctx.is_jmp = DisasJump.NORETURN
 
 
+def gen_fp_access_trap(ctx: DisasContext) -> None:
+    """The FP/SIMD instruction traps to EL1 (CPACR_EL1.FPEN)."""
+    from pyqemu.target.aarch64 import sysregs
+
+    gen_helper_trap(ctx, sysregs.helper_raise_syndrome, Const(SYN_FP_ACCESS_TRAP, 64))
+
+
 def unallocated_encoding(ctx: DisasContext) -> bool:
     """Emit the undefined-instruction trap for the current instruction."""
     from pyqemu.target.aarch64 import helpers
@@ -447,10 +467,13 @@ class AArch64Frontend:
             raise MemoryFault(pc, Access.EXEC, "align")
         b = Builder(pc, flags, GLOBALS)
         ctx = DisasContext(b, self.model, pc)
+        fp_trap = False
         if flags & TB_FLAG_SYSTEM:
             ctx.system = True
             ctx.el = flags & TB_FLAG_EL_MASK
+            ctx.tb_flags = flags
             ctx.gic_sysregs = self.gic_sysregs
+            fp_trap = bool(flags & cpu_mod.TB_FLAG_FPTRAP)
         start = pc
         page = pc & PAGE_MASK
         n = 0
@@ -465,7 +488,9 @@ class AArch64Frontend:
             b.gen_insn_start(pc)
             ctx.pc_curr = pc
             ctx.insn = insn
-            if not self.decoder.decode(ctx, insn):
+            if fp_trap and is_fp_simd_insn(insn):
+                gen_fp_access_trap(ctx)
+            elif not self.decoder.decode(ctx, insn):
                 unallocated_encoding(ctx)
             n += 1
             pc = (pc + 4) & M64
@@ -481,7 +506,12 @@ class AArch64Frontend:
     def cpu_flags(self, cpu: VCPULike) -> int:
         if not self.system:
             return 0  # EL0, AArch64, no BTI/PAC/MTE state in user mode yet
-        return TB_FLAG_SYSTEM | cpu.state.current_el  # type: ignore[attr-defined]
+        regs = cpu.regs  # type: ignore[attr-defined]
+        h = regs[_HFLAGS_SLOT]
+        if not h or (h & TB_FLAG_EL_MASK) != regs[_EL_SLOT]:
+            # state changed behind the helpers' back (reset, a debugger, CPU_ON)
+            h = cpu_mod.rebuild_hflags(cpu.state)  # type: ignore[arg-type]
+        return int(h)
 
     def disassemble(self, code: bytes, pc: int) -> list[str]:
         from pyqemu.target.aarch64.disas import disassemble
