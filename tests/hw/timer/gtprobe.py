@@ -171,18 +171,19 @@ def build(tmp_path: Path, src: str) -> tuple[Path, bytes]:
     return elf, binf.read_bytes()
 
 
-def run_qemu(elf: Path, gic: int = 3, timeout: float = 60) -> str:
+def run_qemu(elf: Path, gic: int = 3, timeout: float = 60, smp: int = 1) -> str:
     """The probe's UART output under qemu-system-aarch64 -M virt."""
     qemu = require_tool("qemu-system-aarch64")
     proc = subprocess.run(
         [qemu, "-M", f"virt,gic-version={gic}", "-cpu", "cortex-a72", "-m", "128M",
+         "-smp", str(smp),
          "-nodefaults", "-display", "none", "-serial", "stdio", "-monitor", "none",
          "-no-reboot", "-kernel", str(elf)],
         capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL, check=True)
     return proc.stdout.decode()
 
 
-def run_pyqemu_system(elf: Path, gic: int = 3, timeout: float = 60) -> str:
+def run_pyqemu_system(elf: Path, gic: int = 3, timeout: float = 60, smp: int = 1) -> str:
     """The probe's UART output under pyqemu-system-aarch64 -M virt (the whole program:
     command line, virt board, VM, main loop), with QEMU's arguments."""
     exe = Path(sys.executable).with_name("pyqemu-system-aarch64")
@@ -191,6 +192,7 @@ def run_pyqemu_system(elf: Path, gic: int = 3, timeout: float = 60) -> str:
     # stdin is an empty pipe: `-serial stdio` on /dev/null fails (epoll EPERM) for now
     proc = subprocess.run(
         [str(exe), "-M", f"virt,gic-version={gic}", "-cpu", "cortex-a72", "-m", "128M",
+         "-smp", str(smp),
          "-nodefaults", "-display", "none", "-serial", "stdio", "-monitor", "none",
          "-no-reboot", "-kernel", str(elf)],
         capture_output=True, timeout=timeout, input=b"", check=False)

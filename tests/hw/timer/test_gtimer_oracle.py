@@ -15,6 +15,10 @@ import pytest
 from pyqemu.hw.intc.arm_gic import GICv2
 from pyqemu.hw.intc.arm_gicv3 import GICv3
 from tests.hw.timer.gtprobe import (
+    BASE,
+    RES,
+    STACK,
+    VECTORS_OFF,
     MiniBoard,
     build,
     program,
@@ -467,3 +471,117 @@ def test_periodic_ticks_like_linux(tmp_path: Path, version: int, machine: str) -
     out = compare(tmp_path, body, irq_handler="irq_handler", gic=gic, gic_version=version,
                   machine=machine)
     assert out == [8, 1, 1, 1023]
+
+
+SMP_HANDLER = """
+irq_handler:
+    mrs x9, icc_iar1_el1
+    rec x9                      // 27: this CPU's own virtual timer
+    mrs x12, cntv_ctl_el0
+    rec x12
+    mrs x10, cntvct_el0
+    mrs x11, cntv_cval_el0
+    cmp x10, x11
+    cset x12, hs
+    rec x12
+    msr cntv_ctl_el0, xzr
+    msr icc_eoir1_el1, x9
+    add x26, x26, #1
+    eret
+"""
+
+# per-CPU redistributor set-up (x1 = this CPU's RD_base) and CPU interface
+SMP_CPU_SETUP = """
+    ldr w2, [x1, #0x14]         // GICR_WAKER
+    bic w2, w2, #2
+    str w2, [x1, #0x14]
+1:  ldr w2, [x1, #0x14]
+    tbnz w2, #2, 1b
+    add x1, x1, #0x10000        // SGI_base
+    ldr w2, =0xffffffff
+    str w2, [x1, #0x80]
+    mov w2, #(1 << 27)
+    str w2, [x1, #0x100]
+    mrs x2, icc_sre_el1
+    orr x2, x2, #1
+    msr icc_sre_el1, x2
+    isb
+    mov x2, #0xff
+    msr icc_pmr_el1, x2
+    mov x2, #1
+    msr icc_igrpen1_el1, x2
+    isb
+    mov x26, #0
+"""
+
+SMP_BODY = f"""
+    ldr x1, =0x08000000
+    mov w2, #0x13
+    str w2, [x1]
+    ldr x1, =0x080a0000
+{SMP_CPU_SETUP}
+    movz x0, #3                 // PSCI CPU_ON(MPIDR 1, secondary, 0)
+    movk x0, #0xc400, lsl #16
+    mov x1, #1
+    adr x2, secondary
+    mov x3, #0
+    hvc #0
+    rec x0
+    ldr x2, =1250000            // CPU 0: 20 ms
+    msr cntv_tval_el0, x2
+    mov x2, #1
+    msr cntv_ctl_el0, x2
+    msr daifclr, #2
+2:  wfi
+    cbz x26, 2b
+    msr daifset, #2
+    rec x26
+    ldr x3, =SECOND_DONE
+3:  ldr x4, [x3]                // wait for CPU 1
+    cbz x4, 3b
+    ldr x5, =SECOND_RES
+    mov x6, #4
+4:  ldr x4, [x5], #8            // CPU 1's records
+    rec x4
+    subs x6, x6, #1
+    b.ne 4b
+    b finish
+
+secondary:
+    ldr x0, ={{VECTORS}}
+    msr vbar_el1, x0
+    ldr x0, =SECOND_STACK
+    mov sp, x0
+    ldr x28, =SECOND_RES
+    ldr x1, =0x080c0000         // CPU 1's RD_base
+{SMP_CPU_SETUP}
+    ldr x2, =625000             // CPU 1: 10 ms
+    msr cntv_tval_el0, x2
+    mov x2, #1
+    msr cntv_ctl_el0, x2
+    msr daifclr, #2
+5:  wfi
+    cbz x26, 5b
+    msr daifset, #2
+    rec x26
+    ldr x3, =SECOND_DONE
+    mov x4, #1
+    str x4, [x3]
+6:  wfi
+    b 6b
+"""
+
+
+def test_each_cpu_has_its_own_timer_smp2(tmp_path: Path) -> None:
+    """-smp 2 on -M virt (GICv3): CPU 1, started with PSCI CPU_ON, arms its own virtual
+    timer and takes PPI 27 through its own redistributor while CPU 0 does the same."""
+    body = (SMP_BODY.replace("{VECTORS}", f"{BASE + VECTORS_OFF:#x}")
+            .replace("SECOND_DONE", f"{RES + 0x8000:#x}")
+            .replace("SECOND_RES", f"{RES + 0x8100:#x}")
+            .replace("SECOND_STACK", f"{STACK - 0x8000:#x}"))
+    body += "\n" + SMP_HANDLER
+    elf, _ = build(tmp_path, program(body, "irq_handler"))
+    theirs = run_qemu(elf, gic=3, smp=2)
+    ours = run_pyqemu_system(elf, gic=3, smp=2)
+    assert results(theirs) == [0, 27, 5, 1, 1, 27, 5, 1, 1], theirs
+    assert results(ours) == results(theirs)
