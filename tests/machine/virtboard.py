@@ -48,11 +48,32 @@ def compile_probe(tmp: Path, source: str, text_addr: int = 0x40100000,
     """A bare-metal C probe (tests/machine/guest/<source>) linked at ``text_addr``."""
     gcc = require_tool("aarch64-linux-gnu-gcc")
     elf = tmp / f"{name}.elf"
-    subprocess.run([gcc, "-O1", "-ffreestanding", "-nostdlib", "-nostartfiles",
-                    "-mgeneral-regs-only", "-static", "-Wl,--build-id=none",
-                    f"-Wl,-Ttext={text_addr:#x}", "-Wl,-e,_start", "-o", str(elf),
-                    str(GUEST / source)], check=True, capture_output=True)
+    ld = tmp / f"{name}.ld"
+    # .text.boot (the entry and an arm64 Image header) first
+    ld.write_text(f"ENTRY(_start)\nSECTIONS {{\n  . = {text_addr:#x};\n"
+                  "  .text : { *(.text.boot) *(.text*) }\n"
+                  "  .rodata : { *(.rodata*) }\n  .data : { *(.data*) }\n"
+                  "  .bss : { *(.bss*) *(COMMON) }\n  /DISCARD/ : { *(.eh_frame*) *(.comment) }\n}\n")
+    subprocess.run([gcc, "-O1", "-fno-pie", "-no-pie", "-ffreestanding", "-nostdlib",
+                    "-nostartfiles", "-mgeneral-regs-only", "-static", "-Wl,--build-id=none",
+                    "-T", str(ld), "-o", str(elf), str(GUEST / source)],
+                   check=True, capture_output=True)
     return elf
+
+
+def to_image(tmp: Path, elf: Path, gz: bool = False) -> Path:
+    """The flat binary of a probe (an arm64 Image thanks to its header), optionally
+    gzip-compressed as Debian ships its kernels."""
+    import gzip
+
+    objcopy = require_tool("aarch64-linux-gnu-objcopy")
+    out = tmp / (elf.stem + ".Image")
+    subprocess.run([objcopy, "-O", "binary", str(elf), str(out)], check=True)
+    if gz:
+        gzp = tmp / (elf.stem + ".Image.gz")
+        gzp.write_bytes(gzip.compress(out.read_bytes()))
+        return gzp
+    return out
 
 
 def run_board(cfg: MachineConfig, timeout: float = 60) -> tuple[int, bytes, VM]:
