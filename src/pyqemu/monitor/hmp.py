@@ -362,21 +362,22 @@ class HMPMonitor:
             skip()
             return n
 
+        # QEMU's precedence: + - loosest, then & | ^ (left to right), then * / %
         def logic() -> int:
-            n = unary()
+            n = prod()
             while peek() and peek() in "&|^":
                 op = peek()
                 advance()
-                m = unary()
+                m = prod()
                 n = n & m if op == "&" else (n | m if op == "|" else n ^ m)
             return n
 
         def prod() -> int:
-            n = logic()
+            n = unary()
             while peek() and peek() in "*/%":
                 op = peek()
                 advance()
-                m = logic()
+                m = unary()
                 if op == "*":
                     n = (n * m) & M64
                 else:
@@ -388,11 +389,11 @@ class HMPMonitor:
             return n
 
         def sum_() -> int:
-            n = prod()
+            n = logic()
             while peek() and peek() in "+-":
                 op = peek()
                 advance()
-                m = prod()
+                m = logic()
                 n = (n + m if op == "+" else n - m) & M64
             return n
 
@@ -491,6 +492,8 @@ def _signed(v: int) -> int:
 # ---------------------------------------------------------------- commands
 
 def _printc(c: int) -> str:
+    """monitor_printc: a C int, so values above a byte print whole ('\\xfffffffe')."""
+    c &= 0xFFFFFFFF
     if c == ord("'"):
         body = "\\'"
     elif c == ord("\\"):
@@ -585,7 +588,7 @@ def _hmp_print(mon: HMPMonitor, a: dict[str, Any]) -> None:
     elif fmt == "u":
         mon.print(f"{v}\n")
     elif fmt == "c":
-        mon.print(_printc(v & 0xFF) + "\n")
+        mon.print(_printc(v) + "\n")
     else:
         mon.print(f"{_signed(v)}\n")
 
