@@ -126,8 +126,16 @@ class MainLoop:
 
     # ------------------------------------------------------------ fds and calls
     def add_reader(self, fd: int, cb: Callable[[], None]) -> None:
-        """Run ``cb`` (under the BQL) whenever ``fd`` is readable."""
-        self._sel.register(fd, selectors.EVENT_READ, cb)
+        """Run ``cb`` (under the BQL) whenever ``fd`` is readable.
+
+        A regular file (or /dev/null) cannot be polled: it is always readable, so ``cb``
+        runs once soon and is expected to read to the end (QEMU reads such a stdin the
+        same way)."""
+        try:
+            self._sel.register(fd, selectors.EVENT_READ, cb)
+        except PermissionError:
+            self.call_soon(cb)
+            return
         self.notify()
 
     def remove_reader(self, fd: int) -> None:
