@@ -182,11 +182,13 @@ class HMPMonitor:
             while p < len(cmdline) and cmdline[p] != "/" and not cmdline[p].isspace():
                 p += 1
             name = cmdline[start:p]
-            if not name:
-                return
-            cmd = next((c for c in table if c.matches(name)), None)
+            if not name and p >= len(cmdline):
+                return  # an empty line
+            cmd = next((c for c in table if c.matches(name)), None) if name else None
             if cmd is None:
-                self.print(f"unknown command: '{cmdline[:p].lstrip()}'\n")
+                # QEMU quotes the line from its start to the end of the bad name,
+                # leading blanks included (a line starting with "/" has an empty name)
+                self.print(f"unknown command: '{cmdline[:p]}'\n")
                 return
             if cmd.sub_table is not None:
                 rest = cmdline[p:].strip()
@@ -196,7 +198,7 @@ class HMPMonitor:
                 table = cmd.sub_table
                 continue
             break
-        prefix = cmdline[:p].lstrip()
+        prefix = cmdline[:p]
         try:
             args = self._parse_arguments(cmd, cmdline, p)
         except HMPError as e:
@@ -699,7 +701,9 @@ def _info_chardev(mon: HMPMonitor, a: dict[str, Any]) -> None:
 
 def _info_history(mon: HMPMonitor, a: dict[str, Any]) -> None:
     for i, line in enumerate(mon.rs.history):
-        mon.print(f"{i}: '{line}'\n")
+        # the editor keeps raw bytes as latin-1 characters
+        raw = line.encode("latin-1", "replace").decode("utf-8", "surrogateescape")
+        mon.print(f"{i}: '{raw}'\n")
 
 
 def _print_block_info(mon: HMPMonitor, info: dict[str, Any]) -> None:

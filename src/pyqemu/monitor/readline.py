@@ -121,6 +121,10 @@ class ReadLineState:
     def _hist_add(self, line: str) -> None:
         if not line:
             return
+        if len(self.history) == MAX_CMDS and self.history[-1] == line:
+            # QEMU returns early for the last slot of a full history, leaving the
+            # history position where it was
+            return
         if line in self.history:
             self.history.remove(line)
         elif len(self.history) == MAX_CMDS:
