@@ -342,3 +342,17 @@ def test_random_line_editing_matches_qemu(machines: tuple[Machine, Machine]) -> 
         if a != b:
             diffs.append(f"{keys!r}:\n qemu   {a!r}\n pyqemu {b!r}")
     assert not diffs, "\n".join(diffs[:5])
+
+
+def test_info_mtree_flat_lines_are_qemus(machines: tuple[Machine, Machine]) -> None:
+    """``info mtree -f``: the flat view of system memory in QEMU's layout."""
+    hq, hp = _both(machines)
+    blocks = [b.split("\r\n") for b in hq.output("info mtree -f").split("\r\n\r\n")]
+    theirs = next(b for b in blocks if ' AS "memory", root: system' in b)
+    ours = hp.output("info mtree -f").split("\r\n")
+    assert ours[0] == "FlatView #0"
+    assert ours[1:4] == theirs[1:4]
+    for line in ours[4:]:
+        if line:
+            assert line in theirs, line
+    assert "  0000000009000000-0000000009000fff (prio 0, i/o): pl011" in ours

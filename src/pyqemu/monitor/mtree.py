@@ -36,15 +36,24 @@ def format_mtree(root: Any, ncpus: int, flat: bool = False) -> str:
     if flat:
         from pyqemu.memory import AddressSpace
 
-        space = AddressSpace(root)
+        prio: dict[int, int] = {}
+
+        def walk(mr: Any) -> None:
+            for _off, p, _seq, sub in getattr(mr, "subregions", []):
+                prio[id(sub)] = p
+                walk(sub)
+
+        walk(root)
         out.append("FlatView #0")
-        for n in names:
-            out.append(f" AS \"{n}\", root: {root.name}")
-        out.append(" Root memory region: " + root.name)
-        for r in space.flat_view():
-            out.append(f"  {r.start:016x}-{r.end - 1:016x} ({_type(r.region)}): "
-                       f"{r.region.name}" + (f" @{r.offset_in_region:016x}"
-                                              if r.offset_in_region else ""))
+        for n in ["memory"] + names[:-1]:  # QEMU lists "memory" first here
+            out.append(f' AS "{n}", root: {root.name}')
+        out.append(f" Root memory region: {root.name}")
+        for r in AddressSpace(root).flat_view():
+            line = (f"  {r.start:016x}-{r.end - 1:016x} (prio {prio.get(id(r.region), 0)}, "
+                    f"{_type(r.region)}): {r.region.name}")
+            if r.offset_in_region:
+                line += f" @{r.offset_in_region:016x}"
+            out.append(line)
         out.append("")
         return "\n".join(out) + "\n"
     for n in names:
