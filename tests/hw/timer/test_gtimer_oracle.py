@@ -113,6 +113,10 @@ def test_reset_values_and_readback(tmp_path: Path) -> None:
     mrs x2, cntps_ctl_el1      // secure timer from Non-secure EL1: trapped
     msr cntps_cval_el1, x1
     mrs x3, cntps_tval_el1
+    mrs x2, cnthctl_el2         // EL2 registers without EL2: UNDEFINED
+    msr cntvoff_el2, x1
+    mrs x2, cnthp_ctl_el2
+    msr cnthp_cval_el2, x1
     """
     compare(tmp_path, body)
 
