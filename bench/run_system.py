@@ -3,6 +3,7 @@
 
     python bench/run_system.py [--repeat N] [--emulators qemu,pyqemu] [--smp 1] [--mem 512M]
                                [--cpu max] [--blk-mib 128] [--icount] [--timeout S]
+                               [--kernel-log] [--log DIR]
 
 Both emulators boot Debian's arm64 kernel (``pyqemu.testing.guest_images``) with the same
 busybox initramfs and the same ``-M virt`` command line, and the guest's /init runs the
@@ -17,6 +18,8 @@ benchmark script below. Measured per emulator:
   / ``iflag=direct`` (bs=1M) on a raw disk, timed by the guest's own clock
   (/proc/timer_list "now at"), in MB/s.
 
+``--kernel-log --log DIR`` keeps the kernel's messages and writes each console with
+arrival times: where a slow boot spends its wall time.
 ``--icount`` also reports how many guest instructions QEMU executes to the init marker
 (``-icount shift=0,rr=record`` and QMP ``query-replay``), i.e. the work a pyqemu boot has to do.
 Ratios are pyqemu/qemu (time, memory: lower is better) and pyqemu/qemu throughput
@@ -103,10 +106,16 @@ def run_once(emulator: str, args: argparse.Namespace, initrd: Path, disk: Path,
              "-device", "virtio-blk-device,drive=d0"] if measure_all else []
     argv = virt_argv(emulator, guest_images.debian_kernel(), initrd, smp=args.smp, gic=3,
                      mem=args.mem, cpu=args.cpu, append=f"pyqemu.blkmib={args.blk_mib}",
-                     extra=extra)
+                     quiet=not args.kernel_log, extra=extra)
     timeout = args.timeout or boot_timeout(emulator)
     with GuestMachine(argv) as m:
-        res.boot_s.append(m.wait_for(guest_images.INIT_MARKER, timeout))
+        try:
+            res.boot_s.append(m.wait_for(guest_images.INIT_MARKER, timeout))
+        finally:
+            if args.log and measure_all:  # console lines with their arrival times
+                args.log.mkdir(parents=True, exist_ok=True)
+                (args.log / f"{emulator}-console.log").write_text("".join(
+                    f"{t:9.3f} {line}\n" for t, line in m.timed_lines()))
         if not measure_all:
             m.wait(timeout)
             return
@@ -167,6 +176,11 @@ def main() -> int:
     ap.add_argument("--blk-mib", type=int, default=128)
     ap.add_argument("--icount", action="store_true", help="count QEMU's guest instructions")
     ap.add_argument("--timeout", type=float, default=None, help="per-boot deadline (s)")
+    ap.add_argument("--kernel-log", action="store_true",
+                    help="boot without 'quiet' (kernel messages on the console)")
+    ap.add_argument("--log", type=Path, default=None,
+                    help="write each emulator's console up to the init marker, every line "
+                         "prefixed with its arrival time (s), to DIR/<emulator>-console.log")
     args = ap.parse_args()
 
     try:

@@ -130,11 +130,15 @@ def test_disk_qcow2_mkfs_and_readback(emulator: str, kernel: Path, make_initrd: 
     assert wrote, out1
     _qemu_img_check(qemu_img, disk)
 
-    m2 = boot(machines, emulator, kernel, initrd, append="pyqemu.script=readback", extra=drive)
-    out2 = run_to_poweroff(m2, emulator)
-    assert "READ pyqemu-disk-data\n" in out2
-    assert f"READ {wrote.group(1)}\n" in out2
-    _qemu_img_check(qemu_img, disk)
+    readers = [emulator] + (["qemu"] if emulator != "qemu" and not emulator_missing("qemu")
+                            else [])
+    for reader in readers:  # what pyqemu wrote must also read back under the real QEMU
+        m2 = boot(machines, reader, kernel, initrd, append="pyqemu.script=readback",
+                  extra=drive)
+        out2 = run_to_poweroff(m2, reader)
+        assert "READ pyqemu-disk-data\n" in out2, reader
+        assert f"READ {wrote.group(1)}\n" in out2, reader
+        _qemu_img_check(qemu_img, disk)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,3 +347,31 @@ def test_guest_reboot_with_no_reboot_exits(emulator: str, kernel: Path,
     m.wait_for(DONE_MARKER, boot_timeout(emulator))
     assert m.wait(60 if emulator == "qemu" else 600) == 0
     assert m.output.count(INIT_MARKER) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+
+CPUINFO_SCRIPT = """\
+sed -n '1,/^$/p' /proc/cpuinfo | grep -v -E '^(BogoMIPS|processor)'
+echo "MIDR=$(cat /sys/devices/system/cpu/cpu0/regs/identification/midr_el1)"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(4 * boot_timeout("pyqemu"))
+@pytest.mark.parametrize("cpu", ["cortex-a57", "cortex-a72", "max"])
+def test_pyqemu_cpuinfo_matches_qemu(kernel: Path, make_initrd: InitrdFactory,
+                                     machines: list[GuestMachine], cpu: str) -> None:
+    """The features Linux finds in the ID registers (/proc/cpuinfo) and MIDR_EL1 are QEMU's
+    for the same -cpu."""
+    for emu in ("qemu", "pyqemu"):
+        why = emulator_missing(emu)
+        if why is not None:
+            pytest.skip(why)
+    initrd = make_initrd(CPUINFO_SCRIPT)
+    outs = {}
+    for emu in ("qemu", "pyqemu"):
+        m = boot(machines, emu, kernel, initrd, cpu=cpu)
+        out = run_to_poweroff(m, emu)
+        outs[emu] = out[out.index(INIT_MARKER):out.index(DONE_MARKER)]
+    assert outs["pyqemu"] == outs["qemu"]

@@ -24,6 +24,16 @@ def test_wait_for_marker_split_across_writes_and_crlf() -> None:
         assert m.output == "MARKER\nrest\n"
 
 
+def test_timed_lines_profile() -> None:
+    code = "import time\nprint('a', flush=True)\ntime.sleep(0.6)\nprint('b\\nc', flush=True)\n"
+    with GuestMachine(_py(code)) as m:
+        assert m.wait(10) == 0
+        lines = m.timed_lines()
+    assert [text for _, text in lines] == ["a", "b", "c"]
+    assert lines[1][0] - lines[0][0] >= 0.5
+    assert lines[1][0] == lines[2][0]
+
+
 def test_wait_for_count_and_start() -> None:
     with GuestMachine(_py("print('A'); print('B'); print('A')")) as m:
         m.wait_for("A", 10, count=2)

@@ -115,6 +115,7 @@ class GuestMachine:
         self._cond = threading.Condition()
         self._buf = bytearray()
         self._eof = False
+        self._arrivals: list[tuple[float, int]] = []  # (seconds since start, buffer length)
         self.start_time = time.monotonic()
         self.proc = subprocess.Popen(self.argv, cwd=cwd, env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -138,6 +139,7 @@ class GuestMachine:
                 # Serial consoles end lines with CRLF; drop every CR so text and markers
                 # match with '\n' whatever the chunk boundaries.
                 self._buf.extend(chunk.replace(b"\r", b""))
+                self._arrivals.append((time.monotonic() - self.start_time, len(self._buf)))
                 self._cond.notify_all()
 
     @property
@@ -145,6 +147,22 @@ class GuestMachine:
         """Everything printed so far (console and emulator messages), without CRs."""
         with self._cond:
             return self._buf.decode("utf-8", "replace")
+
+    def timed_lines(self) -> list[tuple[float, str]]:
+        """Output lines with the time (s since start) their end arrived: a boot profile."""
+        with self._cond:
+            data = bytes(self._buf)
+            arrivals = list(self._arrivals)
+        lines: list[tuple[float, str]] = []
+        pos = 0
+        k = 0
+        for raw in data.splitlines(keepends=True):
+            pos += len(raw)
+            while k < len(arrivals) - 1 and arrivals[k][1] < pos:
+                k += 1
+            lines.append((arrivals[k][0] if arrivals else 0.0,
+                          raw.decode("utf-8", "replace").rstrip("\n")))
+        return lines
 
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.output.splitlines()[-lines:])
