@@ -7,6 +7,7 @@ Shared by tests/net and the virtio-net / virtio-console tests in tests/hw/virtio
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -74,7 +75,7 @@ def run_qemu(tmp: Path, ops: Sequence[Op], args: Sequence[str], *, legacy: bool,
     # take a while to deliver a frame from the socket
     src = GUEST.read_text()
     assert "50000000UL" in src
-    (tmp / "mmio_probe.c").write_text(src.replace("50000000UL", "1500000000UL"))
+    (tmp / "mmio_probe.c").write_text(src.replace("50000000UL", os.environ.get("PROBE_SPIN", "1500000000UL")))
     elf = tmp / "probe.elf"
     subprocess.run([gcc, "-O1", "-ffreestanding", "-nostdlib", "-nostartfiles",
                     "-mgeneral-regs-only", "-static", "-Wl,--build-id=none",

@@ -5,11 +5,12 @@ driver reads and the frames the peer receives must be the same."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,11 @@ C_ACCEPTED = 2
 
 
 class Peer(threading.Thread):
-    """A -netdev socket peer speaking QEMU's length framing: sends BATCH_A on connect,
-    BATCH_B after the guest's first frame, BATCH_C after its third; keeps the rest."""
+    """A -netdev socket peer speaking QEMU's length framing: sends BATCH_A, BATCH_B and
+    BATCH_C after the guest's first, second and fourth frames; keeps what it gets.
+    (In some runs, frames that reached QEMU before its guest had set up the device
+    never reached the guest; the cause was not found, so the guest says when it is
+    ready.)"""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -80,8 +84,10 @@ class Peer(threading.Thread):
         except OSError:
             return
         conn.settimeout(0.2)
-        send = lambda fs: conn.sendall(b"".join(struct.pack(">I", len(f)) + f for f in fs))  # noqa: E731
-        send(BATCH_A)
+
+        def send(fs: list[bytes]) -> None:
+            conn.sendall(b"".join(struct.pack(">I", len(f)) + f for f in fs))
+
         buf = b""
         while not self.stop.is_set():
             try:
@@ -97,10 +103,9 @@ class Peer(threading.Thread):
                 n = struct.unpack(">I", buf[:4])[0]
                 self.frames.append(buf[4:4 + n])
                 buf = buf[4 + n:]
-                if len(self.frames) == 1:
-                    send(BATCH_B)
-                elif len(self.frames) == 3:
-                    send(BATCH_C)
+                batch = {1: BATCH_A, 2: BATCH_B, 4: BATCH_C}.get(len(self.frames))
+                if batch:
+                    send(batch)
         conn.close()
         self.ls.close()
 
@@ -159,6 +164,7 @@ def net_program(legacy: bool, mrg: bool, event_idx: bool) -> tuple[Program, int]
         prog.kick(1)
         prog.wait_used(1, 1)
 
+    tx(frame(SRC, 60, 19))
     rx(BATCH_A)
     acks = [ctrl(prog, 0, 0, b"\0"),                                         # promisc off
             ctrl(prog, 1, 0, struct.pack("<I", 1) + TABLE_UNI + struct.pack("<I", 1)
@@ -238,9 +244,9 @@ def test_virtio_net_dma_matches_qemu(tmp_path: Path, legacy: bool, mrg: bool, ev
         peer.start()
         netdev = {"type": "socket", "id": "n0", "connect": f"127.0.0.1:{peer.port}"}
         if which == "qemu":
-            got = run_qemu(tmp_path, prog.ops, ["-netdev", "socket,id=n0,connect=127.0.0.1:"
-                                                f"{peer.port}", "-device",
-                                                "virtio-net-device,netdev=n0"], legacy=legacy)
+            args = ["-netdev", f"socket,id=n0,connect=127.0.0.1:{peer.port}",
+                    "-device", "virtio-net-device,netdev=n0"]
+            got = run_qemu(tmp_path, prog.ops, args, legacy=legacy)
         else:
             m = ModelRun(netdev, legacy)
             model_runs.append(m)
@@ -252,7 +258,7 @@ def test_virtio_net_dma_matches_qemu(tmp_path: Path, legacy: bool, mrg: bool, ev
     (theirs, their_frames), (ours, our_frames) = results
     diffs = diff(prog.ops, theirs, ours)
     assert not diffs, "\n".join(diffs[:40])
-    assert len(their_frames) == 3
+    assert len(their_frames) == 4
     assert our_frames == their_frames
 
 
@@ -288,17 +294,11 @@ def test_features_and_config_match_qemu(tmp_path: Path, legacy: bool, netdev: st
 
 
 def require_tap() -> None:
-    try:
-        fd = open("/dev/net/tun", "rb+", buffering=0)  # noqa: SIM115
-    except OSError as exc:
-        pytest.skip(f"cannot open /dev/net/tun ({exc.strerror}): no tap devices here")
-    fd.close()
-    import fcntl
-    import os
+    """Skip unless this host lets us create tap interfaces."""
     if os.geteuid() != 0:
         pytest.skip("creating a tap interface needs CAP_NET_ADMIN (run as root)")
-    del fcntl
-
-
-def _unused(cb: Callable[[], None]) -> None:
-    del cb
+    try:
+        with open("/dev/net/tun", "rb+", buffering=0):
+            pass
+    except OSError as exc:
+        pytest.skip(f"cannot open /dev/net/tun ({exc.strerror}): no tap devices here")
