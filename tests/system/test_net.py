@@ -123,7 +123,8 @@ def test_virtio_net_ping_socket_peer(emulator: str, kernel: Path,
     """Frames from the guest's virtio-net reach the socket peer and its replies come back."""
     peer = Peer()
     try:
-        m = GuestMachine(virt_argv(emulator, kernel, make_initrd(PING_SCRIPT), extra=[
+        m = GuestMachine(virt_argv(emulator, kernel, make_initrd(PING_SCRIPT),
+                                   quiet=emulator == "qemu", extra=[
             "-netdev", NETDEVS[netdev](peer.port),
             "-device", f"virtio-net-device,netdev=n0,mac={GUEST_MAC}"]))
         machines.append(m)

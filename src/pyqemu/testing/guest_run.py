@@ -188,7 +188,7 @@ class GuestMachine:
 
     def _tail_locked(self) -> str:
         text = self._buf.decode("utf-8", "replace")
-        return "\n".join(text.splitlines()[-30:])
+        return "\n".join(text.splitlines()[-30:]) or "(no console output)"
 
     def mark(self) -> int:
         """The current output length (a ``start`` for :meth:`wait_for`)."""
