@@ -298,6 +298,11 @@ class BlockBackend:
             info["filename"] = self.display_name
             if self.format == "file":
                 info["format"] = "file"
+            if self.overlay_path is not None:
+                # QEMU's temporary overlay gets its backing from options, not its header
+                for key in ("backing-filename", "full-backing-filename",
+                            "backing-filename-format"):
+                    info.pop(key, None)
         if i + 1 < len(layers):
             info["backing-image"] = self._image_info(layers, i + 1)
         return info
@@ -392,7 +397,7 @@ def _open(filename: str, fmt: str | None, *, readonly: bool, snapshot: bool,
             base_fmt = base.format_name
         finally:
             base.close()
-        overlay = _create_overlay(path, base_fmt, size)
+        overlay = _create_overlay(os.path.abspath(path), base_fmt, size)
         try:
             image = open_image(overlay, "qcow2", readonly=False)
         except BaseException:
@@ -406,13 +411,6 @@ def _open(filename: str, fmt: str | None, *, readonly: bool, snapshot: bool,
             image.backing.filename = path
         return image, overlay, base_fmt, display
     image = open_image(filename, fmt, readonly=readonly)
-    try:
-        if extra:
-            raise BlockBackendError(f"Block format '{image.format_name}' does not support "
-                                    f"the option '{extra[0]}'")
-    except BaseException:
-        image.close()
-        raise
     if warn and probed and not readonly and image.format_name == "raw":
         sys.stderr.write(
             f"WARNING: Image format was not specified for '{path}' and probing "
@@ -420,6 +418,10 @@ def _open(filename: str, fmt: str | None, *, readonly: bool, snapshot: bool,
             "         Automatically detecting the format is dangerous for raw images, "
             "write operations on block 0 will be restricted.\n"
             "         Specify the 'raw' format explicitly to remove the restrictions.\n")
+    if extra:
+        image.close()
+        raise BlockBackendError(f"Block format '{image.format_name}' does not support "
+                                f"the option '{extra[0]}'")
     return image, None, image.format_name, None
 
 

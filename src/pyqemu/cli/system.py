@@ -576,7 +576,7 @@ def _log_setup(cmd: SystemCmdline, config: MachineConfig) -> None:
         except LogError:
             items = set()
         if not items:
-            sys.stdout.write(log_usage())
+            sys.stdout.write(log_usage() + "\n")  # the system emulator ends with a blank line
             raise ExitNow(1)
         config.log_items = frozenset(items)
     if cmd.log_file:
@@ -1105,12 +1105,12 @@ def _build_into(built: Built, cmd: SystemCmdline, config: MachineConfig) -> None
     monitors: list[tuple[str, str, bool]] = []
     for mopts, loc in cmd.mon_opts:
         label = mopts.get("chardev")
-        if label is None or label not in chardevs:
-            raise SystemCliError(f'chardev "{label}" not found', loc or None)
         mode = mopts.get("mode", "readline")
         if mode not in ("readline", "control"):
             raise SystemCliError(f"Parameter 'mode' does not accept value '{mode}'",
                                  loc or None)
+        if label is None or label not in chardevs:
+            raise SystemCliError(f'chardev "{label}" not found', loc or None)
         pretty_text = mopts.get("pretty", "off").lower()
         if pretty_text not in ("on", "off", "yes", "no", "true", "false"):
             raise SystemCliError("Parameter 'pretty' expects 'on' or 'off'", loc or None)
