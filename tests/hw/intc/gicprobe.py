@@ -452,14 +452,15 @@ def lpi_bits(step: Step) -> int:
 
 
 def compare(tmp: Path, steps: list[Step], version: int, smp: int = 1,
-            machine_extra: str = "", system: bool = False) -> list[int]:
+            machine_extra: str = "", system: bool = False,
+            cpu: str = "cortex-a57") -> list[int]:
     """Run both; assert every recorded value is the same (GICv3: LPI bits aside, see
     :func:`lpi_bits`); QEMU's values. ``system``: also execute the probe on pyqemu's own
     CPU and compare that too (ISR_EL1 reads aside: pyqemu's TCG does not implement
     ISR_EL1 yet)."""
     machine = f"virt,gic-version={version}" + (",its=off" if version == 3 else "") + \
         machine_extra
-    theirs = run_qemu(tmp, steps, machine, smp)
+    theirs = run_qemu(tmp, steps, machine, smp, cpu)
     ours = run_model(steps, version, smp)
     rec = [s for s in steps if s.records]
     if version == 3:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.hw.intc.gicprobe import (
     GICD,
     GICR,
@@ -297,3 +299,14 @@ def test_two_running_cpus_exchange_sgis_and_route_spis(tmp_path: Path) -> None:
                          *on_cpu1([ISR(), TAKE(), MSR("ICC_EOIR1_EL1", 40), ISR()]),
                          R(D + 0x304), ISR()]
     compare(tmp_path, steps, 3, smp=2)
+
+
+@pytest.mark.parametrize("cpu", ["max", "cortex-a53", "cortex-a72"])
+def test_cpu_interface_shape_is_the_same_for_every_cpu_model(tmp_path: Path, cpu: str) -> None:
+    """QEMU 7.2 gives these CPUs 5 priority bits: PRIbits, PMR mask, minimum BPRs, one
+    AP0R/AP1R register each."""
+    steps: list[Step] = [MRS("ICC_CTLR_EL1"), MSR("ICC_PMR_EL1", 0xFF), MRS("ICC_PMR_EL1"),
+                         MSR("ICC_BPR0_EL1", 0), MRS("ICC_BPR0_EL1"), MSR("ICC_BPR1_EL1", 0),
+                         MRS("ICC_BPR1_EL1"), MRS("ICC_AP0R1_EL1"), MRS("ICC_AP1R1_EL1"),
+                         MRS("ICC_AP1R0_EL1")]
+    compare(tmp_path, steps, 3, cpu=cpu)
