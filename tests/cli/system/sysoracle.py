@@ -52,11 +52,20 @@ def _qmp_cmd(f: Any, cmd: str | dict[str, Any]) -> Any:
             return reply
 
 
+def pyqemu_argv() -> list[str]:
+    """How to start pyqemu-system-aarch64 as a process."""
+    import sys
+
+    return [sys.executable, "-m", "pyqemu.cli.system"]
+
+
 def qemu_outcome(args: list[str], cwd: str, qmp: list[Any] | None = None,
-                 timeout: float = 20.0, base: list[str] | None = None) -> Outcome:
-    """Run the real QEMU on ``base + args`` (+ a QMP socket) in ``cwd``."""
+                 timeout: float = 20.0, base: list[str] | None = None,
+                 program: list[str] | None = None) -> Outcome:
+    """Run the real QEMU (or ``program``) on ``base + args`` (+ a QMP socket) in ``cwd``:
+    the outcome holds the answers to the ``qmp`` commands when it started."""
     sock_path = os.path.join(cwd, f"oracle-qmp-{os.getpid()}-{time.monotonic_ns()}.sock")
-    argv = [QEMU, *(BASE_ARGS if base is None else base),
+    argv = [*(program or [QEMU]), *(BASE_ARGS if base is None else base),
             "-qmp", f"unix:{sock_path},server=on,wait=off", *args]
     p = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)

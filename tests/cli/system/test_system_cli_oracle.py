@@ -40,8 +40,8 @@ BAD = [
     "-mtdblock /nonexist", "/nonexist",
     "-blockdev driver=file,filename=/nonexist,node-name=a", "-blockdev foo",
     "-blockdev driver=file,filename=plain.raw",
-    "-blockdev driver=file,filename=plain.raw,node-name=f0 "
-    "-blockdev driver=raw,file=f0,node-name=f0",
+    ("-blockdev driver=file,filename=plain.raw,node-name=f0 "
+     "-blockdev driver=raw,file=f0,node-name=f0"),
     "-blockdev driver=raw,file=nope,node-name=r", "-blockdev driver=file,node-name=f",
     "-blockdev driver=qcow2,file.driver=file,file.filename=plain.raw,node-name=q",
     "-blockdev driver=file,filename=plain.raw,node-name=f,foo=1",

@@ -1,0 +1,112 @@
+"""query-chardev and query-block of a running pyqemu-system-aarch64 against the real
+qemu-system-aarch64 7.2 started with the same command line (both asked over QMP).
+
+Values that differ by nature are normalised on both sides: pty numbers, the QMP socket
+name, anonymous node names ("#blockNNN"), the temporary snapshot file name.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import socket
+from typing import Any
+
+import pytest
+from conftest import make_image
+from sysoracle import pyqemu_argv, qemu_outcome
+
+from tests.conftest import require_tool
+
+pytestmark = pytest.mark.timeout(120)
+
+_NORMALISE = [
+    (re.compile(r"/dev/pts/\d+"), "/dev/pts/N"),
+    (re.compile(r"oracle-qmp-[0-9-]+\.sock"), "QMP.sock"),
+    (re.compile(r"#block\d+"), "#blockN"),
+    (re.compile(r"/var/tmp/vl\.\w+"), "/var/tmp/vl.TMP"),
+]
+
+
+def _norm(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _norm(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_norm(v) for v in obj]
+    if isinstance(obj, str):
+        for pat, rep in _NORMALISE:
+            obj = pat.sub(rep, obj)
+    return obj
+
+
+def _by(items: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    return {item[key]: item for item in items}
+
+
+def _both(args: list[str], workdir: pathlib.Path, cmds: list[str]) -> tuple[Any, Any]:
+    theirs = qemu_outcome(args, str(workdir), qmp=cmds)
+    ours = qemu_outcome(args, str(workdir), qmp=cmds, program=pyqemu_argv())
+    assert theirs.rc is None, theirs.stderr
+    assert ours.rc is None, ours.stderr
+    return _norm([r["return"] for r in theirs.qmp]), _norm([r["return"] for r in ours.qmp])
+
+
+@pytest.fixture
+def workdir(tmp_path: pathlib.Path) -> pathlib.Path:
+    require_tool("qemu-system-aarch64")
+    qemu_img = require_tool("qemu-img")
+    make_image(qemu_img, tmp_path / "base.raw", "raw", "1M")
+    make_image(qemu_img, tmp_path / "top.qcow2", "qcow2", "2M", "-b", "base.raw", "-F", "raw")
+    make_image(qemu_img, tmp_path / "plain.raw", "raw", "64K")
+    make_image(qemu_img, tmp_path / "other.raw", "raw", "128K")
+    return tmp_path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_query_chardev_as_qemu(workdir: pathlib.Path) -> None:
+    port = _free_port()
+    args = ["-cpu", "max",
+            "-chardev", "null,id=n0", "-chardev", "pty,id=p0",
+            "-chardev", f"socket,id=s0,path={workdir}/s0.sock,server=on,wait=off",
+            "-chardev", f"socket,id=t0,host=127.0.0.1,port={port},server=on,wait=off",
+            "-chardev", "ringbuf,id=rb", "-chardev", f"file,id=f0,path={workdir}/out.txt",
+            "-chardev", "stdio,id=st,mux=on", "-serial", "chardev:st", "-mon", "chardev=st"]
+    theirs, ours = _both(args, workdir, ["query-chardev"])
+    assert _by(ours[0], "label") == _by(theirs[0], "label")
+
+
+def test_query_chardev_nographic_as_qemu(workdir: pathlib.Path) -> None:
+    theirs, ours = _both(["-cpu", "max", "-nographic"], workdir, ["query-chardev"])
+    assert _by(ours[0], "label") == _by(theirs[0], "label")
+
+
+def test_query_chardev_file_serial_as_qemu(workdir: pathlib.Path) -> None:
+    args = ["-cpu", "max", "-nodefaults", "-serial", f"file:{workdir}/serial.log",
+            "-serial", "null", "-monitor", "none"]
+    theirs, ours = _both(args, workdir, ["query-chardev"])
+    assert _by(ours[0], "label") == _by(theirs[0], "label")
+
+
+def test_query_block_as_qemu(workdir: pathlib.Path) -> None:
+    args = ["-cpu", "max",
+            "-drive", "file=top.qcow2,if=none,id=d0,cache=writethrough,discard=unmap",
+            "-drive", "file=plain.raw,if=none,id=d1,format=raw,readonly=on",
+            "-drive", "file=other.raw,if=none,id=d2,snapshot=on",
+            "-drive", "if=none,id=empty",
+            "-device", "virtio-blk-device,drive=d0"]
+    theirs, ours = _both(args, workdir, ["query-block"])
+    assert _by(ours[0], "device") == _by(theirs[0], "device")
+
+
+def test_query_block_cache_modes_as_qemu(workdir: pathlib.Path) -> None:
+    args = ["-cpu", "max"]
+    for i, mode in enumerate(("writeback", "none", "directsync", "unsafe")):
+        args += ["-drive", f"file=plain.raw,format=raw,if=none,id=c{i},cache={mode},"
+                           "readonly=on"]
+    theirs, ours = _both(args, workdir, ["query-block"])
+    assert _by(ours[0], "device") == _by(theirs[0], "device")
