@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import socket
 import struct
 import subprocess
@@ -152,12 +153,14 @@ class Machine:
     """A running machine (QEMU or pyqemu) with QMP and HMP socket paths."""
 
     def __init__(self, kind: str, qmp: str, hmp: str, stop: Callable[[], None],
-                 vm: VM | None = None) -> None:
+                 vm: VM | None = None, proc: subprocess.Popen[bytes] | None = None) -> None:
         self.kind = kind
         self.qmp_path = qmp
         self.hmp_path = hmp
         self.stop = stop
+        #: the in-process VM (tiny board) or None for a separate process
         self.vm = vm
+        self.proc = proc
 
 
 def _wait_connect(path: str, timeout: float = 20.0) -> socket.socket:
@@ -174,17 +177,37 @@ def _wait_connect(path: str, timeout: float = 20.0) -> socket.socket:
             time.sleep(0.02)
 
 
-def start_qemu(tmp: Path, elf: Path, smp: int = 1, extra: tuple[str, ...] = ()) -> Machine:
-    qemu = require_tool("qemu-system-aarch64")
-    qmp, hmp = str(tmp / "qemu-qmp.sock"), str(tmp / "qemu-hmp.sock")
+def cli_available() -> bool:
+    """pyqemu-system-aarch64 can run a virt machine (CLI and board both there)."""
+    try:
+        import pyqemu.cli.system  # noqa: F401
+        from pyqemu.machine import MACHINES  # type: ignore[attr-defined]
+    except ImportError:
+        return False
+    return any(name == "virt" or getattr(mc, "alias", None) == "virt"
+               for name, mc in MACHINES.items())
+
+
+def start_qemu(tmp: Path, elf: Path, smp: int = 1, extra: tuple[str, ...] = (),
+               binary: str | None = None, prefix: str = "qemu") -> Machine:
+    """The real QEMU, or (``binary`` = "pyqemu") ``python -m pyqemu.cli.system`` with the
+    very same command line."""
+    if binary == "pyqemu":
+        import sys
+
+        cmd = [sys.executable, "-m", "pyqemu.cli.system"]
+    else:
+        cmd = [require_tool("qemu-system-aarch64")]
+    qmp, hmp = str(tmp / f"{prefix}-qmp.sock"), str(tmp / f"{prefix}-hmp.sock")
     proc = subprocess.Popen(
-        [qemu, "-M", "virt", "-cpu", "cortex-a57", "-smp", str(smp), "-m", "128M", "-S",
+        [*cmd, "-M", "virt", "-cpu", "cortex-a57", "-smp", str(smp), "-m", "128M", "-S",
          "-display", "none", "-nodefaults", "-serial", "null",
          "-qmp", f"unix:{qmp},server=on,wait=off",
          "-monitor", f"unix:{hmp},server=on,wait=off", "-kernel", str(elf), *extra],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for p in (qmp, hmp):
         _wait_connect(p).close()  # the servers are up (QEMU accepts and drops us)
+    kind = "pyqemu" if binary == "pyqemu" else "qemu"
 
     def stop() -> None:
         if proc.poll() is None:
@@ -196,7 +219,7 @@ def start_qemu(tmp: Path, elf: Path, smp: int = 1, extra: tuple[str, ...] = ()) 
         if proc.stderr:
             proc.stderr.close()
 
-    return Machine("qemu", qmp, hmp, stop)
+    return Machine(kind, qmp, hmp, stop, proc=proc)
 
 
 def start_pyqemu(tmp: Path, elf: Path, smp: int = 1, name: str | None = None,
@@ -274,9 +297,14 @@ def machines(tmp_path: Path, pattern: tuple[Path, int]) -> Iterator[tuple[Machin
     """(QEMU, pyqemu), both paused (-S) with the pattern guest loaded, 1 vCPU, the same
     -name and -uuid."""
     elf, _ = pattern
-    q = start_qemu(tmp_path, elf, extra=("-name", NAME, "-uuid", UUID))
+    ids = ("-name", NAME, "-uuid", UUID)
+    q = start_qemu(tmp_path, elf, extra=ids)
     try:
-        p = start_pyqemu(tmp_path, elf, name=NAME, uuid=UUID)
+        if cli_available() and os.environ.get("PYQEMU_MONITOR_TINY_BOARD") != "1":
+            # the real thing: pyqemu-system-aarch64 with QEMU's command line
+            p = start_qemu(tmp_path, elf, extra=ids, binary="pyqemu", prefix="py")
+        else:
+            p = start_pyqemu(tmp_path, elf, name=NAME, uuid=UUID)
     except BaseException:
         q.stop()
         raise

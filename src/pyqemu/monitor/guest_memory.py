@@ -2,9 +2,9 @@
 address_space_read): physical reads through the board's address space, virtual reads
 through a vCPU's current stage-1 translation, without touching its TLB.
 
-Boards give the monitor their physical memory as ``board.address_space`` (a
-pyqemu.memory.AddressSpace; MMIO is read through the device as QEMU does), or
-``board.system_memory`` (the root MemoryRegion); failing both, the vCPU's own physical
+Boards give the monitor their physical memory as ``board.address_space`` or
+``board.aspace`` (a pyqemu.memory.AddressSpace; MMIO is read through the device as QEMU
+does), or ``board.system_memory``/``board.root`` (the root MemoryRegion); failing those, the vCPU's own physical
 memory (``cpu.mem.phys``, the MMU's PhysMemory) is used, which knows only RAM.
 """
 
@@ -19,11 +19,16 @@ __all__ = ["phys_read", "root_region", "virt_read", "virt_to_phys"]
 PAGE = 4096
 
 
+_SPACE_ATTRS = ("address_space", "aspace")
+_ROOT_ATTRS = ("system_memory", "sysmem", "root")
+
+
 def _address_space(vm: Any) -> Any | None:
     board = getattr(vm, "board", None)
-    space = getattr(board, "address_space", None)
-    if space is not None:
-        return space
+    for attr in _SPACE_ATTRS:
+        space = getattr(board, attr, None)
+        if space is not None and hasattr(space, "lookup"):
+            return space
     root = root_region(vm)
     if root is not None:
         from pyqemu.memory import AddressSpace
@@ -39,12 +44,15 @@ def _address_space(vm: Any) -> Any | None:
 def root_region(vm: Any) -> Any | None:
     """The board's system MemoryRegion (for ``info mtree``), if it has one."""
     board = getattr(vm, "board", None)
-    for attr in ("system_memory", "sysmem"):
+    for attr in _ROOT_ATTRS:
         mr = getattr(board, attr, None)
-        if mr is not None:
+        if mr is not None and hasattr(mr, "subregions"):
             return mr
-    space = getattr(board, "address_space", None)
-    return getattr(space, "root", None)
+    for attr in _SPACE_ATTRS:
+        root = getattr(getattr(board, attr, None), "root", None)
+        if root is not None:
+            return root
+    return None
 
 
 def _cpu_phys(vm: Any) -> Any | None:

@@ -157,8 +157,11 @@ class HMPMonitor:
 
     def _on_line(self, line: str) -> None:
         raw = line.encode("latin-1", "replace").decode("utf-8", "surrogateescape")
+        # monitor_command_cb: suspended while the command runs, the prompt comes back
+        # when resumed (``quit`` suspends once more, so no prompt follows it)
+        self.suspend_cnt += 1
         self.handle_command(raw)
-        self.rs.show_prompt()
+        self._resume()
 
     def run_command_capture(self, line: str) -> str:
         """Run one command line, returning what it printed (human-monitor-command)."""
@@ -610,6 +613,11 @@ def _hmp_cont(mon: HMPMonitor, a: dict[str, Any]) -> None:
     vm.cont()
 
 
+def _hmp_quit(mon: HMPMonitor, a: dict[str, Any]) -> None:
+    mon.suspend_cnt += 1  # monitor_suspend: no prompt after quit
+    mon.vm.quit()
+
+
 def _hmp_cpu(mon: HMPMonitor, a: dict[str, Any]) -> None:
     index = a["index"]
     if not any(c.cpu_index == index for c in mon.cpus()):
@@ -814,7 +822,7 @@ HMP_COMMANDS: tuple[HMPCommand, ...] = (
                sub_table=INFO_COMMANDS),
     HMPCommand("print|p", "fmt:/,val:l", "/fmt expr",
                "print expression value (use $reg for CPU register access)", _hmp_print),
-    HMPCommand("quit|q", "", "", "quit the emulator", lambda m, a: m.vm.quit()),
+    HMPCommand("quit|q", "", "", "quit the emulator", _hmp_quit),
     HMPCommand("stop|s", "", "", "stop emulation", lambda m, a: m.vm.stop()),
     HMPCommand("system_powerdown", "", "", "send system power down event",
                lambda m, a: m.vm.system_powerdown()),
