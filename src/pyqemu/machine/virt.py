@@ -204,7 +204,7 @@ class VirtMachine:
         smp = cfg.smp.cpus
         if self.gic_version == 2 and smp > GICV2_MAX_CPUS:
             raise MachineError(f"Number of SMP CPUs requested ({smp}) exceeds max CPUs "
-                               f"supported by GICv2 ({GICV2_MAX_CPUS})")
+                               f"supported by machine 'mach-virt' ({GICV2_MAX_CPUS})")
         if smp > GICV3_REDIST_CPUS:
             raise MachineError(f"Number of SMP CPUs requested ({smp}) exceeds max CPUs "
                                f"supported by pyqemu's virt ({GICV3_REDIST_CPUS})")
@@ -425,6 +425,8 @@ class VirtMachine:
             if iface == "virtio":
                 requests.append({"driver": "virtio-blk-device", "drive": bid})
         for props in requests:
+            loc = "-device " + ",".join(v if k == "driver" else f"{k}={v}"
+                                        for k, v in props.items())
             driver = props.pop("driver", "")
             try:
                 dc = DEVICES.get(resolve_driver(driver))
@@ -432,7 +434,7 @@ class VirtMachine:
                     raise QdevError(f"'{driver}' is not a valid device model name")
                 self.devices.append(dc.create(self, props))
             except QdevError as exc:
-                raise MachineError(str(exc)) from None
+                raise MachineError(f"{loc}: {exc}") from None
 
     # ------------------------------------------------------------------ boot
     def _setup_boot(self) -> None:

@@ -245,6 +245,8 @@ def read_dtb_file(path: str) -> Fdt:
     if data is None:
         raise BootError(f"Couldn't open dtb file {path}", prefixed=False)
     try:
+        if len(data) >= 4 and data[:4] != b"\xd0\x0d\xfe\xed":
+            raise FdtError("bad device tree magic")  # libfdt checks the magic first
         return Fdt.from_dtb(data)
     except FdtError as exc:
         raise BootError(f"load_device_tree: Unable to copy device tree into memory: "
