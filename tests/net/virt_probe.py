@@ -63,27 +63,38 @@ def identity_ops(slot: int, cfg_len: int, queues: int) -> list[Op]:
     return ops
 
 
-def run_qemu(tmp: Path, ops: Sequence[Op], args: Sequence[str], *, legacy: bool,
-             timeout: float = 60, before_wait: Callable[[subprocess.Popen[bytes]], None]
-             | None = None) -> dict[int, int]:
-    """Run the probe on QEMU with extra ``args`` (-netdev/-device...); index -> value."""
+def build_probe(tmp: Path, ops: Sequence[Op]) -> Path:
+    """The probe ELF running ``ops``."""
     gcc = require_tool("aarch64-linux-gnu-gcc")
-    qemu = require_tool("qemu-system-aarch64")
     body = ",\n".join(f"{{{a:#x}UL, {k}, {s}, {v:#x}UL}}" for a, k, s, v in ops)
     (tmp / "ops.h").write_text(f"static const struct op OPS[] = {{\n{body}\n}};\n")
     # polls spin longer than the shared probe's: on a loaded host QEMU's I/O thread may
     # take a while to deliver a frame from the socket
     src = GUEST.read_text()
     assert "50000000UL" in src
-    (tmp / "mmio_probe.c").write_text(src.replace("50000000UL", os.environ.get("PROBE_SPIN", "1500000000UL")))
+    spin = os.environ.get("PROBE_SPIN", "1500000000UL")
+    (tmp / "mmio_probe.c").write_text(src.replace("50000000UL", spin))
     elf = tmp / "probe.elf"
     subprocess.run([gcc, "-O1", "-ffreestanding", "-nostdlib", "-nostartfiles",
                     "-mgeneral-regs-only", "-static", "-Wl,--build-id=none",
                     "-Wl,-Ttext=0x40080000", "-Wl,-e,_start", "-o", str(elf),
                     str(tmp / "mmio_probe.c")], check=True, capture_output=True)
+    return elf
+
+
+def run_qemu(tmp: Path, ops: Sequence[Op], args: Sequence[str], *, legacy: bool | None,
+             timeout: float = 60, before_wait: Callable[[subprocess.Popen[bytes]], None]
+             | None = None, qemu: str | None = None) -> dict[int, int]:
+    """Run the probe on QEMU (or the ``qemu`` given, e.g. pyqemu-system-aarch64) with
+    extra ``args`` (-netdev/-device...); index -> value. ``legacy`` None: the
+    transport's default (QEMU 7.2: legacy)."""
+    elf = build_probe(tmp, ops)
+    if qemu is None:
+        qemu = require_tool("qemu-system-aarch64")
+    glob = [] if legacy is None else \
+        ["-global", f"virtio-mmio.force-legacy={'on' if legacy else 'off'}"]
     cmd = [qemu, "-M", "virt", "-cpu", "cortex-a57", "-m", "256M", "-nographic",
-           "-monitor", "none", "-serial", "stdio", "-nic", "none",
-           "-global", f"virtio-mmio.force-legacy={'on' if legacy else 'off'}",
+           "-monitor", "none", "-serial", "stdio", "-nic", "none", *glob,
            *args, "-kernel", str(elf)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)

@@ -124,7 +124,8 @@ def control(prog: Program, pid: int, event: int, value: int) -> None:
     prog.kick(3)
 
 
-def console_program(legacy: bool, event_idx: bool) -> Program:
+def console_program(legacy: bool, event_idx: bool, second_console: bool = False) -> Program:
+    """The driver program; port 1 is a virtserialport (or a second virtconsole)."""
     feats = (1 << vcon.VIRTIO_CONSOLE_F_MULTIPORT) | (1 << vcon.VIRTIO_CONSOLE_F_EMERG_WRITE) \
         | ((1 << 29) if event_idx else 0) | (0 if legacy else 1 << 32)
     prog = Program(legacy)
@@ -143,8 +144,9 @@ def console_program(legacy: bool, event_idx: bool) -> Program:
     control(prog, 0, vcon.VIRTIO_CONSOLE_PORT_READY, 1)
     control(prog, 1, vcon.VIRTIO_CONSOLE_PORT_READY, 1)
     prog.wait_used(3, 2)
-    prog.wait_used(2, 5)                       # CONSOLE_PORT, names, PORT_OPEN x2
-    for a in ctl[:7]:
+    # CONSOLE_PORT (per console), names, PORT_OPEN x2
+    prog.wait_used(2, 6 if second_console else 5)
+    for a in ctl[:8 if second_console else 7]:
         prog.read_mem(a, 32)
     control(prog, 0, vcon.VIRTIO_CONSOLE_PORT_OPEN, 1)
     control(prog, 1, vcon.VIRTIO_CONSOLE_PORT_OPEN, 1)

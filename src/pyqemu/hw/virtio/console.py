@@ -414,3 +414,92 @@ class VirtIOSerial(VirtIODevice):
     def handle_request(self, vq: VirtQueue, elem: VirtQueueElement) -> int:
         """Unused: every queue is dispatched by :meth:`queue_notify`."""
         return 0
+
+
+# ---- -device factories (registered by pyqemu.hw.qdev) ----------------------------------
+def _uint(props: dict[str, str], key: str, default: int) -> int:
+    text = props.get(key)
+    if text is None:
+        return default
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise ConsoleError(f"Parameter '{key}' expects integer") from None
+    if not 0 <= value < 1 << 32:
+        raise ConsoleError(f"Parameter '{key}' expects uint32_t")
+    return value
+
+
+def _board_serials(board: Any) -> list[VirtIOSerial]:
+    found: list[VirtIOSerial] | None = getattr(board, "_virtio_serial_devices", None)
+    if found is None:
+        found = []
+        board._virtio_serial_devices = found
+    return found
+
+
+def qdev_create(board: Any, driver: str, props: dict[str, str]) -> Any:
+    """Build and plug ``virtio-serial-device``, ``virtconsole`` or ``virtserialport``
+    on a board with ``aspace``, ``config`` (chardevs by id), ``qdev_path(props)`` and
+    ``plug_virtio(dev, qdev_id)``; errors are pyqemu.hw.qdev.QdevError with QEMU's
+    messages."""
+    from pyqemu.hw.qdev import QdevError
+
+    try:
+        if driver == "virtio-serial-device":
+            max_ports = _uint(props, "max_ports", DEFAULT_MAX_PORTS)
+            if max_ports == 0:
+                raise ConsoleError("Maximum number of serial ports not specified")
+            ew = props.get("emergency-write", "on").lower() in ("on", "yes", "true")
+            serials = _board_serials(board)
+            bus = f"{props['id']}.0" if props.get("id") else f"virtio-serial-bus.{len(serials)}"
+            board.qdev_path(props)
+            dev = VirtIOSerial(board.aspace, max_ports=max_ports, emergency_write=ew,
+                               bus_name=bus)
+            board.plug_virtio(dev, props.get("id"))
+            serials.append(dev)
+            return dev
+        if driver not in ("virtconsole", "virtserialport"):
+            raise ConsoleError(f"'{driver}' is not a valid device model name")
+        serials = _board_serials(board)
+        if not serials:
+            raise ConsoleError(f"No 'virtio-serial-bus' bus found for device '{driver}'")
+        nr = _uint(props, "nr", 0xFFFFFFFF)
+        chardev = None
+        cid = props.get("chardev")
+        if cid is not None:
+            chardev = board.config.chardevs.get(cid)
+            if chardev is None:
+                raise ConsoleError(f"Property '{driver}.chardev' can't find value '{cid}'")
+            used: set[str] = getattr(board, "_virtio_serial_chardevs", set())
+            if cid in used:
+                raise ConsoleError(f"Property '{driver}.chardev' can't take value '{cid}': "
+                                   f"Device '{cid}' is in use")
+            used.add(cid)
+            board._virtio_serial_chardevs = used
+        port = VirtIOSerialPort(chardev, name=props.get("name"),
+                                nr=None if nr == 0xFFFFFFFF else nr,
+                                is_console=driver == "virtconsole", qdev_id=props.get("id"))
+        serials[-1].add_port(port)
+        return port
+    except ConsoleError as exc:
+        raise QdevError(str(exc)) from None
+
+
+def qdev_factories() -> dict[str, tuple[str, dict[str, tuple[str, str]], Any]]:
+    """{name: (description, properties, factory(board, props))} for the board's
+    -device registry."""
+    def make(driver: str) -> Any:
+        return lambda board, props: qdev_create(board, driver, props)
+
+    port_props = {"chardev": ("str", "ID of a chardev to use as a backend"),
+                  "name": ("str", ""), "nr": ("uint32", " (default: 4294967295)")}
+    return {
+        "virtio-serial-device": ("virtio-serial on virtio-mmio", {
+            "max_ports": ("uint32", " (default: 31)"),
+            "emergency-write": ("bool", "on/off (default: true)")},
+            make("virtio-serial-device")),
+        "virtconsole": ("a console port on virtio-serial", port_props, make("virtconsole")),
+        "virtserialport": ("a serial port on virtio-serial", port_props,
+                           make("virtserialport")),
+    }

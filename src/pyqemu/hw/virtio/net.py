@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pyqemu.hw import log
 from pyqemu.hw.virtio.virtqueue import (
@@ -573,3 +573,59 @@ def _inet_csum(data: bytes) -> int:
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return ~s & 0xFFFF
+
+
+# ---- -device factory (for pyqemu.hw.qdev) ------------------------------------------------
+#: -device virtio-net-device boolean properties -> the feature bit they switch off
+FEATURE_PROPS = {
+    "csum": VIRTIO_NET_F_CSUM, "guest_csum": VIRTIO_NET_F_GUEST_CSUM,
+    "gso": VIRTIO_NET_F_GSO, "guest_tso4": VIRTIO_NET_F_GUEST_TSO4,
+    "guest_tso6": VIRTIO_NET_F_GUEST_TSO6, "guest_ecn": VIRTIO_NET_F_GUEST_ECN,
+    "guest_ufo": VIRTIO_NET_F_GUEST_UFO, "host_tso4": VIRTIO_NET_F_HOST_TSO4,
+    "host_tso6": VIRTIO_NET_F_HOST_TSO6, "host_ecn": VIRTIO_NET_F_HOST_ECN,
+    "host_ufo": VIRTIO_NET_F_HOST_UFO, "mrg_rxbuf": VIRTIO_NET_F_MRG_RXBUF,
+    "status": VIRTIO_NET_F_STATUS, "ctrl_vq": VIRTIO_NET_F_CTRL_VQ,
+    "ctrl_rx": VIRTIO_NET_F_CTRL_RX, "ctrl_vlan": VIRTIO_NET_F_CTRL_VLAN,
+    "ctrl_rx_extra": VIRTIO_NET_F_CTRL_RX_EXTRA, "guest_announce": VIRTIO_NET_F_GUEST_ANNOUNCE,
+    "ctrl_mac_addr": VIRTIO_NET_F_CTRL_MAC_ADDR,
+    "ctrl_guest_offloads": VIRTIO_NET_F_CTRL_GUEST_OFFLOADS,
+}
+
+
+def qdev_create(board: object, props: dict[str, str]) -> VirtIONet:
+    """Build and plug a virtio-net-device on a board with ``aspace``, ``config``
+    (netdevs by id), ``qdev_path(props)`` and ``plug_virtio(dev, qdev_id)``.
+    ValueError carries QEMU's message. The feature switches (csum=off...) are honoured
+    except ctrl_vq=off, which would change the queue layout (refused)."""
+    b: Any = board
+    backend = None
+    nd = props.get("netdev")
+    if nd:
+        backend = b.config.netdevs.get(nd)
+        if backend is None:
+            raise ValueError(f"Property 'virtio-net-device.netdev' can't find value '{nd}'")
+    count = getattr(b, "_nic_count", 0)
+    b._nic_count = count + 1
+    mac = parse_mac(props["mac"]) if "mac" in props else default_mac(count)
+    off = set()
+    for key, bit in FEATURE_PROPS.items():
+        value = props.get(key, "on").lower()
+        if value not in ("on", "off", "yes", "no", "true", "false"):
+            raise ValueError(f"Parameter '{key}' expects 'on' or 'off'")
+        if value in ("off", "no", "false"):
+            off.add(bit)
+    if VIRTIO_NET_F_CTRL_VQ in off:
+        raise ValueError("virtio-net-device: ctrl_vq=off is not supported by pyqemu")
+    b.qdev_path(props)
+    dev = VirtIONet(b.aspace, backend, mac, nic_name=props.get("id") or f"virtio-net-device.{count}",
+                    features_off=frozenset(off))
+    b.plug_virtio(dev, props.get("id"))
+    return dev
+
+
+def qdev_factories() -> dict[str, tuple[str, dict[str, tuple[str, str]], Any]]:
+    """{name: (description, properties, factory(board, props))}."""
+    props = {k: ("bool", "on/off (default: true)") for k in FEATURE_PROPS}
+    props["netdev"] = ("str", "ID of a netdev to use as a backend")
+    props["mac"] = ("str", "Ethernet 6-byte MAC Address, example: 52:54:00:12:34:56")
+    return {"virtio-net-device": ("virtio-net on virtio-mmio", props, qdev_create)}
