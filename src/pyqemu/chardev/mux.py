@@ -16,6 +16,7 @@ the first C-a c, as QEMU's), "mux-in"/"mux-out" when the focus moves to/from it,
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,7 @@ from pyqemu.chardev import (
 __all__ = ["MAX_MUX", "MuxChardev"]
 
 MAX_MUX = 4
+MUX_BUFFER_SIZE = 32
 ESCAPE = 0x01  # Ctrl-A, QEMU's default term_escape_char
 
 _HELP = [("h", "print this help"), ("x", "exit emulator"),
@@ -65,6 +67,9 @@ class MuxChardev(CharBackend):
         self.filename = "mux"
         self.frontends: list[Frontend] = []
         self._opened: list[bool] = []
+        #: per frontend: input it had no room for yet (QEMU's 32-byte mux buffers)
+        self._buffers: list[bytearray] = []
+        self._buf_timer: threading.Timer | None = None
         self.focus = -1
         self.term_got_escape = False
         self.timestamps = False
@@ -101,6 +106,7 @@ class MuxChardev(CharBackend):
         fe = Frontend(receive, can_receive, event)
         self.frontends.append(fe)
         self._opened.append(False)
+        self._buffers.append(bytearray())
         if self.focus < 0:
             self._set_focus(0)
 
@@ -142,17 +148,58 @@ class MuxChardev(CharBackend):
         self.base.attach(main_loop)
 
     def _base_can_receive(self) -> int:
-        if 0 <= self.focus < len(self.frontends):
-            return self.frontends[self.focus].room()
-        return 0
+        """mux_chr_can_read: one byte while the focused frontend's buffer has room (so
+        escapes still work when the guest does not read), else the frontend's room."""
+        if not 0 <= self.focus < len(self.frontends):
+            return 0
+        self._flush_buffers()
+        if len(self._buffers[self.focus]) < MUX_BUFFER_SIZE:
+            return 1
+        return self.frontends[self.focus].room()
 
     def _base_receive(self, data: bytes) -> None:
-        fe = self.frontends[self.focus] if 0 <= self.focus < len(self.frontends) else None
         for b in data:
-            if self._proc_byte(b) and fe is not None and fe.receive is not None:
+            if not self._proc_byte(b) or not 0 <= self.focus < len(self.frontends):
+                continue
+            # the focus may have moved with C-a c: look it up per byte
+            fe = self.frontends[self.focus]
+            buf = self._buffers[self.focus]
+            if not buf and fe.receive is not None and fe.room() > 0:
                 fe.receive(bytes([b]))
-            # the focus may have moved with C-a c
-            fe = self.frontends[self.focus] if 0 <= self.focus < len(self.frontends) else None
+            elif len(buf) < MUX_BUFFER_SIZE:
+                buf.append(b)
+        self._poll_buffers()
+
+    def _flush_buffers(self) -> None:
+        """mux_chr_accept_input: hand buffered input to frontends that have room."""
+        for fe, buf in zip(self.frontends, self._buffers, strict=True):
+            while buf and fe.receive is not None:
+                room = fe.room()
+                if room <= 0:
+                    break
+                chunk = bytes(buf[:room])
+                del buf[:room]
+                fe.receive(chunk)
+
+    def accept_input(self) -> None:
+        if self.main_loop is not None:
+            self.main_loop.call_soon(self._flush_buffers)
+        else:
+            self._flush_buffers()
+
+    def _poll_buffers(self) -> None:
+        """While input waits in a buffer, look again shortly (QEMU polls can_read)."""
+        if self._buf_timer is not None or not any(self._buffers) or self.main_loop is None:
+            return
+        loop = self.main_loop
+
+        def fire() -> None:
+            self._buf_timer = None
+            loop.call_soon(lambda: (self._flush_buffers(), self._poll_buffers()))
+
+        self._buf_timer = threading.Timer(0.01, fire)
+        self._buf_timer.daemon = True
+        self._buf_timer.start()
 
     def _proc_byte(self, ch: int) -> bool:
         """mux_proc_byte: True if ``ch`` goes to the focused frontend."""
@@ -201,4 +248,6 @@ class MuxChardev(CharBackend):
         if self.closed:
             return
         self.closed = True
+        if self._buf_timer is not None:
+            self._buf_timer.cancel()
         self.base.close()
