@@ -21,8 +21,7 @@ _VERSION = re.compile(rb"QEMU 7\.2\.\d+ monitor")
 
 def _run(program: list[str], args: list[str], keys: bytes) -> tuple[int, bytes]:
     p = subprocess.run([*program, "-M", "virt", "-cpu", "max", "-S", "-nic", "none", *args],
-                       input=keys, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=60)
+                       input=keys, capture_output=True, timeout=60, check=False)
     return p.returncode, _VERSION.sub(b"QEMU 7.2.x monitor", p.stdout)
 
 

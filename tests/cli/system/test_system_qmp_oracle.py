@@ -106,7 +106,6 @@ def test_query_block_as_qemu(workdir: pathlib.Path) -> None:
 def test_query_block_cache_modes_as_qemu(workdir: pathlib.Path) -> None:
     args = ["-cpu", "max"]
     for i, mode in enumerate(("writeback", "none", "directsync", "unsafe")):
-        args += ["-drive", f"file=plain.raw,format=raw,if=none,id=c{i},cache={mode},"
-                           "readonly=on"]
+        args += ["-drive", f"file=plain.raw,format=raw,if=none,id=c{i},cache={mode},readonly=on"]
     theirs, ours = _both(args, workdir, ["query-block"])
     assert _by(ours[0], "device") == _by(theirs[0], "device")
