@@ -65,9 +65,11 @@ def _parse_props(text: str) -> dict[str, tuple[str, str]]:
     """Properties from a ``-device X,help`` listing (``name=<type> - help`` lines)."""
     out: dict[str, tuple[str, str]] = {}
     for line in text.strip().splitlines():
+        if not line.strip():
+            continue
         left, _, helptext = line.strip().partition(" - ")
         name, _, ptype = left.strip().partition("=<")
-        out[name] = (ptype.rstrip(">").strip() if ptype else "", helptext)
+        out[name] = (ptype.strip()[:-1] if ptype else "", helptext)
     return out
 
 
