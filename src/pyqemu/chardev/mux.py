@@ -193,9 +193,13 @@ class MuxChardev(CharBackend):
             return
         loop = self.main_loop
 
+        def again() -> None:
+            self._flush_buffers()
+            self._poll_buffers()
+
         def fire() -> None:
             self._buf_timer = None
-            loop.call_soon(lambda: (self._flush_buffers(), self._poll_buffers()))
+            loop.call_soon(again)
 
         self._buf_timer = threading.Timer(0.01, fire)
         self._buf_timer.daemon = True
