@@ -188,6 +188,12 @@ def cli_available() -> bool:
                for name, mc in MACHINES.items())
 
 
+def use_cli() -> bool:
+    """Test pyqemu-system-aarch64 itself (else the tiny in-process board), unless
+    PYQEMU_MONITOR_TINY_BOARD=1."""
+    return cli_available() and os.environ.get("PYQEMU_MONITOR_TINY_BOARD") != "1"
+
+
 def start_qemu(tmp: Path, elf: Path, smp: int = 1, extra: tuple[str, ...] = (),
                binary: str | None = None, prefix: str = "qemu") -> Machine:
     """The real QEMU, or (``binary`` = "pyqemu") ``python -m pyqemu.cli.system`` with the
@@ -300,7 +306,7 @@ def machines(tmp_path: Path, pattern: tuple[Path, int]) -> Iterator[tuple[Machin
     ids = ("-name", NAME, "-uuid", UUID)
     q = start_qemu(tmp_path, elf, extra=ids)
     try:
-        if cli_available() and os.environ.get("PYQEMU_MONITOR_TINY_BOARD") != "1":
+        if use_cli():
             # the real thing: pyqemu-system-aarch64 with QEMU's command line
             p = start_qemu(tmp_path, elf, extra=ids, binary="pyqemu", prefix="py")
         else:
