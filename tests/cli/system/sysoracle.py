@@ -61,9 +61,11 @@ def pyqemu_argv() -> list[str]:
 
 def qemu_outcome(args: list[str], cwd: str, qmp: list[Any] | None = None,
                  timeout: float = 20.0, base: list[str] | None = None,
-                 program: list[str] | None = None) -> Outcome:
+                 program: list[str] | None = None,
+                 on_start: Any = None) -> Outcome:
     """Run the real QEMU (or ``program``) on ``base + args`` (+ a QMP socket) in ``cwd``:
-    the outcome holds the answers to the ``qmp`` commands when it started."""
+    the outcome holds the answers to the ``qmp`` commands when it started (``on_start()``
+    runs first, once start-up is complete)."""
     sock_path = os.path.join(cwd, f"oracle-qmp-{os.getpid()}-{time.monotonic_ns()}.sock")
     argv = [*(program or [QEMU]), *(BASE_ARGS if base is None else base),
             "-qmp", f"unix:{sock_path},server=on,wait=off", *args]
@@ -101,6 +103,8 @@ def qemu_outcome(args: list[str], cwd: str, qmp: list[Any] | None = None,
                     s.close()  # QEMU failed after creating the QMP socket
                     p.wait(timeout)
                     continue
+                if on_start is not None:
+                    on_start()
                 for c in qmp or []:
                     replies.append(_qmp_cmd(f, c))
                 with contextlib.suppress(Exception):
