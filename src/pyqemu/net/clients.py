@@ -51,15 +51,15 @@ def create_netdev(opts: dict[str, str], main_loop: Any) -> NetBackend:
 
 
 def info_network(nics: Iterable[Any], netdevs: Iterable[NetBackend]) -> str:
-    """HMP "info network": each NIC (objects with ``info_line()`` and ``backend``) with
-    its netdev indented under it, then the netdevs no NIC uses."""
-    lines = []
-    used: set[int] = set()
-    for nic in nics:
+    """HMP "info network" in QEMU's order (clients in creation order, and -netdev
+    backends are created before -device NICs): netdevs no NIC uses, then each NIC
+    (objects with ``info_line()`` and ``backend``) with its netdev indented under it."""
+    nic_list = list(nics)
+    used = {id(getattr(nic, "backend", None)) for nic in nic_list}
+    lines = [be.info_line() for be in netdevs if id(be) not in used]
+    for nic in nic_list:
         lines.append(nic.info_line())
         be = getattr(nic, "backend", None)
         if be is not None:
-            used.add(id(be))
             lines.append(" \\ " + be.info_line())
-    lines += [be.info_line() for be in netdevs if id(be) not in used]
     return "".join(line + "\n" for line in lines)

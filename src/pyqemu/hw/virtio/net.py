@@ -110,6 +110,20 @@ def default_mac(index: int) -> bytes:
     return DEFAULT_MAC[:5] + bytes([(0x56 + index) & 0xFF])
 
 
+def macaddr_default_if_unset(mac: bytes | None, table: dict[int, int]) -> bytes:
+    """QEMU 7.2's qemu_macaddr_default_if_unset: a NIC without mac= gets the first
+    52:54:00:12:34:xx (xx from 0x56) that no NIC of this machine uses yet; ``table``
+    counts the xx in use."""
+    if mac is not None and mac[:5] != DEFAULT_MAC[:5]:
+        return mac
+    if mac is None:
+        free = next((i for i in range(0x56, 0xFF) if not table.get(i)), 0xFF)
+        mac = DEFAULT_MAC[:5] + bytes([free])
+    if 0x56 <= mac[5] < 0xFF:
+        table[mac[5]] = table.get(mac[5], 0) + 1
+    return mac
+
+
 def parse_mac(text: str) -> bytes:
     """A -device mac= value; ValueError with QEMU's wording if malformed."""
     parts = text.split(":")
@@ -606,7 +620,10 @@ def qdev_create(board: object, props: dict[str, str]) -> VirtIONet:
             raise ValueError(f"Property 'virtio-net-device.netdev' can't find value '{nd}'")
     count = getattr(b, "_nic_count", 0)
     b._nic_count = count + 1
-    mac = parse_mac(props["mac"]) if "mac" in props else default_mac(count)
+    table: dict[int, int] = getattr(b, "_mac_table", {})
+    b._mac_table = table
+    mac = parse_mac(props["mac"]) if "mac" in props else None
+    mac = macaddr_default_if_unset(mac, table)
     off = set()
     for key, bit in FEATURE_PROPS.items():
         value = props.get(key, "on").lower()
