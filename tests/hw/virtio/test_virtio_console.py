@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pyqemu.hw.virtio import console as vcon
 from pyqemu.hw.virtio.console import ConsoleError, VirtIOSerial, VirtIOSerialPort
+from pyqemu.hw.virtio.mmio import VirtioMmioReg as V
 from pyqemu.machine.main_loop import MainLoop
 from pyqemu.memory import AddressSpace
 from tests.conftest import require_tool
@@ -317,3 +320,68 @@ def test_port_errors_match_qemu(first: str, second: str | None, msg: str) -> Non
         if second:
             dev.add_port(port(second))
     assert str(exc.value) == their_msg == msg
+
+
+# ---- a guest writing garbage never crashes the device ---------------------------------------
+class _Chr:
+    """A chardev stub that keeps what the device writes (for the fuzz test)."""
+
+    def __init__(self) -> None:
+        self.out = b""
+        self.receive: Any = None
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def set_frontend(self, receive: Any, can_receive: Any = None, event: Any = None) -> None:
+        self.receive = receive
+        if event is not None:
+            event("opened")
+
+    def accept_input(self) -> None:
+        pass
+
+
+_ACTIONS = st.lists(st.one_of(
+    st.tuples(st.just("mmio"), st.integers(0, 0x7F).map(lambda i: 4 * i),
+              st.integers(0, 0xFFFFFFFF)),
+    st.tuples(st.just("ram"), st.integers(0, 0xBFF0), st.binary(min_size=1, max_size=64)),
+    st.tuples(st.just("notify"), st.integers(0, 7), st.just(0)),
+    st.tuples(st.just("host"), st.integers(0, 1), st.binary(max_size=300)),
+    st.tuples(st.just("cfg"), st.integers(0, 15), st.integers(0, 255)),
+), max_size=60)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(legacy=st.booleans(), features=st.integers(0, (1 << 33) - 1), actions=_ACTIONS)
+def test_guest_garbage_never_crashes(legacy: bool, features: int,
+                                     actions: list[tuple[str, Any, Any]]) -> None:
+    chrs = [_Chr(), _Chr()]
+    holder: list[VirtIOSerial] = []
+
+    def devices(mem: AddressSpace) -> dict[int, Any]:
+        dev = VirtIOSerial(mem, max_ports=2)
+        dev.add_port(VirtIOSerialPort(chrs[0], name="c", is_console=True))  # type: ignore[arg-type]
+        dev.add_port(VirtIOSerialPort(chrs[1], name="p"))  # type: ignore[arg-type]
+        holder.append(dev)
+        return {FIRST_SLOT: dev}
+
+    mem, _ = make_board(devices, legacy=legacy)
+    prog = Program(legacy)
+    prog.init(features, [(q, 16) for q in range(6)])
+    run_models(mem, prog.ops)
+    base = slot_base(FIRST_SLOT)
+    for kind, a, b in actions:
+        if kind == "mmio":
+            mem.dispatch_write(base + a, 4, b)
+        elif kind == "ram":
+            mem.write(0x40100000 + a, b)
+        elif kind == "notify":
+            mem.dispatch_write(base + V.QUEUE_NOTIFY, 4, a)
+        elif kind == "host":
+            port = holder[0].ports[a]
+            if port.vser is not None and port._chr_can_read() > 0:
+                chrs[a].receive(b[:port._chr_can_read()])
+        else:
+            mem.dispatch_write(base + 0x100 + a, 1, b)
+        mem.dispatch_read(base + V.STATUS, 4)
