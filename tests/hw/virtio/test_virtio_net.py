@@ -361,3 +361,64 @@ def test_guest_garbage_never_crashes(legacy: bool, features: int,
         mem.dispatch_read(base + V.STATUS, 4)
     for f in sink.sent:
         assert len(f) <= 1 << 20
+
+
+def test_set_link_off_matches_qemu(tmp_path: Path, model_runs: list[ModelRun]) -> None:
+    """HMP set_link off before the guest starts: the config status reads link down."""
+    ops = identity_ops(FIRST_SLOT, 8, 3)
+    mon = str(tmp_path / "mon.sock")
+
+    def set_link_then_cont(proc: Any) -> None:
+        deadline = time.monotonic() + 20
+        while True:
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(mon)
+                break
+            except OSError:
+                s.close()
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        s.sendall(b"set_link n0 off\ncont\n")
+        time.sleep(0.5)
+        s.close()
+
+    theirs = run_qemu(tmp_path, ops, ["-S", "-monitor", f"unix:{mon},server=on,wait=off",
+                                      "-netdev", "socket,id=n0,listen=127.0.0.1:0",
+                                      "-device", "virtio-net-device,netdev=n0"],
+                      legacy=False, before_wait=set_link_then_cont)
+    m = ModelRun({"type": "socket", "id": "n0", "listen": "127.0.0.1:0"}, legacy=False)
+    model_runs.append(m)
+    assert m.dev is not None
+    with m.ml.bql:
+        m.dev.set_link(False)
+    ours = m.run(ops)
+    diffs = diff(ops, theirs, ours)
+    assert not diffs, "\n".join(diffs)
+    assert m.dev.get_config()[6:8] == b"\0\0"
+
+
+def test_dhclient_workaround_checksum() -> None:
+    """A DHCP reply with NEEDS_CSUM leaves with a valid UDP checksum (RFC 768: the one's
+    complement sum over pseudo header and datagram is 0xffff) and the flag cleared."""
+    payload = bytes(range(40))
+    udp = struct.pack(">HHHH", 67, 68, 8 + len(payload), 0x1234) + payload
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                     bytes([10, 0, 2, 2]), bytes([10, 0, 2, 15]))
+    eth = b"\xff" * 6 + SRC + b"\x08\x00"
+    hdr = bytearray(b"\x01" + bytes(11))
+    frame_in = bytes(12) + eth + ip + udp
+    out = vnet._fix_dhclient_csum(hdr, frame_in, 12)
+    assert hdr[0] == 0
+    seg = out[12 + 14 + 20:]
+    pseudo = ip[12:20] + struct.pack(">BBH", 0, 17, len(udp))
+    data = pseudo + seg + (b"\0" if len(seg) % 2 else b"")
+    total = sum(struct.unpack(f">{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    assert total == 0xFFFF
+    # anything else passes untouched
+    other = bytearray(b"\x01" + bytes(11))
+    assert vnet._fix_dhclient_csum(other, bytes(12) + eth + ip[:9] + b"\x06" + ip[10:] + udp,
+                                   12)[12:] == eth + ip[:9] + b"\x06" + ip[10:] + udp
+    assert other[0] == 1
