@@ -422,3 +422,41 @@ def test_dhclient_workaround_checksum() -> None:
     assert vnet._fix_dhclient_csum(other, bytes(12) + eth + ip[:9] + b"\x06" + ip[10:] + udp,
                                    12)[12:] == eth + ip[:9] + b"\x06" + ip[10:] + udp
     assert other[0] == 1
+
+
+def test_frames_wait_while_the_vm_is_paused() -> None:
+    """No DMA into guest RAM while paused; held frames arrive, in order, on resume."""
+    ml = MainLoop()
+    holder: list[VirtIONet] = []
+
+    class Src(NetBackend):
+        type = "src"
+
+        def _send(self, frame: bytes) -> None:
+            pass
+
+    be = Src("s0", ml)
+
+    def devices(mem: AddressSpace) -> dict[int, Any]:
+        holder.append(VirtIONet(mem, be))
+        return {FIRST_SLOT: holder[0]}
+
+    mem, _ = make_board(devices, legacy=False)
+    dev = holder[0]
+    prog = Program(False)
+    prog.init((1 << 32) | (1 << vnet.VIRTIO_NET_F_MRG_RXBUF), [(0, 16), (1, 16), (2, 16)])
+    bufs = [prog.alloc(256) for _ in range(4)]
+    for a in bufs:
+        prog.chain(0, [(a, 256, True)])
+    prog.kick(0)
+    run_models(mem, prog.ops)
+    dev.set_vm_running(False)
+    for i in range(3):
+        be.deliver(frame(OUR, 60, 40 + i))
+    ml.run_once(0.05)
+    assert mem.ldw(prog.vqs[0].used + 2) == 0
+    dev.set_vm_running(True)
+    ml.run_once(0.05)
+    assert mem.ldw(prog.vqs[0].used + 2) == 3
+    assert [mem.read(a + 12, 60) for a in bufs[:3]] == [frame(OUR, 60, 40 + i) for i in range(3)]
+    ml.close()

@@ -161,6 +161,7 @@ class VirtIONet(VirtIODevice):
         self.conf_mac = bytes(mac)
         self.mac = bytes(mac)
         self.has_vnet_hdr = backend is not None and backend.has_vnet_hdr()
+        self.vm_running = True
         feats = set(DEFAULT_FEATURES) - set(features_off)
         if not self.has_vnet_hdr:
             feats -= VNET_HDR_FEATURES
@@ -261,6 +262,14 @@ class VirtIONet(VirtIODevice):
             self.mac = bytes(mac)
             return
         log.guest_error(f"virtio-net: write to config space at {offset:#x} ignored")
+
+    def set_vm_running(self, running: bool) -> None:
+        """The VM's run state (the board calls this on stop/cont): as QEMU, no frame
+        is delivered into guest memory while the VM is paused; they wait in the
+        backend and flow again on resume."""
+        self.vm_running = running
+        if running and self.backend is not None:
+            self.backend.notify_can_receive()
 
     # ---- link ----------------------------------------------------------------------
     def set_link(self, up: bool) -> None:
@@ -428,7 +437,7 @@ class VirtIONet(VirtIODevice):
     def can_receive(self) -> bool:
         """virtio_net_can_receive: the driver is up and the rx queue is set."""
         return bool(self._status & VIRTIO_CONFIG_S_DRIVER_OK) and self.vqs[RX].ready \
-            and not self.broken
+            and not self.broken and self.vm_running
 
     def _avail_in_bytes(self, vq: VirtQueue, want: int) -> bool:
         """virtqueue_avail_bytes: do the available chains offer ``want`` writable bytes?"""
