@@ -410,7 +410,14 @@ def _open(filename: str, fmt: str | None, *, readonly: bool, snapshot: bool,
         if image.backing is not None:
             image.backing.filename = path
         return image, overlay, base_fmt, display
-    image = open_image(filename, fmt, readonly=readonly)
+    fmt_probed = probe_format(path) if fmt is None and not readonly else fmt
+    if fmt_probed == "raw" and not readonly:
+        # QEMU's raw node passes its parent's permissions through: a drive without a
+        # device holds no lock; attach_dev takes the device's (so a conflict is reported
+        # on -device, as QEMU does)
+        image = _open_raw_unlocked(path, probed)
+    else:
+        image = open_image(filename, fmt, readonly=readonly)
     if warn and probed and not readonly and image.format_name == "raw":
         sys.stderr.write(
             f"WARNING: Image format was not specified for '{path}' and probing "
@@ -423,6 +430,18 @@ def _open(filename: str, fmt: str | None, *, readonly: bool, snapshot: bool,
         raise BlockBackendError(f"Block format '{image.format_name}' does not support "
                                 f"the option '{extra[0]}'")
     return image, None, image.format_name, None
+
+
+def _open_raw_unlocked(path: str, probed: bool) -> Image:
+    from pyqemu.block import FORMATS
+    from pyqemu.block.file import ImageFile
+
+    file = ImageFile(path, readonly=False)
+    try:
+        return FORMATS["raw"].open(file, readonly=False, options={"probed": probed})
+    except BaseException:
+        file.close()
+        raise
 
 
 def drive_new(opts: dict[str, str], drives: dict[str, BlockBackend], *,
