@@ -211,8 +211,13 @@ def start_qemu(tmp: Path, elf: Path, smp: int = 1, extra: tuple[str, ...] = (),
          "-qmp", f"unix:{qmp},server=on,wait=off",
          "-monitor", f"unix:{hmp},server=on,wait=off", "-kernel", str(elf), *extra],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for p in (qmp, hmp):
-        _wait_connect(p).close()  # the servers are up (QEMU accepts and drops us)
+    # the QMP greeting proves the main loop runs (a unix socket accepts into its backlog
+    # as soon as it listens, long before a slow start-up reaches the main loop)
+    s = _wait_connect(qmp, timeout=60)
+    s.settimeout(60)
+    assert s.recv(4096).startswith(b'{"QMP"')
+    s.close()
+    _wait_connect(hmp).close()
     kind = "pyqemu" if binary == "pyqemu" else "qemu"
 
     def stop() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from qemu.qmp import QMPClient
 
 from tests.conftest import require_tool
-from tests.monitor.conftest import HMPClient, Machine, start_pyqemu, start_qemu
+from tests.monitor.conftest import HMPClient, Machine, start_pyqemu, start_qemu, use_cli
 
 
 def _norm(obj: Any) -> Any:
@@ -62,7 +62,10 @@ def test_block_queries_match_qemu(tmp_path: Path, pattern: tuple[Path, int]) -> 
         hq.close()
     finally:
         q.stop()
-    p = start_pyqemu(tmp_path, elf, drives=drives)
+    if use_cli():
+        p = start_qemu(tmp_path, elf, extra=tuple(args), binary="pyqemu", prefix="py")
+    else:
+        p = start_pyqemu(tmp_path, elf, drives=drives)
     try:
         ours = asyncio.run(_query(p))
         hp = HMPClient(p.hmp_path)

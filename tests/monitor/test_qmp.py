@@ -291,25 +291,74 @@ def test_events_held_until_negotiation(machines: tuple[Machine, Machine]) -> Non
             s.close()
 
 
-def test_pretty_output_matches_qemu(tmp_path: Path, pattern: tuple[Path, int]) -> None:
-    """-qmp-pretty: the same bytes as QEMU's (one key order-free exchange after
-    another; the version numbers and timestamps normalised)."""
-    import re
-    import subprocess
+def _with_extra_monitor(tmp_path: Path, elf: Path, qemu_arg: tuple[str, ...],
+                        py_arg: tuple[str, ...], drive: Any) -> tuple[Any, Any]:
+    """Run ``drive()`` against QEMU and pyqemu, each given an extra monitor option."""
+    import threading
 
-    from pyqemu.chardev.socket import SocketChardev
+    from tests.monitor.conftest import start_pyqemu, start_qemu, use_cli
+
+    qdir = tmp_path / "qemu"
+    qdir.mkdir()
+    q = start_qemu(qdir, elf, extra=qemu_arg)
+    try:
+        theirs = drive(q, 0)
+    finally:
+        q.stop()
+    if use_cli():
+        p = start_qemu(tmp_path, elf, extra=py_arg, binary="pyqemu", prefix="py")
+        try:
+            return theirs, drive(p, 1)
+        finally:
+            p.stop()
+    # the tiny board: the extra monitor set up by hand on the running main loop
+    from pyqemu.chardev import parse_compat
     from pyqemu.monitor import start_monitor
-    from tests.conftest import require_tool
+
+    m = start_pyqemu(tmp_path, elf)
+    assert m.vm is not None
+    mode = "control"
+    pretty = py_arg[0] == "-qmp-pretty"
+    opts = parse_compat("compat_monitor9", py_arg[1])
+    done = threading.Event()
+    holder: list[Any] = []
+
+    def setup() -> None:
+        from pyqemu.chardev import new_from_opts as mk
+
+        chr_ = mk(opts)
+        holder.append(chr_)
+        m.vm.config.chardevs[chr_.id] = chr_
+        start_monitor(m.vm, chr_, mode, pretty)
+        chr_.attach(m.vm.main_loop)
+        done.set()
+
+    m.vm.main_loop.call_soon(setup)
+    done.wait(5)
+    try:
+        return theirs, drive(m, 1)
+    finally:
+        for c in holder:
+            c.close()
+        m.stop()
+
+
+def test_pretty_output_matches_qemu(tmp_path: Path, pattern: tuple[Path, int]) -> None:
+    """-qmp-pretty: the same bytes as QEMU's (the version numbers and timestamps
+    normalised)."""
+    import re
+
     from tests.monitor.conftest import _wait_connect
 
     elf, _ = pattern
     lines = [b'{"execute": "qmp_capabilities"}', b'{"execute": "query-block"}',
              b'{"execute": "cont", "id": [1, {}, "x"]}', b'{"execute": "nope"}',
              b'{"execute": "query-name"}']
+    paths = [str(tmp_path / "qp.sock"), str(tmp_path / "pp.sock")]
 
-    def drive(path: str) -> list[bytes]:
-        s = _wait_connect(path)
-        s.settimeout(0.15)
+    def drive(m: Machine, i: int) -> list[bytes]:
+        s = _wait_connect(paths[i])
+        s.settimeout(0.25)
 
         def read() -> bytes:
             out = b""
@@ -329,35 +378,9 @@ def test_pretty_output_matches_qemu(tmp_path: Path, pattern: tuple[Path, int]) -
                        re.sub(rb'"package": "[^"]*"', b'"package": "<pkg>"', g))
                 for g in got]
 
-    qpath, ppath = str(tmp_path / "qp.sock"), str(tmp_path / "pp.sock")
-    proc = subprocess.Popen(
-        [require_tool("qemu-system-aarch64"), "-M", "virt", "-S", "-display", "none",
-         "-nodefaults", "-qmp-pretty", f"unix:{qpath},server=on,wait=off"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        theirs = drive(qpath)
-    finally:
-        proc.terminate()
-        proc.wait(10)
-    from tests.monitor.conftest import start_pyqemu
-
-    m = start_pyqemu(tmp_path, elf)
-    assert m.vm is not None
-    chr_ = SocketChardev("compat_monitor9", path=ppath, server=True, wait=False)
-    done = __import__("threading").Event()
-
-    def setup() -> None:
-        start_monitor(m.vm, chr_, "control", True)
-        chr_.attach(m.vm.main_loop)
-        done.set()
-
-    m.vm.main_loop.call_soon(setup)
-    done.wait(5)
-    try:
-        ours = drive(ppath)
-    finally:
-        chr_.close()
-        m.stop()
+    theirs, ours = _with_extra_monitor(
+        tmp_path, elf, ("-qmp-pretty", f"unix:{paths[0]},server=on,wait=off"),
+        ("-qmp-pretty", f"unix:{paths[1]},server=on,wait=off"), drive)
     assert ours == theirs
 
 
@@ -366,22 +389,17 @@ def test_qmp_over_tcp_matches_qemu(tmp_path: Path, pattern: tuple[Path, int]) ->
     QMP chardev's query-chardev entry names both ends as QEMU does."""
     import re
     import socket as socket_mod
-    import subprocess
-    import threading
-
-    from pyqemu.chardev.socket import SocketChardev
-    from pyqemu.monitor import start_monitor
-    from tests.conftest import require_tool
-    from tests.monitor.conftest import start_pyqemu
 
     def free_port() -> int:
         with socket_mod.socket() as s:
             s.bind(("127.0.0.1", 0))
             return int(s.getsockname()[1])
 
+    ports = [free_port(), free_port()]
+
     async def run(port: int) -> list[Any]:
         qmp = QMPClient("tcp")
-        for _ in range(100):
+        for _ in range(200):
             try:
                 await qmp.connect(("127.0.0.1", port))
                 break
@@ -391,44 +409,18 @@ def test_qmp_over_tcp_matches_qemu(tmp_path: Path, pattern: tuple[Path, int]) ->
         await qmp.disconnect()
         return out
 
-    def norm(res: list[Any], port: int) -> list[Any]:
-        chardevs = [dict(c, label="<label>",  # this test names its chardev itself
+    def drive(m: Machine, i: int) -> list[Any]:
+        res = asyncio.run(run(ports[i]))
+        chardevs = [dict(c, label="<label>",
                          filename=re.sub(r" <-> 127\.0\.0\.1:\d+$", " <-> <peer>",
-                                         c["filename"].replace(str(port), "<port>")))
+                                         c["filename"].replace(str(ports[i]), "<port>")))
                     for c in res[1] if c["filename"].startswith("tcp:")]
         return [res[0], chardevs]
 
     elf, _ = pattern
-    qport = free_port()
-    proc = subprocess.Popen(
-        [require_tool("qemu-system-aarch64"), "-M", "virt", "-S", "-display", "none",
-         "-nodefaults", "-qmp", f"tcp:127.0.0.1:{qport},server=on,wait=off"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        theirs = norm(asyncio.run(run(qport)), qport)
-    finally:
-        proc.terminate()
-        proc.wait(10)
-    m = start_pyqemu(tmp_path, elf)
-    assert m.vm is not None
-    pport = free_port()
-    chr_ = SocketChardev("compat_monitor9", host="127.0.0.1", port=str(pport), server=True,
-                         wait=False)
-    m.vm.config.chardevs[chr_.id] = chr_
-    done = threading.Event()
-
-    def setup() -> None:
-        start_monitor(m.vm, chr_, "control", False)
-        chr_.attach(m.vm.main_loop)
-        done.set()
-
-    m.vm.main_loop.call_soon(setup)
-    done.wait(5)
-    try:
-        ours = norm(asyncio.run(run(pport)), pport)
-    finally:
-        chr_.close()
-        m.stop()
+    theirs, ours = _with_extra_monitor(
+        tmp_path, elf, ("-qmp", f"tcp:127.0.0.1:{ports[0]},server=on,wait=off"),
+        ("-qmp", f"tcp:127.0.0.1:{ports[1]},server=on,wait=off"), drive)
     assert ours == theirs
     assert ours[1] == [{"frontend-open": True, "label": "<label>",
                         "filename": "tcp:127.0.0.1:<port>,server=on <-> <peer>"}]
