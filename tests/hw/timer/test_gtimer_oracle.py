@@ -117,6 +117,8 @@ def test_reset_values_and_readback(tmp_path: Path) -> None:
     msr cntvoff_el2, x1
     mrs x2, cnthp_ctl_el2
     msr cnthp_cval_el2, x1
+    mrs x2, s3_3_c14_c0_5       // CNTPCTSS_EL0 / CNTVCTSS_EL0: no FEAT_ECV
+    mrs x2, s3_3_c14_c0_6
     """
     compare(tmp_path, body)
 
