@@ -128,3 +128,17 @@ def test_user_is_refused_clearly(main_loop: MainLoop) -> None:
         create_netdev(opts_of("tap,id=n0,helper=/usr/lib/qemu/qemu-bridge-helper"), main_loop)
     with pytest.raises(NetError, match="vhost-net is not supported"):
         create_netdev(opts_of("tap,id=n0,vhost=on"), main_loop)
+
+
+def test_nic_splits_into_netdev_and_device(main_loop: MainLoop) -> None:
+    from pyqemu.net import nic_options
+
+    netdev, device = nic_options(opts_of("socket,udp=127.0.0.1:9,localaddr=127.0.0.1:0,"
+                                         "mac=02:00:00:00:00:01"), 0)
+    assert device == {"driver": "virtio-net-device", "netdev": netdev["id"],
+                      "mac": "02:00:00:00:00:01"}
+    be = create_netdev(netdev, main_loop, generated_id=True)
+    assert be.info_str() == "socket: udp=127.0.0.1:9"
+    be.close()
+    with pytest.raises(NetError, match="Unsupported NIC model: e1000"):
+        nic_options(opts_of("socket,listen=:1,model=e1000"), 1)

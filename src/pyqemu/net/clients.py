@@ -26,10 +26,13 @@ NETDEV_TYPES: dict[str, Callable[[dict[str, str], Any], NetBackend] | None] = {
 _NOT_NETDEV = ("none", "nic")
 
 
-def create_netdev(opts: dict[str, str], main_loop: Any) -> NetBackend:
+def create_netdev(opts: dict[str, str], main_loop: Any, *,
+                  generated_id: bool = False) -> NetBackend:
     """Create the ``-netdev`` (or ``-nic``'s backend) that ``opts`` describes; NetError
-    with QEMU's message when the options are bad or the host refuses."""
-    check_id(opts.get("id"))
+    with QEMU's message when the options are bad or the host refuses.
+    ``generated_id``: the id was made up by pyqemu (``-nic``), skip the identifier rule."""
+    if not generated_id:
+        check_id(opts.get("id"))
     kind = opts.get("type")
     if kind is None:
         raise NetError("Parameter 'type' is missing")
@@ -63,3 +66,24 @@ def info_network(nics: Iterable[Any], netdevs: Iterable[NetBackend]) -> str:
         if be is not None:
             lines.append(" \\ " + be.info_line())
     return "".join(line + "\n" for line in lines)
+
+
+#: -nic model= values pyqemu accepts (QEMU's virt only has PCI NICs; pyqemu has no PCI
+#: yet and gives them the virtio-mmio device instead)
+NIC_MODELS = {"virtio-net-pci": "virtio-net-device", "virtio": "virtio-net-device",
+              "virtio-net-device": "virtio-net-device"}
+
+
+def nic_options(nic: dict[str, str], index: int) -> tuple[dict[str, str], dict[str, str]]:
+    """Split a ``-nic`` option dict into the netdev it implies (QEMU's net_param_nic:
+    every option but model= and mac=, under a generated id; create it with
+    ``generated_id=True``) and the NIC's -device properties."""
+    model = nic.get("model", "virtio-net-pci")
+    if model not in NIC_MODELS:
+        raise NetError(f"Unsupported NIC model: {model}")
+    netdev = {k: v for k, v in nic.items() if k not in ("model", "mac")}
+    netdev.setdefault("id", f"#net{index:03d}")
+    device = {"driver": NIC_MODELS[model], "netdev": netdev["id"]}
+    if "mac" in nic:
+        device["mac"] = nic["mac"]
+    return netdev, device
