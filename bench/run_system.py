@@ -105,7 +105,8 @@ def run_once(emulator: str, args: argparse.Namespace, initrd: Path, disk: Path,
     extra = ["-drive", f"file={disk},format=raw,if=none,id=d0,cache={args.cache}",
              "-device", "virtio-blk-device,drive=d0"] if measure_all else []
     argv = virt_argv(emulator, guest_images.debian_kernel(), initrd, smp=args.smp, gic=3,
-                     mem=args.mem, cpu=args.cpu, append=f"pyqemu.blkmib={args.blk_mib}",
+                     mem=args.mem, cpu=args.cpu, append=f"pyqemu.blkmib={args.blk_mib}"
+                     + (" earlycon" if args.kernel_log else ""),
                      quiet=not args.kernel_log, extra=extra)
     timeout = args.timeout or boot_timeout(emulator)
     with GuestMachine(argv) as m:
@@ -177,7 +178,8 @@ def main() -> int:
     ap.add_argument("--icount", action="store_true", help="count QEMU's guest instructions")
     ap.add_argument("--timeout", type=float, default=None, help="per-boot deadline (s)")
     ap.add_argument("--kernel-log", action="store_true",
-                    help="boot without 'quiet' (kernel messages on the console)")
+                    help="boot with 'earlycon' instead of 'quiet' (kernel messages on the "
+                         "console from the first one)")
     ap.add_argument("--log", type=Path, default=None,
                     help="write each emulator's console up to the init marker, every line "
                          "prefixed with its arrival time (s), to DIR/<emulator>-console.log")
@@ -211,7 +213,8 @@ def main() -> int:
                     os.sync()
                     run_once(emu, args, initrd, disk, res, measure_all=(i == 0))
             except GuestImageError as exc:
-                res.error = str(exc).splitlines()[0]
+                lines = str(exc).splitlines()
+                res.error = lines[0] + (f" last line: {lines[-1]!r}" if len(lines) > 1 else "")
             print(f"  {emu}: boot {fmt(min(res.boot_s) if res.boot_s else None, '.2f', 's')}"
                   f"  rss {fmt(res.rss_kib and res.rss_kib / 1024, '.1f', ' MiB')}"
                   f"  overhead {fmt(res.overhead_mib, '.1f', ' MiB')}"
