@@ -60,7 +60,7 @@ def pyqemu_argv() -> list[str]:
 
 
 def qemu_outcome(args: list[str], cwd: str, qmp: list[Any] | None = None,
-                 timeout: float = 20.0, base: list[str] | None = None,
+                 timeout: float = 90.0, base: list[str] | None = None,
                  program: list[str] | None = None,
                  on_start: Any = None) -> Outcome:
     """Run the real QEMU (or ``program``) on ``base + args`` (+ a QMP socket) in ``cwd``:
