@@ -436,11 +436,7 @@ def _handle_option(cmd: SystemCmdline, name: str, a: str | None, loc: Loc) -> No
         opts = _parse_opts(a, "backend", loc)
         d = opts.as_dict()
         if opts.help_wanted or d.get("backend") in ("help", "?"):
-            from pyqemu.chardev import DRIVER_NAMES
-
-            sys.stdout.write("Available chardev backend types: \n"
-                             + "".join(f"  {x}\n" for x in DRIVER_NAMES))
-            raise ExitNow(0)
+            d = {"backend": "help"}  # listed when chardevs are created, as QEMU does
         if opts.id is not None:
             if any(o.get("id") == opts.id for o, _ in cmd.chardev_opts):
                 raise SystemCliError(f"Duplicate ID '{opts.id}' for chardev", loc)
@@ -925,6 +921,13 @@ def _daemonize() -> int:
         os._exit(0 if data == b"\0" else 1)
     os.close(r)
     os.setsid()
+    # a second fork, as QEMU's: the daemon is no session leader, so it can never get a
+    # controlling terminal back
+    if os.fork() > 0:
+        os._exit(0)
+    os.umask(0o027)
+    for sig in (signal.SIGTSTP, signal.SIGTTOU, signal.SIGTTIN):
+        signal.signal(sig, signal.SIG_IGN)
     return w
 
 
@@ -1053,6 +1056,12 @@ def _build_into(built: Built, cmd: SystemCmdline, config: MachineConfig) -> None
     # early backends: chardevs, then block devices
     chardevs: dict[str, CharBackend] = config.chardevs
     for copts, loc in cmd.chardev_opts:
+        if copts.get("backend") == "help":
+            from pyqemu.chardev import DRIVER_NAMES
+
+            sys.stdout.write("Available chardev backend types: \n"
+                             + "".join(f"  {x}\n" for x in DRIVER_NAMES))
+            raise ExitNow(0)
         try:
             new_from_opts(dict(copts), chardevs=chardevs, daemonize=cmd.daemonize)
         except ChardevError as exc:
