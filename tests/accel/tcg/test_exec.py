@@ -226,6 +226,7 @@ def test_invalidate_range_and_flush() -> None:
 
 def test_mips_micro_measurement() -> None:
     cpu, mem, ctx = machine()
+    ctx.cpu_time_stats = True
     n = 30000
     load(mem, cpu, sum_loop(n))
     t0 = time.thread_time()

@@ -50,7 +50,9 @@ class TCGStats:
     translate_time: float = 0.0  # seconds in the frontend + optimizer
     compile_time: float = 0.0  # seconds in the backend
     exec_time: float = 0.0  # seconds inside cpu_exec (wall clock)
-    exec_cpu_time: float = 0.0  # CPU seconds of the calling threads inside cpu_exec
+    #: CPU seconds of the calling threads inside cpu_exec (only measured when the
+    #: context's ``cpu_time_stats`` is on: reading a thread's CPU clock is a system call)
+    exec_cpu_time: float = 0.0
 
     def mips(self) -> float:
         """Guest MIPS over wall-clock time inside cpu_exec."""
@@ -88,6 +90,8 @@ class TCGContext:
         self.vpage_tbs: dict[int, set[TranslationBlock]] = {}  # guest page -> TBs
         self.page_gen: dict[int, int] = {}  # host page -> write generation
         self.stats = TCGStats()
+        #: measure stats.exec_cpu_time (PYQEMU_CPU_TIME=1)
+        self.cpu_time_stats = bool(os.environ.get("PYQEMU_CPU_TIME"))
         self.cpus: weakref.WeakSet[VCPU] = weakref.WeakSet()
         items = log.items if log is not None else set()
         self.chaining = "nochain" not in items

@@ -45,7 +45,8 @@ def cpu_exec(cpu: VCPU) -> ExecExit:
     n = 0
     tb: TranslationBlock | None = None
     t0 = time.perf_counter()
-    c0 = time.thread_time()
+    # thread CPU time costs a system call (~5 us): only when asked for (stats.cpu_time)
+    c0 = time.thread_time() if ctx.cpu_time_stats else 0.0
     try:
         if cpu.exit_request:
             cpu.exit_request = False
@@ -70,6 +71,8 @@ def cpu_exec(cpu: VCPU) -> ExecExit:
                     ctx.link(src, nxt.slot, tb)
                 continue
             if nxt is LOOKUP:  # indirect jump: the cache lookup inline, translate if new
+                if tlb.rt is not rt:  # the MMU index changed (ERET): its TLB tables
+                    rt, ra, wt, wa = tlb.rt, tlb.ra, tlb.wt, tlb.wa
                 tb = jc_get((R[pcs], cpu_flags(cpu))) or lookup(cpu)
                 continue
             assert isinstance(nxt, ExitTo)
@@ -88,7 +91,8 @@ def cpu_exec(cpu: VCPU) -> ExecExit:
         stats.insns += n + cpu.extra_insns
         cpu.extra_insns = 0
         stats.exec_time += time.perf_counter() - t0
-        stats.exec_cpu_time += time.thread_time() - c0
+        if c0:
+            stats.exec_cpu_time += time.thread_time() - c0
 
 
 def _cpu_exec_traced(cpu: VCPU) -> ExecExit:
@@ -105,7 +109,7 @@ def _cpu_exec_traced(cpu: VCPU) -> ExecExit:
     n = 0
     tb: TranslationBlock | None = None
     t0 = time.perf_counter()
-    c0 = time.thread_time()
+    c0 = time.thread_time() if ctx.cpu_time_stats else 0.0
     try:
         while True:
             if cpu.exit_request:
@@ -131,6 +135,7 @@ def _cpu_exec_traced(cpu: VCPU) -> ExecExit:
                 continue
             if nxt is LOOKUP or (isinstance(nxt, ExitTo) and nxt.reason == ExitReason.NEXT):
                 tb = None
+                rt, ra, wt, wa = tlb.rt, tlb.ra, tlb.wt, tlb.wa
                 continue
             assert isinstance(nxt, ExitTo)
             return ExecExit(nxt.reason)
@@ -144,4 +149,5 @@ def _cpu_exec_traced(cpu: VCPU) -> ExecExit:
         ctx.stats.insns += n + cpu.extra_insns
         cpu.extra_insns = 0
         ctx.stats.exec_time += time.perf_counter() - t0
-        ctx.stats.exec_cpu_time += time.thread_time() - c0
+        if c0:
+            ctx.stats.exec_cpu_time += time.thread_time() - c0

@@ -57,6 +57,10 @@ class SoftTLB:
         self.hv_len = len(self.hv)
         #: mmu_idx -> [rt, ra, wt, wa, whp, xt, xa]
         self.sets: dict[int, list[list[int]]] = {}
+        #: mmu_idx -> {guest page: TLBFill} of MMIO pages (never in the fast tables:
+        #: every access goes to the device, but without a new page walk)
+        self.io_sets: dict[int, dict[int, TLBFill]] = {}
+        self.io: dict[int, TLBFill] = {}
         #: mmu_idx -> (first page, last page) covered by fills from block mappings
         self.large: dict[int, tuple[int, int]] = {}
         self.mmu_idx = -1
@@ -76,6 +80,7 @@ class SoftTLB:
         if ts is None:
             ts = self.sets[mmu_idx] = self._new_set()
         self.rt, self.ra, self.wt, self.wa, self.whp, self.xt, self.xa = ts
+        self.io = self.io_sets.setdefault(mmu_idx, {})
         self.mmu_idx = mmu_idx
         env = self.cpu.__dict__.get("_llvm_env")
         if env is not None:
@@ -95,6 +100,8 @@ class SoftTLB:
             ts[2][:] = inval
             ts[4][:] = inval
             ts[5][:] = inval
+        for io in self.io_sets.values():
+            io.clear()
         self.large.clear()
         jc = getattr(self.cpu, "tb_jmp_cache_flush", None)
         if jc is not None:
@@ -113,9 +120,12 @@ class SoftTLB:
                 ts[2][:] = inval
                 ts[4][:] = inval
                 ts[5][:] = inval
+                self.io_sets.get(mmu_idx, {}).clear()
                 del self.large[mmu_idx]
                 continue
             ts[0][idx] = ts[2][idx] = ts[4][idx] = ts[5][idx] = -1
+        for io in self.io_sets.values():
+            io.pop(page, None)
         jcp = getattr(self.cpu, "tb_jmp_cache_flush_page", None)
         if jcp is not None:
             jcp(page)
@@ -134,11 +144,16 @@ class SoftTLB:
     # --- fill ---
     def fill(self, vaddr: int, access: Access) -> TLBFill:
         """Ask the provider for the page of ``vaddr``, check it, install fast entries."""
+        page = (vaddr & _M64) >> PAGE_BITS
+        cached = self.io.get(page)
+        if cached is not None and cached.prot & _NEED[access]:
+            return cached
         f = self.mem.tlb_fill(vaddr, access, self.mmu_idx)
         self.fills += 1
         if not f.prot & _NEED[access]:
             raise MemoryFault(vaddr, access, "perm")
         if f.mmio is not None:
+            self.io[page] = f
             return f
         ho = f.host_offset
         if ho < 0 or ho & _PAGE_OFS or ho + PAGE_SIZE > self.hv_len:

@@ -151,8 +151,9 @@ class VCPU:
 
     def set_mmu_idx(self, mmu_idx: int) -> None:
         """Switch data/fetch accesses to MMU index ``mmu_idx`` (its own TLB tables; no
-        flush). Translated code holds the tables of the index it started with, so a
-        switch from inside a block must also end the exec loop (``exit_request``)."""
+        flush). Translated code holds the tables of the index it started with: a
+        switch from inside a block must end the block in a lookup (goto_ptr) or an
+        exit, where the exec loop takes the new tables."""
         self.tlb.select(mmu_idx)
 
     # --- the virtual jump cache (system mode) ---

@@ -76,13 +76,9 @@ def trans_HINT(ctx: DisasContext, a: Any) -> bool:
 def _eret(cpu: Any) -> int:
     from pyqemu.target.aarch64.exceptions import exception_return
 
-    el = cpu.state.current_el
-    pc = exception_return(cpu)
-    if cpu.state.current_el != el:
-        # the exec loop holds the TLB tables of the old EL: make it return and pick
-        # up the new EL's tables before the next block runs
-        cpu.exit_request = True
-    return pc
+    # a change of EL switches the vCPU's TLB tables: the block ends in a lookup
+    # (goto_ptr), where the exec loop picks up the new tables
+    return exception_return(cpu)
 
 
 # ERET rewrites NZCV, SP and the pc: it reads and writes the globals

@@ -1,0 +1,179 @@
+"""System-mode TLB machinery: one table set per mmu_idx, page flushes across every
+index, block mappings, shared flushes across vCPUs, the MMIO page cache, and the
+physically keyed TB cache with its per-vCPU virtual jump cache. The provider here is a
+small remapping page table (a test stand-in for the AArch64 MMU)."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+
+from tcg_toy import ToyFrontend, enc
+
+from pyqemu.accel.tcg.context import TCGContext
+from pyqemu.accel.tcg.cpu_exec import cpu_exec
+from pyqemu.accel.tcg.interfaces import Access, MemoryFault, Prot, TLBFill
+from pyqemu.accel.tcg.vcpu import VCPU
+from pyqemu.ir.ops import ExitReason
+
+
+class PagedMemory:
+    """vpage -> (host page, prot, page_bits) per mmu_idx; MMIO pages call callbacks."""
+
+    def __init__(self, size: int = 1 << 20) -> None:
+        self._map = mmap.mmap(-1, size)
+        self.host_view = memoryview(self._map)
+        self.host_base = ctypes.addressof(ctypes.c_char.from_buffer(self._map))
+        self.maps: dict[int, dict[int, tuple[int, Prot, int]]] = {0: {}, 1: {}}
+        self.mmio: dict[int, list[tuple[str, int, int]]] = {}
+        self.fills = 0
+
+    def map(self, vpage: int, hpage: int, prot: Prot = Prot.READ | Prot.WRITE | Prot.EXEC,
+            idx: tuple[int, ...] = (0, 1), page_bits: int = 12) -> None:
+        for i in idx:
+            self.maps[i][vpage] = (hpage, prot, page_bits)
+
+    def tlb_fill(self, vaddr: int, access: Access, mmu_idx: int) -> TLBFill:
+        self.fills += 1
+        vpage = vaddr >> 12
+        if vpage in self.mmio:
+            log = self.mmio[vpage]
+
+            def read(va: int, size: int) -> int:
+                log.append(("r", va, size))
+                return 0x5A
+
+            def write(va: int, size: int, value: int) -> None:
+                log.append(("w", va, value))
+
+            return TLBFill(0, Prot.READ | Prot.WRITE, mmio=(read, write))
+        ent = self.maps[mmu_idx].get(vpage)
+        if ent is None:
+            raise MemoryFault(vaddr, access, "unmapped")
+        return TLBFill(ent[0] << 12, ent[1], page_bits=ent[2])
+
+
+class PhysToy(ToyFrontend):
+    system = True  # the context keys blocks by host offset too
+
+
+def _cpu(mem: PagedMemory, ctx: TCGContext | None = None) -> VCPU:
+    if ctx is None:
+        ctx = TCGContext(PhysToy(), backend="python")  # type: ignore[arg-type]
+    return VCPU(ctx, mem)  # type: ignore[arg-type]
+
+
+def test_each_mmu_idx_keeps_its_entries() -> None:
+    mem = PagedMemory()
+    mem.map(0x10, 0x20, Prot.READ, idx=(0,))
+    mem.map(0x10, 0x21, Prot.READ | Prot.WRITE, idx=(1,))
+    mem.host_view[0x20000:0x20008] = (0x1111).to_bytes(8, "little")
+    mem.host_view[0x21000:0x21008] = (0x2222).to_bytes(8, "little")
+    cpu = _cpu(mem)
+    assert cpu.load(0x10000, 8) == 0x1111
+    cpu.set_mmu_idx(1)
+    assert cpu.load(0x10000, 8) == 0x2222
+    fills = mem.fills
+    for _ in range(3):
+        cpu.set_mmu_idx(0)
+        assert cpu.load(0x10000, 8) == 0x1111
+        cpu.set_mmu_idx(1)
+        assert cpu.load(0x10000, 8) == 0x2222
+    assert mem.fills == fills  # switching indexes flushed nothing
+
+
+def test_flush_page_hits_every_index_and_block_mappings_flush_all() -> None:
+    mem = PagedMemory()
+    for v in range(0x10, 0x14):
+        mem.map(v, v)
+    mem.map(0x40, 0x40, page_bits=21, idx=(1,))  # a page of a 2 MiB block mapping
+    mem.map(0x41, 0x41, page_bits=21, idx=(1,))
+    cpu = _cpu(mem)
+    for idx in (0, 1):
+        cpu.set_mmu_idx(idx)
+        for v in range(0x10, 0x14):
+            cpu.load(v << 12, 8)
+    cpu.load(0x41000, 8)
+    fills = mem.fills
+    cpu.tlb_flush_page(0x11000)
+    cpu.set_mmu_idx(0)
+    cpu.load(0x11000, 8)
+    cpu.load(0x12000, 8)
+    cpu.set_mmu_idx(1)
+    cpu.load(0x11000, 8)
+    assert mem.fills == fills + 2  # 0x11 refilled in both indexes, 0x12 kept
+    cpu.tlb_flush_page(0x40000)  # inside the block: index 1 is flushed entirely
+    fills = mem.fills
+    cpu.load(0x12000, 8)
+    cpu.load(0x41000, 8)
+    cpu.set_mmu_idx(0)
+    cpu.load(0x12000, 8)
+    assert mem.fills == fills + 2
+
+
+def test_shared_flush_reaches_every_vcpu() -> None:
+    mem = PagedMemory()
+    mem.map(0x10, 0x10)
+    ctx = TCGContext(PhysToy(), backend="python")  # type: ignore[arg-type]
+    a, b = _cpu(mem, ctx), _cpu(mem, ctx)
+    a.load(0x10000, 8)
+    b.load(0x10000, 8)
+    fills = mem.fills
+    mem.map(0x10, 0x30)
+    mem.host_view[0x30000] = 7
+    ctx.tlb_flush_page_all(0x10000)
+    assert a.load(0x10000, 1) == 7 and b.load(0x10000, 1) == 7
+    mem.map(0x10, 0x10)
+    ctx.tlb_flush_all()
+    assert a.load(0x10000, 1) == 0 and b.load(0x10000, 1) == 0
+    assert mem.fills == fills + 4
+
+
+def test_mmio_pages_cached_without_fast_entries() -> None:
+    mem = PagedMemory()
+    mem.mmio[0x90] = log = []
+    cpu = _cpu(mem)
+    assert cpu.load(0x90010, 4) == 0x5A
+    cpu.store(0x90014, 4, 0x1234)
+    assert cpu.load(0x90018, 1) == 0x5A
+    assert log == [("r", 0x90010, 4), ("w", 0x90014, 0x1234), ("r", 0x90018, 1)]
+    assert mem.fills == 1  # one walk, every access still reached the device
+    cpu.tlb_flush_page(0x90000)
+    cpu.load(0x90010, 4)
+    assert mem.fills == 2
+
+
+def _program(mem: PagedMemory, hpage: int, value: int) -> None:
+    code = enc(0x01, 1, value & 0xFF, value >> 8) + enc(0x09)  # MOVI r1, value; SVC
+    mem.host_view[hpage << 12:(hpage << 12) + len(code)] = code
+
+
+def test_tb_cache_keyed_by_physical_page() -> None:
+    """The same virtual pc runs the code of whatever page it maps; remapping back finds
+    the first translation again, and a TLB flush never drops translations."""
+    mem = PagedMemory()
+    _program(mem, 0x20, 111)
+    _program(mem, 0x21, 222)
+    mem.map(0x10, 0x20)
+    cpu = _cpu(mem)
+    ctx = cpu.ctx
+
+    def run() -> int:
+        cpu.set_pc(0x10000)
+        assert cpu_exec(cpu).reason == ExitReason.SYSCALL
+        return int(cpu.state.r[1])
+
+    assert run() == 111
+    mem.map(0x10, 0x21)
+    assert run() == 111  # stale TLB and jump cache: nothing told the CPU
+    cpu.tlb_flush_page(0x10000)
+    assert run() == 222
+    mem.map(0x10, 0x20)
+    cpu.tlb_flush()
+    assert run() == 111
+    assert ctx.stats.tbs_translated == 2 and ctx.stats.tbs_invalidated == 0
+    assert {k[2] for k in ctx.tbs} == {0x20000, 0x21000}
+    # a write to the code (through any mapping) still drops its translation
+    mem.map(0x11, 0x20)
+    cpu.store(0x11000, 4, int.from_bytes(enc(0x01, 1, 77, 0), "little"))
+    assert run() == 77
