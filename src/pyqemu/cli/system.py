@@ -312,11 +312,13 @@ def _handle_option(cmd: SystemCmdline, name: str, a: str | None, loc: Loc) -> No
         return
     if name in ("machine", "M"):
         opts = _parse_opts(a, "type", loc)
+        wants_help = opts.help_wanted
         for key, value in opts.items:
+            if key == "type" and qemuopts.is_help_option(value):
+                wants_help = True  # "-M help": a help request, not a machine type
+                continue
             cmd.machine_opts[key] = value
-        if opts.help_wanted or cmd.machine_opts.get("type") in ("help", "?"):
-            if cmd.machine_opts.get("type") in ("help", "?"):
-                cmd.machine_opts.pop("type")
+        if wants_help:
             _machine_help(cmd)
     elif name == "accel":
         opts = _parse_opts(a, "accel", loc)
@@ -601,6 +603,11 @@ def _devices() -> dict[str, Any]:
     return dict(DEVICES)
 
 
+#: QEMU's DeviceCategory order, as -device help prints the groups
+_DEVICE_CATEGORIES = ("Controller/Bridge/Hub", "USB", "Storage", "Network", "Input",
+                      "Display", "Sound", "Misc", "CPU", "Watchdog", "Uncategorized")
+
+
 def _device_help(driver: str | None, loc: Loc) -> None:
     devices = _devices()
     if driver is None:
@@ -610,8 +617,10 @@ def _device_help(driver: str | None, loc: Loc) -> None:
             if getattr(dc, "desc", None):
                 line += f', desc "{dc.desc}"'
             cats.setdefault(getattr(dc, "category", None) or "Misc devices", []).append(line)
+        order = [f"{c} devices" for c in _DEVICE_CATEGORIES]
         out = []
-        for cat in sorted(cats):
+        for cat in sorted(cats, key=lambda c: (order.index(c) if c in order else len(order),
+                                                c)):
             out.append(f"{cat}:")
             out.extend(cats[cat])
             out.append("")
