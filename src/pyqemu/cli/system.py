@@ -608,6 +608,15 @@ _DEVICE_CATEGORIES = ("Controller/Bridge/Hub", "USB", "Storage", "Network", "Inp
                       "Display", "Sound", "Misc", "CPU", "Watchdog", "Uncategorized")
 
 
+def _resolve_driver(name: str) -> str:
+    """A -device alias ("virtio-blk") as the board's registry names it."""
+    try:
+        from pyqemu.hw.qdev import resolve_driver
+    except ImportError:
+        return name
+    return str(resolve_driver(name))
+
+
 def _device_help(driver: str | None, loc: Loc) -> None:
     devices = _devices()
     if driver is None:
@@ -626,7 +635,7 @@ def _device_help(driver: str | None, loc: Loc) -> None:
             out.append("")
         sys.stdout.write("\n".join(out))
         raise ExitNow(0)
-    dc = devices.get(driver)
+    dc = devices.get(_resolve_driver(driver))
     if dc is None:
         raise SystemCliError(f"'{driver}' is not a valid device model name", loc)
     sys.stdout.write(_class_props_text(dc.name, dict(getattr(dc, "props", {}) or {})))
@@ -1117,9 +1126,31 @@ def _build_into(built: Built, cmd: SystemCmdline, config: MachineConfig) -> None
         netdev = _create_netdev(nopts, built.main_loop, loc)
         config.netdevs[nopts.get("id", "")] = netdev
         closers.append(netdev.close)
-    for nopts, _ in cmd.nic_opts:
-        if nopts.get("type") != "none":
-            config.nics.append(dict(nopts))
+    nic_devices: list[dict[str, str]] = []
+    for i, (nopts, loc) in enumerate(cmd.nic_opts):
+        # net_param_nic: a netdev "__org.qemu.nicN" plus the board's NIC model on it
+        if nopts.get("type", "none") == "none":
+            continue
+        if nopts.get("type") in ("stream", "dgram"):
+            # QEMU 7.2's -nic takes the legacy netdev types only
+            raise SystemCliError("Parameter 'type' is missing", loc)
+        nd = {k: v for k, v in nopts.items() if k not in ("model", "mac")}
+        internal = f"__org.qemu.nic{i}"
+        nd["id"] = nopts.get("id") or f"pyqemu-nic{i}"
+        netdev = _create_netdev(nd, built.main_loop, loc)
+        if "id" not in nopts:
+            netdev.id = internal  # QEMU's own name for it ("info network")
+            nd["id"] = internal
+        config.netdevs[nd["id"]] = netdev
+        closers.append(netdev.close)
+        config.nics.append(dict(nopts))
+        model = nopts.get("model", "virtio-net-device")
+        if model in ("virtio", "virtio-net-pci"):
+            model = "virtio-net-device"  # pyqemu's virt has virtio-mmio, no PCI yet
+        dev = {"driver": model, "netdev": nd["id"]}
+        if "mac" in nopts:
+            dev["mac"] = nopts["mac"]
+        nic_devices.append(dev)
     monitors: list[tuple[str, str, bool]] = []
     for mopts, loc in cmd.mon_opts:
         label = mopts.get("chardev")
@@ -1174,9 +1205,10 @@ def _build_into(built: Built, cmd: SystemCmdline, config: MachineConfig) -> None
         drv = dopts.get("driver")
         if drv is None:
             raise SystemCliError("Parameter 'driver' is missing", loc)
-        if devices and drv not in devices:
+        if devices and _resolve_driver(drv) not in devices:
             raise SystemCliError(f"'{drv}' is not a valid device model name", loc)
         config.devices.append(dict(dopts))
+    config.devices.extend(nic_devices)
 
 
 class _Prior(Exception):
