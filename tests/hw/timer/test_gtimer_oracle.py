@@ -8,12 +8,18 @@ booleans by the guest (counter monotonic, TVAL range, ISTATUS not before CVAL...
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from pyqemu.hw.intc.arm_gic import GICv2
 from pyqemu.hw.intc.arm_gicv3 import GICv3
+from tests.conftest import require_tool
 from tests.hw.timer.gtprobe import (
     BASE,
     RES,
@@ -591,3 +597,117 @@ def test_each_cpu_has_its_own_timer_smp2(tmp_path: Path) -> None:
     ours = run_pyqemu_system(elf, gic=3, smp=2)
     assert results(theirs) == [0, 27, 5, 1, 1, 27, 5, 1, 1], theirs
     assert results(ours) == results(theirs)
+
+
+PAUSE_START = """
+    ldr x0, =0x5354415254       // "START": the host may pause us now
+    bl puthex
+    mrs x1, cntvct_el0
+    mov x3, x1                  // previous read
+    mov x4, #0                  // largest gap between two reads
+1:  mrs x2, cntvct_el0
+    sub x6, x2, x3
+    cmp x6, x4
+    csel x4, x6, x4, hi
+    mov x3, x2
+"""
+PAUSE_END = """
+    ldr x7, =12500000           // no gap of 200 ms: the counter stood still while paused
+    cmp x4, x7
+    cset x8, lo
+    rec x8
+"""
+# the loop ends after 2.5 s of virtual time
+PAUSE_TIMED = PAUSE_START + """
+    sub x6, x2, x1
+    ldr x5, =156250000
+    cmp x6, x5
+    b.lo 1b
+""" + PAUSE_END
+# the loop ends when a byte arrives on the UART (sent after cont): MMIO in the loop
+PAUSE_UART = PAUSE_START + """
+    ldr x10, =0x09000000
+    ldr w6, [x10, #0x18]        // UARTFR.RXFE
+    tbnz w6, #4, 1b
+""" + PAUSE_END
+PAUSE_LOOP_S = 2.5
+
+
+def _qmp(sock_path: Path, commands: list[str], pause_s: float) -> None:
+    s = socket.socket(socket.AF_UNIX)
+    for _ in range(200):
+        try:
+            s.connect(str(sock_path))
+            break
+        except OSError:
+            time.sleep(0.05)
+    f = s.makefile("rw")
+    f.readline()  # greeting
+
+    def cmd(name: str) -> None:
+        f.write(json.dumps({"execute": name}) + "\n")
+        f.flush()
+        while "return" not in json.loads(f.readline()):
+            pass
+
+    cmd("qmp_capabilities")
+    for name in commands:
+        cmd(name)
+        if name == "stop":
+            time.sleep(pause_s)
+    s.close()
+
+
+def _run_paused(exe: str, elf: Path, tmp_path: Path, pause_s: float) -> tuple[str, float]:
+    """Run the probe, pause it with QMP stop for ``pause_s`` once it printed its start
+    marker, cont; (output, wall seconds from the marker to the end)."""
+    sock = tmp_path / f"qmp-{Path(exe).name}.sock"
+    proc = subprocess.Popen(
+        [exe, "-M", "virt", "-cpu", "cortex-a72", "-m", "128M", "-nodefaults",
+         "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+         "-qmp", f"unix:{sock},server=on,wait=off", "-kernel", str(elf)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().decode()
+        t0 = time.monotonic()
+        assert first.strip() == "0000005354415254", first
+        time.sleep(0.1)
+        _qmp(sock, ["stop", "cont"], pause_s)
+        time.sleep(0.1)
+        out, _ = proc.communicate(b"x", timeout=60)
+        return out.decode(), time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("emulator", ["qemu", "pyqemu"])
+def test_counter_stops_while_vm_paused(tmp_path: Path, emulator: str) -> None:
+    """QMP stop/cont while the guest polls CNTVCT for 2.5 s of virtual time: it sees no
+    jump (the virtual clock stood still), so the loop lasts 2.5 s plus the pause."""
+    exe = (require_tool("qemu-system-aarch64") if emulator == "qemu"
+           else str(Path(sys.executable).with_name("pyqemu-system-aarch64")))
+    elf, _ = build(tmp_path, program(PAUSE_TIMED))
+    pause = 0.5
+    out, wall = _run_paused(exe, elf, tmp_path, pause)
+    assert results(out) == [1], out  # (after the start marker)
+    assert wall >= PAUSE_LOOP_S + pause - 0.1, wall
+
+
+@pytest.mark.parametrize("emulator", [
+    "qemu",
+    pytest.param("pyqemu", marks=pytest.mark.xfail(
+        reason="VM.stop() runs pause_all() on the main loop holding the BQL and waits up "
+               "to 5 s for the vCPUs to park; a vCPU blocked on the BQL in an MMIO access "
+               "cannot park, so the clock keeps running 5 s (vm.py, lead)", strict=False)),
+])
+def test_counter_stops_while_vm_paused_during_mmio(tmp_path: Path, emulator: str) -> None:
+    """The same with MMIO in the polling loop (it ends on a byte received by the UART,
+    sent after cont): the pause must still be invisible to the guest."""
+    exe = (require_tool("qemu-system-aarch64") if emulator == "qemu"
+           else str(Path(sys.executable).with_name("pyqemu-system-aarch64")))
+    elf, _ = build(tmp_path, program(PAUSE_UART))
+    out, _ = _run_paused(exe, elf, tmp_path, 0.5)
+    assert results(out) == [1], out
