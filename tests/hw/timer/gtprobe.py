@@ -39,7 +39,7 @@ from tests.conftest import require_tool
 RAM = 0x40000000
 RAM_SIZE = 128 << 20  # -m 128M
 BASE = 0x40100000  # QEMU puts the DTB at the start of RAM
-FLAG_OFF = 0xF000  # .quad: 1 = print the results (always, now that pyqemu has a UART)
+FLAG_OFF = 0xF000  # .quad: 1 = print the results at the end (0: only record them)
 VECTORS_OFF = 0x10000
 RES = BASE + 0x80000
 STACK = BASE + 0x70000

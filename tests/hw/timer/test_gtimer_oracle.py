@@ -1,9 +1,13 @@
 """The generic timer against qemu-system-aarch64 7.2 (-M virt, EL1 only): the same
-bare-metal probe runs on QEMU and on a small pyqemu machine, and prints the same lines.
+bare-metal probe runs on QEMU and on pyqemu -- a small machine built in the test
+(gtprobe.MiniBoard, any backend) or the whole pyqemu-system-aarch64 -M virt with QEMU's
+command line -- and must print the same lines.
 
 Values that do not depend on time (reset values, read-back, masks, ESRs of trapped and
 UNDEFINED accesses) are printed as they are; time-dependent ones are reduced to
-booleans by the guest (counter monotonic, TVAL range, ISTATUS not before CVAL...).
+booleans by the guest (counter monotonic, TVAL range, ISTATUS not before CVAL, interrupt
+after CVAL...). Interrupts go through the GICv3 or GICv2 model to a CPU idle in WFI;
+QMP stop/cont must be invisible to the guest's counter.
 """
 
 from __future__ import annotations
