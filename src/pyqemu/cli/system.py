@@ -1296,6 +1296,7 @@ def _run_machine(built: Built, loop: Any) -> int:
     from pyqemu.machine.vm import VM
 
     config = built.config
+    _block_term_signals()
     vm = VM(config, loop)
     mc = built.machine_class
     try:
@@ -1336,16 +1337,41 @@ def _mux_exit(vm: Any) -> Callable[[], None]:
     return on_exit
 
 
-def _install_signal_handlers(vm: Any, loop: Any) -> None:
-    def handler(signum: int, frame: Any) -> None:
-        sys.stderr.write(f"{PROG}: terminating on signal {signum}\n")
-        loop.call_soon(lambda: vm.shutdown(guest=False, reason="host-signal"))
+_TERM_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        try:
-            signal.signal(sig, handler)
-        except (ValueError, OSError):
-            pass
+
+def _block_term_signals() -> None:
+    """Block SIGINT/SIGTERM/SIGHUP in this thread and every thread started later; one
+    thread takes them with sigwaitinfo (so we know who sent them, as QEMU reports)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _TERM_SIGNALS)
+
+
+def _pid_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            name = f.read().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        name = ""
+    return name or "<unknown process>"
+
+
+def _install_signal_handlers(vm: Any, loop: Any) -> None:
+    """QEMU's termsig handling: a message naming the sender, then a clean shutdown
+    (SHUTDOWN event with reason host-signal, exit status 0)."""
+    import threading
+
+    def waiter() -> None:
+        while True:
+            info = signal.sigwaitinfo(_TERM_SIGNALS)
+            if info.si_pid:
+                who = f" from pid {info.si_pid} ({_pid_name(info.si_pid)})"
+            else:
+                who = ""
+            sys.stderr.write(f"{PROG}: terminating on signal {info.si_signo}{who}\n")
+            sys.stderr.flush()
+            loop.call_soon(lambda: vm.shutdown(guest=False, reason="host-signal"))
+
+    threading.Thread(target=waiter, name="signals", daemon=True).start()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -166,3 +166,48 @@ def close_built(outcome: Outcome) -> None:
         from pyqemu.cli.system import _close_all
 
         _close_all(built.closers)
+
+
+class Started:
+    """An emulator started with a QMP socket and past start-up (qmp_capabilities
+    answered); ``cmd`` runs QMP commands, ``p`` is the process."""
+
+    def __init__(self, program: list[str], args: list[str], cwd: str,
+                 timeout: float = 90.0) -> None:
+        self.sock = os.path.join(cwd, f"started-{os.getpid()}-{time.monotonic_ns()}.sock")
+        self.p = subprocess.Popen([*program, *args, "-qmp",
+                                   f"unix:{self.sock},server=on,wait=off"], cwd=cwd,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.p.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{program} did not start: "
+                                   f"{self.p.communicate()[1].decode()}")
+            if os.path.exists(self.sock):
+                s = socket.socket(socket.AF_UNIX)
+                try:
+                    s.connect(self.sock)
+                    break
+                except OSError:
+                    s.close()
+            time.sleep(0.02)
+        s.settimeout(timeout)
+        self.s = s
+        self.f = s.makefile("rw")
+        self.f.readline()
+        _qmp_cmd(self.f, "qmp_capabilities")
+
+    def cmd(self, command: str | dict[str, Any]) -> Any:
+        return _qmp_cmd(self.f, command)
+
+    def finish(self, timeout: float = 60.0) -> tuple[int, str, str]:
+        """Wait for the process to end: (exit status, stdout, stderr)."""
+        try:
+            out, err = self.p.communicate(timeout=timeout)
+        finally:
+            if self.p.poll() is None:
+                self.p.kill()
+                self.p.wait()
+            self.s.close()
+        return self.p.returncode, out.decode(), err.decode()
