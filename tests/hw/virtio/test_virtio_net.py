@@ -460,3 +460,42 @@ def test_frames_wait_while_the_vm_is_paused() -> None:
     assert mem.ldw(prog.vqs[0].used + 2) == 3
     assert [mem.read(a + 12, 60) for a in bufs[:3]] == [frame(OUR, 60, 40 + i) for i in range(3)]
     ml.close()
+
+
+def test_snapshot_keeps_filters_and_rings() -> None:
+    """save() after the guest set filters; restore() into a fresh device (and transport)
+    behaves the same; a corrupt state is refused and changes nothing."""
+    def board() -> tuple[AddressSpace, VirtIONet, Any]:
+        holder: list[VirtIONet] = []
+
+        def devices(mem: AddressSpace) -> dict[int, Any]:
+            holder.append(VirtIONet(mem, None))
+            return {FIRST_SLOT: holder[0]}
+
+        mem, slots = make_board(devices, legacy=False)
+        return mem, holder[0], slots[FIRST_SLOT]
+
+    mem, dev, mmio = board()
+    prog, _ = net_program(False, True, False)
+    # only the part before any frame is needed: init, buffers and the first commands
+    cut = next(i for i, op in enumerate(prog.ops) if op[1] == 2)
+    run_models(mem, prog.ops[:cut])
+    dev.promisc = 0
+    assert dev._ctrl_mac(0, struct.pack("<I", 1) + TABLE_UNI + struct.pack("<I", 1)
+                         + TABLE_MULTI) == 0
+    assert dev._ctrl_vlan(0, struct.pack("<H", 5)) == 0
+    state = mmio.save()
+    ram = mem.read(0x40100000, 0x20000)
+    mem2, dev2, mmio2 = board()
+    mem2.write(0x40100000, ram)
+    bad = dict(state, device=dict(state["device"], vlans=[1]))  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        mmio2.restore(bad)
+    mmio2.restore(state)
+    frames = BATCH_A + BATCH_B + BATCH_C
+    assert [dev2.receive_filter(f) for f in frames] == [dev.receive_filter(f) for f in frames]
+    assert dev2.get_config() == dev.get_config()
+    for f in frames:
+        dev.receive(f)
+        dev2.receive(f)
+    assert mem2.read(0x40100000, 0x20000) == mem.read(0x40100000, 0x20000)

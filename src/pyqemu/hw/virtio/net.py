@@ -208,6 +208,37 @@ class VirtIONet(VirtIODevice):
         "nomulti": 256, "nouni": 256, "nobcast": 256, "net_status": 4,
     }
 
+    def save(self) -> dict[str, object]:
+        out = super().save()
+        out.update(mac=self.mac.hex(), mac_table=[m.hex() for m in self.mac_table],
+                   first_multi=self.first_multi, uni_overflow=self.uni_overflow,
+                   multi_overflow=self.multi_overflow, vlans=list(self.vlans),
+                   curr_guest_offloads=self.curr_guest_offloads)
+        return out
+
+    def restore(self, data: dict[str, object]) -> None:
+        """Load ``save()`` output; ValueError (nothing changed) if anything is off."""
+        try:
+            mac = bytes.fromhex(str(data["mac"]))
+            table = [bytes.fromhex(str(m)) for m in data["mac_table"]]  # type: ignore[attr-defined]
+            vlans = [int(v) for v in data["vlans"]]  # type: ignore[attr-defined]
+            first_multi = int(data["first_multi"])  # type: ignore[call-overload]
+            flags = [int(data[k]) for k in ("uni_overflow", "multi_overflow")]  # type: ignore[call-overload]
+            offloads = int(data["curr_guest_offloads"])  # type: ignore[call-overload]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("virtio-net: bad or missing filter state") from None
+        if len(mac) != ETH_ALEN or len(table) > MAC_TABLE_ENTRIES \
+                or any(len(m) != ETH_ALEN for m in table) or not 0 <= first_multi <= len(table) \
+                or len(vlans) != MAX_VLAN >> 5 or any(not 0 <= v < 1 << 32 for v in vlans) \
+                or any(f not in (0, 1) for f in flags) or not 0 <= offloads < 1 << 64:
+            raise ValueError("virtio-net: filter state out of range")
+        super().restore(data)
+        self.set_features(self.guest_features)
+        self.mac, self.mac_table, self.first_multi = mac, table, first_multi
+        self.uni_overflow, self.multi_overflow = flags
+        self.vlans, self.curr_guest_offloads = vlans, offloads
+        self._apply_guest_offloads()
+
     @property  # type: ignore[override]
     def status(self) -> int:
         return self._status
