@@ -385,3 +385,36 @@ def test_guest_garbage_never_crashes(legacy: bool, features: int,
         else:
             mem.dispatch_write(base + 0x100 + a, 1, b)
         mem.dispatch_read(base + V.STATUS, 4)
+
+
+def test_snapshot_keeps_port_state() -> None:
+    def board() -> tuple[AddressSpace, VirtIOSerial, Any, list[_Chr]]:
+        chrs = [_Chr(), _Chr()]
+        holder: list[VirtIOSerial] = []
+
+        def devices(mem: AddressSpace) -> dict[int, Any]:
+            dev = VirtIOSerial(mem, max_ports=2)
+            dev.add_port(VirtIOSerialPort(chrs[0], is_console=True))  # type: ignore[arg-type]
+            dev.add_port(VirtIOSerialPort(chrs[1]))  # type: ignore[arg-type]
+            holder.append(dev)
+            return {FIRST_SLOT: dev}
+
+        mem, slots = make_board(devices, legacy=False)
+        return mem, holder[0], slots[FIRST_SLOT], chrs
+
+    mem, dev, mmio, _ = board()
+    prog = console_program(False, False)
+    cut = next(i for i, op in enumerate(prog.ops)
+               if op[1] == 2 and op[0] == prog.vqs[0].used + 2)  # before host data
+    run_models(mem, prog.ops[:cut])
+    assert dev.ports[0].guest_connected and dev.ports[1].guest_connected
+    state = mmio.save()
+    mem2, dev2, mmio2, chrs2 = board()
+    mem2.write(0x40100000, mem.read(0x40100000, 0x20000))
+    with pytest.raises(ValueError):
+        mmio2.restore(dict(state, device=dict(state["device"], ports={})))  # type: ignore[arg-type]
+    mmio2.restore(state)
+    assert dev2.ports[0].guest_connected and dev2.ports[1].guest_connected
+    # host input reaches the restored guest's open console port
+    chrs2[0].receive(b"hi")
+    assert mem2.read(prog.vqs[0].used + 2, 2) == b"\x01\x00"

@@ -208,6 +208,24 @@ class VirtIOSerial(VirtIODevice):
     # ---- status and reset ------------------------------------------------------------
     STATE_FIELDS: ClassVar[Mapping[str, int]] = VirtIODevice.STATE_FIELDS
 
+    def save(self) -> dict[str, object]:
+        out = super().save()
+        out["ports"] = {str(pid): [int(p.guest_connected), int(p.host_connected)]
+                        for pid, p in self.ports.items()}
+        return out
+
+    def restore(self, data: dict[str, object]) -> None:
+        """Load ``save()`` output (same ports plugged); ValueError if it does not fit."""
+        ports = data.get("ports")
+        if not isinstance(ports, dict) or set(ports) != {str(p) for p in self.ports} \
+                or any(not isinstance(v, list) or len(v) != 2 or any(x not in (0, 1) for x in v)
+                       for v in ports.values()):
+            raise ValueError("virtio-serial: port state does not match the plugged ports")
+        super().restore(data)
+        for pid, (guest, host) in ports.items():
+            port = self.ports[int(pid)]
+            port.guest_connected, port.host_connected = bool(guest), bool(host)
+
     @property  # type: ignore[override]
     def status(self) -> int:
         return self._status
