@@ -275,7 +275,7 @@ def test_features_and_config_match_qemu(tmp_path: Path, legacy: bool, netdev: st
         args = ["-netdev", "socket,id=n0,listen=127.0.0.1:0", "-device",
                 "virtio-net-device,netdev=n0"]
     elif netdev == "tap":
-        name = f"pqt{id(tmp_path) % 10000}"
+        name = f"pqt{os.getpid() % 100000}{'l' if legacy else 'm'}"
         opts = {"type": "tap", "id": "n0", "ifname": name, "script": "no", "downscript": "no"}
         args = ["-netdev", f"tap,id=n0,ifname={name}q,script=no,downscript=no", "-device",
                 "virtio-net-device,netdev=n0"]
