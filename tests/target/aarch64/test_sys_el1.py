@@ -305,7 +305,7 @@ def test_system_id_registers_never_exceed_qemu_max(tmp_path: Path) -> None:
             assert o <= v, f"{n}[{shift + 3}:{shift}] = {o}, QEMU max has {v}"
     pfr0, pfr1 = ours["id_aa64pfr0_el1"], ours["id_aa64pfr1_el1"]
     assert (pfr0 >> 32) & 0xF == 0 and (pfr0 >> 28) & 0xF == 0  # SVE, RAS
-    assert (pfr0 >> 60) == 1  # CSV3: no KPTI needed
+    assert (pfr0 >> 56) == 0x11  # CSV3 (no KPTI needed) and CSV2
     assert pfr1 & 0xF0F0F0F == 0  # BTI, MTE, SME, (RAS_frac)
     isar1 = ours["id_aa64isar1_el1"]
     assert isar1 & 0xFF000FF0 == 0  # pointer authentication (APA, API, GPA, GPI)

@@ -94,10 +94,18 @@ def _tlb_program(body: str, t1_maps: list[tuple[int, int, int]],
     return program(mmu_on(4096, 25) + body, words) + _code_pages(), ptes
 
 
-def _run(tmp_path: Path, src: str) -> Any:
+def _run(tmp_path: Path, src: str, backend: str = "python") -> Any:
     cpus: list[Any] = []
-    check(tmp_path, src, cpu_out=cpus)
+    check(tmp_path, src, backend=backend, cpu_out=cpus)
     return cpus[0]
+
+
+def _backend(name: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``name``, with the llvm backend compiling every block natively at once."""
+    if name == "llvm":
+        pytest.importorskip("llvmlite")
+        monkeypatch.setenv("PYQEMU_LLVM_HOT", "0")
+    return name
 
 
 def _tbs_at(cpu: Any, pc: int) -> list[Any]:
@@ -148,7 +156,9 @@ def test_unassigned_is_external_abort(tmp_path: Path, insn: str, mmu: bool) -> N
 
 # ------------------------------------------------------------------ code and mappings
 
-def test_ttbr_switch_keeps_translations(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["python", "llvm"])
+def test_ttbr_switch_keeps_translations(tmp_path: Path, backend: str,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The same VA runs different physical code under two ASIDs; switching back reuses
     the first translation instead of translating it again."""
     body = f"""
@@ -168,7 +178,7 @@ def test_ttbr_switch_keeps_translations(tmp_path: Path) -> None:
     """
     src, _ = _tlb_program(body, _identity() + [(VA_CODE, CODE_A, AF | NORMAL)],
                           _identity() + [(VA_CODE, CODE_B, AF | NORMAL)])
-    cpu = _run(tmp_path, src)
+    cpu = _run(tmp_path, src, _backend(backend, monkeypatch))
     s = cpu.state
     assert (s.xregs[20], s.xregs[21], s.xregs[22]) == (1, 2, 1)
     assert len(_tbs_at(cpu, VA_CODE)) == 2  # one per physical page, both kept
@@ -178,7 +188,9 @@ def test_ttbr_switch_keeps_translations(tmp_path: Path) -> None:
 @pytest.mark.parametrize("tlbi", ["tlbi vae1, x0", "tlbi vae1is, x0", "tlbi vale1, x0",
                                   "tlbi vaae1is, x0", "tlbi vaale1, x0", "tlbi vmalle1",
                                   "tlbi vmalle1is", "tlbi aside1, x0"])
-def test_remap_code_then_tlbi(tmp_path: Path, tlbi: str) -> None:
+@pytest.mark.parametrize("backend", ["python", "llvm"])
+def test_remap_code_then_tlbi(tmp_path: Path, tlbi: str, backend: str,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
     maps = _identity(range(TABLES, TABLES + 0x10000, 0x1000)) + \
         [(VA_CODE, CODE_A, AF | NORMAL)]
     _, ptes = tables_at(TABLES, maps)
@@ -199,7 +211,7 @@ def test_remap_code_then_tlbi(tmp_path: Path, tlbi: str) -> None:
     """
     src, ptes2 = _tlb_program(body, maps)
     assert ptes2 == ptes and TABLES <= ptes[VA_CODE] < TABLES + 0x10000
-    cpu = _run(tmp_path, src)
+    cpu = _run(tmp_path, src, _backend(backend, monkeypatch))
     assert (cpu.state.xregs[20], cpu.state.xregs[21]) == (1, 2)
 
 
@@ -227,7 +239,9 @@ def test_self_modifying_code_through_alias(tmp_path: Path) -> None:
     assert (cpu.state.xregs[20], cpu.state.xregs[21]) == (1, 3)
 
 
-def test_el_switches_do_not_flush_the_tlb(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["python", "llvm"])
+def test_el_switches_do_not_flush_the_tlb(tmp_path: Path, backend: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """50 SVC/ERET round trips between EL0 and EL1 with the MMU on: the TLB keeps one
     table set per EL, so the number of page walks does not grow with the round trips."""
     maps = ([(a, a, AF | NORMAL | AP_EL0 | (1 << 7)) for a in range(BASE, BASE + 0x20000,
@@ -259,7 +273,7 @@ done:
     b end
 """
     src, _ = _tlb_program(body, maps)
-    cpu = _run(tmp_path, src)
+    cpu = _run(tmp_path, src, _backend(backend, monkeypatch))
     assert cpu.state.xregs[10] == 0
     assert cpu.tlb.fills < 30, cpu.tlb.fills
 

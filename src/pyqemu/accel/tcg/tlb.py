@@ -84,11 +84,15 @@ class SoftTLB:
         self.mmu_idx = mmu_idx
         env = self.cpu.__dict__.get("_llvm_env")
         if env is not None:
-            # the native backend mirrors one table set: drop its entries, they refill
-            # from the new set on their first miss
+            # the native backend mirrors one table set: load the new set's entries
             import ctypes
 
             ctypes.memset(env.tlb_arr, 0xFF, ctypes.sizeof(env.tlb_arr))
+            sync = env._sync
+            wt = self.wt
+            for i, tag in enumerate(self.rt):
+                if tag >= 0 or wt[i] >= 0:
+                    sync(self, i)
 
     # --- maintenance ---
     def flush(self) -> None:

@@ -225,8 +225,8 @@ def system_id_reg(model: Any, crm: int, op2: int, gic_sysregs: bool = False) -> 
 
     No SVE/SME/MTE/pointer authentication/BTI/SSBS (the model's features say what the
     translator does), no RAS/AMU/MPAM/SEL2, no EL2/EL3 and no AArch32; no PMU; no
-    hardware access flag/dirty state (ID_AA64MMFR1 = 0). CSV3 = 1 (no speculation past
-    permission checks here: Linux then needs no KPTI trampoline). ``max`` also has
+    hardware access flag/dirty state (ID_AA64MMFR1 = 0). CSV2 = CSV3 = 1 (no speculation
+    here: Linux then needs no KPTI trampoline). ``max`` also has
     FEAT_E0PD (implemented by the MMU), which lets a KASLR kernel skip KPTI.
     The AArch32 ID registers (crm 1..3) read as zero."""
     name = _ID_NAMES.get((crm, op2))
@@ -247,8 +247,11 @@ def system_id_reg(model: Any, crm: int, op2: int, gic_sysregs: bool = False) -> 
         v = _field(v, 24, 1 if gic_sysregs else 0)  # GIC system registers
         for shift in (28, 32, 36, 40, 44, 52):  # RAS, SVE, SEL2, MPAM, AMU, RME
             v = _field(v, shift, 0)
-        v = _field(v, 56, min((v >> 56) & 0xF, 1))  # CSV2 (not CSV2_2: no SCXTNUM)
-        v = _field(v, 60, 1)  # CSV3
+        # CSV2 = 1 and CSV3 = 1: there is no branch predictor or speculation to leak
+        # through (Linux then skips the Spectre-v2 and Meltdown/KPTI work); not CSV2_2,
+        # which would promise the SCXTNUM registers
+        v = _field(v, 56, 1)
+        v = _field(v, 60, 1)
     elif name == "id_aa64pfr1":
         v &= 0xF0  # SSBS only if the model reduction left it (BT, MTE, SME, ...: 0)
         v = _field(v, 4, 0)  # PSTATE.SSBS is not implemented
