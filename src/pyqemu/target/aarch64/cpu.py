@@ -282,7 +282,7 @@ BASE_FEATURES: frozenset[str] = frozenset({
 
 #: optional decoder modules (added by the FP/SIMD/crypto translators); each may define
 #: PROVIDES: frozenset[str] with the feature names (keys of HWCAP/HWCAP2) it implements
-OPTIONAL_DECODER_MODULES = ("trans_fp", "trans_simd", "trans_crypto")
+OPTIONAL_DECODER_MODULES = ("trans_fp", "trans_simd", "trans_crypto", "trans_ext")
 
 
 @functools.lru_cache(maxsize=1)

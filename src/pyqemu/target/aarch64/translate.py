@@ -49,6 +49,8 @@ __all__ = ["DECODER_MODULES", "AArch64Frontend", "DisasContext", "DisasJump"]
 #: the decoder modules, in decode order (optional ones may be missing)
 DECODER_MODULES = ("trans_branch", "trans_dp_imm", "trans_dp_reg", "trans_ldst",
                    "trans_system", "trans_fp", "trans_simd", "trans_crypto",
+                   # the optional extensions of -cpu max (dot product, RDM, FHM, FCMA...)
+                   "trans_ext",
                    # a minimal SIMD subset for C programs; the full tables above win
                    "trans_simd_min")
 _REQUIRED = {"trans_branch", "trans_dp_imm", "trans_dp_reg", "trans_ldst", "trans_system",
