@@ -335,9 +335,12 @@ class SocketNetdev(NetBackend):
             except OSError:
                 self.dropped += 1  # a datagram socket that is full: the frame is lost
             return
-        assert self.writer is not None
-        self.writer.write(frame_header(frame) + frame)
-        if self.writer.failed:
+        writer = self.writer
+        if writer is None:
+            self.dropped += 1
+            return
+        writer.write(frame_header(frame) + frame)
+        if writer.failed:
             sock = self.sock
             if self.main_loop is not None:
                 self.main_loop.call_soon(lambda: self._eoc(sock))
