@@ -142,3 +142,14 @@ def test_nic_splits_into_netdev_and_device(main_loop: MainLoop) -> None:
     be.close()
     with pytest.raises(NetError, match="Unsupported NIC model: e1000"):
         nic_options(opts_of("socket,listen=:1,model=e1000"), 1)
+
+
+def test_netdev_help_lists_what_pyqemu_has() -> None:
+    from pyqemu.net import netdev_help
+
+    qemu = require_tool("qemu-system-aarch64")
+    theirs = subprocess.run([qemu, "-M", "virt", "-netdev", "help"], capture_output=True,
+                            timeout=20, check=True).stdout.decode().splitlines()
+    ours = netdev_help().splitlines()
+    assert ours[0] == theirs[0] == "Available netdev backend types:"
+    assert ours[1:] == [k for k in theirs[1:] if k in ("socket", "stream", "tap")]

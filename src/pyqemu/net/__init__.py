@@ -19,7 +19,7 @@ Exceptions::
 from __future__ import annotations
 
 from pyqemu.net.backend import NetBackend, NetError, check_id
-from pyqemu.net.clients import NETDEV_TYPES, create_netdev, info_network, nic_options
+from pyqemu.net.clients import NETDEV_TYPES, create_netdev, info_network, netdev_help, nic_options
 
 __all__ = ["NETDEV_TYPES", "NetBackend", "NetError", "check_id", "create_netdev",
-           "info_network", "nic_options"]
+           "info_network", "netdev_help", "nic_options"]

@@ -53,6 +53,12 @@ def create_netdev(opts: dict[str, str], main_loop: Any, *,
     return factory(dict(opts), main_loop)
 
 
+def netdev_help() -> str:
+    """``-netdev help``: QEMU's heading, then the types pyqemu implements."""
+    kinds = [k for k, f in NETDEV_TYPES.items() if f is not None]
+    return "Available netdev backend types:\n" + "".join(k + "\n" for k in kinds)
+
+
 def info_network(nics: Iterable[Any], netdevs: Iterable[NetBackend]) -> str:
     """HMP "info network" in QEMU's order (clients in creation order, and -netdev
     backends are created before -device NICs): netdevs no NIC uses, then each NIC
