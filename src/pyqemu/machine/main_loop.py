@@ -176,6 +176,8 @@ class MainLoop:
             wait = 0.0
         if max_wait is not None:
             wait = max_wait if wait is None else min(wait, max_wait)
+        if wait is not None:
+            wait = min(wait, 86400.0)  # select() overflows on deadlines centuries away
         for key, _ in self._sel.select(wait):
             if key.data is None:
                 try:

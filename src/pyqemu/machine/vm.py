@@ -59,7 +59,9 @@ class VM:
         self._run = threading.Event()  # set while vCPUs may run
         self._quitting = False
         self._parked: set[int] = set()
-        self._parked_cond = threading.Condition()
+        # on the BQL: pause_all() waits with the BQL released, so a vCPU blocked on a
+        # device access (MMIO, a device register) can finish it and park
+        self._parked_cond = threading.Condition(self.main_loop.bql)
         #: cpu_index -> powered on (PSCI CPU_ON/CPU_OFF); secondaries start off
         self.powered: list[bool] = []
         self._power_cond = threading.Condition()

@@ -702,10 +702,7 @@ def test_counter_stops_while_vm_paused(tmp_path: Path, emulator: str) -> None:
 
 @pytest.mark.parametrize("emulator", [
     "qemu",
-    pytest.param("pyqemu", marks=pytest.mark.xfail(
-        reason="VM.stop() runs pause_all() on the main loop holding the BQL and waits up "
-               "to 5 s for the vCPUs to park; a vCPU blocked on the BQL in an MMIO access "
-               "cannot park, so the clock keeps running 5 s (vm.py, lead)", strict=False)),
+    "pyqemu",
 ])
 def test_counter_stops_while_vm_paused_during_mmio(tmp_path: Path, emulator: str) -> None:
     """The same with MMIO in the polling loop (it ends on a byte received by the UART,
