@@ -58,6 +58,8 @@ CASES = {
     "iommu-bad": ["-M", "virt,iommu=foo", "-kernel", "{k}"],
     "its-not-bool": ["-M", "virt,its=maybe", "-kernel", "{k}"],
     "blk-no-drive": ["-device", "virtio-blk-device"],
+    "missing-bios": ["-bios", "{dir}/nonexist"],
+    "pflash-wrong-size": ["-drive", "if=pflash,format=raw,file={junk}"],
     "blk-unknown-drive": ["-device", "virtio-blk-device,drive=nope"],
 }
 

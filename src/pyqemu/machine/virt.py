@@ -240,10 +240,10 @@ class VirtMachine:
             if idx not in (0, 1):
                 raise MachineError(f"machine type does not support if=pflash,bus=0,unit={idx}")
             blk = cfg.drives[bid]
-            data = blk.read(0, blk.size) if blk.size else b""
-            if len(data) > bank:
+            if blk.size != bank:
                 raise MachineError(f"device requires {bank} bytes, block backend provides "
-                                   f"{len(data)} bytes")
+                                   f"{blk.size} bytes")
+            data = blk.read(0, blk.size)
             blk.attach_dev(f"/machine/virt.flash{idx}", removable=False)
             images[idx] = data
         if cfg.bios:
