@@ -370,6 +370,8 @@ class TCGContext:
 
     def link(self, src: TranslationBlock, slot: int, dst: TranslationBlock) -> None:
         """Chain goto_tb exit ``slot`` of ``src`` straight to ``dst``."""
+        if self.phys_keyed and (src.pc ^ dst.pc) >> PAGE_BITS:
+            return  # another guest page: its mapping may change independently
         with self.lock:
             if src.invalid or dst.invalid or src.flags != dst.flags:
                 return

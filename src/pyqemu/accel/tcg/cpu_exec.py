@@ -41,6 +41,7 @@ def cpu_exec(cpu: VCPU) -> ExecExit:
     cpu_flags = ctx.frontend.cpu_flags
     pcs = cpu.pc_slot
     chaining = ctx.chaining
+    phys_keyed = ctx.phys_keyed
     TB = TranslationBlock
     n = 0
     tb: TranslationBlock | None = None
@@ -66,8 +67,9 @@ def cpu_exec(cpu: VCPU) -> ExecExit:
                 return ExecExit(None)
             if nxt.__class__ is ChainSlot:
                 src = tb
-                tb = lookup(cpu)
-                if chaining:
+                tb = jc_get((R[pcs], cpu_flags(cpu))) or lookup(cpu)
+                # (system mode: only blocks of the same guest page are ever chained)
+                if chaining and not (phys_keyed and (src.pc ^ tb.pc) >> 12):
                     ctx.link(src, nxt.slot, tb)
                 continue
             if nxt is LOOKUP:  # indirect jump: the cache lookup inline, translate if new
