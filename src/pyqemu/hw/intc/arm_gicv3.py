@@ -378,16 +378,19 @@ class GICv3CPU:
             grpmask |= ~self.igroupr0
         return pend & grpmask & M32
 
-    def recompute_hppi(self) -> None:
+    def recompute_hppi(self, spis: int | None = None) -> None:
         """The highest-priority pending interrupt of this CPU: lowest priority value,
-        then lowest INTID (QEMU's IMPDEF choice)."""
+        then lowest INTID (QEMU's IMPDEF choice). ``spis``: the distributor's eligible
+        SPIs when the caller has them already."""
         g = self.gic
         best_irq, best_prio = INTID_SPURIOUS, 0xFF
         for i in bits(self.pending_internal()):
             p = self.ipriorityr[i]
             if p < best_prio:
                 best_irq, best_prio = i, p
-        for i in bits(g.pending_spis() & g.route[self.index]):
+        if spis is None:
+            spis = g.pending_spis()
+        for i in bits(spis & g.route[self.index]):
             p = g.priority[i]
             if p < best_prio:
                 best_irq, best_prio = i, p
@@ -666,8 +669,10 @@ class GICv3:
 
     def update(self) -> None:
         """Recompute every CPU's highest-priority pending interrupt and its lines."""
+        spis = self.pending_spis()
         for cs in self.cpu_states:
-            self.update_cpu(cs)
+            cs.recompute_hppi(spis)
+            cs.cpuif_update()
 
     # ---- inputs ---------------------------------------------------------------------------
     def irq_in(self, intid: int, cpu_index: int = 0) -> IRQ:
