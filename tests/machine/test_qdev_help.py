@@ -17,8 +17,8 @@ def _run(cmd: list[str]) -> str:
 
 
 def _pyqemu(args: list[str]) -> str:
-    return _run([sys.executable, "-c", "import sys; from pyqemu.cli.system import "
-                 "main_aarch64; sys.argv[0] = 'pyqemu-system-aarch64'; main_aarch64()",
+    return _run([sys.executable, "-c", ("import sys; from pyqemu.cli.system import "
+                 "main_aarch64; sys.argv[0] = 'pyqemu-system-aarch64'; main_aarch64()"),
                  *args])
 
 

@@ -18,8 +18,8 @@ COMMON = ["-M", "virt", "-cpu", "max", "-m", "128M", "-nographic", "-monitor", "
 
 def _pyqemu(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c",
-                           "import sys; from pyqemu.cli.system import main_aarch64; "
-                           "sys.argv[0] = 'pyqemu-system-aarch64'; main_aarch64()", *args],
+                           ("import sys; from pyqemu.cli.system import main_aarch64; "
+                           "sys.argv[0] = 'pyqemu-system-aarch64'; main_aarch64()"), *args],
                           capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL, check=False)
 

@@ -48,21 +48,21 @@ def _qemu_dtb(tmp: Path, args: list[str], mprops: str = "") -> bytes:
 
 
 CASES = {
-    "smp1-gic2": ([], "", dict(smp=1)),
+    "smp1-gic2": ([], "", {"smp": 1}),
     "smp2-gic2-append": (["-smp", "2", "-kernel", "{k}", "-append", "console=ttyAMA0 quiet"],
-                         "", dict(smp=2, kernel="{k}", append="console=ttyAMA0 quiet")),
+                         "", {"smp": 2, "kernel": "{k}", "append": "console=ttyAMA0 quiet"}),
     "smp4-gic3-initrd": (["-smp", "4", "-m", "1G", "-kernel", "{k}", "-initrd", "{i}",
                           "-append", "root=/dev/vda"],
                          ",gic-version=3,its=off",
-                         dict(smp=4, mem=1 << 30, props={"gic-version": "3"}, kernel="{k}",
-                              initrd="{i}", append="root=/dev/vda")),
+                         {"smp": 4, "mem": 1 << 30, "props": {"gic-version": "3"}, "kernel": "{k}",
+                              "initrd": "{i}", "append": "root=/dev/vda"}),
     "smp4-topology-gicmax": (["-smp", "4,sockets=2,cores=2"], ",gic-version=max,its=off",
-                             dict(smp=4, props={"gic-version": "max"},
-                                  topo={"sockets": 2, "cores": 2})),
-    "smp8-gic2-2G": (["-smp", "8", "-m", "2G"], "", dict(smp=8, mem=2 << 30)),
+                             {"smp": 4, "props": {"gic-version": "max"},
+                                  "topo": {"sockets": 2, "cores": 2}}),
+    "smp8-gic2-2G": (["-smp", "8", "-m", "2G"], "", {"smp": 8, "mem": 2 << 30}),
     "devices": (["-drive", "if=none,id=d0,format=raw,file={d}",
                  "-device", "virtio-blk-device,drive=d0", "-device", "virtio-rng-device"],
-                "", dict(smp=1)),
+                "", {"smp": 1}),
 }
 
 

@@ -81,7 +81,7 @@ def run_board(cfg: MachineConfig, timeout: float = 60) -> tuple[int, bytes, VM]:
     console = BufferBackend()
     cfg.chardevs["serial0"] = console
     cfg.serials = ["serial0"]
-    vm, board = build(cfg)
+    vm, _board = build(cfg)
     killer = threading.Timer(timeout, lambda: vm.main_loop.call_soon(vm.main_loop.quit))
     killer.daemon = True
     vm.start()

@@ -272,8 +272,9 @@ def _virtio_net(board: Any, props: dict[str, str]) -> Any:
 
 
 def _from_console(driver: str) -> Factory:
-    """virtconsole / virtio-serial-device come from pyqemu.hw.virtio.console, whose
-    ``qdev_create(board, driver, props)`` builds and plugs them."""
+    """virtconsole / virtserialport / virtio-serial-device come from
+    pyqemu.hw.virtio.console, whose ``qdev_create(board, driver, props)`` builds and
+    plugs them."""
     def factory(board: Any, props: dict[str, str]) -> Any:
         try:
             mod = importlib.import_module("pyqemu.hw.virtio.console")
@@ -306,6 +307,9 @@ register_device(DeviceClass("virtio-net-device", "virtio-bus", "Network devices"
 register_device(DeviceClass("virtconsole", "virtio-serial-bus", "Input devices",
                             _parse_props(_VIRTCONSOLE_PROPS), _from_console("virtconsole"),
                             implemented=frozenset({"chardev", "name", "nr"})))
+register_device(DeviceClass("virtserialport", "virtio-serial-bus", "Input devices",
+                            _parse_props(_VIRTCONSOLE_PROPS), _from_console("virtserialport"),
+                            implemented=frozenset({"chardev", "name", "nr"})))
 register_device(DeviceClass("virtio-serial-device", "virtio-bus", "Input devices",
                             _parse_props(_SERIAL_PROPS), _from_console("virtio-serial-device"),
-                            implemented=frozenset({"max_ports"})))
+                            implemented=frozenset({"max_ports", "emergency-write"})))

@@ -77,32 +77,32 @@ FLASH_SECTOR_SIZE = 256 * 1024
 #: -machine properties of virt (QEMU 7.2's, help text as ``-machine virt,help``)
 VIRT_PROPS: dict[str, tuple[str, str]] = {
     "acpi": ("OnOffAuto", "Enable ACPI"),
-    "dtb-randomness": ("bool", "Set off to disable passing random or non-deterministic "
-                       "dtb nodes to guest"),
+    "dtb-randomness": ("bool", ("Set off to disable passing random or non-deterministic "
+                       "dtb nodes to guest")),
     "dtb-kaslr-seed": ("bool", "Deprecated synonym of dtb-randomness"),
     "gic-version": ("string", "Set GIC version. Valid values are 2, 3, 4, host and max"),
-    "highmem": ("bool", "Set on/off to enable/disable using physical address space above "
-                "32 bits"),
+    "highmem": ("bool", ("Set on/off to enable/disable using physical address space above "
+                "32 bits")),
     "highmem-ecam": ("bool", "Set on/off to enable/disable high memory region for PCI ECAM"),
     "highmem-mmio": ("bool", "Set on/off to enable/disable high memory region for PCI MMIO"),
-    "highmem-redists": ("bool", "Set on/off to enable/disable high memory region for GICv3 "
-                        "or GICv4 redistributor"),
+    "highmem-redists": ("bool", ("Set on/off to enable/disable high memory region for GICv3 "
+                        "or GICv4 redistributor")),
     "iommu": ("string", "Set the IOMMU type. Valid values are none and smmuv3"),
     "its": ("bool", "Set on/off to enable/disable ITS instantiation"),
-    "mte": ("bool", "Set on/off to enable/disable emulating a guest CPU which implements "
-            "the ARM Memory Tagging Extension"),
-    "ras": ("bool", "Set on/off to enable/disable reporting host memory errors to a KVM "
-            "guest using ACPI and guest external abort exceptions"),
-    "secure": ("bool", "Set on/off to enable/disable the ARM Security Extensions "
-               "(TrustZone)"),
-    "virtualization": ("bool", "Set on/off to enable/disable emulating a guest CPU which "
-                       "implements the ARM Virtualization Extensions"),
-    "default-bus-bypass-iommu": ("bool", "Set on/off to enable/disable bypass_iommu for "
-                                 "default root bus"),
-    "x-oem-id": ("string", "Override the default value of field OEMID in ACPI table header."
-                 "The string may be up to 6 bytes in size"),
-    "x-oem-table-id": ("string", "Override the default value of field OEM Table ID in ACPI "
-                       "table header.The string may be up to 8 bytes in size"),
+    "mte": ("bool", ("Set on/off to enable/disable emulating a guest CPU which implements "
+            "the ARM Memory Tagging Extension")),
+    "ras": ("bool", ("Set on/off to enable/disable reporting host memory errors to a KVM "
+            "guest using ACPI and guest external abort exceptions")),
+    "secure": ("bool", ("Set on/off to enable/disable the ARM Security Extensions "
+               "(TrustZone)")),
+    "virtualization": ("bool", ("Set on/off to enable/disable emulating a guest CPU which "
+                       "implements the ARM Virtualization Extensions")),
+    "default-bus-bypass-iommu": ("bool", ("Set on/off to enable/disable bypass_iommu for "
+                                 "default root bus")),
+    "x-oem-id": ("string", ("Override the default value of field OEMID in ACPI table header."
+                 "The string may be up to 6 bytes in size")),
+    "x-oem-table-id": ("string", ("Override the default value of field OEM Table ID in ACPI "
+                       "table header.The string may be up to 8 bytes in size")),
 }
 #: what pyqemu.machine.MachineClass.props reads
 PROPS = VIRT_PROPS
@@ -151,6 +151,8 @@ class VirtMachine:
         self.main_loop = vm.main_loop if vm is not None else None
         self.props = dict(config.machine_props)
         self.cpus: list[Any] = []
+        #: MPIDR affinity of each CPU (by cpu_index)
+        self.mp_affinity: list[int] = []
         self.boot: BootInfo | None = None
         self.dtb: bytes = b""
         self.fdt: Fdt | None = None
@@ -177,7 +179,7 @@ class VirtMachine:
         elif gv == "4":
             raise MachineError("gic-version=4 requires virtualization enabled")
         else:
-            raise MachineError(f"Invalid gic-version value\nValid values are 3, 2, host, max.")
+            raise MachineError("Invalid gic-version value\nValid values are 3, 2, host, max.")
         if _bool_prop(p, "secure", False):
             raise MachineError("virt: secure=on (EL3, TrustZone) is not supported by pyqemu")
         if _bool_prop(p, "virtualization", False):
@@ -186,7 +188,7 @@ class VirtMachine:
             raise MachineError("virt: mte=on is not supported by pyqemu")
         iommu = p.get("iommu", "none")
         if iommu not in ("none", "smmuv3"):
-            raise MachineError(f"Invalid iommu value\nValid values are none, smmuv3.")
+            raise MachineError("Invalid iommu value\nValid values are none, smmuv3.")
         if iommu == "smmuv3":
             raise MachineError("virt: iommu=smmuv3 is not supported by pyqemu")
         self.dtb_randomness = _bool_prop(p, "dtb-randomness",
@@ -302,7 +304,7 @@ class VirtMachine:
             mem = SystemMemory(self.phys, parange=SYS_PARANGE)
             cpu = VCPU(self.ctx, mem, i)
             mem.state = cpu.state
-            cpu.mp_affinity = virt_cpu_mp_affinity(i, self.gic_version)
+            self.mp_affinity.append(virt_cpu_mp_affinity(i, self.gic_version))
             self.cpus.append(cpu)
         self.psci = PSCI(cpu_on=self._psci_cpu_on, affinity_info=self._psci_affinity_info)
 
@@ -742,7 +744,7 @@ class VirtMachine:
 
     def _reset_cpu(self, cpu: Any) -> None:
         self.frontend.reset(cpu.state)
-        cpu.state.mpidr_el1 = 0x80000000 | cpu.mp_affinity
+        cpu.state.mpidr_el1 = 0x80000000 | self.mp_affinity[cpu.cpu_index]
         cpu.mmu_idx = 1
         cpu.tlb_flush()
         cpu.set_pc(0)
@@ -769,7 +771,7 @@ class VirtMachine:
     # ------------------------------------------------------------------ PSCI
     def _cpu_by_affinity(self, mpidr: int) -> Any:
         for cpu in self.cpus:
-            if cpu.mp_affinity == mpidr:
+            if self.mp_affinity[cpu.cpu_index] == mpidr:
                 return cpu
         return None
 

@@ -29,8 +29,15 @@ import zlib
 from pyqemu.hw import HwError
 from pyqemu.hw.core.fdt import Fdt, FdtError
 
-__all__ = ["BootError", "BootInfo", "BOOTLOADER_SIZE", "bootloader_aarch64", "load_kernel",
-           "patch_dtb", "read_dtb_file"]
+__all__ = [
+    "BOOTLOADER_SIZE",
+    "BootError",
+    "BootInfo",
+    "bootloader_aarch64",
+    "load_kernel",
+    "patch_dtb",
+    "read_dtb_file",
+]
 
 MiB = 1 << 20
 #: QEMU's KERNEL64_LOAD_ADDR: the Image offset when the header gives none
@@ -120,7 +127,7 @@ def _load_elf(path: str, data: bytes) -> tuple[int, int, int, list[tuple[int, by
         raise bad("not a 64-bit ELF file")
     if data[5] != 1:
         raise bad("big-endian ELF kernels are not supported")
-    (e_type, e_machine, _ver, e_entry, e_phoff, _shoff, _flags, _ehsize, e_phentsize,
+    (_e_type, e_machine, _ver, e_entry, e_phoff, _shoff, _flags, _ehsize, e_phentsize,
      e_phnum) = struct.unpack_from("<HHIQQQIHHH", data, 16)
     if e_machine != EM_AARCH64:
         raise bad(f"ELF machine {e_machine} is not AArch64")

@@ -14,7 +14,7 @@ from typing import Any
 from pyqemu.hw import log
 from pyqemu.hw.irq import IRQ
 
-__all__ = ["GPIOKey", "PL061", "PL061Reg"]
+__all__ = ["PL061", "GPIOKey", "PL061Reg"]
 
 N_GPIOS = 8
 #: PeriphID/PCellID at 0xFD0..0xFFC (the first four read 0)

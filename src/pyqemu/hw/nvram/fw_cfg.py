@@ -18,7 +18,7 @@ from enum import IntEnum
 from pyqemu.hw import log
 from pyqemu.memory import AddressSpace, GuestMemoryError
 
-__all__ = ["FWCfg", "FWCfgKey", "FW_CFG_FILE_FIRST", "FW_CFG_MMIO_SIZE"]
+__all__ = ["FW_CFG_FILE_FIRST", "FW_CFG_MMIO_SIZE", "FWCfg", "FWCfgKey"]
 
 FW_CFG_MMIO_SIZE = 0x18
 FW_CFG_FILE_FIRST = 0x20
