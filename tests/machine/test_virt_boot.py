@@ -24,7 +24,28 @@ CASES = {
     "image-smp2-gic2": ("image", 0x40080000, 2, "2", False, 1 << 30),
     "image-gz-smp2-gic3": ("gz", 0x40080000, 2, "3", True, 1 << 30),
     "image-initrd-small-ram": ("image", 0x40080000, 1, "2", True, 200 << 20),
+    # header variants (the probe's code is position independent at 4K granularity)
+    "image-text-offset-0": ("image:text_offset=0", 0x40080000, 1, "2", True, 1 << 30),
+    "image-text-offset-3M": ("image:text_offset=0x300000", 0x40080000, 1, "2", False,
+                             256 << 20),
+    "image-size-0": ("image:image_size=0", 0x40080000, 1, "2", False, 256 << 20),
+    "image-no-magic": ("image:magic=0", 0x40080000, 1, "2", False, 256 << 20),
 }
+
+
+def _patch_header(path: Path, spec: str) -> None:
+    """Rewrite one arm64 Image header field (booting.rst: text_offset at 8, image_size
+    at 16, the magic at 56)."""
+    import struct
+
+    field, _, value = spec.partition("=")
+    data = bytearray(path.read_bytes())
+    offset = {"text_offset": 8, "image_size": 16, "magic": 56}[field]
+    if field == "magic":
+        data[56:60] = b"\0\0\0\0"
+    else:
+        struct.pack_into("<Q", data, offset, int(value, 0))
+    path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -32,6 +53,8 @@ def test_boot_state_equals_qemu(tmp_path: Path, case: str) -> None:
     kind, addr, smp, gic, with_initrd, mem = CASES[case]
     elf = compile_probe(tmp_path, "boot_probe.c", addr)
     kernel = elf if kind == "elf" else to_image(tmp_path, elf, gz=kind == "gz")
+    if kind.startswith("image:"):
+        _patch_header(kernel, kind.split(":", 1)[1])
     extra = ["-smp", str(smp), "-m", f"{mem >> 20}M"]
     props = {}
     if gic != "2":

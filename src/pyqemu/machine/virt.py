@@ -69,6 +69,7 @@ GICV2_MAX_CPUS = 8
 #: CPUs the first GICv3 redistributor region holds (0xF60000 / 0x20000)
 GICV3_REDIST_CPUS = VIRT_MEMMAP["gic_redist"][1] // 0x20000
 PHANDLE_START = 0x8000
+PSCI_CPU_OFF = 0x84000002
 #: QEMU's FDT_MAX_SIZE: the size of the blob the guest gets
 FDT_MAX_SIZE = 0x100000
 #: the flash banks (two 64 MiB CFI devices in QEMU)
@@ -283,6 +284,9 @@ class VirtMachine:
         cfg = self.config
         bql = self.main_loop.bql if self.main_loop is not None else None
         self.phys = PhysicalMemory(self.aspace, bql=bql)
+        if cfg.cpu in ("cortex-a15", "cortex-a7"):  # virt's default CPU is 32-bit
+            raise MachineError(f"CPU model '{cfg.cpu}' (AArch32) is not supported by pyqemu: "
+                               "use -cpu max (or cortex-a57, cortex-a72...)")
         try:
             self.frontend = AArch64Frontend(cfg.cpu, system=True)
         except CPUModelError as exc:
@@ -479,7 +483,7 @@ class VirtMachine:
                     f.write(self.dtb)
             except OSError as exc:
                 raise MachineError(f"Failed to write dtb file {dump}: {exc.strerror}") from None
-            sys.stderr.write(f"qemu-system-aarch64: info: dtb dumped to {dump}. Exiting.\n")
+            sys.stderr.write(f"{_prog()}: info: dtb dumped to {dump}. Exiting.\n")
             raise SystemExit(0)
         blobs: list[tuple[int, bytes]] = []
         if self.boot is not None:
@@ -753,7 +757,15 @@ class VirtMachine:
     def run_cpu(self, cpu: Any, should_stop: Callable[[Any], bool]) -> None:
         from pyqemu.target.aarch64.exceptions import cpu_loop_system
 
-        cpu_loop_system(cpu, hvc_handler=self.psci, stop=should_stop)
+        cpu_loop_system(cpu, hvc_handler=self._hvc, stop=should_stop)
+
+    def _hvc(self, cpu: Any, imm: int) -> bool:
+        """PSCI over HVC; CPU_OFF powers the vCPU off through the VM (it parks until a
+        CPU_ON), everything else is pyqemu.target.aarch64.psci."""
+        if cpu.state.xregs[0] & 0xFFFFFFFF == PSCI_CPU_OFF and self.vm is not None:
+            self.vm.cpu_power(cpu.cpu_index, False)
+            return True
+        return bool(self.psci(cpu, imm))
 
     def powerdown_request(self) -> None:
         """The power button: GPIO 3 of the PL061 pulsed for 100 ms (gpio-keys)."""
@@ -831,6 +843,14 @@ def _uuid_bytes(uuid: str | None) -> bytes:
         return bytes.fromhex(uuid.replace("-", ""))[:16].ljust(16, b"\0")
     except ValueError:
         return bytes(16)
+
+
+def _prog() -> str:
+    try:
+        from pyqemu.cli.system import PROG
+    except ImportError:
+        return "pyqemu-system-aarch64"
+    return PROG
 
 
 def _fail(exc: BootError) -> None:

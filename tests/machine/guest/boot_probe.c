@@ -41,8 +41,12 @@ __asm__(
     "  str x10, [x9, #24]\n"
     "  mrs x10, sctlr_el1\n"
     "  str x10, [x9, #32]\n"
-    "  mov x10, #1\n"
+    "  ldr x10, [x9, #40]\n"
+    "  add x10, x10, #1\n"
     "  str x10, [x9, #40]\n"
+    "  movz x0, #2\n"               /* PSCI CPU_OFF: does not return */
+    "  movk x0, #0x8400, lsl #16\n"
+    "  hvc #0\n"
     "2: wfe\n"
     "  b 2b\n"
     ".balign 16\n"
@@ -131,8 +135,13 @@ void main(void) {
         kv("sec_el", sec_regs[2]);
         kv("sec_daif", sec_regs[3]);
         kv("sec_sctlr", sec_regs[4]);
-        kv("aff1_after", psci(0xc4000004, 1, 0, 0));
-        kv("cpu_on_again", psci(0xc4000003, 1, (u64)secondary, 0));
+        u64 a = 0;
+        for (u64 n = 0; n < 100000000 && (a = psci(0xc4000004, 1, 0, 0)) != 1; n++) {}
+        kv("aff1_after_off", a);
+        kv("cpu_on_again", psci(0xc4000003, 1, (u64)secondary, 0x5678));
+        for (u64 n = 0; sec_regs[5] < 2 && n < 100000000; n++) {}
+        kv("sec_runs", sec_regs[5]);
+        kv("sec_x0_again", sec_regs[0]);
     }
     puts_("E\n");
     psci(0x84000008, 0, 0, 0);
