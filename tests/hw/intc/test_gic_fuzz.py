@@ -145,7 +145,7 @@ def _sweep_offsets(size: int) -> list[int]:
     the ID registers), sparse elsewhere."""
     dense: set[int] = set()
     for frame in range(0, size, 0x10000):
-        dense.update(range(frame, frame + 0x1010))
+        dense.update(range(frame, frame + 0x1004))
         dense.update(range(frame + 0x6000, frame + 0x6110))
         dense.update(range(frame + 0xFFC0, frame + 0x10000))
     return sorted({o for o in dense if o < size} | set(range(0, size, 0x44)))
@@ -153,13 +153,13 @@ def _sweep_offsets(size: int) -> list[int]:
 
 @pytest.mark.parametrize("version", [2, 3])
 def test_every_offset_and_size_reads_in_range_and_writes_quietly(version: int) -> None:
-    """Every register offset with every access size: reads fit the access size, writes of
-    all-ones and zero never raise, and the CPU lines stay consistent."""
+    """Every register offset with every access size: writes of all-ones and zero never
+    raise, reads (after all-ones) fit the access size, the CPU lines stay consistent."""
     gic, cpus, _ = board(version, smp=2)
     set_current_cpu(cpus[1])
     regions = [gic.dist_mmio, gic.redist_mmio if version == 3 else gic.cpu_mmio]
     try:
-        for value in (None, (1 << 64) - 1, 0):
+        for value in ((1 << 64) - 1, None, 0):
             for region in regions:
                 for off in _sweep_offsets(region.size):
                     if version == 2 and region is gic.cpu_mmio and off in (0xC, 0x10, 0x1000):
