@@ -3,8 +3,12 @@ at the base of RAM) against qemu-system-aarch64 7.2 (guest/bios_probe.c)."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
+import pytest
+
+from tests.conftest import require_tool
 from tests.machine.virtboard import compile_probe, config, qemu, run_board, to_image
 
 
@@ -29,3 +33,48 @@ def test_missing_bios_is_refused(tmp_path: Path) -> None:
         assert "nope.fd" in str(exc)
     else:
         raise AssertionError("a missing -bios file was accepted")
+
+
+AAVMF = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
+
+
+@pytest.mark.slow
+def test_edk2_reaches_first_console_output(tmp_path: Path) -> None:
+    """Debian's AAVMF (EDK2 for virt) from -bios prints its banner as under QEMU."""
+    import threading
+    import time
+
+    from pyqemu.hw.char import BufferBackend
+    from tests.machine.virtboard import build
+
+    if not AAVMF.exists():
+        pytest.skip("qemu-efi-aarch64 not installed (scripts/setup.sh installs it)")
+    exe = require_tool("qemu-system-aarch64")
+    proc = subprocess.Popen([exe, "-M", "virt", "-cpu", "max", "-m", "512M", "-nographic",
+                             "-monitor", "none", "-serial", "stdio", "-nic", "none",
+                             "-bios", str(AAVMF)], stdout=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    try:
+        theirs = proc.stdout.readline()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert theirs.startswith(b"UEFI firmware")
+    cfg = config(mem=512 << 20, bios=str(AAVMF))
+    cfg.accel_props["backend"] = "llvm"
+    console = BufferBackend()
+    cfg.chardevs["serial0"] = console
+    cfg.serials = ["serial0"]
+    vm, _board = build(cfg)
+
+    def watch() -> None:
+        deadline = time.monotonic() + 600
+        while b"\n" not in console.data and time.monotonic() < deadline:
+            time.sleep(0.1)
+        vm.main_loop.call_soon(vm.quit)
+
+    threading.Thread(target=watch, daemon=True).start()
+    vm.start()
+    vm.run_main_loop()
+    assert bytes(console.data).split(b"\n")[0] + b"\n" == theirs
