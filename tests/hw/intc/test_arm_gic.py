@@ -196,3 +196,9 @@ def test_two_running_cpus_bank_registers_and_exchange_sgis(tmp_path: Path) -> No
                          *on_cpu1([ISR(), R(D + 0x204), TAKE(), W(C + 0x10, 33), ISR()]),
                          ISR()]
     compare(tmp_path, steps, 2, smp=2)
+
+
+def test_distributor_identity_with_four_cpus(tmp_path: Path) -> None:
+    steps = [R(D + 0x4), R(D + 0x800), R(D + 0x81C), W(D + 0x820, 0xFF0F0301), R(D + 0x820),
+             W(D + 0xF00, (0xE << 16) | 2), R(D + 0xF10), R(D + 0x200)]
+    compare(tmp_path, steps, 2, smp=4)

@@ -310,3 +310,18 @@ def test_cpu_interface_shape_is_the_same_for_every_cpu_model(tmp_path: Path, cpu
                          MRS("ICC_BPR1_EL1"), MRS("ICC_AP0R1_EL1"), MRS("ICC_AP1R1_EL1"),
                          MRS("ICC_AP1R0_EL1")]
     compare(tmp_path, steps, 3, cpu=cpu)
+
+
+def test_redistributor_frames_with_four_cpus(tmp_path: Path) -> None:
+    """The redistributor scan Linux does: GICR_TYPER (affinity, Processor_Number, Last)
+    and GICR_WAKER of every frame, and what lies past the last one."""
+    steps: list[Step] = []
+    for cpu in range(4):
+        rd = GICR + 0x20000 * cpu
+        steps += [R(rd + 0x8, 8), R(rd + 0xC), R(rd + 0x14), R(rd + 0xFFE8)]
+    steps += [W(GICR + 0x20000 * 3 + 0x14, 0), R(GICR + 0x20000 * 3 + 0x14), R(GICR + 0x14),
+              W(GICR + 0x20000 * 2 + SGI_BASE + 0x80, 0xFFFFFFFF),
+              W(GICR + 0x20000 * 3 + SGI_BASE + 0x80, 0xFF),
+              MSR("ICC_SGI1R_EL1", (7 << 24) | 0xE), R(GICR + 0x20000 * 2 + SGI_BASE + 0x200),
+              R(GICR + 0x20000 * 3 + SGI_BASE + 0x200)]
+    compare(tmp_path, steps, 3, smp=4)
