@@ -3,7 +3,7 @@
 
     python bench/run_system.py [--repeat N] [--emulators qemu,pyqemu] [--smp 1] [--mem 512M]
                                [--cpu max] [--blk-mib 128] [--icount] [--timeout S]
-                               [--kernel-log] [--log DIR]
+                               [--kernel-log] [--log DIR] [--no-crypto-selftests]
 
 Both emulators boot Debian's arm64 kernel (``pyqemu.testing.guest_images``) with the same
 busybox initramfs and the same ``-M virt`` command line, and the guest's /init runs the
@@ -107,7 +107,8 @@ def run_once(emulator: str, args: argparse.Namespace, initrd: Path, disk: Path,
     argv = virt_argv(emulator, guest_images.debian_kernel(), initrd, smp=args.smp, gic=3,
                      mem=args.mem, cpu=args.cpu, append=f"pyqemu.blkmib={args.blk_mib}"
                      + (" earlycon" if args.kernel_log else ""),
-                     quiet=not args.kernel_log, extra=extra)
+                     quiet=not args.kernel_log, crypto_selftests=args.crypto_selftests,
+                     extra=extra)
     timeout = args.timeout or boot_timeout(emulator)
     with GuestMachine(argv) as m:
         try:
@@ -177,6 +178,9 @@ def main() -> int:
     ap.add_argument("--blk-mib", type=int, default=128)
     ap.add_argument("--icount", action="store_true", help="count QEMU's guest instructions")
     ap.add_argument("--timeout", type=float, default=None, help="per-boot deadline (s)")
+    ap.add_argument("--no-crypto-selftests", dest="crypto_selftests", action="store_false",
+                    help="boot with cryptomgr.notests=1 (the self-tests are ~60%% of QEMU's "
+                         "guest instructions to the marker)")
     ap.add_argument("--kernel-log", action="store_true",
                     help="boot with 'earlycon' instead of 'quiet' (kernel messages on the "
                          "console from the first one)")

@@ -30,8 +30,10 @@ InitrdFactory = Callable[..., Path]
 def boot(machines: list[GuestMachine], emulator: str, kernel: Path, initrd: Path,
          **kw: object) -> GuestMachine:
     """Start ``emulator``; pyqemu keeps the kernel's messages (a failure shows how far the
-    boot got), QEMU boots quiet (faster)."""
+    boot got), QEMU boots quiet (faster); the crypto self-tests run only where asked
+    (test_crypto_selftests_as_qemu)."""
     kw.setdefault("quiet", emulator == "qemu")
+    kw.setdefault("crypto_selftests", False)
     m = GuestMachine(virt_argv(emulator, kernel, initrd, **kw))  # type: ignore[arg-type]
     machines.append(m)
     return m
@@ -382,3 +384,38 @@ def test_pyqemu_cpuinfo_matches_qemu(kernel: Path, make_initrd: InitrdFactory,
         out = run_to_poweroff(m, emu)
         outs[emu] = out[out.index(INIT_MARKER):out.index(DONE_MARKER)]
     assert outs["pyqemu"] == outs["qemu"]
+
+
+# ---------------------------------------------------------------------------------------------
+
+CRYPTO_SCRIPT = """\
+awk -F': ' '/^driver/ {d = $2} /^selftest/ {print "CRYPTO", d, $2}' /proc/crypto | sort -u
+dmesg | grep -E 'alg: .*(fail|error)|self-?tests? .*fail' | sed 's/^/CRYPTO-ERR /'
+true
+"""
+
+
+#: arch/arm64/crypto: each module's algorithms are self-tested when it registers them
+CRYPTO_MODULES = ["aes-ce-cipher", "aes-ce-blk", "aes-neon-blk", "aes-neon-bs", "chacha-neon",
+                  "crct10dif-ce", "ghash-ce", "poly1305-neon", "polyval-ce", "sha1-ce",
+                  "sha2-ce", "sha256-arm64", "sha3-ce", "sha512-arm64", "sha512-ce"]
+
+
+def test_crypto_selftests_as_qemu(emulator: str, kernel: Path, make_initrd: InitrdFactory,
+                                  machines: list[GuestMachine]) -> None:
+    """The kernel's crypto self-tests (AES/SHA/CRC... in C, NEON and the crypto extensions)
+    pass: every algorithm in /proc/crypto says 'selftest: passed' as under QEMU, and the
+    kernel logs no self-test failure."""
+    initrd = make_initrd(CRYPTO_SCRIPT, modules=CRYPTO_MODULES)
+    m = boot(machines, emulator, kernel, initrd, crypto_selftests=True)
+    out = run_to_poweroff(m, emulator)
+    assert "CRYPTO-ERR" not in out, out
+    results = dict(re.findall(r"^CRYPTO (\S+) (\S+)$", out, re.MULTILINE))
+    for driver in ("sha256-ce", "sha512-ce", "sha3-256-ce", "xts-aes-ce", "ecb-aes-neonbs",
+                   "gcm-aes-ce", "chacha20-neon", "poly1305-neon", "crct10dif-arm64-ce"):
+        assert results.get(driver) == "passed", (driver, out)
+    assert all(v == "passed" for v in results.values()), results
+    if emulator != "qemu" and not emulator_missing("qemu"):
+        ref = boot(machines, "qemu", kernel, initrd, crypto_selftests=True)
+        assert results == dict(re.findall(r"^CRYPTO (\S+) (\S+)$",
+                                          run_to_poweroff(ref, "qemu"), re.MULTILINE))

@@ -124,7 +124,8 @@ def test_virtio_net_ping_socket_peer(emulator: str, kernel: Path,
     peer = Peer()
     try:
         m = GuestMachine(virt_argv(emulator, kernel, make_initrd(PING_SCRIPT),
-                                   quiet=emulator == "qemu", extra=[
+                                   quiet=emulator == "qemu",
+                                   crypto_selftests=False, extra=[
             "-netdev", NETDEVS[netdev](peer.port),
             "-device", f"virtio-net-device,netdev=n0,mac={GUEST_MAC}"]))
         machines.append(m)

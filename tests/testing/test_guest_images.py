@@ -119,6 +119,28 @@ def test_module_order_matches_depmod(kernel: gi.DebianKernel) -> None:
         assert any(Path(m).name.split(".ko")[0] == name for m in order), name
 
 
+def test_strip_module_signature_as_kmod_sees_it(kernel: gi.DebianKernel,
+                                                tmp_path: Path) -> None:
+    """kmod's modinfo finds a signer in Debian's module and none after stripping; the
+    module's own metadata is unchanged."""
+    modinfo = require_tool("modinfo")
+    src = gi.resolve_modules(["crc16"], kernel.modules_dir)[0]
+    stripped = tmp_path / "crc16.ko"
+    stripped.write_bytes(gi.strip_module_signature(src.read_bytes()))
+
+    def field(path: Path, key: str) -> str:
+        return subprocess.run([modinfo, "-F", key, str(path)], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    assert field(src, "signer") != ""
+    assert field(stripped, "signer") == ""
+    for key in ("name", "vermagic", "license"):
+        assert field(stripped, key) == field(src, key)
+    assert gi.strip_module_signature(stripped.read_bytes()) == stripped.read_bytes()
+    with pytest.raises(gi.GuestImageError, match="malformed signature"):
+        gi.strip_module_signature(b"\0" * 8 + b"\xff" * 4 + gi._MODULE_SIG_MAGIC)
+
+
 def test_unknown_module_is_a_clear_error(kernel: gi.DebianKernel) -> None:
     with pytest.raises(gi.GuestImageError, match="module no_such_mod not in"):
         gi.resolve_modules(["no_such_mod"], kernel.modules_dir)

@@ -71,5 +71,7 @@ def test_virt_argv_same_machine_for_both() -> None:
     strip = [a for a in q[1:] if a != cpu_q]
     assert strip == [a for a in p[3:] if a != "max"]
     assert "virt,gic-version=2" in q and "console=ttyAMA0 quiet x=1" in q
+    fast = virt_argv("qemu", Path("Image"), Path("initrd"), crypto_selftests=False)
+    assert fast[fast.index("-append") + 1] == "console=ttyAMA0 quiet cryptomgr.notests=1"
     with pytest.raises(ValueError):
         emulator_missing("bochs")

@@ -59,6 +59,7 @@ __all__ = [
     "modinfo",
     "newc_archive",
     "resolve_modules",
+    "strip_module_signature",
 ]
 
 INIT_MARKER = "PYQEMU-INIT-OK"
@@ -223,6 +224,25 @@ def _module_bytes(path: Path) -> bytes:
     if path.name.endswith(".gz"):
         return gzip.decompress(data)
     return data
+
+
+#: The trailer of a signed module (scripts/sign-file.c): ... signature, struct
+#: module_signature (12 bytes, sig_len big-endian at offset 8), then this magic.
+_MODULE_SIG_MAGIC = b"~Module signature appended~\n"
+
+
+def strip_module_signature(elf: bytes) -> bytes:
+    """The module without its appended signature (as ``strip --strip-debug`` would leave
+    it unsigned): the kernel then skips the RSA check (and taints itself, E flag), which
+    saves ~20 M guest instructions per module at boot. Unsigned input is returned as is."""
+    if not elf.endswith(_MODULE_SIG_MAGIC):
+        return elf
+    info_end = len(elf) - len(_MODULE_SIG_MAGIC)
+    sig_len, = struct.unpack_from(">I", elf, info_end - 4)
+    end = info_end - 12 - sig_len
+    if end <= 0:
+        raise GuestImageError("kernel module has a malformed signature trailer")
+    return elf[:end]
 
 
 def _module_name(path: Path) -> str:
@@ -441,14 +461,15 @@ def _as_bytes(content: bytes | str) -> bytes:
 def build_initramfs(modules: Iterable[str] = DEFAULT_MODULES, init_script: str = "true\n",
                     extra_files: Mapping[str, bytes | str] | None = None,
                     scripts: Mapping[str, str] | None = None,
-                    out: Path | None = None) -> Path:
+                    out: Path | None = None, strip_signatures: bool = True) -> Path:
     """A gzip-compressed newc initramfs for :func:`debian_kernel` (cached by content).
 
     ``modules`` are module names (``virtio_blk``) resolved with their dependencies;
     ``init_script`` is the default test script (busybox sh) run after the init marker;
     ``scripts`` are more scripts selectable with ``pyqemu.script=<name>`` on the kernel
     command line; ``extra_files`` maps guest paths to contents (executable when the
-    contents start with ``#!``). Returns ``out`` if given, else a path in the cache.
+    contents start with ``#!``). ``strip_signatures`` stores the modules unsigned (see
+    :func:`strip_module_signature`). Returns ``out`` if given, else a path in the cache.
     """
     kernel = debian_kernel_package()
     busybox = busybox_static()
@@ -465,12 +486,13 @@ def build_initramfs(modules: Iterable[str] = DEFAULT_MODULES, init_script: str =
         "layout": _LAYOUT_VERSION, "init": _init_script(), "kernel": kernel.version,
         "kpkg": kernel.package_version, "busybox": busybox.stat().st_size,
         "modules": [str(p.relative_to(kernel.modules_dir)) for p in mod_paths],
+        "unsigned": strip_signatures,
         "files": {k: hashlib.sha256(v).hexdigest() for k, v in sorted(files.items())},
     }, sort_keys=True).encode()).hexdigest()[:16]
     cached = cache_dir() / "initramfs" / f"initrd-{key}.cpio.gz"
     if not cached.exists():
         cached.parent.mkdir(parents=True, exist_ok=True)
-        data = _initramfs_bytes(busybox, mod_paths, files)
+        data = _initramfs_bytes(busybox, mod_paths, files, strip_signatures)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         tmp.replace(cached)
@@ -480,7 +502,8 @@ def build_initramfs(modules: Iterable[str] = DEFAULT_MODULES, init_script: str =
     return out
 
 
-def _initramfs_bytes(busybox: Path, mod_paths: list[Path], files: Mapping[str, bytes]) -> bytes:
+def _initramfs_bytes(busybox: Path, mod_paths: list[Path], files: Mapping[str, bytes],
+                     strip_signatures: bool) -> bytes:
     entries: list[CpioEntry] = []
     dirs: set[str] = set()
 
@@ -504,7 +527,10 @@ def _initramfs_bytes(busybox: Path, mod_paths: list[Path], files: Mapping[str, b
     for p in mod_paths:
         name = p.name.split(".ko")[0] + ".ko"  # stored decompressed: busybox insmod is plain
         names.append(name)
-        entries.append(CpioEntry(f"lib/modules/{name}", S_IFREG | 0o644, _module_bytes(p)))
+        elf = _module_bytes(p)
+        if strip_signatures:
+            elf = strip_module_signature(elf)
+        entries.append(CpioEntry(f"lib/modules/{name}", S_IFREG | 0o644, elf))
     entries.append(CpioEntry("etc/pyqemu/modules", S_IFREG | 0o644,
                              ("\n".join(names) + "\n").encode()))
     for path, data in sorted(files.items()):
