@@ -508,8 +508,9 @@ class VirtMachine:
             r = self.aspace.lookup(addr)
             r2 = self.aspace.lookup(end - 1)
             if r is None or r2 is None or r.region.kind != "ram" or r2.region.kind != "ram":
-                raise MachineError(f"rom: requested regions overlap or lie outside memory "
-                                   f"(kernel '{self.config.kernel}' at {addr:#x}..{end:#x})")
+                # QEMU drops such data silently and runs into the hole; say why instead
+                raise MachineError(f"could not load kernel '{self.config.kernel}': "
+                                   f"{addr:#x}..{end:#x} is not in RAM or flash")
 
     def _kernel_to_fw_cfg(self) -> None:
         """Firmware boot with -kernel: the images go to fw_cfg for the firmware."""
