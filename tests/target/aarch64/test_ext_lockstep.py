@@ -5,7 +5,7 @@ edges, FP lanes towards zeros, infinities, NaNs, denormals and ties, with random
 (rounding mode, FZ, DN, FZ16). v, x, NZCV and FPSR are compared.
 
 FEAT_I8MM encodings are not in Unicorn (QEMU 5.0): they are checked against
-qemu-aarch64 in test_ext_qemu_oracle.py and skipped here.
+qemu-aarch64 in test_ext_qemu_oracle.py and skipped here (as are FEAT_BF16's).
 """
 
 from __future__ import annotations
@@ -34,13 +34,25 @@ def ext_candidates() -> list[Candidate]:
     return [c for c in a64_decoder().candidates if c.handler.__module__.endswith(".trans_ext")]
 
 
-def is_i8mm(name: str, w: int) -> bool:
-    """USDOT/SUDOT/SMMLA/UMMLA/USMMLA (FEAT_I8MM), absent from Unicorn's QEMU 5.0."""
+#: (mask, value) the random encodings of sparse patterns mostly keep, so most are valid
+BIAS = {"EXT3_s": ((1 << 29) | (7 << 12), 1 << 29)}
+
+
+def unicorn_lacks(name: str, w: int) -> bool:
+    """FEAT_I8MM (USDOT/SUDOT/SMMLA/UMMLA/USMMLA) and FEAT_BF16 encodings, absent from
+    Unicorn's QEMU 5.0 (both undefined there)."""
     if name == "USDOT_e":
-        return (w >> 22) & 3 in (0, 2)
+        return True
     if name == "EXT3_v":
-        return (w >> 11) & 15 in (3, 4, 5)
+        op = (w >> 11) & 15
+        return op in (3, 4, 5) or (op in (13, 15) and (w >> 29) & 1)
     return False
+
+
+def unicorn_drops_flags(name: str, w: int) -> bool:
+    """QEMU 5.0 (Unicorn) loses some FPSR flags of FCMLA by element on half precision
+    (the values agree); pyqemu's flags equal QEMU 7.2's (test_ext_qemu_oracle.py)."""
+    return name == "FCMLA_e" and (w >> 22) & 3 == 1
 
 
 def is_fp(name: str, w: int) -> bool:
@@ -65,8 +77,10 @@ def run_group(ls: LockStep, c: Candidate, n: int, seed: int
     fails: list[str] = []
     for _ in range(n):
         w = c.value | (rng.getrandbits(32) & ~c.mask & 0xFFFFFFFF)
-        if is_i8mm(c.name, w):
-            counts["i8mm-not-in-unicorn"] += 1
+        if c.name in BIAS and rng.random() < 0.8:
+            w = (w & ~BIAS[c.name][0]) | BIAS[c.name][1]
+        if unicorn_lacks(c.name, w):
+            counts["not-in-unicorn"] += 1
             continue
         st = random_state(rng, data)
         if is_fp(c.name, w):
@@ -91,12 +105,20 @@ def run_group(ls: LockStep, c: Candidate, n: int, seed: int
             counts["both-undef"] += 1
             continue
         counts[uk] += 1
+        if r.mismatches and unicorn_drops_flags(c.name, w):
+            for be in r.mismatches:
+                r.mismatches[be] = [d for d in r.mismatches[be] if not d.startswith("fpsr")]
+            r.mismatches = {be: d for be, d in r.mismatches.items() if d}
+            counts["qemu5-fcmla-h-flags"] += 1
         if r.mismatches:
             fails.append(r.report())
     return counts, fails
 
 
-@pytest.mark.parametrize("name", sorted({c.name for c in ext_candidates()}))
+UNICORN_GROUPS = sorted({c.name for c in ext_candidates()} - {"USDOT_e"})
+
+
+@pytest.mark.parametrize("name", UNICORN_GROUPS)
 def test_ext_group(ls: LockStep, name: str) -> None:
     cands = [c for c in ext_candidates() if c.name == name]
     total: collections.Counter[str] = collections.Counter()
@@ -111,7 +133,7 @@ def test_ext_group(ls: LockStep, name: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted({c.name for c in ext_candidates()}))
+@pytest.mark.parametrize("name", UNICORN_GROUPS)
 def test_ext_group_sweep(ls: LockStep, name: str) -> None:
     """Ten times the default sweep, other seeds."""
     cands = [c for c in ext_candidates() if c.name == name]
