@@ -148,7 +148,8 @@ def count_instructions(args: argparse.Namespace, initrd: Path, workdir: Path) ->
     sock = workdir / "qmp.sock"
     # record/replay refuses -smp > 1: the count is always for one CPU
     argv = virt_argv("qemu", guest_images.debian_kernel(), initrd, smp=1, gic=3,
-                     mem=args.mem, cpu=args.cpu, extra=[
+                     mem=args.mem, cpu=args.cpu, crypto_selftests=args.crypto_selftests,
+                     extra=[
                          "-icount", f"shift=0,rr=record,rrfile={workdir / 'replay.bin'}",
                          "-qmp", f"unix:{sock},server=on,wait=off"])
     with GuestMachine(argv) as m:
