@@ -264,7 +264,7 @@ class GICv3CPU:
         else:
             g.active |= 1 << irq
             g.pending &= ~(1 << irq)
-            g.update()
+            g.update_spi(irq, self)
 
     def deactivate(self, irq: int) -> None:
         g = self.gic
@@ -273,7 +273,7 @@ class GICv3CPU:
             g.update_cpu(self)
         else:
             g.active &= ~(1 << irq)
-            g.update()
+            g.update_spi(irq, self)
 
     def drop_prio(self, grp: int) -> None:
         for i in range(self.gic.num_aprs):
@@ -667,6 +667,16 @@ class GICv3:
         cs.recompute_hppi()
         cs.cpuif_update()
 
+    def update_spi(self, irq: int, also: GICv3CPU | None = None) -> None:
+        """A change to one SPI: only the CPU it is routed to, one whose current best it
+        is, and ``also`` (the CPU acknowledging or completing it) can be affected."""
+        bit = 1 << irq
+        spis = self.pending_spis()
+        for i, cs in enumerate(self.cpu_states):
+            if self.route[i] & bit or cs is also or cs.hppi_irq == irq:
+                cs.recompute_hppi(spis)
+                cs.cpuif_update()
+
     def update(self) -> None:
         """Recompute every CPU's highest-priority pending interrupt and its lines."""
         spis = self.pending_spis()
@@ -705,7 +715,7 @@ class GICv3:
             self.level ^= 1 << irq
             if level and self.edge_trigger >> irq & 1:
                 self.pending |= 1 << irq
-            self.update()
+            self.update_spi(irq)
 
     # ---- distributor MMIO -----------------------------------------------------------------
     def dist_read(self, offset: int, size: int) -> int:
@@ -816,7 +826,7 @@ class GICv3:
                 irq = offset - GICD.IPRIORITYR
                 if GIC_INTERNAL <= irq < self.num_irq:
                     self.priority[irq] = value & 0xFF
-                    self.update()
+                    self.update_spi(irq)
                 return True
             return GICD.ITARGETSR <= offset < GICD.ITARGETSR + 0x400 or \
                 GICD.CPENDSGIR <= offset < GICD.SPENDSGIR + 0x10
