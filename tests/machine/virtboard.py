@@ -44,16 +44,20 @@ def qemu(args: list[str], timeout: float = 60, check: bool = True
 
 
 def compile_probe(tmp: Path, source: str, text_addr: int = 0x40100000,
-                  name: str = "probe") -> Path:
-    """A bare-metal C probe (tests/machine/guest/<source>) linked at ``text_addr``."""
+                  name: str = "probe", data_addr: int | None = None) -> Path:
+    """A bare-metal C probe (tests/machine/guest/<source>) linked at ``text_addr``;
+    with ``data_addr`` its writable sections live there (a probe run from flash)."""
     gcc = require_tool("aarch64-linux-gnu-gcc")
     elf = tmp / f"{name}.elf"
     ld = tmp / f"{name}.ld"
     # .text.boot (the entry and an arm64 Image header) first
+    data = "" if data_addr is None else f"  . = {data_addr:#x};\n"
+    noload = "" if data_addr is None else " (NOLOAD)"
     ld.write_text(f"ENTRY(_start)\nSECTIONS {{\n  . = {text_addr:#x};\n"
                   "  .text : { *(.text.boot) *(.text*) }\n"
-                  "  .rodata : { *(.rodata*) }\n  .data : { *(.data*) }\n"
-                  "  .bss : { *(.bss*) *(COMMON) }\n  /DISCARD/ : { *(.eh_frame*) *(.comment) }\n}\n")
+                  f"  .rodata : {{ *(.rodata*) }}\n{data}  .data{noload} : {{ *(.data*) }}\n"
+                  f"  .bss{noload} : {{ *(.bss*) *(COMMON) }}\n"
+                  "  /DISCARD/ : { *(.eh_frame*) *(.comment) }\n}\n")
     subprocess.run([gcc, "-O1", "-fno-pie", "-no-pie", "-ffreestanding", "-nostdlib",
                     "-nostartfiles", "-mgeneral-regs-only", "-static", "-Wl,--build-id=none",
                     "-T", str(ld), "-o", str(elf), str(GUEST / source)],

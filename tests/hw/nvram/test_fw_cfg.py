@@ -68,3 +68,29 @@ def test_dma_target_outside_ram_sets_error() -> None:
                                          0x1000))
     _kick(fw, 0x40000000)
     assert struct.unpack(">I", aspace.read(0x40000000, 4))[0] & 1  # FW_CFG_DMA_CTL_ERROR
+
+
+def test_fw_cfg_kernel_items_with_firmware_equal_qemu(tmp_path: Path) -> None:
+    """-bios with -kernel/-initrd/-append: the images go to fw_cfg for the firmware (the
+    kernel gunzipped), nothing is loaded into RAM; the probe runs as the firmware."""
+    import gzip
+
+    from tests.machine.virtboard import qemu, to_image
+
+    elf = compile_probe(tmp_path, "fwcfg_probe.c", 0x0, data_addr=0x40200000)
+    bios = to_image(tmp_path, elf)
+    kernel = tmp_path / "Image.gz"
+    kernel.write_bytes(gzip.compress(bytes(range(256)) * 64))
+    initrd = tmp_path / "initrd"
+    initrd.write_bytes(b"initrd!" * 1000)
+    args = ["-kernel", str(kernel), "-initrd", str(initrd), "-append", "console=ttyAMA0 x=y"]
+    out = qemu(["-M", "virt", "-cpu", "max", "-m", "256M", "-nographic", "-monitor", "none",
+                "-serial", "stdio", "-nic", "none", "-bios", str(bios), *args]).stdout
+    theirs, _ = _split(out)
+    assert any(line.startswith("k 0011 000102") for line in theirs), theirs
+    status, ours_out, _vm = run_board(config(bios=str(bios), kernel=str(kernel),
+                                             initrd=str(initrd), append="console=ttyAMA0 x=y",
+                                             nographic=True))
+    ours, _ = _split(ours_out)
+    assert status == 0
+    assert ours == theirs

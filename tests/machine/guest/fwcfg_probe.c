@@ -8,8 +8,8 @@ typedef unsigned short u16;
 typedef unsigned char u8;
 
 __asm__(".section .text.boot, \"ax\"\n.globl _start\n_start:\n"
-        "  adr x9, stack_top\n  mov sp, x9\n  bl main\n1: b 1b\n"
-        ".balign 16\nstack: .space 8192\nstack_top:\n");
+        "  ldr x9, =stack_top\n  mov sp, x9\n  bl main\n1: b 1b\n.ltorg\n"
+        ".bss\n.balign 16\nstack: .space 8192\nstack_top:\n.text\n");
 
 #define UART ((volatile u32 *)0x09000000)
 #define FW_DATA8 ((volatile u8 *)0x09020000)
@@ -61,7 +61,13 @@ void main(void) {
     dump_item("k", 0x04, 2);
     dump_item("k", 0x05, 2);
     dump_item("k", 0x0e, 2);
-    dump_item("k", 0x08, 4);   /* absent items read as zeros */
+    dump_item("k", 0x08, 4);   /* kernel, initrd, command line: -bios with -kernel */
+    dump_item("k", 0x11, 16);
+    dump_item("k", 0x0b, 4);
+    dump_item("k", 0x12, 16);
+    dump_item("k", 0x14, 4);
+    dump_item("k", 0x15, 24);
+    dump_item("k", 0x07, 4);   /* absent items read as zeros */
     dump_item("k", 0x3fff, 4); /* beyond the entries: invalid */
     dump_item("k", 0x8001, 4); /* arch-local: none on Arm */
     /* the file directory, byte by byte */
