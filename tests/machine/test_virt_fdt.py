@@ -60,6 +60,8 @@ CASES = {
                              {"smp": 4, "props": {"gic-version": "max"},
                                   "topo": {"sockets": 2, "cores": 2}}),
     "smp8-gic2-2G": (["-smp", "8", "-m", "2G"], "", {"smp": 8, "mem": 2 << 30}),
+    "smp20-gic3-aff1": (["-smp", "20"], ",gic-version=3,its=off",
+                        {"smp": 20, "props": {"gic-version": "3"}}),
     "devices": (["-drive", "if=none,id=d0,format=raw,file={d}",
                  "-device", "virtio-blk-device,drive=d0", "-device", "virtio-rng-device"],
                 "", {"smp": 1}),
@@ -114,6 +116,17 @@ def test_user_dtb_is_patched_as_qemu(tmp_path: Path) -> None:
                    "-initrd", str(i), "-append", "console=ttyAMA0 init=/x"])))
     _vm, board = build(config(mem=512 << 20, dtb=str(base), kernel=str(k), initrd=str(i),
                               append="console=ttyAMA0 init=/x"))
+    assert board.fdt is not None
+    mine = _normalise(board.fdt)
+    assert _dts(tmp_path, mine.to_dtb(), "ours") == _dts(tmp_path, theirs.to_dtb(), "theirs")
+
+
+@pytest.mark.parametrize("model", ["cortex-a35", "cortex-a53", "cortex-a57", "cortex-a72",
+                                   "cortex-a76", "neoverse-n1", "a64fx"])
+def test_cpu_nodes_per_model_equal_qemu(tmp_path: Path, model: str) -> None:
+    theirs = _normalise(Fdt.from_dtb(_qemu_dtb(tmp_path, ["-cpu", f"{model},pmu=off",
+                                                          "-smp", "2"])))
+    _vm, board = build(config(smp=2, cpu=model))
     assert board.fdt is not None
     mine = _normalise(board.fdt)
     assert _dts(tmp_path, mine.to_dtb(), "ours") == _dts(tmp_path, theirs.to_dtb(), "theirs")
