@@ -312,3 +312,25 @@ def test_system_id_registers_never_exceed_qemu_max(tmp_path: Path) -> None:
     assert (ours["id_aa64dfr0_el1"] >> 8) & 0xF == 0  # no PMU
     assert ours["id_aa64mmfr1_el1"] == 0  # no hardware AF/DBM, PAN, VHE
     assert ours["s3_0_c0_c4_4"] == 0  # no SVE
+
+
+@pytest.mark.parametrize("insn", ["dc zva, x2", "dc ivac, x2", "dc civac, x2", "dc cvac, x2",
+                                  "ic iallu", "ic ialluis", "dc zva, x3", "dc ivac, x3"])
+def test_cache_maintenance_at_el1(tmp_path: Path, insn: str) -> None:
+    """DC ZVA zeroes its block through the MMU (a read-only page faults); the
+    invalidate/clean operations are NOPs here (caches are coherent), as in QEMU."""
+    maps = _identity() + [(EL0_DATA, EL0_DATA, AF | NORMAL | UXN),
+                          (EL0_DATA + 0x1000, EL0_DATA + 0x1000, AF | NORMAL | AP_RO | UXN)]
+    words, _ = tables_at(0x40200000, maps)
+    body = mmu_on(4096, 25) + f"""
+    ldr x2, ={EL0_DATA + 0x48:#x}
+    ldr x3, ={EL0_DATA + 0x1048:#x}
+    mvn x0, xzr
+    str x0, [x2]
+    str x0, [x2, #0x38]
+    {insn}
+    ldr x4, [x2]
+    ldr x5, [x2, #0x38]
+    ldr x6, [x2, #0x40]
+    """
+    check(tmp_path, program(body, words))

@@ -252,6 +252,10 @@ def system_id_reg(model: Any, crm: int, op2: int, gic_sysregs: bool = False) -> 
         # which would promise the SCXTNUM registers
         v = _field(v, 56, 1)
         v = _field(v, 60, 1)
+    elif name == "id_aa64isar1":
+        # pointer authentication needs the APxxKEY registers and SCTLR_EL1.EnIx, which
+        # system mode does not have, whatever the user-mode translator implements
+        v &= ~0xFF000FF0
     elif name == "id_aa64pfr1":
         v &= 0xF0  # SSBS only if the model reduction left it (BT, MTE, SME, ...: 0)
         v = _field(v, 4, 0)  # PSTATE.SSBS is not implemented
@@ -394,7 +398,21 @@ def _at(cpu: Any, vaddr: int, op2: int) -> None:
                  | (1 << 11))
 
 
+def _dc_zva(cpu: Any, addr: int, block: int) -> None:
+    """DC ZVA in system mode: as QEMU's, a fault reports the operand itself (probe the
+    original address first), then the whole block is checked and zeroed."""
+    from pyqemu.accel.tcg.interfaces import Access
+
+    addr &= M64
+    base = addr & ~(block - 1)
+    cpu.load(addr, 1, Access.WRITE)
+    cpu.load(base, 1, Access.WRITE)
+    for off in range(0, block, 8):
+        cpu.store(base + off, 8, 0)
+
+
 _NRW = CallFlags.NO_READ_GLOBALS | CallFlags.NO_WRITE_GLOBALS
+helper_dc_zva = Helper("dc_zva_sys", _dc_zva, (64, 32), (), _NRW)
 helper_at = Helper("at", _at, (64, 32), (), _NRW | CallFlags.NO_FAULT)
 helper_write_mmu = Helper("write_mmu_reg", _write_mmu, (32, 64), (), _NRW | CallFlags.NO_FAULT)
 helper_write_ctrl = Helper("write_ctrl_reg", _write_ctrl, (32, 64), (),

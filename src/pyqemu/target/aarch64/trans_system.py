@@ -254,7 +254,8 @@ def trans_SYS(ctx: DisasContext, a: Any) -> bool:
             return _sys_trap(ctx, a)
     if key == (3, 7, 4, 1):  # DC ZVA
         block = 4 << ctx.model.dczid
-        ctx.b.gen_call(helpers.helper_dc_zva, cpu_reg(ctx, a.rt), Const(block, 32))
+        zva = _sysregs().helper_dc_zva if ctx.system else helpers.helper_dc_zva
+        ctx.b.gen_call(zva, cpu_reg(ctx, a.rt), Const(block, 32))
         return True
     if key in ((3, 7, 11, 1), (3, 7, 14, 1), (3, 7, 10, 1), (3, 7, 5, 1)):
         # DC CVAU / CIVAC / CVAC, IC IVAU: caches are coherent here and stores to code
