@@ -117,6 +117,8 @@ def test_user_dtb_is_patched_as_qemu(tmp_path: Path) -> None:
     _vm, board = build(config(mem=512 << 20, dtb=str(base), kernel=str(k), initrd=str(i),
                               append="console=ttyAMA0 init=/x"))
     assert board.fdt is not None
+    raw = (tmp_path / "qemu.dtb").read_bytes()
+    assert len(board.dtb) == len(raw)  # (file size + 10000) * 2, as load_device_tree
     mine = _normalise(board.fdt)
     assert _dts(tmp_path, mine.to_dtb(), "ours") == _dts(tmp_path, theirs.to_dtb(), "theirs")
 

@@ -474,8 +474,10 @@ class VirtMachine:
         if len(self.dtb) < FDT_MAX_SIZE and not cfg.dtb:
             self.dtb = fdt.to_dtb(extra_space=FDT_MAX_SIZE - len(self.dtb))
         if cfg.dtb:
-            # QEMU loads a -dtb file at its own size (plus room for the patches)
-            self.dtb = fdt.to_dtb()
+            # QEMU's load_device_tree opens a -dtb file into (size + 10000) * 2 bytes
+            blob = fdt.to_dtb()
+            want = (os.path.getsize(cfg.dtb) + 10000) * 2
+            self.dtb = fdt.to_dtb(extra_space=max(0, want - len(blob)))
         dump = self.props.get("dumpdtb")
         if dump:
             try:
