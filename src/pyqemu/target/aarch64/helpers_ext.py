@@ -369,3 +369,121 @@ def sm(cpu: Any, op: int, rd: int, rn: int, rm: int, ra: int) -> None:
     else:
         r = sm4e(d, n)
     vset(vr, rd, r)
+
+
+# ------------------------------------------------------------------ FEAT_BF16
+
+def _odd_step(env: F.FPEnv, r: int) -> int:
+    """Round-to-odd that overflows to infinity (QEMU's float_round_to_odd_inf): the
+    softfloat's round-to-odd gives the largest normal on overflow, so patch it."""
+    if env.flags & F.OFC:
+        r = (r & 0x80000000) | 0x7F800000
+    env.flags = 0
+    return r
+
+
+def bfdotadd(acc: int, e1: int, e2: int) -> int:
+    """BFDotAdd with FPCR.EBF = 0: two bf16 products summed into a single, each step
+    rounded to odd, denormals flushed (inputs and outputs), default NaN, FPSR untouched
+    (FPCR is ignored)."""
+    env = F.FPEnv(F.FPCR_FZ | F.FPCR_DN, 2)
+    env.rmode = F.RO
+    t1 = _odd_step(env, F.fp_mul(env, (e1 << 16) & M32, (e2 << 16) & M32, 2))
+    t2 = _odd_step(env, F.fp_mul(env, e1 & 0xFFFF0000, e2 & 0xFFFF0000, 2))
+    t = _odd_step(env, F.fp_add(env, t1, t2, 2))
+    return _odd_step(env, F.fp_add(env, acc, t, 2))
+
+
+def bfdot(cpu: Any, rd: int, rn: int, rm: int, q: int, index: int) -> None:
+    """BFDOT: each single lane of Vd += the dot product of a bf16 pair of Vn and Vm (by
+    element: the pair ``index`` of Vm)."""
+    vr = cpu.state.vregs
+    nl = 4 if q else 2
+    n = lanes(vget(vr, rn), 2, 16)
+    m = lanes(vget(vr, rm), 2, 16)
+    d = lanes(vget(vr, rd), 2, 4 * nl)
+    out = [bfdotadd(d[e], n[e], m[index] if index != M32 else m[e]) for e in range(nl)]
+    vset(vr, rd, pack(out, 2))
+
+
+def bfmmla(cpu: Any, rd: int, rn: int, rm: int) -> None:
+    """BFMMLA: Vd (2x2 single) += Vn (2x4 bf16) * Vm (2x4 bf16) transposed, as two
+    BFDotAdd steps per result."""
+    vr = cpu.state.vregs
+    n = lanes(vget(vr, rn), 2, 16)
+    m = lanes(vget(vr, rm), 2, 16)
+    d = lanes(vget(vr, rd), 2, 16)
+    out = []
+    for i in range(2):
+        for j in range(2):
+            acc = bfdotadd(d[2 * i + j], n[2 * i], m[2 * j])
+            out.append(bfdotadd(acc, n[2 * i + 1], m[2 * j + 1]))
+    vset(vr, rd, pack(out, 2))
+
+
+def bfmlal(cpu: Any, top: int, rd: int, rn: int, rm: int, index: int) -> None:
+    """BFMLALB (top=0) / BFMLALT (top=1): single lanes of Vd += the even (odd) bf16 lanes
+    of Vn times those of Vm (by element: Vm's bf16 ``index``), fused, under FPCR."""
+    s = cpu.state
+    vr = s.vregs
+    env = F.FPEnv(s.fpcr, 2)
+    n = lanes(vget(vr, rn), 1, 16)
+    m = lanes(vget(vr, rm), 1, 16)
+    d = lanes(vget(vr, rd), 2, 16)
+    out = [F.fp_muladd(env, n[2 * e + top] << 16,
+                       (m[index] if index != M32 else m[2 * e + top]) << 16, d[e], 2)
+           for e in range(4)]
+    s.fpsr |= env.flags
+    vset(vr, rd, pack(out, 2))
+
+
+def f32_to_bf16(env: F.FPEnv, x: int) -> int:
+    """BFCVT of one single (FPCR rounding, FZ on input and output, DN, flags)."""
+    cls, sign, m, e = F.unpack(env, x, 2)
+    if cls in (F.QNAN, F.SNAN):
+        if cls == F.SNAN:
+            env.flags |= F.IOC
+        return 0x7FC0 if env.dn else (x >> 16) | 0x40
+    if cls == F.INF:
+        return (sign << 15) | 0x7F80
+    if cls == F.ZERO:
+        return sign << 15
+    fb, bias, emin = 7, 127, -126
+    top = e + m.bit_length() - 1
+    tiny = top < emin
+    if tiny and env.fz:
+        env.flags |= F.UFC
+        return sign << 15
+    lsb = max(top, emin) - fb
+    q, inexact = F.round_int(sign, m, e - lsb, env.rmode)
+    if q >> (fb + 1):
+        q >>= 1
+        lsb += 1
+    if q >> fb:
+        bexp, frac = lsb + fb + bias, q & 0x7F
+    else:
+        bexp, frac = 0, q
+    if bexp > 254:
+        env.flags |= F.OFC | F.IXC
+        mode = env.rmode
+        if mode == F.RZ or (mode == F.RP and sign) or (mode == F.RM and not sign):
+            return (sign << 15) | 0x7F7F
+        return (sign << 15) | 0x7F80
+    if inexact:
+        env.flags |= F.IXC | (F.UFC if tiny else 0)
+    return (sign << 15) | (bexp << 7) | frac
+
+
+def bfcvt(cpu: Any, kind: int, rd: int, rn: int) -> None:
+    """BFCVT Hd, Sn (kind 0); BFCVTN (1: low half, high half zeroed) and BFCVTN2 (2:
+    high half, low half kept) of Vn's four singles."""
+    s = cpu.state
+    vr = s.vregs
+    env = F.FPEnv(s.fpcr, 2)
+    if kind == 0:
+        r = f32_to_bf16(env, vr[2 * rn] & M32)
+    else:
+        h = pack([f32_to_bf16(env, x) for x in lanes(vget(vr, rn), 2, 16)], 1)
+        r = h if kind == 1 else (vr[2 * rd] | (h << 64))
+    s.fpsr |= env.flags
+    vset(vr, rd, r)
