@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 
-from tcg_toy import ToyFrontend, enc
+from tcg_toy import ToyFrontend, bnez, enc
 
 from pyqemu.accel.tcg.context import TCGContext
 from pyqemu.accel.tcg.cpu_exec import cpu_exec
@@ -177,3 +177,63 @@ def test_tb_cache_keyed_by_physical_page() -> None:
     mem.map(0x11, 0x20)
     cpu.store(0x11000, 4, int.from_bytes(enc(0x01, 1, 77, 0), "little"))
     assert run() == 77
+
+
+def test_flushes_from_another_thread_while_running() -> None:
+    """One vCPU runs a load/store loop while another thread keeps flushing every TLB
+    (TLBI ...IS from a second vCPU, which also switches its own mmu_idx): the loop never
+    faults or misbehaves and ends with the count it must have."""
+    import threading
+
+    mem = PagedMemory()
+    mem.map(0x10, 0x10)  # code
+    mem.map(0x30, 0x30)  # data
+    n = 60000
+    body = b"".join([
+        enc(0x01, 2, 3, 0),  # MOVI r2, 3
+        enc(0x0E, 2, 0, 0),  # MOVHI r2, 0: r2 = 0x30000
+        enc(0x01, 3, n & 0xFF, n >> 8),  # MOVI r3, n
+        enc(0x04, 1, 2),  # loop: LDR r1, [r2]
+        enc(0x02, 1, 1, 1),  # ADDI r1, r1, 1
+        enc(0x05, 1, 2),  # STR r1, [r2]
+        enc(0x0A, 3, 3, 1),  # SUBI r3, r3, 1
+        bnez(3, -4),  # BNEZ r3, loop
+        enc(0x09),  # SVC
+    ])
+    mem.host_view[0x10000:0x10000 + len(body)] = body
+    ctx = TCGContext(PhysToy(), backend="python")  # type: ignore[arg-type]
+    cpu = _cpu(mem, ctx)
+    other = _cpu(mem, ctx)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def flusher() -> None:
+        try:
+            while not stop.is_set():
+                ctx.tlb_flush_page_all(0x30000)
+                other.set_mmu_idx(1)
+                ctx.tlb_flush_all()
+                other.set_mmu_idx(0)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    import sys
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # interleave the two threads finely
+    t = threading.Thread(target=flusher)
+    t.start()
+    try:
+        cpu.set_pc(0x10000)
+        while True:
+            ex = cpu_exec(cpu)
+            if ex.reason == ExitReason.SYSCALL:
+                break
+            assert ex.trap is None, ex.trap
+    finally:
+        stop.set()
+        t.join()
+        sys.setswitchinterval(interval)
+    assert not errors
+    assert int.from_bytes(mem.host_view[0x30000:0x30008], "little") == n
+    assert cpu.tlb.fills > 3  # the flushes really happened under the running loop

@@ -99,12 +99,14 @@ class SoftTLB:
         """Drop every entry of every MMU index (in place: running code holds these
         lists), and the vCPU's virtual jump cache."""
         inval = [-1] * TLB_SIZE
-        for ts in self.sets.values():
+        # (lists of the sets: another vCPU's thread may flush this TLB - TLBI ...IS -
+        # while its owner adds a set for a new mmu_idx)
+        for ts in list(self.sets.values()):
             ts[0][:] = inval
             ts[2][:] = inval
             ts[4][:] = inval
             ts[5][:] = inval
-        for io in self.io_sets.values():
+        for io in list(self.io_sets.values()):
             io.clear()
         self.large.clear()
         jc = getattr(self.cpu, "tb_jmp_cache_flush", None)
@@ -116,7 +118,7 @@ class SoftTLB:
         that hits a block mapping drops that index entirely, as QEMU's large_page)."""
         page = (vaddr & _M64) >> PAGE_BITS
         idx = page & TLB_MASK
-        for mmu_idx, ts in self.sets.items():
+        for mmu_idx, ts in list(self.sets.items()):
             lg = self.large.get(mmu_idx)
             if lg is not None and lg[0] <= page & _PAGE56 <= lg[1]:
                 inval = [-1] * TLB_SIZE
@@ -125,10 +127,10 @@ class SoftTLB:
                 ts[4][:] = inval
                 ts[5][:] = inval
                 self.io_sets.get(mmu_idx, {}).clear()
-                del self.large[mmu_idx]
+                self.large.pop(mmu_idx, None)
                 continue
             ts[0][idx] = ts[2][idx] = ts[4][idx] = ts[5][idx] = -1
-        for io in self.io_sets.values():
+        for io in list(self.io_sets.values()):
             io.pop(page, None)
         jcp = getattr(self.cpu, "tb_jmp_cache_flush_page", None)
         if jcp is not None:
@@ -136,7 +138,7 @@ class SoftTLB:
 
     def protect_code_page(self, hpage: int) -> None:
         """Remove write entries pointing at host page ``hpage`` (it now holds code)."""
-        for ts in self.sets.values():
+        for ts in list(self.sets.values()):
             whp = ts[4]
             if hpage in whp:
                 wt = ts[2]

@@ -178,7 +178,7 @@ class VCPU:
         keys = self._jc_pages.pop(page, None)
         if keys:
             jc = self.tb_jmp_cache
-            for k in keys:
+            for k in list(keys):
                 jc.pop(k, None)
 
     def __repr__(self) -> str:
