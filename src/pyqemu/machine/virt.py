@@ -357,7 +357,13 @@ class VirtMachine:
         self.gpio_key = GPIOKey(self.gpio.input_irq(3), loop)
         # fw_cfg
         self.fw_cfg = FWCfg(self.aspace)
-        self._map_io("fwcfg", "fw_cfg", self.fw_cfg.read, self.fw_cfg.write)
+        # three regions as QEMU's fw_cfg_mem: data (8 bytes), selector (2), DMA (8)
+        base = VIRT_MEMMAP["fw_cfg"][0]
+        fw = self.fw_cfg
+        for name, off, size in (("fwcfg.data", 0, 8), ("fwcfg.ctl", 8, 2),
+                                ("fwcfg.dma", 16, 8)):
+            self.root.add_subregion(base + off, MemoryRegion.new_io(
+                name, size, _offset_read(fw.read, off), _offset_write(fw.write, off)))
 
     def _map_io(self, name: str, key: str, read: Callable[[int, int], int],
                 write: Callable[[int, int, int], None]) -> None:
@@ -815,6 +821,15 @@ class VirtMachine:
         if self.vm is None:
             return 0
         return 0 if self.vm.powered[cpu.cpu_index] else 1  # ON / OFF
+
+
+def _offset_read(read: Callable[[int, int], int], base: int) -> Callable[[int, int], int]:
+    return lambda off, size: read(base + off, size)
+
+
+def _offset_write(write: Callable[[int, int, int], None], base: int
+                  ) -> Callable[[int, int, int], None]:
+    return lambda off, size, value: write(base + off, size, value)
 
 
 def _sort_children(node: FdtNode) -> None:

@@ -62,6 +62,8 @@ void main(void) {
     probe("flash0_end", 0x03fffffc);
     probe("flash1", 0x04000000);
     /* holes: between devices, past the last virtio slot, past RAM (256M) */
+    probe("hole", 0x0902000c);  /* between the fw_cfg selector and DMA registers */
+    probe("hole", 0x09020018);
     probe("hole", 0x09040000);
     probe("hole", 0x0a004000);
     probe("hole", 0x0b000000);
