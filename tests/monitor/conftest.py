@@ -303,22 +303,28 @@ def pattern(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     return build_pattern(tmp_path_factory.mktemp("guest"))
 
 
-@pytest.fixture
-def machines(tmp_path: Path, pattern: tuple[Path, int]) -> Iterator[tuple[Machine, Machine]]:
-    """(QEMU, pyqemu), both paused (-S) with the pattern guest loaded, 1 vCPU, the same
-    -name and -uuid."""
-    elf, _ = pattern
+def _start_pair(tmp: Path, elf: Path) -> tuple[Machine, Machine]:
     ids = ("-name", NAME, "-uuid", UUID)
-    q = start_qemu(tmp_path, elf, extra=ids)
+    q = start_qemu(tmp, elf, extra=ids)
     try:
         if use_cli():
             # the real thing: pyqemu-system-aarch64 with QEMU's command line
-            p = start_qemu(tmp_path, elf, extra=ids, binary="pyqemu", prefix="py")
+            p = start_qemu(tmp, elf, extra=ids, binary="pyqemu", prefix="py")
         else:
-            p = start_pyqemu(tmp_path, elf, name=NAME, uuid=UUID)
+            p = start_pyqemu(tmp, elf, name=NAME, uuid=UUID)
     except BaseException:
         q.stop()
         raise
+    return q, p
+
+
+@pytest.fixture(scope="module")
+def machines(tmp_path_factory: pytest.TempPathFactory, pattern: tuple[Path, int]
+             ) -> Iterator[tuple[Machine, Machine]]:
+    """(QEMU, pyqemu), started paused (-S) with the pattern guest loaded, 1 vCPU, the same
+    -name and -uuid; shared by a module's tests, which send both the very same input in
+    the same order, so their states stay alike (tests that quit use fresh_machines)."""
+    q, p = _start_pair(tmp_path_factory.mktemp("machines"), pattern[0])
     try:
         yield q, p
     finally:
@@ -326,7 +332,35 @@ def machines(tmp_path: Path, pattern: tuple[Path, int]) -> Iterator[tuple[Machin
         q.stop()
 
 
+@pytest.fixture
+def fresh_machines(tmp_path: Path, pattern: tuple[Path, int]
+                   ) -> Iterator[tuple[Machine, Machine]]:
+    """Like ``machines``, but new for one test (and still in -S prelaunch)."""
+    q, p = _start_pair(tmp_path, pattern[0])
+    try:
+        yield q, p
+    finally:
+        p.stop()
+        q.stop()
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Close the HMP connections a test opened (a monitor serves one client at a time)."""
+    yield
+    # pytest loads this file as "conftest" while the tests import it as
+    # tests.monitor.conftest: two module objects, two registries
+    import tests.monitor.conftest as imported
+
+    for registry in (_OPEN_CLIENTS, imported._OPEN_CLIENTS):
+        while registry:
+            registry.pop().close()
+
+
 # ---------------------------------------------------------------- raw clients
+
+_OPEN_CLIENTS: list[HMPClient] = []
+
 
 class HMPClient:
     """A raw HMP socket client: sends lines, returns exactly what came back up to the
@@ -335,6 +369,7 @@ class HMPClient:
     PROMPT = b"(qemu) "
 
     def __init__(self, path: str) -> None:
+        _OPEN_CLIENTS.append(self)
         self.sock = _wait_connect(path)
         self.sock.settimeout(10)
         self.banner = self._until_prompt()

@@ -126,8 +126,8 @@ def test_run_control_matches_qemu(machines: tuple[Machine, Machine]) -> None:
         assert hp.cmd(cmd) == hq.cmd(cmd), cmd
 
 
-def test_quit(machines: tuple[Machine, Machine]) -> None:
-    q, p = machines
+def test_quit(fresh_machines: tuple[Machine, Machine]) -> None:
+    q, p = fresh_machines
     hq = HMPClient(q.hmp_path)
     hq.sock.sendall(b"q\r")
     tail = b""
@@ -359,10 +359,11 @@ def _read_prompts(h: HMPClient, count: int) -> bytes:
     return out
 
 
-def test_random_line_editing_matches_qemu(machines: tuple[Machine, Machine]) -> None:
+def test_random_line_editing_matches_qemu(fresh_machines: tuple[Machine, Machine]
+                                          ) -> None:
     """Random keystrokes (insert, delete, cursor moves, word erase, history, UTF-8 and
     invalid bytes, unknown escapes): the echo and the results byte for byte as QEMU's."""
-    hq, hp = _both(machines)
+    hq, hp = _both(fresh_machines)
     diffs = []
     for keys in _keystroke_script(99, 150):  # enough to fill the 64-entry history
         enters = keys.count(b"\r")

@@ -228,8 +228,9 @@ async def _events(m: Machine, script: tuple[str, ...] = EVENT_SCRIPT
     return seen
 
 
-def test_run_control_and_events_match_qemu(machines: tuple[Machine, Machine]) -> None:
-    q, p = machines
+def test_run_control_and_events_match_qemu(
+        fresh_machines: tuple[Machine, Machine]) -> None:
+    q, p = fresh_machines
     theirs = asyncio.run(_events(q))
     ours = asyncio.run(_events(p))
     assert ours == theirs
@@ -243,8 +244,9 @@ def test_run_control_and_events_match_qemu(machines: tuple[Machine, Machine]) ->
 
 @pytest.mark.xfail(reason="pyqemu.machine.vm keeps 'paused' after a reset of a stopped VM; "
                    "QEMU 7.2 goes to 'prelaunch' (asked of the lead)", strict=False)
-def test_reset_of_paused_vm_is_prelaunch(machines: tuple[Machine, Machine]) -> None:
-    q, p = machines
+def test_reset_of_paused_vm_is_prelaunch(
+        fresh_machines: tuple[Machine, Machine]) -> None:
+    q, p = fresh_machines
     script = ("cont", "stop", "system_reset", "query-status")
     assert asyncio.run(_events(p, script)) == asyncio.run(_events(q, script))
 
@@ -269,14 +271,16 @@ def _interleaving(m: Machine) -> list[str]:
     return order
 
 
-def test_event_reply_order_matches_qemu(machines: tuple[Machine, Machine]) -> None:
-    q, p = machines
+def test_event_reply_order_matches_qemu(
+        fresh_machines: tuple[Machine, Machine]) -> None:
+    q, p = fresh_machines
     assert _interleaving(p) == _interleaving(q)
 
 
-def test_events_held_until_negotiation(machines: tuple[Machine, Machine]) -> None:
+def test_events_held_until_negotiation(
+        fresh_machines: tuple[Machine, Machine]) -> None:
     """A second, unnegotiated connection gets no events (QEMU's behaviour checked too)."""
-    for m in machines:
+    for m in fresh_machines:
         s, f = raw_qmp(m.qmp_path)
         try:
             s.sendall(b'{"execute": "cont"}\n')  # refused: not negotiated
