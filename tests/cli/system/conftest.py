@@ -5,7 +5,6 @@ Expected results always come from running the real qemu-system-aarch64 7.2."""
 from __future__ import annotations
 
 import pathlib
-import subprocess
 import sys
 
 import pytest
@@ -19,9 +18,3 @@ from tests.conftest import require_tool
 def qemu_system() -> str:
     return require_tool("qemu-system-aarch64")
 
-
-def make_image(qemu_img: str, path: pathlib.Path, fmt: str, size: str,
-               *extra: str) -> pathlib.Path:
-    subprocess.run([qemu_img, "create", "-q", "-f", fmt, *extra, str(path), size],
-                   check=True)
-    return path

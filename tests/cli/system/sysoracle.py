@@ -35,6 +35,25 @@ class Outcome:
     qmp: list[Any] = dataclasses.field(default_factory=list)
 
 
+def short_dir() -> str:
+    """A fresh directory with a short path (unix socket paths must stay < 108 bytes);
+    removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="pq", dir="/tmp")
+    atexit.register(shutil.rmtree, d, True)
+    return d
+
+
+def make_image(qemu_img: str, path: Any, fmt: str, size: str, *extra: str) -> Any:
+    """qemu-img create (the real one) at ``path``."""
+    subprocess.run([qemu_img, "create", "-q", "-f", fmt, *extra, str(path), size],
+                   check=True)
+    return path
+
+
 def normalise(text: str) -> str:
     return text.replace("pyqemu-system-aarch64", "qemu-system-aarch64")
 
@@ -66,7 +85,7 @@ def qemu_outcome(args: list[str], cwd: str, qmp: list[Any] | None = None,
     """Run the real QEMU (or ``program``) on ``base + args`` (+ a QMP socket) in ``cwd``:
     the outcome holds the answers to the ``qmp`` commands when it started (``on_start()``
     runs first, once start-up is complete)."""
-    sock_path = os.path.join(cwd, f"oracle-qmp-{os.getpid()}-{time.monotonic_ns()}.sock")
+    sock_path = os.path.join(short_dir(), "qmp.sock")
     argv = [*(program or [QEMU]), *(BASE_ARGS if base is None else base),
             "-qmp", f"unix:{sock_path},server=on,wait=off", *args]
     p = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -143,7 +162,7 @@ def pyqemu_outcome(args: list[str], cwd: str, base: list[str] | None = None) -> 
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                sock = os.path.join(cwd, f"pyqemu-qmp-{os.getpid()}.sock")
+                sock = os.path.join(short_dir(), "qmp.sock")
                 cmd = system.parse_args([*(BASE_ARGS if base is None else base), "-qmp",
                                          f"unix:{sock},server=on,wait=off", *args])
                 built = system.build(cmd)
@@ -174,7 +193,7 @@ class Started:
 
     def __init__(self, program: list[str], args: list[str], cwd: str,
                  timeout: float = 90.0) -> None:
-        self.sock = os.path.join(cwd, f"started-{os.getpid()}-{time.monotonic_ns()}.sock")
+        self.sock = os.path.join(short_dir(), "qmp.sock")
         self.p = subprocess.Popen([*program, *args, "-qmp",
                                    f"unix:{self.sock},server=on,wait=off"], cwd=cwd,
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -9,8 +9,7 @@ import pathlib
 import shlex
 
 import pytest
-from conftest import make_image
-from sysoracle import close_built, normalise, pyqemu_outcome, qemu_outcome
+from sysoracle import close_built, make_image, normalise, pyqemu_outcome, qemu_outcome
 
 #: command lines QEMU refuses, each with one mistake
 BAD = [

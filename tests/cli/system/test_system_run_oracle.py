@@ -9,8 +9,7 @@ import shlex
 import subprocess
 
 import pytest
-from conftest import make_image
-from sysoracle import QEMU, normalise, pyqemu_argv
+from sysoracle import QEMU, make_image, normalise, pyqemu_argv
 
 from tests.conftest import require_tool
 
