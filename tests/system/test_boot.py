@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -419,3 +420,13 @@ def test_crypto_selftests_as_qemu(emulator: str, kernel: Path, make_initrd: Init
         ref = boot(machines, "qemu", kernel, initrd, crypto_selftests=True)
         assert results == dict(re.findall(r"^CRYPTO (\S+) (\S+)$",
                                           run_to_poweroff(ref, "qemu"), re.MULTILINE))
+
+
+def test_sigterm_terminates(emulator: str, kernel: Path, make_initrd: InitrdFactory,
+                            machines: list[GuestMachine]) -> None:
+    """SIGTERM to a running machine: 'terminating on signal 15', exit status 0 (QEMU's)."""
+    m = boot(machines, emulator, kernel, make_initrd(CONSOLE_TICKER))
+    m.wait_for("TICK1\n", boot_timeout(emulator))
+    m.proc.send_signal(signal.SIGTERM)
+    assert m.wait(30) == 0
+    assert re.search(r"^\S+: terminating on signal 15\b", m.output, re.MULTILINE), m.tail()
