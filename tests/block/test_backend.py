@@ -253,3 +253,29 @@ def test_drive_errors_leave_nothing_open(tmp_path: pathlib.Path) -> None:
     blk = drive_new({"file": str(img), "if": "none", "id": "w"}, drives)
     assert [b["device"] for b in query_block(drives)] == ["w"]
     blk.close()
+
+
+def test_guest_view_applies_the_backend_rules(tmp_path: pathlib.Path) -> None:
+    """Devices doing I/O on guest_view(): unsafe drops flushes, ignore drops discards,
+    read-only refuses writes; data goes to the image."""
+    img = tmp_path / "g.raw"
+    img.write_bytes(bytes(1 << 20))
+    blk = drive_new({"file": str(img), "format": "raw", "if": "none", "cache": "unsafe"}, {})
+    try:
+        spy = _Spy(blk.image)
+        view = blk.guest_view()
+        assert view.virtual_size == 1 << 20
+        view.write(512, b"z" * 512)
+        view.flush()
+        view.discard(0, 4096)
+        assert spy.flushes == 0 and spy.discards == []
+        assert view.read(512, 512) == b"z" * 512
+    finally:
+        blk.close()
+    assert img.read_bytes()[512:1024] == b"z" * 512
+    ro = drive_new({"file": str(img), "format": "raw", "if": "none", "readonly": "on"}, {})
+    try:
+        with pytest.raises(BlockBackendError, match="read-only"):
+            ro.guest_view().write(0, b"x")
+    finally:
+        ro.close()

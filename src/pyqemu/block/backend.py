@@ -234,6 +234,12 @@ class BlockBackend:
         with self._lock:
             self.image.flush()
 
+    def guest_view(self) -> GuestView:
+        """What a device model should do its I/O on: the image's data interface
+        (virtual_size, read, write, write_zeroes, discard, flush) with this backend's
+        rules applied (cache modes, discard=ignore|unmap, read-only)."""
+        return GuestView(self)
+
     def close(self) -> None:
         """Flush and close the image; delete a snapshot overlay."""
         if self.closed:
@@ -306,6 +312,32 @@ class BlockBackend:
         if i + 1 < len(layers):
             info["backing-image"] = self._image_info(layers, i + 1)
         return info
+
+
+class GuestView:
+    """A :class:`BlockBackend` seen through the Image data interface a device uses."""
+
+    def __init__(self, blk: BlockBackend) -> None:
+        self.blk = blk
+
+    @property
+    def virtual_size(self) -> int:
+        return self.blk.size
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self.blk.read(offset, length)
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        self.blk.write(offset, data)
+
+    def write_zeroes(self, offset: int, length: int, *, may_unmap: bool = False) -> None:
+        self.blk.write_zeroes(offset, length, may_unmap=may_unmap)
+
+    def discard(self, offset: int, length: int) -> None:
+        self.blk.discard_range(offset, length)
+
+    def flush(self) -> None:
+        self.blk.flush()
 
 
 def query_block(backends: dict[str, BlockBackend] | list[BlockBackend]) -> list[dict[str, Any]]:
