@@ -18,6 +18,7 @@ benchmark script below. Measured per emulator:
   / ``iflag=direct`` (bs=1M) on a raw disk, timed by the guest's own clock
   (/proc/timer_list "now at"), in MB/s.
 
+pyqemu also gets the options in ``$PYQEMU_SYSTEM_ARGS`` (``-accel tcg,backend=llvm``).
 ``--kernel-log --log DIR`` keeps the kernel's messages and writes each console with
 arrival times: where a slow boot spends its wall time.
 ``--icount`` also reports how many guest instructions QEMU executes to the init marker

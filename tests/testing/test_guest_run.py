@@ -61,8 +61,9 @@ def test_deadline_and_kill() -> None:
         assert m.proc.poll() is not None  # killed
 
 
-def test_virt_argv_same_machine_for_both() -> None:
+def test_virt_argv_same_machine_for_both(monkeypatch: pytest.MonkeyPatch) -> None:
     q = virt_argv("qemu", Path("Image"), Path("initrd"), smp=2, gic=2, append="x=1")
+    monkeypatch.delenv("PYQEMU_SYSTEM_ARGS", raising=False)
     p = virt_argv("pyqemu", Path("Image"), Path("initrd"), smp=2, gic=2,
                   append="x=1")
     assert p[:3] == [sys.executable, "-m", "pyqemu.cli.system"]
@@ -75,3 +76,6 @@ def test_virt_argv_same_machine_for_both() -> None:
     assert fast[fast.index("-append") + 1] == "console=ttyAMA0 quiet cryptomgr.notests=1"
     with pytest.raises(ValueError):
         emulator_missing("bochs")
+    monkeypatch.setenv("PYQEMU_SYSTEM_ARGS", "-accel 'tcg,backend=llvm'")
+    assert virt_argv("pyqemu", Path("I"), Path("i"))[3:5] == ["-accel", "tcg,backend=llvm"]
+    assert "-accel" not in virt_argv("qemu", Path("I"), Path("i"))

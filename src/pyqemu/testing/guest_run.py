@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -78,11 +79,13 @@ def emulator_missing(emulator: str) -> str | None:
 
 
 def emulator_argv(emulator: str) -> list[str]:
-    """The command that starts ``emulator`` ('qemu' or 'pyqemu')."""
+    """The command that starts ``emulator`` ('qemu' or 'pyqemu'). pyqemu also gets the
+    options in ``$PYQEMU_SYSTEM_ARGS`` (e.g. ``-accel tcg,backend=llvm``)."""
     if emulator == "qemu":
         return [shutil.which(QEMU_SYSTEM) or QEMU_SYSTEM]
     if emulator == "pyqemu":
-        return [sys.executable, "-m", "pyqemu.cli.system"]
+        return [sys.executable, "-m", "pyqemu.cli.system",
+                *shlex.split(os.environ.get("PYQEMU_SYSTEM_ARGS", ""))]
     raise ValueError(f"unknown emulator {emulator!r}")
 
 
