@@ -310,7 +310,7 @@ def _sm4_affine(x: int) -> int:
     y = 0
     for i in range(8):
         row = ((0xD3 >> i) | (0xD3 << (8 - i))) & 0xFF
-        y = (y << 1) | (bin(row & x).count("1") & 1)
+        y = (y << 1) | ((row & x).bit_count() & 1)
     return y ^ 0xD3
 
 
