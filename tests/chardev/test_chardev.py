@@ -158,7 +158,7 @@ def test_pty_both_directions(loop: MainLoop, capsys: pytest.CaptureFixture[str])
     chr_ = new_from_opts({"id": "p0", "backend": "pty"})
     name = chr_.filename.removeprefix("pty:")
     assert re.fullmatch(r"/dev/pts/\d+", name)
-    assert capsys.readouterr().err == f"char device redirected to {name} (label p0)\n"
+    assert capsys.readouterr().out == f"char device redirected to {name} (label p0)\n"
     rec = Recorder()
     chr_.set_frontend(rec.receive, rec.can_receive, rec.event)
     chr_.write(b"lost")  # nobody has the slave open: dropped

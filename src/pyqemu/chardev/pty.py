@@ -34,8 +34,9 @@ class PtyChardev(CharBackend):
         self.connected = False
         self._poller: threading.Timer | None = None
         if announce:
-            sys.stderr.write(f"char device redirected to {self.pty_name} (label {id})\n")
-            sys.stderr.flush()
+            # QEMU's qemu_printf: on stdout (no monitor is current at start-up)
+            sys.stdout.write(f"char device redirected to {self.pty_name} (label {id})\n")
+            sys.stdout.flush()
 
     def _peer_present(self) -> bool:
         p = select.poll()

@@ -84,6 +84,19 @@ def test_query_chardev_nographic_as_qemu(workdir: pathlib.Path) -> None:
     assert _by(ours[0], "label") == _by(theirs[0], "label")
 
 
+def test_serial_backends_as_qemu(workdir: pathlib.Path) -> None:
+    """tcp server and pty serial ports and a unix-socket monitor: names, states and the
+    pty announcement on stdout."""
+    port = _free_port()
+    args = ["-cpu", "max", "-serial", f"tcp::{port},server=on,wait=off", "-serial", "pty",
+            "-monitor", f"unix:{workdir}/m.sock,server=on,wait=off"]
+    theirs = qemu_outcome(args, str(workdir), qmp=["query-chardev"])
+    ours = qemu_outcome(args, str(workdir), qmp=["query-chardev"], program=pyqemu_argv())
+    assert _norm(ours.stdout) == _norm(theirs.stdout) != ""
+    assert _by(_norm(ours.qmp[0]["return"]), "label") == \
+        _by(_norm(theirs.qmp[0]["return"]), "label")
+
+
 def test_query_chardev_file_serial_as_qemu(workdir: pathlib.Path) -> None:
     args = ["-cpu", "max", "-nodefaults", "-serial", f"file:{workdir}/serial.log",
             "-serial", "null", "-monitor", "none"]
