@@ -191,3 +191,18 @@ def test_ext_features_advertised() -> None:
     isar1 = m.id_reg("id_aa64isar1")
     assert (isar1 >> 12) & 15 == 1 and (isar1 >> 16) & 15 == 1  # JSCVT, FCMA
     assert (isar1 >> 52) & 15 == 1 and (isar1 >> 44) & 15 == 0  # I8MM, no BF16
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", UNICORN_GROUPS)
+def test_ext_group_llvm(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The llvm backend (every block compiled natively) against Unicorn."""
+    pytest.importorskip("llvmlite")
+    monkeypatch.setenv("PYQEMU_LLVM_HOT", "0")
+    ls = LockStep(backends=("llvm",))
+    cands = [c for c in ext_candidates() if c.name == name]
+    fails: list[str] = []
+    for i, c in enumerate(cands):
+        _, f = run_group(ls, c, N_DEFAULT // len(cands), zlib.crc32(f"llvm{name}{i}".encode()))
+        fails += f
+    assert not fails, f"{name}: {len(fails)} divergences\n" + "\n".join(fails[:10])
