@@ -479,3 +479,28 @@ def test_json_edge_cases_match_qemu(machines: tuple[Machine, Machine]) -> None:
     diffs = [f"{c[:60]!r}:\n qemu   {a[:3]}\n pyqemu {b[:3]}"
              for c, a, b in zip(JSON_CASES, theirs, ours) if a != b]
     assert not diffs, "\n".join(diffs)
+
+
+def test_query_machines_virt_entry_matches_qemu(machines: tuple[Machine, Machine]) -> None:
+    """pyqemu's machine types are QEMU's, described as QEMU describes them."""
+    from tests.monitor.conftest import cli_available
+
+    if not cli_available():
+        pytest.skip("no machine registry yet")
+
+    async def run(m: Machine) -> list[dict[str, Any]]:
+        qmp = QMPClient(m.kind)
+        await qmp.connect(m.qmp_path)
+        try:
+            r = await qmp.execute("query-machines")
+        finally:
+            await qmp.disconnect()
+        assert isinstance(r, list)
+        return r
+
+    q, p = machines
+    theirs = {e["name"]: e for e in asyncio.run(run(q))}
+    ours = asyncio.run(run(p))
+    assert ours
+    for e in ours:
+        assert e == theirs[e["name"]], e["name"]

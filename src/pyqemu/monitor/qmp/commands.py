@@ -138,6 +138,10 @@ def query_uuid(vm: Any) -> dict[str, Any]:
     return {"UUID": vm.config.uuid or "00000000-0000-0000-0000-000000000000"}
 
 
+#: MachineClass.default_ram_id of QEMU's boards, for registries that do not carry it
+_DEFAULT_RAM_IDS = {"virt": "mach-virt.ram"}
+
+
 def query_machines(vm: Any) -> list[dict[str, Any]]:
     try:
         from pyqemu.machine import MACHINES  # type: ignore[attr-defined]
@@ -152,6 +156,10 @@ def query_machines(vm: Any) -> list[dict[str, Any]]:
         cpu = getattr(mc, "default_cpu", None)
         if cpu:
             entry["default-cpu-type"] = f"{cpu}-arm-cpu"
+        ram_id = getattr(mc, "default_ram_id", None) or _DEFAULT_RAM_IDS.get(
+            getattr(mc, "alias", None) or name)
+        if ram_id:
+            entry["default-ram-id"] = ram_id
         alias = getattr(mc, "alias", None)
         if alias:
             entry["alias"] = alias
