@@ -247,14 +247,29 @@ def _opt_bool(opts: dict[str, str], name: str, default: bool) -> bool:
     raise ChardevError(f"Parameter '{name}' expects 'on' or 'off'")
 
 
+#: the command-line option being processed ("-chardev socket,..."), for the messages a
+#: backend prints while it opens (QEMU's error location); set by new_from_opts
+current_location: str | None = None
+
+
 def new_from_opts(opts: QemuOpts | dict[str, str], *, chardevs: dict[str, CharBackend]
                   | None = None, daemonize: bool = False,
-                  label: str | None = None) -> CharBackend:
+                  label: str | None = None, loc: str | None = None) -> CharBackend:
     """Create and open a chardev from ``-chardev`` options (qemu_chr_new_from_opts).
 
     ``chardevs`` (id -> backend, updated) catches duplicate ids and receives the mux's
-    base as ``<id>-base``. Returns the backend frontends should use (the mux when
-    ``mux=on``)."""
+    base as ``<id>-base``. ``loc`` is the option's text for messages printed while it
+    opens. Returns the backend frontends should use (the mux when ``mux=on``)."""
+    global current_location
+    current_location = loc
+    try:
+        return _new_from_opts(opts, chardevs=chardevs, daemonize=daemonize, label=label)
+    finally:
+        current_location = None
+
+
+def _new_from_opts(opts: QemuOpts | dict[str, str], *, chardevs: dict[str, CharBackend]
+                   | None, daemonize: bool, label: str | None) -> CharBackend:
     if isinstance(opts, QemuOpts):
         d = opts.as_dict()
         cid = opts.id if label is None else label

@@ -67,8 +67,11 @@ class SocketChardev(CharBackend):
         if server:
             self._listen(family)
             if wait:
-                sys.stderr.write(f"{_prog()}: info: QEMU waiting for connection on: "
-                                 f"{self.filename}\n")
+                import pyqemu.chardev as chardev_pkg
+
+                where = chardev_pkg.current_location
+                sys.stderr.write(f"{_prog()}: {where + ': ' if where else ''}info: QEMU "
+                                 f"waiting for connection on: {self.filename}\n")
                 sys.stderr.flush()
                 assert self.listener is not None
                 try:

@@ -1081,7 +1081,8 @@ def _build_into(built: Built, cmd: SystemCmdline, config: MachineConfig) -> None
                              + "".join(f"  {x}\n" for x in DRIVER_NAMES))
             raise ExitNow(0)
         try:
-            new_from_opts(dict(copts), chardevs=chardevs, daemonize=cmd.daemonize)
+            new_from_opts(dict(copts), chardevs=chardevs, daemonize=cmd.daemonize,
+                          loc=loc or None)
         except ChardevError as exc:
             raise SystemCliError(str(exc), loc or None) from None
         finally:
@@ -1183,7 +1184,8 @@ def _build_into(built: Built, cmd: SystemCmdline, config: MachineConfig) -> None
             else:
                 try:
                     copts = parse_compat(label, devname, True)
-                    new_from_opts(copts, chardevs=chardevs, daemonize=cmd.daemonize)
+                    new_from_opts(copts, chardevs=chardevs, daemonize=cmd.daemonize,
+                                  loc=loc or None)
                 except ChardevError as exc:
                     first = error_line(str(exc), loc)
                     raise SystemCliError(f"could not connect {kind} device to character "

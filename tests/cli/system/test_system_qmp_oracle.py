@@ -7,6 +7,7 @@ name, anonymous node names ("#blockNNN"), the temporary snapshot file name.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 import socket
@@ -121,3 +122,56 @@ def test_query_block_cache_modes_as_qemu(workdir: pathlib.Path) -> None:
         args += ["-drive", f"file=plain.raw,format=raw,if=none,id=c{i},cache={mode},readonly=on"]
     theirs, ours = _both(args, workdir, ["query-block"])
     assert _by(ours[0], "device") == _by(theirs[0], "device")
+
+
+def test_server_wait_on_as_qemu(workdir: pathlib.Path) -> None:
+    """-chardev socket,server=on (wait=on): start-up waits for a client, announcing it
+    on stderr with the option's location, as QEMU."""
+    import subprocess
+    import time
+
+    from sysoracle import QEMU, normalise, short_dir
+
+    results = []
+    for program in ([QEMU], pyqemu_argv()):
+        d = short_dir()
+        path = f"{d}/w.sock"
+        p = subprocess.Popen([*program, "-M", "virt", "-cpu", "max", "-display", "none",
+                              "-S", "-nic", "none", "-chardev",
+                              f"socket,id=w,path={path},server=on", "-qmp",
+                              f"unix:{d}/q.sock,server=on,wait=off"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 90
+            while not os.path.exists(path):
+                assert p.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            time.sleep(0.3)
+            assert p.poll() is None  # still waiting
+            c = socket.socket(socket.AF_UNIX)
+            c.connect(path)
+            q = socket.socket(socket.AF_UNIX)
+            while True:
+                try:
+                    q.connect(f"{d}/q.sock")
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+            f = q.makefile("rw")
+            f.readline()
+            for cmd in ("qmp_capabilities", "quit"):
+                f.write(f'{{"execute": "{cmd}"}}\n')
+                f.flush()
+                f.readline()
+            _, err = p.communicate(timeout=60)
+            c.close()
+            q.close()
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        results.append((p.returncode, normalise(err).replace(d, "DIR")))
+    assert results[1] == results[0]
+    assert "info: QEMU waiting for connection on: disconnected:unix:" in results[0][1]
