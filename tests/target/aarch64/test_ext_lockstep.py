@@ -45,11 +45,17 @@ _EXT3_V = ([(1, z, op) for z in (1, 2) for op in (0, 1)] + [(u, 2, 2) for u in (
            + [(1, 1, 13), (1, 1, 15), (1, 3, 15)])
 
 
+#: allocated sizes of the indexed forms
+_ESZ = {"RDM_e": (1, 2), "DOT_e": (2,), "FCMLA_e": (1, 2)}
+
+
 def random_word(c: Candidate, rng: random.Random) -> int:
     """A random encoding of pattern ``c``, mostly an allocated one."""
     w = c.value | (rng.getrandbits(32) & ~c.mask & 0xFFFFFFFF)
     if c.name in BIAS and rng.random() < 0.8:
         w = (w & ~BIAS[c.name][0]) | BIAS[c.name][1]
+    if c.name in _ESZ and rng.random() < 0.8:
+        w = (w & ~(3 << 22)) | (rng.choice(_ESZ[c.name]) << 22)
     if c.name == "EXT3_v" and rng.random() < 0.8:
         u, z, op = rng.choice(_EXT3_V)
         w = (w & ~((1 << 29) | (3 << 22) | (15 << 11))) | (u << 29) | (z << 22) | (op << 11)
@@ -205,4 +211,20 @@ def test_ext_group_llvm(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for i, c in enumerate(cands):
         _, f = run_group(ls, c, N_DEFAULT // len(cands), zlib.crc32(f"llvm{name}{i}".encode()))
         fails += f
+    assert not fails, f"{name}: {len(fails)} divergences\n" + "\n".join(fails[:10])
+
+
+@pytest.mark.parametrize("name", ["RMIF", "SETF"])
+def test_flagm_base(ls: LockStep, name: str) -> None:
+    """FEAT_FlagM's RMIF and SETF8/16 live in the base decoder (trans_dp_reg); -cpu max
+    advertises flagm, so they are checked against Unicorn here too."""
+    cands = [c for c in a64_decoder().candidates if c.name == name]
+    assert cands, f"{name} is not decoded"
+    total: collections.Counter[str] = collections.Counter()
+    fails: list[str] = []
+    for i, c in enumerate(cands):
+        counts, f = run_group(ls, c, 120, zlib.crc32(f"{name}{i}".encode()))
+        total += counts
+        fails += f
+    assert total["ok"] > 60, dict(total)
     assert not fails, f"{name}: {len(fails)} divergences\n" + "\n".join(fails[:10])
