@@ -4,6 +4,8 @@ and the emulator under test ("qemu" = Debian's qemu-system-aarch64, the oracle; 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -57,3 +59,11 @@ def machines() -> Iterator[list[GuestMachine]]:
     yield started
     for m in started:
         m.__exit__(None, None, None)
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """A short directory for unix sockets (sun_path holds 107 bytes; tmp_path can be long)."""
+    d = Path(tempfile.mkdtemp(prefix="pqs-", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

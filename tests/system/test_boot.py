@@ -184,12 +184,12 @@ while :; do i=$((i + 1)); echo "TICK$i"; sleep 0.3; done
 
 
 def test_qmp_stop_cont_reset_quit(emulator: str, kernel: Path, make_initrd: InitrdFactory,
-                                  machines: list[GuestMachine], tmp_path: Path) -> None:
+                                  machines: list[GuestMachine], sock_dir: Path) -> None:
     """QMP stop freezes the guest (no console output, status paused), cont resumes it,
     system_reset reboots it to the init marker again, quit ends the process with 0."""
     from qemu.qmp.legacy import QEMUMonitorProtocol
 
-    sock = tmp_path / "qmp.sock"
+    sock = sock_dir / "qmp.sock"
     m = boot(machines, emulator, kernel, make_initrd(QMP_TICKER),
              extra=["-qmp", f"unix:{sock},server=on,wait=off"])
     timeout = boot_timeout(emulator)
@@ -242,9 +242,9 @@ exec 3>&-
 
 
 def test_virtconsole_to_socket_chardev(emulator: str, kernel: Path, make_initrd: InitrdFactory,
-                                       machines: list[GuestMachine], tmp_path: Path) -> None:
+                                       machines: list[GuestMachine], sock_dir: Path) -> None:
     """virtconsole on a unix socket chardev: guest output arrives, host input is read."""
-    path = tmp_path / "hvc.sock"
+    path = sock_dir / "hvc.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(1)
@@ -283,12 +283,12 @@ hexdump -n 24 -e '"KEV" 8/1 " %02x" "\\n"' /dev/input/event0
 
 def test_qmp_system_powerdown_presses_power_key(
         emulator: str, kernel: Path, make_initrd: InitrdFactory,
-        machines: list[GuestMachine], tmp_path: Path) -> None:
+        machines: list[GuestMachine], sock_dir: Path) -> None:
     """system_powerdown: POWERDOWN event, and the guest's gpio-keys device (PL061 GPIO 3 in
     the virt device tree) reports KEY_POWER (EV_KEY 1, code 116, value 1)."""
     from qemu.qmp.legacy import QEMUMonitorProtocol
 
-    sock = tmp_path / "qmp.sock"
+    sock = sock_dir / "qmp.sock"
     initrd = make_initrd(POWER_KEY_SCRIPT,
                          modules=["virtio_mmio", "gpio_keys", "evdev"])
     m = boot(machines, emulator, kernel, initrd,
