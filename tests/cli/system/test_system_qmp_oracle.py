@@ -175,3 +175,19 @@ def test_server_wait_on_as_qemu(workdir: pathlib.Path) -> None:
         results.append((p.returncode, normalise(err).replace(d, "DIR")))
     assert results[1] == results[0]
     assert "info: QEMU waiting for connection on: disconnected:unix:" in results[0][1]
+
+
+def test_query_block_blockdev_as_qemu(workdir: pathlib.Path) -> None:
+    """A -blockdev node under a device is an anonymous backend (device "", its qdev)."""
+    args = ["-cpu", "max", "-blockdev", "driver=file,filename=plain.raw,node-name=f0",
+            "-blockdev", "driver=raw,file=f0,node-name=r0",
+            "-device", "virtio-blk-device,drive=r0",
+            "-blockdev", "driver=qcow2,file.driver=file,file.filename=top.qcow2,node-name=q0",
+            "-device", "virtio-blk-device,drive=q0"]
+    theirs, ours = _both(args, workdir, ["query-block"])
+
+    def anonymous(items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {b["qdev"]: b for b in items if b["device"] == "" and "qdev" in b}
+
+    assert anonymous(ours[0]) == anonymous(theirs[0])
+    assert len(anonymous(theirs[0])) == 2
