@@ -418,3 +418,70 @@ def test_snapshot_keeps_port_state() -> None:
     # host input reaches the restored guest's open console port
     chrs2[0].receive(b"hi")
     assert mem2.read(prog.vqs[0].used + 2, 2) == b"\x01\x00"
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["modern", "force-legacy"])
+def test_single_port_console_matches_qemu(tmp_path: Path, legacy: bool,
+                                          cleanup: list[Callable[[], None]]) -> None:
+    """Without MULTIPORT (max_ports=1) the console is port 0 and open once the driver
+    is: host input arrives with no control messages, output goes to the chardev."""
+    prog = Program(legacy)
+    prog.init((1 << vcon.VIRTIO_CONSOLE_F_EMERG_WRITE) | (0 if legacy else 1 << 32),
+              [(0, 16), (1, 16)])
+    rx = prog.alloc(64)
+    prog.chain(0, [(rx, 64, True)])
+    prog.kick(0)
+    prog.wait_used(0, 1)
+    prog.read_mem(rx, 16)
+    prog.chain(1, [(prog.alloc(GUEST_DATA[0]), len(GUEST_DATA[0]), False)])
+    prog.kick(1)
+    prog.wait_used(1, 1)
+    path = str(tmp_path / "c.sock")
+
+    def connect() -> socket.socket:
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(path)
+        except OSError:
+            s.close()
+            raise
+        return s
+
+    peer = PortPeer(0, connect)
+    peer.start()
+    theirs = run_qemu(tmp_path, prog.ops, [
+        "-chardev", f"socket,id=c0,path={path},server=on,wait=on",
+        "-device", "virtio-serial-device,max_ports=1", "-device", "virtconsole,chardev=c0"],
+        legacy=legacy)
+    time.sleep(0.2)
+    peer.stop.set()
+    peer.join(5)
+    their_data = peer.data
+
+    a, b = socket.socketpair()
+    peer = PortPeer(0, _given(b))
+    peer.start()
+    ml = MainLoop()
+    chardev = SocketChardev(a, ml)
+
+    def devices(mem: AddressSpace) -> dict[int, Any]:
+        dev = VirtIOSerial(mem, max_ports=1)
+        dev.add_port(VirtIOSerialPort(chardev, is_console=True))
+        return {FIRST_SLOT: dev}
+
+    mem, _ = make_board(devices, legacy=legacy)
+    thread = threading.Thread(target=ml.run, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        ml.quit()
+        thread.join(5)
+
+    cleanup.append(stop)
+    ours = run_models(mem, prog.ops, poll=lambda: time.sleep(0.01), lock=ml.bql, polls=500)
+    time.sleep(0.2)
+    peer.stop.set()
+    peer.join(5)
+    diffs = diff(prog.ops, theirs, ours)
+    assert not diffs, "\n".join(diffs[:40])
+    assert their_data == peer.data == GUEST_DATA[0]
