@@ -64,7 +64,7 @@ _ARG = st.sampled_from(["0x40100020", "-1", "/3xg", "/i", "/zz", "(1+", "$pc", "
        st.lists(_ARG, max_size=3))
 def test_command_lines_never_raise(monitor: tuple[HMPMonitor, CaptureChardev], name: str,
                                    sub: str, args: list[str]) -> None:
-    mon, chr_ = monitor
+    _mon, chr_ = monitor
     line = " ".join([name] + ([sub] if name == "info" else []) + args)
     chr_.out.clear()
     assert chr_.receive is not None
@@ -78,7 +78,7 @@ def test_command_lines_never_raise(monitor: tuple[HMPMonitor, CaptureChardev], n
 @given(st.binary(max_size=60))
 def test_random_bytes_never_raise(monitor: tuple[HMPMonitor, CaptureChardev],
                                   data: bytes) -> None:
-    mon, chr_ = monitor
+    _mon, chr_ = monitor
     data = data.replace(b"q", b"z").replace(b"c", b"z")  # no quit / cont
     assert chr_.receive is not None
     chr_.out.clear()
