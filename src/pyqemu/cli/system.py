@@ -950,7 +950,9 @@ def _daemonize() -> int:
 
 
 def _daemon_ready(fd: int) -> None:
-    """os_setup_post: detach from the terminal and tell the parent we are up."""
+    """os_setup_post: leave the caller's directory and terminal, tell the parent we are
+    up."""
+    os.chdir("/")
     null = os.open(os.devnull, os.O_RDWR)
     for target in (0, 1, 2):
         os.dup2(null, target)
@@ -1010,7 +1012,7 @@ def _build_into(built: Built, cmd: SystemCmdline, config: MachineConfig) -> None
         built.daemon_pipe = _daemonize()
     if cmd.pidfile is not None:
         built.pidfile_fd = _write_pidfile(cmd.pidfile)
-        pidfile = cmd.pidfile
+        pidfile = os.path.realpath(cmd.pidfile)  # still found after a daemon's chdir("/")
         pfd = built.pidfile_fd
 
         def unlink_pidfile() -> None:

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from sysoracle import QEMU, normalise, pyqemu_argv
+from sysoracle import QEMU, normalise, pyqemu_argv, short_dir
 
 from tests.conftest import require_tool
 
@@ -53,13 +53,15 @@ def test_daemonize_with_pidfile(tmp_path: pathlib.Path, program: str) -> None:
     session of its own, detached from our pipes) and disappears when it quits."""
     require_tool(QEMU)
     prog = [QEMU] if program == "qemu" else pyqemu_argv()
-    pidfile, sock = tmp_path / "vm.pid", tmp_path / "qmp.sock"
-    p = subprocess.run([*prog, *BASE, "-daemonize", "-pidfile", str(pidfile), "-qmp",
+    pidfile, sock = tmp_path / "vm.pid", pathlib.Path(short_dir()) / "qmp.sock"
+    # a relative pid file: the daemon changes to "/" and must still remove it
+    p = subprocess.run([*prog, *BASE, "-daemonize", "-pidfile", "vm.pid", "-qmp",
                         f"unix:{sock},server=on,wait=off"], capture_output=True, text=True,
-                       timeout=90, check=False)
+                       timeout=90, check=False, cwd=tmp_path)
     assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
     pid = int(pidfile.read_text())
     assert os.getsid(pid) != os.getsid(0) and os.getsid(pid) != pid
+    assert os.readlink(f"/proc/{pid}/cwd") == "/"
     # a second one on the same pid file is refused with QEMU's message
     second = subprocess.run([*prog, *BASE, "-pidfile", str(pidfile)], capture_output=True,
                             text=True, timeout=90, check=False)
