@@ -369,3 +369,42 @@ def test_stdio_raw_mode_is_restored(tmp_path: pathlib.Path) -> None:
         os.close(master)
         os.close(slave)
     assert after == before
+
+
+def test_telnet_monitor_as_qemu() -> None:
+    """-monitor telnet:...,server=on: the telnet preamble, IAC sequences stripped from
+    input, the monitor's answer, and query-chardev's name while connected, byte for
+    byte as QEMU (the banner's micro version normalised)."""
+    require_tool("qemu-system-aarch64")
+    oracle = _sysoracle()
+    results = []
+    for program in (None, oracle.pyqemu_argv()):
+        port = _free_port()
+        box: dict[str, Any] = {}
+
+        def talk(port: int = port, box: dict[str, Any] = box) -> None:
+            c = socket.create_connection(("127.0.0.1", port))
+            box["c"] = c
+            time.sleep(1.0)
+            c.sendall(b"info st\xff\xfb\x01atus\xff\xff\r\n")
+            time.sleep(1.5)
+
+        out = oracle.qemu_outcome(["-cpu", "max", "-monitor",
+                                   f"telnet:127.0.0.1:{port},server=on,wait=off"],
+                                  oracle.short_dir(), qmp=["query-chardev"],
+                                  program=program, on_start=talk)
+        c = box["c"]
+        c.setblocking(False)
+        data = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := c.recv(65536):
+                data += chunk
+        c.close()
+        assert out.rc is None, out.stderr
+        name = next(x["filename"] for x in out.qmp[0]["return"]
+                    if x["label"] == "compat_monitor1")
+        results.append((re.sub(rb"QEMU 7\.2\.\d+", b"QEMU 7.2.x", data),
+                        re.sub(r"(\d):\d+", r"\1:PORT", name)))
+    assert results[1] == results[0]
+    assert results[0][0].startswith(bytes([0xFF, 0xFB, 0x01]))
+    assert results[0][1].startswith("telnet:127.0.0.1:PORT,server=on <-> ")

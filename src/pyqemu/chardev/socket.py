@@ -3,7 +3,8 @@ char-socket). A server accepts one client at a time; with ``wait=on`` (the defau
 a server) start-up blocks until the first client connects. Output while nobody is
 connected is dropped. query-chardev's filename follows the connection state exactly as
 QEMU words it ("disconnected:unix:/p,server=on", "tcp:127.0.0.1:4444,server=on <->
-127.0.0.1:5555", ...)."""
+127.0.0.1:5555", ...). ``telnet=on`` (tcp) speaks QEMU's telnet: the same opening
+negotiation, IAC sequences stripped from input, IAC BREAK as a "break" event."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ from collections.abc import Callable
 
 from pyqemu.chardev import CharBackend, ChardevError
 
-__all__ = ["SocketChardev"]
+__all__ = ["TELNET_INIT", "SocketChardev"]
+
+IAC = 0xFF
+IAC_BREAK = 0xF3
+#: what QEMU sends a telnet client first
+TELNET_INIT = bytes([IAC, 0xFB, 0x01, IAC, 0xFB, 0x03, IAC, 0xFB, 0x00, IAC, 0xFD, 0x00])
 
 
 def _sockaddr_str(sock: socket.socket, peer: socket.socket | None, listen: bool) -> str:
@@ -41,8 +47,10 @@ class SocketChardev(CharBackend):
     def __init__(self, id: str, *, path: str | None = None, host: str | None = None,
                  port: str | None = None, server: bool = False, wait: bool = True,
                  nodelay: bool = False, family: int = 0, abstract: bool = False,
-                 tight: bool = True) -> None:
+                 tight: bool = True, telnet: bool = False) -> None:
         super().__init__(id)
+        self.telnet = telnet
+        self._telnet_state = 1  # QEMU's do_telnetopt
         self.path = path
         self.host = host
         self.port = port
@@ -55,7 +63,7 @@ class SocketChardev(CharBackend):
         if path is not None:
             self.addr_str = f"unix:{path}"
         else:
-            self.addr_str = f"tcp:{host}:{port}"
+            self.addr_str = f"{'telnet' if telnet else 'tcp'}:{host}:{port}"
         if server:
             self.addr_str += ",server=on"
         self.filename = f"disconnected:{self.addr_str}"
@@ -91,7 +99,8 @@ class SocketChardev(CharBackend):
         port = d.get("port")
         server = opt_bool(d, "server", False)
         wait = opt_bool(d, "wait", True)
-        for feature in ("telnet", "tn3270", "websocket"):
+        telnet = opt_bool(d, "telnet", False)
+        for feature in ("tn3270", "websocket"):
             if opt_bool(d, feature, False):
                 raise ChardevError(f"chardev socket: {feature}=on is not supported by pyqemu")
         if "tls-creds" in d or "tls-authz" in d:
@@ -117,7 +126,7 @@ class SocketChardev(CharBackend):
         nodelay = opt_bool(d, "nodelay", False) or not opt_bool(d, "delay", True)
         return cls(id, path=path, host=host, port=port, server=server, wait=wait,
                    nodelay=nodelay, family=family, abstract=opt_bool(d, "abstract", False),
-                   tight=opt_bool(d, "tight", True))
+                   tight=opt_bool(d, "tight", True), telnet=telnet and path is None)
 
     # ------------------------------------------------------------ set-up
     def _listen(self, family: int) -> None:
@@ -200,6 +209,15 @@ class SocketChardev(CharBackend):
         self.conn = conn
         self.connected = True
         self.filename = _sockaddr_str(conn, None, self.server)
+        if self.telnet:
+            self.filename = "telnet" + self.filename[3:]
+            self._telnet_state = 1
+            # QEMU's telnet start: IAC WILL ECHO, WILL SUPPRESS-GO-AHEAD, WILL BINARY,
+            # DO BINARY
+            try:
+                conn.sendall(TELNET_INIT)
+            except OSError:
+                pass
 
     # ------------------------------------------------------------ main loop
     def attach(self, main_loop: object) -> None:
@@ -241,7 +259,34 @@ class SocketChardev(CharBackend):
             data = b""
         if not data:
             self._disconnect()
+        elif self.telnet:
+            data = self._telnet_input(data)
         return data
+
+    def _telnet_input(self, data: bytes) -> bytes:
+        """Strip telnet commands from input (QEMU's tcp_chr_process_IAC_bytes): IAC IAC
+        is a 0xff byte, IAC BREAK sends a break to the frontend, the other commands are
+        three bytes long and dropped."""
+        out = bytearray()
+        for b in data:
+            st = self._telnet_state
+            if st > 1:
+                if b == IAC and st == 2:
+                    out.append(b)
+                    st = 1
+                else:
+                    if b == IAC_BREAK and st == 2:
+                        self._emit("break")
+                        st += 1
+                    st += 1
+                if st >= 4:
+                    st = 1
+            elif b == IAC:
+                st = 2
+            else:
+                out.append(b)
+            self._telnet_state = st
+        return bytes(out)
 
     def _disconnect(self) -> None:
         conn = self.conn
