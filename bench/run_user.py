@@ -2,7 +2,11 @@
 """User-mode benchmarks: the same static AArch64 programs under qemu-aarch64 and
 pyqemu-aarch64, wall time of each, the ratio, and pyqemu's guest MIPS.
 
-    .venv/bin/python bench/run_user.py [--scale small|medium|full] [--backend python]
+    .venv/bin/python bench/run_user.py [--scale small|medium|full] [--backend python|llvm|interp]
+
+Without ``--backend`` both the python and the llvm backend are timed (one column group
+each). Wall times on a shared machine follow its load; the CPU seconds (user + system of
+the child) are printed too and are the steadier figure.
 
 ``small`` (default) finishes in a few minutes on a loaded 2-core machine; ``full`` is
 the brief's sizes (sha256 of 16 MiB) and takes hours under the python backend.
@@ -15,6 +19,7 @@ import argparse
 import hashlib
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -44,48 +49,66 @@ def build(src: Path) -> Path:
     return out
 
 
-def timed(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[float, int, bytes,
-                                                                          bytes]:
+def timed(cmd: list[str], env: dict[str, str], timeout: float
+          ) -> tuple[float, float, int, bytes, bytes]:
+    """Wall seconds, CPU seconds (user + system), exit status, stdout, stderr."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     try:
         p = subprocess.run(cmd, capture_output=True, env=env, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return timeout, -1, b"", b"timeout"
-    return time.perf_counter() - t0, p.returncode, p.stdout, p.stderr
+        return timeout, timeout, -1, b"", b"timeout"
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return wall, cpu, p.returncode, p.stdout, p.stderr
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", choices=["small", "medium", "full"], default="small")
-    ap.add_argument("--backend", default="python")
+    ap.add_argument("--backend", choices=["python", "llvm", "interp"], action="append",
+                    help="backend to time (repeatable; default: python and llvm)")
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("names", nargs="*", help="workloads to run (default: all)")
     a = ap.parse_args()
+    backends = a.backend or ["python", "llvm"]
     qemu = shutil.which("qemu-aarch64")
     if qemu is None or shutil.which(CC) is None:
         print("qemu-aarch64 and aarch64-linux-gnu-gcc are needed", file=sys.stderr)
         return 1
     env = dict(os.environ, PYQEMU_STATS="1")
-    print(f"{'workload':<10} {'args':<8} {'qemu s':>8} {'pyqemu s':>9} {'ratio':>8} "
-          f"{'insns':>11} {'MIPS':>7}  status")
+    head = f"{'workload':<10} {'args':<6} {'qemu s':>7} {'cpu':>6}"
+    for be in backends:
+        head += (f" | {be + ' s':>9} {'cpu':>7} {'ratio':>6} {'cpu x':>6} {'MIPS':>7} "
+                 f"{'xlat s':>6}")
+    print(head + " | insns  status")
     for name in a.names or WORKLOADS:
         src, args_by_scale = WORKLOADS[name]
         binary = build(HERE / src)
         args = args_by_scale[a.scale]
-        tq, rq, oq, _ = timed([qemu, str(binary), *args], env, a.timeout)
-        tp, rp, op, ep = timed([sys.executable, "-m", "pyqemu.cli.user", "-accel",
-                                f"tcg,backend={a.backend}", str(binary), *args], env,
-                               a.timeout)
-        m = re.search(rb"pyqemu: (\d+) guest insns in ([\d.]+)s \(([\d.]+) MIPS\)", ep)
-        insns = int(m.group(1)) if m else 0
-        mips = float(m.group(3)) if m else 0.0
-        ok = "ok" if (rq, oq) == (rp, op) else "MISMATCH"
-        if rp != 0 and rq == 0:
-            lines = [ln for ln in ep.decode(errors="replace").splitlines()
-                     if not ln.startswith("pyqemu:")] or [""]
-            ok = f"pyqemu FAILED: {lines[-1][:70]}"
-        print(f"{name:<10} {' '.join(args):<8} {tq:8.3f} {tp:9.3f} {tp / tq:8.1f} "
-              f"{insns:>11} {mips:7.3f}  {ok}", flush=True)
+        tq, cq, rq, oq, _ = timed([qemu, str(binary), *args], env, a.timeout)
+        line = f"{name:<10} {' '.join(args):<6} {tq:7.3f} {cq:6.3f}"
+        status: list[str] = []
+        insns = 0
+        for be in backends:
+            tp, cp, rp, op, ep = timed([sys.executable, "-m", "pyqemu.cli.user", "-accel",
+                                        f"tcg,backend={be}", str(binary), *args], env,
+                                       a.timeout)
+            m = re.search(rb"pyqemu: (\d+) guest insns in ([\d.]+)s \(([\d.]+) MIPS\)", ep)
+            insns = int(m.group(1)) if m else insns
+            mips = float(m.group(3)) if m else 0.0
+            mc = re.search(rb"translate ([\d.]+)s", ep)
+            comp = float(mc.group(1)) if mc else 0.0
+            ok = "ok" if (rq, oq) == (rp, op) else "MISMATCH"
+            if rp != 0 and rq == 0:
+                lines = [ln for ln in ep.decode(errors="replace").splitlines()
+                         if not ln.startswith("pyqemu:")] or [""]
+                ok = f"FAILED: {lines[-1][:60]}"
+            status.append(f"{be} {ok}")
+            line += (f" | {tp:9.3f} {cp:7.3f} {tp / tq:6.1f} {cp / max(cq, 1e-3):6.1f} "
+                     f"{mips:7.3f} {comp:6.2f}")
+        print(f"{line} | {insns} {', '.join(status)}", flush=True)
     return 0
 
 
