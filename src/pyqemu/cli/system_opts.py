@@ -126,7 +126,8 @@ _HELP: list[tuple[str, list[tuple[str, list[str]]]]] = [
         ("-chardev help", []),
         ("-chardev null,id=id[,mux=on|off]", []),
         ("-chardev socket,id=id[,host=host],port=port[,ipv4=on|off][,ipv6=on|off]"
-         + "[,nodelay=on|off][,server=on|off][,wait=on|off][,mux=on|off]", []),
+         + "[,nodelay=on|off][,server=on|off][,wait=on|off][,telnet=on|off][,mux=on|off]",
+         []),
         ("-chardev socket,id=id,path=path[,server=on|off][,wait=on|off][,mux=on|off]"
          + "[,abstract=on|off][,tight=on|off]", []),
         ("-chardev file,id=id,path=path[,input-path=path][,append=on|off][,mux=on|off]", []),
