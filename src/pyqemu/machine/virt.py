@@ -530,7 +530,7 @@ class VirtMachine:
             with open(cfg.kernel, "rb") as f:
                 data = f.read()
         except OSError:
-            raise MachineError(f"could not load kernel '{cfg.kernel}'") from None
+            raise MachineError(f'failed to load "{cfg.kernel}"') from None
         data = _gunzip(data) or data
         self.fw_cfg.add_i32(FWCfgKey.KERNEL_SIZE, len(data))
         self.fw_cfg.add_bytes(FWCfgKey.KERNEL_DATA, data)
@@ -539,7 +539,7 @@ class VirtMachine:
                 with open(cfg.initrd, "rb") as f:
                     idata = f.read()
             except OSError:
-                raise MachineError(f"could not load initrd '{cfg.initrd}'") from None
+                raise MachineError(f'failed to load "{cfg.initrd}"') from None
             self.fw_cfg.add_i32(FWCfgKey.INITRD_SIZE, len(idata))
             self.fw_cfg.add_bytes(FWCfgKey.INITRD_DATA, idata)
         cmd = cfg.append.encode() + b"\0"
