@@ -175,6 +175,9 @@ class VirtIONet(VirtIODevice):
         self.net_status = VIRTIO_NET_S_LINK_UP
         # QEMU's host_hdr_len: what the backend puts in front of each frame
         self.host_hdr_len = 10 if self.has_vnet_hdr else 0
+        self.mergeable_rx_bufs = False
+        self.guest_hdr_len = 10
+        self.curr_guest_offloads = 0
         if backend is not None:
             if self.has_vnet_hdr:
                 backend.using_vnet_hdr(True)
@@ -191,17 +194,12 @@ class VirtIONet(VirtIODevice):
         self.uni_overflow = self.multi_overflow = 0
         self.vlans = [0] * (MAX_VLAN >> 5)
         self.net_status &= ~VIRTIO_NET_S_ANNOUNCE
-        self.mergeable_rx_bufs = False
-        self.guest_hdr_len = 10
-        self.curr_guest_offloads = 0
 
     def reset(self) -> None:
+        """virtio_net_reset: filters back to promiscuous, the configured MAC; the header
+        layout stays as negotiated until the driver sets features again (as QEMU)."""
         super().reset()
         self._reset_net_state()
-        if self.has_vnet_hdr and self.backend is not None:
-            self.host_hdr_len = 10
-            self.backend.set_vnet_hdr_len(10)
-            self.backend.set_offload(False, False, False, False, False)
 
     STATE_FIELDS: ClassVar[Mapping[str, int]] = {
         **VirtIODevice.STATE_FIELDS, "promisc": 256, "allmulti": 256, "alluni": 256,
