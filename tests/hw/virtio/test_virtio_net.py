@@ -266,7 +266,7 @@ def test_virtio_net_dma_matches_qemu(tmp_path: Path, legacy: bool, mrg: bool, ev
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["modern", "force-legacy"])
-@pytest.mark.parametrize("netdev", ["socket", "none", "tap"])
+@pytest.mark.parametrize("netdev", ["socket", "none", "tap", "tap-novnet"])
 def test_features_and_config_match_qemu(tmp_path: Path, legacy: bool, netdev: str,
                                         model_runs: list[ModelRun]) -> None:
     """Offered features (offloads only with a vnet-header tap), queue count, config."""
@@ -275,11 +275,14 @@ def test_features_and_config_match_qemu(tmp_path: Path, legacy: bool, netdev: st
         opts = {"type": "socket", "id": "n0", "listen": "127.0.0.1:0"}
         args = ["-netdev", "socket,id=n0,listen=127.0.0.1:0", "-device",
                 "virtio-net-device,netdev=n0"]
-    elif netdev == "tap":
+    elif netdev.startswith("tap"):
         name = f"pqt{os.getpid() % 100000}{'l' if legacy else 'm'}"
+        extra = ",vnet_hdr=off" if netdev == "tap-novnet" else ""
         opts = {"type": "tap", "id": "n0", "ifname": name, "script": "no", "downscript": "no"}
-        args = ["-netdev", f"tap,id=n0,ifname={name}q,script=no,downscript=no", "-device",
-                "virtio-net-device,netdev=n0"]
+        if extra:
+            opts["vnet_hdr"] = "off"
+        args = ["-netdev", f"tap,id=n0,ifname={name}q,script=no,downscript=no{extra}",
+                "-device", "virtio-net-device,netdev=n0"]
         require_tap()
     else:
         opts = {}
