@@ -335,3 +335,42 @@ def test_slow_peer_never_blocks_the_sender(loop: Loop) -> None:
     seq = [struct.unpack(">I", f[:4])[0] for f in got]
     assert got and all(len(f) == 60004 for f in got)
     assert seq == sorted(seq) and seq[0] == 0 and len(seq) < 400
+
+
+@pytest.mark.parametrize("kind", [socket.SOCK_STREAM, socket.SOCK_DGRAM],
+                         ids=["stream", "dgram"])
+def test_inherited_fd_matches_qemu(loop: Loop, kind: int) -> None:
+    """fd= with a socket the caller made: QEMU's info string for it, and frames
+    (length-framed on a stream socket, one per datagram otherwise)."""
+    qemu = require_tool("qemu-system-aarch64")
+    a, b = socket.socketpair(socket.AF_UNIX, kind)
+    fd = a.fileno()
+    proc = subprocess.Popen([qemu, "-M", "virt", "-nographic", "-S", "-serial", "none",
+                             "-monitor", "stdio", "-netdev", f"socket,id=n0,fd={fd}"],
+                            pass_fds=[fd], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    assert proc.stdin is not None
+    time.sleep(1.0)
+    proc.stdin.write(b"info network\nquit\n")
+    proc.stdin.flush()
+    out = proc.communicate(timeout=20)[0].decode(errors="replace").replace("\r", "")
+    theirs = [ln for ln in out.splitlines() if ln.startswith("n0: index=")]
+    a.close()
+    b.close()
+    a, b = socket.socketpair(socket.AF_UNIX, kind)
+    fd = os.dup(a.fileno())
+    a.close()
+    be = loop.netdev(type="socket", fd=str(fd))
+    assert [be.info_line().replace(f"fd={fd}", "fd=N")] == \
+        [ln.replace(f"fd={proc.args[-1].split('=')[-1]}", "fd=N") for ln in theirs]
+    got = Collector(be)
+    be.send(b"out")
+    if kind == socket.SOCK_STREAM:
+        assert read_framed(b, 1) == [b"out"]
+        b.sendall(framed(b"in"))
+    else:
+        b.settimeout(5)
+        assert b.recv(100) == b"out"
+        b.send(b"in")
+    assert got.wait(1) == [b"in"]
+    b.close()
