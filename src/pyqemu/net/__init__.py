@@ -8,7 +8,9 @@ refused with a clear message until it has its own implementation.
 :func:`create_netdev` takes the option dict the command line parsed (``type`` and
 ``id`` included) and returns a started :class:`NetBackend`. A NIC model calls
 :meth:`NetBackend.set_receive` and :meth:`NetBackend.send`; receive callbacks run on
-the main loop thread under the BQL.
+the main loop thread under the BQL. :func:`nic_options` splits a ``-nic`` into its
+netdev and NIC, :func:`info_network` prints HMP's "info network", :func:`netdev_help`
+answers ``-netdev help``.
 
 Exceptions::
 
