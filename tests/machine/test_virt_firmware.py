@@ -78,3 +78,52 @@ def test_edk2_reaches_first_console_output(tmp_path: Path) -> None:
     vm.start()
     vm.run_main_loop()
     assert bytes(console.data).split(b"\n")[0] + b"\n" == theirs
+
+
+UBOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
+
+
+@pytest.mark.slow
+def test_uboot_reaches_its_banner_and_dram(tmp_path: Path) -> None:
+    """Debian's u-boot-qemu (qemu_arm64) from -bios prints its banner and the RAM size
+    as under QEMU."""
+    import threading
+    import time
+
+    from pyqemu.hw.char import BufferBackend
+    from tests.machine.virtboard import build
+
+    if not UBOOT.exists():
+        pytest.skip("u-boot-qemu not installed (scripts/setup.sh installs it)")
+    args = ["-M", "virt", "-cpu", "max", "-m", "512M", "-nographic", "-monitor", "none",
+            "-serial", "stdio", "-nic", "none", "-bios", str(UBOOT)]
+    exe = require_tool("qemu-system-aarch64")
+    proc = subprocess.Popen([exe, *args], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    theirs = b""
+    try:
+        while b"DRAM:" not in theirs or not theirs.endswith(b"\n"):
+            chunk = proc.stdout.read1(4096)  # type: ignore[attr-defined]
+            assert chunk
+            theirs += chunk
+    finally:
+        proc.kill()
+        proc.wait()
+    want = theirs[:theirs.index(b"\n", theirs.index(b"DRAM:")) + 1]
+    cfg = config(mem=512 << 20, bios=str(UBOOT))
+    cfg.accel_props["backend"] = "llvm"
+    console = BufferBackend()
+    cfg.chardevs["serial0"] = console
+    cfg.serials = ["serial0"]
+    vm, _board = build(cfg)
+
+    def watch() -> None:
+        deadline = time.monotonic() + 600
+        while len(console.data) < len(want) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        vm.main_loop.call_soon(vm.quit)
+
+    threading.Thread(target=watch, daemon=True).start()
+    vm.start()
+    vm.run_main_loop()
+    assert bytes(console.data)[:len(want)] == want
