@@ -72,8 +72,6 @@ PHANDLE_START = 0x8000
 PSCI_CPU_OFF = 0x84000002
 #: QEMU's FDT_MAX_SIZE: the size of the blob the guest gets
 FDT_MAX_SIZE = 0x100000
-#: the flash banks (two 64 MiB CFI devices in QEMU)
-FLASH_SECTOR_SIZE = 256 * 1024
 
 #: -machine properties of virt (QEMU 7.2's, help text as ``-machine virt,help``)
 VIRT_PROPS: dict[str, tuple[str, str]] = {

@@ -15,7 +15,7 @@ import dataclasses
 import struct
 from enum import IntEnum
 
-from pyqemu.hw import log
+from pyqemu.hw import HwError, log
 from pyqemu.memory import AddressSpace, GuestMemoryError
 
 __all__ = ["FW_CFG_FILE_FIRST", "FW_CFG_MMIO_SIZE", "FWCfg", "FWCfgKey"]
@@ -77,7 +77,7 @@ class _Entry:
     allow_write: bool = False
 
 
-class FWCfgError(Exception):
+class FWCfgError(HwError):
     """Host-side misuse (too many files, duplicate name)."""
 
 
