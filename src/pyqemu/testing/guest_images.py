@@ -197,12 +197,14 @@ def kernel_modules_dir() -> Path:
 
 def busybox_static() -> Path:
     """Path of Debian's busybox-static arm64 binary (fetched on first use)."""
-    root = cache_dir() / "busybox-static-arm64"
+    # Not tests/linux_user's busybox-static-arm64 directory: that fixture unpacks in place,
+    # so it may be half-made while another test worker looks at it.
+    root = cache_dir() / "busybox-static-arm64.unpacked"
     exe = root / "bin" / "busybox"
     with _cache_lock():
         if not exe.exists():
             deb = _apt_download(_BUSYBOX_PKG, cache_dir() / "busybox-download")
-            if root.exists():  # a half-made directory from an older helper
+            if root.exists():  # left by an interrupted run: _unpack renames into place
                 shutil.rmtree(root)
             _unpack(deb, root)
     if not exe.exists():
