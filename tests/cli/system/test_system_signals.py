@@ -17,7 +17,9 @@ pytestmark = pytest.mark.timeout(180)
 ARGS = ["-M", "virt", "-cpu", "max", "-display", "none", "-S", "-nic", "none"]
 
 
-@pytest.mark.parametrize("signo", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+@pytest.mark.parametrize("signo", [signal.SIGTERM,
+                                   pytest.param(signal.SIGINT, marks=pytest.mark.slow),
+                                   pytest.param(signal.SIGHUP, marks=pytest.mark.slow)])
 def test_termination_signal_as_qemu(tmp_path: pathlib.Path, signo: int) -> None:
     require_tool(QEMU)
     results = []
