@@ -186,9 +186,8 @@ def test_ext_features_advertised() -> None:
     """-cpu max advertises exactly what trans_ext implements: the hwcaps are on, the ID
     register fields read as QEMU 7.2's max (checked against qemu-aarch64 elsewhere)."""
     feats = a64cpu.cpu_model("max").effective_features()
-    for f in ("asimdrdm", "asimddp", "i8mm", "fcma", "asimdfhm", "jscvt", "sm3", "sm4"):
+    for f in ("asimdrdm", "asimddp", "i8mm", "fcma", "asimdfhm", "jscvt", "sm3", "sm4", "bf16"):
         assert f in feats
-    assert "bf16" not in feats  # until BFCVT/BFCVTN reach trans_ext (see its docstring)
     m = a64cpu.cpu_model("max")
     isar0 = m.id_reg("id_aa64isar0")
     assert (isar0 >> 28) & 15 == 1 and (isar0 >> 44) & 15 == 1  # RDM, DP
@@ -196,7 +195,7 @@ def test_ext_features_advertised() -> None:
     assert (isar0 >> 48) & 15 == 1  # FHM
     isar1 = m.id_reg("id_aa64isar1")
     assert (isar1 >> 12) & 15 == 1 and (isar1 >> 16) & 15 == 1  # JSCVT, FCMA
-    assert (isar1 >> 52) & 15 == 1 and (isar1 >> 44) & 15 == 0  # I8MM, no BF16
+    assert (isar1 >> 52) & 15 == 1 and (isar1 >> 44) & 15 == 1  # I8MM, BF16
 
 
 @pytest.mark.slow

@@ -67,7 +67,5 @@ def test_bf16_program_matches_qemu_with_bf16_decoded(tmp_path: Path) -> None:
     _compare(_build(tmp_path, "bf16", ["-O2", BF16_MARCH]), _RUN_BF16)
 
 
-@pytest.mark.xfail(strict=True, reason="FEAT_BF16 not enabled: BFCVT/BFCVTN are decoded "
-                   "by trans_fp/trans_simd first (SIGILL), so bf16 is not in PROVIDES")
 def test_bf16_program_matches_qemu(tmp_path: Path) -> None:
     _compare(_build(tmp_path, "bf16", ["-O2", BF16_MARCH]), _RUN)

@@ -5,9 +5,7 @@ FEAT_BF16 (BFDOT, BFMMLA, BFMLALB/T, BFCVT, BFCVTN/N2).
 
 FEAT_FlagM/FlagM2 (CFINV, RMIF, SETF8/16, AXFLAG, XAFLAG) are in the base ISA
 (trans_system/trans_dp_reg). BFCVT and BFCVTN fall in trans_fp's and trans_simd's
-patterns, which decode first and reject them: until they are handed over here, ``bf16``
-is not in PROVIDES (so it is neither advertised nor decoded; the BF16 handlers are
-tested with a decoder that puts this table first).
+patterns, which decode first: those hand the two encodings to the handlers here.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from pyqemu.target.aarch64.translate import DisasContext, feature, write_reg
 
 DECODE_FILES = ("ext.decode",)
 PROVIDES = frozenset({"asimdrdm", "asimddp", "i8mm", "fcma", "asimdfhm", "jscvt", "sm3",
-                      "sm4"})
+                      "sm4", "bf16"})
 
 _PURE = CallFlags.NO_READ_GLOBALS | CallFlags.NO_WRITE_GLOBALS | CallFlags.NO_FAULT
 _VEC = 0xFFFFFFFF  # "no index": the vector form of an indexed helper

@@ -174,6 +174,10 @@ def _c(v: int, w: int = 32) -> Const:
 
 def trans_FP_1SRC(ctx: DisasContext, a: Any) -> bool:
     op = a.opcode
+    if a.ftype == 1 and op == 6:  # BFCVT Hd, Sn (FEAT_BF16, trans_ext)
+        from pyqemu.target.aarch64.trans_ext import trans_BFCVT
+
+        return trans_BFCVT(ctx, a)
     esz = _ESZ.get(a.ftype)
     if esz is None:
         return False

@@ -262,7 +262,14 @@ def _fpmisc(ctx: DisasContext, a: Any) -> bool:
     return True
 
 
-trans_FPMISC_v = _fpmisc
+def trans_FPMISC_v(ctx: DisasContext, a: Any) -> bool:
+    if ctx.insn & 0xBFFFFC00 == 0x0EA16800:  # BFCVTN/BFCVTN2 (FEAT_BF16, trans_ext)
+        from pyqemu.target.aarch64.trans_ext import trans_BFCVTN
+
+        return trans_BFCVTN(ctx, a)
+    return _fpmisc(ctx, a)
+
+
 trans_FPMISC_s = _fpmisc
 
 
