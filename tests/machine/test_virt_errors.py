@@ -59,6 +59,7 @@ CASES = {
     "its-not-bool": ["-M", "virt,its=maybe", "-kernel", "{k}"],
     "blk-no-drive": ["-device", "virtio-blk-device"],
     "missing-bios": ["-bios", "{dir}/nonexist"],
+    "highmem-off-4G": ["-M", "virt,highmem=off", "-m", "4G", "-kernel", "{k}"],
     "firmware-missing-kernel": ["-bios", "{k}", "-kernel", "{dir}/nonexist"],
     "firmware-missing-initrd": ["-bios", "{k}", "-kernel", "{k}", "-initrd", "{dir}/nonexist"],
     "pflash-wrong-size": ["-drive", "if=pflash,format=raw,file={junk}"],

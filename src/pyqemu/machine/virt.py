@@ -212,6 +212,10 @@ class VirtMachine:
         mem_base, mem_max = VIRT_MEMMAP["mem"]
         if cfg.ram_size > mem_max:
             raise MachineError(f"mach-virt: cannot model more than {mem_max // GiB}GB RAM")
+        if not _bool_prop(self.props, "highmem", True) and mem_base + cfg.ram_size > 1 << 32:
+            # QEMU's own message ends with a newline (an empty line follows)
+            raise MachineError(f"Addressing limited to 32 bits, but memory exceeds it by "
+                               f"{mem_base + cfg.ram_size - (1 << 32)} bytes\n")
         self.ram_base, self.ram_size = mem_base, cfg.ram_size
         self.root = MemoryRegion.new_container("system", 1 << 44)
         try:
