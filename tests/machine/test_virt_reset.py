@@ -22,3 +22,12 @@ def test_guest_reset_equals_qemu(tmp_path: Path, kind: str) -> None:
     assert vm.reset_count == 1
     assert b"boot=0000000000000002" in theirs
     assert ours.decode() == theirs.decode()
+
+
+def test_guest_reset_with_no_reboot_exits_as_qemu(tmp_path: Path) -> None:
+    elf = compile_probe(tmp_path, "reset_probe.c", 0x40100000)
+    theirs = qemu_serial(elf, ["-m", "256M", "-no-reboot"])
+    status, ours, vm = run_board(config(kernel=str(elf), no_reboot=True))
+    assert status == 0 and vm.reset_count == 0
+    assert b"boot=0000000000000002" not in theirs
+    assert ours.decode() == theirs.decode()
