@@ -69,3 +69,16 @@ def test_secure_and_virtualization_are_refused_clearly() -> None:
     for prop in ("secure", "virtualization"):
         with pytest.raises(MachineError, match="not supported by pyqemu"):
             build(config(props={prop: "on"}))
+
+
+def test_virtio_net_devices_through_the_net_factory() -> None:
+    from pyqemu.hw.virtio.net import VirtIONet
+
+    _vm, board = build(config(devices=[
+        {"driver": "virtio-net-device", "mac": "52:54:00:aa:bb:cc", "csum": "off"},
+        {"driver": "virtio-net"}]))
+    assert isinstance(board.virtio[31].device, VirtIONet)
+    assert board.virtio[31].device.mac == bytes.fromhex("525400aabbcc")
+    assert board.virtio[30].device.mac == bytes.fromhex("525400123456")
+    with pytest.raises(MachineError, match="can't find value 'zz'"):
+        build(config(devices=[{"driver": "virtio-net-device", "netdev": "zz"}]))

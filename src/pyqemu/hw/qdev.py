@@ -238,37 +238,23 @@ def _virtio_rng(board: Any, props: dict[str, str]) -> Any:
     return dev
 
 
-def _parse_mac(text: str) -> bytes:
-    parts = text.split(":")
-    try:
-        if len(parts) != 6 or any(len(p) != 2 for p in parts):
-            raise ValueError
-        return bytes(int(p, 16) for p in parts)
-    except ValueError:
-        raise QdevError(f"Property 'virtio-net-device.mac' doesn't take value '{text}'") \
-            from None
-
-
 def _virtio_net(board: Any, props: dict[str, str]) -> Any:
-    from pyqemu.hw.virtio.net import VirtIONet
+    """virtio-net-device: pyqemu.hw.virtio.net's factory (netdev, MAC, feature
+    switches)."""
+    from pyqemu.hw.virtio.net import qdev_create
 
-    backend = None
-    nd = props.get("netdev")
-    if nd:
-        backend = board.config.netdevs.get(nd)
-        if backend is None:
-            raise QdevError(f"Property 'virtio-net-device.netdev' can't find value '{nd}'")
-    count = getattr(board, "_nic_count", 0)
-    board._nic_count = count + 1
-    if "mac" in props:
-        mac = _parse_mac(props["mac"])
-    else:  # QEMU's qemu_macaddr_default_if_unset: 52:54:00:12:34:56, then :57...
-        mac = bytes((0x52, 0x54, 0x00, 0x12, 0x34, (0x56 + count) & 0xFF))
-    board.qdev_path(props)
-    name = props.get("id") or f"virtio-net-device.{count}"
-    dev = VirtIONet(board.aspace, backend, mac, nic_name=name)
-    board.plug_virtio(dev, props.get("id"))
-    return dev
+    try:
+        return qdev_create(board, props)
+    except ValueError as exc:
+        raise QdevError(str(exc)) from None
+
+
+def _net_implemented() -> frozenset[str]:
+    try:
+        from pyqemu.hw.virtio.net import FEATURE_PROPS
+    except ImportError:
+        return frozenset({"netdev", "mac", "bootindex"})
+    return frozenset({"netdev", "mac", "bootindex", *FEATURE_PROPS})
 
 
 def _from_console(driver: str) -> Factory:
@@ -303,7 +289,7 @@ register_device(DeviceClass("virtio-rng-device", "virtio-bus", "Misc devices",
                             _parse_props(_RNG_PROPS), _virtio_rng))
 register_device(DeviceClass("virtio-net-device", "virtio-bus", "Network devices",
                             _parse_props(_NET_PROPS), _virtio_net,
-                            implemented=frozenset({"netdev", "mac", "bootindex"})))
+                            implemented=_net_implemented()))
 register_device(DeviceClass("virtconsole", "virtio-serial-bus", "Input devices",
                             _parse_props(_VIRTCONSOLE_PROPS), _from_console("virtconsole"),
                             implemented=frozenset({"chardev", "name", "nr"})))
