@@ -5,6 +5,8 @@ through an alias, and DMA into code. The harness is test_sys_qemu_oracle's."""
 
 from __future__ import annotations
 
+import io
+import subprocess
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,12 +17,14 @@ import pytest
 from pyqemu.accel.tcg.context import TCGContext
 from pyqemu.accel.tcg.physmem import PhysicalMemory
 from pyqemu.accel.tcg.vcpu import VCPU
+from pyqemu.hw import log
 from pyqemu.memory import AddressSpace, MemoryRegion
 from pyqemu.target.aarch64.exceptions import SystemExit_, cpu_loop_system
 from pyqemu.target.aarch64.mmu import SystemMemory
 from pyqemu.target.aarch64.psci import PSCI
 from pyqemu.target.aarch64.sysregs import SYS_PARANGE
 from pyqemu.target.aarch64.translate import AArch64Frontend
+from tests.conftest import require_tool
 from tests.target.aarch64.test_sys_qemu_oracle import (
     AF,
     AP_EL0,
@@ -33,6 +37,7 @@ from tests.target.aarch64.test_sys_qemu_oracle import (
     check,
     mmu_on,
     program,
+    run_pyqemu,
 )
 
 T2 = TABLES + 0x10000  # a second translation table set
@@ -342,3 +347,28 @@ def test_arena_adopts_regions_and_keeps_contents() -> None:
     assert ram.ram is not None and bytes(ram.ram[0x10:0x13]) == b"dma"
     assert phys.phys_to_host(0x40000000 + (64 << 20)) is None  # past the end of RAM
     phys.close()
+
+
+@pytest.mark.parametrize("insn", ["ldr x1, [x2]", "str w1, [x2, #0x10]", "ldrh w1, [x2, #6]",
+                                  "add x2, x2, #0x10\n br x2"])
+def test_unassigned_guest_error_lines(tmp_path: Path, insn: str) -> None:
+    """``-d guest_errors``: the line QEMU logs for an access nobody answers."""
+    qemu = require_tool("qemu-system-aarch64")
+    elf, image = build(tmp_path, program(f"ldr x2, =0x0c000000\n {insn}\n"))
+    qlog = tmp_path / "q.log"
+    subprocess.run([qemu, "-M", "virt", "-cpu", "cortex-a72", "-m", "128M", "-nodefaults",
+                    "-display", "none", "-serial", "null", "-monitor", "none", "-no-reboot",
+                    "-d", "guest_errors", "-D", str(qlog), "-kernel", str(elf)],
+                   check=True, timeout=40)
+    buf = io.StringIO()
+    old_stream, old_enabled = log.stream, set(log.enabled)
+    log.stream = buf
+    log.enable("guest_errors")
+    try:
+        run_pyqemu(image)
+    finally:
+        log.stream = old_stream
+        log.enabled.clear()
+        log.enabled.update(old_enabled)
+    assert buf.getvalue() == qlog.read_text()
+    assert "Invalid" in buf.getvalue()

@@ -187,10 +187,20 @@ class PhysicalMemory:
             done += n
         return value
 
+    @staticmethod
+    def _unassigned(pa: int, size: int, vaddr: int, access: Access) -> MemoryFault:
+        """The decode error of an access nobody answers (QEMU's guest-error line)."""
+        from pyqemu.hw import log
+
+        what = "write" if access == Access.WRITE else "read"
+        log.guest_error(f"Invalid {what} at addr 0x{pa:X}, size {size}, region '(null)', "
+                        "reason: rejected")
+        return MemoryFault(vaddr, access, "bus")
+
     def _io_read1(self, pa: int, size: int, vaddr: int, access: Access) -> int:
         r = self._lookup(pa)
         if r is None or pa + size > r.end:
-            raise MemoryFault(vaddr, access, "bus")
+            raise self._unassigned(pa, size, vaddr, access)
         mr = r.region
         off = r.offset_in_region + (pa - r.start)
         if mr.kind == "ram":
@@ -216,7 +226,7 @@ class PhysicalMemory:
     def _io_write1(self, pa: int, size: int, value: int, vaddr: int) -> None:
         r = self._lookup(pa)
         if r is None or pa + size > r.end:
-            raise MemoryFault(vaddr, Access.WRITE, "bus")
+            raise self._unassigned(pa, size, vaddr, Access.WRITE)
         mr = r.region
         off = r.offset_in_region + (pa - r.start)
         if mr.kind == "ram":

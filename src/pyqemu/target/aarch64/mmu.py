@@ -278,5 +278,13 @@ class SystemMemory:
             return TLBFill(ho, tr.prot, page_bits=tr.page_bits)
         if self._mmio_ops is None:
             raise MemoryFault(vaddr, access, "bus")
+        if access == Access.EXEC:
+            # no code runs from devices here; an unassigned address is also logged as
+            # QEMU's guest error (its fetch is a 4-byte read)
+            pa = pa_page | (vaddr & ~PAGE_MASK)
+            unassigned = getattr(self.phys, "_unassigned", None)
+            if unassigned is not None and not self.phys.is_assigned(pa):  # type: ignore[attr-defined]
+                raise unassigned(pa, 4, vaddr, Access.EXEC)
+            raise MemoryFault(vaddr, access, "bus")
         # MMIO (or unassigned: the callables raise the external abort on access)
         return TLBFill(0, tr.prot, mmio=self._mmio_ops(pa_page))
