@@ -136,9 +136,12 @@ class CharBackend:
 
     def _watch(self) -> None:
         fd = self._read_fd()
-        if fd is not None and self.main_loop is not None:
+        if fd is not None and fd >= 0 and self.main_loop is not None and not self.closed:
             self.main_loop.remove_reader(fd)
-            self.main_loop.add_reader(fd, self._on_readable)
+            try:
+                self.main_loop.add_reader(fd, self._on_readable)
+            except (KeyError, ValueError, OSError):
+                pass  # the fd was closed meanwhile (close() from another thread)
 
     def _unwatch(self) -> None:
         fd = self._read_fd()

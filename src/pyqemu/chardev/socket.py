@@ -228,9 +228,17 @@ class SocketChardev(CharBackend):
             self._watch_listener()
 
     def _watch_listener(self) -> None:
-        if self.listener is not None and self.main_loop is not None:
-            self.main_loop.remove_reader(self.listener.fileno())
-            self.main_loop.add_reader(self.listener.fileno(), self._on_accept)
+        listener = self.listener
+        if listener is None or self.main_loop is None or self.closed:
+            return
+        fd = listener.fileno()
+        if fd < 0:
+            return  # closed meanwhile (close() from another thread)
+        self.main_loop.remove_reader(fd)
+        try:
+            self.main_loop.add_reader(fd, self._on_accept)
+        except (KeyError, ValueError, OSError):
+            pass  # closed between the check and the registration
 
     def _on_accept(self) -> None:
         assert self.listener is not None
