@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -190,6 +191,8 @@ def main() -> int:
                     help="write each emulator's console up to the init marker, every line "
                          "prefixed with its arrival time (s), to DIR/<emulator>-console.log")
     args = ap.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so every emulator started is killed on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     try:
         initrd = guest_images.build_initramfs(init_script=BENCH_SCRIPT)
