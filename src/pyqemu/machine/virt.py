@@ -764,6 +764,9 @@ class VirtMachine:
         cpu.tlb_flush()
         cpu.set_pc(0)
         cpu.exit_request = False
+        reset_cpuif = getattr(self.gic, "reset_cpu_interface", None)
+        if reset_cpuif is not None:  # GICv3: ICC_* reset with the CPU (PSCI CPU_ON too)
+            reset_cpuif(cpu.cpu_index)
 
     def run_cpu(self, cpu: Any, should_stop: Callable[[Any], bool]) -> None:
         from pyqemu.target.aarch64.exceptions import cpu_loop_system
