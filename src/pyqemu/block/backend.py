@@ -324,6 +324,10 @@ class GuestView:
     def virtual_size(self) -> int:
         return self.blk.size
 
+    @property
+    def readonly(self) -> bool:
+        return bool(self.blk.readonly)
+
     def read(self, offset: int, length: int) -> bytes:
         return self.blk.read(offset, length)
 

@@ -223,8 +223,11 @@ def _virtio_blk(board: Any, props: dict[str, str]) -> Any:
         blk.attach_dev(path)
     except Exception as exc:  # noqa: BLE001 - the block layer's own message
         raise QdevError(str(exc)) from None
-    dev = VirtIOBlock(board.aspace, blk.image, readonly=bool(blk.readonly),
-                      serial=props.get("serial", ""), discard=getattr(blk, "discard", "ignore"))
+    # I/O through the backend's guest view: its cache mode (writethrough flushes, unsafe
+    # never does), discard policy and read-only rule apply
+    dev = VirtIOBlock(board.aspace, blk.guest_view(), readonly=bool(blk.readonly),
+                      serial=props.get("serial", ""), discard=getattr(blk, "discard", "ignore"),
+                      writeback=bool(getattr(blk, "writeback", True)))
     board.plug_virtio(dev, props.get("id"))
     return dev
 

@@ -791,8 +791,9 @@ class VirtMachine:
             self.gpio_key.press()
 
     def block_backends(self) -> list[Any]:
-        """Every block backend of the machine (QMP query-block)."""
-        return list(self.config.drives.values())
+        """The block backends QMP query-block lists (-blockdev nodes only once a device
+        uses them, as QEMU)."""
+        return [b for b in self.config.drives.values() if getattr(b, "listed", True)]
 
     # ------------------------------------------------------------------ PSCI
     def _cpu_by_affinity(self, mpidr: int) -> Any:

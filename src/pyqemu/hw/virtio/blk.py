@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from pyqemu.block import BlockError
+from pyqemu.block.backend import GuestView
 from pyqemu.block.driver import Image
 from pyqemu.hw import log
 from pyqemu.hw.virtio.virtqueue import (
@@ -64,10 +65,12 @@ class VirtIOBlock(VirtIODevice):
     name = "virtio-blk"
     queue_max = 256
 
-    def __init__(self, mem: AddressSpace, image: Image, *, readonly: bool = False,
-                 serial: str = "", discard: str = "ignore") -> None:
+    def __init__(self, mem: AddressSpace, image: Image | GuestView, *, readonly: bool = False,
+                 serial: str = "", discard: str = "ignore", writeback: bool = True) -> None:
         """``discard`` is -drive's discard=ignore (QEMU's default: DISCARD succeeds and
-        does nothing, WRITE_ZEROES never unmaps) or discard=unmap."""
+        does nothing, WRITE_ZEROES never unmaps) or discard=unmap. ``writeback``: the
+        drive's cache mode has a volatile write cache (QEMU's initial WCE config byte);
+        without it every write is flushed."""
         super().__init__(mem)
         if discard not in ("ignore", "unmap"):
             raise ValueError(f"invalid discard option {discard!r}")
@@ -75,7 +78,8 @@ class VirtIOBlock(VirtIODevice):
         self.image = image
         self.readonly = readonly or image.readonly
         self.serial = serial
-        self.writeback = 1
+        self.writeback_default = 1 if writeback else 0
+        self.writeback = self.writeback_default
         self.host_features |= (1 << VIRTIO_BLK_F_SEG_MAX) | (1 << VIRTIO_BLK_F_GEOMETRY) \
             | (1 << VIRTIO_BLK_F_BLK_SIZE) | (1 << VIRTIO_BLK_F_FLUSH) \
             | (1 << VIRTIO_BLK_F_TOPOLOGY) | (1 << VIRTIO_BLK_F_CONFIG_WCE) \
@@ -118,7 +122,7 @@ class VirtIOBlock(VirtIODevice):
 
     def reset(self) -> None:
         super().reset()
-        self.writeback = 1
+        self.writeback = self.writeback_default
 
     def handle_request(self, vq: VirtQueue, elem: VirtQueueElement) -> int:
         if elem.out_len < 16 or elem.in_len < 1:
