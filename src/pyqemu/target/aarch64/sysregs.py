@@ -574,3 +574,12 @@ def _trans_hook(ctx: Any, hook: SysRegHook, rt_value: Any, dest: Temp | None) ->
     ctx.b.gen_call(helper_hook_write, *args, rt_value)
     gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
     return True
+
+
+def _read_isr(cpu: Any) -> int:
+    """ISR_EL1: the pending physical interrupts (A = SError, I = IRQ, F = FIQ)."""
+    p = int(cpu.state.irq_pending)
+    return ((p & 1) << 7) | ((p & 2) << 5) | ((p & 4) << 6)
+
+
+register_sysreg_hook(SysRegHook("ISR_EL1", (3, 0, 12, 1, 0), read=_read_isr, write=None))
