@@ -16,6 +16,7 @@ DEB_PACKAGES=(
   qemu-efi-aarch64        # UEFI firmware for -bios/-pflash boot tests
   u-boot-qemu             # U-Boot for -M virt: the other firmware the issue names
   ipxe-qemu               # the option ROMs qemu-system wants for its default NICs
+  cpio kmod               # references for the initramfs builder (cpio reads ours; modinfo)
 )
 
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

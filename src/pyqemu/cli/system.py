@@ -1371,8 +1371,11 @@ def _install_signal_handlers(vm: Any, loop: Any) -> None:
                 who = f" from pid {info.si_pid} ({_pid_name(info.si_pid)})"
             else:
                 who = ""
-            sys.stderr.write(f"{PROG}: terminating on signal {info.si_signo}{who}\n")
-            sys.stderr.flush()
+            try:
+                sys.stderr.write(f"{PROG}: terminating on signal {info.si_signo}{who}\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass  # nobody reads stderr any more: still terminate
             loop.call_soon(lambda: vm.shutdown(guest=False, reason="host-signal"))
 
     threading.Thread(target=waiter, name="signals", daemon=True).start()
