@@ -54,6 +54,23 @@ M64 = (1 << 64) - 1
 _UNICORN_MODEL = dataclasses.replace(a64cpu.cpu_model("max"), dczid=4)
 
 
+#: instructions pyqemu implements that Unicorn (QEMU 5.0's TCG) does not decode: random
+#: encodings hitting them are checked against qemu-aarch64 7.2 elsewhere
+#: (test_ext_qemu_oracle.py), not here. (mask, value, name)
+UNICORN_LACKS = (
+    (0xFFFFFC00, 0x1E634000, "BFCVT"),  # FEAT_BF16
+    (0xBFFFFC00, 0x0EA16800, "BFCVTN"),  # FEAT_BF16
+)
+
+
+def unicorn_lacks(word: int) -> str | None:
+    """The name of the instruction if Unicorn cannot be the oracle for ``word``."""
+    for mask, value, name in UNICORN_LACKS:
+        if word & mask == value:
+            return name
+    return None
+
+
 @dataclasses.dataclass
 class State:
     """Architectural state handed to both emulators."""
