@@ -50,6 +50,9 @@ SI_USER, SI_QUEUE, SI_TKILL = 0, -1, -6
 SEGV_MAPERR, SEGV_ACCERR = 1, 2
 BUS_ADRALN, BUS_ADRERR = 1, 2
 ILL_ILLOPC = 1
+#: QEMU 7.2's linux-user reports an undefined A64 instruction (EXCP_UDEF) as SIGILL with
+#: ILL_ILLOPN, not ILL_ILLOPC (checked: qemu-aarch64 si_code=2 for .inst 0x00000000).
+ILL_ILLOPN = 2
 TRAP_BRKPT = 1
 
 #: default action "ignore"
