@@ -21,6 +21,7 @@ from typing import Any
 from llvmlite import ir
 
 from pyqemu.backend.base import BackendError
+from pyqemu.backend.llvm import native
 from pyqemu.backend.llvm import runtime as rt
 from pyqemu.ir.core import Const, Global, Helper, IRBlock, Op, Temp
 from pyqemu.ir.ops import Cond, MemOp
@@ -410,8 +411,10 @@ class BlockCodegen:
     # --- helpers and memory ---
     def call(self, op: Op) -> None:
         helper: Helper = op.args[0]
-        hid = rt.register_helper(helper)
         ins = [self.get(x) for x in op.args[1:]]
+        if not op.outs and native.lower_call(self, helper, op.args[1:], ins):
+            return
+        hid = rt.register_helper(helper)
         outs = self.callback(hid, ins, len(op.outs))
         for t, v in zip(op.outs, outs):
             self.put(t, v if t.width == 64 else self.b.trunc(v, _INT[t.width]))

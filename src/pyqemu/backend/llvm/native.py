@@ -1,0 +1,326 @@
+"""Native lowerings of hot helpers: LLVM IR emitted in place of a Python callback.
+
+A helper call whose selector arguments are constants at the call site (the AArch64
+Advanced SIMD helpers take opcode, registers and element size as immediates) is lowered
+to vector operations on the state buffer when the combination is one whose semantics
+are plain modular lane arithmetic (no saturation, no FPSR flags). Anything else keeps
+the callback, so a lowering is an optimisation that can only ever decline
+(``PYQEMU_LLVM_NATIVE=0`` turns them all off, for comparison).
+
+Each lowering mirrors its Python helper exactly (``helpers_simd.three_same``,
+``helpers_simd.shift_imm``, ``trans_fp._fp1``/``_fcsel``); tests/backend/llvm checks
+them bit for bit against the helpers (through the interpreter) and Unicorn.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from llvmlite import ir
+
+from pyqemu.ir.core import Const, Helper
+
+__all__ = ["lower_call", "stats"]
+
+I1 = ir.IntType(1)
+I64 = ir.IntType(64)
+I128 = ir.IntType(128)
+
+#: lowered call sites per helper name (for tests and PYQEMU_LLVM_DEBUG)
+stats: Counter[str] = Counter()
+
+Lowering = Callable[[Any, list[int], list[Any]], bool]
+_table: dict[int, tuple[str, Lowering]] | None = None
+_vregs = 0
+
+
+def _it(bits: int) -> ir.IntType:
+    return ir.IntType(bits)
+
+
+def _vec(ebits: int, n: int) -> ir.VectorType:
+    return ir.VectorType(_it(ebits), n)
+
+
+def _splat(ty: ir.VectorType, v: int) -> ir.Constant:
+    m = (1 << ty.element.width) - 1
+    return ir.Constant(ty, [v & m] * ty.count)
+
+
+class _V:
+    """Vector register access on the state buffer for one codegen."""
+
+    def __init__(self, g: Any) -> None:
+        self.g = g
+        self.b: ir.IRBuilder = g.b
+
+    def load(self, reg: int, nbytes: int) -> ir.Value:
+        """The low ``nbytes`` of V<reg> as one integer."""
+        return self.b.load(self.g.sptr(_vregs + 16 * reg), typ=_it(8 * nbytes), align=8)
+
+    def store(self, reg: int, val: ir.Value) -> None:
+        """V<reg> = val zero-extended to 128 bits (vset semantics)."""
+        if val.type.width < 128:
+            val = self.b.zext(val, I128)
+        self.b.store(val, self.g.sptr(_vregs + 16 * reg), align=8)
+
+    def lanes(self, v: ir.Value, ebits: int) -> ir.Value:
+        return self.b.bitcast(v, _vec(ebits, v.type.width // ebits))
+
+    def whole(self, v: ir.Value) -> ir.Value:
+        return self.b.bitcast(v, _it(v.type.element.width * v.type.count))
+
+    def ext(self, v: ir.Value, signed: bool, factor: int = 2) -> ir.Value:
+        ty = _vec(v.type.element.width * factor, v.type.count)
+        return self.b.sext(v, ty) if signed else self.b.zext(v, ty)
+
+    def mask(self, c: ir.Value) -> ir.Value:
+        """An i1 vector as all-ones / zero lanes of ``ty``."""
+        return c
+
+
+def _cmp(b: ir.IRBuilder, op: str, x: ir.Value, y: ir.Value, signed: bool) -> ir.Value:
+    return b.icmp_signed(op, x, y) if signed else b.icmp_unsigned(op, x, y)
+
+
+# ------------------------------------------------------------------ three_same
+
+def _three_same(g: Any, c: list[int], _vals: list[Any]) -> bool:
+    uop, rd, rn, rm, qesz = c
+    u, opcode = uop >> 5, uop & 31
+    esz, q, scalar = qesz & 3, (qesz >> 2) & 1, qesz >> 3
+    nbytes = (1 << esz) if scalar else (16 if q else 8)
+    bits = 8 << esz
+    v = _V(g)
+    b = v.b
+    if opcode == 3:
+        n, m = v.load(rn, nbytes), v.load(rm, nbytes)
+        key = (u, esz)
+        if key == (0, 0):
+            r = b.and_(n, m)
+        elif key == (0, 1):
+            r = b.and_(n, b.not_(m))
+        elif key == (0, 2):
+            r = b.or_(n, m)
+        elif key == (0, 3):
+            r = b.or_(n, b.not_(m))
+        elif key == (1, 0):
+            r = b.xor(n, m)
+        else:
+            d = v.load(rd, nbytes)
+            if key == (1, 1):
+                r = b.xor(m, b.and_(b.xor(m, n), d))
+            elif key == (1, 2):
+                r = b.xor(d, b.and_(b.xor(d, n), m))
+            else:
+                r = b.xor(d, b.and_(b.xor(d, n), b.not_(m)))
+        v.store(rd, r)
+        return True
+    signed = not u
+    if opcode not in (0, 2, 4, 6, 7, 12, 13, 14, 15, 16, 17, 18, 20, 21, 23) and \
+            not (opcode == 19 and not u):
+        return False
+    if opcode in (20, 21, 23) and scalar:
+        return False
+    vn = v.lanes(v.load(rn, nbytes), bits)
+    vm = v.lanes(v.load(rm, nbytes), bits)
+    ty = vn.type
+    ones = _splat(ty, -1)
+    zero = _splat(ty, 0)
+    if opcode in (20, 21, 23):  # pairwise over the concatenation n:m
+        L = ty.count
+        a = b.shuffle_vector(vn, vm, ir.Constant(_vec(32, L), list(range(0, 2 * L, 2))))
+        c2 = b.shuffle_vector(vn, vm, ir.Constant(_vec(32, L), list(range(1, 2 * L, 2))))
+        if opcode == 23:
+            r = b.add(a, c2)
+        else:
+            pick = _cmp(b, ">" if opcode == 20 else "<", a, c2, signed)
+            r = b.select(pick, a, c2)
+        v.store(rd, v.whole(r))
+        return True
+    if opcode in (0, 2, 4):  # halving: in lanes twice as wide, then floor-shift
+        wa, wb = v.ext(vn, signed), v.ext(vm, signed)
+        s = b.sub(wa, wb) if opcode == 4 else b.add(wa, wb)
+        if opcode == 2:
+            s = b.add(s, _splat(s.type, 1))
+        s = b.ashr(s, _splat(s.type, 1))
+        r = b.trunc(s, ty)
+    elif opcode in (6, 7):
+        r = b.select(_cmp(b, ">" if opcode == 6 else ">=", vn, vm, signed), ones, zero)
+    elif opcode in (12, 13):
+        r = b.select(_cmp(b, ">" if opcode == 12 else "<", vn, vm, signed), vn, vm)
+    elif opcode in (14, 15):
+        gt = _cmp(b, ">", vn, vm, signed)
+        r = b.select(gt, b.sub(vn, vm), b.sub(vm, vn))
+        if opcode == 15:
+            r = b.add(v.lanes(v.load(rd, nbytes), bits), r)
+    elif opcode == 16:
+        r = b.sub(vn, vm) if u else b.add(vn, vm)
+    elif opcode == 17:
+        if u:
+            r = b.select(b.icmp_unsigned("==", vn, vm), ones, zero)
+        else:
+            r = b.select(b.icmp_unsigned("!=", b.and_(vn, vm), zero), ones, zero)
+    elif opcode == 18:
+        d = v.lanes(v.load(rd, nbytes), bits)
+        p = b.mul(vn, vm)
+        r = b.sub(d, p) if u else b.add(d, p)
+    else:  # 19, u == 0: MUL
+        r = b.mul(vn, vm)
+    v.store(rd, v.whole(r))
+    return True
+
+
+# ------------------------------------------------------------------ shift_imm
+
+def _shift_imm(g: Any, c: list[int], _vals: list[Any]) -> bool:
+    uop, rd, rn, qesz, shift = c
+    u, opcode = uop >> 5, uop & 31
+    esz, q, scalar = qesz & 3, (qesz >> 2) & 1, qesz >> 3
+    signed = not u
+    bits = 8 << esz
+    nbytes = (1 << esz) if scalar else (16 if q else 8)
+    v = _V(g)
+    b = v.b
+    if opcode in (16, 17) and not u and not scalar and esz < 3:  # SHRN, RSHRN
+        if not 0 < shift <= bits:
+            return False
+        src = v.lanes(v.load(rn, 16), 2 * bits)
+        w = v.ext(src, True)  # lanes of 4 * bits: the rounding add cannot wrap
+        if opcode & 1:
+            w = b.add(w, _splat(w.type, 1 << (shift - 1)))
+        w = b.ashr(w, _splat(w.type, shift))
+        narrow = v.whole(b.trunc(w, _vec(bits, src.type.count)))  # i64
+        if q:
+            lo = v.load(rd, 8)
+            r = b.or_(b.zext(lo, I128), b.shl(b.zext(narrow, I128), ir.Constant(I128, 64)))
+            v.store(rd, r)
+        else:
+            v.store(rd, narrow)
+        return True
+    if opcode == 20:  # SSHLL, USHLL (esz of the source)
+        if esz == 3 or not 0 <= shift < 2 * bits:
+            return False
+        x = v.load(rn, 16)
+        if q:
+            x = b.lshr(x, ir.Constant(I128, 64))
+        src = v.lanes(b.trunc(x, I64), bits)
+        w = v.ext(src, signed)
+        if shift:
+            w = b.shl(w, _splat(w.type, shift))
+        v.store(rd, v.whole(w))
+        return True
+    if opcode not in (0, 2, 4, 6, 8, 10):
+        return False
+    if not 0 <= shift <= bits:
+        return False
+    vn = v.lanes(v.load(rn, nbytes), bits)
+    ty = vn.type
+    if opcode in (0, 2, 4, 6):  # [SU]SHR, [SU]SRA, [SU]RSHR, [SU]RSRA
+        if shift == 0:
+            return False
+        w = v.ext(vn, signed)
+        if opcode & 4:
+            w = b.add(w, _splat(w.type, 1 << (shift - 1)))
+        w = b.ashr(w, _splat(w.type, shift))
+        r = b.trunc(w, ty)
+        if opcode & 2:
+            r = b.add(v.lanes(v.load(rd, nbytes), bits), r)
+    elif opcode == 8:  # SRI
+        d = v.lanes(v.load(rd, nbytes), bits)
+        if shift >= bits:
+            r = d
+        else:
+            mask = ((1 << bits) - 1) >> shift
+            r = b.or_(b.and_(d, _splat(ty, ~mask)), b.lshr(vn, _splat(ty, shift)))
+    elif not u:  # 10: SHL
+        if shift >= bits:
+            return False
+        r = b.shl(vn, _splat(ty, shift))
+    else:  # 10: SLI
+        if shift >= bits:
+            return False
+        mask = (((1 << bits) - 1) << shift) & ((1 << bits) - 1)
+        d = v.lanes(v.load(rd, nbytes), bits)
+        r = b.or_(b.and_(d, _splat(ty, ~mask)), b.shl(vn, _splat(ty, shift)))
+    v.store(rd, v.whole(r))
+    return True
+
+
+# ------------------------------------------------------------------ scalar FP moves
+
+_FMASK = {1: 0xFFFF, 2: 0xFFFFFFFF, 3: (1 << 64) - 1}
+
+
+def _fp1(g: Any, c: list[int], _vals: list[Any]) -> bool:
+    opcode, rd, rn, esz = c
+    if opcode > 2 or esz not in _FMASK:
+        return False
+    v = _V(g)
+    b = v.b
+    a = b.and_(v.load(rn, 8), ir.Constant(I64, _FMASK[esz]))
+    sign = ir.Constant(I64, 1 << ((8 << esz) - 1))
+    if opcode == 1:
+        a = b.and_(a, b.not_(sign))
+    elif opcode == 2:
+        a = b.xor(a, sign)
+    v.store(rd, a)
+    return True
+
+
+def _fcsel(g: Any, c: list[int], vals: list[Any]) -> bool:
+    rd, rn, rm, esz = c[1:]
+    if esz not in _FMASK:
+        return False
+    v = _V(g)
+    b = v.b
+    cond = vals[0]
+    pick = b.icmp_unsigned("!=", cond, ir.Constant(cond.type, 0))
+    r = b.select(pick, v.load(rn, 8), v.load(rm, 8))
+    v.store(rd, b.and_(r, ir.Constant(I64, _FMASK[esz])))
+    return True
+
+
+# ------------------------------------------------------------------ table
+
+def _build() -> dict[int, tuple[str, Lowering]]:
+    global _vregs
+    table: dict[int, tuple[str, Lowering]] = {}
+    try:
+        from pyqemu.target.aarch64 import cpu as a64cpu
+        from pyqemu.target.aarch64 import helpers_simd, trans_fp
+    except ImportError:
+        return table
+    _vregs = a64cpu.VREGS_OFFSET
+    table[id(helpers_simd.three_same)] = ("three_same", _three_same)
+    table[id(helpers_simd.shift_imm)] = ("shift_imm", _shift_imm)
+    table[id(trans_fp._fp1)] = ("fp1", _fp1)
+    table[id(trans_fp._fcsel)] = ("fcsel", _fcsel)
+    return table
+
+
+#: helper args that must be constants for each lowering (index into the call's args);
+#: None means all of them
+_CONST_FROM = {"fcsel": 1}
+
+
+def lower_call(g: Any, helper: Helper, args: list[Any], vals: list[Any]) -> bool:
+    """Emit ``helper(*args)`` natively into codegen ``g`` if a lowering applies."""
+    global _table
+    if _table is None:
+        _table = _build() if os.environ.get("PYQEMU_LLVM_NATIVE", "1") != "0" else {}
+    ent = _table.get(id(helper.func))
+    if ent is None:
+        return False
+    name, fn = ent
+    first = _CONST_FROM.get(name, 0)
+    if not all(isinstance(a, Const) for a in args[first:]):
+        return False
+    consts = [0] * first + [int(a.value) for a in args[first:]]
+    if not fn(g, consts, vals):
+        return False
+    stats[name] += 1
+    return True
