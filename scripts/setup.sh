@@ -17,6 +17,7 @@ DEB_PACKAGES=(
   u-boot-qemu             # U-Boot for -M virt: the other firmware the issue names
   ipxe-qemu               # the option ROMs qemu-system wants for its default NICs
   cpio kmod               # references for the initramfs builder (cpio reads ours; modinfo)
+  iproute2                # `ip`: the tap netdev tests create their tap interfaces
 )
 
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
