@@ -67,8 +67,6 @@ def test_fault_siginfo_matches_qemu(sicode_binary: Path) -> None:
     assert ours[:4] == qemu[:4]
 
 
-@pytest.mark.xfail(strict=True, reason="linux_user/main.py still reports ILL_ILLOPC (1); QEMU 7.2 "
-                   "gives ILL_ILLOPN (2) for an undefined instruction: use signal.ILL_ILLOPN there")
 def test_undefined_instruction_sigill_code_matches_qemu(sicode_binary: Path) -> None:
     """SIGILL for UDF: si_code and si_addr (the UDF's pc) as qemu-aarch64."""
     qemu = _run([require_tool("qemu-aarch64"), str(sicode_binary)])

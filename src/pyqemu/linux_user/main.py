@@ -195,8 +195,8 @@ def _sync_signal(t: Task, trap: GuestTrap) -> sigmod.SigInfo:
     if isinstance(trap, BreakpointTrap):
         return sigmod.SigInfo(sigmod.SIGTRAP, sigmod.TRAP_BRKPT, addr=pc)
     if isinstance(trap, UndefinedInstruction):
-        return sigmod.SigInfo(sigmod.SIGILL, sigmod.ILL_ILLOPC, addr=pc)
-    return sigmod.SigInfo(sigmod.SIGILL, sigmod.ILL_ILLOPC, addr=pc)
+        return sigmod.SigInfo(sigmod.SIGILL, sigmod.ILL_ILLOPN, addr=pc)
+    return sigmod.SigInfo(sigmod.SIGILL, sigmod.ILL_ILLOPN, addr=pc)
 
 
 def force_sync_signal(t: Task, info: sigmod.SigInfo) -> None:
@@ -236,7 +236,7 @@ def cpu_loop(t: Task) -> int:
             else:
                 x[0] = ret
         elif ex.reason == ExitReason.EXCEPTION:
-            force_sync_signal(t, sigmod.SigInfo(sigmod.SIGILL, sigmod.ILL_ILLOPC,
+            force_sync_signal(t, sigmod.SigInfo(sigmod.SIGILL, sigmod.ILL_ILLOPN,
                                                 addr=cpu.get_pc()))
         if t.pending or proc.sig.pending:
             sigmod.process_pending(t)
