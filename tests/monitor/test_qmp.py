@@ -242,8 +242,6 @@ def test_run_control_and_events_match_qemu(
         assert q.proc is not None and q.proc.wait(20) == 0
 
 
-@pytest.mark.xfail(reason="pyqemu.machine.vm keeps 'paused' after a reset of a stopped VM; "
-                   "QEMU 7.2 goes to 'prelaunch' (asked of the lead)", strict=False)
 def test_reset_of_paused_vm_is_prelaunch(
         fresh_machines: tuple[Machine, Machine]) -> None:
     q, p = fresh_machines

@@ -211,6 +211,8 @@ class VM:
             self.powered[i] = i == 0
         if was_running or guest:
             self._set_running()
+        elif self.runstate == "paused":
+            self.runstate = "prelaunch"  # as QEMU 7.2: a reset of a stopped VM
 
     def system_powerdown(self) -> None:
         """QMP ``system_powerdown``: the power button (the guest decides)."""
