@@ -159,8 +159,12 @@ def test_connect_and_oversized_frame(loop: Loop) -> None:
 
 
 def test_connect_refused_leaves_link_down(loop: Loop) -> None:
-    be = loop.netdev(type="socket", connect=f"127.0.0.1:{free_port()}")
-    assert until(lambda: be.link_down and be.info_str() == "")
+    # the port stays bound (not listening) for the whole test: connects are refused and no
+    # other test worker can start listening on it meanwhile
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        be = loop.netdev(type="socket", connect=f"127.0.0.1:{holder.getsockname()[1]}")
+        assert until(lambda: be.link_down and be.info_str() == "")
 
 
 def test_udp_pair(loop: Loop) -> None:
