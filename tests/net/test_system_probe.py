@@ -53,6 +53,9 @@ def test_net_dma_through_pyqemu_system(tmp_path: Path) -> None:
     assert len(their_frames) == 4 and our_frames == their_frames
 
 
+# slow: QEMU's side races the host-to-guest console bytes on a loaded host (reads 0 where the
+# data should be), as in tests/hw/virtio/test_virtio_console.py
+@pytest.mark.slow
 def test_console_dma_through_pyqemu_system(tmp_path: Path) -> None:
     import socket
     import time
