@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 from pyqemu.block.driver import Image, qemu_strtosz
 from pyqemu.block.errors import BlockError
+from pyqemu.qjson import quote as _quote
 
 __all__ = [
     "PROG",
@@ -286,35 +287,6 @@ def qdict_order(keys: Sequence[str]) -> list[str]:
     by hash bucket, and within a bucket the most recent insertion first."""
     indexed = [(_tdb_hash(k) % _QDICT_BUCKETS, -n, k) for n, k in enumerate(keys)]
     return [k for _, _, k in sorted(indexed)]
-
-
-def _quote(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        cp = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\b":
-            out.append("\\b")
-        elif ch == "\f":
-            out.append("\\f")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif cp > 0xFFFF:
-            cp -= 0x10000
-            out.append("\\u%04X\\u%04X" % (0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF)))
-        elif cp < 0x20 or cp >= 0x7F:
-            out.append("\\u%04X" % cp)
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def qjson_dumps(obj: Any, *, pretty: bool = True) -> str:

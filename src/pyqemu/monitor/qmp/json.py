@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from pyqemu.qjson import quote as _quote
+
 __all__ = ["JSONError", "JSONStreamer", "dump", "parse_tokens"]
 
 #: QEMU's limits (json-streamer.c): a message bigger than this, or nested deeper, is an
@@ -378,35 +380,6 @@ def parse_tokens(tokens: list[Token]) -> Any:
         else:
             raise expecting()
         have_result = True
-
-
-def _quote(s: str) -> str:
-    out = ['"']
-    for ch in s:
-        o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\b":
-            out.append("\\b")
-        elif ch == "\f":
-            out.append("\\f")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif 0x20 <= o < 0x7F:
-            out.append(ch)
-        elif o > 0xFFFF:
-            o -= 0x10000
-            out.append(f"\\u{0xD800 | (o >> 10):04X}\\u{0xDC00 | (o & 0x3FF):04X}")
-        else:
-            out.append(f"\\u{o:04X}")
-    out.append('"')
-    return "".join(out)
 
 
 def _float(v: float) -> str:
