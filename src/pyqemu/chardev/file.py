@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from pyqemu.chardev import CharBackend, ChardevError, _write_all
+from pyqemu.chardev.tty import read_available
 
 __all__ = ["FileChardev"]
 
@@ -43,13 +44,11 @@ class FileChardev(CharBackend):
 
     def _read_input(self) -> bytes:
         assert self.in_fd is not None
-        try:
-            data = os.read(self.in_fd, 4096)
-        except OSError:
-            data = b""
-        if not data:
+        data = read_available(self.in_fd)
+        if data is None:
             self._unwatch()  # end of the input file: nothing more will come
             self.in_fd_eof = True
+            return b""
         return data
 
     def close(self) -> None:

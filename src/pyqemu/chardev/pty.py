@@ -8,9 +8,9 @@ import os
 import select
 import sys
 import threading
-import tty
 
 from pyqemu.chardev import CharBackend, ChardevError
+from pyqemu.chardev.tty import read_available, set_raw
 
 __all__ = ["PtyChardev"]
 
@@ -27,7 +27,7 @@ class PtyChardev(CharBackend):
         except OSError as exc:
             raise ChardevError(f"Failed to create PTY: {exc.strerror}") from None
         self.pty_name = os.ttyname(slave)
-        tty.setraw(slave)
+        set_raw(slave, isig=False, opost=False)  # qemu_openpty_raw: cfmakeraw
         os.close(slave)
         os.set_blocking(self.master, False)
         self.filename = f"pty:{self.pty_name}"
@@ -83,15 +83,11 @@ class PtyChardev(CharBackend):
         return self.master if not self.closed else None
 
     def _read_input(self) -> bytes:
-        try:
-            data = os.read(self.master, 4096)
-        except BlockingIOError:
-            return b""
-        except OSError:
-            data = b""
-        if not data:
+        data = read_available(self.master)
+        if data is None:
             self._unwatch()
             self._set_connected(False)
+            return b""
         return data
 
     def close(self) -> None:

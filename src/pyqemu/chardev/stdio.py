@@ -15,6 +15,7 @@ import termios
 from typing import Any
 
 from pyqemu.chardev import CharBackend, ChardevError, _write_all
+from pyqemu.chardev.tty import raw_mode, read_available
 
 __all__ = ["StdioChardev", "restore_terminal"]
 
@@ -35,22 +36,6 @@ def restore_terminal() -> None:
         fcntl.fcntl(0, fcntl.F_SETFL, flags)
     except OSError:
         pass
-
-
-def _raw_mode(attrs: list[Any], allow_signal: bool) -> list[Any]:
-    iflag, oflag, cflag, lflag, ispeed, ospeed, cc = attrs
-    iflag &= ~(termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP
-               | termios.INLCR | termios.IGNCR | termios.ICRNL | termios.IXON)
-    oflag |= termios.OPOST
-    lflag &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.IEXTEN)
-    if not allow_signal:
-        lflag &= ~termios.ISIG
-    cflag &= ~(termios.CSIZE | termios.PARENB)
-    cflag |= termios.CS8
-    cc = list(cc)
-    cc[termios.VMIN] = 1
-    cc[termios.VTIME] = 0
-    return [iflag, oflag, cflag, lflag, ispeed, ospeed, cc]
 
 
 class StdioChardev(CharBackend):
@@ -80,7 +65,8 @@ class StdioChardev(CharBackend):
             _saved = (attrs, flags)
             atexit.register(restore_terminal)
         if attrs is not None:
-            termios.tcsetattr(in_fd, termios.TCSANOW, _raw_mode(attrs, signal))
+            termios.tcsetattr(in_fd, termios.TCSANOW,
+                              raw_mode(attrs, isig=signal, opost=True))
         if not self._eof:
             fcntl.fcntl(in_fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
         _in_use = True
@@ -97,16 +83,12 @@ class StdioChardev(CharBackend):
         return None if self._eof else self.in_fd
 
     def _read_input(self) -> bytes:
-        try:
-            data = os.read(self.in_fd, 4096)
-        except BlockingIOError:
-            return b""
-        except OSError:
-            data = b""
-        if not data:
+        data = read_available(self.in_fd)
+        if data is None:
             # EOF (stdin is /dev/null or a closed pipe): stop watching, as QEMU does
             self._unwatch()
             self._eof = True
+            return b""
         return data
 
     def close(self) -> None:
