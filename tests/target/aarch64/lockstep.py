@@ -16,12 +16,14 @@ FPSR, FPCR, v0-v31 and the DATA bytes are compared.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import dataclasses
 import random
 import struct
 import threading
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -340,3 +342,78 @@ class LockStep:
             if d:
                 mism[be] = d
         return Result(list(words), uo, outs, mism)
+
+
+# ---------------------------------------------------------------------------------------------
+# Random-encoding group sweeps shared by the instruction-class lock-step modules
+
+
+def edge_vector(rng: random.Random) -> int:
+    """128 bits built from lanes of a random size with edge values (0, 1, -1, min, max,
+    small signed shift counts)."""
+    if rng.random() < 0.3:
+        return rng.getrandbits(128)
+    esz = rng.randrange(4)
+    bits = 8 << esz
+    out = 0
+    for i in range(128 // bits):
+        r = rng.random()
+        if r < 0.4:
+            v = rng.choice((0, 1, (1 << bits) - 1, 1 << (bits - 1), (1 << (bits - 1)) - 1,
+                            (1 << (bits - 1)) + 1, 2, (1 << bits) - 2))
+        elif r < 0.6:  # small signed shift counts in the low byte
+            v = rng.randrange(-bits - 2, bits + 3) & 0xFF
+        else:
+            v = rng.getrandbits(bits)
+        out |= v << (i * bits)
+    return out
+
+
+#: one random trial of a group: (instruction word, state), or a label counting a skipped trial
+Trial = Callable[[random.Random, bytes], "tuple[int, State] | str"]
+#: looks at a result with mismatches; may drop known oracle faults from it, returns a label
+Amend = Callable[[int, "Result"], "str | None"]
+
+
+def run_group(ls: LockStep, trial: Trial, n: int, seed: int, amend: Amend | None = None
+              ) -> tuple[collections.Counter[str], list[str]]:
+    """``n`` random trials lock-stepped; returns the outcome counts and the divergence
+    reports. Encodings undefined in Unicorn and pyqemu alike count as "both-undef"."""
+    rng = random.Random(seed)
+    data = random.Random(0).randbytes(DATA_SIZE)
+    counts: collections.Counter[str] = collections.Counter()
+    fails: list[str] = []
+    for _ in range(n):
+        t = trial(rng, data)
+        if isinstance(t, str):
+            counts[t] += 1
+            continue
+        w, st = t
+        r = ls.run([w], st)
+        uk = r.unicorn.kind
+        if uk == "undef" and all(o.kind == "undef" for o in r.pyqemu.values()):
+            counts["both-undef"] += 1
+            continue
+        counts[uk] += 1
+        if r.mismatches and amend is not None:
+            label = amend(w, r)
+            if label:
+                counts[label] += 1
+        if r.mismatches:
+            fails.append(r.report() + f"\n  fpcr={st.fpcr:#x} fpsr={st.fpsr:#x}")
+    return counts, fails
+
+
+def check_group(ls: LockStep, name: str, trials: Sequence[Trial], n_each: int, min_ok: int,
+                amend: Amend | None = None, salt: str = "") -> None:
+    """Run ``n_each`` trials of each of a pattern's trial makers (seeded by name, index and
+    ``salt``); assert at least ``min_ok`` ran to completion and none diverged."""
+    total: collections.Counter[str] = collections.Counter()
+    fails: list[str] = []
+    for i, trial in enumerate(trials):
+        counts, f = run_group(ls, trial, n_each, zlib.crc32(f"{salt}{name}{i}".encode()), amend)
+        total += counts
+        fails += f
+    assert total["ok"] >= min_ok, f"{name}: too few valid encodings {dict(total)}"
+    assert not fails, (f"{name}: {len(fails)} divergences {dict(total)}\n"
+                       + "\n".join(fails[:10]))

@@ -4,14 +4,12 @@ every pattern from random register states whose lanes are biased towards the edg
 
 from __future__ import annotations
 
-import collections
 import os
 import random
-import zlib
 
 import pytest
 from fp_gen import random_fpsr
-from lockstep import DATA_SIZE, LockStep, random_state
+from lockstep import LockStep, State, Trial, check_group, edge_vector, random_state
 
 from pyqemu.decodetree import Candidate
 from pyqemu.target.aarch64.translate import a64_decoder
@@ -24,62 +22,23 @@ def _crypto_candidates() -> list[Candidate]:
             if c.handler.__module__.endswith(".trans_crypto")]
 
 
-def edge_vector(rng: random.Random) -> int:
-    """128 bits built from lanes of a random size with edge values."""
-    if rng.random() < 0.3:
-        return rng.getrandbits(128)
-    esz = rng.randrange(4)
-    bits = 8 << esz
-    out = 0
-    for i in range(128 // bits):
-        r = rng.random()
-        if r < 0.4:
-            v = rng.choice((0, 1, (1 << bits) - 1, 1 << (bits - 1), (1 << (bits - 1)) - 1,
-                            (1 << (bits - 1)) + 1, 2, (1 << bits) - 2))
-        elif r < 0.6:  # small signed shift counts in the low byte
-            v = rng.randrange(-bits - 2, bits + 3) & 0xFF
-        else:
-            v = rng.getrandbits(bits)
-        out |= v << (i * bits)
-    return out
-
-
 @pytest.fixture(scope="module")
 def ls() -> LockStep:
     return LockStep(backends=("interp", "python"))
 
 
-def run_group(ls: LockStep, c: Candidate, n: int, seed: int
-              ) -> tuple[collections.Counter[str], list[str]]:
-    rng = random.Random(seed)
-    data = random.Random(0).randbytes(DATA_SIZE)
-    counts: collections.Counter[str] = collections.Counter()
-    fails: list[str] = []
-    for _ in range(n):
+def trial(c: Candidate) -> Trial:
+    """Random encodings of ``c`` from edge-biased vector states."""
+    def make(rng: random.Random, data: bytes) -> tuple[int, State]:
         w = c.value | (rng.getrandbits(32) & ~c.mask & 0xFFFFFFFF)
         st = random_state(rng, data)
         st.v = [edge_vector(rng) for _ in range(32)]
         st.fpsr = random_fpsr(rng)
-        r = ls.run([w], st)
-        uk = r.unicorn.kind
-        if uk == "undef" and all(o.kind == "undef" for o in r.pyqemu.values()):
-            counts["both-undef"] += 1
-            continue
-        counts[uk] += 1
-        if r.mismatches:
-            fails.append(r.report())
-    return counts, fails
+        return w, st
+    return make
 
 
 @pytest.mark.parametrize("name", sorted({c.name for c in _crypto_candidates()}))
 def test_crypto_group(ls: LockStep, name: str) -> None:
     cands = [c for c in _crypto_candidates() if c.name == name]
-    total: collections.Counter[str] = collections.Counter()
-    fails: list[str] = []
-    for i, c in enumerate(cands):
-        counts, f = run_group(ls, c, N_DEFAULT // len(cands), zlib.crc32(f"{name}{i}".encode()))
-        total += counts
-        fails += f
-    assert total["ok"] > N_DEFAULT // 25, f"{name}: too few valid encodings {dict(total)}"
-    assert not fails, (f"{name}: {len(fails)} divergences {dict(total)}\n"
-                       + "\n".join(fails[:10]))
+    check_group(ls, name, [trial(c) for c in cands], N_DEFAULT // len(cands), N_DEFAULT // 25 + 1)

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 from fp_gen import random_fpcr
-from lockstep import DATA_SIZE, LockStep, State, random_state
-from test_crypto_lockstep import edge_vector
+from lockstep import DATA_SIZE, LockStep, State, edge_vector, random_state
 from test_ext_lockstep import (
     bf16_vector,
     ext_candidates,

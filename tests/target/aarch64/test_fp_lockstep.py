@@ -5,14 +5,12 @@ compared after each instruction."""
 
 from __future__ import annotations
 
-import collections
 import os
 import random
-import zlib
 
 import pytest
 from fp_gen import random_fpcr, random_fpsr, special
-from lockstep import DATA_SIZE, LockStep, random_state, unicorn_lacks
+from lockstep import DATA_SIZE, LockStep, State, Trial, check_group, random_state, unicorn_lacks
 
 from pyqemu.decodetree import Candidate
 from pyqemu.target.aarch64.translate import a64_decoder
@@ -31,7 +29,7 @@ def ls() -> LockStep:
     return LockStep(backends=("interp", "python"))
 
 
-def _state(rng: random.Random, esz: int, data: bytes) -> object:
+def _state(rng: random.Random, esz: int, data: bytes) -> State:
     st = random_state(rng, data)
     st.v = [(rng.getrandbits(64) << 64 if rng.random() < 0.5 else 0)
             | (rng.getrandbits(64) & ~((1 << (8 << esz)) - 1)) | special(rng, esz)
@@ -46,43 +44,24 @@ def _state(rng: random.Random, esz: int, data: bytes) -> object:
     return st
 
 
-def run_group(ls: LockStep, c: Candidate, n: int, seed: int
-              ) -> tuple[collections.Counter[str], list[str]]:
-    rng = random.Random(seed)
-    data = random.Random(0).randbytes(DATA_SIZE)
-    counts: collections.Counter[str] = collections.Counter()
-    fails: list[str] = []
-    for _ in range(n):
+def trial(c: Candidate) -> Trial:
+    """Random encodings of ``c`` (FP_1SRC mostly its allocated opcodes) from FP states of the
+    encoded precision."""
+    def make(rng: random.Random, data: bytes) -> tuple[int, State] | str:
         w = c.value | (rng.getrandbits(32) & ~c.mask & 0xFFFFFFFF)
         if c.name == "FP_1SRC" and rng.random() < 0.9:  # mostly the allocated opcodes
             w = (w & ~(0x3F << 15)) | (rng.randrange(20) << 15)
-        esz = _ESZ[(w >> 22) & 3]
-        st = _state(rng, esz, data)
+        st = _state(rng, _ESZ[(w >> 22) & 3], data)
         if unicorn_lacks(w):
-            counts["unicorn-lacks"] += 1
-            continue
-        r = ls.run([w], st)
-        uk = r.unicorn.kind
-        if uk == "undef" and all(o.kind == "undef" for o in r.pyqemu.values()):
-            counts["both-undef"] += 1
-            continue
-        counts[uk] += 1
-        if r.mismatches:
-            fails.append(r.report() + f"\n  fpcr={st.fpcr:#x} fpsr={st.fpsr:#x}")
-    return counts, fails
+            return "unicorn-lacks"
+        return w, st
+    return make
 
 
 @pytest.mark.parametrize("name", sorted({c.name for c in _fp_candidates()}))
 def test_fp_group(ls: LockStep, name: str) -> None:
-    cands = [c for c in _fp_candidates() if c.name == name]
-    total: collections.Counter[str] = collections.Counter()
-    fails: list[str] = []
-    for i, c in enumerate(cands):
-        counts, f = run_group(ls, c, N_DEFAULT, zlib.crc32(f"{name}{i}".encode()))
-        total += counts
-        fails += f
-    assert total["ok"] > N_DEFAULT // 4, f"{name}: too few valid encodings {dict(total)}"
-    assert not fails, f"{name}: {len(fails)} divergences {dict(total)}\n" + "\n".join(fails[:10])
+    trials = [trial(c) for c in _fp_candidates() if c.name == name]
+    check_group(ls, name, trials, N_DEFAULT, N_DEFAULT // 4 + 1)
 
 
 def test_fp_sequences(ls: LockStep) -> None:
