@@ -339,21 +339,12 @@ def _handle_option(cmd: SystemCmdline, name: str, a: str | None, loc: Loc) -> No
         cmd.smp_loc = loc
     elif name == "m":
         opts = _parse_opts(a, "size", loc, _MEM_PARAMS)
-        if "size" in opts:
-            try:
-                opts.get_size("size")
-            except qemuopts.QemuOptsError as exc:
-                raise SystemCliError(str(exc), loc) from None
-        if "maxmem" in opts:
-            try:
-                opts.get_size("maxmem")
-            except qemuopts.QemuOptsError as exc:
-                raise SystemCliError(str(exc), loc) from None
-        if "slots" in opts:
-            try:
-                opts.get_number("slots")
-            except qemuopts.QemuOptsError as exc:
-                raise SystemCliError(str(exc), loc) from None
+        try:
+            for key in ("size", "maxmem"):
+                opts.get_size(key)
+            opts.get_number("slots")
+        except qemuopts.QemuOptsError as exc:
+            raise SystemCliError(str(exc), loc) from None
         cmd.mem_opts.update(opts.as_dict())
         cmd.mem_loc = loc
     elif name == "boot":
@@ -381,68 +372,38 @@ def _handle_option(cmd: SystemCmdline, name: str, a: str | None, loc: Loc) -> No
     elif name == "mtdblock":
         _drive_add(cmd, "mtd", None, a, "", loc)
     elif name == "drive":
-        opts = _parse_opts(a, None, loc)
-        d = opts.as_dict()
-        if opts.id is not None:
-            if any(o.get("id") == opts.id for o, _ in cmd.drive_opts):
-                raise SystemCliError(f"Duplicate ID '{opts.id}' for drive", loc)
-            d["id"] = opts.id
-        cmd.drive_opts.append((d, loc))
+        cmd.drive_opts.append((_opts_with_id(a, None, loc, cmd.drive_opts, "drive")[1],
+                               loc))
     elif name == "blockdev":
         cmd.blockdev_opts.append((_parse_blockdev(a, loc), loc))
     elif name == "device":
         if a.startswith("{"):
-            import json
-
-            try:
-                obj = json.loads(a)
-            except ValueError as exc:
-                raise SystemCliError(f"JSON parse error, {exc}", loc) from None
-            if not isinstance(obj, dict):
-                raise SystemCliError("Invalid JSON object given", loc)
             d = {k: (("on" if v else "off") if isinstance(v, bool) else str(v))
-                 for k, v in obj.items()}
+                 for k, v in _json_object(a, loc).items()}
         else:
-            opts = _parse_opts(a, "driver", loc)
-            d = opts.as_dict()
-            if opts.id is not None:
-                if any(o.get("id") == opts.id for o, _ in cmd.device_opts):
-                    raise SystemCliError(f"Duplicate ID '{opts.id}' for device", loc)
-                d["id"] = opts.id
+            opts, d = _opts_with_id(a, "driver", loc, cmd.device_opts, "device")
             if opts.help_wanted or d.get("driver") in ("help", "?"):
                 drv = d.get("driver")
                 cmd.device_help.append((None if drv in (None, "help", "?") else drv, loc))
         cmd.device_opts.append((d, loc))
     elif name == "netdev":
         cmd.default_net = False
-        opts = _parse_opts(a, "type", loc)
-        d = opts.as_dict()
-        if opts.id is not None:
-            if any(o.get("id") == opts.id for o, _ in cmd.netdev_opts):
-                raise SystemCliError(f"Duplicate ID '{opts.id}' for netdev", loc)
-            d["id"] = opts.id
-        cmd.netdev_opts.append((d, loc))
+        cmd.netdev_opts.append((_opts_with_id(a, "type", loc, cmd.netdev_opts, "netdev")[1],
+                                loc))
     elif name == "nic":
         cmd.default_net = False
-        opts = _parse_opts(a, "type", loc)
-        d = opts.as_dict()
-        if opts.id is not None:
-            d["id"] = opts.id
-        cmd.nic_opts.append((d, loc))
+        cmd.nic_opts.append((_opts_with_id(a, "type", loc, None, "nic")[1], loc))
     elif name == "net":
         cmd.default_net = False
         if a != "none":
             raise SystemCliError("-net is not supported by pyqemu (use -netdev and -device, "
                                  "or -nic)", loc)
     elif name == "chardev":
-        opts = _parse_opts(a, "backend", loc)
-        d = opts.as_dict()
+        opts, d = _opts_with_id(a, "backend", loc, cmd.chardev_opts, "chardev")
         if opts.help_wanted or d.get("backend") in ("help", "?"):
             d = {"backend": "help"}  # listed when chardevs are created, as QEMU does
-        if opts.id is not None:
-            if any(o.get("id") == opts.id for o, _ in cmd.chardev_opts):
-                raise SystemCliError(f"Duplicate ID '{opts.id}' for chardev", loc)
-            d["id"] = opts.id
+            if opts.id is not None:
+                d["id"] = opts.id
         cmd.chardev_opts.append((d, loc))
     elif name == "serial":
         cmd.serial_args.append((a, loc))
@@ -480,48 +441,43 @@ def _handle_option(cmd: SystemCmdline, name: str, a: str | None, loc: Loc) -> No
         cmd.machine_opts[name] = a
     elif name == "bios":
         cmd.machine_opts["firmware"] = a
-    elif name == "pidfile":
-        cmd.pidfile = a
-    elif name == "d":
-        cmd.log_mask = a
-    elif name == "D":
-        cmd.log_file = a
+    elif name in _STRING_FIELDS:
+        setattr(cmd, _STRING_FIELDS[name], a)
     elif name == "L":
         if qemuopts.is_help_option(a):
             sys.stdout.write("".join(f"{x}\n" for x in cmd.data_dirs))
             raise ExitNow(0)
         cmd.data_dirs.append(a)
-    elif name == "seed":
-        cmd.seed = a
     elif name in ("rtc", "msg"):
         pass  # accepted: the RTC follows the host clock, messages have no timestamps
     else:  # pragma: no cover - every SUPPORTED option with an argument is handled above
         raise SystemCliError("option not supported by pyqemu", loc)
 
 
+#: options whose argument is kept as it is, and the SystemCmdline field it goes to
+_STRING_FIELDS = {"pidfile": "pidfile", "d": "log_mask", "D": "log_file", "seed": "seed"}
+
+#: flags that set one SystemCmdline field, and the value they set
+_FLAG_FIELDS: dict[str, tuple[str, bool]] = {
+    "snapshot": ("snapshot", True), "S": ("start_paused", True),
+    "no-reboot": ("no_reboot", True), "no-shutdown": ("no_shutdown", True),
+    "nodefaults": ("has_defaults", False), "daemonize": ("daemonize", True),
+}
+
+
 def _handle_flag(cmd: SystemCmdline, name: str, loc: Loc) -> None:
-    if name == "snapshot":
-        cmd.snapshot = True
+    if name in _FLAG_FIELDS:
+        field, value = _FLAG_FIELDS[name]
+        setattr(cmd, field, value)
     elif name == "nographic":
         cmd.machine_opts["graphics"] = "off"
         cmd.nographic = True
         cmd.display = "none"
-    elif name == "S":
-        cmd.start_paused = True
-    elif name == "no-reboot":
-        cmd.no_reboot = True
-    elif name == "no-shutdown":
-        cmd.no_shutdown = True
-    elif name == "nodefaults":
-        cmd.has_defaults = False
-    elif name == "daemonize":
-        cmd.daemonize = True
     elif name == "enable-kvm":
         cmd.machine_opts["accel"] = "kvm"
     elif name == "no-acpi":
         cmd.machine_opts["acpi"] = "off"
-    elif name in ("no-user-config", "nouserconfig"):
-        pass
+    # -no-user-config / -nouserconfig: there is no user configuration to skip
 
 
 def _print_opts_help(group: str, names: Sequence[str]) -> None:
@@ -532,20 +488,38 @@ def _print_opts_help(group: str, names: Sequence[str]) -> None:
 def _parse_blockdev(text: str, loc: Loc) -> dict[str, Any]:
     """-blockdev: JSON or dotted keys with implied ``driver``."""
     if text.startswith("{"):
-        import json
+        return _json_object(text, loc)
+    return dict(_opts_with_id(text, "driver", loc, None, "blockdev")[1])
 
-        try:
-            obj = json.loads(text)
-        except ValueError as exc:
-            raise SystemCliError(f"JSON parse error, {exc}", loc) from None
-        if not isinstance(obj, dict):
-            raise SystemCliError("Invalid JSON object given", loc)
-        return obj
-    opts = _parse_opts(text, "driver", loc)
-    d: dict[str, Any] = opts.as_dict()
+
+def _json_object(text: str, loc: Loc) -> dict[str, Any]:
+    """A JSON option argument (``-device {...}``, ``-blockdev {...}``)."""
+    import json
+
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise SystemCliError(f"JSON parse error, {exc}", loc) from None
+    if not isinstance(obj, dict):
+        raise SystemCliError("Invalid JSON object given", loc)
+    return obj
+
+
+def _opts_with_id(text: str, implied: str | None, loc: Loc,
+                  earlier: list[tuple[dict[str, str], Loc]] | None,
+                  group: str) -> tuple[qemuopts.QemuOpts, dict[str, str]]:
+    """Parse an option list whose ``id`` must be unique among ``earlier`` entries of the
+    same group (qemu_opts_create's "Duplicate ID"); the dict carries the id."""
+    opts = _parse_opts(text, implied, loc)
+    d = opts.as_dict()
     if opts.id is not None:
+        if earlier is not None and any(o.get("id") == opts.id for o, _ in earlier):
+            raise SystemCliError(f"Duplicate ID '{opts.id}' for {group}", loc)
         d["id"] = opts.id
-    return d
+    return opts, d
+
+
+_BOOL_TEXTS = ("on", "off", "yes", "no", "true", "false")
 
 
 # ------------------------------------------------------------------ building the machine config
@@ -750,7 +724,7 @@ def _boot_config(cmd: SystemCmdline, config: MachineConfig) -> None:
         if key not in _BOOT_PARAMS:
             raise SystemCliError(f"Parameter 'boot.{key}' is unexpected")
         if key in ("menu", "strict") and \
-                value.lower() not in ("on", "off", "yes", "no", "true", "false"):
+                value.lower() not in _BOOL_TEXTS:
                 raise SystemCliError(f"Parameter 'boot.{key}' expects 'on' or 'off'")
         if key in ("splash-time", "reboot-timeout"):
             try:
@@ -891,8 +865,7 @@ def _machine_options(cmd: SystemCmdline, mc: Any, config: MachineConfig) -> None
         if key not in props:
             raise SystemCliError(f"Property '{mname}-machine.{key}' not found")
         ptype = props[key][0] if isinstance(props[key], tuple) else None
-        if ptype == "bool" and value.lower() not in ("on", "off", "yes", "no", "true",
-                                                     "false"):
+        if ptype == "bool" and value.lower() not in _BOOL_TEXTS:
             raise SystemCliError(f"Parameter '{key}' expects 'on' or 'off'")
         if key in ("kernel", "initrd", "append", "dtb", "firmware"):
             continue
@@ -1164,7 +1137,7 @@ def _build_into(built: Built, cmd: SystemCmdline, config: MachineConfig) -> None
         if label is None or label not in chardevs:
             raise SystemCliError(f'chardev "{label}" not found', loc or None)
         pretty_text = mopts.get("pretty", "off").lower()
-        if pretty_text not in ("on", "off", "yes", "no", "true", "false"):
+        if pretty_text not in _BOOL_TEXTS:
             raise SystemCliError("Parameter 'pretty' expects 'on' or 'off'", loc or None)
         pretty = pretty_text in ("on", "yes", "true")
         if pretty and mode != "control":
