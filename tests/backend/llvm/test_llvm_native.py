@@ -31,7 +31,7 @@ PATTERNS = {
     "SMIN_v", "MUL_v", "MLA_v", "MLS_v", "UHADD_v", "SHADD_v", "URHADD_v", "SRHADD_v",
     "UHSUB_v", "SHSUB_v", "UABD_v", "SABD_v", "UABA_v", "SABA_v", "AND_v", "BIC_v",
     "ORR_v", "ORN_v", "EOR_v", "BSL_v", "BIT_v", "BIF_v", "ADD_s", "SUB_s", "CMEQ_s",
-    "CMTST_s", "CMHI_s", "CMHS_s", "CMGT_s", "CMGE_s",
+    "CMTST_s", "CMHI_s", "CMHS_s", "CMGT_s", "CMGE_s", "MISC_v", "MISC_s",
 }
 #: encodings per pattern (each is one LLVM compile)
 N = int(os.environ.get("PYQEMU_LLVM_NATIVE_N", "6"))
@@ -101,6 +101,15 @@ def test_native_lowerings_equal_helpers(ls: LockStep) -> None:
     0x1E20C020,  # fabs s0, s1
     0x1E614020,  # fneg d0, d1
     0x1E620C20,  # fcsel d0, d1, d2, eq
+    0x4E209820,  # cmeq v0.16b, v1.16b, #0 (memstr: strlen/strchr)
+    0x2E2138C0,  # shll v0.8h, v6.8b, #8 (sha256: the big-endian word loads)
+    0x6E613852,  # shll2 v18.4s, v2.8h, #16
+    0x4E212820,  # xtn2 v0.16b, v1.8h
+    0x0E205820,  # cnt v0.8b, v1.8b
+    0x6E200820,  # rev32 v0.16b, v1.16b
+    0x6E602820,  # uaddlp v0.4s, v1.8h
+    0x4EA04820,  # cls v0.4s, v1.4s
+    0x5EE0B820,  # abs d0, d1
 ])
 def test_sha_and_string_idioms(ls: LockStep, word: int) -> None:
     """The exact instructions the bench workloads run hot, on many random states."""

@@ -85,7 +85,41 @@ def _wrap(native: Any, links: list[Any], addr: int, block: IRBlock, owner: list[
             raise BackendError(f"native block returned unknown code {r}")
         raise exc
 
-    return run
+    if not rt.PROFILE:
+        return run
+    import time
+
+    prof = rt.prof
+    names = {rt.RET_LOOKUP: "ret:lookup", **{rt.RET_EXIT + r: f"ret:exit:{e.reason.name}"
+                                           for r, e in EXITS.items()}}
+
+    def run_profiled(cpu: Any, R: Any, rt_: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
+        env = cpu.__dict__.get("_llvm_env") or env_of(cpu)
+        ctl = env.ctl_arr
+        cb0 = prof.get("callback_s", 0.0)
+        t0 = time.perf_counter()
+        try:
+            return run(cpu, R, rt_, ra, wt, wa, hv)
+        except BaseException:
+            prof["ret:fault"] = prof.get("ret:fault", 0) + 1
+            raise
+        finally:
+            dt = time.perf_counter() - t0 - (prof.get("callback_s", 0.0) - cb0)
+            prof["native_s"] = prof.get("native_s", 0.0) + dt
+            prof["native_entries"] = prof.get("native_entries", 0) + 1
+            prof["native_insns"] = prof.get("native_insns", 0) + icount + ctl[1]
+            r = native_last[0]
+            k = "ret:budget" if ctl[0] <= 0 else names.get(r, "ret:goto_tb_miss")
+            prof[k] = prof.get(k, 0) + 1
+
+    native_last = [0]
+    raw = native
+
+    def native(*a: Any) -> Any:  # noqa: F811 - records the return code for the profile
+        native_last[0] = r = raw(*a)
+        return r
+
+    return run_profiled
 
 
 class LLVMBackend(Backend):
@@ -127,8 +161,14 @@ class LLVMBackend(Backend):
         entry = (tiered, counter)
         state: list[Any] = [py.func]
 
+        prof = rt.prof if rt.PROFILE else None
+        icount = block.icount
+
         def counting(cpu: Any, R: Any, rt_: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
             counter[0] += 1
+            if prof is not None:
+                prof["py_tier_runs"] = prof.get("py_tier_runs", 0) + 1
+                prof["py_tier_insns"] = prof.get("py_tier_insns", 0) + icount
             if counter[0] == hot >> 1:
                 warm.append(entry)
             elif counter[0] >= hot:
@@ -190,6 +230,7 @@ class LLVMBackend(Backend):
 
     def _native_many(self, blocks: Sequence[IRBlock], links_in: list[list[Any]] | None,
                      links_out: list[list[Any]] | None = None) -> list[tuple[Any, list[int]]]:
+        tl = time.perf_counter()
         mod = new_module(f"tbs_{blocks[0].pc:x}" if blocks else "tbs")
         gens = []
         try:
@@ -203,12 +244,19 @@ class LLVMBackend(Backend):
         except Exception as exc:
             raise BackendError(f"llvm backend: lowering failed: {exc}") from exc
         t0 = time.perf_counter()
+        if rt.PROFILE:
+            rt.prof["lower_s"] = rt.prof.get("lower_s", 0.0) + t0 - tl
         try:
             addrs = rt.jit().compile(text, [g.name for g in gens])
         except RuntimeError as exc:
             raise BackendError(f"llvm backend: LLVM rejected the module: {exc}") from exc
         self.jit_time += time.perf_counter() - t0
         self.modules += 1
+        if rt.PROFILE:
+            p = rt.prof
+            p["jit_s"] = p.get("jit_s", 0.0) + time.perf_counter() - t0
+            p["modules"] = p.get("modules", 0) + 1
+            p["blocks_native"] = p.get("blocks_native", 0) + len(gens)
         res: list[tuple[Any, list[int]]] = []
         for k, (g, addr) in enumerate(zip(gens, addrs)):
             if links_in is not None:

@@ -250,6 +250,104 @@ def _shift_imm(g: Any, c: list[int], _vals: list[Any]) -> bool:
     return True
 
 
+# ------------------------------------------------------------------ misc (two-reg)
+
+def _vintr(g: Any, name: str, ty: ir.Type, args: list[ir.Value],
+           extra: list[ir.Type] | None = None) -> ir.Value:
+    """Call the overloaded intrinsic ``llvm.<name>`` at vector/int type ``ty``."""
+    suffix = f"v{ty.count}i{ty.element.width}" if isinstance(ty, ir.VectorType) else \
+        f"i{ty.width}"
+    fname = f"llvm.{name}.{suffix}"
+    fn = g.mod.globals.get(fname)
+    if fn is None:
+        fn = ir.Function(g.mod, ir.FunctionType(ty, [a.type for a in args]), name=fname)
+    return g.b.call(fn, args)
+
+
+def _misc(g: Any, c: list[int], _vals: list[Any]) -> bool:
+    uop, rd, rn, qesz = c
+    u, opcode = uop >> 5, uop & 31
+    esz, q, scalar = qesz & 3, (qesz >> 2) & 1, qesz >> 3
+    bits = 8 << esz
+    nbytes = (1 << esz) if scalar else (16 if q else 8)
+    v = _V(g)
+    b = v.b
+    if opcode == 18 and not u:  # XTN, XTN2 (esz: destination size)
+        if scalar or esz == 3:
+            return False
+        src = v.lanes(v.load(rn, 16), 2 * bits)
+        narrow = v.whole(b.trunc(src, _vec(bits, src.type.count)))  # i64
+        if q:
+            lo = v.load(rd, 8)
+            v.store(rd, b.or_(b.zext(lo, I128),
+                              b.shl(b.zext(narrow, I128), ir.Constant(I128, 64))))
+        else:
+            v.store(rd, narrow)
+        return True
+    if opcode == 19 and u:  # SHLL, SHLL2: widen, shift left by the element size
+        if scalar or esz == 3:
+            return False
+        x = v.load(rn, 16)
+        if q:
+            x = b.lshr(x, ir.Constant(I128, 64))
+        src = v.lanes(b.trunc(x, I64), bits)
+        w = b.shl(v.ext(src, False), _splat(_vec(2 * bits, src.type.count), bits))
+        v.store(rd, v.whole(w))
+        return True
+    if scalar and opcode not in (8, 9, 10, 11):
+        return False
+    vn = v.lanes(v.load(rn, nbytes), bits)
+    ty = vn.type
+    zero = _splat(ty, 0)
+    ones = _splat(ty, -1)
+    if opcode in (0, 1):  # REV64, REV32 (U=1), REV16
+        group = {(0, 0): 8, (1, 0): 4, (0, 1): 2}.get((u, opcode))
+        if group is None or group >> esz < 2:
+            return False
+        per = group >> esz
+        idx = [i - i % per + per - 1 - i % per for i in range(ty.count)]
+        r = b.shuffle_vector(vn, vn, ir.Constant(_vec(32, ty.count), idx))
+    elif opcode in (2, 6):  # [SU]ADDLP, [SU]ADALP
+        if esz == 3:
+            return False
+        n = ty.count
+        ev = b.shuffle_vector(vn, vn, ir.Constant(_vec(32, n // 2), list(range(0, n, 2))))
+        od = b.shuffle_vector(vn, vn, ir.Constant(_vec(32, n // 2), list(range(1, n, 2))))
+        r = b.add(v.ext(ev, not u), v.ext(od, not u))
+        if opcode == 6:
+            r = b.add(v.lanes(v.load(rd, nbytes), 2 * bits), r)
+    elif opcode == 4:  # CLS (U=0), CLZ (U=1)
+        x = vn if u else b.xor(vn, b.ashr(vn, _splat(ty, bits - 1)))
+        r = _vintr(g, "ctlz", ty, [x, ir.Constant(I1, 0)])
+        if not u:
+            r = b.sub(r, _splat(ty, 1))
+    elif opcode == 5:  # CNT, NOT (U=1, esz 0), RBIT (U=1, esz 1: bytes)
+        if not u:
+            r = _vintr(g, "ctpop", ty, [vn])
+        elif esz == 0:
+            r = b.xor(vn, ones)
+        elif esz == 1:
+            byt = v.lanes(v.load(rn, nbytes), 8)
+            r = _vintr(g, "bitreverse", byt.type, [byt])
+        else:
+            return False
+    elif opcode in (8, 9, 10):  # CMGT/CMGE #0, CMEQ/CMLE #0, CMLT #0 (signed lanes)
+        op = {(8, 0): ">", (8, 1): ">=", (9, 0): "==", (9, 1): "<=", (10, 0): "<",
+              (10, 1): None}[opcode, u]
+        if op is None:
+            return False
+        r = b.select(b.icmp_signed(op, vn, zero), ones, zero)
+    elif opcode == 11:  # ABS (U=0), NEG (U=1): modular
+        if u:
+            r = b.sub(zero, vn)
+        else:
+            r = b.select(b.icmp_signed("<", vn, zero), b.sub(zero, vn), vn)
+    else:
+        return False
+    v.store(rd, v.whole(r))
+    return True
+
+
 # ------------------------------------------------------------------ scalar FP moves
 
 _FMASK = {1: 0xFFFF, 2: 0xFFFFFFFF, 3: (1 << 64) - 1}
@@ -297,6 +395,7 @@ def _build() -> dict[int, tuple[str, Lowering]]:
     _vregs = a64cpu.VREGS_OFFSET
     table[id(helpers_simd.three_same)] = ("three_same", _three_same)
     table[id(helpers_simd.shift_imm)] = ("shift_imm", _shift_imm)
+    table[id(helpers_simd.misc)] = ("misc", _misc)
     table[id(trans_fp._fp1)] = ("fp1", _fp1)
     table[id(trans_fp._fcsel)] = ("fcsel", _fcsel)
     return table

@@ -62,7 +62,12 @@ JC_SIZE = 4096
 JC_ENTRY = 4
 
 _DEBUG = bool(os.environ.get("PYQEMU_LLVM_DEBUG"))
+#: PYQEMU_LLVM_PROFILE=1: count entries from Python, their returns, callbacks (see
+#: :func:`profile_report`); costs a little time per native entry and callback
+PROFILE = bool(os.environ.get("PYQEMU_LLVM_PROFILE"))
 _counts: dict[int, int] = {}
+#: profile counters: name -> number (or seconds for names ending in "_s")
+prof: dict[str, float] = {}
 _I64_MIN = -(1 << 63)
 _I64_MAX = (1 << 63) - 1
 _M64 = (1 << 64) - 1
@@ -87,6 +92,37 @@ def register_helper(helper: Helper) -> int:
                 _helpers_alive.append(helper)
                 _helper_ids[id(helper)] = hid
     return hid
+
+
+def _fn_name(fn: int) -> str:
+    if fn < 4:
+        return ("ld_slow", "st_slow", "ld128_slow", "st128_slow")[fn]
+    f = _funcs[fn][0]
+    return f"{getattr(f, '__module__', '?').rsplit('.', 1)[-1]}.{getattr(f, '__name__', f)}"
+
+
+def _dispatch_profiled(env_id: int, fn: int, pc: int, args: Any) -> int:
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        return _dispatch(env_id, fn, pc, args)
+    finally:
+        k = "cb:" + _fn_name(fn)
+        prof[k] = prof.get(k, 0) + 1
+        if fn >= 4 and _funcs[fn][1] and args[0] < 4096 and \
+                os.environ.get("PYQEMU_LLVM_PROFILE") == "2":
+            k += f"({args[0]})"  # the selector argument of the SIMD helpers
+            prof[k] = prof.get(k, 0) + 1
+        prof["callback_s"] = prof.get("callback_s", 0.0) + time.perf_counter() - t0
+
+
+def profile_report() -> str:
+    """The profile counters as text lines (empty unless PYQEMU_LLVM_PROFILE)."""
+    if not PROFILE:
+        return ""
+    return "".join(f"llvm-profile: {k} {v:.4f}\n" if k.endswith("_s") else
+                   f"llvm-profile: {k} {int(v)}\n" for k, v in sorted(prof.items()))
 
 
 def _dispatch(env_id: int, fn: int, pc: int, args: Any) -> int:
@@ -124,7 +160,7 @@ def _dispatch(env_id: int, fn: int, pc: int, args: Any) -> int:
 _CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
                                   ctypes.c_int64, ctypes.POINTER(ctypes.c_uint64))
 #: the one native -> Python entry point (kept alive for the process)
-CALLBACK = _CALLBACK_TYPE(_dispatch)
+CALLBACK = _CALLBACK_TYPE(_dispatch_profiled if PROFILE else _dispatch)
 CALLBACK_ADDR: int = ctypes.cast(CALLBACK, ctypes.c_void_p).value or 0
 #: the external symbol generated code calls (bound to CALLBACK in the JIT)
 CALLBACK_SYMBOL = "pyqemu_llvm_callback"
@@ -268,6 +304,15 @@ def env_of(cpu: Any) -> NativeEnv:
     return env  # type: ignore[no-any-return]
 
 
+#: function pass lists (PYQEMU_LLVM_PIPE); "o1" is LLVM's own -O1 module pipeline
+_PIPELINES = {
+    "light": ("sroa", "instruction_combine", "simplify_cfg"),
+    "cse": ("sroa", "instruction_combine", "simplify_cfg", "new_gvn",
+            "dead_store_elimination", "simplify_cfg"),
+    "min": ("sroa", "simplify_cfg"),
+}
+
+
 class _JIT:
     """One MCJIT engine for the process; modules are added to it as they compile."""
 
@@ -276,9 +321,13 @@ class _JIT:
         llvm.initialize_native_asmprinter()
         llvm.add_symbol(CALLBACK_SYMBOL, CALLBACK_ADDR)
         target = llvm.Target.from_default_triple()
-        self.tm = target.create_target_machine(opt=1, codemodel="jitdefault")
+        #: code generator level (0: FastISel, ~5x cheaper than 1) and IR pipeline
+        self.cg_level = int(os.environ.get("PYQEMU_LLVM_CG", "1"))
+        self.pipeline = os.environ.get("PYQEMU_LLVM_PIPE", "o1")
+        self.tm = target.create_target_machine(opt=self.cg_level, codemodel="jitdefault")
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tm)
-        self.pto = llvm.create_pipeline_tuning_options(speed_level=1)
+        self.pto = llvm.create_pipeline_tuning_options(
+            speed_level=1 if self.pipeline == "o1" else 0)
         self.lock = threading.Lock()
         self.triple = llvm.get_process_triple()
         self.data_layout = str(self.tm.target_data)
@@ -289,7 +338,12 @@ class _JIT:
             mod = llvm.parse_assembly(ir_text)
             mod.verify()
             pb = llvm.create_pass_builder(self.tm, self.pto)
-            mpm = pb.getModulePassManager()
+            if self.pipeline == "o1":
+                mpm = pb.getModulePassManager()
+            else:
+                mpm = llvm.create_new_module_pass_manager()
+                for name in _PIPELINES[self.pipeline]:
+                    getattr(mpm, f"add_{name}_pass")()
             mpm.run(mod, pb)
             self.engine.add_module(mod)
             self.engine.finalize_object()
