@@ -294,14 +294,32 @@ class VdiImage(Image):
             offset += n
             pos += n
         if first_new >= 0:
-            self.file.pwrite(0, self.header.pack())
-            per_sector = SECTOR_SIZE // 4
-            s_first = first_new // per_sector
-            s_last = last_new // per_sector
-            start = s_first * per_sector
-            count = (s_last - s_first + 1) * per_sector
-            raw = _bmap_bytes(self._bmap, start, count)
-            self.file.pwrite(self.header.offset_bmap + s_first * SECTOR_SIZE, raw)
+            self._write_header_and_bmap(first_new, last_new)
+
+    def _write_header_and_bmap(self, first: int, last: int) -> None:
+        """Write the header and the block-map sectors holding entries ``first..last``.
+
+        QEMU writes the header (blocks_allocated + 1) and then the map sectors; a kill
+        between the two leaves "allocated blocks mismatch". When header and those sectors
+        all lie in the file's first page, one write covers both, which a kill cannot split
+        (the kernel copies a page at a time and checks for a fatal signal between pages).
+        """
+        per_sector = SECTOR_SIZE // 4
+        s_first = first // per_sector
+        s_last = last // per_sector
+        bmap_off = self.header.offset_bmap
+        end = bmap_off + (s_last + 1) * SECTOR_SIZE
+        if bmap_off >= SECTOR_SIZE and end <= _ATOMIC_SPAN:
+            gap = self.file.pread(SECTOR_SIZE, bmap_off - SECTOR_SIZE)
+            gap += bytes(bmap_off - SECTOR_SIZE - len(gap))
+            self.file.pwrite(0, self.header.pack() + gap
+                             + _bmap_bytes(self._bmap, 0, (s_last + 1) * per_sector))
+            return
+        self.file.pwrite(0, self.header.pack())
+        start = s_first * per_sector
+        count = (s_last - s_first + 1) * per_sector
+        raw = _bmap_bytes(self._bmap, start, count)
+        self.file.pwrite(bmap_off + s_first * SECTOR_SIZE, raw)
 
     def block_status(self, offset: int, length: int) -> BlockStatus:
         """Status of the run of blocks sharing one state from ``offset`` (QEMU answers
@@ -388,6 +406,8 @@ class VdiImage(Image):
 
 
 _LITTLE = struct.pack("=I", 1) == struct.pack("<I", 1)
+#: bytes from offset 0 that one pwrite updates all-or-nothing under SIGKILL (a page)
+_ATOMIC_SPAN = 4096
 
 
 def _bmap_bytes(bmap: array, start: int, count: int) -> bytes:
