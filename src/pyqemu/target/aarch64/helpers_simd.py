@@ -674,3 +674,114 @@ def fp_reduce(cpu: Any, uop: int, rd: int, rn: int, qesz: int) -> None:
     r = red(ln)
     s.fpsr |= env.flags
     vset(vr, rd, r)
+
+
+# ------------------------------------------------------------------ permute, table lookup
+
+def permute(cpu: Any, op: int, rd: int, rn: int, rm: int, qesz: int) -> None:
+    """UZP1 (1), TRN1 (2), ZIP1 (3), UZP2 (5), TRN2 (6), ZIP2 (7); ``qesz`` = Q << 2 |
+    esz."""
+    vr = cpu.state.vregs
+    esz, q = qesz & 3, qesz >> 2
+    nbytes = 16 if q else 8
+    a = lanes(vget(vr, rn), esz, nbytes)
+    b = lanes(vget(vr, rm), esz, nbytes)
+    part = op >> 2
+    kind = op & 3
+    n = len(a)
+    if kind == 1:
+        out = (a + b)[part::2]
+    elif kind == 3:
+        base = part * (n // 2)
+        out = [x for i in range(base, base + n // 2) for x in (a[i], b[i])]
+    else:
+        out = [x for i in range(0, n, 2) for x in (a[i + part], b[i + part])]
+    vset(vr, rd, pack(out, esz))
+
+
+def tbl(cpu: Any, rd: int, rn: int, rm: int, qlen: int) -> None:
+    """TBL/TBX: ``qlen`` = Q << 3 | TBX << 2 | (number of table registers - 1); an
+    out-of-range index gives 0 (TBL) or keeps the destination byte (TBX)."""
+    vr = cpu.state.vregs
+    q, tbx, nregs = qlen >> 3, (qlen >> 2) & 1, (qlen & 3) + 1
+    nbytes = 16 if q else 8
+    table = b"".join(vget(vr, (rn + i) % 32).to_bytes(16, "little") for i in range(nregs))
+    idx = vget(vr, rm).to_bytes(16, "little")[:nbytes]
+    old = vget(vr, rd).to_bytes(16, "little")[:nbytes]
+    size = len(table)
+    out = bytes(table[j] if j < size else (old[k] if tbx else 0)
+                for k, j in enumerate(idx))
+    vset(vr, rd, int.from_bytes(out, "little"))
+
+
+# ------------------------------------------------------------------ structure loads/stores
+# QEMU 7.2 (the reference) writes each loaded element into its register at once, so a
+# fault in the middle of a structure load leaves the elements before it loaded (and the
+# high halves of Q=0 destinations not yet cleared); stores before the fault are done.
+
+def _set_elem(vr: Any, reg: int, byte_off: int, esize: int, v: int) -> None:
+    slot = 2 * reg + (byte_off >> 3)
+    sh = (byte_off & 7) * 8
+    m = ((1 << (8 * esize)) - 1) << sh
+    vr[slot] = (vr[slot] & ~m) | (v << sh)
+
+
+def _get_elem(vr: Any, reg: int, byte_off: int, esize: int) -> int:
+    return (vr[2 * reg + (byte_off >> 3)] >> ((byte_off & 7) * 8)) & ((1 << (8 * esize)) - 1)
+
+
+def ldst_multiple(cpu: Any, addr: int, rt: int, selem: int, qesz: int, load: int) -> None:
+    """LD2-LD4/ST2-ST4 (multiple structures): element e of Vt..Vt+selem-1 interleaved in
+    memory order; ``qesz`` = Q << 2 | esz."""
+    vr = cpu.state.vregs
+    esz, q = qesz & 3, qesz >> 2
+    esize = 1 << esz
+    nelem = (16 if q else 8) >> esz
+    regs = [(rt + r) % 32 for r in range(selem)]
+    if load:
+        ld = cpu.load
+        for e in range(nelem):
+            for reg in regs:
+                _set_elem(vr, reg, e * esize, esize, ld(addr, esize))
+                addr += esize
+        if not q:
+            for reg in regs:
+                vr[2 * reg + 1] = 0
+        return
+    st = cpu.store
+    for e in range(nelem):
+        for reg in regs:
+            st(addr, esize, _get_elem(vr, reg, e * esize, esize))
+            addr += esize
+
+
+def ldst_single(cpu: Any, addr: int, rt: int, selem: int, index: int, scale_l: int
+                ) -> None:
+    """LD1-LD4/ST1-ST4 (single structure): lane ``index`` of Vt..Vt+selem-1;
+    ``scale_l`` = L << 2 | log2(element bytes)."""
+    vr = cpu.state.vregs
+    scale, load = scale_l & 3, scale_l >> 2
+    esize = 1 << scale
+    off = index * esize
+    for i in range(selem):
+        reg = (rt + i) % 32
+        if load:
+            _set_elem(vr, reg, off, esize, cpu.load(addr, esize))
+        else:
+            cpu.store(addr, esize, _get_elem(vr, reg, off, esize))
+        addr += esize
+
+
+def ld_replicate(cpu: Any, addr: int, rt: int, selem: int, qesz: int) -> None:
+    """LD1R-LD4R: one structure, each element replicated to every lane of its register
+    (written as it is loaded); ``qesz`` = Q << 2 | esz."""
+    vr = cpu.state.vregs
+    esz, q = qesz & 3, qesz >> 2
+    esize = 1 << esz
+    rep = _REP[esz] & M64
+    for i in range(selem):
+        v = cpu.load(addr, esize) * rep
+        reg = (rt + i) % 32
+        vr[2 * reg] = v
+        vr[2 * reg + 1] = v if q else 0
+        addr += esize

@@ -1,13 +1,16 @@
-"""A64 Advanced SIMD integer (simd.decode): one helper call per instruction on the
-128-bit registers in the state buffer (see :mod:`helpers_simd`)."""
+"""A64 Advanced SIMD and FMOV (general) (simd.decode): the data-processing classes are one
+helper call per instruction on the 128-bit registers in the state buffer (see
+:mod:`helpers_simd`); copies, MOVI, EXT, FMOV (general) and LD1/ST1 are plain IR."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pyqemu.ir.core import CallFlags, Const, Helper
+from pyqemu.ir.core import CallFlags, Const, Helper, Temp
+from pyqemu.ir.ops import MemOp
 from pyqemu.target.aarch64 import helpers_simd as H
-from pyqemu.target.aarch64.translate import DisasContext
+from pyqemu.target.aarch64.cpu import vreg_offset
+from pyqemu.target.aarch64.translate import DisasContext, cpu_reg, cpu_reg_sp, write_reg
 
 DECODE_FILES = ("simd.decode",)
 PROVIDES = frozenset({"asimd", "asimdhp"})
@@ -316,10 +319,25 @@ trans_FPACROSS = _fpred
 trans_FPPAIR_s = _fpred
 
 
+def _fpredh(ctx: DisasContext, a: Any) -> bool:
+    """FMAXNMV/FMINNMV/FMAXV/FMINV Hd, Vn.<4H|8H> and the scalar pairwise H forms
+    (FMAXNMP, FADDP, FMAXP, FMINNMP, FMINP)."""
+    op = a.uop & 31
+    if not ctx.has("asimdhp") or op == 14 or (op == 13 and (a.uop >> 5 or not a.pairwise)):
+        return False
+    ctx.b.gen_call(helper_fp_reduce, Const(a.uop, 32), Const(a.rd, 32), Const(a.rn, 32),
+                   Const((a.pairwise << 3) | (a.q << 2) | 1, 32))
+    return True
+
+
+trans_FPACROSSH = _fpredh
+trans_FPPAIRH_s = _fpredh
+
+
 # ---------------------------------------------------------------- FP16 (asimdhp)
 
 _FPMISC_H_V = _FPMISC_V - {0x16, 0x17, 0x56, 0x1E, 0x1F, 0x5E, 0x5F, 0x3C, 0x7C}
-_FPMISC_H_S = _FPMISC_S - {0x56}
+_FPMISC_H_S = (_FPMISC_S - {0x56}) | {0x6F}  # + FNEG Hd, Hn (QEMU 7.2 runs it)
 
 
 def _fp3sh(ctx: DisasContext, a: Any) -> bool:
@@ -360,3 +378,379 @@ trans_FPMISCH_v = _fpmisch
 trans_FPMISCH_s = _fpmisch
 trans_FPELEMH_v = _fpelemh
 trans_FPELEMH_s = _fpelemh
+
+
+# ---------------------------------------------------------------- copy
+
+M64 = (1 << 64) - 1
+#: multiplying a lane value by this replicates it into every lane of 64 bits
+_REP64 = (0x0101010101010101, 0x0001000100010001, 0x0000000100000001, 1)
+
+
+def _imm5_esz(imm5: int) -> int | None:
+    """Element size from the lowest set bit of imm5 (None: x0000 is unallocated)."""
+    if imm5 & 0xF == 0:
+        return None
+    return (imm5 & -imm5).bit_length() - 1
+
+
+def _elem_offset(reg: int, esz: int, index: int) -> int:
+    return vreg_offset(reg, 0) + (index << esz)
+
+
+def _store_dup(ctx: DisasContext, rd: int, rep: Temp, q: int) -> None:
+    ctx.b.gen_st_state_i64(rep, vreg_offset(rd, 0), 8)
+    ctx.b.gen_st_state_i64(rep if q else Const(0, 64), vreg_offset(rd, 1), 8)
+
+
+def trans_DUP_element(ctx: DisasContext, a: Any) -> bool:
+    esz = _imm5_esz(a.imm5)
+    if esz is None or (esz == 3 and not a.q):
+        return False
+    t = ctx.t64()
+    ctx.b.gen_ld_state_i64(t, _elem_offset(a.rn, esz, a.imm5 >> (esz + 1)), 1 << esz)
+    if esz != 3:
+        ctx.b.gen_mul_i64(t, t, _REP64[esz])
+    _store_dup(ctx, a.rd, t, a.q)
+    return True
+
+
+def trans_DUP_general(ctx: DisasContext, a: Any) -> bool:
+    esz = _imm5_esz(a.imm5)
+    if esz is None or (esz == 3 and not a.q):
+        return False
+    t = ctx.t64()
+    if esz == 3:
+        ctx.b.gen_mov_i64(t, cpu_reg(ctx, a.rn))
+    else:
+        ctx.b.gen_extract_i64(t, cpu_reg(ctx, a.rn), 0, 8 << esz)
+        ctx.b.gen_mul_i64(t, t, _REP64[esz])
+    _store_dup(ctx, a.rd, t, a.q)
+    return True
+
+
+def trans_DUP_scalar(ctx: DisasContext, a: Any) -> bool:
+    """DUP (element), scalar: the element zero-extended into Vd."""
+    esz = _imm5_esz(a.imm5)
+    if esz is None:
+        return False
+    t = ctx.t64()
+    ctx.b.gen_ld_state_i64(t, _elem_offset(a.rn, esz, a.imm5 >> (esz + 1)), 1 << esz)
+    _store_dup(ctx, a.rd, t, 0)
+    return True
+
+
+def trans_INS_general(ctx: DisasContext, a: Any) -> bool:
+    esz = _imm5_esz(a.imm5)
+    if esz is None:
+        return False
+    ctx.b.gen_st_state_i64(cpu_reg(ctx, a.rn), _elem_offset(a.rd, esz, a.imm5 >> (esz + 1)),
+                           1 << esz)
+    return True
+
+
+def trans_INS_element(ctx: DisasContext, a: Any) -> bool:
+    esz = _imm5_esz(a.imm5)
+    if esz is None:
+        return False
+    t = ctx.t64()
+    ctx.b.gen_ld_state_i64(t, _elem_offset(a.rn, esz, a.imm4 >> esz), 1 << esz)
+    ctx.b.gen_st_state_i64(t, _elem_offset(a.rd, esz, a.imm5 >> (esz + 1)), 1 << esz)
+    return True
+
+
+def _mov_to_gpr(ctx: DisasContext, a: Any, signed: bool) -> bool:
+    esz = _imm5_esz(a.imm5)
+    if esz is None:
+        return False
+    if signed:
+        if esz >= (3 if a.q else 2):
+            return False  # SMOV: Wd from B/H (Q=0), Xd from B/H/S (Q=1)
+    elif (esz == 3) != bool(a.q):
+        return False  # UMOV: Wd from B/H/S (Q=0), Xd from D (Q=1)
+    t = ctx.t64()
+    size = 1 << esz
+    ctx.b.gen_ld_state_i64(t, _elem_offset(a.rn, esz, a.imm5 >> (esz + 1)),
+                           -size if signed else size)
+    write_reg(ctx, a.rd, t, a.q)
+    return True
+
+
+def trans_UMOV(ctx: DisasContext, a: Any) -> bool:
+    return _mov_to_gpr(ctx, a, signed=False)
+
+
+def trans_SMOV(ctx: DisasContext, a: Any) -> bool:
+    return _mov_to_gpr(ctx, a, signed=True)
+
+
+def trans_ADDP_s(ctx: DisasContext, a: Any) -> bool:
+    """ADDP Dd, Vn.2D."""
+    lo, hi = ctx.t64(), ctx.t64()
+    ctx.b.gen_ld_state_i64(lo, vreg_offset(a.rn, 0), 8)
+    ctx.b.gen_ld_state_i64(hi, vreg_offset(a.rn, 1), 8)
+    ctx.b.gen_add_i64(lo, lo, hi)
+    _store_dup(ctx, a.rd, lo, 0)
+    return True
+
+
+# ---------------------------------------------------------------- permute, TBL, EXT
+
+helper_permute = Helper("simd_permute", H.permute, (32, 32, 32, 32, 32), (), _PURE)
+helper_tbl = Helper("simd_tbl", H.tbl, (32, 32, 32, 32), (), _PURE)
+
+
+def trans_PERMUTE(ctx: DisasContext, a: Any) -> bool:
+    if a.op & 3 == 0 or (a.esz == 3 and not a.q):
+        return False
+    ctx.b.gen_call(helper_permute, Const(a.op, 32), Const(a.rd, 32), Const(a.rn, 32),
+                   Const(a.rm, 32), Const((a.q << 2) | a.esz, 32))
+    return True
+
+
+def trans_TBL(ctx: DisasContext, a: Any) -> bool:
+    ctx.b.gen_call(helper_tbl, Const(a.rd, 32), Const(a.rn, 32), Const(a.rm, 32),
+                   Const((a.q << 3) | (a.tbx << 2) | a.len, 32))
+    return True
+
+
+def trans_EXT_v(ctx: DisasContext, a: Any) -> bool:
+    """EXT: bytes imm.. of Vm:Vn (16 or 8 bytes each), as 64-bit shifts of the halves."""
+    if not a.q and a.imm >= 8:
+        return False
+    b = ctx.b
+    srcs = [(a.rn, 0), (a.rn, 1), (a.rm, 0), (a.rm, 1)] if a.q else [(a.rn, 0), (a.rm, 0)]
+    need = 2 if a.q else 1
+    first, sh = a.imm >> 3, (a.imm & 7) * 8
+    words: list[Temp] = []
+    for reg, half in srcs[first:first + need + (1 if sh else 0)]:
+        t = ctx.t64()
+        b.gen_ld_state_i64(t, vreg_offset(reg, half), 8)
+        words.append(t)
+    out = []
+    for i in range(need):
+        r = ctx.t64()
+        if sh:
+            t = ctx.t64()
+            b.gen_shr_i64(r, words[i], sh)
+            b.gen_shl_i64(t, words[i + 1], 64 - sh)
+            b.gen_or_i64(r, r, t)
+        else:
+            b.gen_mov_i64(r, words[i])
+        out.append(r)
+    b.gen_st_state_i64(out[0], vreg_offset(a.rd, 0), 8)
+    b.gen_st_state_i64(out[1] if a.q else Const(0, 64), vreg_offset(a.rd, 1), 8)
+    return True
+
+
+# ---------------------------------------------------------------- modified immediate
+
+def adv_simd_expand_imm(op: int, cmode: int, imm8: int) -> int:
+    """AdvSIMDExpandImm: the 64-bit pattern of a modified immediate."""
+    c = cmode >> 1
+    if c < 4:
+        v = imm8 << (8 * c)
+        return v | (v << 32)
+    if c < 6:
+        return (imm8 << (8 * (c - 4))) * 0x0001000100010001
+    if cmode in (12, 13):
+        v = (imm8 << 8) | 0xFF if cmode == 12 else (imm8 << 16) | 0xFFFF
+        return v | (v << 32)
+    if cmode == 14:
+        if op == 0:
+            return imm8 * 0x0101010101010101
+        return sum(0xFF << (8 * i) for i in range(8) if imm8 >> i & 1)
+    # cmode 15: FMOV (vector, immediate), VFPExpandImm
+    a_, b_, cd, efgh = imm8 >> 7, (imm8 >> 6) & 1, (imm8 >> 4) & 3, imm8 & 15
+    if op == 0:
+        f = (a_ << 31) | ((b_ ^ 1) << 30) | ((0x1F if b_ else 0) << 25) | (cd << 23) \
+            | (efgh << 19)
+        return f | (f << 32)
+    return (a_ << 63) | ((b_ ^ 1) << 62) | ((0xFF if b_ else 0) << 54) | (cd << 52) \
+        | (efgh << 48)
+
+
+def trans_MOVI(ctx: DisasContext, a: Any) -> bool:
+    """MOVI, MVNI, ORR, BIC (vector, immediate) and FMOV (vector, immediate)."""
+    b = ctx.b
+    if a.o2 and a.op:
+        # o2 = 1, op = 1 is unallocated in the ARM ARM, but QEMU 7.2 (checked with
+        # qemu-aarch64) runs it as FMOV (vector, immediate, double) even with Q = 0
+        if a.cmode != 15 or not ctx.has("asimdhp"):
+            return False
+        imm = adv_simd_expand_imm(1, 15, a.abcdefgh)
+    elif a.o2:  # FMOV Vd.<4H|8H>, #imm (FEAT_FP16)
+        if a.cmode != 15 or not ctx.has("asimdhp"):
+            return False
+        i8 = a.abcdefgh
+        bb = (i8 >> 6) & 1
+        h = ((i8 >> 7) << 15) | ((bb ^ 1) << 14) | ((3 if bb else 0) << 12) \
+            | (((i8 >> 4) & 3) << 10) | ((i8 & 15) << 6)
+        imm = h * _REP64[1]
+    else:
+        if a.cmode == 15 and a.op == 1 and not a.q:
+            return False
+        imm = adv_simd_expand_imm(a.op, a.cmode, a.abcdefgh)
+    if a.cmode < 12 and a.cmode & 1:  # ORR / BIC (vector, immediate): Vd |= / &= ~imm
+        for half in (0, 1) if a.q else (0,):
+            t = ctx.t64()
+            b.gen_ld_state_i64(t, vreg_offset(a.rd, half), 8)
+            if a.op:
+                b.gen_and_i64(t, t, ~imm & M64)
+            else:
+                b.gen_or_i64(t, t, imm)
+            b.gen_st_state_i64(t, vreg_offset(a.rd, half), 8)
+        if not a.q:
+            b.gen_st_state_i64(Const(0, 64), vreg_offset(a.rd, 1), 8)
+        return True
+    if a.op == 1 and a.cmode < 14:  # MVNI
+        imm = ~imm & M64
+    b.gen_st_state_i64(Const(imm, 64), vreg_offset(a.rd, 0), 8)
+    b.gen_st_state_i64(Const(imm if a.q else 0, 64), vreg_offset(a.rd, 1), 8)
+    return True
+
+
+# ---------------------------------------------------------------- FMOV (general)
+
+def trans_FMOV_g(ctx: DisasContext, a: Any) -> bool:
+    """FMOV Wd, Sn / Xd, Dn / Sd, Wn / Dd, Xn / Xd, Vn.D[1] / Vn.D[1], Xn."""
+    b = ctx.b
+    key = (a.sf, a.type, a.rmode, a.opcode)
+    if key in ((0, 0, 0, 6), (1, 1, 0, 6)):  # to a general register
+        t = ctx.t64()
+        b.gen_ld_state_i64(t, vreg_offset(a.rn, 0), 8 if a.sf else 4)
+        write_reg(ctx, a.rd, t, a.sf)
+        return True
+    if key in ((0, 0, 0, 7), (1, 1, 0, 7)):  # from a general register, rest of Vd zeroed
+        t = ctx.t64()
+        if a.sf:
+            b.gen_mov_i64(t, cpu_reg(ctx, a.rn))
+        else:
+            b.gen_ext32u_i64(t, cpu_reg(ctx, a.rn))
+        b.gen_st_state_i64(t, vreg_offset(a.rd, 0), 8)
+        b.gen_st_state_i64(Const(0, 64), vreg_offset(a.rd, 1), 8)
+        return True
+    if key == (1, 2, 1, 6):  # FMOV Xd, Vn.D[1]
+        t = ctx.t64()
+        b.gen_ld_state_i64(t, vreg_offset(a.rn, 1), 8)
+        write_reg(ctx, a.rd, t)
+        return True
+    if key == (1, 2, 1, 7):  # FMOV Vd.D[1], Xn (the low half is kept)
+        b.gen_st_state_i64(cpu_reg(ctx, a.rn), vreg_offset(a.rd, 1), 8)
+        return True
+    return False
+
+
+# ---------------------------------------------------------------- structure loads/stores
+# Element order, register write timing and fault behaviour follow QEMU 7.2 (see
+# helpers_simd): LD1/ST1 (multiple) move 8-byte chunks, each written to its register as
+# it is loaded; the high halves of Q=0 destinations are cleared after the last load.
+
+_MEM_FLAGS = CallFlags.NO_READ_GLOBALS | CallFlags.NO_WRITE_GLOBALS
+helper_ldst_multiple = Helper("simd_ldst_multiple", H.ldst_multiple,
+                              (64, 32, 32, 32, 32), (), _MEM_FLAGS)
+helper_ldst_single = Helper("simd_ldst_single", H.ldst_single, (64, 32, 32, 32, 32), (),
+                            _MEM_FLAGS)
+helper_ld_replicate = Helper("simd_ld_replicate", H.ld_replicate, (64, 32, 32, 32), (),
+                             _MEM_FLAGS)
+
+#: opcode -> (registers, elements per structure) of LD1-4/ST1-4 (multiple structures)
+_MULT = {0b0000: (4, 4), 0b0010: (4, 1), 0b0100: (3, 3), 0b0110: (3, 1),
+         0b0111: (1, 1), 0b1000: (2, 2), 0b1010: (2, 1)}
+
+
+def _post_index(ctx: DisasContext, a: Any, base: Temp, size: int) -> None:
+    """Base register writeback: Xn += size (rm = 31) or Xn += Xm."""
+    rn = cpu_reg_sp(ctx, a.rn)
+    if a.rm == 31:
+        ctx.b.gen_add_i64(rn, base, size)
+    else:
+        ctx.b.gen_add_i64(rn, base, cpu_reg(ctx, a.rm))
+
+
+def _ldst_mult(ctx: DisasContext, a: Any, post: bool) -> bool:
+    form = _MULT.get(a.opcode)
+    if form is None or (a.esz == 3 and not a.q and form[1] > 1):
+        return False
+    nregs, selem = form
+    b = ctx.b
+    base = ctx.t64()
+    b.gen_mov_i64(base, cpu_reg_sp(ctx, a.rn))
+    nbytes = 16 if a.q else 8
+    if selem > 1:
+        b.gen_call(helper_ldst_multiple, base, Const(a.rt, 32), Const(selem, 32),
+                   Const((a.q << 2) | a.esz, 32), Const(a.l, 32))
+    else:
+        chunk = 0
+        for r in range(nregs):
+            reg = (a.rt + r) % 32
+            for half in range(nbytes // 8):
+                ad = ctx.t64()
+                b.gen_add_i64(ad, base, 8 * chunk)
+                v = ctx.t64()
+                if a.l:
+                    b.gen_qemu_ld_i64(v, ad, MemOp.MO_64)
+                    b.gen_st_state_i64(v, vreg_offset(reg, half), 8)
+                else:
+                    b.gen_ld_state_i64(v, vreg_offset(reg, half), 8)
+                    b.gen_qemu_st_i64(v, ad, MemOp.MO_64)
+                chunk += 1
+        if a.l and not a.q:
+            for r in range(nregs):
+                b.gen_st_state_i64(Const(0, 64), vreg_offset((a.rt + r) % 32, 1), 8)
+    if post:
+        _post_index(ctx, a, base, nregs * nbytes)
+    return True
+
+
+def trans_LDST_mult(ctx: DisasContext, a: Any) -> bool:
+    return _ldst_mult(ctx, a, post=False)
+
+
+def trans_LDST_mult_post(ctx: DisasContext, a: Any) -> bool:
+    return _ldst_mult(ctx, a, post=True)
+
+
+def trans_LDST_single(ctx: DisasContext, a: Any) -> bool:
+    """LD1-4/ST1-4 (single structure) and LD1R-LD4R."""
+    selem = (((a.opc & 1) << 1) | a.r) + 1
+    scale = a.opc >> 1
+    b = ctx.b
+    base = ctx.t64()
+    if scale == 3:  # load and replicate
+        if not a.l or a.s:
+            return False
+        b.gen_mov_i64(base, cpu_reg_sp(ctx, a.rn))
+        b.gen_call(helper_ld_replicate, base, Const(a.rt, 32), Const(selem, 32),
+                   Const((a.q << 2) | a.size, 32))
+        step = selem << a.size
+    else:
+        if scale == 0:
+            index = (a.q << 3) | (a.s << 2) | a.size
+        elif scale == 1:
+            if a.size & 1:
+                return False
+            index = (a.q << 2) | (a.s << 1) | (a.size >> 1)
+        elif a.size == 0:
+            index = (a.q << 1) | a.s
+        elif a.size == 1 and not a.s:
+            index, scale = a.q, 3
+        else:
+            return False
+        b.gen_mov_i64(base, cpu_reg_sp(ctx, a.rn))
+        if selem == 1:  # LD1/ST1 one lane: inline
+            off = vreg_offset(a.rt, 0) + (index << scale)
+            v = ctx.t64()
+            if a.l:
+                b.gen_qemu_ld_i64(v, base, MemOp(scale))
+                b.gen_st_state_i64(v, off, 1 << scale)
+            else:
+                b.gen_ld_state_i64(v, off, 1 << scale)
+                b.gen_qemu_st_i64(v, base, MemOp(scale))
+        else:
+            b.gen_call(helper_ldst_single, base, Const(a.rt, 32), Const(selem, 32),
+                       Const(index, 32), Const((a.l << 2) | scale, 32))
+        step = selem << scale
+    if a.post:
+        _post_index(ctx, a, base, step)
+    return True
