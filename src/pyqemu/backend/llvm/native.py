@@ -21,6 +21,7 @@ from typing import Any
 
 from llvmlite import ir
 
+from pyqemu.backend.llvm import runtime as rt
 from pyqemu.ir.core import Const, Helper
 
 __all__ = ["lower_call", "stats"]
@@ -35,6 +36,8 @@ stats: Counter[str] = Counter()
 Lowering = Callable[[Any, list[int], list[Any]], bool]
 _table: dict[int, tuple[str, Lowering]] | None = None
 _vregs = 0
+_fpcr = 0
+_fpsr = 0
 
 
 def _it(bits: int) -> ir.IntType:
@@ -382,10 +385,232 @@ def _fcsel(g: Any, c: list[int], vals: list[Any]) -> bool:
     return True
 
 
+# ------------------------------------------------------------------ scalar FP arithmetic
+#
+# IEEE binary32/binary64 arithmetic natively when the answer is certain to be the Python
+# softfloat's, bit for bit and flag for flag; the helper (callback) otherwise. The fast
+# path needs: FPCR round-to-nearest without FZ/DN, operands zero or normal, a result zero
+# or at least twice the smallest normal (so no underflow, however tininess is detected),
+# finite (no overflow), and either a proof that the operation was exact (error-free
+# transformations: TwoSum, the FMA residue of a product or quotient) or FPSR.IXC already
+# set (then "inexact" changes nothing). Such an operation raises no flag the FPSR does
+# not already hold, so the fast path never writes the FPSR.
+
+_FPCR_MODE = (3 << 22) | (1 << 24) | (1 << 25)  # RMode, FZ, DN
+_IXC = 16
+#: esz -> (bits, sign, +inf, 2 * min normal, exponent bound for residues)
+_FPFMT = {
+    2: (32, 1 << 31, 0x7F800000, 2 << 23, 27 << 23),
+    3: (64, 1 << 63, 0x7FF << 52, 2 << 52, 56 << 52),
+}
+
+
+class _FP:
+    """Emission helpers for one scalar FP lowering of element size ``esz``."""
+
+    def __init__(self, g: Any, esz: int) -> None:
+        self.g = g
+        self.v = _V(g)
+        self.b: ir.IRBuilder = g.b
+        self.bits, sign, inf, self.min2, self.bound = _FPFMT[esz]
+        self.ity = _it(self.bits)
+        self.fty = ir.FloatType() if esz == 2 else ir.DoubleType()
+        self.mag = ir.Constant(self.ity, sign - 1)
+        self.inf = ir.Constant(self.ity, inf)
+        self.conds: list[ir.Value] = []
+
+    def reg(self, n: int) -> ir.Value:
+        """The raw bits of the scalar in V<n>."""
+        return self.b.trunc(self.v.load(n, 8), self.ity)
+
+    def f(self, raw: ir.Value) -> ir.Value:
+        return self.b.bitcast(raw, self.fty)
+
+    def raw(self, f: ir.Value) -> ir.Value:
+        return self.b.bitcast(f, self.ity)
+
+    def absbits(self, raw: ir.Value) -> ir.Value:
+        return self.b.and_(raw, self.mag)
+
+    def is_zero(self, raw: ir.Value) -> ir.Value:
+        return self.b.icmp_unsigned("==", self.absbits(raw), ir.Constant(self.ity, 0))
+
+    def fine_operand(self, raw: ir.Value) -> ir.Value:
+        """Zero or normal finite (subnormals, infinities and NaNs take the helper)."""
+        a = self.absbits(raw)
+        b = self.b
+        normal = b.and_(b.icmp_unsigned(">=", a, ir.Constant(self.ity, self.min2 >> 1)),
+                        b.icmp_unsigned("<", a, self.inf))
+        return b.or_(normal, b.icmp_unsigned("==", a, ir.Constant(self.ity, 0)))
+
+    def fine_result(self, raw: ir.Value) -> ir.Value:
+        """Finite and at least twice the smallest normal in magnitude."""
+        a = self.absbits(raw)
+        b = self.b
+        return b.and_(b.icmp_unsigned(">=", a, ir.Constant(self.ity, self.min2)),
+                      b.icmp_unsigned("<", a, self.inf))
+
+    def at_least(self, raw: ir.Value, bits: int) -> ir.Value:
+        return self.b.icmp_unsigned(">=", self.absbits(raw), ir.Constant(self.ity, bits))
+
+    def fzero(self, f: ir.Value) -> ir.Value:
+        return self.b.fcmp_ordered("==", f, ir.Constant(self.fty, 0.0))
+
+    def fma(self, x: ir.Value, y: ir.Value, z: ir.Value) -> ir.Value:
+        name = f"llvm.fma.f{self.bits}"
+        fn = self.g.mod.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.g.mod, ir.FunctionType(self.fty, [self.fty] * 3), name=name)
+        return self.b.call(fn, [x, y, z])
+
+    def two_sum_exact(self, x: ir.Value, y: ir.Value, s: ir.Value) -> ir.Value:
+        """s == x + y exactly (Knuth's TwoSum error is zero; s must be finite)."""
+        b = self.b
+        bb = b.fsub(s, x)
+        err = b.fadd(b.fsub(x, b.fsub(s, bb)), b.fsub(y, bb))
+        return self.fzero(err)
+
+    def fpcr_ok(self) -> ir.Value:
+        b = self.b
+        fpcr = b.load(self.g.sptr(_fpcr), typ=I64, align=8)
+        return b.icmp_unsigned("==", b.and_(fpcr, ir.Constant(I64, _FPCR_MODE)),
+                               ir.Constant(I64, 0))
+
+    def ixc(self) -> ir.Value:
+        b = self.b
+        fpsr = b.load(self.g.sptr(_fpsr), typ=I64, align=8)
+        return b.icmp_unsigned("!=", b.and_(fpsr, ir.Constant(I64, _IXC)), ir.Constant(I64, 0))
+
+    def finish(self, rd: int, ok: ir.Value, result: ir.Value) -> None:
+        """V<rd> = result when ``ok``, else the helper call (emitted on a cold path)."""
+        g = self.g
+        b = self.b
+        fast = g.fn.append_basic_block("fp_fast")
+        slow = g.fn.append_basic_block("fp_slow")
+        done = g.fn.append_basic_block("fp_done")
+        b.cbranch(ok, fast, slow)
+        b.position_at_end(fast)
+        self.v.store(rd, b.zext(self.raw(result), I128))
+        b.branch(done)
+        b.position_at_end(slow)
+        g.native_slow()
+        b.branch(done)
+        b.position_at_end(done)
+
+
+def _fp_arith(fp: _FP, op: str, a: ir.Value, c: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """(result, fast-path condition) of a op c on raw operands (mul, div, add, sub)."""
+    b = fp.b
+    x, y = fp.f(a), fp.f(c)
+    ixc = fp.ixc()
+    if op in ("add", "sub"):
+        if op == "sub":
+            y = b.fneg(y)
+        r = b.fadd(x, y)
+        rr = fp.raw(r)
+        # a zero sum of zero/normal operands is exact (cancellation); so is any sum whose
+        # TwoSum error is zero
+        ok = b.or_(fp.is_zero(rr),
+                   b.and_(fp.fine_result(rr), b.or_(ixc, fp.two_sum_exact(x, y, r))))
+    elif op == "mul":
+        r = b.fmul(x, y)
+        rr = fp.raw(r)
+        exact = b.and_(fp.fzero(fp.fma(x, y, b.fneg(r))), fp.at_least(rr, fp.bound))
+        ok = b.or_(b.or_(fp.is_zero(a), fp.is_zero(c)),
+                   b.and_(fp.fine_result(rr), b.or_(ixc, exact)))
+    else:  # div: a zero divisor (DZC/IOC) takes the helper
+        r = b.fdiv(x, y)
+        rr = fp.raw(r)
+        exact = b.and_(fp.fzero(fp.fma(b.fneg(r), y, x)), fp.at_least(a, fp.bound))
+        ok = b.and_(b.not_(fp.is_zero(c)),
+                    b.or_(fp.is_zero(a), b.and_(fp.fine_result(rr), b.or_(ixc, exact))))
+    return r, ok
+
+
+_FP2_OPS = {0: "mul", 8: "mul", 1: "div", 2: "add", 3: "sub"}
+
+
+def _fp2(g: Any, c: list[int], _vals: list[Any]) -> bool:
+    opcode, rd, rn, rm, esz = c
+    op = _FP2_OPS.get(opcode)
+    if op is None or esz not in _FPFMT:
+        return False
+    fp = _FP(g, esz)
+    a, m = fp.reg(rn), fp.reg(rm)
+    r, ok = _fp_arith(fp, op, a, m)
+    if opcode == 8:  # FNMUL: the rounded product negated (RN rounding is symmetric)
+        r = fp.b.fneg(r)
+    b = fp.b
+    ok = b.and_(ok, b.and_(fp.fpcr_ok(), b.and_(fp.fine_operand(a), fp.fine_operand(m))))
+    fp.finish(rd, ok, r)
+    return True
+
+
+def _fp3(g: Any, c: list[int], _vals: list[Any]) -> bool:
+    """FMADD/FMSUB/FNMADD/FNMSUB: one rounding of n * m + acc."""
+    o1o0, rd, rn, rm, ra, esz = c
+    if esz not in _FPFMT:
+        return False
+    fp = _FP(g, esz)
+    b = fp.b
+    n, m, acc = fp.reg(rn), fp.reg(rm), fp.reg(ra)
+    sign = ir.Constant(fp.ity, 1 << (fp.bits - 1))
+    if o1o0 & 2:
+        acc = b.xor(acc, sign)
+    if o1o0 in (1, 2):
+        n = b.xor(n, sign)
+    x, y, z = fp.f(n), fp.f(m), fp.f(acc)
+    r = fp.fma(x, y, z)
+    rr = fp.raw(r)
+    # exact when the product is exact (zero FMA residue, or a zero factor) and adding
+    # the accumulator is exact (TwoSum); then r is that exact value, zero included
+    p = b.fmul(x, y)
+    prod_exact = b.or_(b.or_(fp.is_zero(n), fp.is_zero(m)),
+                       b.and_(fp.fzero(fp.fma(x, y, b.fneg(p))),
+                              fp.at_least(fp.raw(p), fp.bound)))
+    s = b.fadd(p, z)
+    exact = b.and_(b.and_(prod_exact, fp.two_sum_exact(p, z, s)),
+                   b.icmp_unsigned("==", fp.raw(s), rr))
+    sum_ok = b.and_(b.icmp_unsigned("<", fp.absbits(fp.raw(s)), fp.inf),
+                    b.or_(fp.is_zero(fp.raw(s)), fp.fine_result(fp.raw(s))))
+    ok = b.or_(b.and_(exact, sum_ok), b.and_(fp.fine_result(rr), fp.ixc()))
+    ok = b.and_(ok, b.and_(fp.fpcr_ok(), b.and_(fp.fine_operand(n), b.and_(
+        fp.fine_operand(m), fp.fine_operand(acc)))))
+    fp.finish(rd, ok, r)
+    return True
+
+
+def _cvtf(g: Any, c: list[int], vals: list[Any]) -> bool:
+    """SCVTF/UCVTF (scalar, integer source, no fraction bits)."""
+    _v, rd, esz, flags, fbits = c
+    if fbits or esz not in _FPFMT:
+        return False
+    fp = _FP(g, esz)
+    b = fp.b
+    sbits = 64 if flags & 2 else 32
+    val = vals[0]
+    if val.type.width != sbits:
+        val = b.trunc(val, _it(sbits)) if val.type.width > sbits else b.zext(val, _it(sbits))
+    signed = not flags & 1
+    r = b.sitofp(val, fp.fty) if signed else b.uitofp(val, fp.fty)
+    prec = 24 if esz == 2 else 53
+    if sbits <= prec:
+        exact: ir.Value = ir.Constant(I1, 1)
+    elif signed:  # |val| < 2**prec: -2**prec < val < 2**prec
+        ty = _it(sbits)
+        exact = b.icmp_unsigned("<", b.add(val, ir.Constant(ty, (1 << prec) - 1)),
+                                ir.Constant(ty, (2 << prec) - 1))
+    else:
+        exact = b.icmp_unsigned("<", val, ir.Constant(_it(sbits), 1 << prec))
+    ok = b.and_(fp.fpcr_ok(), b.or_(exact, fp.ixc()))
+    fp.finish(rd, ok, r)
+    return True
+
+
 # ------------------------------------------------------------------ table
 
 def _build() -> dict[int, tuple[str, Lowering]]:
-    global _vregs
+    global _vregs, _fpcr, _fpsr
     table: dict[int, tuple[str, Lowering]] = {}
     try:
         from pyqemu.target.aarch64 import cpu as a64cpu
@@ -393,17 +618,22 @@ def _build() -> dict[int, tuple[str, Lowering]]:
     except ImportError:
         return table
     _vregs = a64cpu.VREGS_OFFSET
+    _fpcr = a64cpu.FPCR_OFFSET
+    _fpsr = a64cpu.FPSR_OFFSET
     table[id(helpers_simd.three_same)] = ("three_same", _three_same)
     table[id(helpers_simd.shift_imm)] = ("shift_imm", _shift_imm)
     table[id(helpers_simd.misc)] = ("misc", _misc)
     table[id(trans_fp._fp1)] = ("fp1", _fp1)
     table[id(trans_fp._fcsel)] = ("fcsel", _fcsel)
+    table[id(trans_fp._fp2)] = ("fp2", _fp2)
+    table[id(trans_fp._fp3)] = ("fp3", _fp3)
+    table[id(trans_fp._cvtf)] = ("cvtf", _cvtf)
     return table
 
 
 #: helper args that must be constants for each lowering (index into the call's args);
 #: None means all of them
-_CONST_FROM = {"fcsel": 1}
+_CONST_FROM = {"fcsel": 1, "cvtf": 1}
 
 
 def lower_call(g: Any, helper: Helper, args: list[Any], vals: list[Any]) -> bool:
@@ -419,6 +649,11 @@ def lower_call(g: Any, helper: Helper, args: list[Any], vals: list[Any]) -> bool
     if not all(isinstance(a, Const) for a in args[first:]):
         return False
     consts = [0] * first + [int(a.value) for a in args[first:]]
+
+    def slow() -> None:  # the helper through the callback (cold paths of a lowering)
+        g.callback(rt.register_helper(helper), vals, 0)
+
+    g.native_slow = slow
     if not fn(g, consts, vals):
         return False
     stats[name] += 1
