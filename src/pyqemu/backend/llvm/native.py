@@ -385,6 +385,77 @@ def _fcsel(g: Any, c: list[int], vals: list[Any]) -> bool:
     return True
 
 
+# ------------------------------------------------------------------ LD2-4/ST2-4 (multiple)
+
+def _tlb_range(g: Any, addr: ir.Value, nbytes: int, write: bool) -> tuple[ir.Value, ir.Value]:
+    """(in-TLB condition, host pointer) for guest bytes [addr, addr + nbytes) that span
+    at most two pages: both pages mapped for the access with one addend (contiguous)."""
+    b = g.b
+    k = 2 if write else 0
+
+    def entry(page: ir.Value) -> tuple[ir.Value, ir.Value]:
+        base = b.add(b.shl(b.and_(page, ir.Constant(I64, rt.TLB_SIZE - 1)),
+                           ir.Constant(I64, 2)), ir.Constant(I64, k))
+        tag = b.load(b.gep(g.tlb, [base], source_etype=I64), typ=I64, align=8)
+        add = b.load(b.gep(g.tlb, [b.add(base, ir.Constant(I64, 1))], source_etype=I64),
+                     typ=I64, align=8)
+        return b.icmp_unsigned("==", tag, page), add
+
+    p0 = b.lshr(addr, ir.Constant(I64, 12))
+    p1 = b.lshr(b.add(addr, ir.Constant(I64, nbytes - 1)), ir.Constant(I64, 12))
+    hit0, add0 = entry(p0)
+    hit1, add1 = entry(p1)
+    same = b.icmp_unsigned("==", p0, p1)
+    ok = b.and_(hit0, b.or_(same, b.and_(hit1, b.icmp_unsigned("==", add0, add1))))
+    return ok, b.gep(g.hbase, [b.add(add0, addr)], source_etype=ir.IntType(8))
+
+
+def _ldst_multiple(g: Any, c: list[int], vals: list[Any]) -> bool:
+    _a, rt_, selem, qesz, load = c
+    esz, q = qesz & 3, qesz >> 2
+    nbytes = 16 if q else 8
+    bits = 8 << esz
+    nelem = nbytes >> esz
+    total = selem * nbytes
+    if not 1 <= selem <= 4:
+        return False
+    v = _V(g)
+    b = v.b
+    addr = vals[0] if vals[0].type == I64 else b.zext(vals[0], I64)
+    ok, hptr = _tlb_range(g, addr, total, not load)
+    fast = g.fn.append_basic_block("ldst_fast")
+    slow = g.fn.append_basic_block("ldst_slow")
+    done = g.fn.append_basic_block("ldst_done")
+    b.cbranch(ok, fast, slow)
+    b.position_at_end(fast)
+    regs = [(rt_ + r) % 32 for r in range(selem)]
+    allty = _vec(bits, nelem * selem)
+    if load:
+        data = b.load(hptr, typ=allty, align=1)
+        for r, reg in enumerate(regs):
+            idx = ir.Constant(_vec(32, nelem), list(range(r, nelem * selem, selem)))
+            v.store(reg, v.whole(b.shuffle_vector(data, data, idx)))
+    else:
+        parts = [v.lanes(v.load(reg, nbytes), bits) for reg in regs]
+        while len(parts) < 4:  # pad to a power of two for the concatenating shuffles
+            parts.append(ir.Constant(parts[0].type, None))
+        lo = b.shuffle_vector(parts[0], parts[1],
+                              ir.Constant(_vec(32, 2 * nelem), list(range(2 * nelem))))
+        hi = b.shuffle_vector(parts[2], parts[3],
+                              ir.Constant(_vec(32, 2 * nelem), list(range(2 * nelem))))
+        cat = b.shuffle_vector(lo, hi, ir.Constant(_vec(32, 4 * nelem),
+                                                   list(range(4 * nelem))))
+        order = [r * nelem + e for e in range(nelem) for r in range(selem)]
+        inter = b.shuffle_vector(cat, cat, ir.Constant(_vec(32, len(order)), order))
+        b.store(inter, hptr, align=1)
+    b.branch(done)
+    b.position_at_end(slow)
+    g.native_slow()
+    b.branch(done)
+    b.position_at_end(done)
+    return True
+
+
 # ------------------------------------------------------------------ scalar FP arithmetic
 #
 # IEEE binary32/binary64 arithmetic natively when the answer is certain to be the Python
@@ -623,6 +694,8 @@ def _build() -> dict[int, tuple[str, Lowering]]:
     table[id(helpers_simd.three_same)] = ("three_same", _three_same)
     table[id(helpers_simd.shift_imm)] = ("shift_imm", _shift_imm)
     table[id(helpers_simd.misc)] = ("misc", _misc)
+    if hasattr(helpers_simd, "ldst_multiple"):
+        table[id(helpers_simd.ldst_multiple)] = ("ldst_multiple", _ldst_multiple)
     table[id(trans_fp._fp1)] = ("fp1", _fp1)
     table[id(trans_fp._fcsel)] = ("fcsel", _fcsel)
     table[id(trans_fp._fp2)] = ("fp2", _fp2)
@@ -633,7 +706,7 @@ def _build() -> dict[int, tuple[str, Lowering]]:
 
 #: helper args that must be constants for each lowering (index into the call's args);
 #: None means all of them
-_CONST_FROM = {"fcsel": 1, "cvtf": 1}
+_CONST_FROM = {"fcsel": 1, "cvtf": 1, "ldst_multiple": 1}
 
 
 def lower_call(g: Any, helper: Helper, args: list[Any], vals: list[Any]) -> bool:
