@@ -98,6 +98,8 @@ def _ones(esz: int) -> int:
 
 
 Op3 = Callable[[int, int, int, int, Sat], int]
+#: bytes.translate table: 0xFF for a zero byte, 0 otherwise (CMEQ on bytes)
+_BYTE_IS_ZERO = bytes([0xFF] + [0] * 255)
 
 
 def _three_same_op(u: int, opcode: int, esz: int) -> tuple[Op3, bool]:
@@ -181,6 +183,16 @@ def _three_same(s: Any, uop: int, rd: int, rn: int, vm_val: int, qesz: int) -> N
     nbytes = (1 << esz) if scalar else (16 if q else 8)
     width = (1 << (8 * nbytes)) - 1
     vn, vm = vget(vr, rn) & width, vm_val & width
+    if esz == 0 and not scalar and u:  # byte fast paths of glibc's string routines
+        if opcode == 17:  # CMEQ
+            vset(vr, rd, int.from_bytes((vn ^ vm).to_bytes(nbytes, "little")
+                                        .translate(_BYTE_IS_ZERO), "little"))
+            return
+        if opcode in (20, 21):  # UMAXP, UMINP
+            both = vn.to_bytes(nbytes, "little") + vm.to_bytes(nbytes, "little")
+            vset(vr, rd, int.from_bytes(bytes(map(max if opcode == 20 else min,
+                                                  both[0::2], both[1::2])), "little"))
+            return
     if opcode == 3:
         res = _LOGIC[u, esz](vn, vm, vget(vr, rd) & width) & width
         vset(vr, rd, res)
@@ -297,6 +309,14 @@ def shift_imm(cpu: Any, uop: int, rd: int, rn: int, qesz: int, shift: int) -> No
     sat = Sat()
     ones = _ones(esz)
     nbytes = (1 << esz) if scalar else (16 if q else 8)
+    if opcode == 16 and not u and not scalar and shift <= (8 << esz):
+        # SHRN: each result needs only bits of its own wide lane; take the low halves
+        b = (vn >> shift).to_bytes(17, "little")[:16]
+        w = 1 << esz
+        narrow = int.from_bytes(b"".join(b[i:i + w] for i in range(0, 16, 2 * w)),
+                                "little")
+        vset(vr, rd, ((vd & M64) | (narrow << 64)) if q else narrow)
+        return
     if opcode >= 16 and opcode <= 19:  # narrowing right shifts
         src = lanes(vn, esz + 1, (2 << esz) if scalar else 16)
         sgn_src = not (opcode in (18, 19) and u)
@@ -738,6 +758,9 @@ def ldst_multiple(cpu: Any, addr: int, rt: int, selem: int, qesz: int, load: int
     esize = 1 << esz
     nelem = (16 if q else 8) >> esz
     regs = [(rt + r) % 32 for r in range(selem)]
+    tlb = getattr(cpu, "tlb", None)
+    if tlb is not None and _ldst_multiple_bulk(tlb, vr, addr, regs, esz, nelem, load):
+        return
     if load:
         ld = cpu.load
         for e in range(nelem):
@@ -753,6 +776,38 @@ def ldst_multiple(cpu: Any, addr: int, rt: int, selem: int, qesz: int, load: int
         for reg in regs:
             st(addr, esize, _get_elem(vr, reg, e * esize, esize))
             addr += esize
+
+
+def _ldst_multiple_bulk(tlb: Any, vr: Any, addr: int, regs: list[int], esz: int,
+                        nelem: int, load: int) -> bool:
+    """The whole transfer as one guest access when it cannot fault (the TLB checks every
+    page before any side effect); False (nothing done) when it would fault, so the
+    element-wise path reproduces the partial transfer."""
+    from pyqemu.accel.tcg.interfaces import GuestTrap
+
+    selem = len(regs)
+    n = nelem * selem
+    fmt = f"<{n}{_FMT[esz]}"
+    nbytes = nelem << esz
+    if load:
+        try:
+            data = tlb.read_bytes(addr, n << esz)
+        except GuestTrap:
+            return False
+        elems = struct.unpack(fmt, data)
+        one = f"<{nelem}{_FMT[esz]}"
+        for r, reg in enumerate(regs):
+            v = int.from_bytes(struct.pack(one, *elems[r::selem]), "little")
+            vr[2 * reg] = v & M64
+            vr[2 * reg + 1] = v >> 64 if nbytes == 16 else 0
+        return True
+    cols = [lanes(vget(vr, reg), esz, nbytes) for reg in regs]
+    inter = [cols[r][e] for e in range(nelem) for r in range(selem)]
+    try:
+        tlb.write_bytes(addr, struct.pack(fmt, *inter))
+    except GuestTrap:
+        return False
+    return True
 
 
 def ldst_single(cpu: Any, addr: int, rt: int, selem: int, index: int, scale_l: int
