@@ -16,8 +16,10 @@ from __future__ import annotations
 import importlib
 import os
 import struct
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+
+# the runtime base of _Registry; collections.abc's own module, already loaded by os
+# (importing collections.abc would load the whole collections package at start-up)
+from _collections_abc import Mapping
 
 from pyqemu.block.driver import FILE_CREATE_OPTS, CreateOpt, Image, parse_opts
 from pyqemu.block.errors import BlockError, ImageFormatError, ImageLockError
@@ -30,6 +32,11 @@ from pyqemu.block.locking import (
     apply_locks,
     perms_for_open,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 __all__ = [
     "FORMATS",

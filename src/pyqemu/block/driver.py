@@ -15,13 +15,15 @@ owned by the image above it and closed with it.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
 
 from pyqemu.block.errors import BlockError, ImageFormatError
 from pyqemu.block.file import ImageFile
+from pyqemu.block.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, Final
 
 __all__ = [
     "FILE_CREATE_OPTS",
@@ -34,27 +36,31 @@ __all__ = [
 ]
 
 
-class OptType(enum.Enum):
-    """Types of `-o` options, as QemuOpts has them."""
+class OptType:
+    """Types of `-o` options, as QemuOpts has them (plain strings: no enum at start-up)."""
 
-    STRING = "string"
-    SIZE = "size"  # accepts suffixes k/M/G/T/P/E (powers of 1024), plain bytes
-    BOOL = "bool"  # on/off/true/false/yes/no
-    NUMBER = "number"
+    STRING: Final = "string"
+    SIZE: Final = "size"  # accepts suffixes k/M/G/T/P/E (powers of 1024), plain bytes
+    BOOL: Final = "bool"  # on/off/true/false/yes/no
+    NUMBER: Final = "number"
 
 
-@dataclasses.dataclass(frozen=True)
-class CreateOpt:
+class CreateOpt(Record):
     """One creation (or amend) option of a format, listed by ``-o help``."""
 
-    name: str
-    type: OptType
-    help: str
-    default: str | None = None  # shown as "(default: X)" by -o help when set
+    _fields = ("name", "type", "help", "default")
+
+    def __init__(self, name: str, type: str, help: str, default: str | None = None) -> None:
+        self.name = name
+        self.type = type  # an OptType constant
+        self.help = help
+        self.default = default  # shown as "(default: X)" by -o help when set
+
+    def __hash__(self) -> int:
+        return hash(self.astuple())
 
 
-@dataclasses.dataclass
-class BlockStatus:
+class BlockStatus(Record):
     """Status of the extent starting at ``offset`` (one layer of a chain).
 
     ``allocated`` is False when this layer does not define the data and a read
@@ -63,31 +69,48 @@ class BlockStatus:
     uncompressed and unencrypted (``qemu-img map``'s "offset").
     """
 
-    offset: int
-    length: int
-    allocated: bool
-    data: bool
-    zero: bool
-    host_offset: int | None = None
-    filename: str | None = None
-    compressed: bool = False
+    _fields = ("offset", "length", "allocated", "data", "zero", "host_offset", "filename",
+               "compressed")
+
+    def __init__(self, offset: int, length: int, allocated: bool, data: bool, zero: bool,
+                 host_offset: int | None = None, filename: str | None = None,
+                 compressed: bool = False) -> None:
+        self.offset = offset
+        self.length = length
+        self.allocated = allocated
+        self.data = data
+        self.zero = zero
+        self.host_offset = host_offset
+        self.filename = filename
+        self.compressed = compressed
 
 
-@dataclasses.dataclass
-class CheckResult:
+class CheckResult(Record):
     """Result of ``check``: field names follow qemu-img's ``--output=json``."""
 
-    corruptions: int = 0
-    leaks: int = 0
-    check_errors: int = 0
-    corruptions_fixed: int = 0
-    leaks_fixed: int = 0
-    image_end_offset: int | None = None
-    total_clusters: int | None = None
-    allocated_clusters: int | None = None
-    fragmented_clusters: int | None = None
-    compressed_clusters: int | None = None
-    messages: list[str] = dataclasses.field(default_factory=list)  # human lines, in order
+    _fields = ("corruptions", "leaks", "check_errors", "corruptions_fixed", "leaks_fixed",
+               "image_end_offset", "total_clusters", "allocated_clusters",
+               "fragmented_clusters", "compressed_clusters", "messages")
+
+    def __init__(self, corruptions: int = 0, leaks: int = 0, check_errors: int = 0,
+                 corruptions_fixed: int = 0, leaks_fixed: int = 0,
+                 image_end_offset: int | None = None, total_clusters: int | None = None,
+                 allocated_clusters: int | None = None,
+                 fragmented_clusters: int | None = None,
+                 compressed_clusters: int | None = None,
+                 messages: list[str] | None = None) -> None:
+        self.corruptions = corruptions
+        self.leaks = leaks
+        self.check_errors = check_errors
+        self.corruptions_fixed = corruptions_fixed
+        self.leaks_fixed = leaks_fixed
+        self.image_end_offset = image_end_offset
+        self.total_clusters = total_clusters
+        self.allocated_clusters = allocated_clusters
+        self.fragmented_clusters = fragmented_clusters
+        self.compressed_clusters = compressed_clusters
+        #: human lines, in order
+        self.messages: list[str] = [] if messages is None else messages
 
 
 class ErrorReport(str):
@@ -97,17 +120,21 @@ class ErrorReport(str):
     __slots__ = ()
 
 
-@dataclasses.dataclass
-class SnapshotInfo:
+class SnapshotInfo(Record):
     """An internal snapshot, as `qemu-img snapshot -l` / `info` list it."""
 
-    id: str
-    name: str
-    vm_state_size: int
-    date_sec: int
-    date_nsec: int
-    vm_clock_nsec: int
-    icount: int | None = None
+    _fields = ("id", "name", "vm_state_size", "date_sec", "date_nsec", "vm_clock_nsec",
+               "icount")
+
+    def __init__(self, id: str, name: str, vm_state_size: int, date_sec: int, date_nsec: int,
+                 vm_clock_nsec: int, icount: int | None = None) -> None:
+        self.id = id
+        self.name = name
+        self.vm_state_size = vm_state_size
+        self.date_sec = date_sec
+        self.date_nsec = date_nsec
+        self.vm_clock_nsec = vm_clock_nsec
+        self.icount = icount
 
 
 class Image(ABC):
@@ -397,11 +424,11 @@ def parse_opts(opts: list[CreateOpt], raw: dict[str, str], fmt: str) -> dict[str
         opt = table.get(key)
         if opt is None:
             raise BlockError(f"Invalid parameter '{key}'")
-        if opt.type is OptType.SIZE:
+        if opt.type == OptType.SIZE:
             out[key] = parse_size(text, key)
-        elif opt.type is OptType.BOOL:
+        elif opt.type == OptType.BOOL:
             out[key] = parse_bool(text, key)
-        elif opt.type is OptType.NUMBER:
+        elif opt.type == OptType.NUMBER:
             try:
                 out[key] = int(text, 0)
             except ValueError as exc:

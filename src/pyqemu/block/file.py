@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Any, Self
 
 from pyqemu.block.errors import BlockError
 from pyqemu.block.locking import (
@@ -19,6 +18,10 @@ from pyqemu.block.locking import (
     PERM_WRITE,
     apply_locks,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Self
 
 # fallocate(2) modes (<linux/falloc.h>)
 FALLOC_FL_KEEP_SIZE = 0x01

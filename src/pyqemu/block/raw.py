@@ -11,12 +11,14 @@ say, a qcow2 header pointing at host files.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from pyqemu.block.driver import BlockStatus, CreateOpt, Image, OptType
 from pyqemu.block.errors import BlockError
 from pyqemu.block.file import ImageFile
 from pyqemu.block.locking import PERM_ALL, PERM_RESIZE, PERM_WRITE, apply_locks
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 __all__ = ["PREALLOC_MODES", "RawImage", "create_file"]
 

@@ -17,12 +17,9 @@ Ownership: :class:`VdiImage` owns its :class:`ImageFile` and closes it in ``clos
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import struct
-import uuid
 from array import array
-from typing import Any, ClassVar
 
 from pyqemu.block.driver import (
     BlockStatus,
@@ -33,6 +30,12 @@ from pyqemu.block.driver import (
 )
 from pyqemu.block.errors import BlockError, ImageFormatError
 from pyqemu.block.file import ImageFile
+from pyqemu.block.record import FieldsRecord
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
+    from uuid import UUID
 
 __all__ = ["VdiHeader", "VdiImage"]
 
@@ -60,13 +63,12 @@ def _is_allocated(entry: int) -> bool:
     return entry < VDI_DISCARDED
 
 
-def _uuid_to_disk(u: uuid.UUID) -> bytes:
+def _uuid_to_disk(u: UUID) -> bytes:
     """VirtualBox stores UUIDs with the first three fields little-endian."""
     return u.bytes_le
 
 
-@dataclasses.dataclass
-class VdiHeader:
+class VdiHeader(FieldsRecord):
     """The 512-byte VDI 1.1 header (host byte order)."""
 
     text: bytes
@@ -99,7 +101,7 @@ class VdiHeader:
         return cls(*_HEADER.unpack(raw[: _HEADER.size]))
 
     def pack(self) -> bytes:
-        return _HEADER.pack(*dataclasses.astuple(self))
+        return _HEADER.pack(*self.astuple())
 
 
 class VdiImage(Image):
@@ -130,6 +132,8 @@ class VdiImage(Image):
 
     @classmethod
     def create(cls, filename: str, size: int, opts: dict[str, Any]) -> None:
+        from uuid import uuid4  # (lazy: uuid imports enum)
+
         size = (size + SECTOR_SIZE - 1) // SECTOR_SIZE * SECTOR_SIZE
         static = bool(opts.get("static", False))
         if size > VDI_DISK_SIZE_MAX:
@@ -145,7 +149,7 @@ class VdiImage(Image):
             cylinders=0, heads=0, sectors=0, sector_size=SECTOR_SIZE, unused1=0,
             disk_size=size, block_size=DEFAULT_CLUSTER_SIZE, block_extra=0,
             blocks_in_image=blocks, blocks_allocated=blocks if static else 0,
-            uuid_image=_uuid_to_disk(uuid.uuid4()), uuid_last_snap=_uuid_to_disk(uuid.uuid4()),
+            uuid_image=_uuid_to_disk(uuid4()), uuid_last_snap=_uuid_to_disk(uuid4()),
             uuid_link=bytes(16), uuid_parent=bytes(16), unused2=bytes(56),
         )
         with ImageFile(filename, readonly=False, create=True) as f:

@@ -34,7 +34,6 @@ import struct
 import sys
 import zlib
 from array import array
-from typing import Any, ClassVar
 
 from pyqemu.block.driver import (
     BlockStatus,
@@ -45,6 +44,10 @@ from pyqemu.block.driver import (
 )
 from pyqemu.block.errors import BlockError, ImageFormatError
 from pyqemu.block.file import ImageFile
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 __all__ = ["VmdkExtent", "VmdkImage"]
 

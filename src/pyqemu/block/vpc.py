@@ -18,16 +18,18 @@ Ownership: a :class:`VpcImage` owns its :class:`ImageFile` and closes it in ``cl
 from __future__ import annotations
 
 import array
-import dataclasses
 import struct
 import sys
 import time
-import uuid
-from typing import Any, ClassVar
 
 from pyqemu.block.driver import BlockStatus, CreateOpt, Image, OptType
 from pyqemu.block.errors import BlockError, ImageFormatError
 from pyqemu.block.file import ImageFile
+from pyqemu.block.record import FieldsRecord
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 __all__ = [
     "VhdDynDiskHeader",
@@ -64,8 +66,7 @@ def vpc_checksum(buf: bytes) -> int:
     return ~sum(buf) & 0xFFFFFFFF
 
 
-@dataclasses.dataclass
-class VhdFooter:
+class VhdFooter(FieldsRecord):
     """The hard disk footer (spec "Hard Disk Footer Format"), 512 bytes."""
 
     FMT: ClassVar[struct.Struct] = struct.Struct(">8sIIQI4sHH4sQQHBBII16sB427s")
@@ -95,7 +96,7 @@ class VhdFooter:
         return cls(*cls.FMT.unpack(buf))
 
     def pack(self) -> bytes:
-        return self.FMT.pack(*dataclasses.astuple(self))
+        return self.FMT.pack(*self.astuple())
 
     def with_checksum(self) -> bytes:
         """The packed footer with its checksum computed."""
@@ -104,8 +105,7 @@ class VhdFooter:
         return self.pack()
 
 
-@dataclasses.dataclass
-class VhdDynDiskHeader:
+class VhdDynDiskHeader(FieldsRecord):
     """The dynamic disk header (spec "Dynamic Disk Header Format"), 1024 bytes; parent
     locators are kept raw (differencing disks are not supported, as in QEMU)."""
 
@@ -130,7 +130,7 @@ class VhdDynDiskHeader:
         return cls(*cls.FMT.unpack(buf))
 
     def pack(self) -> bytes:
-        return self.FMT.pack(*dataclasses.astuple(self))
+        return self.FMT.pack(*self.astuple())
 
 
 def calculate_geometry(total_sectors: int) -> tuple[int, int, int]:
@@ -461,6 +461,8 @@ class VpcImage(Image):
     # ---- create ------------------------------------------------------------------------
     @classmethod
     def create(cls, filename: str, size: int, opts: dict[str, Any]) -> None:
+        from uuid import uuid4  # (lazy: uuid imports enum)
+
         subformat = opts.get("subformat", "dynamic")
         if subformat not in ("dynamic", "fixed"):
             raise BlockError(f"Parameter 'subformat' does not accept value '{subformat}'")
@@ -477,7 +479,7 @@ class VpcImage(Image):
             data_offset=U64 if fixed else 512,
             timestamp=(int(time.time()) - VHD_TIMESTAMP_BASE) & 0xFFFFFFFF,
             orig_size=size, current_size=size, cyls=cyls, heads=heads, secs_per_cyl=secs,
-            type=VHD_FIXED if fixed else VHD_DYNAMIC, uuid=uuid.uuid4().bytes)
+            type=VHD_FIXED if fixed else VHD_DYNAMIC, uuid=uuid4().bytes)
         raw = footer.with_checksum()
         with ImageFile(filename, readonly=False, create=True) as f:
             if fixed:

@@ -10,7 +10,6 @@ Exit codes: 0 image good, 1 check not completed, 2 corruptions, 3 leaks only,
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from pyqemu.block.driver import FIX_ERRORS, FIX_LEAKS, CheckResult, ErrorReport, Image
 from pyqemu.block.errors import BlockError
@@ -27,6 +26,10 @@ from pyqemu.cli.img_common import (
     print_help,
     qjson_dumps,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["check_dict", "dump_human", "main"]
 

@@ -18,16 +18,19 @@ Conventions (every subcommand module ``pyqemu.cli.img_<cmd>`` follows them):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, TextIO
 
 from pyqemu.block.driver import Image, qemu_strtosz
 from pyqemu.block.errors import BlockError
+from pyqemu.block.record import FieldsRecord
 from pyqemu.qjson import quote as _quote
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, TextIO
 
 __all__ = [
     "PROG",
@@ -138,8 +141,7 @@ def run_command(func: Callable[[list[str]], int], args: list[str]) -> int:
 
 # ---- getopt_long ------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class LongOpt:
+class LongOpt(FieldsRecord):
     """One long option: ``name``, whether it takes an argument, and the key returned."""
 
     name: str

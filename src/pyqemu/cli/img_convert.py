@@ -7,8 +7,6 @@ subcommands (commit, rebase, compare, dd, bench): cache-mode validation, --image
 
 from __future__ import annotations
 
-from typing import Any
-
 from pyqemu.block import ops
 from pyqemu.block.driver import Image
 from pyqemu.block.errors import BlockError
@@ -25,6 +23,10 @@ from pyqemu.cli.img_common import (
     run_command,
     warn,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "apply_cache_mode",

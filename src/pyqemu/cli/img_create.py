@@ -35,7 +35,7 @@ def accumulate_options(current: str | None, arg: str) -> str:
     return arg if current is None else f"{current},{arg}"
 
 
-def _type_name(t: OptType) -> str:
+def _type_name(t: str) -> str:
     return {OptType.STRING: "str", OptType.BOOL: "bool (on/off)", OptType.NUMBER: "num",
             OptType.SIZE: "size"}[t]
 
@@ -90,7 +90,7 @@ def format_line(filename: str, fmt: str, opts: list[CreateOpt],
             value = o.default
         else:
             continue
-        if o.type is OptType.STRING:
+        if o.type == OptType.STRING:
             parts.append(f"{o.name}={escape(value)}")
         else:
             parts.append(f"{o.name}={value}")

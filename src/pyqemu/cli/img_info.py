@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
 
 from pyqemu.block import full_backing_filename
 from pyqemu.block.driver import Image, SnapshotInfo
@@ -25,6 +24,10 @@ from pyqemu.cli.img_common import (
     qjson_dumps,
     size_to_str,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["dump_human", "image_info", "main", "snapshot_table"]
 

@@ -11,10 +11,10 @@ no backing image (or a backing image shorter than the offset) reads as zeroes th
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 
 from pyqemu.block.driver import Image
+from pyqemu.block.record import FieldsRecord
 from pyqemu.cli.img_common import (
     CliError,
     LongOpt,
@@ -30,8 +30,7 @@ from pyqemu.cli.img_common import (
 __all__ = ["MapEntry", "get_block_status", "main", "map_entries"]
 
 
-@dataclasses.dataclass
-class MapEntry:
+class MapEntry(FieldsRecord):
     """One line of ``map`` output (QAPI MapEntry)."""
 
     start: int

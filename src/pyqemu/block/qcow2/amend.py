@@ -4,7 +4,6 @@ lazy_refcounts, refcount_bits, backing_file/backing_fmt, data_file, data_file_ra
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any
 
 from pyqemu.block.errors import BlockError
 from pyqemu.block.qcow2.format import (
@@ -25,7 +24,10 @@ from pyqemu.block.qcow2.format import (
 )
 from pyqemu.block.qcow2.refcount import Refcounts, pack_refblock
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from pyqemu.block.qcow2.image import Qcow2Image
 
 AMEND_OPTS = {"compat", "lazy_refcounts", "refcount_bits", "backing_file", "backing_fmt",

@@ -9,7 +9,6 @@ are collected in memory and merged into the bitmap data at a clean close, which 
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 
 from pyqemu.block.qcow2.format import (
     BME_FLAG_AUTO,
@@ -19,6 +18,7 @@ from pyqemu.block.qcow2.format import (
     parse_bitmaps_ext,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pyqemu.block.qcow2.image import Qcow2Image
 

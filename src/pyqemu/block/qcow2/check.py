@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import struct
-from typing import TYPE_CHECKING
 
 from pyqemu.block.driver import FIX_ERRORS, FIX_LEAKS, CheckResult
 from pyqemu.block.errors import BlockError, ImageFormatError
@@ -25,6 +24,7 @@ from pyqemu.block.qcow2.format import (
     parse_bitmaps_ext,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pyqemu.block.qcow2.image import Qcow2Image
     from pyqemu.block.qcow2.refcount import Refcounts

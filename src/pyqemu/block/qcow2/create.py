@@ -7,7 +7,6 @@ cluster 2 first refcount block, then the L1 table; preallocation adds L2 tables 
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any, cast
 
 from pyqemu.block.errors import BlockError
 from pyqemu.block.file import ImageFile
@@ -24,7 +23,10 @@ from pyqemu.block.qcow2.format import (
 )
 from pyqemu.block.qcow2.refcount import pack_refblock
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from pyqemu.block.driver import Image
 
 
@@ -214,7 +216,7 @@ def measure(size: int, opts: dict[str, Any], source: Image | None) -> tuple[int,
 
     if isinstance(source, Qcow2Image) and source.header.version >= 3 and p.version >= 3:
         # qemu-img measure's "bitmaps": room for the source's persistent bitmaps
-        return cast("tuple[int, int]", (*result, _bitmaps_size(source, cs)))
+        return (*result, _bitmaps_size(source, cs))  # type: ignore[return-value]
     return result
 
 

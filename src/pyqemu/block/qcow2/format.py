@@ -9,10 +9,10 @@ All integers are big-endian. Sections referenced below are those of qcow2.txt in
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 
 from pyqemu.block.errors import ImageFormatError
+from pyqemu.block.record import Record
 
 QCOW_MAGIC = 0x514649FB  # "QFI\xfb"
 V2_HEADER_LENGTH = 72
@@ -91,44 +91,80 @@ def pad8(n: int) -> int:
     return align_up(n, 8)
 
 
-@dataclasses.dataclass
-class HeaderExtension:
+class HeaderExtension(Record):
     """One header extension kept as raw bytes (unknown ones are preserved verbatim)."""
 
-    type: int
-    data: bytes
+    _fields = ("type", "data")
+
+    def __init__(self, type: int, data: bytes) -> None:
+        self.type = type
+        self.data = data
 
 
-@dataclasses.dataclass
-class Header:
-    """The qcow2 header ("Header" section) plus its decoded extensions."""
+class Header(Record):
+    """The qcow2 header ("Header" section) plus its decoded extensions (the last seven
+    fields: backing_format .. unknown_exts; bitmaps_ext is the raw 24 bytes)."""
 
-    version: int = 3
-    backing_file_offset: int = 0
-    backing_file_size: int = 0
-    cluster_bits: int = 16
-    size: int = 0
-    crypt_method: int = 0
-    l1_size: int = 0
-    l1_table_offset: int = 0
-    refcount_table_offset: int = 0
-    refcount_table_clusters: int = 0
-    nb_snapshots: int = 0
-    snapshots_offset: int = 0
-    incompatible_features: int = 0
-    compatible_features: int = 0
-    autoclear_features: int = 0
-    refcount_order: int = 4
-    header_length: int = V3_HEADER_LENGTH
-    compression_type: int = COMPRESSION_ZLIB
-    # decoded extensions
-    backing_format: str | None = None
-    data_file: str | None = None
-    backing_file: str | None = None
-    bitmaps_ext: bytes | None = None  # raw 24 bytes
-    crypto_ext: bytes | None = None
-    feature_table: list[tuple[int, int, str]] = dataclasses.field(default_factory=list)
-    unknown_exts: list[HeaderExtension] = dataclasses.field(default_factory=list)
+    _fields = ("version", "backing_file_offset", "backing_file_size", "cluster_bits", "size",
+               "crypt_method", "l1_size", "l1_table_offset", "refcount_table_offset",
+               "refcount_table_clusters", "nb_snapshots", "snapshots_offset",
+               "incompatible_features", "compatible_features", "autoclear_features",
+               "refcount_order", "header_length", "compression_type", "backing_format",
+               "data_file", "backing_file", "bitmaps_ext", "crypto_ext", "feature_table",
+               "unknown_exts")
+
+    def __init__(self, *,
+                 version: int = 3,
+                 backing_file_offset: int = 0,
+                 backing_file_size: int = 0,
+                 cluster_bits: int = 16,
+                 size: int = 0,
+                 crypt_method: int = 0,
+                 l1_size: int = 0,
+                 l1_table_offset: int = 0,
+                 refcount_table_offset: int = 0,
+                 refcount_table_clusters: int = 0,
+                 nb_snapshots: int = 0,
+                 snapshots_offset: int = 0,
+                 incompatible_features: int = 0,
+                 compatible_features: int = 0,
+                 autoclear_features: int = 0,
+                 refcount_order: int = 4,
+                 header_length: int = V3_HEADER_LENGTH,
+                 compression_type: int = COMPRESSION_ZLIB,
+                 backing_format: str | None = None,
+                 data_file: str | None = None,
+                 backing_file: str | None = None,
+                 bitmaps_ext: bytes | None = None,
+                 crypto_ext: bytes | None = None,
+                 feature_table: list[tuple[int, int, str]] | None = None,
+                 unknown_exts: list[HeaderExtension] | None = None) -> None:
+        self.version = version
+        self.backing_file_offset = backing_file_offset
+        self.backing_file_size = backing_file_size
+        self.cluster_bits = cluster_bits
+        self.size = size
+        self.crypt_method = crypt_method
+        self.l1_size = l1_size
+        self.l1_table_offset = l1_table_offset
+        self.refcount_table_offset = refcount_table_offset
+        self.refcount_table_clusters = refcount_table_clusters
+        self.nb_snapshots = nb_snapshots
+        self.snapshots_offset = snapshots_offset
+        self.incompatible_features = incompatible_features
+        self.compatible_features = compatible_features
+        self.autoclear_features = autoclear_features
+        self.refcount_order = refcount_order
+        self.header_length = header_length
+        self.compression_type = compression_type
+        self.backing_format = backing_format
+        self.data_file = data_file
+        self.backing_file = backing_file
+        self.bitmaps_ext = bitmaps_ext
+        self.crypto_ext = crypto_ext
+        self.feature_table: list[tuple[int, int, str]] = \
+            [] if feature_table is None else feature_table
+        self.unknown_exts: list[HeaderExtension] = [] if unknown_exts is None else unknown_exts
 
     @property
     def cluster_size(self) -> int:
@@ -292,19 +328,27 @@ class Header:
 _SNAP = struct.Struct(">QIHHIIQII")
 
 
-@dataclasses.dataclass
-class SnapshotEntry:
-    l1_table_offset: int
-    l1_size: int
-    id_str: str
-    name: str
-    date_sec: int
-    date_nsec: int
-    vm_clock_nsec: int
-    vm_state_size: int
-    disk_size: int | None = None
-    icount: int | None = None  # None: not recorded (-1 on disk)
-    extra_data: bytes = b""  # unknown trailing extra data, preserved
+class SnapshotEntry(Record):
+    """One entry of the snapshot table."""
+
+    _fields = ("l1_table_offset", "l1_size", "id_str", "name", "date_sec", "date_nsec",
+               "vm_clock_nsec", "vm_state_size", "disk_size", "icount", "extra_data")
+
+    def __init__(self, l1_table_offset: int, l1_size: int, id_str: str, name: str,
+                 date_sec: int, date_nsec: int, vm_clock_nsec: int, vm_state_size: int,
+                 disk_size: int | None = None, icount: int | None = None,
+                 extra_data: bytes = b"") -> None:
+        self.l1_table_offset = l1_table_offset
+        self.l1_size = l1_size
+        self.id_str = id_str
+        self.name = name
+        self.date_sec = date_sec
+        self.date_nsec = date_nsec
+        self.vm_clock_nsec = vm_clock_nsec
+        self.vm_state_size = vm_state_size
+        self.disk_size = disk_size
+        self.icount = icount  # None: not recorded (-1 on disk)
+        self.extra_data = extra_data  # unknown trailing extra data, preserved
 
     def pack(self) -> bytes:
         extra = struct.pack(">QQQ", self.vm_state_size, self.disk_size or 0,
@@ -366,15 +410,21 @@ BME_TABLE_ENTRY_FLAG_ALL_ONES = 1
 _BMDIR = struct.Struct(">QIIBBHI")
 
 
-@dataclasses.dataclass
-class BitmapEntry:
-    table_offset: int
-    table_size: int
-    flags: int
-    type: int
-    granularity_bits: int
-    name: str
-    extra_data: bytes
+class BitmapEntry(Record):
+    """One entry of the bitmap directory ("Bitmap directory")."""
+
+    _fields = ("table_offset", "table_size", "flags", "type", "granularity_bits", "name",
+               "extra_data")
+
+    def __init__(self, table_offset: int, table_size: int, flags: int, type: int,
+                 granularity_bits: int, name: str, extra_data: bytes) -> None:
+        self.table_offset = table_offset
+        self.table_size = table_size
+        self.flags = flags
+        self.type = type
+        self.granularity_bits = granularity_bits
+        self.name = name
+        self.extra_data = extra_data
 
     def pack(self) -> bytes:
         nb = self.name.encode()

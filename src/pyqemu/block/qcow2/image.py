@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
-from typing import Any, ClassVar
 
 from pyqemu.block.driver import (
     FIX_ERRORS,
@@ -59,6 +57,11 @@ from pyqemu.block.qcow2.format import (
 )
 from pyqemu.block.qcow2.refcount import Refcounts
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any, ClassVar
+
 # what a (sub)cluster reads as
 UNALLOC, ZERO, DATA, COMPRESSED = range(4)
 
@@ -78,7 +81,7 @@ def _pwritev(hf: ImageFile, off: int, bufs: list[bytes | memoryview]) -> None:
         hf.pwrite(off + n, rest)
 
 
-def _opt(name: str, typ: OptType, help_: str, default: str | None = None) -> CreateOpt:
+def _opt(name: str, typ: str, help_: str, default: str | None = None) -> CreateOpt:
     return CreateOpt(name, typ, help_, default)
 
 

@@ -12,11 +12,11 @@ at a cluster whose refcount is 0.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 
 from pyqemu.block.errors import ImageFormatError
 from pyqemu.block.qcow2.format import MAX_REFTABLE_SIZE, REFT_OFFSET_MASK
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pyqemu.block.file import ImageFile
 

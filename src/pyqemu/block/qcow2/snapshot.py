@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import struct
 import time
-from typing import TYPE_CHECKING
 
 from pyqemu.block.driver import SnapshotInfo
 from pyqemu.block.errors import BlockError, ImageFormatError
@@ -22,6 +21,7 @@ from pyqemu.block.qcow2.format import (
     SnapshotEntry,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pyqemu.block.qcow2.image import Qcow2Image
 
