@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 
 from pyqemu.block.driver import Image
-from pyqemu.block.record import FieldsRecord
+from pyqemu.block.record import Record
 from pyqemu.cli.img_common import (
     CliError,
     LongOpt,
@@ -30,17 +30,23 @@ from pyqemu.cli.img_common import (
 __all__ = ["MapEntry", "get_block_status", "main", "map_entries"]
 
 
-class MapEntry(FieldsRecord):
+class MapEntry(Record):
     """One line of ``map`` output (QAPI MapEntry)."""
 
-    start: int
-    length: int
-    depth: int = 0
-    present: bool = False
-    zero: bool = False
-    data: bool = False
-    offset: int | None = None
-    filename: str | None = None
+    _fields = ("start", "length", "depth", "present", "zero", "data", "offset", "filename")
+
+    # one per extent, so a hand-written __init__ (FieldsRecord's generic one is slower)
+    def __init__(self, start: int, length: int, depth: int = 0, present: bool = False,
+                 zero: bool = False, data: bool = False, offset: int | None = None,
+                 filename: str | None = None) -> None:
+        self.start = start
+        self.length = length
+        self.depth = depth
+        self.present = present
+        self.zero = zero
+        self.data = data
+        self.offset = offset
+        self.filename = filename
 
     def mergeable(self, nxt: MapEntry) -> bool:
         """entry_mergeable: same flags/depth/file, and contiguous host offsets."""
