@@ -81,7 +81,9 @@ def test_native_lowerings_equal_helpers(ls: LockStep) -> None:
     assert total > 100
     assert not failures, f"{len(failures)} mismatches:\n" + "\n".join(failures[:10])
     # most of these encodings have a lowering (the saturating ones keep the callback)
-    assert sum(native.stats.values()) - before > total // 3, native.stats
+    # a good share of these encodings has a lowering (saturating forms, FP square
+    # roots and conversions keep the callback)
+    assert sum(native.stats.values()) - before > total // 5, native.stats
 
 
 @pytest.mark.parametrize("word", [
@@ -272,3 +274,46 @@ def test_ldst_multiple_across_pages(ls: LockStep, word: int) -> None:
     finally:
         llvm_rt._funcs[:len(saved)] = saved
     assert fast, "the native fast path was never taken"
+
+
+@pytest.mark.parametrize("word,size", [(0xF9400020, 8), (0x3DC00020, 16), (0xF9000020, 8),
+                                       (0x3D800020, 16), (0xA9400C22, 8), (0xB9400020, 4)])
+def test_access_across_a_page_boundary_stays_native(ls: LockStep, word: int,
+                                                    size: int) -> None:
+    """Loads and stores straddling two pages that are both in the TLB (one addend) take
+    the inline path, not the Python slow path; results equal the interpreter's."""
+    from lockstep import DATA
+
+    from pyqemu.backend.llvm import runtime as rt
+
+    rng = random.Random(word)
+    data = rng.randbytes(DATA_SIZE)
+    mid = DATA + DATA_SIZE // 2  # a page boundary
+    vcpu = ls.vcpus["llvm"][1]
+    env = rt.env_of(vcpu)
+    slow = [0]
+    real = (env.cpu.ld_slow, env.cpu.st_slow, env.cpu.ld128_slow, env.cpu.st128_slow)
+
+    def counted(f: Any) -> Any:
+        def call(*a: Any) -> Any:
+            slow[0] += 1
+            return f(*a)
+        return call
+
+    vcpu.ld_slow, vcpu.st_slow, vcpu.ld128_slow, vcpu.st128_slow = map(counted, real)
+    fast = 0
+    offsets = (1 - size, -size // 2, -1)  # every one crosses the boundary
+    try:
+        for _ in range(2):  # the second round finds both pages in the TLB
+            fast = 0
+            for off in offsets:
+                st = random_state(rng, data)
+                st.x = [(mid + off) & M64] * 31
+                c0 = slow[0]
+                r: Any = run(ls, word, st)
+                fast += slow[0] == c0
+                assert not r.pyqemu["llvm"].diff(r.pyqemu["interp"]), r.report()
+                assert r.pyqemu["llvm"].kind == "ok", r.report()
+    finally:
+        vcpu.ld_slow, vcpu.st_slow, vcpu.ld128_slow, vcpu.st128_slow = real
+    assert fast == len(offsets), f"{len(offsets) - fast} crossing accesses went to Python"

@@ -437,12 +437,39 @@ class BlockCodegen:
             hit = b.and_(hit, aligned)
         hit_bb = self.fn.append_basic_block("tlb_hit")
         miss_bb = self.fn.append_basic_block("tlb_miss")
-        b.cbranch(hit, hit_bb, miss_bb)
+        if size == 1 or m & MemOp.MO_ALIGN:
+            b.cbranch(hit, hit_bb, miss_bb)
+            b.position_at_end(hit_bb)
+            add = b.load(b.gep(self.tlb, [b.add(base, ir.Constant(I64, 1))],
+                               source_etype=I64), typ=I64, align=8)
+            return b.gep(self.hbase, [b.add(add, addr)], source_etype=I8), miss_bb
+        # an access crossing into the next page is one host access too when both pages
+        # are in the TLB with the same addend (contiguous host memory: user mode)
+        cross_bb = self.fn.append_basic_block("tlb_cross")
+        ok_bb = self.fn.append_basic_block("tlb_ok")
+        b.cbranch(hit, hit_bb, cross_bb)
         b.position_at_end(hit_bb)
-        add = b.load(b.gep(self.tlb, [b.add(base, ir.Constant(I64, 1))], source_etype=I64),
-                     typ=I64, align=8)
-        hptr = b.gep(self.hbase, [b.add(add, addr)], source_etype=I8)
-        return hptr, miss_bb
+        add0 = b.load(b.gep(self.tlb, [b.add(base, ir.Constant(I64, 1))], source_etype=I64),
+                      typ=I64, align=8)
+        b.branch(ok_bb)
+        b.position_at_end(cross_bb)
+        add1 = b.load(b.gep(self.tlb, [b.add(base, ir.Constant(I64, 1))], source_etype=I64),
+                      typ=I64, align=8)
+        base2 = b.shl(b.and_(last, ir.Constant(I64, rt.TLB_SIZE - 1)), ir.Constant(I64, 2))
+        if write:
+            base2 = b.add(base2, ir.Constant(I64, 2))
+        tag2 = b.load(b.gep(self.tlb, [base2], source_etype=I64), typ=I64, align=8)
+        add2 = b.load(b.gep(self.tlb, [b.add(base2, ir.Constant(I64, 1))], source_etype=I64),
+                      typ=I64, align=8)
+        cross = b.and_(b.and_(b.icmp_unsigned("==", tag, page),
+                              b.icmp_unsigned("==", tag2, last)),
+                       b.icmp_unsigned("==", add1, add2))
+        b.cbranch(cross, ok_bb, miss_bb)
+        b.position_at_end(ok_bb)
+        add = b.phi(I64)
+        add.add_incoming(add0, hit_bb)
+        add.add_incoming(add1, cross_bb)
+        return b.gep(self.hbase, [b.add(add, addr)], source_etype=I8), miss_bb
 
     def _host_load(self, hptr: ir.Value, size: int, be: bool) -> ir.Value:
         v = self.b.load(hptr, typ=_INT[8 * size], align=1)
