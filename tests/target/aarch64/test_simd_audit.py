@@ -294,7 +294,7 @@ def qemu72_deviation(w: int) -> str | None:
     # FCVTZ[SU] Hd, Hn, #fbits (scalar shift by immediate, immh 001x, opcode 11111):
     # QEMU writes the result sign-extended to 32 bits, the ARM ARM zero-extends (as
     # pyqemu); test_simd_lockstep.py skips it for the same reason
-    if w & 0xDF80FC00 == 0x5F10FC00:
+    if w & 0xDFF0FC00 == 0x5F10FC00:
         return "qemu-bug-fcvtz-h-fixed"
     # FCMLA (by element) on halves: Unicorn's QEMU 5.0 loses FPSR flags; QEMU 7.2
     # decides in test_ext_qemu_oracle.py

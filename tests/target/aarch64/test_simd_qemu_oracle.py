@@ -193,8 +193,10 @@ def unicorn_blind_cases(n_per_class: int, salt: str) -> list[tuple[str, Case]]:
         name, _bits, kind = CLASSES[idx]
         words = class_words(idx, 40 * n_per_class, zlib.crc32(f"{salt}{name}".encode()))
         ok, aborts = unicorn_decodes(words)
+        # (FCVTZ[SU] Hd, Hn, #fbits: a QEMU bug pyqemu does not copy, see the audit)
         blind = [w for w in words
-                 if w in aborts or not ok.get(w, False) or qemu72_deviation(w)]
+                 if (w in aborts or not ok.get(w, False) or qemu72_deviation(w))
+                 and qemu72_deviation(w) != "qemu-bug-fcvtz-h-fixed"]
         rng = random.Random(zlib.crc32(f"{salt}{name}state".encode()))
         rng.shuffle(blind)
         # the interesting ones first: Unicorn aborts, a known difference, or pyqemu

@@ -188,6 +188,12 @@ def _three_same(s: Any, uop: int, rd: int, rn: int, vm_val: int, qesz: int) -> N
             vset(vr, rd, int.from_bytes((vn ^ vm).to_bytes(nbytes, "little")
                                         .translate(_BYTE_IS_ZERO), "little"))
             return
+        if opcode in (6, 7):  # CMHI, CMHS
+            nb, mb = vn.to_bytes(nbytes, "little"), vm.to_bytes(nbytes, "little")
+            res = (bytes(255 if x > y else 0 for x, y in zip(nb, mb)) if opcode == 6
+                   else bytes(255 if x >= y else 0 for x, y in zip(nb, mb)))
+            vset(vr, rd, int.from_bytes(res, "little"))
+            return
         if opcode in (20, 21):  # UMAXP, UMINP
             both = vn.to_bytes(nbytes, "little") + vm.to_bytes(nbytes, "little")
             vset(vr, rd, int.from_bytes(bytes(map(max if opcode == 20 else min,
@@ -402,6 +408,10 @@ def misc(cpu: Any, uop: int, rd: int, rn: int, qesz: int) -> None:
     bits = 8 << esz
     ones = _ones(esz)
     nbytes = (1 << esz) if scalar else (16 if q else 8)
+    if opcode == 9 and not u and esz == 0 and not scalar:  # CMEQ #0 on bytes (strlen)
+        vset(vr, rd, int.from_bytes(vget(vr, rn).to_bytes(16, "little")[:nbytes]
+                                    .translate(_BYTE_IS_ZERO), "little"))
+        return
     vn, vd = vget(vr, rn), vget(vr, rd)
     sat = Sat()
     if opcode in (18, 20) or (opcode == 19 and not u):  # narrowing (esz = dest size)

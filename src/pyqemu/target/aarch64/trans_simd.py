@@ -34,12 +34,87 @@ def _gen(ctx: DisasContext, a: Any) -> bool:
     return True
 
 
+_M64 = (1 << 64) - 1
+#: the top bit of every lane of 64 bits, by element size
+_LANE_TOP = (0x8080808080808080, 0x8000800080008000, 0x8000000080000000, 1 << 63)
+
+
+def _gen_logic_ir(ctx: DisasContext, a: Any) -> bool:
+    """AND/BIC/ORR/ORN/EOR/BSL/BIT/BIF as 64-bit IR on each half (no helper call)."""
+    b = ctx.b
+    for half in (0, 1) if a.q else (0,):
+        n, m, r = ctx.t64(), ctx.t64(), ctx.t64()
+        b.gen_ld_state_i64(n, vreg_offset(a.rn, half), 8)
+        b.gen_ld_state_i64(m, vreg_offset(a.rm, half), 8)
+        key = (a.u, a.esz)
+        if key == (0, 0):
+            b.gen_and_i64(r, n, m)
+        elif key == (0, 1):
+            b.gen_andc_i64(r, n, m)
+        elif key == (0, 2):
+            b.gen_or_i64(r, n, m)
+        elif key == (0, 3):
+            b.gen_orc_i64(r, n, m)
+        elif key == (1, 0):
+            b.gen_xor_i64(r, n, m)
+        else:  # BSL: m ^ ((m ^ n) & d); BIT: d ^ ((d ^ n) & m); BIF: d ^ ((d ^ n) & ~m)
+            d, t = ctx.t64(), ctx.t64()
+            b.gen_ld_state_i64(d, vreg_offset(a.rd, half), 8)
+            if a.esz == 1:
+                b.gen_xor_i64(t, m, n)
+                b.gen_and_i64(t, t, d)
+                b.gen_xor_i64(r, m, t)
+            else:
+                b.gen_xor_i64(t, d, n)
+                if a.esz == 2:
+                    b.gen_and_i64(t, t, m)
+                else:
+                    b.gen_andc_i64(t, t, m)
+                b.gen_xor_i64(r, d, t)
+        b.gen_st_state_i64(r, vreg_offset(a.rd, half), 8)
+    if not a.q:
+        b.gen_st_state_i64(Const(0, 64), vreg_offset(a.rd, 1), 8)
+    return True
+
+
+def _gen_addsub_ir(ctx: DisasContext, a: Any) -> bool:
+    """ADD/SUB (vector and scalar D) as 64-bit SIMD-within-a-register IR: the lane top
+    bits are handled apart so no carry or borrow crosses a lane."""
+    b = ctx.b
+    top = _LANE_TOP[a.esz]
+    for half in (0, 1) if a.q else (0,):
+        n, m, r = ctx.t64(), ctx.t64(), ctx.t64()
+        b.gen_ld_state_i64(n, vreg_offset(a.rn, half), 8)
+        b.gen_ld_state_i64(m, vreg_offset(a.rm, half), 8)
+        if a.esz == 3:
+            (b.gen_sub_i64 if a.u else b.gen_add_i64)(r, n, m)
+        else:
+            t, x = ctx.t64(), ctx.t64()
+            b.gen_and_i64(t, m, ~top & _M64)
+            if a.u:  # ((n | H) - (m & ~H)) ^ ((n ^ ~m) & H)
+                b.gen_or_i64(r, n, top)
+                b.gen_sub_i64(r, r, t)
+                b.gen_eqv_i64(x, n, m)
+            else:  # ((n & ~H) + (m & ~H)) ^ ((n ^ m) & H)
+                b.gen_and_i64(r, n, ~top & _M64)
+                b.gen_add_i64(r, r, t)
+                b.gen_xor_i64(x, n, m)
+            b.gen_and_i64(x, x, top)
+            b.gen_xor_i64(r, r, x)
+        b.gen_st_state_i64(r, vreg_offset(a.rd, half), 8)
+    if not a.q:
+        b.gen_st_state_i64(Const(0, 64), vreg_offset(a.rd, 1), 8)
+    return True
+
+
 def trans_SIMD3_v(ctx: DisasContext, a: Any) -> bool:
     op = a.opcode
     if op == 3:
-        return _gen(ctx, a)
+        return _gen_logic_ir(ctx, a)
     if a.esz == 3 and (not a.q or op in _NO_D):
         return False
+    if op == 16:
+        return _gen_addsub_ir(ctx, a)
     if op == 19 and a.u and a.esz != 0:  # PMUL: bytes only
         return False
     if op == 22 and a.esz not in (1, 2):
@@ -52,6 +127,8 @@ def trans_SIMD3_v(ctx: DisasContext, a: Any) -> bool:
 def trans_SIMD3_s(ctx: DisasContext, a: Any) -> bool:
     if a.esz not in _SCALAR.get(a.opcode, ()):
         return False
+    if a.opcode == 16:
+        return _gen_addsub_ir(ctx, a)
     return _gen(ctx, a)
 
 
@@ -119,11 +196,34 @@ def _shimm(ctx: DisasContext, a: Any) -> bool:
             return False
     elif esz == 3 and not a.q and op not in (16, 17, 18, 19, 20):
         return False
+    if (op, a.u) in ((0, 1), (10, 0)):  # USHR, SHL: masked 64-bit shifts, inline
+        return _gen_shift_ir(ctx, a, esz, shift, left=op == 10)
     uop = (a.u << 5) | op
     if op == 12:
         uop = op  # SQSHLU (U=1 in the encoding)
     ctx.b.gen_call(helper_shift_imm, Const(uop, 32), Const(a.rd, 32), Const(a.rn, 32),
                    Const((a.scalar << 3) | (a.q << 2) | esz, 32), Const(shift, 32))
+    return True
+
+
+def _gen_shift_ir(ctx: DisasContext, a: Any, esz: int, shift: int, left: bool) -> bool:
+    """USHR/SHL by ``shift`` on each 64-bit half, masked to the lanes (a right shift
+    by the lane size gives 0: the mask is then empty)."""
+    b = ctx.b
+    ones = (1 << (8 << esz)) - 1
+    lane_mask = ((ones << shift) & ones) if left else (ones >> shift)
+    mask = lane_mask * _REP64[esz] & _M64
+    for half in (0, 1) if a.q else (0,):
+        t = ctx.t64()
+        b.gen_ld_state_i64(t, vreg_offset(a.rn, half), 8)
+        if mask != _M64:
+            (b.gen_shl_i64 if left else b.gen_shr_i64)(t, t, shift & 63)
+            b.gen_and_i64(t, t, mask)
+        elif shift:
+            (b.gen_shl_i64 if left else b.gen_shr_i64)(t, t, shift)
+        b.gen_st_state_i64(t, vreg_offset(a.rd, half), 8)
+    if not a.q:
+        b.gen_st_state_i64(Const(0, 64), vreg_offset(a.rd, 1), 8)
     return True
 
 
