@@ -195,9 +195,9 @@ def _three_same(s: Any, uop: int, rd: int, rn: int, vm_val: int, qesz: int) -> N
             vset(vr, rd, int.from_bytes(res, "little"))
             return
         if opcode in (20, 21):  # UMAXP, UMINP
-            both = vn.to_bytes(nbytes, "little") + vm.to_bytes(nbytes, "little")
+            cat = vn.to_bytes(nbytes, "little") + vm.to_bytes(nbytes, "little")
             vset(vr, rd, int.from_bytes(bytes(map(max if opcode == 20 else min,
-                                                  both[0::2], both[1::2])), "little"))
+                                                  cat[0::2], cat[1::2])), "little"))
             return
     if opcode == 3:
         res = _LOGIC[u, esz](vn, vm, vget(vr, rd) & width) & width
