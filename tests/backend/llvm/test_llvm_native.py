@@ -80,7 +80,6 @@ def test_native_lowerings_equal_helpers(ls: LockStep) -> None:
                 failures.append(f"{c.name}: {r.report()}")
     assert total > 100
     assert not failures, f"{len(failures)} mismatches:\n" + "\n".join(failures[:10])
-    # most of these encodings have a lowering (the saturating ones keep the callback)
     # a good share of these encodings has a lowering (saturating forms, FP square
     # roots and conversions keep the callback)
     assert sum(native.stats.values()) - before > total // 5, native.stats

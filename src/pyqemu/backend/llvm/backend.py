@@ -17,7 +17,6 @@ from typing import Any
 
 from pyqemu.backend.base import CHAIN_SLOTS, EXITS, LOOKUP, Backend, BackendError, CompiledTB
 from pyqemu.backend.llvm import runtime as rt
-from pyqemu.backend.llvm.codegen import BlockCodegen, new_module
 from pyqemu.ir.core import IRBlock
 
 __all__ = ["LLVMBackend", "LLVMCompiledTB"]
@@ -128,6 +127,10 @@ class LLVMBackend(Backend):
     name = "llvm"
 
     def __init__(self, pc_offset: int | None = None, hot: int | None = None) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("llvmlite") is None:
+            raise BackendError("the llvm backend needs llvmlite (pip install llvmlite)")
         self.pc_offset = pc_offset
         self.modules = 0
         self.blocks_native = 0
@@ -139,11 +142,12 @@ class LLVMBackend(Backend):
 
     def compile(self, block: IRBlock) -> CompiledTB:
         pc = block.pc & ((1 << 64) - 1)
-        if self.hot <= 0 or any(op.opdef.name == "goto_tb" and op.args[0] & ((1 << 64) - 1)
-                                == pc for op in block.ops):
-            # a block jumping to itself is a loop: the python tier would run it inside
-            # one call (never counting), and it is what native code is for
+        if self.hot <= 0:
             return self.compile_many([block])[0]
+        # a block jumping to itself runs its loop inside one python-tier call: its
+        # iterations count (from the instructions it adds to cpu.extra_insns)
+        loop = any(op.opdef.name == "goto_tb" and op.args[0] & ((1 << 64) - 1) == pc
+                   for op in block.ops)
         from pyqemu.backend.python import PythonBackend
 
         try:
@@ -164,19 +168,27 @@ class LLVMBackend(Backend):
         prof = rt.prof if rt.PROFILE else None
         icount = block.icount
 
+        pyfunc = py.func
+        per = max(icount, 1)
+
         def counting(cpu: Any, R: Any, rt_: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
-            counter[0] += 1
+            e0 = cpu.extra_insns
+            r = pyfunc(cpu, R, rt_, ra, wt, wa, hv)
+            n0 = counter[0]
+            n = n0 + 1 + ((cpu.extra_insns - e0) // per if loop else 0)
+            counter[0] = n
             if prof is not None:
                 prof["py_tier_runs"] = prof.get("py_tier_runs", 0) + 1
-                prof["py_tier_insns"] = prof.get("py_tier_insns", 0) + icount
-            if counter[0] == hot >> 1:
+                prof["py_tier_insns"] = prof.get("py_tier_insns", 0) + icount + \
+                    (cpu.extra_insns - e0)
+            if n0 < hot >> 1 <= n:
                 warm.append(entry)
-            elif counter[0] >= hot:
-                state[0] = py.func
+            if n >= hot:
+                state[0] = pyfunc
                 t0 = time.perf_counter()
                 self._compile_hot(entry)
                 cpu.ctx.stats.compile_time += time.perf_counter() - t0
-            return py.func(cpu, R, rt_, ra, wt, wa, hv)
+            return r
 
         state[0] = counting
 
@@ -231,6 +243,10 @@ class LLVMBackend(Backend):
     def _native_many(self, blocks: Sequence[IRBlock], links_in: list[list[Any]] | None,
                      links_out: list[list[Any]] | None = None) -> list[tuple[Any, list[int]]]:
         tl = time.perf_counter()
+        try:  # (llvmlite is imported on the first native compile only)
+            from pyqemu.backend.llvm.codegen import BlockCodegen, new_module
+        except ImportError as exc:
+            raise BackendError(f"llvm backend: llvmlite is not available: {exc}") from exc
         mod = new_module(f"tbs_{blocks[0].pc:x}" if blocks else "tbs")
         gens = []
         try:

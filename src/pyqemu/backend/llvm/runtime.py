@@ -20,12 +20,12 @@ Python lists stay authoritative; the mirror only ever holds entries they hold).
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import Any
-
-import llvmlite.binding as llvm
 
 from pyqemu.accel.tcg.interfaces import GuestTrap
 from pyqemu.accel.tcg.tlb import TLB_SIZE
@@ -314,9 +314,17 @@ _PIPELINES = {
 
 
 class _JIT:
-    """One MCJIT engine for the process; modules are added to it as they compile."""
+    """One MCJIT engine for the process; modules are added to it as they compile.
+
+    llvmlite is imported here, on the first native compile: a short run whose blocks
+    never turn hot never pays for it. Compiled modules go through an on-disk object
+    cache (:class:`ObjectCache`) keyed by their LLVM IR text."""
 
     def __init__(self) -> None:
+        import llvmlite
+        import llvmlite.binding as llvm
+
+        self.llvm = llvm
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
         llvm.add_symbol(CALLBACK_SYMBOL, CALLBACK_ADDR)
@@ -324,6 +332,8 @@ class _JIT:
         #: code generator level (0: FastISel, ~5x cheaper than 1) and IR pipeline
         self.cg_level = int(os.environ.get("PYQEMU_LLVM_CG", "1"))
         self.pipeline = os.environ.get("PYQEMU_LLVM_PIPE", "o1")
+        if self.pipeline != "o1" and self.pipeline not in _PIPELINES:
+            self.pipeline = "o1"
         self.tm = target.create_target_machine(opt=self.cg_level, codemodel="jitdefault")
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tm)
         self.pto = llvm.create_pipeline_tuning_options(
@@ -331,23 +341,93 @@ class _JIT:
         self.lock = threading.Lock()
         self.triple = llvm.get_process_triple()
         self.data_layout = str(self.tm.target_data)
+        from pyqemu import __version__
+
+        salt = (f"pyqemu {__version__} llvmlite {llvmlite.__version__} llvm "
+                f"{llvm.llvm_version_info} {self.triple} {llvm.get_host_cpu_name()} "
+                f"cg{self.cg_level} {self.pipeline}\n")
+        self.cache = ObjectCache.default(salt)
 
     def compile(self, ir_text: str, names: list[str]) -> list[int]:
         """Optimise and JIT one module; the addresses of functions ``names``."""
+        llvm = self.llvm
         with self.lock:
-            mod = llvm.parse_assembly(ir_text)
-            mod.verify()
-            pb = llvm.create_pass_builder(self.tm, self.pto)
-            if self.pipeline == "o1":
-                mpm = pb.getModulePassManager()
+            obj = self.cache.get(ir_text) if self.cache is not None else None
+            if obj is not None:
+                if PROFILE:
+                    prof["cache_hits"] = prof.get("cache_hits", 0) + 1
             else:
-                mpm = llvm.create_new_module_pass_manager()
-                for name in _PIPELINES[self.pipeline]:
-                    getattr(mpm, f"add_{name}_pass")()
-            mpm.run(mod, pb)
-            self.engine.add_module(mod)
+                mod = llvm.parse_assembly(ir_text)
+                mod.verify()
+                pb = llvm.create_pass_builder(self.tm, self.pto)
+                if self.pipeline == "o1":
+                    mpm = pb.getModulePassManager()
+                else:
+                    mpm = llvm.create_new_module_pass_manager()
+                    for name in _PIPELINES[self.pipeline]:
+                        getattr(mpm, f"add_{name}_pass")()
+                mpm.run(mod, pb)
+                if self.cache is None:
+                    self.engine.add_module(mod)
+                    self.engine.finalize_object()
+                    return [self.engine.get_function_address(n) for n in names]
+                obj = self.tm.emit_object(mod)
+                self.cache.put(ir_text, obj)
+            self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
             self.engine.finalize_object()
             return [self.engine.get_function_address(n) for n in names]
+
+
+class ObjectCache:
+    """Compiled modules on disk (``$PYQEMU_LLVM_CACHE``, default ~/.cache/pyqemu/llvm;
+    ``PYQEMU_LLVM_CACHE=0`` turns it off), keyed by the SHA-256 of the module's LLVM IR
+    text (which spells out the guest code's semantics, every constant, offset and
+    helper number the code uses) plus pyqemu's and LLVM's versions and the host CPU.
+    Each file carries the SHA-256 of its object code, checked before LLVM sees it; a
+    damaged or unreadable entry is a miss. Writes are atomic (rename)."""
+
+    def __init__(self, root: Path, salt: str) -> None:
+        self.root = root
+        self.salt = salt.encode()
+
+    @classmethod
+    def default(cls, salt: str) -> ObjectCache | None:
+        where = os.environ.get("PYQEMU_LLVM_CACHE", "")
+        if where == "0":
+            return None
+        root = Path(where) if where else Path(
+            os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyqemu" / "llvm"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return None
+        return cls(root, salt)
+
+    def _path(self, ir_text: str) -> Path:
+        key = hashlib.sha256(self.salt + ir_text.encode()).hexdigest()
+        return self.root / f"{key}.o"
+
+    def get(self, ir_text: str) -> bytes | None:
+        try:
+            data = self._path(ir_text).read_bytes()
+        except OSError:
+            return None
+        digest, obj = data[:32], data[32:]
+        if len(data) <= 32 or hashlib.sha256(obj).digest() != digest:
+            return None
+        return obj
+
+    def put(self, ir_text: str, obj: bytes) -> None:
+        path = self._path(ir_text)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            tmp.write_bytes(hashlib.sha256(obj).digest() + obj)
+            os.replace(tmp, path)
+        except OSError:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
 
 _jit: _JIT | None = None
