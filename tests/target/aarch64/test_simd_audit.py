@@ -406,9 +406,9 @@ def table(n: int, classes: Iterable[int] | None = None) -> str:
                           if k.startswith(("qemu", "unicorn-")) and v)
         rows.append(f"  {name:<40} {counts['run']:>5} {counts['div']:>4} "
                     f"{counts['pyq-only']:>8}  {where}{'; ' + extra if extra else ''}")
+        print(rows[-1], file=sys.stderr, flush=True)
         for f in fails[:3]:
             rows.append("      " + f.replace("\n", "\n      "))
-        print(rows[-1], file=sys.stderr, flush=True)
     head = f"  {'class':<40} {'run':>5} {'div':>4} {'pyq-only':>8}  decoded in (words)"
     return "\n".join([head] + rows)
 

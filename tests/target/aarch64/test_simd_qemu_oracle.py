@@ -34,6 +34,8 @@ from test_simd_audit import (
     unicorn_decodes,
 )
 
+from pyqemu.target.aarch64 import cpu as a64cpu
+
 #: the data-processing classes whose whole effect is in v0-v31 and FPSR
 _VECTOR_KINDS = ("int", "fp", "fp16", "mix")
 _CLASS_IDX = [i for i, c in enumerate(CLASSES)
@@ -147,7 +149,7 @@ def require_tool(name: str) -> str:
     return path
 
 
-def qemu_results(tmp: Path, cases: list[Case]) -> list[str | None]:
+def qemu_results(tmp: Path, cases: list[Case], model: str = "max") -> list[str | None]:
     """qemu-aarch64's "ok <fpsr> <v regs>" or "sig" per case; None where QEMU 7.2 itself
     aborts (each such case is skipped and the program restarted after it)."""
     gcc = require_tool("aarch64-linux-gnu-gcc")
@@ -160,7 +162,7 @@ def qemu_results(tmp: Path, cases: list[Case]) -> list[str | None]:
     out: list[str | None] = [None] * len(cases)
     first = 0
     while first < len(cases):
-        p = subprocess.run([qemu, "-cpu", "max", str(exe), str(first)], capture_output=True,
+        p = subprocess.run([qemu, "-cpu", model, str(exe), str(first)], capture_output=True,
                            text=True, timeout=300, check=False)
         nxt = first
         for line in p.stdout.splitlines():
@@ -213,11 +215,12 @@ def unicorn_blind_cases(n_per_class: int, salt: str) -> list[tuple[str, Case]]:
     return out
 
 
-def _compare(tmp: Path, n_per_class: int, salt: str) -> None:
+def _compare(tmp: Path, n_per_class: int, salt: str, model: str = "max") -> None:
     named = unicorn_blind_cases(n_per_class, salt)
     cases = [c for _n, c in named]
-    want = qemu_results(tmp, cases)
-    ls = LockStep(backends=("python",))
+    want = qemu_results(tmp, cases, model)
+    ls = LockStep(backends=("python",), model=LockStep.default_model() if model == "max"
+                  else a64cpu.cpu_model(model))
     data = bytes(DATA_SIZE)
     bad = []
     qemu_aborts = []
@@ -238,8 +241,10 @@ def _compare(tmp: Path, n_per_class: int, salt: str) -> None:
     assert not bad, f"{len(bad)} of {len(cases)} differ\n" + "\n".join(bad[:20])
 
 
-def test_unicorn_blind_words_match_qemu_aarch64(tmp_path: Path) -> None:
-    _compare(tmp_path, 12, "")
+@pytest.mark.parametrize("model", ["max", "cortex-a53"])
+def test_unicorn_blind_words_match_qemu_aarch64(tmp_path: Path, model: str) -> None:
+    """-cpu cortex-a53 (no FP16, no dot product...) checks the feature gating too."""
+    _compare(tmp_path, 12, "", model)
 
 
 @pytest.mark.slow
