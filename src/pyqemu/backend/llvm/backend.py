@@ -121,6 +121,19 @@ def _wrap(native: Any, links: list[Any], addr: int, block: IRBlock, owner: list[
     return run_profiled
 
 
+def _unlooped(block: IRBlock, pc: int) -> IRBlock:
+    """``block`` with each goto_tb to its own pc made an exit (NEXT) to the loop."""
+    from pyqemu.ir.core import Op
+    from pyqemu.ir.ops import OPS, ExitReason
+
+    exit_op = OPS["exit"]
+    ops = [Op(exit_op, [op.args[0], int(ExitReason.NEXT)])
+           if op.opdef.name == "goto_tb" and op.args[0] & ((1 << 64) - 1) == pc else op
+           for op in block.ops]
+    return IRBlock(block.pc, block.flags, ops, block.ntemps, block.nlabels,
+                   block.guest_size, block.icount, block.globals)
+
+
 class LLVMBackend(Backend):
     """Lowers IR to LLVM IR and JITs it (see :mod:`pyqemu.backend.llvm.codegen`)."""
 
@@ -136,7 +149,7 @@ class LLVMBackend(Backend):
         self.blocks_native = 0
         self.jit_time = 0.0
         #: runs (in the python tier) before a block is compiled natively; 0: at once
-        self.hot = int(os.environ.get("PYQEMU_LLVM_HOT", "1000")) if hot is None else hot
+        self.hot = int(os.environ.get("PYQEMU_LLVM_HOT", "2000")) if hot is None else hot
         self._warm: list[tuple[TieredTB, list[int]]] = []
         self._lock = threading.Lock()
 
@@ -144,19 +157,30 @@ class LLVMBackend(Backend):
         pc = block.pc & ((1 << 64) - 1)
         if self.hot <= 0:
             return self.compile_many([block])[0]
-        # a block jumping to itself runs its loop inside one python-tier call: its
-        # iterations count (from the instructions it adds to cpu.extra_insns)
+        # a block jumping to itself would run its whole loop inside one python-tier
+        # call (the python backend loops in place): that tier runs a copy whose jump to
+        # itself returns to the exec loop, so each iteration counts
         loop = any(op.opdef.name == "goto_tb" and op.args[0] & ((1 << 64) - 1) == pc
                    for op in block.ops)
         from pyqemu.backend.python import PythonBackend
 
+        pyblock = _unlooped(block, pc) if loop else block
         try:
-            py = PythonBackend(self._pc_offset(block)).compile(block)
+            py = PythonBackend(self._pc_offset(block)).compile(pyblock)
         except BackendError:
             return self.compile_many([block])[0]
         counter = [0]
-        tiered = TieredTB(func=None, links=py.links,  # type: ignore[arg-type]
-                          goto_targets=py.goto_targets, source=py.source,
+        links, targets = py.links, py.goto_targets
+        pymap: list[int] = []
+        if loop:
+            # the TB's slots number every goto_tb of ``block`` (the context relinks them
+            # and native code returns them); the unlooped copy's slots skip the self jumps
+            targets = [op.args[0] & ((1 << 64) - 1) for op in block.ops
+                       if op.opdef.name == "goto_tb"]
+            links = [CHAIN_SLOTS[k] for k in range(len(targets))]
+            pymap = [k for k, t in enumerate(targets) if t != pc]
+        tiered = TieredTB(func=None, links=links,  # type: ignore[arg-type]
+                          goto_targets=targets, source=py.source,
                           line_pcs=py.line_pcs)
         tiered.py = py
         tiered.block = block
@@ -169,21 +193,21 @@ class LLVMBackend(Backend):
         icount = block.icount
 
         pyfunc = py.func
-        per = max(icount, 1)
+
+        chain_slot = CHAIN_SLOTS[0].__class__
 
         def counting(cpu: Any, R: Any, rt_: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
-            e0 = cpu.extra_insns
             r = pyfunc(cpu, R, rt_, ra, wt, wa, hv)
-            n0 = counter[0]
-            n = n0 + 1 + ((cpu.extra_insns - e0) // per if loop else 0)
+            if loop and r.__class__ is chain_slot:
+                r = links[pymap[r.slot]]  # the TB's numbering (linked TB or its slot)
+            n = counter[0] + 1
             counter[0] = n
             if prof is not None:
                 prof["py_tier_runs"] = prof.get("py_tier_runs", 0) + 1
-                prof["py_tier_insns"] = prof.get("py_tier_insns", 0) + icount + \
-                    (cpu.extra_insns - e0)
-            if n0 < hot >> 1 <= n:
+                prof["py_tier_insns"] = prof.get("py_tier_insns", 0) + icount
+            if n == hot >> 1:
                 warm.append(entry)
-            if n >= hot:
+            elif n >= hot:
                 state[0] = pyfunc
                 t0 = time.perf_counter()
                 self._compile_hot(entry)
@@ -241,7 +265,8 @@ class LLVMBackend(Backend):
         return out
 
     def _native_many(self, blocks: Sequence[IRBlock], links_in: list[list[Any]] | None,
-                     links_out: list[list[Any]] | None = None) -> list[tuple[Any, list[int]]]:
+                     links_out: list[list[Any]] | None = None
+                     ) -> list[tuple[Any, list[int]]]:
         tl = time.perf_counter()
         try:  # (llvmlite is imported on the first native compile only)
             from pyqemu.backend.llvm.codegen import BlockCodegen, new_module
