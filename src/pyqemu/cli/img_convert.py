@@ -420,7 +420,7 @@ def _convert(args: list[str]) -> int:
         if bitmaps:
             if len(sources) > 1:
                 raise CliError("Copying bitmaps only possible with single source")
-            _check_bitmaps(sources[0])
+            _check_bitmaps(sources[0], skip_broken)
 
         if not skip_create:
             from pyqemu.block import create_image
@@ -440,7 +440,7 @@ def _convert(args: list[str]) -> int:
             target = open_for_cli(out_filename, out_fmt, readonly=False, quiet=quiet)
         images.append(target)
         apply_cache_mode(target, cache)
-        if bitmaps and getattr(target, "bitmaps", None) is None:
+        if bitmaps and not _stores_bitmaps(target):
             raise CliError(f"Format driver '{target.format_name}' does not support bitmaps")
         if compressed and not target.supports_compression:
             raise CliError("Compression not supported for this file format")
@@ -454,6 +454,8 @@ def _convert(args: list[str]) -> int:
                         warn=None if quiet else warn)
         except BlockError as exc:
             raise CliError(str(exc)) from exc
+        if bitmaps:
+            _copy_bitmaps(sources[0], target)
         ok = True
     finally:
         try:
@@ -469,14 +471,51 @@ def _truthy(text: str | None) -> bool:
     return text is not None and text.lower() in ("on", "yes", "true", "y")
 
 
-def _check_bitmaps(src: Image) -> None:
-    """--bitmaps: QEMU copies persistent dirty bitmaps; pyqemu has no bitmap copy, so
-    only sources without bitmaps are accepted (the result is then what QEMU makes)."""
-    bms = getattr(src, "bitmaps", None)
-    if bms is None:
+def _stores_bitmaps(image: Image) -> bool:
+    """Whether ``image`` can hold persistent dirty bitmaps (qcow2 v3 only)."""
+    from pyqemu.block.qcow2 import Qcow2Image
+
+    return isinstance(image, Qcow2Image) and image.header.version >= 3
+
+
+def _check_bitmaps(src: Image, skip_broken: bool) -> None:
+    """convert_check_bitmaps: the source has bitmap support and, unless
+    --skip-broken-bitmaps, no inconsistent (in-use) bitmap. QEMU walks its bitmap list,
+    which holds a qcow2 image's bitmaps in reverse directory order."""
+    from pyqemu.block.qcow2 import Qcow2Image
+    from pyqemu.block.qcow2.format import BME_FLAG_IN_USE
+
+    if not isinstance(src, Qcow2Image):
         raise CliError("Source lacks bitmap support")
-    if bms:
-        raise CliError("Copying persistent bitmaps is not supported by pyqemu-img yet")
+    for bm in reversed(src.bitmaps):
+        if bm.flags & BME_FLAG_IN_USE and not skip_broken:
+            raise CliError(f"Cannot copy inconsistent bitmap '{bm.name}'\n"
+                           "Try --skip-broken-bitmaps, or use 'qemu-img bitmap --remove' "
+                           "to delete it")
+
+
+def _copy_bitmaps(src: Image, target: Image) -> None:
+    """convert_copy_bitmaps: each consistent persistent bitmap of ``src`` is added to
+    ``target`` (same name, granularity and enabled state) and its bits merged in; the
+    inconsistent ones are skipped with a warning. The directory order is the source's."""
+    from pyqemu.block.qcow2 import Qcow2Image
+    from pyqemu.block.qcow2.bitmap import Bitmap, load_bitmaps, store_bitmaps
+
+    assert isinstance(src, Qcow2Image) and isinstance(target, Qcow2Image)
+    existing = load_bitmaps(target)
+    names = {b.name for b in existing}
+    copied: list[Bitmap] = []
+    for b in reversed(load_bitmaps(src)):
+        if b.in_use:
+            warn(f"Skipping inconsistent bitmap '{b.name}'")
+            continue
+        if b.name in names:
+            raise CliError(f"Failed to create bitmap {b.name}: Bitmap already exists: "
+                           f"{b.name}")
+        new = Bitmap(b.name, b.granularity, enabled=b.enabled)
+        new.merge_from(b, src.virtual_size)
+        copied.append(new)
+    store_bitmaps(target, existing + copied[::-1])
 
 
 def main(args: list[str]) -> int:
