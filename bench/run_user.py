@@ -39,6 +39,31 @@ WORKLOADS = {
 }
 
 
+#: runs pyqemu-aarch64 and, at its exit (os._exit), prints the context's compile time and
+#: (PYQEMU_LLVM_PROFILE=1) the llvm backend's profile counters on stderr
+LAUNCHER = """
+import os, sys
+from pyqemu.accel.tcg import context
+ctxs = []
+_init = context.TCGContext.__init__
+def _rec(self, *a, **kw):
+    _init(self, *a, **kw)
+    ctxs.append(self)
+context.TCGContext.__init__ = _rec
+_exit = os._exit
+def _report(status):
+    for c in ctxs[:1]:
+        sys.stderr.write(f"pyqemu-bench: compile {c.stats.compile_time:.3f}s\\n")
+    if os.environ.get("PYQEMU_LLVM_PROFILE") and "pyqemu.backend.llvm.runtime" in sys.modules:
+        sys.stderr.write(sys.modules["pyqemu.backend.llvm.runtime"].profile_report())
+    sys.stderr.flush()
+    _exit(status)
+os._exit = _report
+from pyqemu.cli.user import main_aarch64
+sys.exit(main_aarch64(sys.argv[1:]))
+"""
+
+
 def build(src: Path) -> Path:
     cache = Path(os.environ.get("PYQEMU_TEST_CACHE", Path.home() / ".cache" / "pyqemu-tests"))
     cache.mkdir(parents=True, exist_ok=True)
@@ -70,6 +95,12 @@ def main() -> int:
     ap.add_argument("--backend", choices=["python", "llvm", "interp"], action="append",
                     help="backend to time (repeatable; default: python and llvm)")
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--profile", action="store_true",
+                    help="llvm backend: print its profile counters per workload "
+                         "(PYQEMU_LLVM_PROFILE=1: native entries and why they return, "
+                         "callbacks per helper, JIT time)")
+    ap.add_argument("--no-cache", action="store_true",
+                    help="llvm backend: without the on-disk code cache (cold compiles)")
     ap.add_argument("names", nargs="*", help="workloads to run (default: all)")
     a = ap.parse_args()
     backends = a.backend or ["python", "llvm"]
@@ -78,10 +109,15 @@ def main() -> int:
         print("qemu-aarch64 and aarch64-linux-gnu-gcc are needed", file=sys.stderr)
         return 1
     env = dict(os.environ, PYQEMU_STATS="1")
+    if a.profile:
+        env["PYQEMU_LLVM_PROFILE"] = "1"
+    if a.no_cache:
+        env["PYQEMU_LLVM_CACHE"] = "0"
+    profiles: list[str] = []
     head = f"{'workload':<10} {'args':<6} {'qemu s':>7} {'cpu':>6}"
     for be in backends:
         head += (f" | {be + ' s':>9} {'cpu':>7} {'ratio':>6} {'cpu x':>6} {'MIPS':>7} "
-                 f"{'xlat s':>6}")
+                 f"{'xlat s':>6} {'comp s':>6}")
     print(head + " | insns  status")
     for name in a.names or WORKLOADS:
         src, args_by_scale = WORKLOADS[name]
@@ -92,14 +128,20 @@ def main() -> int:
         status: list[str] = []
         insns = 0
         for be in backends:
-            tp, cp, rp, op, ep = timed([sys.executable, "-m", "pyqemu.cli.user", "-accel",
+            tp, cp, rp, op, ep = timed([sys.executable, "-c", LAUNCHER, "-accel",
                                         f"tcg,backend={be}", str(binary), *args], env,
                                        a.timeout)
             m = re.search(rb"pyqemu: (\d+) guest insns in ([\d.]+)s \(([\d.]+) MIPS\)", ep)
             insns = int(m.group(1)) if m else insns
             mips = float(m.group(3)) if m else 0.0
             mc = re.search(rb"translate ([\d.]+)s", ep)
+            xlat = float(mc.group(1)) if mc else 0.0
+            mc = re.search(rb"pyqemu-bench: compile ([\d.]+)s", ep)
             comp = float(mc.group(1)) if mc else 0.0
+            if a.profile:
+                profiles.append(f"  {name} {be}: " + " ".join(
+                    ln.split(": ", 1)[1] for ln in ep.decode(errors="replace").splitlines()
+                    if ln.startswith("llvm-profile: ")))
             ok = "ok" if (rq, oq) == (rp, op) else "MISMATCH"
             if rp != 0 and rq == 0:
                 lines = [ln for ln in ep.decode(errors="replace").splitlines()
@@ -107,8 +149,11 @@ def main() -> int:
                 ok = f"FAILED: {lines[-1][:60]}"
             status.append(f"{be} {ok}")
             line += (f" | {tp:9.3f} {cp:7.3f} {tp / tq:6.1f} {cp / max(cq, 1e-3):6.1f} "
-                     f"{mips:7.3f} {comp:6.2f}")
+                     f"{mips:7.3f} {xlat:6.2f} {comp:6.2f}")
         print(f"{line} | {insns} {', '.join(status)}", flush=True)
+        for p in profiles:
+            print(p, flush=True)
+        profiles.clear()
     return 0
 
 

@@ -45,6 +45,10 @@ def test_every_pattern_lockstep_llvm(ls: LockStep) -> None:
             if a64.unicorn_deviation(c, w, st) is not None:
                 continue
             r = ls.run([w], st)
+            if any(o.kind == "exit None" for o in r.pyqemu.values()):
+                # the harness's 0.5 s timer stopped a run that was compiling on a
+                # loaded machine: the second run finds the code compiled
+                r = ls.run([w], st)
             total += 1
             diff = r.pyqemu["llvm"].diff(r.pyqemu["interp"])
             if diff:

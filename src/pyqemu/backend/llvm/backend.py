@@ -9,6 +9,7 @@ in one LLVM module, paying the per-module JIT cost once.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import threading
 import time
@@ -134,6 +135,59 @@ def _unlooped(block: IRBlock, pc: int) -> IRBlock:
                    block.guest_size, block.icount, block.globals)
 
 
+#: modules compiled or loaded in this process: name tag -> function addresses (the same
+#: blocks compiled again, e.g. after an invalidation, reuse the code)
+_loaded: dict[str, list[int]] = {}
+_salt: str | None = None
+
+
+def _code_salt() -> str:
+    """What the generated code depends on besides the IR: this backend's sources and
+    the state offsets its native lowerings use."""
+    global _salt
+    if _salt is None:
+        from pathlib import Path
+
+        from pyqemu.backend.llvm import native
+
+        h = hashlib.sha256()
+        for f in ("backend.py", "codegen.py", "native.py", "runtime.py"):
+            h.update((Path(__file__).with_name(f)).read_bytes())
+        h.update(repr(native.layout()).encode())
+        _salt = h.hexdigest()
+    return _salt
+
+
+def _arg_key(a: Any) -> str:
+    from pyqemu.ir.core import Const, Global, Helper, Label, Temp
+
+    if isinstance(a, Temp):
+        return f"t{a.idx}:{a.width}"
+    if isinstance(a, Const):
+        return f"c{a.width}:{a.value:x}"
+    if isinstance(a, Global):
+        return f"g{a.offset}:{a.width}"
+    if isinstance(a, Label):
+        return f"L{a.idx}"
+    if isinstance(a, Helper):
+        # the number native code passes to the callback is part of the code
+        return f"h{a.name}#{rt.register_helper(a)}"
+    if isinstance(a, int):
+        return str(int(a))
+    raise BackendError(f"llvm backend: no cache key for IR argument {a!r}")
+
+
+def _module_key(blocks: Sequence[IRBlock], pc_offsets: list[int]) -> str:
+    """Everything the native code of ``blocks`` is generated from, as text."""
+    out = [_code_salt()]
+    for blk, pco in zip(blocks, pc_offsets):
+        out.append(f"B {blk.pc & ((1 << 64) - 1):x} {blk.flags:x} {blk.icount} {pco}")
+        for op in blk.ops:
+            out.append(op.opdef.name + " " + ",".join(map(_arg_key, op.args)) + "=" +
+                       ",".join(map(_arg_key, op.outs)))
+    return "\n".join(out)
+
+
 class LLVMBackend(Backend):
     """Lowers IR to LLVM IR and JITs it (see :mod:`pyqemu.backend.llvm.codegen`)."""
 
@@ -193,6 +247,11 @@ class LLVMBackend(Backend):
         icount = block.icount
 
         pyfunc = py.func
+        # a run counts more when the block calls helpers native code does without (a
+        # Python SIMD/FP helper costs about as much as ten plain guest instructions)
+        lowered = rt.lowered_helpers()
+        weight = 1 + 10 * sum(1 for op in block.ops if op.opdef.name == "call"
+                              and id(op.args[0].func) in lowered)
 
         chain_slot = CHAIN_SLOTS[0].__class__
 
@@ -200,12 +259,12 @@ class LLVMBackend(Backend):
             r = pyfunc(cpu, R, rt_, ra, wt, wa, hv)
             if loop and r.__class__ is chain_slot:
                 r = links[pymap[r.slot]]  # the TB's numbering (linked TB or its slot)
-            n = counter[0] + 1
-            counter[0] = n
+            n0 = counter[0]
+            n = counter[0] = n0 + weight
             if prof is not None:
                 prof["py_tier_runs"] = prof.get("py_tier_runs", 0) + 1
                 prof["py_tier_insns"] = prof.get("py_tier_insns", 0) + icount
-            if n == hot >> 1:
+            if n0 < hot >> 1 <= n < hot:
                 warm.append(entry)
             elif n >= hot:
                 state[0] = pyfunc
@@ -272,38 +331,59 @@ class LLVMBackend(Backend):
             from pyqemu.backend.llvm.codegen import BlockCodegen, new_module
         except ImportError as exc:
             raise BackendError(f"llvm backend: llvmlite is not available: {exc}") from exc
-        mod = new_module(f"tbs_{blocks[0].pc:x}" if blocks else "tbs")
-        gens = []
+        # the module's cache key: the blocks' IR exactly as codegen sees it (see
+        # _module_key); its functions are named after it, so a cached object is found
+        # (in this process or on disk) without lowering anything
+        key: str | None
         try:
-            for blk in blocks:
-                g = BlockCodegen(mod, blk, self._pc_offset(blk))
-                g.generate()
-                gens.append(g)
-            text = str(mod)
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise BackendError(f"llvm backend: lowering failed: {exc}") from exc
+            key = _module_key(blocks, [self._pc_offset(blk) for blk in blocks])
+            tag = hashlib.sha256(key.encode()).hexdigest()[:20]
+            names: list[str | None] = [f"tb_{blk.pc & ((1 << 64) - 1):x}_{tag}_{k}"
+                                       for k, blk in enumerate(blocks)]
+        except BackendError:  # not keyable: compiled without the cache
+            key, tag, names = None, "", [None] * len(blocks)
+        targetss = [[op.args[0] & ((1 << 64) - 1) for op in blk.ops
+                     if op.opdef.name == "goto_tb"] for blk in blocks]
+        j = rt.jit()
+        addrs = None if key is None else \
+            _loaded.get(tag) or j.load_cached(key, names)  # type: ignore[arg-type]
         t0 = time.perf_counter()
+        if addrs is None:
+            mod = new_module(f"tbs_{tag or blocks[0].pc}")
+            try:
+                gens = []
+                for blk, name in zip(blocks, names):
+                    g = BlockCodegen(mod, blk, self._pc_offset(blk), name)
+                    g.generate()
+                    gens.append(g)
+                names = [g.name for g in gens]
+                text = str(mod)
+            except BackendError:
+                raise
+            except Exception as exc:
+                raise BackendError(f"llvm backend: lowering failed: {exc}") from exc
+            t0 = time.perf_counter()
+            try:
+                addrs = j.compile(text, names, key)  # type: ignore[arg-type]
+            except RuntimeError as exc:
+                raise BackendError(f"llvm backend: LLVM rejected the module: {exc}") from exc
+        if key is not None:
+            _loaded[tag] = addrs
         if rt.PROFILE:
             rt.prof["lower_s"] = rt.prof.get("lower_s", 0.0) + t0 - tl
-        try:
-            addrs = rt.jit().compile(text, [g.name for g in gens])
-        except RuntimeError as exc:
-            raise BackendError(f"llvm backend: LLVM rejected the module: {exc}") from exc
         self.jit_time += time.perf_counter() - t0
         self.modules += 1
         if rt.PROFILE:
             p = rt.prof
             p["jit_s"] = p.get("jit_s", 0.0) + time.perf_counter() - t0
             p["modules"] = p.get("modules", 0) + 1
-            p["blocks_native"] = p.get("blocks_native", 0) + len(gens)
+            p["blocks_native"] = p.get("blocks_native", 0) + len(blocks)
         res: list[tuple[Any, list[int]]] = []
-        for k, (g, addr) in enumerate(zip(gens, addrs)):
+        for k, (targets, addr) in enumerate(zip(targetss, addrs)):
             if links_in is not None:
                 links = links_in[k]
             else:
-                links = [CHAIN_SLOTS[j] for j in range(len(g.targets))]
+                links = [CHAIN_SLOTS[i] for i in range(len(targets))]
                 if links_out is not None:
                     links_out.append(links)
             native = _NATIVE_TYPE(addr)
@@ -311,5 +391,5 @@ class LLVMBackend(Backend):
             fn = _wrap(native, links, addr, blocks[k], owner)
             fn.native = native  # type: ignore[attr-defined]
             fn.owner = owner  # type: ignore[attr-defined]
-            res.append((fn, g.targets))
+            res.append((fn, targets))
         return res

@@ -81,11 +81,12 @@ class _Callee:
 class BlockCodegen:
     """Lowers one IRBlock into a function of ``mod``."""
 
-    def __init__(self, mod: ir.Module, block: IRBlock, pc_offset: int) -> None:
+    def __init__(self, mod: ir.Module, block: IRBlock, pc_offset: int,
+                 name: str | None = None) -> None:
         self.mod = mod
         self.block = block
         self.pc_offset = pc_offset
-        self.name = f"tb_{block.pc & _M64:x}_{next(_counter)}"
+        self.name = name or f"tb_{block.pc & _M64:x}_{next(_counter)}"
         self.fn = ir.Function(mod, FN_TYPE, name=self.name)
         self.state, self.hbase, self.tlb, self.env, self.ctl = self.fn.args
         self.targets: list[int] = []

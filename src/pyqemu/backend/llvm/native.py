@@ -685,28 +685,31 @@ def _build() -> dict[int, tuple[str, Lowering]]:
     table: dict[int, tuple[str, Lowering]] = {}
     try:
         from pyqemu.target.aarch64 import cpu as a64cpu
-        from pyqemu.target.aarch64 import helpers_simd, trans_fp
     except ImportError:
         return table
     _vregs = a64cpu.VREGS_OFFSET
     _fpcr = a64cpu.FPCR_OFFSET
     _fpsr = a64cpu.FPSR_OFFSET
-    table[id(helpers_simd.three_same)] = ("three_same", _three_same)
-    table[id(helpers_simd.shift_imm)] = ("shift_imm", _shift_imm)
-    table[id(helpers_simd.misc)] = ("misc", _misc)
-    if hasattr(helpers_simd, "ldst_multiple"):
-        table[id(helpers_simd.ldst_multiple)] = ("ldst_multiple", _ldst_multiple)
-    table[id(trans_fp._fp1)] = ("fp1", _fp1)
-    table[id(trans_fp._fcsel)] = ("fcsel", _fcsel)
-    table[id(trans_fp._fp2)] = ("fp2", _fp2)
-    table[id(trans_fp._fp3)] = ("fp3", _fp3)
-    table[id(trans_fp._cvtf)] = ("cvtf", _cvtf)
+    funcs: dict[str, Lowering] = {
+        "three_same": _three_same, "shift_imm": _shift_imm, "misc": _misc,
+        "ldst_multiple": _ldst_multiple, "fp1": _fp1, "fcsel": _fcsel, "fp2": _fp2,
+        "fp3": _fp3, "cvtf": _cvtf}
+    for fid, name in rt.lowered_helpers().items():
+        table[fid] = (name, funcs[name])
     return table
 
 
 #: helper args that must be constants for each lowering (index into the call's args);
 #: None means all of them
 _CONST_FROM = {"fcsel": 1, "cvtf": 1, "ldst_multiple": 1}
+
+
+def layout() -> tuple[Any, ...]:
+    """What the lowerings' code depends on outside the IR (for the code cache key)."""
+    global _table
+    if _table is None:
+        _table = _build() if os.environ.get("PYQEMU_LLVM_NATIVE", "1") != "0" else {}
+    return _vregs, _fpcr, _fpsr, sorted(name for name, _ in _table.values())
 
 
 def lower_call(g: Any, helper: Helper, args: list[Any], vals: list[Any]) -> bool:

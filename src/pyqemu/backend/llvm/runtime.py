@@ -80,6 +80,37 @@ _helper_ids: dict[int, int] = {}
 _helpers_alive: list[Helper] = []
 
 
+#: Python helpers with native lowerings (backend/llvm/native.py): lowering name ->
+#: (module under pyqemu.target.aarch64, function name). Kept here, free of llvmlite, so
+#: the python tier can weigh its blocks by them without importing LLVM.
+LOWERED = {
+    "three_same": ("helpers_simd", "three_same"), "shift_imm": ("helpers_simd", "shift_imm"),
+    "misc": ("helpers_simd", "misc"), "ldst_multiple": ("helpers_simd", "ldst_multiple"),
+    "fp1": ("trans_fp", "_fp1"), "fcsel": ("trans_fp", "_fcsel"), "fp2": ("trans_fp", "_fp2"),
+    "fp3": ("trans_fp", "_fp3"), "cvtf": ("trans_fp", "_cvtf"),
+}
+_lowered: dict[int, str] | None = None
+
+
+def lowered_helpers() -> dict[int, str]:
+    """id(helper function) -> lowering name, for the helpers of :data:`LOWERED` that
+    exist (empty with PYQEMU_LLVM_NATIVE=0)."""
+    global _lowered
+    if _lowered is None:
+        import importlib
+
+        out: dict[int, str] = {}
+        if os.environ.get("PYQEMU_LLVM_NATIVE", "1") != "0":
+            for name, (mod, attr) in LOWERED.items():
+                try:
+                    f = getattr(importlib.import_module(f"pyqemu.target.aarch64.{mod}"), attr)
+                except (ImportError, AttributeError):
+                    continue
+                out[id(f)] = name
+        _lowered = out
+    return _lowered
+
+
 def register_helper(helper: Helper) -> int:
     """The fn id native code passes to the callback to call ``helper``."""
     hid = _helper_ids.get(id(helper))
@@ -348,11 +379,29 @@ class _JIT:
                 f"cg{self.cg_level} {self.pipeline}\n")
         self.cache = ObjectCache.default(salt)
 
-    def compile(self, ir_text: str, names: list[str]) -> list[int]:
-        """Optimise and JIT one module; the addresses of functions ``names``."""
-        llvm = self.llvm
+    def load_cached(self, key: str, names: list[str]) -> list[int] | None:
+        """The functions ``names`` of the module cached under ``key`` (loaded into the
+        engine), or None when the cache has no such module."""
+        if self.cache is None:
+            return None
+        obj = self.cache.get(key)
+        if obj is None:
+            return None
         with self.lock:
-            obj = self.cache.get(ir_text) if self.cache is not None else None
+            self.engine.add_object_file(self.llvm.ObjectFileRef.from_data(obj))
+            self.engine.finalize_object()
+            addrs = [self.engine.get_function_address(n) for n in names]
+        if PROFILE:
+            prof["cache_hits"] = prof.get("cache_hits", 0) + 1
+        return addrs if all(addrs) else None
+
+    def compile(self, ir_text: str, names: list[str], key: str | None = None) -> list[int]:
+        """Optimise and JIT one module; the addresses of functions ``names``. The object
+        code is cached under ``key`` (default: the IR text itself)."""
+        llvm = self.llvm
+        key = ir_text if key is None else key
+        with self.lock:
+            obj = self.cache.get(key) if self.cache is not None else None
             if obj is not None:
                 if PROFILE:
                     prof["cache_hits"] = prof.get("cache_hits", 0) + 1
@@ -372,7 +421,7 @@ class _JIT:
                     self.engine.finalize_object()
                     return [self.engine.get_function_address(n) for n in names]
                 obj = self.tm.emit_object(mod)
-                self.cache.put(ir_text, obj)
+                self.cache.put(key, obj)
             self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
             self.engine.finalize_object()
             return [self.engine.get_function_address(n) for n in names]
@@ -403,13 +452,13 @@ class ObjectCache:
             return None
         return cls(root, salt)
 
-    def _path(self, ir_text: str) -> Path:
-        key = hashlib.sha256(self.salt + ir_text.encode()).hexdigest()
-        return self.root / f"{key}.o"
+    def _path(self, key: str) -> Path:
+        digest = hashlib.sha256(self.salt + key.encode()).hexdigest()
+        return self.root / f"{digest}.o"
 
-    def get(self, ir_text: str) -> bytes | None:
+    def get(self, key: str) -> bytes | None:
         try:
-            data = self._path(ir_text).read_bytes()
+            data = self._path(key).read_bytes()
         except OSError:
             return None
         digest, obj = data[:32], data[32:]
@@ -417,8 +466,8 @@ class ObjectCache:
             return None
         return obj
 
-    def put(self, ir_text: str, obj: bytes) -> None:
-        path = self._path(ir_text)
+    def put(self, key: str, obj: bytes) -> None:
+        path = self._path(key)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             tmp.write_bytes(hashlib.sha256(obj).digest() + obj)
