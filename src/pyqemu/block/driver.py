@@ -147,6 +147,8 @@ class Image(ABC):
     supports_backing: ClassVar[bool] = False
     #: names of the create_opts that ``amend`` accepts (QEMU's amend_opts); None: all
     amend_opts: ClassVar[frozenset[str] | None] = None
+    #: options only ``amend`` has (qcow2's LUKS keyslot management), listed with amend_opts
+    amend_only_opts: ClassVar[list[CreateOpt]] = []
     #: True if create() also receives the file protocol's options (FILE_CREATE_OPTS:
     #: preallocation, nocow, extent_size_hint); only raw, whose data *is* the file
     protocol_opts_passthrough: ClassVar[bool] = False

@@ -27,8 +27,8 @@ __all__ = ["main"]
 
 def _amend_opts(cls: type[Image]) -> list[CreateOpt]:
     if cls.amend_opts is None:
-        return list(cls.create_opts)
-    return [o for o in cls.create_opts if o.name in cls.amend_opts]
+        return list(cls.create_opts) + cls.amend_only_opts
+    return [o for o in cls.create_opts if o.name in cls.amend_opts] + cls.amend_only_opts
 
 
 def _supports_amend(cls: type[Image]) -> bool:

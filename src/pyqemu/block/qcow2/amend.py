@@ -31,16 +31,19 @@ if TYPE_CHECKING:
     from pyqemu.block.qcow2.image import Qcow2Image
 
 AMEND_OPTS = {"compat", "lazy_refcounts", "refcount_bits", "backing_file", "backing_fmt",
-              "data_file", "data_file_raw", "size", "encrypt.key-secret"}
+              "data_file", "data_file_raw", "size"}
+ENCRYPT_AMEND_OPTS = {"encrypt.state", "encrypt.keyslot", "encrypt.old-secret",
+                      "encrypt.new-secret", "encrypt.iter-time"}
 
 
 def amend(img: Qcow2Image, opts: dict[str, Any]) -> None:
+    if any(k in ENCRYPT_AMEND_OPTS for k in opts):
+        # pyqemu opens no encrypted image, so this one has no encryption to amend
+        raise BlockError("Can't amend encryption options - encryption not present")
     for k in opts:
         if k not in AMEND_OPTS:
             raise BlockError(f"Invalid parameter '{k}'\n"
                              "This option is only supported for image creation")
-    if "encrypt.key-secret" in opts:
-        raise BlockError("Encrypted qcow2 images are not supported by pyqemu")
     img._writable()
     h = img.header
     version = h.version

@@ -129,7 +129,19 @@ class Qcow2Image(Image):
     #: the subset of create_opts that ``amend`` accepts (QEMU 7.2's qcow2_amend_opts)
     amend_opts: ClassVar[frozenset[str]] = frozenset({
         "compat", "lazy_refcounts", "refcount_bits", "backing_file", "backing_fmt",
-        "data_file", "data_file_raw", "size", "encrypt.key-secret"})
+        "data_file", "data_file_raw", "size"})
+    #: qcow2's amend-only options: LUKS keyslot changes (refused: pyqemu opens no
+    #: encrypted image, so "encryption not present", as QEMU says for a plain one)
+    amend_only_opts: ClassVar[list[CreateOpt]] = [
+        _opt("encrypt.state", OptType.STRING,
+             "Select new state of affected keyslots (active/inactive)"),
+        _opt("encrypt.keyslot", OptType.NUMBER, "Select a single keyslot to modify explicitly"),
+        _opt("encrypt.old-secret", OptType.STRING,
+             "Select all keyslots that match this password"),
+        _opt("encrypt.new-secret", OptType.STRING,
+             "New secret to set in the matching keyslots. Empty string to erase"),
+        _opt("encrypt.iter-time", OptType.NUMBER, "Time to spend in PBKDF in milliseconds"),
+    ]
 
     # ------------------------------------------------------------------------------
     def __init__(self, file: ImageFile, *, readonly: bool) -> None:
