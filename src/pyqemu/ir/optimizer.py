@@ -148,20 +148,39 @@ def _forward(block: IRBlock, ops: list[Op]) -> list[Op]:
             return env.get(v.idx, v)
         return v
 
+    # who copies what: temp idx / id(Global) -> temps whose env entry names it (so a
+    # redefinition forgets its copies without scanning env)
+    rev_t: dict[int, set[int]] = {}
+    rev_g: dict[int, set[int]] = {}
+
+    def bind(k: int, src: Any) -> None:
+        env[k] = src
+        if isinstance(src, Temp):
+            rev_t.setdefault(src.idx, set()).add(k)
+        elif isinstance(src, Global):
+            rev_g.setdefault(id(src), set()).add(k)
+
     def kill(v: Any) -> None:
         if isinstance(v, Temp):
             env.pop(v.idx, None)
             bits.pop(v.idx, None)
-            dead = [k for k, x in env.items() if isinstance(x, Temp) and x.idx == v.idx]
+            dead = rev_t.pop(v.idx, None)
         else:
             gbits.pop(id(v), None)
-            dead = [k for k, x in env.items() if x is v]
-        for k in dead:
-            del env[k]
+            dead = rev_g.pop(id(v), None)
+        if dead:
+            for k in dead:
+                x = env.get(k)
+                if x is not None and (x is v or isinstance(v, Temp) and
+                                      isinstance(x, Temp) and x.idx == v.idx):
+                    del env[k]
 
     def kill_globals() -> None:
-        for k in [k for k, x in env.items() if isinstance(x, Global)]:
-            del env[k]
+        for ks in rev_g.values():
+            for k in ks:
+                if isinstance(env.get(k), Global):
+                    del env[k]
+        rev_g.clear()
         gbits.clear()
 
     new_ops: list[Op] = []
@@ -171,6 +190,8 @@ def _forward(block: IRBlock, ops: list[Op]) -> list[Op]:
             env.clear()
             bits.clear()
             gbits.clear()
+            rev_t.clear()
+            rev_g.clear()
             new_ops.append(op)
             continue
         if name == "call":
@@ -216,7 +237,7 @@ def _forward(block: IRBlock, ops: list[Op]) -> list[Op]:
             if op.opdef.name.startswith("mov_") and isinstance(o, Temp):
                 src = op.args[1]
                 if not (isinstance(src, Temp) and src.idx == o.idx):
-                    env[o.idx] = src
+                    bind(o.idx, src)
         new_ops.append(op)
     return new_ops
 

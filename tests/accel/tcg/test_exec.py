@@ -161,6 +161,40 @@ def test_smc_through_helper_store_and_fast_path_protection() -> None:
     assert cpu.state.r[4] == 5
 
 
+def test_smc_invalidates_only_the_blocks_it_overwrites() -> None:
+    """A store into one instruction drops the blocks holding it, not the rest of the
+    page (Linux patches jump labels one instruction at a time); a page written often
+    outside its code stops being a code page (fast stores again)."""
+    from pyqemu.accel.tcg.context import SMC_PAGE_MISSES
+
+    cpu, mem, ctx = machine()
+    mem.write(0x2000, movi(4, 1) + enc(0x09))
+    mem.write(0x2100, movi(5, 7) + movi(6, 0) + enc(0x09))
+    for pc in (0x2000, 0x2100):
+        cpu.set_pc(pc)
+        cpu_exec(cpu)
+    assert (cpu.state.r[4], cpu.state.r[5]) == (1, 7)
+    tb_y = ctx.tbs[(0x2100, 0)]
+    cpu.store(0x2000, 4, int.from_bytes(movi(4, 5), "little"))
+    assert (0x2000, 0) not in ctx.tbs and ctx.tbs.get((0x2100, 0)) is tb_y
+    assert not tb_y.invalid and ctx.is_code_hpage(2)
+    cpu.store(0x2104, 4, int.from_bytes(movi(6, 9), "little"))  # Y's second insn
+    assert tb_y.invalid and (0x2100, 0) not in ctx.tbs
+    for pc in (0x2000, 0x2100):
+        cpu.set_pc(pc)
+        cpu_exec(cpu)
+    assert (cpu.state.r[4], cpu.state.r[5], cpu.state.r[6]) == (5, 7, 9)
+    # data stores elsewhere in the page: after SMC_PAGE_MISSES of them it is data
+    for k in range(SMC_PAGE_MISSES):
+        assert ctx.is_code_hpage(2)
+        cpu.store(0x2800 + 8 * k, 8, k)
+    assert not ctx.is_code_hpage(2)
+    assert cpu.load(0x2800 + 8 * (SMC_PAGE_MISSES - 1), 8) == SMC_PAGE_MISSES - 1
+    cpu.set_pc(0x2100)
+    cpu_exec(cpu)
+    assert cpu.state.r[5] == 7
+
+
 def test_exit_request_from_another_thread_stops_an_endless_loop() -> None:
     cpu, mem, _ = machine()
     load(mem, cpu, movi(1, 1) + enc(0x02, 2, 2, 1) + bnez(1, -1))  # endless

@@ -37,6 +37,10 @@ __all__ = ["TCGContext", "TCGStats"]
 
 #: QEMU's TCG_MAX_INSNS
 MAX_INSNS = 512
+#: stores to a code page that miss its code before the whole page is invalidated (and
+#: its stores take the fast path again)
+SMC_PAGE_MISSES = 64
+_PAGE_OFS = (1 << PAGE_BITS) - 1
 
 
 @dataclasses.dataclass
@@ -53,6 +57,8 @@ class TCGStats:
     #: CPU seconds of the calling threads inside cpu_exec (only measured when the
     #: context's ``cpu_time_stats`` is on: reading a thread's CPU clock is a system call)
     exec_cpu_time: float = 0.0
+    tbs_promoted: int = 0  # cold (interpreted) blocks compiled once hot
+    lookups: int = 0  # TB lookups that missed the vCPU's virtual jump cache
 
     def mips(self) -> float:
         """Guest MIPS over wall-clock time inside cpu_exec."""
@@ -89,6 +95,8 @@ class TCGContext:
         self.page_tbs: dict[int, set[TranslationBlock]] = {}  # host page -> TBs (code pages)
         self.vpage_tbs: dict[int, set[TranslationBlock]] = {}  # guest page -> TBs
         self.page_gen: dict[int, int] = {}  # host page -> write generation
+        #: host page -> stores to it that hit no translated code (see invalidate_hrange)
+        self.page_misses: dict[int, int] = {}
         self.stats = TCGStats()
         #: measure stats.exec_cpu_time (PYQEMU_CPU_TIME=1)
         self.cpu_time_stats = bool(os.environ.get("PYQEMU_CPU_TIME"))
@@ -103,6 +111,11 @@ class TCGContext:
             int(os.environ.get("PYQEMU_TIER", "8"))
         if self.backend.name == "interp" or items & {"out_asm", "op_opt"}:
             self.tier_threshold = 0
+        stats_path = os.environ.get("PYQEMU_TCG_STATS")
+        if stats_path:
+            import atexit
+
+            atexit.register(self.dump_stats, stats_path)
 
     # --- vCPUs ---
     def register_cpu(self, cpu: VCPU) -> None:
@@ -133,6 +146,7 @@ class TCGContext:
         tb = cpu.tb_jmp_cache.get((pc, flags))
         if tb is not None:
             return tb
+        self.stats.lookups += 1
         key = self.tb_key(cpu, pc, flags)
         tb = self.tbs.get(key)
         if tb is None:
@@ -168,6 +182,7 @@ class TCGContext:
                         key: tuple[int, ...]) -> TranslationBlock | None:
         pages: dict[int, int] = {}  # guest page -> host page
         gens: dict[int, int] = {}
+        spans: dict[int, list[int]] = {}  # host page -> [first, end) byte offsets
         fetch32 = cpu.tlb.fetch32
 
         def fetch(vaddr: int) -> int:
@@ -177,6 +192,15 @@ class TCGContext:
                 pages[vpage] = hpage
                 self._mark_code(hpage)
                 gens.setdefault(hpage, self.page_gen.get(hpage, 0))
+            ofs = vaddr & _PAGE_OFS
+            sp = spans.get(hpage)
+            if sp is None:
+                spans[hpage] = [ofs, ofs + 4]
+            else:
+                if ofs < sp[0]:
+                    sp[0] = ofs
+                if ofs + 4 > sp[1]:
+                    sp[1] = ofs + 4
             return value
 
         t0 = time.perf_counter()
@@ -184,7 +208,7 @@ class TCGContext:
         op_text = format_block(block) if self.log is not None and \
             self.log.enabled("op") else None
         if self.tier_threshold:
-            return self._install_cold(cpu, key, block, pages, gens, t0, op_text)
+            return self._install_cold(cpu, key, block, pages, gens, t0, op_text, spans)
         if self.optimize:
             from pyqemu.ir.optimizer import optimize
 
@@ -202,7 +226,7 @@ class TCGContext:
         t2 = time.perf_counter()
         self.stats.translate_time += t1 - t0
         self.stats.compile_time += t2 - t1
-        tb = self._register(cpu, key, block, compiled, pages, gens, op_text)
+        tb = self._register(cpu, key, block, compiled, pages, gens, op_text, spans)
         if tb is not None:
             # keep neither the IR nor the source once compiled (memory grows with the cache)
             tb.block = None
@@ -217,7 +241,8 @@ class TCGContext:
 
     def _register(self, cpu: VCPU, key: tuple[int, ...], block: IRBlock,
                   compiled: CompiledTB, pages: dict[int, int], gens: dict[int, int],
-                  op_text: str | None) -> TranslationBlock | None:
+                  op_text: str | None,
+                  spans: dict[int, list[int]] | None = None) -> TranslationBlock | None:
         """Insert a compiled block in the cache and the code-page maps; None when its
         code pages were written while it was being translated (translate it again)."""
         if any(self.page_gen.get(h, 0) != g for h, g in gens.items()):
@@ -225,6 +250,8 @@ class TCGContext:
         tb = TranslationBlock(key[0], key[1], block.guest_size, block.icount, compiled,
                               tuple(pages), tuple(pages.values()), block)
         tb.key = key
+        if spans:
+            tb.hranges = tuple((h, sp[0], sp[1]) for h, sp in spans.items())
         for hpage in tb.hpages:
             self._mark_code(hpage)
             self.page_tbs[hpage].add(tb)
@@ -239,7 +266,8 @@ class TCGContext:
 
     def _install_cold(self, cpu: VCPU, key: tuple[int, ...], block: IRBlock,
                       pages: dict[int, int], gens: dict[int, int], t0: float,
-                      op_text: str | None) -> TranslationBlock | None:
+                      op_text: str | None,
+                      spans: dict[int, list[int]] | None = None) -> TranslationBlock | None:
         """Tiering: a new block is interpreted until it has run ``tier_threshold`` times,
         then optimized and compiled (most blocks of a program run only a few times, and
         compiling costs as much as interpreting a block dozens of times)."""
@@ -249,7 +277,7 @@ class TCGContext:
             verify(block)
         compiled = self._interp().compile(block)
         self.stats.translate_time += time.perf_counter() - t0
-        tb = self._register(cpu, key, block, compiled, pages, gens, op_text)
+        tb = self._register(cpu, key, block, compiled, pages, gens, op_text, spans)
         if tb is not None:
             run = compiled.func
             run.hot = self.tier_threshold  # type: ignore[attr-defined]
@@ -281,6 +309,7 @@ class TCGContext:
             tb.func = compiled.func
             tb.block = None  # the IR is not needed any more
             compiled.source = None
+            self.stats.tbs_promoted += 1
             self.stats.compile_time += time.perf_counter() - t1
 
     def _log_tb(self, cpu: VCPU, tb: TranslationBlock, op_text: str | None) -> None:
@@ -336,9 +365,43 @@ class TCGContext:
         with self.lock:
             self.page_gen[hpage] = self.page_gen.get(hpage, 0) + 1
             tbs = self.page_tbs.pop(hpage, None)
+            self.page_misses.pop(hpage, None)
             if tbs:
                 for tb in list(tbs):
                     self._invalidate_tb(tb)
+
+    def invalidate_hrange(self, ho: int, n: int) -> bool:
+        """A CPU store hit bytes [ho, ho+n) of host_view on a code page: drop the blocks
+        whose code overlaps them (QEMU's tb_invalidate_phys_page_fast), so patching one
+        instruction (Linux's jump labels and alternatives) does not throw away the rest
+        of its page. Returns True when the page holds no code any more (then writes to
+        it may take the fast path). A page written often without hitting code is
+        dropped whole (data sharing a page with code).
+        """
+        hpage = ho >> PAGE_BITS
+        with self.lock:
+            tbs = self.page_tbs.get(hpage)
+            if tbs is None:
+                return True
+            self.page_gen[hpage] = self.page_gen.get(hpage, 0) + 1
+            lo = ho & _PAGE_OFS
+            hi = lo + n
+            hit = [tb for tb in tbs for h, a, b in tb.hranges
+                   if h == hpage and a < hi and lo < b]
+            if hit:
+                for tb in hit:
+                    self._invalidate_tb(tb)
+            else:
+                misses = self.page_misses.get(hpage, 0) + 1
+                self.page_misses[hpage] = misses
+                if misses >= SMC_PAGE_MISSES:
+                    for tb in list(tbs):
+                        self._invalidate_tb(tb)
+            if not tbs:
+                self.page_tbs.pop(hpage, None)
+                self.page_misses.pop(hpage, None)
+                return True
+            return False
 
     def invalidate_range(self, start: int, end: int) -> None:
         """Drop every block with code in guest virtual range [start, end)."""
@@ -388,4 +451,22 @@ class TCGContext:
         d["mips"] = self.stats.mips()
         d["mips_cpu"] = self.stats.mips_cpu()
         d["tbs_cached"] = len(self.tbs)
+        for name in ("fills", "flushes", "page_flushes"):
+            d[f"tlb_{name}"] = sum(getattr(c.tlb, name, 0) for c in list(self.cpus))
         return d
+
+    def dump_stats(self, path: str) -> None:
+        """Append :meth:`describe` as one JSON line to ``path`` ("-": stderr); at exit
+        when ``PYQEMU_TCG_STATS`` names a file (benchmarks, profiling)."""
+        import json
+        import sys
+
+        line = json.dumps(self.describe(), sort_keys=True) + "\n"
+        try:
+            if path == "-":
+                sys.stderr.write(line)
+            else:
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(line)
+        except (OSError, ValueError):
+            pass

@@ -8,10 +8,12 @@ import time
 from pyqemu.accel.tcg.interfaces import GuestTrap
 from pyqemu.accel.tcg.tb import TranslationBlock
 from pyqemu.accel.tcg.vcpu import VCPU
-from pyqemu.backend.base import LOOKUP, ChainSlot, ExitTo
+from pyqemu.backend.base import EXITS, LOOKUP, ChainSlot, ExitTo
 from pyqemu.ir.ops import ExitReason
 
 __all__ = ["ExecExit", "cpu_exec"]
+
+_EXIT_NEXT = EXITS[int(ExitReason.NEXT)]
 
 
 @dataclasses.dataclass
@@ -62,6 +64,11 @@ def cpu_exec(cpu: VCPU) -> ExecExit:
                     return ExecExit(None)
                 tb = nxt
                 continue
+            if nxt.__class__ is ExitTo and nxt is not _EXIT_NEXT:
+                # the block's own exit (SVC, HVC, WFI...) first: its pc is already past
+                # the instruction, so an exit_request must not drop it (the request
+                # stays set and ends the next cpu_exec at once)
+                return ExecExit(nxt.reason)
             if cpu.exit_request:
                 cpu.exit_request = False
                 return ExecExit(None)

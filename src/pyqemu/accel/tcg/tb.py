@@ -24,6 +24,7 @@ class TranslationBlock:
         "flags",
         "func",
         "hpages",
+        "hranges",
         "icount",
         "incoming",
         "invalid",
@@ -45,6 +46,9 @@ class TranslationBlock:
         self.links = compiled.links
         self.vpages = vpages
         self.hpages = hpages
+        #: (host page, first byte offset, end offset) of the code on each page
+        self.hranges: tuple[tuple[int, int, int], ...] = tuple(
+            (h, 0, 1 << 12) for h in hpages)
         self.incoming: list[tuple[TranslationBlock, int]] = []
         self.invalid = False
         self.block = block

@@ -66,6 +66,8 @@ class SoftTLB:
         self.mmu_idx = -1
         self.select(0)
         self.fills = 0  # statistics: provider calls
+        self.flushes = 0  # statistics: full flushes
+        self.page_flushes = 0  # statistics: flush_page calls
 
     def _new_set(self) -> list[list[int]]:
         return [[-1] * TLB_SIZE, [0] * TLB_SIZE, [-1] * TLB_SIZE, [0] * TLB_SIZE,
@@ -98,6 +100,7 @@ class SoftTLB:
     def flush(self) -> None:
         """Drop every entry of every MMU index (in place: running code holds these
         lists), and the vCPU's virtual jump cache."""
+        self.flushes += 1
         inval = [-1] * TLB_SIZE
         # (lists of the sets: another vCPU's thread may flush this TLB - TLBI ...IS -
         # while its owner adds a set for a new mmu_idx)
@@ -116,6 +119,7 @@ class SoftTLB:
     def flush_page(self, vaddr: int) -> None:
         """Drop the entries of the page holding ``vaddr`` in every MMU index (a flush
         that hits a block mapping drops that index entirely, as QEMU's large_page)."""
+        self.page_flushes += 1
         page = (vaddr & _M64) >> PAGE_BITS
         idx = page & TLB_MASK
         for mmu_idx, ts in list(self.sets.items()):
@@ -232,16 +236,16 @@ class SoftTLB:
         if n <= first:
             f = self.fill(vaddr, Access.WRITE)
             if f.mmio is None and ctx.is_code_hpage(f.host_offset >> PAGE_BITS):
-                ctx.invalidate_hpage(f.host_offset >> PAGE_BITS)
-                self.fill(vaddr, Access.WRITE)  # now installs the fast entry
+                if ctx.invalidate_hrange(f.host_offset + (vaddr & _PAGE_OFS), n):
+                    self.fill(vaddr, Access.WRITE)  # no code left: the fast entry
             self._page_write(vaddr, data, f)
             return
         v2 = (vaddr + first) & _M64
         f1 = self.fill(vaddr, Access.WRITE)
         f2 = self.fill(v2, Access.WRITE)
-        for f in (f1, f2):
+        for f, va, k in ((f1, vaddr, first), (f2, v2, n - first)):
             if f.mmio is None and ctx.is_code_hpage(f.host_offset >> PAGE_BITS):
-                ctx.invalidate_hpage(f.host_offset >> PAGE_BITS)
+                ctx.invalidate_hrange(f.host_offset + (va & _PAGE_OFS), k)
         self._page_write(vaddr, data[:first], f1)
         self._page_write(v2, data[first:], f2)
 
