@@ -275,7 +275,9 @@ def _open_one(filename: str, fmt: str | None, *, readonly: bool, perm: int,
         if extra:
             raise BlockError(f"Block format '{cls.format_name}' does not support the "
                              f"option '{extra[0]}'")
-        file.lock(perm, shares_metadata=cls.format_name == "raw", force_share=force_share)
+        if options.get("_locking", True):  # --image-opts file.locking=off: no locks
+            file.lock(perm, shares_metadata=cls.format_name == "raw",
+                      force_share=force_share)
         opts = dict(options)
         opts.setdefault("force_share", force_share)
         if cls.format_name == "raw":

@@ -100,7 +100,8 @@ def _commit(args: list[str]) -> int:
     if not check_cache_mode(cache):
         raise CliError(f"Invalid cache option: {cache}")
     images: list[Image] = []
-    top = open_cli_image(filename, fmt, image_opts=image_opts, readonly=False, quiet=quiet)
+    top = open_cli_image(filename, fmt, image_opts=image_opts, readonly=False, quiet=quiet,
+                         unmap=True)  # qemu-img commit opens with BDRV_O_UNMAP
     images.append(top)
     meter = Progress(progress, 1.0)
     failure: BaseException | None = None

@@ -385,7 +385,7 @@ class Progress:
 
 # ---- opening images ---------------------------------------------------------------------
 
-def parse_image_opts(optstr: str, force_share: bool,
+def parse_image_opts(optstr: str, force_share: bool, *, unmap: bool = False,
                      ) -> tuple[str, str | None, bool, dict[str, Any]]:
     """``--image-opts``: the image argument is an option list (QEMU's "source" list, the
     implied key being ``file``). Returns (host file name, format or None, force_share,
@@ -412,23 +412,152 @@ def parse_image_opts(optstr: str, force_share: bool,
             raise CliError("--force-share/-U conflicts with image options")
         force_share = fs
         values.pop("force-share")
-    for key in values:
-        if key.startswith("file."):
-            raise CliError(f"Could not open '{optstr}': Block protocol 'file' does not "
-                           f"support the option '{key[5:]}'")
+    fail = f"Could not open '{optstr}': "
+    try:
+        generic = _check_generic_opts(values, unmap=unmap)
+    except CliError as exc:
+        raise CliError(fail + str(exc)) from None
     if filename is None:
         raise CliError(f"Could not open '{optstr}': A block device must be specified for "
                        "\"file\"")
     driver_opts: dict[str, Any] = {}
     if values:
         driver = fmt or _probe_for_opts(optstr, filename)
-        known = _open_opts_of(driver)
+        known = _open_opts_of(driver) + _FORMAT_OPEN_OPTS.get(driver, ())
+        weak = _WEAK_FORMAT_OPTS.get(driver, {})
         for key, value in values.items():
+            check = weak.get(key) or (weak.get("overlap-check.*")
+                                      if key.startswith("overlap-check.") else None)
+            if check is not None:
+                try:
+                    checked = check(key, value)
+                except CliError as exc:
+                    raise CliError(fail + str(exc)) from None
+                if key in _NAMELESS_OPTS:
+                    driver_opts[key] = checked  # the driver acts on it
+                continue  # accepted; pyqemu has no use for it (no caches to size, etc.)
             if key not in known:
-                raise CliError(f"Could not open '{optstr}': Block format '{driver}' does "
-                               f"not support the option '{key}'")
+                raise CliError(f"{fail}Block format '{driver}' does not support the option "
+                               f"'{key}'")
             driver_opts[key] = value
+    driver_opts.update(generic)  # internal keys ("_..."): not part of the json: name
     return filename, fmt, force_share, driver_opts
+
+
+def _bool_opt(key: str, value: str) -> bool:
+    low = value.lower()
+    if low in ("on", "yes", "true", "y"):
+        return True
+    if low in ("off", "no", "false", "n"):
+        return False
+    raise CliError(f"Parameter '{key}' expects 'on' or 'off'")
+
+
+def _enum_opt(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    def check(key: str, value: str) -> str:
+        if value not in choices:
+            raise CliError(f"invalid parameter value: {value}")
+        return value
+    return check
+
+
+def _size_opt(key: str, value: str) -> int:
+    from pyqemu.block.driver import parse_size
+
+    try:
+        return parse_size(value, key)
+    except BlockError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _number_opt(key: str, value: str) -> int:
+    try:
+        return int(value, 0)
+    except ValueError:
+        raise CliError(f"Parameter '{key}' expects a number") from None
+
+
+def _overlap_check(key: str, value: str) -> str:
+    if value not in ("none", "constant", "cached", "all"):
+        raise CliError(f"Unsupported value '{value}' for qcow2 option 'overlap-check'. "
+                       "Allowed are any of the following: none, constant, cached, all")
+    return value
+
+
+def _no_encryption(key: str, value: str) -> str:
+    raise CliError(f"No encryption in image header, but options specified format "
+                   f"'{value}'")
+
+
+#: runtime options passed to the format driver besides its class's ``open_opts``:
+#: qcow2's data-file (a child node: the image keeps its plain name) and its LUKS/AES
+#: key secret (a "strong" option: the name becomes json:{...}; pyqemu opens no
+#: encrypted image, so it is unused)
+_FORMAT_OPEN_OPTS: dict[str, tuple[str, ...]] = {"qcow2": ("data-file", "encrypt.key-secret")}
+#: options that reach the driver but do not make a json: name
+_NAMELESS_OPTS = ("data-file", "lazy-refcounts")
+
+#: runtime options of a format that QEMU 7.2 accepts and pyqemu validates but needs not
+#: act on (cache sizes, discard passing, metadata overlap checks); none of them is a
+#: "strong" option, so the image keeps its plain name
+_WEAK_FORMAT_OPTS: dict[str, dict[str, Callable[[str, str], Any]]] = {
+    "qcow2": {
+        "lazy-refcounts": _bool_opt, "pass-discard-request": _bool_opt,
+        "pass-discard-snapshot": _bool_opt, "pass-discard-other": _bool_opt,
+        "overlap-check": _overlap_check, "overlap-check.template": _overlap_check,
+        "overlap-check.*": _bool_opt, "cache-size": _size_opt, "l2-cache-size": _size_opt,
+        "l2-cache-entry-size": _size_opt, "refcount-cache-size": _size_opt,
+        "cache-clean-interval": _number_opt, "encrypt.format": _no_encryption,
+    },
+}
+
+
+def _check_generic_opts(values: dict[str, str], *, unmap: bool = False) -> dict[str, Any]:
+    """Validate and remove from ``values`` the block layer's own node options and the
+    file protocol's (QEMU 7.2's bdrv_runtime_opts and file-posix's runtime_opts). Returns
+    the ones pyqemu acts on as internal open options: ``_read_only`` (open read-only)
+    and ``_locking`` (False: take no image locks). ``unmap``: the opener asks for
+    discard=unmap unless the options say otherwise (qemu-img commit's BDRV_O_UNMAP)."""
+    out: dict[str, Any] = {}
+    if "node-name" in values:
+        name = values.pop("node-name")
+        if not (name[:1].isalpha() and len(name) < 32
+                and all(c.isalnum() or c in "-._" for c in name)):
+            raise CliError(f"Invalid node-name: '{name}'")
+    for key in ("read-only", "auto-read-only", "cache.direct", "cache.no-flush",
+                "file.x-check-cache-dropped", "file.drop-cache"):
+        if key in values:
+            flag = _bool_opt(key.removeprefix("file."), values.pop(key))
+            if key == "read-only":
+                out["_read_only"] = flag
+            elif key == "cache.direct":
+                out["_cache_direct"] = flag
+    discard = values.pop("discard", None)
+    if discard is not None and discard not in ("ignore", "off", "unmap", "on"):
+        raise CliError("Invalid discard option")
+    if "detect-zeroes" in values:
+        dz = _enum_opt(("off", "on", "unmap"))("detect-zeroes", values.pop("detect-zeroes"))
+        if dz == "unmap" and (discard or ("unmap" if unmap else "ignore")) not in ("unmap", "on"):
+            raise CliError("setting detect-zeroes to unmap is not allowed without setting "
+                           "discard operation to unmap")
+    if "file.locking" in values:
+        out["_locking"] = _enum_opt(("on", "off", "auto"))(
+            "locking", values.pop("file.locking")) != "off"
+    if "file.aio" in values:
+        aio = _enum_opt(("threads", "native", "io_uring"))("aio", values.pop("file.aio"))
+        if aio == "native" and not out.get("_cache_direct"):
+            raise CliError("aio=native was specified, but it requires cache.direct=on, "
+                           "which was not specified.")
+    if "file.aio-max-batch" in values:
+        _number_opt("aio-max-batch", values.pop("file.aio-max-batch"))
+    if "file.pr-manager" in values:
+        raise CliError("No persistent reservation manager with id "
+                       f"'{values.pop('file.pr-manager')}'")
+    out.pop("_cache_direct", None)  # O_DIRECT is not used: the data is the same
+    for key in values:
+        if key.startswith("file."):
+            raise CliError(f"Block protocol 'file' doesn't support the option '{key[5:]}'")
+    return out
 
 
 def _probe_for_opts(optstr: str, filename: str) -> str:
@@ -452,7 +581,7 @@ def _open_opts_of(fmt: str) -> tuple[str, ...]:
 def open_for_cli(filename: str, fmt: str | None = None, *, readonly: bool = True,
                  force_share: bool = False, backing: bool = True, no_io: bool = False,
                  options: dict[str, Any] | None = None, quiet: bool = False,
-                 image_opts: bool = False) -> Image:
+                 image_opts: bool = False, unmap: bool = False) -> Image:
     """Open an image as qemu-img's img_open does; errors become CliError with the
     "Could not open 'x': " prefix. Prints QEMU's warning when a writable image's
     format was probed as raw. With ``image_opts`` the name is an option list."""
@@ -463,7 +592,11 @@ def open_for_cli(filename: str, fmt: str | None = None, *, readonly: bool = True
     if image_opts:
         if fmt is not None:
             raise CliError("--image-opts and --format are mutually exclusive")
-        filename, fmt, force_share, driver_opts = parse_image_opts(filename, force_share)
+        filename, fmt, force_share, driver_opts = parse_image_opts(filename, force_share,
+                                                                   unmap=unmap)
+        if driver_opts.pop("_read_only", False) and not readonly:
+            # qemu-img asked for a writable node; the user's read-only=on wins
+            raise CliError(f"Could not open '{display}': Block node is read-only")
         if driver_opts:
             options = {**(options or {}), **driver_opts}
     if fmt is not None:
@@ -479,6 +612,8 @@ def open_for_cli(filename: str, fmt: str | None = None, *, readonly: bool = True
         hint = getattr(exc, "hint", None)
         extra = f"\n{hint}" if hint else ""
         raise CliError(f"Could not open '{display}': {exc}{extra}") from exc
+    driver_opts = {k: v for k, v in driver_opts.items()
+                   if not k.startswith("_") and k not in _NAMELESS_OPTS}
     if image_opts and driver_opts:
         # bdrv_refresh_filename: options beyond driver and file make a json: name
         import json

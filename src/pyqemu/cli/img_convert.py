@@ -25,8 +25,6 @@ from pyqemu.cli.img_common import (
 )
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 __all__ = [
     "apply_cache_mode",
@@ -90,55 +88,13 @@ def apply_cache_mode(img: Image, mode: str) -> None:
     visit(img, 0)
 
 
-def parse_image_opts(text: str) -> tuple[str, str | None, dict[str, Any]]:
-    """--image-opts: ``driver=fmt,file.filename=path[,...]`` -> (filename, fmt, options).
-
-    Only a host file under a format driver is supported (what qemu-img users write).
-    """
-    from pyqemu.cli.qemuopts import QemuOptsError, parse
-
-    try:
-        opts = parse(text)
-    except (QemuOptsError, BlockError) as exc:
-        raise CliError(str(exc)) from exc
-    values = opts.as_dict()
-    fmt = values.pop("driver", None)
-    filename = values.pop("file.filename", None) or values.pop("filename", None)
-    if filename is None and "file" in values and "=" not in values["file"]:
-        filename = values.pop("file")
-    values.pop("file.driver", None)
-    if filename is None:
-        raise CliError(f"Could not open '{text}': A block device must be specified for "
-                       '"file"')
-    if fmt == "file":
-        fmt = "raw"
-    extra: dict[str, Any] = {}
-    for key, val in values.items():
-        if key in ("force-share", "read-only", "cache.direct", "cache.no-flush",
-                   "discard", "detect-zeroes", "node-name"):
-            continue
-        extra[key] = val
-    return filename, fmt, extra
-
-
 def open_cli_image(name: str, fmt: str | None, *, image_opts: bool = False,
                    readonly: bool = True, force_share: bool = False, backing: bool = True,
-                   quiet: bool = False) -> Image:
-    """Open an image named on the command line (a filename, or an --image-opts string)."""
-    if not image_opts:
-        return open_for_cli(name, fmt, readonly=readonly, force_share=force_share,
-                            backing=backing, quiet=quiet)
-    filename, fmt, options = parse_image_opts(name)
-    try:
-        return open_for_cli(filename, fmt, readonly=readonly, force_share=force_share,
-                            backing=backing, options=options or None, quiet=quiet)
-    except CliError as exc:
-        # qemu-img names the whole option string in its message
-        prefix = f"Could not open '{filename}': "
-        text = str(exc)
-        if text.startswith(prefix):
-            text = f"Could not open '{name}': " + text[len(prefix):]
-        raise CliError(text, exc.exit_code) from exc
+                   quiet: bool = False, unmap: bool = False) -> Image:
+    """Open an image named on the command line (a filename, or an --image-opts string,
+    parsed as every subcommand does by img_common.parse_image_opts)."""
+    return open_for_cli(name, fmt, readonly=readonly, force_share=force_share,
+                        backing=backing, quiet=quiet, image_opts=image_opts, unmap=unmap)
 
 
 def close_all(images: list[Image]) -> None:

@@ -91,7 +91,10 @@ def amend(img: Qcow2Image, opts: dict[str, Any]) -> None:
     if opts.get("data_file_raw") is False and img.data_file_raw:
         h.autoclear_features &= ~AUTOCLEAR_DATA_FILE_RAW
         img._write_header()
-    if lazy is not None:
+    if lazy is not None and lazy != img.use_lazy_refcounts:
+        # (QEMU compares with the image's runtime setting, which the --image-opts
+        # option lazy-refcounts may differ from the header's bit)
+        img.use_lazy_refcounts = lazy
         if lazy:
             h.compatible_features |= COMPAT_LAZY_REFCOUNTS
         else:

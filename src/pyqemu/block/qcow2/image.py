@@ -160,6 +160,8 @@ class Qcow2Image(Image):
         self._free_byte_offset = 0  # for packing compressed clusters
         self._dc_cache: tuple[int, bytes] | None = None  # last decompressed cluster
         self._marked_dirty = False
+        #: lazy refcounts in use (the header bit unless --image-opts lazy-refcounts=)
+        self.use_lazy_refcounts = False
         self._closed = False
         self._bitmap_tracker: BitmapTracker | None = None
         self._no_flush = False
@@ -306,6 +308,13 @@ class Qcow2Image(Image):
                     raise ImageFormatError(f"Bitmap '{bm.name}' has an invalid bitmap table")
         elif h.bitmaps_ext is not None:
             h.bitmaps_ext = None  # stale (autoclear bit cleared by an old writer)
+        # the "lazy-refcounts" runtime option (--image-opts); amend compares with it
+        lazy_opt = options.get("lazy-refcounts")
+        if lazy_opt and h.version < 3:
+            raise ImageFormatError("Lazy refcounts require a qcow2 image with at least "
+                                   "qemu 1.1 compatibility level")
+        self.use_lazy_refcounts = bool(h.compatible_features & COMPAT_LAZY_REFCOUNTS) \
+            if lazy_opt is None else bool(lazy_opt)
         # external data file
         if h.incompatible_features & INCOMPAT_DATA_FILE:
             name = options.get("data-file") or h.data_file
