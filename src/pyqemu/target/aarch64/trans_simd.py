@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyqemu.ir.core import CallFlags, Const, Helper, Temp
-from pyqemu.ir.ops import MemOp
+from pyqemu.ir.ops import Cond, MemOp
 from pyqemu.target.aarch64 import helpers_simd as H
 from pyqemu.target.aarch64.cpu import vreg_offset
 from pyqemu.target.aarch64.translate import DisasContext, cpu_reg, cpu_reg_sp, write_reg
@@ -107,6 +107,75 @@ def _gen_addsub_ir(ctx: DisasContext, a: Any) -> bool:
     return True
 
 
+_CMP64 = {(0, 6): Cond.GT, (1, 6): Cond.GTU, (0, 7): Cond.GE, (1, 7): Cond.GEU,
+          (1, 17): Cond.EQ}
+
+
+def _swar_borrow(ctx: DisasContext, x: Temp, y: Temp, top: int) -> Temp:
+    """The lane top bits of x < y (unsigned, every lane at once): the borrow out of
+    each lane's top bit of the lane-wise x - y."""
+    b = ctx.b
+    low = ~top & _M64
+    d, t, e = ctx.t64(), ctx.t64(), ctx.t64()
+    b.gen_or_i64(d, x, top)  # lane-wise difference: ((x | H) - (y & ~H)) ^ (~(x ^ y) & H)
+    b.gen_and_i64(t, y, low)
+    b.gen_sub_i64(d, d, t)
+    b.gen_eqv_i64(e, x, y)
+    b.gen_and_i64(t, e, top)
+    b.gen_xor_i64(d, d, t)
+    b.gen_and_i64(d, d, e)  # borrow out = (~x & y) | (~(x ^ y) & d)
+    b.gen_andc_i64(t, y, x)
+    b.gen_or_i64(d, d, t)
+    b.gen_and_i64(d, d, top)
+    return d
+
+
+def _gen_cmp_ir(ctx: DisasContext, a: Any) -> bool:
+    """CMGT/CMHI/CMGE/CMHS/CMEQ/CMTST (register), vector and scalar D, as 64-bit IR:
+    lane-parallel compares that leave a flag in each lane's top bit, then widen it."""
+    b = ctx.b
+    bits = 8 << a.esz
+    top = _LANE_TOP[a.esz]
+    low = ~top & _M64
+    key = (a.u, a.opcode)
+    for half in (0, 1) if a.q else (0,):
+        n, m = ctx.t64(), ctx.t64()
+        b.gen_ld_state_i64(n, vreg_offset(a.rn, half), 8)
+        b.gen_ld_state_i64(m, vreg_offset(a.rm, half), 8)
+        r = ctx.t64()
+        if a.esz == 3:
+            if key == (0, 17):  # CMTST
+                b.gen_and_i64(r, n, m)
+                b.gen_negsetcond_i64(r, Cond.NE, r, 0)
+            else:
+                b.gen_negsetcond_i64(r, _CMP64[key], n, m)
+        else:
+            if a.opcode == 17:  # CMEQ: n ^ m == 0; CMTST: n & m != 0
+                z, t = ctx.t64(), ctx.t64()
+                (b.gen_xor_i64 if a.u else b.gen_and_i64)(z, n, m)
+                b.gen_and_i64(t, z, low)  # top bit set where the lane is non-zero
+                b.gen_add_i64(t, t, low)
+                b.gen_or_i64(t, t, z)
+                b.gen_and_i64(r, t, top)
+                if a.u:
+                    b.gen_xor_i64(r, r, top)
+            else:
+                if not a.u:  # signed: flipping the top bits maps the order to unsigned
+                    b.gen_xor_i64(n, n, top)
+                    b.gen_xor_i64(m, m, top)
+                if a.opcode == 6:  # n > m: m < n
+                    r = _swar_borrow(ctx, m, n, top)
+                else:  # n >= m: not n < m
+                    r = _swar_borrow(ctx, n, m, top)
+                    b.gen_xor_i64(r, r, top)
+            b.gen_shr_i64(r, r, bits - 1)
+            b.gen_mul_i64(r, r, (1 << bits) - 1)
+        b.gen_st_state_i64(r, vreg_offset(a.rd, half), 8)
+    if not a.q:
+        b.gen_st_state_i64(Const(0, 64), vreg_offset(a.rd, 1), 8)
+    return True
+
+
 def trans_SIMD3_v(ctx: DisasContext, a: Any) -> bool:
     op = a.opcode
     if op == 3:
@@ -115,6 +184,8 @@ def trans_SIMD3_v(ctx: DisasContext, a: Any) -> bool:
         return False
     if op == 16:
         return _gen_addsub_ir(ctx, a)
+    if op in (6, 7, 17):
+        return _gen_cmp_ir(ctx, a)
     if op == 19 and a.u and a.esz != 0:  # PMUL: bytes only
         return False
     if op == 22 and a.esz not in (1, 2):
@@ -129,6 +200,8 @@ def trans_SIMD3_s(ctx: DisasContext, a: Any) -> bool:
         return False
     if a.opcode == 16:
         return _gen_addsub_ir(ctx, a)
+    if a.opcode in (6, 7, 17):
+        return _gen_cmp_ir(ctx, a)
     return _gen(ctx, a)
 
 
