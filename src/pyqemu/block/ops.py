@@ -19,9 +19,10 @@ import dataclasses
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from queue import Empty, Full, Queue
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pyqemu.block.driver import Image
 from pyqemu.block.errors import BlockError
@@ -445,7 +446,7 @@ class _Convert:
                  compressed: bool, target_is_new: bool, target_has_backing: bool,
                  target_is_zero: bool, salvage: bool, rate_limit: int,
                  progress: Progress, warn: Warn | None, buf_size: int,
-                 prefetch: bool = True) -> None:
+                 prefetch: bool = True, workers: int = 1) -> None:
         self.src = list(sources)
         self.src_sectors = [image_length(s) // SECTOR for s in self.src]
         self.src_alignment = [max(1, (s.cluster_size or SECTOR) // SECTOR) for s in self.src]
@@ -482,6 +483,10 @@ class _Convert:
         #: data written but not yet sent: (read-ahead buffer, its guest offset, first and
         #: end guest byte), so adjacent slices of one buffer go out in one write
         self._pending: tuple[bytes, int, int, int] | None = None
+        #: -c with -m N: clusters being compressed by a thread pool, written in order
+        self._workers = workers if hasattr(target, "compress_cluster") else 1
+        self._pool: Any = None
+        self._compressing: deque[tuple[int, bytes, Any]] = deque()
 
     def select_part(self, sector_num: int) -> tuple[int, int]:
         cur = 0
@@ -645,6 +650,9 @@ class _Convert:
                     first: int = -1) -> None:
         offset = sector_num * SECTOR
         if self.compressed:
+            if self._workers > 1 and self.rate.rate <= 0:
+                self._compress_async(offset, bytes(data))
+                return
             self.target.write_compressed(offset, bytes(data))
             self.rate.account(len(data))
             return
@@ -661,8 +669,43 @@ class _Convert:
         self.flush_pending()
         self._pending = (buf, first, offset, offset + len(data))
 
+    def _compress_async(self, offset: int, data: bytes) -> None:
+        """Queue one compressed cluster: compressed in the pool, written (and so placed
+        in the image) strictly in request order, which keeps the output identical."""
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="compress")
+        compress = self.target.compress_cluster  # type: ignore[attr-defined]
+        self._compressing.append((offset, data, self._pool.submit(compress, data)))
+        if len(self._compressing) > 2 * self._workers:
+            self._write_compressed_one()
+
+    def _write_compressed_one(self) -> None:
+        offset, data, fut = self._compressing.popleft()
+        try:
+            self.target.write_compressed(  # type: ignore[call-arg]
+                offset, data, compressed=fut.result())
+        except BlockError as exc:
+            raise BlockError(f"error while writing at byte {offset}: {exc}") from exc
+        self.rate.account(len(data))
+
+    def drain(self) -> None:
+        """Write every queued compressed cluster."""
+        while self._compressing:
+            self._write_compressed_one()
+
+    def stop_pool(self) -> None:
+        """Drop what is still queued (after an error) and stop the compression pool."""
+        self._compressing.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
     def flush_pending(self) -> None:
-        """Send the coalesced data write, if any."""
+        """Send the coalesced data write (and any queued compressed clusters)."""
+        if self._compressing:
+            self.drain()
         pend = self._pending
         if pend is None:
             return
@@ -819,7 +862,7 @@ def convert(sources: Sequence[Image], target: Image, *, min_sparse: int = 4096,
             target_has_backing: bool = False, target_is_zero: bool = False,
             salvage: bool = False, rate_limit: int = 0, progress: Progress | None = None,
             warn: Warn | None = None, buf_size: int = IO_BUF_SIZE,
-            prefetch: bool = True) -> None:
+            prefetch: bool = True, coroutines: int = 8) -> None:
     """Copy the concatenation of ``sources`` into ``target`` (qemu-img convert).
 
     ``min_sparse`` (bytes, multiple of 512; 0 = fully allocate) is -S: zero runs at least
@@ -828,6 +871,9 @@ def convert(sources: Sequence[Image], target: Image, *, min_sparse: int = 4096,
     reads as zeroes (or ``target_is_zero``) skips zero writes. ``compressed`` (-c) writes
     whole clusters with ``write_compressed``. ``prefetch`` reads the sources in a helper
     thread while the target is written (the sources must not be used meanwhile).
+    ``coroutines`` (-m) is the number of clusters compressed at once, in threads (up to
+    the host's CPUs) for a target that offers ``compress_cluster`` (qcow2); they are
+    still written in order, so the output is the same for any number.
     """
     if min_sparse < 0 or min_sparse % SECTOR or min_sparse // SECTOR > MAX_BUF_SECTORS:
         raise BlockError(
@@ -846,8 +892,12 @@ def convert(sources: Sequence[Image], target: Image, *, min_sparse: int = 4096,
                      target_is_new=target_is_new, target_has_backing=target_has_backing,
                      target_is_zero=target_is_zero, salvage=salvage, rate_limit=rate_limit,
                      progress=progress or _no_progress, warn=warn,
-                     buf_size=max(buf_size, IO_BUF_SIZE), prefetch=prefetch)
-    state.run()
+                     buf_size=max(buf_size, IO_BUF_SIZE), prefetch=prefetch,
+                     workers=min(coroutines, os.cpu_count() or 1))
+    try:
+        state.run()
+    finally:
+        state.stop_pool()
     if state.compressed:
         _compressed_eof(target)
 

@@ -188,6 +188,7 @@ def _convert(args: list[str]) -> int:
     copy_range = compressed = progress = quiet = skip_create = force_share = False
     image_opts = tgt_image_opts = salvage = target_is_zero = bitmaps = False
     skip_broken = False
+    coroutines = 8  # -m: qemu-img's default
     rate_limit = 0
     for key, val in opts:
         v = val or ""
@@ -249,6 +250,7 @@ def _convert(args: list[str]) -> int:
             if not 1 <= num <= 16:
                 raise CliError("Invalid number of coroutines. Allowed number of coroutines "
                                "is between 1 and 16")
+            coroutines = num
         elif key == "W":
             pass  # out-of-order writes: we always write in order, which is allowed
         elif key == "U":
@@ -406,7 +408,7 @@ def _convert(args: list[str]) -> int:
             ops.convert(sources, target, min_sparse=min_sparse, compressed=compressed,
                         target_is_new=not skip_create, target_has_backing=target_has_backing,
                         target_is_zero=target_is_zero, salvage=salvage,
-                        rate_limit=rate_limit, progress=meter.print,
+                        rate_limit=rate_limit, progress=meter.print, coroutines=coroutines,
                         warn=None if quiet else warn)
         except BlockError as exc:
             raise CliError(str(exc)) from exc

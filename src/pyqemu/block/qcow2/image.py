@@ -1051,7 +1051,16 @@ class Qcow2Image(Image):
         self._dc_cache = None
 
     # ---- compressed writes -------------------------------------------------------------------
-    def write_compressed(self, offset: int, data: bytes) -> None:
+    def compress_cluster(self, data: bytes) -> bytes:
+        """The compressed payload :meth:`write_compressed` would store for ``data`` (one
+        cluster or the last partial one). Pure and thread-safe (zlib and zstd release the
+        GIL), so convert can compress several clusters at once and write them in order."""
+        return qcompress.compress(bytes(data) + bytes(self.csize - len(data)),
+                                  self.header.compression_type)
+
+    def write_compressed(self, offset: int, data: bytes, *,
+                         compressed: bytes | None = None) -> None:
+        """``compressed``: the payload from :meth:`compress_cluster`, if made already."""
         cs = self.csize
         if offset % cs:
             raise BlockError("Compressed writes must be cluster aligned")
@@ -1062,8 +1071,7 @@ class Qcow2Image(Image):
         self._check_range(offset, len(data))
         self._writable()
         self._note_write(offset, len(data))
-        buf = bytes(data) + bytes(cs - len(data))
-        comp = qcompress.compress(buf, self.header.compression_type)
+        comp = self.compress_cluster(data) if compressed is None else compressed
         if len(comp) > cs - 1:
             self.write(offset, data)  # not worth it: QEMU stores it uncompressed too
             return
