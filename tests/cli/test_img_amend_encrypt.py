@@ -20,12 +20,15 @@ def _run(tool: str, *args: str) -> tuple[int, str, str]:
     return p.returncode, p.stdout, p.stderr.replace("pyqemu-img:", "qemu-img:")
 
 
-@pytest.mark.parametrize("opt", [
+CASES = [(opt, "1.1") for opt in (
     "help", "encrypt.keyslot=1", "encrypt.state=active", "encrypt.old-secret=a",
     "encrypt.new-secret=b", "encrypt.iter-time=10", "encrypt.iter-time=x",
     "encrypt.key-secret=sec0", "encrypt.format=luks", "encryption=on",
-    "lazy_refcounts=on,encrypt.state=inactive"])
-@pytest.mark.parametrize("compat", ["1.1", "0.10"])
+    "lazy_refcounts=on,encrypt.state=inactive")] + [
+    ("encrypt.state=active", "0.10"), ("encrypt.key-secret=s", "0.10")]
+
+
+@pytest.mark.parametrize(("opt", "compat"), CASES)
 def test_amend_encrypt_options(tmp_path: Any, opt: str, compat: str) -> None:
     require_tool("qemu-img")
     out = {}
