@@ -12,6 +12,7 @@ import zlib
 import pytest
 from fp_gen import random_fpsr
 from lockstep import DATA_SIZE, LockStep, random_state, unicorn_lacks
+from test_simd_audit import run_lockstep
 
 from pyqemu.decodetree import Candidate
 from pyqemu.target.aarch64.translate import a64_decoder
@@ -68,7 +69,7 @@ def run_group(ls: LockStep, c: Candidate, n: int, seed: int
         if unicorn_lacks(w):
             counts["unicorn-lacks"] += 1
             continue
-        r = ls.run([w], st)
+        r = run_lockstep(ls, [w], st)
         uk = r.unicorn.kind
         if uk == "undef" and all(o.kind == "undef" for o in r.pyqemu.values()):
             counts["both-undef"] += 1

@@ -11,7 +11,7 @@ import random
 
 import pytest
 from lockstep import DATA, DATA_SIZE, LockStep, random_state, unicorn_lacks
-from test_simd_audit import decoded_by, edge_vector, qemu72_deviation
+from test_simd_audit import decoded_by, edge_vector, qemu72_deviation, run_lockstep
 
 from pyqemu.decodetree import Candidate
 from pyqemu.target.aarch64.translate import a64_decoder
@@ -54,7 +54,7 @@ def run_streams(ls: LockStep, n: int, length: int, seed: int) -> tuple[int, list
                 rn = (w >> 5) & 31
                 if rn != 31:
                     st.x[rn] = DATA + DATA_SIZE // 2 + rng.randrange(-0x800, 0x800)
-        r = ls.run(words, st)
+        r = run_lockstep(ls, words, st)
         if r.unicorn.kind == "undef" or any(o.kind == "undef" for o in r.pyqemu.values()):
             continue
         compared += 1
