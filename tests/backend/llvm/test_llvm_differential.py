@@ -52,3 +52,21 @@ def test_llvm_backend_on_optimized_ir(data: Any, seed: bytes) -> None:
     optimize(blk)
     verify(blk)
     _check(blk, seed, "optimized IR")
+
+
+@pytest.mark.parametrize("target", [(1 << 64) - 1, (1 << 64) - 4, 0, 0x10000])
+def test_indirect_jump_to_any_pc_never_chains_into_an_empty_jump_cache_entry(
+        target: int) -> None:
+    """An empty native jump-cache entry matches no pc, -1 (the old empty marker)
+    included: jumping there returns to the loop instead of calling address 0."""
+    from pyqemu.ir.core import Builder, Const
+
+    b = Builder(0x10000, 0, td.DiffFrontend.globals)
+    b.gen_insn_start(0x10000)
+    b.gen_goto_ptr(Const(target, 64))
+    blk = b.block
+    blk.icount = 1
+    seed = b"\x5a" * 8
+    be = LLVMBackend(td.DiffFrontend.pc_offset, hot=0)
+    assert td._run(be, blk, seed)[0] == ("lookup",)
+    assert td._run(be, blk, seed) == td._run(InterpBackend(), blk, seed)

@@ -380,6 +380,9 @@ class BlockCodegen:
         jc = b.inttoptr(b.load(self.ctl_ptr(rt.CTL_JC), typ=I64), PTR)
         e = b.mul(b.and_(b.lshr(pc, ir.Constant(I64, 2)), ir.Constant(I64, rt.JC_SIZE - 1)),
                   ir.Constant(I64, rt.JC_ENTRY))
+        fn_first = b.load(b.gep(jc, [b.add(e, ir.Constant(I64, 2))], source_etype=I64),
+                          typ=I64)
+        b.fence("acq_rel", "singlethread")
         epc = b.load(b.gep(jc, [e], source_etype=I64), typ=I64)
         budget = b.load(self.ctl_ptr(rt.CTL_BUDGET), typ=I64)
         ok = b.and_(b.icmp_unsigned("==", epc, pc),
@@ -393,9 +396,18 @@ class BlockCodegen:
         b.cbranch(b.icmp_unsigned("==", eflags,
                                   ir.Constant(I64, self.block.flags & _M64)), go, no)
         b.position_at_end(go)
-        fnp = b.load(b.gep(jc, [b.add(e, ir.Constant(I64, 2))], source_etype=I64), typ=I64)
+        # the entry's function is read before and after its pc/flags/icount (writers
+        # clear it first and set it last, see runtime.JumpCache): equal and non-zero
+        # means a consistent entry (an empty one has function 0 whatever its pc)
+        fptr = b.gep(jc, [b.add(e, ir.Constant(I64, 2))], source_etype=I64)
         icount = b.load(b.gep(jc, [b.add(e, ir.Constant(I64, 3))], source_etype=I64),
                         typ=I64)
+        b.fence("acq_rel", "singlethread")  # (compiler-only: x86 keeps load order)
+        fnp = b.load(fptr, typ=I64)
+        go2 = self.fn.append_basic_block("chain_go2")
+        b.cbranch(b.and_(b.icmp_unsigned("==", fnp, fn_first),
+                         b.icmp_unsigned("!=", fnp, ir.Constant(I64, 0))), go2, no)
+        b.position_at_end(go2)
         b.store(b.sub(budget, ir.Constant(I64, 1)), self.ctl_ptr(rt.CTL_BUDGET))
         ic = self.ctl_ptr(rt.CTL_ICOUNT)
         b.store(b.add(b.load(ic, typ=I64), icount), ic)

@@ -57,7 +57,8 @@ RET_FAULT = 256
 CTL_BUDGET, CTL_ICOUNT, CTL_CHAINED, CTL_JC = 0, 1, 2, 3
 #: native blocks chained per entry from Python (bounds exit_request latency)
 CHAIN_BUDGET = 4096
-#: per-context native jump cache: JC_SIZE entries of [pc, flags, fn address, icount]
+#: per-context native jump cache: JC_SIZE entries of [pc, flags, fn address, icount];
+#: fn 0 is an empty entry (any pc can be a guest pc, -1 included)
 JC_SIZE = 4096
 JC_ENTRY = 4
 
@@ -284,6 +285,7 @@ class JumpCache:
         e = JC_ENTRY * ((pc >> 2) % JC_SIZE)
         arr = self.arr
         if arr[e] == _s64(pc) and arr[e + 1] == _s64(flags):
+            arr[e + 2] = 0  # no function: the entry matches nothing
             arr[e] = -1
 
     def insert(self, pc: int, flags: int, fn: int, icount: int, owner: Any) -> None:
@@ -297,13 +299,15 @@ class JumpCache:
                 return
             if _DEBUG:
                 print(f"llvm: jc insert {pc:#x} icount={icount}", file=sys.stderr)
+            # the function is cleared first and written last: native readers load it
+            # before and after the other fields (codegen.chain)
             e = JC_ENTRY * ((pc >> 2) % JC_SIZE)
             arr = self.arr
-            arr[e] = -1
-            arr[e + 1] = _s64(flags)
-            arr[e + 2] = fn
-            arr[e + 3] = icount
+            arr[e + 2] = 0
             arr[e] = _s64(pc)
+            arr[e + 1] = _s64(flags)
+            arr[e + 3] = icount
+            arr[e + 2] = fn
 
 
 def _s64(v: int) -> int:
