@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent / "user"
 CC = "aarch64-linux-gnu-gcc"
 
 #: name -> (source, arguments per scale)
-WORKLOADS = {
+WORKLOADS: dict[str, tuple[str, dict[str, list[str]]]] = {
     "sha256": ("sha256.c", {"small": ["16"], "medium": ["256"], "full": ["16384"]}),
     "intwork": ("intwork.c", {"small": ["2"], "medium": ["20"], "full": ["200"]}),
     "dkernel": ("dkernel.c", {"small": ["8"], "medium": ["24"], "full": ["64"]}),

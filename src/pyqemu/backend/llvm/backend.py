@@ -59,6 +59,15 @@ def _wrap(native: Any, links: list[Any], addr: int, block: IRBlock, owner: list[
     budget = rt.CHAIN_BUDGET
     pc, flags, icount = block.pc, block.flags, block.icount
     fresh = [True]
+    native_last = [0]  # (profile: the last return code)
+    if rt.PROFILE:
+        raw = native
+
+        def recording(*a: Any) -> Any:
+            native_last[0] = r = raw(*a)
+            return r
+
+        native = recording
 
     def run(cpu: Any, R: Any, rt_: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
         env = cpu.__dict__.get("_llvm_env") or env_of(cpu)
@@ -111,13 +120,6 @@ def _wrap(native: Any, links: list[Any], addr: int, block: IRBlock, owner: list[
             r = native_last[0]
             k = "ret:budget" if ctl[0] <= 0 else names.get(r, "ret:goto_tb_miss")
             prof[k] = prof.get(k, 0) + 1
-
-    native_last = [0]
-    raw = native
-
-    def native(*a: Any) -> Any:  # noqa: F811 - records the return code for the profile
-        native_last[0] = r = raw(*a)
-        return r
 
     return run_profiled
 
