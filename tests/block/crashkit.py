@@ -27,7 +27,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-#: one operation: ("w", offset, length, pattern byte) or ("z", offset, length, may_unmap)
+#: one operation: ("w", offset, length, pattern byte), ("z", offset, length, may_unmap) or
+#: ("d", offset, length, 0): a discard (whole clusters inside the range then read as zero:
+#: the caller's ``discard_unit``; 0 when the format ignores discards)
 Op = tuple[str, int, int, int]
 
 #: the write-family syscalls a delay is injected after (Python's os.pwrite is pwrite64)
@@ -44,8 +46,10 @@ print("pid", os.getpid(), flush=True)
 for i, (kind, off, n, arg) in enumerate(ops):
     if kind == "w":
         img.write(off, bytes([arg]) * n)
-    else:
+    elif kind == "z":
         img.write_zeroes(off, n, may_unmap=bool(arg))
+    else:
+        img.discard(off, n)
     img.flush()
     print("done", i, flush=True)
 print("end", flush=True)
@@ -78,6 +82,8 @@ def _qemu_io_script(ops: Sequence[Op]) -> str:
     for kind, off, n, arg in ops:
         if kind == "w":
             lines.append(f"write -P {arg} {off} {n}")
+        elif kind == "d":
+            lines.append(f"discard {off} {n}")
         else:
             lines.append(f"write -z {'-u ' if arg else ''}{off} {n}")
         lines.append("flush")
@@ -164,21 +170,33 @@ def run_and_kill(writer: str, path: str, fmt: str, ops: Sequence[Op], workdir: s
     return KillOutcome(list(ops[:ndone]), inflight, ndone == len(ops))
 
 
-def apply_op(model: bytearray, op: Op) -> None:
+def apply_op(model: bytearray, op: Op, discard_unit: int = 0) -> None:
     """Apply one operation to the guest-content model."""
     kind, off, n, _ = op
+    if kind == "d":
+        if discard_unit:
+            a = -(-off // discard_unit) * discard_unit
+            end = off + n
+            b = len(model) if end == len(model) else end // discard_unit * discard_unit
+            if b > a:
+                model[a:b] = bytes(b - a)
+        return
     model[off:off + n] = bytes(n) if kind == "z" else bytes([op[3]]) * n
 
 
-def check_readback(got: bytes, model: bytearray, inflight: Op | None, tag: str) -> None:
+def check_readback(got: bytes, model: bytearray, inflight: Op | None, tag: str,
+                   discard_unit: int = 0) -> None:
     """Assert ``got`` equals ``model`` except inside the interrupted operation, whose bytes
     may each be old or new; then make ``model`` the content now on disk."""
     if inflight is None:
         assert got == bytes(model), f"{tag}: flushed data lost"
         return
     alt = bytearray(model)
-    apply_op(alt, inflight)
+    apply_op(alt, inflight, discard_unit)
     lo, hi = inflight[1], inflight[1] + inflight[2]
+    if inflight[0] == "d" and discard_unit:
+        lo = lo // discard_unit * discard_unit
+        hi = min(len(model), -(-hi // discard_unit) * discard_unit)
     assert got[:lo] == model[:lo] and got[hi:] == model[hi:], \
         f"{tag}: data outside the interrupted write changed"
     for j in range(lo, hi):
@@ -187,24 +205,28 @@ def check_readback(got: bytes, model: bytearray, inflight: Op | None, tag: str) 
 
 
 def random_ops(rnd: random.Random, size: int, count: int, *, zero: bool = True,
-               max_len: int = 300 * 1024, align: int = 1) -> list[Op]:
-    """Random writes (and zero-writes) of 1 byte to ``max_len`` anywhere in the image."""
+               discard: bool = False, max_len: int = 300 * 1024, align: int = 1) -> list[Op]:
+    """Random writes (and zero-writes, discards) of 1 byte to ``max_len`` anywhere."""
     ops: list[Op] = []
+    kinds = ["w", "w", "w"] + (["z"] if zero else []) + (["d"] if discard else [])
     for _ in range(count):
-        kind = rnd.choice(["w", "w", "w", "z"] if zero else ["w"])
+        kind = rnd.choice(kinds)
         off = rnd.randrange(0, size - 1) // align * align
         n = max(align, rnd.randint(1, min(max_len, size - off)) // align * align)
         n = min(n, size - off)
-        ops.append((kind, off, n, rnd.randint(1, 255) if kind == "w" else rnd.randint(0, 1)))
+        arg = rnd.randint(1, 255) if kind == "w" else rnd.randint(0, 1) if kind == "z" else 0
+        ops.append((kind, off, n, arg))
     return ops
 
 
 def crash_loop(path: str, fmt: str, size: int, workdir: str, *, writer: str, kills: int,
                seed: int, make_ops: Callable[[random.Random, bytearray], list[Op]],
                verify: Callable[[str, bytearray, Op | None, str], None],
-               max_delay: float = 0.5, delay_us: int = 15000) -> int:
+               max_delay: float = 0.5, delay_us: int = 15000,
+               discard_unit: int = 0) -> tuple[int, bytearray]:
     """Kill ``kills`` writers in turn on one image; ``verify(path, model, inflight, tag)``
-    after each. Returns how many kills landed with an operation in flight."""
+    after each. Returns how many kills landed with an operation in flight, and the model
+    of the content the image holds at the end."""
     rnd = random.Random(seed)
     model = bytearray(size)
     interrupted = 0
@@ -213,7 +235,7 @@ def crash_loop(path: str, fmt: str, size: int, workdir: str, *, writer: str, kil
         out = run_and_kill(writer, path, fmt, ops, workdir, rnd, max_delay=max_delay,
                            delay_us=delay_us)
         for op in out.done:
-            apply_op(model, op)
+            apply_op(model, op, discard_unit)
         interrupted += out.inflight is not None
         verify(path, model, out.inflight, f"kill {i} ({writer}, seed {seed})")
-    return interrupted
+    return interrupted, model

@@ -110,7 +110,7 @@ def _loop(tmp_path: Any, variant: str, writer: str, kills: int, seed: int,
         check_readback(_qemu_raw(p, fmt, str(tmp_path)), model, inflight, tag)
 
     return crash_loop(path, fmt, size, str(tmp_path), writer=writer, kills=kills, seed=seed,
-                      make_ops=_make_ops(kind, size), verify=verify)
+                      make_ops=_make_ops(kind, size), verify=verify)[0]
 
 
 @pytest.mark.timeout(300)
