@@ -271,7 +271,7 @@ class LLVMBackend(Backend):
             elif n >= hot:
                 state[0] = pyfunc
                 t0 = time.perf_counter()
-                self._compile_hot(entry)
+                self._compile_hot(entry, cpu.ctx)
                 cpu.ctx.stats.compile_time += time.perf_counter() - t0
             return r
 
@@ -284,8 +284,10 @@ class LLVMBackend(Backend):
         tiered.impl = state  # type: ignore[attr-defined]
         return tiered
 
-    def _compile_hot(self, entry: tuple[TieredTB, list[int]]) -> None:
-        """Compile ``entry`` and every warm block in one module (batch)."""
+    def _compile_hot(self, entry: tuple[TieredTB, list[int]], ctx: Any = None) -> None:
+        """Compile ``entry`` and every warm block in one module (batch); enter them in
+        ``ctx``'s native jump cache at once (native jumps to them need not wait for
+        their first run from the exec loop)."""
         with self._lock:
             batch = [e for e in self._warm if e[0].block is not None and e is not entry]
             self._warm.clear()
@@ -299,11 +301,15 @@ class LLVMBackend(Backend):
                 for e in batch:
                     e[0].block = None
                 return
+            jc = rt.jump_cache(ctx) if ctx is not None else None
             for e, (fn, src) in zip(batch, natives):
                 fn.owner[0] = e[0]
                 e[0].impl[0] = fn  # type: ignore[attr-defined]
+                blk = e[0].block
                 e[0].block = None
                 self.blocks_native += 1
+                if jc is not None and blk is not None:
+                    jc.insert(blk.pc, blk.flags, fn.addr, blk.icount, e[0])
 
     def _pc_offset(self, block: IRBlock) -> int:
         if self.pc_offset is not None:
@@ -392,6 +398,7 @@ class LLVMBackend(Backend):
             owner: list[Any] = [None]
             fn = _wrap(native, links, addr, blocks[k], owner)
             fn.native = native  # type: ignore[attr-defined]
+            fn.addr = addr  # type: ignore[attr-defined]
             fn.owner = owner  # type: ignore[attr-defined]
             res.append((fn, targets))
         return res
