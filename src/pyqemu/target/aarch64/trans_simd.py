@@ -130,47 +130,75 @@ def _swar_borrow(ctx: DisasContext, x: Temp, y: Temp, top: int) -> Temp:
     return d
 
 
+def _cmp_half(ctx: DisasContext, u: int, opcode: int, esz: int, n: Temp, m: Temp) -> Temp:
+    """One 64-bit half of CMGT/CMHI (opcode 6), CMGE/CMHS (7), CMTST/CMEQ (17): all-ones
+    lanes where the compare holds (``n`` and ``m`` may be clobbered)."""
+    b = ctx.b
+    r = ctx.t64()
+    if esz == 3:
+        if (u, opcode) == (0, 17):  # CMTST
+            b.gen_and_i64(r, n, m)
+            b.gen_negsetcond_i64(r, Cond.NE, r, 0)
+        else:
+            b.gen_negsetcond_i64(r, _CMP64[u, opcode], n, m)
+        return r
+    bits = 8 << esz
+    top = _LANE_TOP[esz]
+    low = ~top & _M64
+    if opcode == 17:  # CMEQ: n ^ m == 0; CMTST: n & m != 0
+        z, t = ctx.t64(), ctx.t64()
+        (b.gen_xor_i64 if u else b.gen_and_i64)(z, n, m)
+        b.gen_and_i64(t, z, low)  # top bit set where the lane is non-zero
+        b.gen_add_i64(t, t, low)
+        b.gen_or_i64(t, t, z)
+        b.gen_and_i64(r, t, top)
+        if u:
+            b.gen_xor_i64(r, r, top)
+    else:
+        if not u:  # signed: flipping the top bits maps the order to unsigned
+            b.gen_xor_i64(n, n, top)
+            b.gen_xor_i64(m, m, top)
+        if opcode == 6:  # n > m: m < n
+            r = _swar_borrow(ctx, m, n, top)
+        else:  # n >= m: not n < m
+            r = _swar_borrow(ctx, n, m, top)
+            b.gen_xor_i64(r, r, top)
+    b.gen_shr_i64(r, r, bits - 1)
+    b.gen_mul_i64(r, r, (1 << bits) - 1)
+    return r
+
+
 def _gen_cmp_ir(ctx: DisasContext, a: Any) -> bool:
     """CMGT/CMHI/CMGE/CMHS/CMEQ/CMTST (register), vector and scalar D, as 64-bit IR:
     lane-parallel compares that leave a flag in each lane's top bit, then widen it."""
     b = ctx.b
-    bits = 8 << a.esz
-    top = _LANE_TOP[a.esz]
-    low = ~top & _M64
-    key = (a.u, a.opcode)
     for half in (0, 1) if a.q else (0,):
         n, m = ctx.t64(), ctx.t64()
         b.gen_ld_state_i64(n, vreg_offset(a.rn, half), 8)
         b.gen_ld_state_i64(m, vreg_offset(a.rm, half), 8)
-        r = ctx.t64()
-        if a.esz == 3:
-            if key == (0, 17):  # CMTST
-                b.gen_and_i64(r, n, m)
-                b.gen_negsetcond_i64(r, Cond.NE, r, 0)
-            else:
-                b.gen_negsetcond_i64(r, _CMP64[key], n, m)
-        else:
-            if a.opcode == 17:  # CMEQ: n ^ m == 0; CMTST: n & m != 0
-                z, t = ctx.t64(), ctx.t64()
-                (b.gen_xor_i64 if a.u else b.gen_and_i64)(z, n, m)
-                b.gen_and_i64(t, z, low)  # top bit set where the lane is non-zero
-                b.gen_add_i64(t, t, low)
-                b.gen_or_i64(t, t, z)
-                b.gen_and_i64(r, t, top)
-                if a.u:
-                    b.gen_xor_i64(r, r, top)
-            else:
-                if not a.u:  # signed: flipping the top bits maps the order to unsigned
-                    b.gen_xor_i64(n, n, top)
-                    b.gen_xor_i64(m, m, top)
-                if a.opcode == 6:  # n > m: m < n
-                    r = _swar_borrow(ctx, m, n, top)
-                else:  # n >= m: not n < m
-                    r = _swar_borrow(ctx, n, m, top)
-                    b.gen_xor_i64(r, r, top)
-            b.gen_shr_i64(r, r, bits - 1)
-            b.gen_mul_i64(r, r, (1 << bits) - 1)
-        b.gen_st_state_i64(r, vreg_offset(a.rd, half), 8)
+        b.gen_st_state_i64(_cmp_half(ctx, a.u, a.opcode, a.esz, n, m),
+                           vreg_offset(a.rd, half), 8)
+    if not a.q:
+        b.gen_st_state_i64(Const(0, 64), vreg_offset(a.rd, 1), 8)
+    return True
+
+
+#: two-register misc compares with zero: (U, opcode) -> (three-same U, opcode, swapped):
+#: CMGT #0 = CMGT(n, 0), CMGE #0, CMEQ #0, CMLE #0 = CMGE(0, n), CMLT #0 = CMGT(0, n)
+_CMP0 = {(0, 8): (0, 6, False), (1, 8): (0, 7, False), (0, 9): (1, 17, False),
+         (1, 9): (0, 7, True), (0, 10): (0, 6, True)}
+
+
+def _gen_cmp0_ir(ctx: DisasContext, a: Any) -> bool:
+    b = ctx.b
+    u, opcode, swapped = _CMP0[a.u, a.opcode]
+    for half in (0, 1) if a.q else (0,):
+        n, z = ctx.t64(), ctx.t64()
+        b.gen_ld_state_i64(n, vreg_offset(a.rn, half), 8)
+        b.gen_mov_i64(z, 0)
+        x, y = (z, n) if swapped else (n, z)
+        b.gen_st_state_i64(_cmp_half(ctx, u, opcode, a.esz, x, y),
+                           vreg_offset(a.rd, half), 8)
     if not a.q:
         b.gen_st_state_i64(Const(0, 64), vreg_offset(a.rd, 1), 8)
     return True
@@ -329,6 +357,8 @@ def _misc(ctx: DisasContext, a: Any) -> bool:
         return False
     if not a.scalar and a.esz == 3 and not a.q:
         return False
+    if (a.u, a.opcode) in _CMP0:
+        return _gen_cmp0_ir(ctx, a)
     ctx.b.gen_call(helper_misc, Const((a.u << 5) | a.opcode, 32), Const(a.rd, 32),
                    Const(a.rn, 32), Const((a.scalar << 3) | (a.q << 2) | a.esz, 32))
     return True
