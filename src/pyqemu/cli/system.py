@@ -342,6 +342,7 @@ def _handle_option(cmd: SystemCmdline, name: str, a: str | None, loc: Loc) -> No
         try:
             for key in ("size", "maxmem"):
                 opts.get_size(key)
+                _warn_hex_suffix(opts.get(key) or "", loc)
             opts.get_number("slots")
         except qemuopts.QemuOptsError as exc:
             raise SystemCliError(str(exc), loc) from None
@@ -616,22 +617,49 @@ def _device_help(driver: str | None, loc: Loc) -> None:
     raise ExitNow(0)
 
 
+def _strtou64(text: str) -> int:
+    """QEMU's qemu_strtou64 with base 0 (the QAPI visitor's uint64): C's strtoull, so
+    0x is hex, a leading 0 octal and a minus sign wraps; ValueError when malformed or
+    out of range."""
+    m = re.fullmatch(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", text)
+    if m is None:
+        raise ValueError(text)
+    digits = m.group(2)
+    if digits[:2].lower() == "0x":
+        value = int(digits, 16)
+    elif digits.startswith("0"):
+        value = int(digits, 8)
+    else:
+        value = int(digits)
+    if value >= 1 << 64:
+        raise ValueError(text)
+    return (-value) & ((1 << 64) - 1) if m.group(1) == "-" else value
+
+
+_U32 = (1 << 32) - 1
+
+
+def _s32(value: int) -> int:
+    """An unsigned 32-bit value as C's %d prints it."""
+    return value - (1 << 32) if value >> 31 else value
+
+
 def _smp_config(cmd: SystemCmdline, mc: Any) -> SMPConfig:
-    """QEMU 7.2's machine_parse_smp_config: defaults and validation messages."""
+    """QEMU 7.2's machine_parse_smp_config: defaults and validation messages. The
+    values are QAPI uint64s held in C ``unsigned`` variables: arithmetic is modulo 2^32
+    and "Invalid SMP CPUs" prints them signed, as QEMU does."""
     vals: dict[str, int] = {}
     for key, text in cmd.smp_opts.items():
         if key not in _SMP_PARAMS:
             raise SystemCliError(f"Parameter 'smp.{key}' is unexpected")
         try:
-            v = int(text, 10)
+            vals[key] = _strtou64(text)
         except ValueError:
             raise SystemCliError(f"Parameter 'smp.{key}' expects integer") from None
-        if v < 0:
-            raise SystemCliError(f"Parameter 'smp.{key}' expects integer")
-        vals[key] = v
     if any(v == 0 for v in vals.values()):
         warn("Deprecated CPU topology (considered invalid): CPU topology parameters must "
              "be greater than zero")
+    vals = {k: v & _U32 for k, v in vals.items()}
     cpus = vals.get("cpus", 0)
     sockets = vals.get("sockets", 0)
     dies = vals.get("dies", 0)
@@ -647,6 +675,13 @@ def _smp_config(cmd: SystemCmdline, mc: Any) -> SMPConfig:
         raise SystemCliError("clusters not supported by this machine's CPU topology")
     dies = dies or 1
     clusters = clusters or 1
+
+    def div(a: int, *b: int) -> int:
+        d = 1
+        for x in b:
+            d = d * x & _U32
+        return a // d if d else 0
+
     if cpus == 0 and maxcpus == 0:
         sockets = sockets or 1
         cores = cores or 1
@@ -656,13 +691,14 @@ def _smp_config(cmd: SystemCmdline, mc: Any) -> SMPConfig:
         if cores == 0:
             sockets = sockets or 1
             threads = threads or 1
-            cores = maxcpus // (sockets * dies * clusters * threads)
+            cores = div(maxcpus, sockets, dies, clusters, threads)
         elif sockets == 0:
             threads = threads or 1
-            sockets = maxcpus // (dies * clusters * cores * threads)
+            sockets = div(maxcpus, dies, clusters, cores, threads)
         if threads == 0:
-            threads = maxcpus // (sockets * dies * clusters * cores)
-    maxcpus = maxcpus or sockets * dies * clusters * cores * threads
+            threads = div(maxcpus, sockets, dies, clusters, cores)
+    product = sockets * dies * clusters * cores * threads & _U32
+    maxcpus = maxcpus or product
     cpus = cpus or maxcpus
     topo = f"sockets ({sockets})"
     if dies_ok:
@@ -670,7 +706,7 @@ def _smp_config(cmd: SystemCmdline, mc: Any) -> SMPConfig:
     if clusters_ok:
         topo += f" * clusters ({clusters})"
     topo += f" * cores ({cores}) * threads ({threads})"
-    if sockets * dies * clusters * cores * threads != maxcpus:
+    if product != maxcpus:
         raise SystemCliError("Invalid CPU topology: product of the hierarchy must match "
                              f"maxcpus: {topo} != maxcpus ({maxcpus})")
     if maxcpus < cpus:
@@ -680,25 +716,39 @@ def _smp_config(cmd: SystemCmdline, mc: Any) -> SMPConfig:
     max_cpus = getattr(mc, "max_cpus", 512)
     mname = getattr(mc, "qemu_name", None) or mc.name
     if cpus < min_cpus:
-        raise SystemCliError(f"Invalid SMP CPUs {cpus}. The min CPUs supported by machine "
-                             f"'{mname}' is {min_cpus}")
+        raise SystemCliError(f"Invalid SMP CPUs {_s32(cpus)}. The min CPUs supported by "
+                             f"machine '{mname}' is {min_cpus}")
     if maxcpus > max_cpus:
-        raise SystemCliError(f"Invalid SMP CPUs {maxcpus}. The max CPUs supported by machine "
-                             f"'{mname}' is {max_cpus}")
+        raise SystemCliError(f"Invalid SMP CPUs {_s32(maxcpus)}. The max CPUs supported by "
+                             f"machine '{mname}' is {max_cpus}")
     return SMPConfig(cpus=cpus, sockets=sockets, dies=dies, clusters=clusters, cores=cores,
                      threads=threads, maxcpus=maxcpus)
 
 
+def _warn_hex_suffix(text: str, loc: Loc | None = None) -> None:
+    """qemu_strtosz's deprecation warning for a hex size with a unit suffix."""
+    if re.match(r"\s*\+?0[xX][0-9a-fA-F]+(?![0-9a-fA-F])[a-zA-Z]", text):
+        warn(f"Using a multiplier suffix on hex numbers is deprecated: {text}", loc)
+
+
 def _memory_config(cmd: SystemCmdline, mc: Any, config: MachineConfig) -> None:
     from pyqemu.block.driver import parse_size
+    from pyqemu.block.errors import BlockError
 
     m = cmd.mem_opts
     size = 0
     if "size" in m:
         text = m["size"]
-        size = parse_size(text, "size")
-        if size and text[-1:].isdigit():
-            size = parse_size(text + "M", "size")  # legacy: a bare number is MiB
+        if text[-1:].isdigit():
+            text += "M"  # legacy: a bare number is MiB (QEMU checks it again, unlocated)
+            _warn_hex_suffix(text)
+            try:
+                size = parse_size(text, "size")
+            except BlockError:
+                raise SystemCliError("Parameter 'memory.size' expects size") from None
+        else:
+            size = parse_size(text, "size")
+            _warn_hex_suffix(text)
     if size == 0:
         size = getattr(mc, "default_ram_size", 128 << 20)
     size = (size + 8191) // 8192 * 8192  # QEMU aligns RAM to the target page
@@ -1175,7 +1225,10 @@ def _build_into(built: Built, cmd: SystemCmdline, config: MachineConfig) -> None
             index += 1
     config.monitors = monitors
     built.monitors = monitors
+    _reserve_ram(built.machine_class, config)
     _cpu_config(cmd, built.machine_class, config)
+    if config.ram_slots > _ACPI_MAX_RAM_SLOTS:
+        raise SystemCliError(f"unsupported number of memory slots: {config.ram_slots}")
     # -device: drivers must exist (the board checks their properties)
     devices = _devices()
     for dopts, loc in cmd.device_opts:
@@ -1186,6 +1239,26 @@ def _build_into(built: Built, cmd: SystemCmdline, config: MachineConfig) -> None
             raise SystemCliError(f"'{drv}' is not a valid device model name", loc)
         config.devices.append(dict(dopts))
     config.devices.extend(nic_devices)
+
+
+#: QEMU's ACPI_MAX_RAM_SLOTS: the most -m slots= a machine takes
+_ACPI_MAX_RAM_SLOTS = 256
+
+
+def _reserve_ram(mc: Any, config: MachineConfig) -> None:
+    """machine_run_board_init's create_default_memdev: QEMU allocates the machine's RAM
+    (an anonymous mapping, untouched) before the board checks anything, so RAM the host
+    cannot give fails first, with QEMU's message. The board maps its own RAM later;
+    this mapping only asks the host and is released at once."""
+    import mmap
+
+    name = getattr(mc, "default_ram_id", "mach-virt.ram")
+    try:
+        probe = mmap.mmap(-1, config.ram_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except (OSError, OverflowError, ValueError, MemoryError):
+        raise SystemCliError(f"cannot set up guest memory '{name}': Cannot allocate "
+                             "memory") from None
+    probe.close()
 
 
 class _Prior(Exception):

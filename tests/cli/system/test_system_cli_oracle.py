@@ -62,6 +62,11 @@ BAD = [
     "-display foo", "-D /nonexist/x", "-pidfile /nonexist/x",
     "-boot order=z", "-boot menu=maybe", "-boot foo=bar", "-boot foo",
     "-d foo",
+    # absurd -m / -smp: QEMU's uint64 parsing, 32-bit truncation and RAM allocation order
+    "-m 99999999999999", "-m 4097T", "-m 1E", "-m 16E", "-m 4097T -cpu cortex-m3",
+    "-m 4097T -device foo", "-m 0x10M -smp 600", "-m 1G,slots=300,maxmem=2G",
+    "-m 1G,slots=300,maxmem=2G -cpu cortex-m3", "-smp 99999999999999999999", "-smp -1",
+    "-smp cpus=2,maxcpus=99999999999", "-smp 2,sockets=-1", "-smp 2147483648",
 ]
 
 #: command lines QEMU accepts (the virt board's part is not checked here)
@@ -82,6 +87,7 @@ GOOD = [
     "-uuid 12345678-1234-1234-1234-123456789abc", "-name guest=g,process=p", "-k en-us",
     "-boot order=c,menu=on", "-no-reboot -no-shutdown -snapshot", "-d int,guest_errors",
     "-rtc base=utc", "-no-user-config",
+    "-m 0x10", "-m 0x10M", "-m 0x1f", "-smp 010", "-smp 0x4", "-m 1G,slots=256,maxmem=2G",
 ]
 
 
