@@ -131,6 +131,19 @@ def test_native_lowerings_equal_helpers(ls: LockStep) -> None:
     0x4C008440,  # st2 {v0.8h, v1.8h}, [x2]
     0x0C00487E,  # st3 {v30.2s, v31.2s, v0.2s}, [x3]
     0x4CDF0024,  # ld4 {v4.16b-v7.16b}, [x1], #64
+    0xDAC00020,  # rbit x0, x1 (memstr: strchr's rbit + clz)
+    0x5AC00020,  # rbit w0, w1
+    0x4E220C20,  # sqadd v0.16b, v1.16b, v2.16b (saturating: FPSR.QC)
+    0x6E622C20,  # uqsub v0.8h, v1.8h, v2.8h
+    0x5EA20C20,  # sqadd s0, s1, s2
+    0x7EE20C20,  # uqadd d0, d1, d2
+    0x0E214820,  # sqxtn v0.8b, v1.8h
+    0x6E614820,  # uqxtn2 v0.8h, v1.4s
+    0x2EA12820,  # sqxtun v0.2s, v1.2d
+    0x5E214820,  # sqxtn b0, h1
+    0x4EA07820,  # sqabs v0.4s, v1.4s
+    0x6E207820,  # sqneg v0.16b, v1.16b
+    0x5EE07820,  # sqabs d0, d1
 ])
 def test_sha_and_string_idioms(ls: LockStep, word: int) -> None:
     """The exact instructions the bench workloads run hot, on many random states: equal
@@ -345,3 +358,26 @@ def test_access_across_a_page_boundary_stays_native(ls: LockStep, word: int,
     finally:
         vcpu.ld_slow, vcpu.st_slow, vcpu.ld128_slow, vcpu.st128_slow = real
     assert fast == len(offsets), f"{len(offsets) - fast} crossing accesses went to Python"
+
+
+@pytest.mark.parametrize("word", [0x4E220C20, 0x6E622C20, 0x5EA20C20, 0x7EE20C20, 0x0E214820,
+                                  0x6E614820, 0x2EA12820, 0x5E214820, 0x4EA07820, 0x6E207820,
+                                  0x5EE07820])
+def test_saturating_simd_edges(ls: LockStep, word: int) -> None:
+    """Saturating SIMD (natively: LLVM saturating intrinsics, clamps, FPSR.QC) on lanes
+    at the edges (most negative, most positive, 0, -1, one off each) equals the Python
+    helpers, QC included, with QC clear or already set."""
+    rng = random.Random(word)
+    data = rng.randbytes(DATA_SIZE)
+    for _ in range(16):
+        esz = rng.randrange(4)
+        bits = 8 << esz
+        edge = [1 << (bits - 1), (1 << (bits - 1)) - 1, 0, (1 << bits) - 1,
+                (1 << (bits - 1)) + 1, (1 << (bits - 1)) - 2, 1]
+        st = random_state(rng, data)
+        st.v = [sum(rng.choice(edge) << (bits * k) for k in range(128 // bits))
+                for _ in range(32)]
+        st.fpsr = rng.choice((0, 1 << 27))
+        r: Any = run(ls, word, st)
+        assert not r.pyqemu["llvm"].diff(r.pyqemu["interp"]), r.report()
+        assert not r.mismatches, r.report()

@@ -427,6 +427,12 @@ class BlockCodegen:
         ins = [self.get(x) for x in op.args[1:]]
         if not op.outs and native.lower_call(self, helper, op.args[1:], ins):
             return
+        if op.outs:
+            vals = native.lower_value(self, helper, ins)
+            if vals is not None:
+                for t, v in zip(op.outs, vals):
+                    self.put(t, v if t.width == 64 else self.b.trunc(v, _INT[t.width]))
+                return
         hid = rt.register_helper(helper)
         outs = self.callback(hid, ins, len(op.outs))
         for t, v in zip(op.outs, outs):

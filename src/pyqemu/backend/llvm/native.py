@@ -123,6 +123,15 @@ def _three_same(g: Any, c: list[int], _vals: list[Any]) -> bool:
         v.store(rd, r)
         return True
     signed = not u
+    if opcode in (1, 5):  # [SU]QADD, [SU]QSUB: saturate, FPSR.QC if any lane did
+        vn = v.lanes(v.load(rn, nbytes), bits)
+        vm = v.lanes(v.load(rm, nbytes), bits)
+        name = f"{'s' if signed else 'u'}{'add' if opcode == 1 else 'sub'}.sat"
+        r = _vintr(g, name, vn.type, [vn, vm])
+        wrap = b.add(vn, vm) if opcode == 1 else b.sub(vn, vm)
+        _set_qc(g, b.icmp_unsigned("!=", r, wrap))
+        v.store(rd, v.whole(r))
+        return True
     if opcode not in (0, 2, 4, 6, 7, 12, 13, 14, 15, 16, 17, 18, 20, 21, 23) and \
             not (opcode == 19 and not u):
         return False
@@ -175,6 +184,17 @@ def _three_same(g: Any, c: list[int], _vals: list[Any]) -> bool:
         r = b.mul(vn, vm)
     v.store(rd, v.whole(r))
     return True
+
+
+def _set_qc(g: Any, lanes_sat: ir.Value) -> None:
+    """FPSR.QC |= any lane of the i1 vector ``lanes_sat`` (saturated)."""
+    b = g.b
+    n = lanes_sat.type.count
+    anyq = b.icmp_unsigned("!=", b.bitcast(lanes_sat, _it(n)), ir.Constant(_it(n), 0))
+    ptr = g.sptr(_fpsr)
+    fpsr = b.load(ptr, typ=I64, align=8)
+    qc = b.select(anyq, ir.Constant(I64, 1 << 27), ir.Constant(I64, 0))
+    b.store(b.or_(fpsr, qc), ptr, align=8)
 
 
 # ------------------------------------------------------------------ shift_imm
@@ -286,6 +306,46 @@ def _misc(g: Any, c: list[int], _vals: list[Any]) -> bool:
                               b.shl(b.zext(narrow, I128), ir.Constant(I128, 64))))
         else:
             v.store(rd, narrow)
+        return True
+    if opcode == 20 or (opcode == 18 and u):  # SQXTN, UQXTN (20), SQXTUN (18, U=1)
+        if esz == 3:
+            return False
+        srcbytes = (2 << esz) if scalar else 16
+        src = v.lanes(v.load(rn, srcbytes), 2 * bits)
+        wty = src.type
+        sgn_src = opcode == 18 or not u  # SQXTUN and SQXTN read signed lanes
+        if opcode == 20 and not u:
+            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        else:
+            lo, hi = 0, (1 << bits) - 1
+        if sgn_src:
+            below = b.icmp_signed("<", src, _splat(wty, lo))
+            above = b.icmp_signed(">", src, _splat(wty, hi))
+        else:
+            below = b.icmp_unsigned("<", src, _splat(wty, lo))  # never (lo = 0)
+            above = b.icmp_unsigned(">", src, _splat(wty, hi))
+        clamped = b.select(below, _splat(wty, lo), b.select(above, _splat(wty, hi), src))
+        narrow = v.whole(b.trunc(clamped, _vec(bits, wty.count)))
+        _set_qc(g, b.or_(below, above))
+        if q and not scalar:
+            lo64 = v.load(rd, 8)
+            v.store(rd, b.or_(b.zext(lo64, I128),
+                              b.shl(b.zext(narrow, I128), ir.Constant(I128, 64))))
+        else:
+            v.store(rd, narrow)
+        return True
+    if opcode == 7:  # SQABS (U=0), SQNEG (U=1): the most negative lane saturates
+        vn7 = v.lanes(v.load(rn, nbytes), bits)
+        ty7 = vn7.type
+        zero7 = _splat(ty7, 0)
+        mn = b.icmp_unsigned("==", vn7, _splat(ty7, 1 << (bits - 1)))
+        if u:
+            r7 = b.sub(zero7, vn7)
+        else:
+            r7 = b.select(b.icmp_signed("<", vn7, zero7), b.sub(zero7, vn7), vn7)
+        r7 = b.select(mn, _splat(ty7, (1 << (bits - 1)) - 1), r7)
+        _set_qc(g, mn)
+        v.store(rd, v.whole(r7))
         return True
     if opcode == 19 and u:  # SHLL, SHLL2: widen, shift left by the element size
         if scalar or esz == 3:
@@ -695,13 +755,42 @@ def _build() -> dict[int, tuple[str, Lowering]]:
         "ldst_multiple": _ldst_multiple, "fp1": _fp1, "fcsel": _fcsel, "fp2": _fp2,
         "fp3": _fp3, "cvtf": _cvtf}
     for fid, name in rt.lowered_helpers().items():
-        table[fid] = (name, funcs[name])
+        if name in funcs:
+            table[fid] = (name, funcs[name])
     return table
 
 
 #: helper args that must be constants for each lowering (index into the call's args);
 #: None means all of them
 _CONST_FROM = {"fcsel": 1, "cvtf": 1, "ldst_multiple": 1}
+
+
+def _rbit(g: Any, vals: list[Any], bits: int) -> list[Any]:
+    b = g.b
+    x = vals[0] if vals[0].type == I64 else b.zext(vals[0], I64)
+    if bits == 32:
+        x = b.trunc(x, _it(32))
+    r = _vintr(g, "bitreverse", x.type, [x])
+    return [r if bits == 64 else b.zext(r, I64)]
+
+
+#: helpers with outputs lowered to values: lowering name -> f(codegen, input values)
+_VALUE_FUNCS: dict[str, Callable[[Any, list[Any]], list[Any]]] = {
+    "rbit64": lambda g, v: _rbit(g, v, 64),
+    "rbit32": lambda g, v: _rbit(g, v, 32),
+}
+
+
+def lower_value(g: Any, helper: Helper, vals: list[Any]) -> list[Any] | None:
+    """The outputs of ``helper(*vals)`` computed natively, or None (no lowering)."""
+    if os.environ.get("PYQEMU_LLVM_NATIVE", "1") == "0":
+        return None
+    name = rt.lowered_helpers().get(id(helper.func))
+    f = _VALUE_FUNCS.get(name or "")
+    if f is None:
+        return None
+    stats[name or ""] += 1
+    return f(g, vals)
 
 
 def layout() -> tuple[Any, ...]:

@@ -89,6 +89,7 @@ LOWERED = {
     "misc": ("helpers_simd", "misc"), "ldst_multiple": ("helpers_simd", "ldst_multiple"),
     "fp1": ("trans_fp", "_fp1"), "fcsel": ("trans_fp", "_fcsel"), "fp2": ("trans_fp", "_fp2"),
     "fp3": ("trans_fp", "_fp3"), "cvtf": ("trans_fp", "_cvtf"),
+    "rbit64": ("helpers", "_rbit64"), "rbit32": ("helpers", "_rbit32"),
 }
 _lowered: dict[int, str] | None = None
 
