@@ -18,6 +18,7 @@ from pyqemu.accel.tcg.vcpu import VCPU
 from pyqemu.backend.base import ChainSlot, ExitTo, Lookup
 from pyqemu.backend.interp import InterpBackend
 from pyqemu.backend.python import PythonBackend
+from pyqemu.backend.python.closures import ClosureBackend
 from pyqemu.ir.core import Builder, CallFlags, Const, Global, Helper, Temp
 from pyqemu.ir.ops import OPS, Cond, ExitReason, MemOp
 from pyqemu.ir.optimizer import optimize
@@ -359,6 +360,21 @@ def test_python_backend_matches_interpreter(data: Any, seed: bytes) -> None:
     if got != ref:
         src = py.compile(blk).source
         pytest.fail(f"mismatch\nIR:\n{src_ir}\nsource:\n{src}\nref={ref[:2]}\ngot={got[:2]}"
+                    f"\nstate diffs at {_diffs(got[2], ref[2])} mem diffs at "
+                    f"{_diffs(got[3], ref[3])}")
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(st.data(), st.binary(min_size=8, max_size=8))
+def test_closure_backend_matches_interpreter(data: Any, seed: bytes) -> None:
+    """The cold tier (closures per op) against the reference interpreter."""
+    blk = Gen(data).build()
+    verify(blk)
+    ref = _run(InterpBackend(), blk, seed)
+    got = _run(ClosureBackend(DiffFrontend.pc_offset), blk, seed)
+    if got != ref:
+        pytest.fail(f"mismatch\nIR:\n{blk}\nref={ref[:2]}\ngot={got[:2]}"
                     f"\nstate diffs at {_diffs(got[2], ref[2])} mem diffs at "
                     f"{_diffs(got[3], ref[3])}")
 

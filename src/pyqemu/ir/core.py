@@ -112,14 +112,18 @@ class Helper:
     flags: CallFlags = CallFlags.NONE
 
 
-@dataclasses.dataclass(eq=False)
 class Op:
-    """One IR operation. ``args`` follow the op's signature (outputs first)."""
+    """One IR operation. ``args`` follow the op's signature (outputs first); for
+    ``call``, ``outs`` are the helper's output temps (an empty tuple otherwise: ops are
+    built by the hundred thousand, so the common case allocates nothing extra)."""
 
-    opdef: OpDef
-    args: list[Any]
-    # for ``call``: the outputs (temps) of the helper
-    outs: list[Temp] = dataclasses.field(default_factory=list)
+    __slots__ = ("args", "opdef", "outs")
+
+    def __init__(self, opdef: OpDef, args: list[Any],
+                 outs: Sequence[Temp] = ()) -> None:
+        self.opdef = opdef
+        self.args = args
+        self.outs = outs
 
     @property
     def name(self) -> str:
@@ -232,11 +236,36 @@ def _arg_kinds(opdef: OpDef, args: tuple[Any, ...]) -> str:
 
 
 def _make_gen(name: str) -> Callable[..., Op]:
-    def gen(self: Builder, *args: Any) -> Op:
-        return self.emit(name, *args)
-
-    gen.__name__ = f"gen_{name}"
-    gen.__doc__ = OPS[name].doc
+    """``Builder.gen_<name>``: :meth:`Builder.emit` specialised to the op's signature
+    (translation calls these for every IR op: no per-call signature walk)."""
+    opdef = OPS[name]
+    env: dict[str, Any] = {"_D": opdef, "_Op": Op, "Const": Const, "Cond": Cond,
+                           "MemOp": MemOp, "_coerce": Builder._coerce}
+    params = [f"a{k}" for k in range(len(opdef.sig))]
+    lines = [f"def gen_{name}(self, {', '.join(params)}):"]
+    other = 64 if opdef.width == 32 else 32
+    for p, kind in zip(params, opdef.sig):
+        if kind in "iI":
+            w = opdef.width if kind == "i" else other
+            if opdef.width == 0:
+                lines.append(f"    if isinstance({p}, int) and {p}.__class__ is not bool:")
+                lines.append(f"        {p} = _coerce({p}, {kind!r}, _D)")
+            else:
+                lines.append(f"    if isinstance({p}, int) and {p}.__class__ is not bool:")
+                lines.append(f"        {p} = Const({p} & {(1 << w) - 1:#x}, {w})")
+        elif kind == "c":
+            lines.append(f"    if not isinstance({p}, Cond):")
+            lines.append(f"        {p} = _coerce({p}, 'c', _D)")
+        elif kind == "m":
+            lines.append(f"    if {p}.__class__ is not MemOp:")
+            lines.append(f"        {p} = MemOp({p})")
+    lines.append(f"    op = _Op(_D, [{', '.join(params)}])")
+    lines.append("    self.block.ops.append(op)")
+    lines.append("    return op")
+    # generated from the op table only (no guest input), once per op at import
+    exec(compile("\n".join(lines), f"<ir gen_{name}>", "exec"), env)  # noqa: S102
+    gen: Callable[..., Op] = env[f"gen_{name}"]
+    gen.__doc__ = opdef.doc
     return gen
 
 

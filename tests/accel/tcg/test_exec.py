@@ -273,7 +273,7 @@ def test_mips_micro_measurement() -> None:
 
 
 def test_tiering_interprets_cold_blocks_and_compiles_hot_ones() -> None:
-    from pyqemu.backend.interp import InterpTB
+    from pyqemu.backend.python.closures import ClosureTB as InterpTB  # the cold tier
 
     cpu, mem, ctx = machine(tier_threshold=5)
     load(mem, cpu, sum_loop(50))

@@ -38,7 +38,11 @@ TLB_MASK = TLB_SIZE - 1
 _PAGE_OFS = PAGE_SIZE - 1
 _M64 = (1 << 64) - 1
 _PAGE56 = (1 << (56 - PAGE_BITS)) - 1  # page number without the top byte
-_NEED = {Access.READ: Prot.READ, Access.WRITE: Prot.WRITE, Access.EXEC: Prot.EXEC}
+_NEED = {Access.READ: int(Prot.READ), Access.WRITE: int(Prot.WRITE),
+         Access.EXEC: int(Prot.EXEC)}
+# plain ints: ``x & MemOp.MO_SIZE`` on enum flags runs Python-level Flag code
+_P_READ, _P_WRITE, _P_EXEC = int(Prot.READ), int(Prot.WRITE), int(Prot.EXEC)
+_MO_SIZE, _MO_BE, _MO_ALIGN = int(MemOp.MO_SIZE), int(MemOp.MO_BE), int(MemOp.MO_ALIGN)
 
 
 class SoftTLB:
@@ -155,12 +159,14 @@ class SoftTLB:
     def fill(self, vaddr: int, access: Access) -> TLBFill:
         """Ask the provider for the page of ``vaddr``, check it, install fast entries."""
         page = (vaddr & _M64) >> PAGE_BITS
+        need = _NEED[access]
         cached = self.io.get(page)
-        if cached is not None and cached.prot & _NEED[access]:
+        if cached is not None and int(cached.prot) & need:
             return cached
         f = self.mem.tlb_fill(vaddr, access, self.mmu_idx)
         self.fills += 1
-        if not f.prot & _NEED[access]:
+        prot = int(f.prot)
+        if not prot & need:
             raise MemoryFault(vaddr, access, "perm")
         if f.mmio is not None:
             self.io[page] = f
@@ -173,14 +179,14 @@ class SoftTLB:
         page = vaddr >> PAGE_BITS
         idx = page & TLB_MASK
         addend = ho - (page << PAGE_BITS)
-        if f.prot & Prot.READ:
+        if prot & _P_READ:
             self.rt[idx] = page
             self.ra[idx] = addend
-        if f.prot & Prot.WRITE and not self.cpu.ctx.is_code_hpage(ho >> PAGE_BITS):
+        if prot & _P_WRITE and not self.cpu.ctx.is_code_hpage(ho >> PAGE_BITS):
             self.wt[idx] = page
             self.wa[idx] = addend
             self.whp[idx] = ho >> PAGE_BITS
-        if f.prot & Prot.EXEC:
+        if prot & _P_EXEC:
             self.xt[idx] = page
             self.xa[idx] = addend
         if f.page_bits > PAGE_BITS:
@@ -235,9 +241,9 @@ class SoftTLB:
         ctx = self.cpu.ctx
         if n <= first:
             f = self.fill(vaddr, Access.WRITE)
-            if f.mmio is None and ctx.is_code_hpage(f.host_offset >> PAGE_BITS):
-                if ctx.invalidate_hrange(f.host_offset + (vaddr & _PAGE_OFS), n):
-                    self.fill(vaddr, Access.WRITE)  # no code left: the fast entry
+            if f.mmio is None and ctx.is_code_hpage(f.host_offset >> PAGE_BITS) and \
+                    ctx.invalidate_hrange(f.host_offset + (vaddr & _PAGE_OFS), n):
+                self.fill(vaddr, Access.WRITE)  # no code left: the fast entry
             self._page_write(vaddr, data, f)
             return
         v2 = (vaddr + first) & _M64
@@ -252,47 +258,47 @@ class SoftTLB:
     # --- MemOp slow paths used by generated code and the interpreter ---
     def ld_slow(self, vaddr: int, memop: int) -> int:
         """Unsigned value of a guest load (size and endianness from ``memop``)."""
-        size = 1 << (memop & MemOp.MO_SIZE)
-        align = size if memop & MemOp.MO_ALIGN else 1
+        size = 1 << (memop & _MO_SIZE)
+        align = size if memop & _MO_ALIGN else 1
         data = self.read_bytes(vaddr, size, Access.READ, align)
-        return int.from_bytes(data, "big" if memop & MemOp.MO_BE else "little")
+        return int.from_bytes(data, "big" if memop & _MO_BE else "little")
 
     def ld(self, vaddr: int, memop: int) -> int:
         """As :meth:`ld_slow`, trying the TLB first (for the interpreter and helpers)."""
-        size = 1 << (memop & MemOp.MO_SIZE)
+        size = 1 << (memop & _MO_SIZE)
         idx = (vaddr >> PAGE_BITS) & TLB_MASK
         if self.rt[idx] == (vaddr + size - 1) >> PAGE_BITS and size <= 8 and \
-                not (memop & MemOp.MO_ALIGN and vaddr & (size - 1)):
+                not (memop & _MO_ALIGN and vaddr & (size - 1)):
             o = self.ra[idx] + vaddr
             return int.from_bytes(self.hv[o:o + size],
-                                  "big" if memop & MemOp.MO_BE else "little")
+                                  "big" if memop & _MO_BE else "little")
         return self.ld_slow(vaddr, memop)
 
     def st(self, vaddr: int, memop: int, value: int) -> None:
         """As :meth:`st_slow`, trying the TLB first."""
-        size = 1 << (memop & MemOp.MO_SIZE)
+        size = 1 << (memop & _MO_SIZE)
         idx = (vaddr >> PAGE_BITS) & TLB_MASK
         if self.wt[idx] == (vaddr + size - 1) >> PAGE_BITS and size <= 8 and \
-                not (memop & MemOp.MO_ALIGN and vaddr & (size - 1)):
+                not (memop & _MO_ALIGN and vaddr & (size - 1)):
             o = self.wa[idx] + vaddr
             self.hv[o:o + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(
-                size, "big" if memop & MemOp.MO_BE else "little")
+                size, "big" if memop & _MO_BE else "little")
             return
         self.st_slow(vaddr, memop, value)
 
     def st_slow(self, vaddr: int, memop: int, value: int) -> None:
         """Guest store of the low bytes of ``value``."""
-        size = 1 << (memop & MemOp.MO_SIZE)
-        align = size if memop & MemOp.MO_ALIGN else 1
+        size = 1 << (memop & _MO_SIZE)
+        align = size if memop & _MO_ALIGN else 1
         data = (value & ((1 << (8 * size)) - 1)).to_bytes(
-            size, "big" if memop & MemOp.MO_BE else "little")
+            size, "big" if memop & _MO_BE else "little")
         self.write_bytes(vaddr, data, align)
 
     def ld128_slow(self, vaddr: int, memop: int) -> tuple[int, int]:
         """(lo, hi) halves of a 16-byte load."""
-        align = 16 if memop & MemOp.MO_ALIGN else 1
+        align = 16 if memop & _MO_ALIGN else 1
         data = self.read_bytes(vaddr, 16, Access.READ, align)
-        if memop & MemOp.MO_BE:
+        if memop & _MO_BE:
             v = int.from_bytes(data, "big")
         else:
             v = int.from_bytes(data, "little")
@@ -300,9 +306,9 @@ class SoftTLB:
 
     def st128_slow(self, vaddr: int, memop: int, lo: int, hi: int) -> None:
         """16-byte store of (lo, hi)."""
-        align = 16 if memop & MemOp.MO_ALIGN else 1
+        align = 16 if memop & _MO_ALIGN else 1
         v = (lo & _M64) | ((hi & _M64) << 64)
-        self.write_bytes(vaddr, v.to_bytes(16, "big" if memop & MemOp.MO_BE else "little"),
+        self.write_bytes(vaddr, v.to_bytes(16, "big" if memop & _MO_BE else "little"),
                          align)
 
     def fetch32(self, vaddr: int) -> tuple[int, int]:
