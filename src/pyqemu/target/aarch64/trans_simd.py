@@ -1,6 +1,12 @@
-"""A64 Advanced SIMD and FMOV (general) (simd.decode): the data-processing classes are one
-helper call per instruction on the 128-bit registers in the state buffer (see
-:mod:`helpers_simd`); copies, MOVI, EXT, FMOV (general) and LD1/ST1 are plain IR."""
+"""A64 Advanced SIMD and FMOV (general) (simd.decode).
+
+Most data processing is one helper call per instruction on the 128-bit registers in the
+state buffer (see :mod:`helpers_simd`). What hot loops run most is plain IR on the two
+64-bit halves instead: logic ops, ADD/SUB, the integer compares (lane-parallel, no
+carry crosses a lane), USHR/SHL by immediate, copies (DUP/INS/UMOV/SMOV), MOVI, EXT,
+FMOV (general) and LD1/ST1. Structure loads/stores follow QEMU 7.2's element order and
+what a fault in the middle leaves behind (tests/target/aarch64/test_simd_ldst_qemu.py).
+"""
 
 from __future__ import annotations
 
