@@ -418,6 +418,31 @@ def _lock_chain(image: Image, readonly: bool) -> None:
         apply_locks(layer.file.fd, layer.file.path, perm, shared)
 
 
+def _loop_lock_error(filename: str, fmt: str | None) -> BlockError:
+    """A backing chain that comes back to the writable top image, as QEMU reports it:
+    opening the top again (read-only, sharing no write) conflicts with its own write
+    lock, one "Could not open backing file: " per layer on the way."""
+    from pyqemu.block import full_backing_filename
+
+    top = os.path.realpath(filename)
+    name, layer_fmt, depth = filename, fmt, 0
+    while depth < 1024:
+        layer = open_image(name, layer_fmt, readonly=True, backing=False)
+        try:
+            backing, layer_fmt = layer.backing_filename, layer.backing_format or None
+        finally:
+            layer.close()
+        if not backing:
+            break
+        name = full_backing_filename(name, backing)
+        depth += 1
+        if os.path.realpath(name) == top:
+            return BlockError("Could not open backing file: " * depth
+                              + 'Failed to get shared "write" lock\n'
+                              f"Is another process using the image [{name}]?")
+    return BlockError(f"Backing file '{name}' creates an infinite loop.")
+
+
 def _open(filename: str, fmt: str | None, *, readonly: bool, snapshot: bool,
           extra: list[str], warn: bool = True) -> tuple[Image, str | None, str, str | None]:
     """Open an image as -drive does: (image, overlay path, format, json display name)."""
@@ -453,7 +478,12 @@ def _open(filename: str, fmt: str | None, *, readonly: bool, snapshot: bool,
         # on -device, as QEMU does)
         image = _open_raw_unlocked(path, probed)
     else:
-        image = open_image(filename, fmt, readonly=readonly)
+        try:
+            image = open_image(filename, fmt, readonly=readonly)
+        except BlockError as exc:
+            if readonly or "creates an infinite loop" not in str(exc):
+                raise
+            raise _loop_lock_error(filename, fmt) from exc
     if warn and probed and not readonly and image.format_name == "raw":
         sys.stderr.write(
             f"WARNING: Image format was not specified for '{path}' and probing "

@@ -1,0 +1,128 @@
+"""Issue 5's bad block input against qemu-system-aarch64 7.2: corrupt and truncated
+qcow2 headers, unknown formats, missing files, backing loops, and images locked by a
+running qemu-io or qemu-system-aarch64. Same exit status and stderr as QEMU, and no
+image's bytes change (hashed before and after both runs)."""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from sysoracle import QEMU, Started, close_built, make_image, normalise, pyqemu_outcome, \
+    qemu_outcome
+
+from tests.conftest import require_tool
+
+#: each case: one -drive (or -blockdev) with one fault in its image or its use
+CASES = [
+    "-drive file=bad-version.qcow2,if=none",
+    "-drive file=bad-cluster-bits.qcow2,if=none",
+    "-drive file=truncated.qcow2,if=none",
+    "-drive file=truncated.qcow2,if=none,format=qcow2",
+    "-drive file=empty.qcow2,if=none,format=qcow2",
+    "-drive file=plain.raw,if=none,format=nosuchformat",
+    "-drive file=good.qcow2,if=none,format=vmdk",
+    "-drive file=good.qcow2,if=none,format=vdi",
+    "-drive file=nonexist.qcow2,if=none",
+    "-drive file=self-loop.qcow2,if=none",
+    "-drive file=loop-a.qcow2,if=none",
+    "-drive file=loop-b.qcow2,if=none,format=qcow2",
+    "-drive file=missing-backing.qcow2,if=none",
+    "-blockdev driver=qcow2,file.driver=file,file.filename=bad-version.qcow2,node-name=q",
+]
+
+#: images locked by another process, and how this run opens them
+LOCKED = [
+    "-drive file=locked.raw,if=none,format=raw",
+    "-drive file=locked.raw,if=none,format=raw,readonly=on",
+    "-drive file=locked.raw,if=none,format=raw,snapshot=on",
+    "-drive file=locked.qcow2,if=none",
+    "-drive file=locked.qcow2,if=none,readonly=on",
+]
+
+
+def _make_images(qemu_img: str, d: pathlib.Path) -> None:
+    make_image(qemu_img, d / "good.qcow2", "qcow2", "1M")
+    make_image(qemu_img, d / "plain.raw", "raw", "64K")
+    good = (d / "good.qcow2").read_bytes()
+    bad = bytearray(good)
+    bad[4:8] = b"\x00\x00\x00\x09"  # version 9
+    (d / "bad-version.qcow2").write_bytes(bytes(bad))
+    bad = bytearray(good)
+    bad[20:24] = b"\x00\x00\x00\x40"  # cluster_bits 64
+    (d / "bad-cluster-bits.qcow2").write_bytes(bytes(bad))
+    (d / "truncated.qcow2").write_bytes(good[:50])
+    (d / "empty.qcow2").write_bytes(b"")
+    for name in ("self-loop", "loop-a", "loop-b", "missing-backing", "locked"):
+        make_image(qemu_img, d / f"{name}.qcow2", "qcow2", "1M")
+    rebase = [qemu_img, "rebase", "-u", "-F", "qcow2", "-b"]
+    subprocess.run([*rebase, "self-loop.qcow2", "self-loop.qcow2"], cwd=d, check=True)
+    subprocess.run([*rebase, "loop-b.qcow2", "loop-a.qcow2"], cwd=d, check=True)
+    subprocess.run([*rebase, "loop-a.qcow2", "loop-b.qcow2"], cwd=d, check=True)
+    subprocess.run([*rebase, "gone.qcow2", "missing-backing.qcow2"], cwd=d, check=True)
+    make_image(qemu_img, d / "locked.raw", "raw", "1M")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    d = tmp_path_factory.mktemp("badinput")
+    _make_images(require_tool("qemu-img"), d)
+    return d
+
+
+def _hashes(d: pathlib.Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(d.iterdir()) if p.is_file()}
+
+
+def _compare(args: str, workdir: pathlib.Path) -> None:
+    before = _hashes(workdir)
+    argv = shlex.split(args)
+    theirs = qemu_outcome(argv, str(workdir))
+    ours = pyqemu_outcome(argv, str(workdir))
+    try:
+        assert (ours.rc, normalise(ours.stderr)) == (theirs.rc, theirs.stderr), args
+        assert ours.stdout == theirs.stdout == ""
+    finally:
+        close_built(ours)
+    assert _hashes(workdir) == before, "an input image was written"
+
+
+@pytest.mark.parametrize("args", CASES)
+def test_bad_drive_as_qemu(args: str, workdir: pathlib.Path, qemu_system: str) -> None:
+    _compare(args, workdir)
+
+
+@pytest.fixture(scope="module")
+def qemu_io_holder(workdir: pathlib.Path) -> Iterator[None]:
+    """qemu-io holding locked.raw open read-write (it waits on stdin)."""
+    p = subprocess.Popen([require_tool("qemu-io"), "-f", "raw", "locked.raw"], cwd=workdir,
+                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    assert p.poll() is None
+    yield
+    p.kill()
+    p.wait()
+
+
+@pytest.fixture(scope="module")
+def qemu_system_holder(workdir: pathlib.Path, qemu_system: str) -> Iterator[None]:
+    """A running qemu-system-aarch64 with locked.qcow2 attached to a virtio-blk."""
+    s = Started([QEMU], ["-M", "virt", "-display", "none", "-S", "-nic", "none",
+                         "-drive", "file=locked.qcow2,if=none,id=d0",
+                         "-device", "virtio-blk-device,drive=d0"], str(workdir))
+    yield
+    s.cmd("quit")
+    s.finish()
+
+
+@pytest.mark.parametrize("args", LOCKED)
+def test_locked_image_as_qemu(args: str, workdir: pathlib.Path, qemu_system: str,
+                              qemu_io_holder: None, qemu_system_holder: None) -> None:
+    _compare(args, workdir)
