@@ -13,8 +13,15 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sysoracle import QEMU, Started, close_built, make_image, normalise, pyqemu_outcome, \
-    qemu_outcome
+from sysoracle import (
+    QEMU,
+    Started,
+    close_built,
+    make_image,
+    normalise,
+    pyqemu_outcome,
+    qemu_outcome,
+)
 
 from tests.conftest import require_tool
 
