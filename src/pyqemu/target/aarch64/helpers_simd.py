@@ -14,6 +14,7 @@ from typing import Any
 M64 = (1 << 64) - 1
 FPSR_QC = 1 << 27
 _FMT = "BHIQ"
+_QQ = struct.Struct("<QQ")
 _UNPACK = {(e, n): struct.Struct(f"<{n}{_FMT[e]}").unpack for e in range(4) for n in (1, 2, 4, 8, 16)}
 _PACK = {(e, n): struct.Struct(f"<{n}{_FMT[e]}").pack for e in range(4) for n in (1, 2, 4, 8, 16)}
 
@@ -173,6 +174,19 @@ _LOGIC = {
 def three_same(cpu: Any, uop: int, rd: int, rn: int, rm: int, qesz: int) -> None:
     """Three registers of the same type (integer): ``uop`` = U << 5 | opcode,
     ``qesz`` = scalar << 3 | Q << 2 | esz."""
+    if (uop == 52 or uop == 53) and not qesz & 0xB:  # UMAXP/UMINP on bytes (strlen...)
+        vr = cpu.state.vregs
+        if qesz:
+            cat = _QQ.pack(vr[2 * rn], vr[2 * rn + 1]) + _QQ.pack(vr[2 * rm], vr[2 * rm + 1])
+        else:
+            cat = _QQ.pack(vr[2 * rn], vr[2 * rm])
+        res = bytes(map(max if uop == 52 else min, cat[0::2], cat[1::2]))
+        if qesz:
+            vr[2 * rd], vr[2 * rd + 1] = _QQ.unpack(res)
+        else:
+            vr[2 * rd] = int.from_bytes(res, "little")
+            vr[2 * rd + 1] = 0
+        return
     _three_same(cpu.state, uop, rd, rn, vget(cpu.state.vregs, rm), qesz)
 
 
