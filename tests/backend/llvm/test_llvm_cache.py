@@ -85,3 +85,19 @@ def test_short_run_never_imports_llvmlite(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_cache_is_pruned_oldest_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = rt.ObjectCache(tmp_path, "salt")
+    for k in range(6):
+        cache.put(f"module {k}", bytes(100_000))
+        os.utime(cache._path(f"module {k}"), (1000 + k, 1000 + k))
+    cache.prune(350_000)
+    kept = [k for k in range(6) if cache.get(f"module {k}") is not None]
+    assert kept == [3, 4, 5]
+    monkeypatch.setenv("PYQEMU_LLVM_CACHE_MAX", "1")  # MiB: opening prunes to fit
+    monkeypatch.setenv("PYQEMU_LLVM_CACHE", str(tmp_path))
+    for k in range(20):
+        cache.put(f"big {k}", bytes(100_000))
+    assert rt.ObjectCache.default("salt") is not None
+    assert sum(f.stat().st_size for f in tmp_path.glob("*.o")) <= 1 << 20

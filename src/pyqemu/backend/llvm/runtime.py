@@ -444,6 +444,27 @@ class ObjectCache:
         self.root = root
         self.salt = salt.encode()
 
+    #: entries beyond this many bytes are dropped, oldest first (PYQEMU_LLVM_CACHE_MAX,
+    #: MiB), once per process when the cache is opened
+    MAX_BYTES = 512 << 20
+
+    def prune(self, limit: int) -> None:
+        """Delete the least recently written entries until the cache fits ``limit``."""
+        try:
+            ents = [(e.stat().st_mtime, e.stat().st_size, e.path)
+                    for e in os.scandir(self.root) if e.name.endswith(".o")]
+        except OSError:
+            return
+        total = sum(sz for _, sz, _ in ents)
+        for _, sz, path in sorted(ents):
+            if total <= limit:
+                break
+            try:
+                os.unlink(path)
+                total -= sz
+            except OSError:
+                pass
+
     @classmethod
     def default(cls, salt: str) -> ObjectCache | None:
         where = os.environ.get("PYQEMU_LLVM_CACHE", "")
@@ -455,7 +476,13 @@ class ObjectCache:
             root.mkdir(parents=True, exist_ok=True)
         except OSError:
             return None
-        return cls(root, salt)
+        cache = cls(root, salt)
+        try:
+            limit = int(os.environ.get("PYQEMU_LLVM_CACHE_MAX", "0")) << 20 or cls.MAX_BYTES
+        except ValueError:
+            limit = cls.MAX_BYTES
+        cache.prune(limit)
+        return cache
 
     def _path(self, key: str) -> Path:
         digest = hashlib.sha256(self.salt + key.encode()).hexdigest()
