@@ -151,13 +151,10 @@ def test_quit(fresh_machines: tuple[Machine, Machine]) -> None:
     assert p.vm.runstate == "shutdown"
 
 
-# pyqemu's virt board models a few regions differently from QEMU 7.2 (reported to its
-# owner): the system container is 2^44 bytes (QEMU: 2^64), the flashes are plain RAM
-# (QEMU: romd) and fw_cfg is one region (QEMU: fwcfg.data/ctl/dma). These lines are
+# pyqemu's virt board keeps its flashes as plain RAM regions without ``romd_mode``
+# (QEMU: romd; reported to its owner, see test_info_mtree_flash_is_romd): that line is
 # rewritten to QEMU's before comparing; every other line must be QEMU's as it is.
 _VIRT_MTREE_KNOWN = [
-    ("0000000000000000-00000fffffffffff (prio 0, i/o): system",
-     "0000000000000000-ffffffffffffffff (prio 0, i/o): system"),
     ("(prio 0, ram): virt.flash", "(prio 0, romd): virt.flash"),
 ]
 
@@ -165,12 +162,24 @@ _VIRT_MTREE_KNOWN = [
 def _mtree_norm(lines: list[str]) -> list[str]:
     out = []
     for line in lines:
-        if line.endswith("(prio 0, i/o): fwcfg"):
-            continue  # QEMU splits it in three
         for a, b in _VIRT_MTREE_KNOWN:
             line = line.replace(a, b)
         out.append(line)
     return out
+
+
+def test_info_mtree_flash_is_romd(machines: tuple[Machine, Machine]) -> None:
+    """The flash banks as QEMU prints them (pflash in ROM device mode)."""
+    hq, hp = _both(machines)
+    theirs = [ln for ln in hq.output("info mtree").split("\r\n") if "virt.flash" in ln]
+    ours = [ln for ln in hp.output("info mtree").split("\r\n") if "virt.flash" in ln]
+    assert theirs and all("(prio 0, romd)" in ln for ln in theirs)
+    if not all("(prio 0, romd)" in ln for ln in ours):
+        import pytest
+
+        pytest.xfail("the virt board's flash regions do not set romd_mode yet "
+                     "(requested of the virt owner)")
+    assert set(ours) <= set(theirs)
 
 
 def test_info_mtree_lines_are_qemus(machines: tuple[Machine, Machine]) -> None:

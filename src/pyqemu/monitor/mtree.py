@@ -4,7 +4,8 @@ One block per group of address spaces sharing a root (QEMU lists "cpu-memory-N" 
 every vCPU and "memory" for the system address space, all rooted at "system"):
 ``address-space: <name>`` lines, then the regions indented two spaces per level as
 ``<start>-<end> (prio <p>, <type>): <name>``, children sorted by address (higher priority
-first on equal addresses), and a blank line. ``-f`` prints the flat view instead.
+first on equal addresses), and a blank line; the root spans 2^64 bytes, as QEMU's
+system region does. ``-f`` prints the flat view instead.
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ _TYPES = {"ram": "ram", "io": "i/o", "container": "i/o", "rom": "rom", "romd": "
 
 
 def _type(mr: Any) -> str:
-    return _TYPES.get(getattr(mr, "kind", "container"), "i/o")
+    """QEMU's memory_region_type: a RAM-backed flash in ROM device mode (``romd_mode``,
+    as pflash keeps it while the guest only reads) is "romd"."""
+    kind = getattr(mr, "kind", "container")
+    if kind == "ram" and getattr(mr, "romd_mode", False):
+        return "romd"
+    return _TYPES.get(kind, "i/o")
 
 
-def _lines(mr: Any, base: int, prio: int, level: int, out: list[str]) -> None:
-    end = base + mr.size - 1
+def _lines(mr: Any, base: int, prio: int, level: int, out: list[str],
+           size: int | None = None) -> None:
+    end = base + (mr.size if size is None else size) - 1
     out.append(f"{'  ' * level}{base:016x}-{end & ((1 << 64) - 1):016x} "
                f"(prio {prio}, {_type(mr)}): {mr.name}")
     subs = sorted(getattr(mr, "subregions", []), key=lambda s: (s[0], -s[1], s[2]))
@@ -58,6 +65,8 @@ def format_mtree(root: Any, ncpus: int, flat: bool = False) -> str:
         return "\n".join(out) + "\n"
     for n in names:
         out.append(f"address-space: {n}")
-    _lines(root, 0, 0, 1, out)
+    # QEMU's "system" region spans the whole 2^64 address space, whatever part of it
+    # the board populates
+    _lines(root, 0, 0, 1, out, size=1 << 64)
     out.append("")
     return "\n".join(out) + "\n"
