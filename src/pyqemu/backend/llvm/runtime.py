@@ -370,7 +370,12 @@ class _JIT:
         self.pipeline = os.environ.get("PYQEMU_LLVM_PIPE", "o1")
         if self.pipeline != "o1" and self.pipeline not in _PIPELINES:
             self.pipeline = "o1"
-        self.tm = target.create_target_machine(opt=self.cg_level, codemodel="jitdefault")
+        #: code for this host's CPU (its vector extensions) unless PYQEMU_LLVM_HOSTCPU=0
+        host = os.environ.get("PYQEMU_LLVM_HOSTCPU", "1") != "0"
+        self.tm = target.create_target_machine(
+            cpu=llvm.get_host_cpu_name() if host else "",
+            features=llvm.get_host_cpu_features().flatten() if host else "",
+            opt=self.cg_level, codemodel="jitdefault")
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tm)
         self.pto = llvm.create_pipeline_tuning_options(
             speed_level=1 if self.pipeline == "o1" else 0)
@@ -381,7 +386,7 @@ class _JIT:
 
         salt = (f"pyqemu {__version__} llvmlite {llvmlite.__version__} llvm "
                 f"{llvm.llvm_version_info} {self.triple} {llvm.get_host_cpu_name()} "
-                f"cg{self.cg_level} {self.pipeline}\n")
+                f"cg{self.cg_level} {self.pipeline} host{int(host)}\n")
         self.cache = ObjectCache.default(salt)
 
     def load_cached(self, key: str, names: list[str]) -> list[int] | None:
