@@ -1308,6 +1308,17 @@ def _check_orphaned(config: MachineConfig, cmd: SystemCmdline) -> None:
                                  f"bus={blk.bus},unit={blk.unit}", loc)
 
 
+def _check_net_clients(vm: Any) -> None:
+    """net_check_clients: a netdev that no NIC uses is warned about."""
+    from pyqemu.monitor.net import net_clients
+
+    nics, netdevs = net_clients(vm)
+    used = {id(getattr(n, "backend", None)) for n in nics}
+    for nd in netdevs:
+        if id(nd) not in used:
+            warn(f"netdev {nd.id} has no peer")
+
+
 def run(argv: Sequence[str]) -> int:
     """The whole program; returns the exit status (errors already printed)."""
     built: Built | None = None
@@ -1360,6 +1371,7 @@ def _run_machine(built: Built, loop: Any) -> int:
         raise SystemCliError(msg) from None
     vm.attach(board)
     _check_orphaned(config, built.cmd)
+    _check_net_clients(vm)
     for chardev in config.chardevs.values():
         if getattr(chardev, "main_loop", None) is None and \
                 not any(getattr(c, "base", None) is chardev for c in config.chardevs.values()):

@@ -251,18 +251,31 @@ class HMPMonitor:
                 if p >= len(s):
                     if optional:
                         continue
-                    raise HMPError(f"{key}: block device name expected" if typ == "B"
-                                   else f"{key}: string expected")
+                    # QEMU names the command, not the argument
+                    name = cmd.name.split("|")[0]
+                    raise HMPError(f"{name}: block device name expected" if typ == "B"
+                                   else f"{name}: string expected")
                 q = p
                 while q < len(s) and not s[q].isspace():
                     q += 1
                 args[key] = s[p:q]
                 p = q
+            elif kind == "b":
+                q = p
+                while q < len(s) and not s[q].isspace():
+                    q += 1
+                word = s[p:q]
+                if word not in ("on", "off"):
+                    if not word and optional:
+                        continue
+                    raise HMPError("Expected 'on' or 'off'")
+                args[key] = word == "on"
+                p = q
             elif kind == "S":
                 if p >= len(s):
                     if optional:
                         continue
-                    raise HMPError(f"{key}: string expected")
+                    raise HMPError(f"{cmd.name.split('|')[0]}: string expected")
                 args[key] = s[p:].rstrip()
                 p = len(s)
             else:  # pragma: no cover - table error
@@ -763,20 +776,15 @@ def _info_block(mon: HMPMonitor, a: dict[str, Any]) -> None:
 
 
 def _info_network(mon: HMPMonitor, a: dict[str, Any]) -> None:
-    """hmp_info_network: QEMU walks its net clients in creation order (netdevs, then the
-    NICs the devices made), printing a netdev on its own only when no NIC uses it and
-    each NIC with its netdev under it (``board.nics``: objects with ``info_line()`` and
-    ``backend``)."""
-    nics = list(getattr(getattr(mon.vm, "board", None), "nics", None) or [])
-    used = {id(getattr(n, "backend", None)) for n in nics}
-    for nd in getattr(mon.vm.config, "netdevs", {}).values():
-        if id(nd) not in used and callable(getattr(nd, "info_line", None)):
-            mon.print(nd.info_line() + "\n")
-    for nic in nics:
-        mon.print(nic.info_line() + "\n")
-        peer = getattr(nic, "backend", None)
-        if peer is not None:
-            mon.print(" \\ " + peer.info_line() + "\n")
+    from pyqemu.monitor.net import info_network
+
+    mon.print(info_network(mon.vm))
+
+
+def _hmp_set_link(mon: HMPMonitor, a: dict[str, Any]) -> None:
+    from pyqemu.monitor.net import set_link
+
+    _qmp_call(mon, lambda: set_link(mon.vm, a["name"], a["up"]))
 
 
 def _info_mtree(mon: HMPMonitor, a: dict[str, Any]) -> None:
@@ -823,6 +831,8 @@ HMP_COMMANDS: tuple[HMPCommand, ...] = (
     HMPCommand("print|p", "fmt:/,val:l", "/fmt expr",
                "print expression value (use $reg for CPU register access)", _hmp_print),
     HMPCommand("quit|q", "", "", "quit the emulator", _hmp_quit),
+    HMPCommand("set_link", "name:s,up:b", "name on|off",
+               "change the link status of a network adapter", _hmp_set_link),
     HMPCommand("stop|s", "", "", "stop emulation", lambda m, a: m.vm.stop()),
     HMPCommand("system_powerdown", "", "", "send system power down event",
                lambda m, a: m.vm.system_powerdown()),

@@ -230,6 +230,13 @@ def _query_kvm(mon: QMPMonitor, args: dict[str, Any]) -> dict[str, Any]:
     return {"enabled": False, "present": False}
 
 
+def _set_link(mon: QMPMonitor, args: dict[str, Any]) -> dict[str, Any]:
+    from pyqemu.monitor.net import set_link
+
+    set_link(mon.vm, args["name"], args["up"])
+    return {}
+
+
 def _stop(mon: QMPMonitor, args: dict[str, Any]) -> dict[str, Any]:
     mon.vm.stop()
     return {}
@@ -291,6 +298,7 @@ def _table() -> dict[str, QMPCommand]:
         QMPCommand("query-kvm", _query_kvm),
         QMPCommand("query-target", lambda mon, args: {"arch": "aarch64"}),
         QMPCommand("query-machines", _q(query_machines)),
+        QMPCommand("set_link", _set_link, {"name": ("str", True), "up": ("bool", True)}),
         QMPCommand("stop", _stop),
         QMPCommand("cont", _cont),
         QMPCommand("system_reset", _system_reset),
