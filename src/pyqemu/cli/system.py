@@ -1149,6 +1149,11 @@ def _build_into(built: Built, cmd: SystemCmdline, config: MachineConfig) -> None
     _accel_config(cmd, config)
     # late backends: netdevs, monitors, serial and parallel ports
     for nopts, loc in cmd.netdev_opts:
+        if qemuopts.is_help_option(nopts.get("type", "")):
+            from pyqemu.net import netdev_help
+
+            sys.stdout.write(netdev_help())  # the types pyqemu implements, QEMU's order
+            raise ExitNow(0)
         netdev = _create_netdev(nopts, built.main_loop, loc)
         config.netdevs[nopts.get("id", "")] = netdev
         closers.append(netdev.close)
