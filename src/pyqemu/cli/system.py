@@ -1315,13 +1315,10 @@ def _check_orphaned(config: MachineConfig, cmd: SystemCmdline) -> None:
 
 def _check_net_clients(vm: Any) -> None:
     """net_check_clients: a netdev that no NIC uses is warned about."""
-    from pyqemu.monitor.net import net_clients
+    from pyqemu.monitor.net import lone_netdevs
 
-    nics, netdevs = net_clients(vm)
-    used = {id(getattr(n, "backend", None)) for n in nics}
-    for nd in netdevs:
-        if id(nd) not in used:
-            warn(f"netdev {nd.id} has no peer")
+    for nd in lone_netdevs(vm):
+        warn(f"netdev {nd.id} has no peer")
 
 
 def run(argv: Sequence[str]) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pyqemu.monitor.errors import QMPError
 
-__all__ = ["info_network", "net_clients", "set_link"]
+__all__ = ["info_network", "lone_netdevs", "net_clients", "set_link"]
 
 
 def net_clients(vm: Any) -> tuple[list[Any], list[Any]]:
@@ -24,18 +24,17 @@ def net_clients(vm: Any) -> tuple[list[Any], list[Any]]:
 
 
 def info_network(vm: Any) -> str:
-    """hmp_info_network: clients in creation order (netdevs before the NICs -device
-    makes); a netdev alone only when no NIC uses it, each NIC with its peer under it."""
+    """hmp_info_network for the VM's NICs and netdevs (pyqemu.net.info_network)."""
+    from pyqemu.net import info_network as text
+
+    return text(*net_clients(vm))
+
+
+def lone_netdevs(vm: Any) -> list[Any]:
+    """The netdevs no NIC uses (net_check_clients warns about them)."""
     nics, netdevs = net_clients(vm)
     used = {id(getattr(n, "backend", None)) for n in nics}
-    lines = [nd.info_line() for nd in netdevs
-             if id(nd) not in used and callable(getattr(nd, "info_line", None))]
-    for nic in nics:
-        lines.append(nic.info_line())
-        peer = getattr(nic, "backend", None)
-        if peer is not None:
-            lines.append(" \\ " + peer.info_line())
-    return "".join(line + "\n" for line in lines)
+    return [nd for nd in netdevs if id(nd) not in used]
 
 
 def set_link(vm: Any, name: str, up: bool) -> None:
