@@ -133,3 +133,67 @@ def qemu_system_holder(workdir: pathlib.Path, qemu_system: str) -> Iterator[None
 def test_locked_image_as_qemu(args: str, workdir: pathlib.Path, qemu_system: str,
                               qemu_io_holder: None, qemu_system_holder: None) -> None:
     _compare(args, workdir)
+
+
+# ---------------------------------------------------------------- boot images
+def _make_boot_files(d: pathlib.Path) -> None:
+    import gzip
+    import struct
+
+    hdr = bytearray(64)  # an arm64 Image header (booting.rst), 1 MiB image
+    struct.pack_into("<QQQ", hdr, 8, 0x80000, 1 << 20, 0xA)
+    hdr[56:60] = b"ARM\x64"
+    image = bytes(hdr) + bytes(4096)
+    (d / "Image").write_bytes(image)
+    packed = gzip.compress(image * 10)
+    (d / "truncated.gz").write_bytes(packed[:len(packed) // 2])
+    (d / "corrupt.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"garbage" * 20)
+    (d / "huge.gz").write_bytes(gzip.compress(bytes(200 << 20)))
+    elf = bytearray(64)  # an AArch64 ELF header whose program headers are cut off
+    elf[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<HHIQQQIHHH", elf, 16, 2, 183, 1, 0x40080000, 64, 0, 0, 64, 56, 3)
+    (d / "truncated.elf").write_bytes(bytes(elf))
+    (d / "huge.initrd").write_bytes(bytes(200 << 20))
+    (d / "sub").mkdir()
+
+
+#: (arguments, how pyqemu differs from QEMU today or None)
+BOOT_CASES = [
+    ("-kernel huge.gz", None),
+    ("-kernel Image -initrd huge.initrd", None),
+    ("-kernel sub", None),
+    ("-kernel Image -initrd sub", None),
+    ("-kernel truncated.elf", ("QEMU exits 1 silently; pyqemu says 'truncated program "
+     "headers' (one line)")),
+    ("-kernel truncated.gz", ("QEMU reports the inflate error and boots the bytes raw; "
+     "pyqemu boots them raw silently (virt boot loader, reported)")),
+    ("-kernel corrupt.gz", "as truncated.gz (virt boot loader, reported)"),
+    ("-kernel Image -dtb sub", ("QEMU first says 'Unable to get size of device tree file' "
+     "(virt boot loader, reported)")),
+]
+
+
+@pytest.fixture(scope="module")
+def bootdir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    d = tmp_path_factory.mktemp("badboot")
+    _make_boot_files(d)
+    return d
+
+
+@pytest.mark.parametrize("args,known", BOOT_CASES, ids=[c[0] for c in BOOT_CASES])
+def test_bad_boot_image_as_qemu(args: str, known: str | None, bootdir: pathlib.Path,
+                                qemu_system: str) -> None:
+    from sysoracle import pyqemu_argv
+
+    before = _hashes(bootdir)
+    argv = ["-m", "128M", "-cpu", "max", *shlex.split(args)]
+    theirs = qemu_outcome(argv, str(bootdir))
+    ours = qemu_outcome(argv, str(bootdir), program=pyqemu_argv(), timeout=180)
+    assert _hashes(bootdir) == before
+    assert "Traceback" not in ours.stderr
+    assert ours.rc == theirs.rc, (ours, theirs)
+    if ours.rc is not None:
+        assert ours.stderr.count("\n") <= max(2, theirs.stderr.count("\n")), ours.stderr
+    if known and normalise(ours.stderr) != theirs.stderr:
+        pytest.xfail(known)
+    assert normalise(ours.stderr) == theirs.stderr
