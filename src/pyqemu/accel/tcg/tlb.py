@@ -14,6 +14,7 @@ never get an entry either, so their accesses always reach the device callables.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from pyqemu.accel.tcg.errors import TLBInvariantError
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
 
 __all__ = ["TLB_BITS", "TLB_MASK", "TLB_SIZE", "SoftTLB"]
 
-TLB_BITS = 8
+#: 1024 entries per table (``PYQEMU_TLB_BITS`` overrides): a Linux boot misses a
+#: 256-entry TLB a lot (first 160M insns: 88.5 -> 83.5 CPU s with 1024)
+TLB_BITS = int(os.environ.get("PYQEMU_TLB_BITS", "10"))
 TLB_SIZE = 1 << TLB_BITS
 TLB_MASK = TLB_SIZE - 1
 _PAGE_OFS = PAGE_SIZE - 1
