@@ -18,6 +18,7 @@ DEB_PACKAGES=(
   ipxe-qemu               # the option ROMs qemu-system wants for its default NICs
   cpio kmod               # references for the initramfs builder (cpio reads ours; modinfo)
   iproute2                # `ip`: the tap netdev tests create their tap interfaces
+  strace                  # the crash tests delay each write syscall so SIGKILL lands between writes
 )
 
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -286,6 +286,7 @@ class LockStep:
         vcpu.set_pc(CODE)
         # a branch back into the stream would loop forever where Unicorn's count stops
         timer = threading.Timer(0.5, lambda: setattr(vcpu, "exit_request", True))
+        vcpu.exit_request = False  # a previous run's timer may have fired late
         timer.start()
         try:
             ex = cpu_exec(vcpu)

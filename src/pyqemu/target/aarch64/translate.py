@@ -6,8 +6,7 @@ built from :data:`DECODER_MODULES` in that order (first match wins across tables
 Modules that are absent are skipped, so the FP/SIMD and crypto translators can be added
 later as ``trans_fp.py``, ``trans_simd.py``, ``trans_crypto.py``: each lists its tables in
 ``DECODE_FILES`` and the features it implements (keys of ``cpu.HWCAP``/``cpu.HWCAP2``) in
-``PROVIDES``, which turns on the matching hwcaps and ID register fields. They come before
-``trans_simd_min`` (a stop-gap subset for C programs), so theirs win where both decode.
+``PROVIDES``, which turns on the matching hwcaps and ID register fields.
 """
 
 from __future__ import annotations
@@ -50,11 +49,9 @@ __all__ = ["DECODER_MODULES", "AArch64Frontend", "DisasContext", "DisasJump"]
 DECODER_MODULES = ("trans_branch", "trans_dp_imm", "trans_dp_reg", "trans_ldst",
                    "trans_system", "trans_fp", "trans_simd", "trans_crypto",
                    # the optional extensions of -cpu max (dot product, RDM, FHM, FCMA...)
-                   "trans_ext",
-                   # a minimal SIMD subset for C programs; the full tables above win
-                   "trans_simd_min")
+                   "trans_ext")
 _REQUIRED = {"trans_branch", "trans_dp_imm", "trans_dp_reg", "trans_ldst", "trans_system",
-             "trans_simd_min"}
+             "trans_simd"}
 
 M64 = (1 << 64) - 1
 
