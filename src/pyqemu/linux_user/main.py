@@ -167,7 +167,8 @@ class Process:
             st = self.ctx.stats
             sys.stderr.write(f"pyqemu: {st.insns} guest insns in {st.exec_time:.3f}s "
                              f"({st.mips():.3f} MIPS), {len(self.ctx.tbs)} TBs, "
-                             f"translate {st.translate_time:.3f}s\n")
+                             f"translate {st.translate_time:.3f}s, "
+                             f"compile {st.compile_time:.3f}s\n")
             sys.stderr.flush()
 
     # ---- tasks
