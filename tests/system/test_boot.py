@@ -83,8 +83,8 @@ def test_boot_cpus_and_gic(emulator: str, kernel: Path, make_initrd: InitrdFacto
 # ENETDOWN: a timer kick during a block ending in SVC made cpu_exec drop the SVC, so
 # openat(AT_FDCWD = -100) "returned" -100 (fixed in 3ff9fb8; regression tests in
 # tests/target/aarch64/test_sys_irq_race.py, guest loop in test_guest_commands_loop).
-# Still slow until it has passed three times in a row (see the session report).
-@pytest.mark.slow
+# Back in the default suite after three passes in a row on 2026-11-26 (4m42s, 4m29s,
+# 5m16s wall on the shared 2-core machine) and a 60-iteration command loop boot.
 @pytest.mark.timeout(1500)
 def test_pyqemu_boot_smoke(kernel: Path, make_initrd: InitrdFactory,
                            machines: list[GuestMachine]) -> None:
