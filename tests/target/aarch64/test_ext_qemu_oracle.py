@@ -31,6 +31,7 @@ from test_ext_lockstep import (
     is_fp,
     random_word,
 )
+from vector_runner import RUNNER_S
 
 from pyqemu.decodetree import Decoder, load_decode_file
 from pyqemu.target.aarch64 import cpu as a64cpu
@@ -47,51 +48,6 @@ def require_tool(name: str) -> str:
         pytest.skip(f"{name} not installed (scripts/setup.sh installs it)")
     return path
 
-
-_RUNNER = r"""
-    .text
-    .global run_case
-run_case:                       // x0: 32 q registers, then fpcr (in) / fpsr (out); x1: stub
-    stp x29, x30, [sp, #-96]!
-    stp d8, d9, [sp, #16]
-    stp d10, d11, [sp, #32]
-    stp d12, d13, [sp, #48]
-    stp d14, d15, [sp, #64]
-    str x0, [sp, #80]
-    ldr x2, [x0, #512]
-    msr fpcr, x2
-    msr fpsr, xzr
-    mov x3, x0
-    ld1 {v0.16b-v3.16b}, [x3], #64
-    ld1 {v4.16b-v7.16b}, [x3], #64
-    ld1 {v8.16b-v11.16b}, [x3], #64
-    ld1 {v12.16b-v15.16b}, [x3], #64
-    ld1 {v16.16b-v19.16b}, [x3], #64
-    ld1 {v20.16b-v23.16b}, [x3], #64
-    ld1 {v24.16b-v27.16b}, [x3], #64
-    ld1 {v28.16b-v31.16b}, [x3], #64
-    blr x1
-    ldr x0, [sp, #80]
-    mov x3, x0
-    st1 {v0.16b-v3.16b}, [x3], #64
-    st1 {v4.16b-v7.16b}, [x3], #64
-    st1 {v8.16b-v11.16b}, [x3], #64
-    st1 {v12.16b-v15.16b}, [x3], #64
-    st1 {v16.16b-v19.16b}, [x3], #64
-    st1 {v20.16b-v23.16b}, [x3], #64
-    st1 {v24.16b-v27.16b}, [x3], #64
-    st1 {v28.16b-v31.16b}, [x3], #64
-    mrs x2, fpsr
-    str x2, [x0, #520]
-    msr fpcr, xzr
-    msr fpsr, xzr
-    ldp d8, d9, [sp, #16]
-    ldp d10, d11, [sp, #32]
-    ldp d12, d13, [sp, #48]
-    ldp d14, d15, [sp, #64]
-    ldp x29, x30, [sp], #96
-    ret
-"""
 
 _MAIN = r"""
 #include <stdio.h>
@@ -175,7 +131,7 @@ def _qemu_outputs(tmp: Path, cases: list[tuple[str, int, list[int], int]],
                   model: str = "max") -> list[str]:
     gcc = require_tool("aarch64-linux-gnu-gcc")
     qemu = require_tool("qemu-aarch64")
-    (tmp / "runner.S").write_text(_RUNNER)
+    (tmp / "runner.S").write_text(RUNNER_S)
     (tmp / "cases.c").write_text(_c_source(cases))
     exe = tmp / "cases"
     subprocess.run([gcc, "-O1", "-static", "-o", str(exe), str(tmp / "cases.c"),

@@ -104,7 +104,7 @@ from typing import Any
 
 import pytest
 from fp_gen import random_fpcr, random_fpsr, special
-from lockstep import CODE, DATA, DATA_SIZE, LockStep, random_state
+from lockstep import CODE, DATA, DATA_SIZE, LockStep, edge_vector, random_state
 
 from pyqemu.ir.core import Builder
 from pyqemu.target.aarch64.cpu import GLOBALS
@@ -306,26 +306,6 @@ def decoded_by(w: int) -> str | None:
 
 
 # ------------------------------------------------------------------ states
-
-def edge_vector(rng: random.Random) -> int:
-    """128 bits of lanes of one random size holding edge values."""
-    if rng.random() < 0.3:
-        return rng.getrandbits(128)
-    esz = rng.randrange(4)
-    bits = 8 << esz
-    out = 0
-    for i in range(128 // bits):
-        r = rng.random()
-        if r < 0.4:
-            v = rng.choice((0, 1, (1 << bits) - 1, 1 << (bits - 1), (1 << (bits - 1)) - 1,
-                            (1 << (bits - 1)) + 1, 2, (1 << bits) - 2))
-        elif r < 0.6:
-            v = rng.randrange(-bits - 2, bits + 3) & 0xFF
-        else:
-            v = rng.getrandbits(bits)
-        out |= v << (i * bits)
-    return out
-
 
 def fp_vector(rng: random.Random, esz: int) -> int:
     bits = 8 << esz

@@ -11,7 +11,7 @@ import zlib
 
 import pytest
 from fp_gen import random_fpsr
-from lockstep import DATA_SIZE, LockStep, random_state, unicorn_lacks
+from lockstep import DATA_SIZE, LockStep, edge_vector, random_state, unicorn_lacks
 from test_simd_audit import run_lockstep
 
 from pyqemu.decodetree import Candidate
@@ -23,26 +23,6 @@ N_DEFAULT = int(os.environ.get("PYQEMU_SIMD_N", "700"))
 def _simd_candidates() -> list[Candidate]:
     return [c for c in a64_decoder().candidates
             if c.handler.__module__.endswith(".trans_simd")]
-
-
-def edge_vector(rng: random.Random) -> int:
-    """128 bits built from lanes of a random size with edge values."""
-    if rng.random() < 0.3:
-        return rng.getrandbits(128)
-    esz = rng.randrange(4)
-    bits = 8 << esz
-    out = 0
-    for i in range(128 // bits):
-        r = rng.random()
-        if r < 0.4:
-            v = rng.choice((0, 1, (1 << bits) - 1, 1 << (bits - 1), (1 << (bits - 1)) - 1,
-                            (1 << (bits - 1)) + 1, 2, (1 << bits) - 2))
-        elif r < 0.6:  # small signed shift counts in the low byte
-            v = rng.randrange(-bits - 2, bits + 3) & 0xFF
-        else:
-            v = rng.getrandbits(bits)
-        out |= v << (i * bits)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from test_simd_audit import (
     qemu72_deviation,
     unicorn_decodes,
 )
+from vector_runner import RUNNER_S
 
 from pyqemu.target.aarch64 import cpu as a64cpu
 
@@ -40,52 +41,6 @@ from pyqemu.target.aarch64 import cpu as a64cpu
 _VECTOR_KINDS = ("int", "fp", "fp16", "mix")
 _CLASS_IDX = [i for i, c in enumerate(CLASSES)
               if c[2] in _VECTOR_KINDS and not c[0].startswith(("FP ", "crypto", "XAR"))]
-
-_RUNNER = r"""
-    .text
-    .global run_case
-// x0: buffer of v0-v31 (32 x 16 bytes), then fpcr (in) and fpsr (out); x1: the stub
-run_case:
-    stp x29, x30, [sp, #-96]!
-    stp d8, d9, [sp, #16]
-    stp d10, d11, [sp, #32]
-    stp d12, d13, [sp, #48]
-    stp d14, d15, [sp, #64]
-    str x0, [sp, #80]
-    ldr x2, [x0, #512]
-    msr fpcr, x2
-    msr fpsr, xzr
-    mov x3, x0
-    ld1 {v0.2d-v3.2d}, [x3], #64
-    ld1 {v4.2d-v7.2d}, [x3], #64
-    ld1 {v8.2d-v11.2d}, [x3], #64
-    ld1 {v12.2d-v15.2d}, [x3], #64
-    ld1 {v16.2d-v19.2d}, [x3], #64
-    ld1 {v20.2d-v23.2d}, [x3], #64
-    ld1 {v24.2d-v27.2d}, [x3], #64
-    ld1 {v28.2d-v31.2d}, [x3], #64
-    blr x1
-    ldr x0, [sp, #80]
-    mov x3, x0
-    st1 {v0.2d-v3.2d}, [x3], #64
-    st1 {v4.2d-v7.2d}, [x3], #64
-    st1 {v8.2d-v11.2d}, [x3], #64
-    st1 {v12.2d-v15.2d}, [x3], #64
-    st1 {v16.2d-v19.2d}, [x3], #64
-    st1 {v20.2d-v23.2d}, [x3], #64
-    st1 {v24.2d-v27.2d}, [x3], #64
-    st1 {v28.2d-v31.2d}, [x3], #64
-    mrs x2, fpsr
-    str x2, [x0, #520]
-    msr fpcr, xzr
-    msr fpsr, xzr
-    ldp d8, d9, [sp, #16]
-    ldp d10, d11, [sp, #32]
-    ldp d12, d13, [sp, #48]
-    ldp d14, d15, [sp, #64]
-    ldp x29, x30, [sp], #96
-    ret
-"""
 
 _MAIN = r"""
 #include <stdio.h>
@@ -154,7 +109,7 @@ def qemu_results(tmp: Path, cases: list[Case], model: str = "max") -> list[str |
     aborts (each such case is skipped and the program restarted after it)."""
     gcc = require_tool("aarch64-linux-gnu-gcc")
     qemu = require_tool("qemu-aarch64")
-    (tmp / "runner.S").write_text(_RUNNER)
+    (tmp / "runner.S").write_text(RUNNER_S)
     (tmp / "cases.c").write_text(_c_source(cases))
     exe = tmp / "cases"
     subprocess.run([gcc, "-O1", "-static", "-o", str(exe), str(tmp / "cases.c"),
