@@ -176,8 +176,9 @@ class SocketNetdev(NetBackend):
             if exc.errno not in (errno.EINPROGRESS, errno.EALREADY):
                 sock.close()
                 raise NetError(f"can't connect socket: {strerror(exc)}") from None
-        self._connected(sock)
+        # the info first: once watched, the main loop may see the refusal (and clear it)
         self._info = f"socket: connect to {addr}:{port}"
+        self._connected(sock)
 
     def _mcast_socket(self, addr: str, port: int, local: str | None) -> socket.socket:
         ip = ipaddress.IPv4Address(addr)
