@@ -12,13 +12,13 @@ input file's bytes.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 
 from pyqemu.block import probe_format
 from pyqemu.block.errors import BlockError
 from pyqemu.block.file import ImageFile
 from pyqemu.block.raw import RawImage
+from pyqemu.testing.fuzz import fuzz_main
 
 _MAX_READ = 4 << 20
 _TMP = tempfile.mkdtemp(prefix="fuzz-raw-")
@@ -55,19 +55,5 @@ def test_one_input(data: bytes) -> None:
             raise AssertionError("read-only open modified the input file")
 
 
-def main() -> None:
-    try:
-        import atheris  # type: ignore[import-not-found]
-    except ImportError:
-        for path in sys.argv[1:]:
-            with open(path, "rb") as f:
-                test_one_input(f.read())
-            print(f"ok {path}")
-        return
-    atheris.instrument_all()
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzz_main(test_one_input)

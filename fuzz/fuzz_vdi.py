@@ -17,12 +17,12 @@ exception, a hang or a read-only pass that modifies the file is a bug.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 
 from pyqemu.block.errors import BlockError
 from pyqemu.block.file import ImageFile
 from pyqemu.block.vdi import VdiImage
+from pyqemu.testing.fuzz import fuzz_main
 
 MAX_READ = 1 << 20
 #: also open read-write and write (FUZZ_WRITES=0 in the environment turns it off)
@@ -113,18 +113,5 @@ def test_one_input(data: bytes) -> None:
             exercise_write(path)
 
 
-def main(argv: list[str]) -> None:
-    try:
-        import atheris  # type: ignore[import-not-found]
-    except ImportError:
-        for name in argv[1:]:
-            with open(name, "rb") as fh:
-                test_one_input(fh.read())
-        return
-    atheris.instrument_all()
-    atheris.Setup(argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main(sys.argv)
+    fuzz_main(test_one_input)

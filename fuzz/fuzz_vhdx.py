@@ -18,13 +18,13 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-import sys
 import tempfile
 
 from pyqemu.block.errors import BlockError
 from pyqemu.block.file import ImageFile
 from pyqemu.block.vhdx import VhdxImage
 from pyqemu.block.vhdx.format import crc32c
+from pyqemu.testing.fuzz import fuzz_main
 
 MiB = 1 << 20
 _DIR = tempfile.mkdtemp(prefix="fuzz-vhdx-", dir="/dev/shm" if os.path.isdir("/dev/shm")
@@ -104,19 +104,5 @@ def test_one_input(data: bytes) -> None:
             img.close()
 
 
-def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("-")]
-    if args and all(os.path.isfile(a) for a in args):
-        for name in args:  # replay mode
-            with open(name, "rb") as fh:
-                test_one_input(fh.read())
-            print(f"{name}: ok")
-        return
-    import atheris  # type: ignore[import-not-found]
-
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzz_main(test_one_input)

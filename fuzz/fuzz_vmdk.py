@@ -18,12 +18,12 @@ exception, a hang or a read-only pass that modifies a file is a bug.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 
 from pyqemu.block.errors import BlockError
 from pyqemu.block.file import ImageFile
 from pyqemu.block.vmdk import VmdkImage
+from pyqemu.testing.fuzz import fuzz_main
 
 #: splits one input into (main file, extent file)
 SEPARATOR = b"\0--EXTENT--\0"
@@ -124,18 +124,5 @@ def test_one_input(data: bytes) -> None:
             exercise_write(path)
 
 
-def main(argv: list[str]) -> None:
-    try:
-        import atheris  # type: ignore[import-not-found]
-    except ImportError:
-        for name in argv[1:]:
-            with open(name, "rb") as fh:
-                test_one_input(fh.read())
-        return
-    atheris.instrument_all()
-    atheris.Setup(argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main(sys.argv)
+    fuzz_main(test_one_input)
