@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import importlib
 import random
-import shutil
-import subprocess
 import zlib
 from pathlib import Path
 
 import pytest
 from fp_gen import random_fpcr
-from lockstep import DATA_SIZE, LockStep, State, edge_vector, random_state
+from lockstep import DATA_SIZE, LockStep, edge_vector
 from test_ext_lockstep import (
     bf16_vector,
     ext_candidates,
@@ -31,7 +29,7 @@ from test_ext_lockstep import (
     is_fp,
     random_word,
 )
-from vector_runner import RUNNER_S
+from vector_runner import pyqemu_result, qemu_results
 
 from pyqemu.decodetree import Decoder, load_decode_file
 from pyqemu.target.aarch64 import cpu as a64cpu
@@ -40,43 +38,6 @@ from pyqemu.target.aarch64 import translate
 N_PER_GROUP = 40
 #: scalar/general-register forms the harness does not capture (Unicorn covers them)
 _SKIP = {"FJCVTZS"}
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} not installed (scripts/setup.sh installs it)")
-    return path
-
-
-_MAIN = r"""
-#include <stdio.h>
-#include <string.h>
-#include <signal.h>
-#include <setjmp.h>
-#include <stdint.h>
-extern void run_case(uint64_t *buf, void (*stub)(void));
-static sigjmp_buf jb;
-static void h(int s) { siglongjmp(jb, s); }
-static uint64_t buf[66];
-int main(void) {
-  struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_handler = h; sa.sa_flags = SA_NODEFER;
-  sigaction(SIGILL, &sa, 0);
-  for (int i = 0; i < NCASES; i++) {
-    memcpy(buf, inputs[i], sizeof buf);
-    if (!sigsetjmp(jb, 1)) {
-      run_case(buf, stubs[i]);
-      printf("%d ok %lx", i, (unsigned long)buf[65]);
-      for (int r = 0; r < 64; r++) printf(" %016lx", (unsigned long)buf[r]);
-      printf("\n");
-    } else {
-      __asm__ volatile("msr fpcr, xzr\n msr fpsr, xzr");
-      printf("%d sig\n", i);
-    }
-  }
-  return 0;
-}
-"""
 
 
 def _cases(n_per_group: int, salt: str = "") -> list[tuple[str, int, list[int], int]]:
@@ -109,52 +70,6 @@ def _cases(n_per_group: int, salt: str = "") -> list[tuple[str, int, list[int], 
     return out
 
 
-def _c_source(cases: list[tuple[str, int, list[int], int]]) -> str:
-    parts = ["#include <stdint.h>\n", f"#define NCASES {len(cases)}\n"]
-    for i, (_, w, _v, _f) in enumerate(cases):
-        parts.append(f'__asm__(".text\\n stub{i}: .inst 0x{w:08x}\\n ret\\n");\n'
-                     f"extern void stub{i}(void);\n")
-    parts.append("static void (*const stubs[])(void) = {"
-                 + ", ".join(f"stub{i}" for i in range(len(cases))) + "};\n")
-    rows = []
-    for _, _w, v, fpcr in cases:
-        words = []
-        for x in v:
-            words += [x & ((1 << 64) - 1), x >> 64]
-        words += [fpcr, 0]
-        rows.append("{" + ",".join(f"0x{x:x}ULL" for x in words) + "}")
-    parts.append("static const uint64_t inputs[][66] = {\n" + ",\n".join(rows) + "};\n")
-    return "".join(parts) + _MAIN
-
-
-def _qemu_outputs(tmp: Path, cases: list[tuple[str, int, list[int], int]],
-                  model: str = "max") -> list[str]:
-    gcc = require_tool("aarch64-linux-gnu-gcc")
-    qemu = require_tool("qemu-aarch64")
-    (tmp / "runner.S").write_text(RUNNER_S)
-    (tmp / "cases.c").write_text(_c_source(cases))
-    exe = tmp / "cases"
-    subprocess.run([gcc, "-O1", "-static", "-o", str(exe), str(tmp / "cases.c"),
-                    str(tmp / "runner.S")], check=True)
-    out = subprocess.run([qemu, "-cpu", model, str(exe)], check=True, capture_output=True,
-                         text=True, timeout=120).stdout.splitlines()
-    assert len(out) == len(cases)
-    return [line.split(" ", 1)[1] for line in out]
-
-
-def _pyqemu_output(ls: LockStep, w: int, v: list[int], fpcr: int, data: bytes) -> str:
-    st = random_state(random.Random(0), data)
-    st = State(st.x, st.sp, 0, v, fpcr, 0, 0, data)
-    o = ls.run_pyqemu([w], st)["python"]
-    if o.kind == "undef":
-        return "sig"
-    assert o.kind == "ok", o.kind
-    regs = []
-    for x in o.v:
-        regs += [x & ((1 << 64) - 1), x >> 64]
-    return f"ok {o.fpsr:x} " + " ".join(f"{r:016x}" for r in regs)
-
-
 def _ext_first_decoder() -> Decoder:
     """The A64 decoder with trans_ext's table before every other."""
     here = Path(translate.__file__).parent
@@ -177,7 +92,10 @@ def test_ext_against_qemu_aarch64(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     """Every SIMD pattern of trans_ext; on models without a feature, the gating (SIGILL
     exactly where qemu-aarch64 -cpu <model> raises it)."""
     cases = _cases(n, salt)
-    want = _qemu_outputs(tmp_path, cases, model)
+    results = qemu_results(tmp_path, [(w, v, fpcr) for _, w, v, fpcr in cases], model,
+                           timeout=120)
+    assert None not in results, "qemu-aarch64 aborted on a case"
+    want = [r for r in results if r is not None]
     m = LockStep.default_model() if model == "max" else a64cpu.cpu_model(model)
     ls = LockStep(backends=("python",), model=m)
     ls_bf16 = LockStep(backends=("python",), model=m)
@@ -190,9 +108,9 @@ def test_ext_against_qemu_aarch64(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         if is_bf16(name, w):
             with monkeypatch.context() as mp:
                 mp.setattr(a64cpu, "implemented_features", lambda: implemented | {"bf16"})
-                got = _pyqemu_output(ls_bf16, w, v, fpcr, data)
+                got = pyqemu_result(ls_bf16, w, v, fpcr, data)
         else:
-            got = _pyqemu_output(ls, w, v, fpcr, data)
+            got = pyqemu_result(ls, w, v, fpcr, data)
         if exp.startswith("ok"):
             seen[name] = seen.get(name, 0) + 1
         if got != exp:

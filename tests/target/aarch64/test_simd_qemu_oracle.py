@@ -16,14 +16,12 @@ unallocated and pyqemu must raise the undefined instruction for them.
 from __future__ import annotations
 
 import random
-import shutil
-import subprocess
 import zlib
 from pathlib import Path
 
 import pytest
 from fp_gen import random_fpcr
-from lockstep import DATA_SIZE, LockStep, State, random_state
+from lockstep import DATA_SIZE, LockStep
 from test_simd_audit import (
     CLASSES,
     class_words,
@@ -33,7 +31,7 @@ from test_simd_audit import (
     qemu72_deviation,
     unicorn_decodes,
 )
-from vector_runner import RUNNER_S
+from vector_runner import Case, pyqemu_result, qemu_results
 
 from pyqemu.target.aarch64 import cpu as a64cpu
 
@@ -41,109 +39,6 @@ from pyqemu.target.aarch64 import cpu as a64cpu
 _VECTOR_KINDS = ("int", "fp", "fp16", "mix")
 _CLASS_IDX = [i for i, c in enumerate(CLASSES)
               if c[2] in _VECTOR_KINDS and not c[0].startswith(("FP ", "crypto", "XAR"))]
-
-_MAIN = r"""
-#include <stdio.h>
-#include <string.h>
-#include <signal.h>
-#include <setjmp.h>
-#include <stdint.h>
-extern void run_case(uint64_t *buf, void (*stub)(void));
-static sigjmp_buf jb;
-static void on_ill(int s) { siglongjmp(jb, s); }
-static uint64_t buf[66];
-int main(int argc, char **argv) {
-    struct sigaction sa;
-    int first = argc > 1 ? atoi(argv[1]) : 0;
-    setvbuf(stdout, NULL, _IONBF, 0);  /* every line out before a QEMU abort */
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_ill;
-    sa.sa_flags = SA_NODEFER;
-    sigaction(SIGILL, &sa, 0);
-    for (int i = first; i < NCASES; i++) {
-        memcpy(buf, inputs[i], sizeof buf);
-        if (!sigsetjmp(jb, 1)) {
-            run_case(buf, stubs[i]);
-            printf("%d ok %lx", i, (unsigned long)buf[65]);
-            for (int r = 0; r < 64; r++) printf(" %016lx", (unsigned long)buf[r]);
-            printf("\n");
-        } else {
-            __asm__ volatile("msr fpcr, xzr\n msr fpsr, xzr");
-            printf("%d sig\n", i);
-        }
-    }
-    return 0;
-}
-"""
-
-Case = tuple[int, list[int], int]  # word, v0-v31, fpcr
-
-
-def _c_source(cases: list[Case]) -> str:
-    parts = ["#include <stdint.h>\n#include <stdlib.h>\n", f"#define NCASES {len(cases)}\n"]
-    for i, (w, _v, _f) in enumerate(cases):
-        parts.append(f'__asm__(".text\\n stub{i}: .inst 0x{w:08x}\\n ret\\n");\n'
-                     f"extern void stub{i}(void);\n")
-    parts.append("static void (*const stubs[])(void) = {"
-                 + ", ".join(f"stub{i}" for i in range(len(cases))) + "};\n")
-    rows = []
-    for _w, v, fpcr in cases:
-        words: list[int] = []
-        for x in v:
-            words += [x & ((1 << 64) - 1), x >> 64]
-        words += [fpcr, 0]
-        rows.append("{" + ",".join(f"0x{x:x}ULL" for x in words) + "}")
-    parts.append("static const uint64_t inputs[][66] = {\n" + ",\n".join(rows) + "};\n")
-    return "".join(parts) + _MAIN
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} not installed (scripts/setup.sh installs it)")
-    return path
-
-
-def qemu_results(tmp: Path, cases: list[Case], model: str = "max") -> list[str | None]:
-    """qemu-aarch64's "ok <fpsr> <v regs>" or "sig" per case; None where QEMU 7.2 itself
-    aborts (each such case is skipped and the program restarted after it)."""
-    gcc = require_tool("aarch64-linux-gnu-gcc")
-    qemu = require_tool("qemu-aarch64")
-    (tmp / "runner.S").write_text(RUNNER_S)
-    (tmp / "cases.c").write_text(_c_source(cases))
-    exe = tmp / "cases"
-    subprocess.run([gcc, "-O1", "-static", "-o", str(exe), str(tmp / "cases.c"),
-                    str(tmp / "runner.S")], check=True)
-    out: list[str | None] = [None] * len(cases)
-    first = 0
-    while first < len(cases):
-        p = subprocess.run([qemu, "-cpu", model, str(exe), str(first)], capture_output=True,
-                           text=True, timeout=300, check=False)
-        nxt = first
-        for line in p.stdout.splitlines():
-            if not line[:1].isdigit():  # QEMU's "Bail out! ERROR: ..." on an abort
-                continue
-            i, rest = line.split(" ", 1)
-            out[int(i)] = rest
-            nxt = int(i) + 1
-        if p.returncode == 0:
-            break
-        assert "should not be reached" in p.stderr + p.stdout, p.stderr[-500:]
-        first = nxt + 1  # cases[nxt] aborted QEMU 7.2
-    return out
-
-
-def pyqemu_result(ls: LockStep, w: int, v: list[int], fpcr: int, data: bytes) -> str:
-    st = random_state(random.Random(0), data)
-    o = ls.run_pyqemu([w], State(st.x, st.sp, 0, v, fpcr, 0, 0, data))["python"]
-    if o.kind == "undef":
-        return "sig"
-    assert o.kind == "ok", o.kind
-    regs: list[int] = []
-    for x in o.v:
-        regs += [x & ((1 << 64) - 1), x >> 64]
-    return f"ok {o.fpsr:x} " + " ".join(f"{r:016x}" for r in regs)
-
 
 def unicorn_blind_cases(n_per_class: int, salt: str) -> list[tuple[str, Case]]:
     """Random words of the vector classes on which Unicorn is no oracle, with states."""
