@@ -9,8 +9,10 @@ checks that the lowerings were really used (not every call fell back to the call
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -95,6 +97,27 @@ def test_native_lowerings_equal_helpers(ls: LockStep) -> None:
     assert sum(native.stats.values()) - before > total // 5, native.stats
 
 
+@contextlib.contextmanager
+def counting_helpers(counted: Callable[[Any], bool]) -> Iterator[list[int]]:
+    """Count the native code's callbacks into the registered Python helpers for which
+    ``counted(helper)`` holds (the four softmmu slow paths are never counted); the
+    count is ``[n]``, and the helper table is restored on exit."""
+    calls = [0]
+    saved = list(llvm_rt._funcs)
+
+    def counting(f: Any) -> Any:
+        def call(*a: Any) -> Any:
+            calls[0] += 1
+            return f(*a)
+        return call
+
+    llvm_rt._funcs[4:] = [(counting(f) if counted(f) else f, n, o) for f, n, o in saved[4:]]
+    try:
+        yield calls
+    finally:
+        llvm_rt._funcs[:len(saved)] = saved
+
+
 @pytest.mark.parametrize("word", [
     0x0EA78405,  # add v5.2s, v0.2s, v7.2s (sha256's message schedule)
     0x2F2D0422,  # ushr v2.2s, v1.2s, #19
@@ -151,25 +174,12 @@ def test_sha_and_string_idioms(ls: LockStep, word: int) -> None:
     rng = random.Random(word)
     data = rng.randbytes(DATA_SIZE)
     run(ls, word, random_state(rng, data))  # compiled (its helpers registered) first
-    calls = [0]
-    saved = list(llvm_rt._funcs)
-
-    def counting(f: Any) -> Any:
-        def call(*a: Any) -> Any:
-            calls[0] += 1
-            return f(*a)
-        return call
-
     # the harness's own end of run (an undefined instruction's trap) is not counted
-    llvm_rt._funcs[4:] = [(counting(f) if getattr(f, "__name__", "") != "_undef"
-                           else f, n, o) for f, n, o in saved[4:]]
-    try:
+    with counting_helpers(lambda f: getattr(f, "__name__", "") != "_undef") as calls:
         for _ in range(12):
             r: Any = run(ls, word, random_state(rng, data))
             assert not r.pyqemu["llvm"].diff(r.pyqemu["interp"]), r.report()
             assert not r.mismatches, r.report()
-    finally:
-        llvm_rt._funcs[:len(saved)] = saved
     # native either way: a lowered helper or plain IR from the frontend (the only
     # callbacks allowed are the structure loads' slow path on a TLB miss)
     assert calls[0] == 0 or word & 0xBF000000 == 0x0C000000, \
@@ -239,21 +249,11 @@ def test_scalar_fp_bit_exact(ls: LockStep, word: int) -> None:
     data = rng.randbytes(DATA_SIZE)
     before = native.stats.copy()
     fails: list[str] = []
-    helper_calls = [0]
     run(ls, word, random_state(rng, data))  # compiled (its helper registered) first
-    saved = list(llvm_rt._funcs)
-
-    def counting(f: Any) -> Any:
-        def call(*a: Any) -> Any:
-            helper_calls[0] += 1
-            return f(*a)
-        return call
-
-    llvm_rt._funcs[4:] = [(counting(f) if getattr(f, "__module__", "").endswith("trans_fp")
-                           else f, n, o) for f, n, o in saved[4:]]
     runs = int(os.environ.get("PYQEMU_LLVM_FP_N", "60"))
     fast = 0
-    try:
+    with counting_helpers(lambda f: getattr(f, "__module__", "").endswith("trans_fp")
+                          ) as helper_calls:
         for k in range(runs):
             st = random_state(rng, data)
             st.v = [_fp_pool(rng, esz) | (rng.getrandbits(64) << 64) for _ in range(32)]
@@ -271,8 +271,6 @@ def test_scalar_fp_bit_exact(ls: LockStep, word: int) -> None:
                 fails.append(f"#{k} {word:08x} fpcr={st.fpcr:#x} fpsr={st.fpsr:#x} "
                              f"v1..3={[hex(x & M64) for x in st.v[1:4]]}: "
                              + "; ".join(d[:4]))
-    finally:
-        llvm_rt._funcs[:len(saved)] = saved
     # the interpreter calls the Python helper directly (not through _funcs): a run
     # without a counted call stayed on the native fast path
     assert fast >= runs // 15, f"fast path taken in only {fast} of {runs} runs"
@@ -290,19 +288,8 @@ def test_ldst_multiple_across_pages(ls: LockStep, word: int) -> None:
     data = rng.randbytes(DATA_SIZE)
     mid = DATA + DATA_SIZE // 2  # a page boundary
     run(ls, word, random_state(rng, data))  # compiled (its helper registered) first
-    calls = [0]
-    saved = list(llvm_rt._funcs)
-
-    def counting(f: Any) -> Any:
-        def call(*a: Any) -> Any:
-            calls[0] += 1
-            return f(*a)
-        return call
-
-    llvm_rt._funcs[4:] = [(counting(f) if getattr(f, "__name__", "") == "ldst_multiple"
-                           else f, n, o) for f, n, o in saved[4:]]
     fast = 0
-    try:
+    with counting_helpers(lambda f: getattr(f, "__name__", "") == "ldst_multiple") as calls:
         for _ in range(2):  # the second round finds both pages in the TLB
             for off in (-64, -48, -33, -16, -1, 0, 5, 100):
                 st = random_state(rng, data)
@@ -312,8 +299,6 @@ def test_ldst_multiple_across_pages(ls: LockStep, word: int) -> None:
                 fast += calls[0] == c0
                 assert not r.pyqemu["llvm"].diff(r.pyqemu["interp"]), r.report()
                 assert r.pyqemu["llvm"].kind == "ok", r.report()
-    finally:
-        llvm_rt._funcs[:len(saved)] = saved
     assert fast, "the native fast path was never taken"
 
 
