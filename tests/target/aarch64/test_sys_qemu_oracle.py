@@ -37,6 +37,13 @@ from pyqemu.target.aarch64.sysregs import SYS_PARANGE
 from pyqemu.target.aarch64.translate import AArch64Frontend
 from tests.conftest import require_tool
 
+try:
+    import llvmlite  # noqa: F401
+
+    LLVM = True
+except ImportError:  # the python backend's results are still checked
+    LLVM = False
+
 RAM = 0x40000000
 RAM_SIZE = 0x800000
 UART = 0x09000000
@@ -214,7 +221,14 @@ def run_pyqemu(image: bytes, backend: str = "python", ram_phys: bool = False,
     phys = virt_like_memory(image, ram_phys)
     fe = AArch64Frontend(cpu_model, system=True)
     logbuf = io.StringIO()
-    ctx = TCGContext(fe, backend=backend, log=QemuLog({"int"}, stream=logbuf))
+    log = QemuLog({"int"}, stream=logbuf)
+    if backend == "llvm":
+        # every block native at once (the tiers would run these short programs in Python)
+        from pyqemu.backend.llvm import LLVMBackend
+
+        ctx = TCGContext(fe, backend=LLVMBackend(hot=0), log=log, tier_threshold=0)
+    else:
+        ctx = TCGContext(fe, backend=backend, log=log)
     mem = SystemMemory(phys, parange=SYS_PARANGE)
     cpu = VCPU(ctx, mem)
     if ctx_out is not None:
@@ -256,7 +270,20 @@ def check(tmp_path: Path, body_or_src: str, backend: str = "python",
     src = body_or_src if body_or_src.startswith(".text") else program(body_or_src)
     elf, image = build(tmp_path, src)
     q = run_qemu(tmp_path, elf, qemu_cpu)
-    p = run_pyqemu(image, backend, ram_phys, cpu_out, cpu_model)
+    backends = [backend]
+    if backend == "python" and LLVM:
+        backends.append("llvm")  # the same program natively, against the same oracle
+    for be in backends:
+        p = run_pyqemu(image, be, ram_phys, cpu_out if be == backend else None, cpu_model)
+        try:
+            _compare(q, p)
+        except AssertionError as exc:
+            raise AssertionError(f"backend {be}: {exc}") from exc
+    return q
+
+
+def _compare(q: dict[str, Any], p: dict[str, Any]) -> None:
+    """Assert pyqemu's results ``p`` equal QEMU's ``q``."""
     assert p["off"], "pyqemu never reached PSCI SYSTEM_OFF"
     diffs = [f"{k}: qemu {q['regs'][k]:#x} pyqemu {p['regs'][k]:#x}"
              for k in q["regs"] if q["regs"][k] != p["regs"].get(k)]
@@ -268,7 +295,6 @@ def check(tmp_path: Path, body_or_src: str, backend: str = "python",
     for qe, pe in zip(qx, p["excs"]):
         assert {k: hex(v) for k, v in qe.items()} == \
             {k: hex(v) for k, v in pe.items() if k in qe}, (qe, pe)
-    return q
 
 
 # ----------------------------------------------------------------------------- tests
