@@ -37,6 +37,8 @@ class MachineConfig:
     machine_props: dict[str, str] = dataclasses.field(default_factory=dict)  # gic-version...
     accel: str = "tcg"
     accel_props: dict[str, str] = dataclasses.field(default_factory=dict)  # backend=...
+    #: -icount (pyqemu.machine.icount.IcountConfig); None: the clock is host time
+    icount: Any = None
     cpu: str = "cortex-a15"  # -cpu model name (the board's default if not given)
     cpu_props: dict[str, str] = dataclasses.field(default_factory=dict)
     smp: SMPConfig = dataclasses.field(default_factory=SMPConfig)

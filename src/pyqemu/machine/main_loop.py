@@ -7,8 +7,9 @@ held; vCPU threads take the same lock around device accesses (MMIO, device-backe
 registers), so device models never see two threads at once.
 
 Clocks (QEMU's names): ``clock_ns()`` is QEMU_CLOCK_VIRTUAL, host monotonic time that
-stops while the VM is paused (the generic timer counts on it); ``realtime_ns()`` is
-QEMU_CLOCK_REALTIME.
+stops while the VM is paused (the generic timer counts on it), or with ``-icount`` the
+instructions executed (:mod:`pyqemu.machine.icount`, installed as :attr:`MainLoop.icount`);
+``realtime_ns()`` is QEMU_CLOCK_REALTIME.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import selectors
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["MainLoop", "Timer"]
 
@@ -66,6 +68,8 @@ class MainLoop:
         # virtual clock: monotonic minus the time spent paused
         self._vclock_offset = 0
         self._paused_at: int | None = None
+        #: the instruction-driven clock (``-icount``; a pyqemu.machine.icount.Icount)
+        self.icount: Any = None
 
     # ------------------------------------------------------------ clocks
     def realtime_ns(self) -> int:
@@ -73,6 +77,8 @@ class MainLoop:
 
     def clock_ns(self) -> int:
         """QEMU_CLOCK_VIRTUAL: stops while the VM is paused."""
+        if self.icount is not None:
+            return int(self.icount.clock_ns())
         p = self._paused_at
         now = time.monotonic_ns() if p is None else p
         return now - self._vclock_offset
@@ -97,12 +103,27 @@ class MainLoop:
             t._gen += 1
             t.expire_ns = expire_ns
             heapq.heappush(self._heap, (expire_ns, next(self._seq), t._gen, t))
+        if self.icount is not None:
+            self.icount.deadline_moved(expire_ns)
         self.notify()
 
     def _disarm(self, t: Timer) -> None:
         with self._lock:
             t._gen += 1
             t.expire_ns = None
+
+    def next_deadline_ns(self) -> int | None:
+        """The earliest armed deadline on the virtual clock (None: no timer armed)."""
+        with self._lock:
+            heap = self._heap
+            while heap and heap[0][2] != heap[0][3]._gen:
+                heapq.heappop(heap)  # re-armed or deleted since
+            return heap[0][0] if heap else None
+
+    def run_due_timers(self) -> None:
+        """Fire the timers that are due, on the calling thread (a vCPU under -icount
+        reaching its deadline)."""
+        self._run_timers()
 
     def _run_timers(self) -> float | None:
         """Fire due timers; the seconds until the next deadline (None: none armed)."""
@@ -165,8 +186,9 @@ class MainLoop:
 
     def run_once(self, max_wait: float | None = None) -> None:
         """One iteration: due timers, queued calls, ready fds (waiting up to the next
-        deadline, or ``max_wait``)."""
-        wait = self._run_timers()
+        deadline, or ``max_wait``). Under -icount the vCPUs run the virtual timers
+        themselves, at the instruction their deadline falls on."""
+        wait = self._run_timers() if self.icount is None else None
         with self._lock:
             calls, self._calls = self._calls, []
         for cb in calls:

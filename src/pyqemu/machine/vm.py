@@ -81,6 +81,25 @@ class VM:
         """Take the board's CPUs (CPU 0 powered on, the others waiting for CPU_ON)."""
         self.board = board
         self.powered = [i == 0 for i in range(len(board.cpus))]
+        if self.config.icount is not None:
+            self._install_icount()
+
+    def _install_icount(self) -> None:
+        """-icount: the main loop's virtual clock counts the board's instructions, and
+        the translator instruments blocks for it (before anything is translated)."""
+        from pyqemu.machine import MachineError
+        from pyqemu.machine.icount import Icount
+
+        ctx = self.board.ctx
+        backends = [ctx.backend, ctx._interp()]  # the real backend and its cold tier
+        for be in backends:
+            if not hasattr(be, "icount"):
+                raise MachineError(f"-icount is not supported with accel tcg,backend="
+                                   f"{ctx.backend.name} (use backend=python)")
+        for be in backends:
+            be.icount = True
+        self.main_loop.icount = Icount(self.config.icount, self.main_loop, self.board.cpus,
+                                       running=lambda cpu: self.powered[cpu.cpu_index])
 
     def start(self) -> None:
         """Start the vCPU threads; running unless -S (then ``prelaunch`` until cont)."""

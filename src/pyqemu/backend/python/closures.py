@@ -24,9 +24,9 @@ from typing import Any
 from pyqemu.accel.tcg.interfaces import PAGE_BITS, GuestTrap
 from pyqemu.accel.tcg.tlb import TLB_MASK
 from pyqemu.backend.base import CHAIN_SLOTS, EXITS, LOOKUP, Backend, BackendError, CompiledTB
-from pyqemu.backend.python.codegen import _BASE_GLOBALS
+from pyqemu.backend.python.codegen import _BASE_GLOBALS, icount_entry, icount_stop
 from pyqemu.ir.core import Const, Global, IRBlock, Op, Temp
-from pyqemu.ir.ops import Cond, MemOp
+from pyqemu.ir.ops import Cond, ExitReason, MemOp
 from pyqemu.ir.semantics import ARITH, CONV, eval_arith
 
 __all__ = ["ClosureBackend", "ClosureTB"]
@@ -324,6 +324,8 @@ class ClosureBackend(Backend):
 
     def __init__(self, pc_offset: int | None = None) -> None:
         self.pc_offset = pc_offset
+        #: instrument blocks for -icount, as the python backend does
+        self.icount = False
 
     def compile(self, block: IRBlock, pc_offset: int | None = None) -> CompiledTB:
         pco = pc_offset if pc_offset is not None else self.pc_offset
@@ -334,23 +336,45 @@ class ClosureBackend(Backend):
         pc_slot = pco >> 3
         # step index of every label (markers produce no step)
         targets: dict[int, int] = {}
-        n = 0
+        icount = self.icount
+        n = 1 if icount else 0  # -icount: the budget step first
+        k = 0
         for op in block.ops:
             name = op.opdef.name
             if name == "set_label":
                 targets[op.args[0].idx] = n
-            elif name not in ("insn_start", "mb"):
-                n += 1
+            elif name == "insn_start":
+                k += 1
+                n += 1 if icount and k > 1 else 0  # -icount: the stop test
+            elif name != "mb":
+                n += 2 if icount and name == "call" else 1  # -icount: icount_ahead
         goto_targets: list[int] = []
         links: list[Any] = []
         steps: list[Callable[..., Any]] = []
         op_pcs: list[int | None] = []
         cur: int | None = None
+        insn_no = 0
+        next_exit = EXITS[int(ExitReason.NEXT)]
+        if icount:
+            body = icount_entry("P1", "P0")
+            steps.append(_factory("\n".join(body), body, 2)(next_exit, block.icount))
+            op_pcs.append(None)
         for op in block.ops:
             name = op.opdef.name
             if name == "insn_start":
                 cur = op.args[0] & _M64
+                insn_no += 1
+                if icount and insn_no > 1:
+                    body = icount_stop("cpu.icount_lim", "P0", "P1", f"R[{pc_slot}] = P2",
+                                       "P3")
+                    fac = _factory("\n".join(body), body, 4)
+                    steps.append(fac(insn_no, block.icount - insn_no + 1, cur, next_exit))
+                    op_pcs.append(cur)
                 continue
+            if icount and name == "call":
+                body = ["cpu.icount_ahead = P0"]
+                steps.append(_factory(body[0], body, 1)(max(0, block.icount - insn_no)))
+                op_pcs.append(cur)
             if name in ("set_label", "mb"):
                 continue
             slot = -1

@@ -45,13 +45,40 @@ from pyqemu.backend.base import (
     CompiledTB,
 )
 from pyqemu.ir.core import CallFlags, Const, Global, Helper, IRBlock, Op, Temp
-from pyqemu.ir.ops import Cond, MemOp
+from pyqemu.ir.ops import Cond, ExitReason, MemOp
 from pyqemu.ir.semantics import ARITH
 
 __all__ = ["PythonBackend", "generate_source"]
 
 _M64 = (1 << 64) - 1
 _counter = itertools.count()
+_EXIT_NEXT = int(ExitReason.NEXT)
+
+
+def icount_entry(charge: str, next_exit: str) -> list[str]:
+    """The start of a block under -icount (:mod:`pyqemu.machine.icount`): charge its
+    instructions (``charge``, an expression) to the vCPU's budget, or, when the budget is
+    spent, return ``next_exit`` (the NEXT exit: state pc is the block's) with an exit
+    request, running nothing (QEMU's gen_tb_start). ``cpu.icount_lim`` keeps the budget
+    the block started with: when it is smaller than the block, the block stops after
+    that many instructions (:func:`icount_stop`), where the deadline falls, as QEMU
+    runs a shorter block then."""
+    return ["if cpu.icount_budget <= 0:",
+            "    cpu.exit_request = True",
+            f"    return {next_exit}",
+            "_lim = cpu.icount_lim = cpu.icount_budget",
+            f"cpu.icount_budget = _lim - {charge}"]
+
+
+def icount_stop(lim: str, k: str, refund: str, set_pc: str, next_exit: str) -> list[str]:
+    """Before instruction ``k`` (1-based, > 1) of a block under -icount: stop there when
+    the budget the block started with (``lim``) is spent, giving back the instructions
+    not run (``refund``)."""
+    return [f"if {lim} < {k}:",
+            f"    {set_pc}",
+            f"    cpu.icount_budget += {refund}",
+            "    cpu.exit_request = True",
+            f"    return {next_exit}"]
 
 
 def _struct_globals() -> dict[str, Any]:
@@ -100,9 +127,12 @@ def _lit(v: int) -> str:
 class _Gen:
     """Source generator for one block."""
 
-    def __init__(self, block: IRBlock, pc_offset: int) -> None:
+    def __init__(self, block: IRBlock, pc_offset: int, icount: bool = False) -> None:
         self.block = block
         self.pc_offset = pc_offset
+        #: -icount: budget at entry, position before helper calls, no in-function loop
+        self.icount = icount
+        self.insn_no = 0  # 1-based number of the instruction being generated
         self.lines: list[str] = []
         self.indent = 1
         self.line_pcs: list[tuple[int, int]] = []
@@ -195,8 +225,8 @@ class _Gen:
         # A block jumping to itself loops inside its function while its goto_tb slot is
         # linked (to itself), so hot single-block loops keep registers in locals.
         pc = self.block.pc & _M64
-        self.loop = any(op.opdef.name == "goto_tb" and op.args[0] & _M64 == pc
-                        for op in ops)
+        self.loop = not self.icount and any(
+            op.opdef.name == "goto_tb" and op.args[0] & _M64 == pc for op in ops)
         if self.loop:
             self.indent = 2
             for op in ops:  # anything written in one iteration is dirty in the next
@@ -235,8 +265,12 @@ class _Gen:
                 prev_term = False
                 continue
             if name == "insn_start":
+                self.insn_no += 1
                 self.line_pcs.append((len(self.lines) - body_start, op.args[0] & _M64))
                 self.emit(f"# ---- {op.args[0] & _M64:#x}")
+                if self.icount and self.insn_no > 1 and not guard and not pending and \
+                        struct_end < 0:
+                    self._icount_stop(op.args[0] & _M64)
                 continue
             if name == "mb":
                 continue
@@ -276,6 +310,9 @@ class _Gen:
         pro = [f"    {self.gnames[id(g)]} = {self.g_load(g)}" for g in self.globals_used]
         if self.uses_sb:
             pro.insert(0, "    SB = cpu.state_bytes")
+        if self.icount:
+            entry = icount_entry(str(self.block.icount), f"EXIT{_EXIT_NEXT}")
+            pro[:0] = [f"    {ln}" for ln in entry]
         if self.loop:
             pro.append("    _n = 0")
             pro.append("    while True:")
@@ -301,6 +338,17 @@ class _Gen:
             if start < k < end and (n == "set_label" or n == "br" or n.startswith("brcond")):
                 return False
         return True
+
+    def _icount_stop(self, pc: int) -> None:
+        k = self.insn_no
+        self.emit(f"if _lim < {k}:")
+        self.indent += 1
+        self.writeback()
+        self.indent -= 1
+        stop = icount_stop("_lim", str(k), str(self.block.icount - k + 1),
+                           f"R[{self.pc_offset >> 3}] = {_lit(pc)}", f"EXIT{_EXIT_NEXT}")
+        for ln in stop[1:]:
+            self.emit(ln)
 
     def ret(self, what: str) -> None:
         if self.loop:
@@ -494,6 +542,8 @@ class _Gen:
         quiet = CallFlags.NO_READ_GLOBALS | CallFlags.NO_WRITE_GLOBALS | CallFlags.NO_FAULT
         if flags & quiet != quiet:
             self.writeback()
+        if self.icount:  # a counter read counts up to its own instruction
+            self.emit(f"cpu.icount_ahead = {max(0, self.block.icount - self.insn_no)}")
         args = ", ".join(["cpu", *(self.val(x) for x in op.args[1:])])
         call = f"{hname}({args})"
         outs = op.outs
@@ -672,9 +722,11 @@ def _wrap_tolerant_temps(ops: list[Op]) -> set[int]:
     return ok - bad
 
 
-def generate_source(block: IRBlock, pc_offset: int) -> tuple[str, _Gen]:
-    """The Python source of ``block`` (and the generator, holding its tables)."""
-    gen = _Gen(block, pc_offset)
+def generate_source(block: IRBlock, pc_offset: int, icount: bool = False
+                    ) -> tuple[str, _Gen]:
+    """The Python source of ``block`` (and the generator, holding its tables);
+    ``icount``: instrumented for -icount."""
+    gen = _Gen(block, pc_offset, icount)
     return gen.generate(), gen
 
 
@@ -685,13 +737,15 @@ class PythonBackend(Backend):
 
     def __init__(self, pc_offset: int | None = None) -> None:
         self.pc_offset = pc_offset
+        #: instrument blocks for -icount (set before anything is translated)
+        self.icount = False
         self.dump_dir = os.environ.get("PYQEMU_DUMP_PY") or None
 
     def compile(self, block: IRBlock, pc_offset: int | None = None) -> CompiledTB:
         pco = pc_offset if pc_offset is not None else self.pc_offset
         if pco is None:
             pco = _pc_offset_of(block)
-        src, gen = generate_source(block, pco)
+        src, gen = generate_source(block, pco, self.icount)
         filename = f"<tb {block.pc:#x}>"
         if self.dump_dir:
             os.makedirs(self.dump_dir, exist_ok=True)

@@ -361,13 +361,16 @@ def cpu_loop_system(cpu: Any, hvc_handler: Callable[[Any, int], bool] | None = N
     s = cpu.state
     if wakeup is None:
         wakeup = getattr(cpu, "wake", None)
+    icount = getattr(cpu, "icount", None)  # -icount (pyqemu.machine.icount.Icount)
     while max_rounds is None or rounds < max_rounds:
         rounds += 1
         irq = pending_interrupt(s)
         if irq is not None:
             take_exception(cpu, irq, None, cpu.get_pc())
         if s.halted:
-            if wakeup is not None:
+            if icount is not None and wakeup is not None:
+                icount.idle_wait(cpu, wakeup)  # the clock moves on to the next deadline
+            elif wakeup is not None:
                 wakeup.wait(0.01)
                 wakeup.clear()
             if s.irq_pending:
@@ -375,7 +378,12 @@ def cpu_loop_system(cpu: Any, hvc_handler: Callable[[Any, int], bool] | None = N
             elif stop is not None and stop(cpu):
                 return
             continue
-        ex = cpu_exec(cpu)
+        if icount is not None:
+            icount.prepare(cpu)
+            ex = cpu_exec(cpu)
+            icount.handle_deadline(cpu)
+        else:
+            ex = cpu_exec(cpu)
         if ex.trap is not None:
             handle_trap(cpu, ex.trap)
         elif ex.reason == ExitReason.SYSCALL:
