@@ -95,8 +95,8 @@ def icount_configure(opts: Mapping[str, str]) -> IcountConfig | None:
     """Validate ``-icount`` options (implied key ``shift``) as qemu-system-aarch64 7.2
     does, in its order; None when icount stays off (no shift given).
 
-    Record/replay (``rr=``) and the adaptive shift (``shift=auto``) are refused with a
-    plain statement: pyqemu does not implement them."""
+    Record/replay (``rr=``), the adaptive shift (``shift=auto``) and ``align=on`` are
+    refused with a plain statement: pyqemu does not implement them."""
     for key in opts:
         if key not in ("shift", "align", "sleep", "rr", "rrfile", "rrsnapshot"):
             raise IcountError(f"Invalid parameter '{key}'")
@@ -116,6 +116,9 @@ def icount_configure(opts: Mapping[str, str]) -> IcountConfig | None:
         return None
     if align and not sleep:
         raise IcountError("align=on and sleep=off are incompatible")
+    if align:
+        raise IcountError("align=on (pacing the host to the guest) is not supported by "
+                          "pyqemu")
     if option == "auto":
         raise IcountError("shift=auto (adaptive icount) is not supported by pyqemu; "
                           f"use shift=0..{MAX_ICOUNT_SHIFT}")
