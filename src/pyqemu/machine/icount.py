@@ -34,7 +34,8 @@ from typing import Any
 
 from pyqemu.accel.tcg.vcpu import current_cpu
 
-__all__ = ["MAX_ICOUNT_SHIFT", "Icount", "IcountConfig", "IcountError", "icount_configure"]
+__all__ = ["MAX_ICOUNT_SHIFT", "Icount", "IcountConfig", "IcountError", "check_icount_opts",
+           "icount_configure"]
 
 #: QEMU's limit on shift (2**10 ns = about 1 us per instruction)
 MAX_ICOUNT_SHIFT = 10
@@ -91,15 +92,23 @@ def _bool(opts: Mapping[str, str], name: str, default: bool) -> bool:
     return _BOOLS[value]
 
 
+def check_icount_opts(opts: Mapping[str, str]) -> None:
+    """What QEMU checks when it parses ``-icount`` (its option names and boolean
+    values), before anything else on the command line is acted on."""
+    for key in opts:
+        if key not in ("shift", "align", "sleep", "rr", "rrfile", "rrsnapshot"):
+            raise IcountError(f"Invalid parameter '{key}'")
+    _bool(opts, "sleep", True)
+    _bool(opts, "align", False)
+
+
 def icount_configure(opts: Mapping[str, str]) -> IcountConfig | None:
     """Validate ``-icount`` options (implied key ``shift``) as qemu-system-aarch64 7.2
     does, in its order; None when icount stays off (no shift given).
 
     Record/replay (``rr=``), the adaptive shift (``shift=auto``) and ``align=on`` are
     refused with a plain statement: pyqemu does not implement them."""
-    for key in opts:
-        if key not in ("shift", "align", "sleep", "rr", "rrfile", "rrsnapshot"):
-            raise IcountError(f"Invalid parameter '{key}'")
+    check_icount_opts(opts)
     sleep = _bool(opts, "sleep", True)
     align = _bool(opts, "align", False)
     rr = opts.get("rr")
