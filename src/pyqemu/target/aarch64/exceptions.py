@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -362,12 +363,15 @@ def cpu_loop_system(cpu: Any, hvc_handler: Callable[[Any, int], bool] | None = N
     if wakeup is None:
         wakeup = getattr(cpu, "wake", None)
     icount = getattr(cpu, "icount", None)  # -icount (pyqemu.machine.icount.Icount)
+    idle = _IdleTrace.open(cpu)
     while max_rounds is None or rounds < max_rounds:
         rounds += 1
         irq = pending_interrupt(s)
         if irq is not None:
             take_exception(cpu, irq, None, cpu.get_pc())
         if s.halted:
+            if idle is not None:
+                idle.halted(s)
             if icount is not None and wakeup is not None:
                 icount.idle_wait(cpu, wakeup)  # the clock moves on to the next deadline
             elif wakeup is not None:
@@ -375,6 +379,8 @@ def cpu_loop_system(cpu: Any, hvc_handler: Callable[[Any, int], bool] | None = N
                 wakeup.clear()
             if s.irq_pending:
                 s.halted = 0
+                if idle is not None:
+                    idle.woken(s)
             elif stop is not None and stop(cpu):
                 return
             continue
@@ -396,6 +402,51 @@ def cpu_loop_system(cpu: Any, hvc_handler: Callable[[Any, int], bool] | None = N
             time.sleep(0)  # WFE: let the other vCPU threads run (QEMU's EXCP_YIELD)
         if stop is not None and stop(cpu):
             return
+
+
+class _IdleTrace:
+    """``PYQEMU_IDLE_TRACE=file``: one line per WFI idle period of a vCPU, to find where
+    a boot spends wall time doing nothing: host time at the start (s, since the trace
+    opened), how long (ms), how far the next virtual-clock deadline was when it began
+    (ms; -1: none armed), the pending interrupt lines at the wake-up, the levels of the
+    generic timer's outputs (phys, virt) and the pc."""
+
+    def __init__(self, cpu: Any, f: Any) -> None:
+        self.cpu = cpu
+        self.f = f
+        gt = getattr(cpu, "gtimer", None)
+        self.gt = gt
+        self.loop = getattr(gt, "main_loop", None)
+        self.t0 = time.monotonic()
+        self.start: float | None = None
+        self.ahead = -1.0
+
+    @classmethod
+    def open(cls, cpu: Any) -> _IdleTrace | None:
+        path = os.environ.get("PYQEMU_IDLE_TRACE")
+        if not path:
+            return None
+        return cls(cpu, open(f"{path}.{cpu.cpu_index}", "a", buffering=1))
+
+    def halted(self, s: CPUARMState) -> None:
+        if self.start is not None:
+            return
+        self.start = time.monotonic()
+        self.ahead = -1.0
+        if self.loop is not None:
+            d = self.loop.next_deadline_ns()
+            if d is not None:
+                self.ahead = (d - self.loop.clock_ns()) / 1e6
+
+    def woken(self, s: CPUARMState) -> None:
+        if self.start is None:
+            return
+        now = time.monotonic()
+        levels = "".join(str(t.level) for t in self.gt.timers) if self.gt else "-"
+        self.f.write(f"{self.start - self.t0:.4f} {(now - self.start) * 1e3:.3f} "
+                     f"{self.ahead:.3f} {s.irq_pending} {levels} "
+                     f"{self.cpu.get_pc():#x}\n")
+        self.start = None
 
 
 def _firmware_call(cpu: Any, hvc_handler: Callable[[Any, int], bool] | None,
