@@ -104,3 +104,37 @@ def test_subformats(spec, command, pyqemu_img, qemu_img, qemu_io, in_tmp) -> Non
     qemu_img.run("create", "-q", "-f", fmt, "-o", opt, f"x.{fmt}", "64M").ok()
     qemu_io.run(f"x.{fmt}", "write -P 3 1M 300k", fmt=fmt)
     _same([*command, "-f", fmt, f"x.{fmt}"], pyqemu_img, qemu_img)
+
+
+# L2 entries the bulk scan of map must split or join as qemu-img does: runs that cross
+# L2 tables (a 4k-cluster table covers 2 MiB, a 512-byte one 32 KiB), data clusters
+# alternating with holes, contiguous host clusters of which a snapshot left some without
+# OFLAG_COPIED, compressed clusters (one descriptor each), zero clusters with and without
+# a host cluster, a discarded range, and a partial last cluster
+L2_WRITES = [
+    "write -P 1 0 3M", "write -P 2 4000 3",
+    *[f"write -P {i % 250} {i * 128}k 4k" for i in range(40, 70)],
+    "write -c -P 3 10M 256k", "write -z 12M 128k", "write -z -u 13M 64k",
+    "write -P 4 14M 1M", "discard 15M 256k", "write -P 5 16382k 1k",
+]
+
+
+@pytest.mark.parametrize("opts", ["cluster_size=4k", "cluster_size=512",
+                                  "cluster_size=64k,compat=0.10"])
+def test_map_qcow2_l2_runs(opts, pyqemu_img, qemu_img, qemu_io, in_tmp) -> None:
+    require_format("qcow2")
+    qemu_img.run("create", "-q", "-f", "qcow2", "-o", opts, "a.qcow2", "16383k").ok()
+    qemu_io.run("a.qcow2", *L2_WRITES[:4]).ok()
+    qemu_img.run("snapshot", "-c", "s1", "a.qcow2").ok()
+    # rewrites inside the snapshot's clusters: copies, some OFLAG_COPIED, some not
+    qemu_io.run("a.qcow2", "write -P 9 1M 8k", "write -P 9 2044k 8k", *L2_WRITES[4:]).ok()
+    for extra in ([], ["--start-offset=1000", "--max-length=5M"], ["-s", "2047k"],
+                  ["-l", "10M", "-s", "2M"]):
+        _same(["map", "--output=json", *extra, "a.qcow2"], pyqemu_img, qemu_img)
+    _same(["map", "-s", "0", "-l", "10M", "a.qcow2"], pyqemu_img, qemu_img)
+    # a top layer over a shorter backing file: runs through it, zeroes past its end
+    qemu_img.run("create", "-q", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", "t.qcow2",
+                 "20M").ok()
+    qemu_io.run("t.qcow2", "write -P 8 1020k 72k", "write -z 15M 4k",
+                "write -P 8 16382k 8k").ok()
+    _same(["map", "--output=json", "t.qcow2"], pyqemu_img, qemu_img)

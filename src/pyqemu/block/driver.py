@@ -23,7 +23,12 @@ from pyqemu.block.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any, ClassVar, Final
+
+    #: one run of :meth:`Image.block_status_runs`: (offset, length, allocated, data, zero,
+    #: host_offset, filename)
+    StatusRun = tuple[int, int, bool, bool, bool, int | None, str | None]
 
 __all__ = [
     "FILE_CREATE_OPTS",
@@ -260,6 +265,25 @@ class Image(ABC):
     @abstractmethod
     def block_status(self, offset: int, length: int) -> BlockStatus:
         """Status of the longest uniform extent starting at ``offset`` (<= length)."""
+
+    def block_status_runs(self, offset: int, length: int) -> Iterator[StatusRun]:
+        """The block status of ``[offset, offset+length)`` as consecutive runs
+        ``(offset, length, allocated, data, zero, host_offset, filename)``, the fields of
+        :class:`BlockStatus`. Adjacent runs may share a status (callers that care merge
+        them, as ``map`` does). A run of length 0 is the last one (the driver could not
+        answer there).
+
+        The default asks :meth:`block_status` once per run; a format with a cheaper bulk
+        answer overrides it (``map`` of a fragmented qcow2 has tens of thousands of runs
+        per GiB, and a BlockStatus per run was most of its time)."""
+        end = offset + length
+        while offset < end:
+            st = self.block_status(offset, end - offset)
+            yield (offset, st.length, st.allocated, st.data, st.zero, st.host_offset,
+                   st.filename)
+            if st.length <= 0:
+                return
+            offset += st.length
 
     def read_unallocated(self, offset: int, length: int) -> bytes:
         """Read for a range this layer leaves unallocated: backing data or zeroes."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 
 from pyqemu.block.driver import Image
-from pyqemu.block.record import Record
 from pyqemu.cli.img_common import (
     CliError,
     LongOpt,
@@ -27,100 +26,104 @@ from pyqemu.cli.img_common import (
     print_help,
 )
 
-__all__ = ["MapEntry", "get_block_status", "main", "map_entries"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    #: an entry as map builds it: (start, length, key, offset, filename), the key being
+    #: depth << 3 | PRESENT | ZERO | DATA (tens of thousands of entries on a fragmented
+    #: image: no object per entry, one compare for depth and flags)
+    EntryTuple = tuple[int, int, int, int | None, str | None]
+
+__all__ = ["dump_human", "dump_json", "main", "map_entries"]
 
 
-class MapEntry(Record):
-    """One line of ``map`` output (QAPI MapEntry)."""
-
-    _fields = ("start", "length", "depth", "present", "zero", "data", "offset", "filename")
-
-    # one per extent, so a hand-written __init__ (FieldsRecord's generic one is slower)
-    def __init__(self, start: int, length: int, depth: int = 0, present: bool = False,
-                 zero: bool = False, data: bool = False, offset: int | None = None,
-                 filename: str | None = None) -> None:
-        self.start = start
-        self.length = length
-        self.depth = depth
-        self.present = present
-        self.zero = zero
-        self.data = data
-        self.offset = offset
-        self.filename = filename
-
-    def mergeable(self, nxt: MapEntry) -> bool:
-        """entry_mergeable: same flags/depth/file, and contiguous host offsets."""
-        if self.length == 0:
-            return False
-        if (self.zero != nxt.zero or self.data != nxt.data or self.depth != nxt.depth
-                or self.present != nxt.present
-                or (self.filename is None) != (nxt.filename is None)
-                or (self.offset is None) != (nxt.offset is None)):
-            return False
-        if self.filename is not None and self.filename != nxt.filename:
-            return False
-        return not (self.offset is not None and nxt.offset is not None
-                    and self.offset + self.length != nxt.offset)
-
-    def json(self) -> str:
-        s = ('{ "start": %d, "length": %d, "depth": %d, "present": %s, "zero": %s, '
-             '"data": %s' % (self.start, self.length, self.depth,
-                             "true" if self.present else "false",
-                             "true" if self.zero else "false",
-                             "true" if self.data else "false"))
-        if self.offset is not None:
-            s += ', "offset": %d' % self.offset
-        return s + "}"
+# the flag bits of an entry's key; the key is depth << 3 | these, so that one integer
+# compare tells whether two entries have the same depth and flags
+PRESENT, ZERO, DATA = 4, 2, 1
 
 
-def get_block_status(image: Image, offset: int, nbytes: int) -> MapEntry:
-    """Status of the extent at ``offset`` looked up through the chain."""
-    depth = 0
-    layer: Image | None = image
-    while layer is not None:
-        st = layer.block_status(offset, nbytes)
-        if st.length <= 0:
+def _chain_runs(layer: Image, depth: int, start: int, end: int,
+                out: list[EntryTuple]) -> None:
+    """get_block_status for every extent of ``[start, end)``, appended to ``out``: each
+    run of ``layer`` that does not define its data (allocated, data or zero) is looked
+    up in the layer below. (Appending to one list is cheaper than a generator per layer
+    on a fragmented image.)"""
+    below = layer.backing
+    bsize = -1 if below is None else below.virtual_size
+    dkey = depth << 3
+    # unallocated with nothing below reads as zeroes (a format that could have a backing
+    # file says so even when it has none)
+    unalloc_key = dkey | (ZERO if layer.supports_backing else 0)
+    lname = layer.filename
+    append = out.append
+    for off, n, alloc, data, zero, host, fname in layer.block_status_runs(start, end - start):
+        if n <= 0:
             raise CliError(f"Could not read file metadata: driver '{layer.format_name}' "
-                           f"returned an empty extent at offset {offset}")
-        nbytes = min(nbytes, st.length)
-        if st.allocated and (st.data or st.zero):
-            fname = None
-            if st.host_offset is not None:
-                fname = st.filename or layer.filename
-            return MapEntry(offset, nbytes, depth, present=True, zero=st.zero,
-                            data=st.data, offset=st.host_offset, filename=fname)
-        below = layer.backing
-        if below is None or offset >= below.virtual_size:
-            # unallocated with nothing (or nothing that long) below: reads as zeroes; the
-            # layer may still know where the bytes would live (an unallocated qcow2
-            # subcluster inside an allocated cluster), which qemu-img reports
-            zero = layer.supports_backing or st.zero
-            fname = (st.filename or layer.filename) if st.host_offset is not None else None
-            return MapEntry(offset, nbytes, depth, present=False, zero=zero, data=False,
-                            offset=st.host_offset, filename=fname)
-        layer = below
-        depth += 1
-    raise AssertionError("unreachable")  # pragma: no cover
+                           f"returned an empty extent at offset {off}")
+        if alloc and (data or zero):
+            if host is None:
+                append((off, n, dkey | PRESENT | zero * ZERO | data, None, None))
+            else:
+                append((off, n, dkey | PRESENT | zero * ZERO | data, host, fname or lname))
+            continue
+        if off < bsize:
+            m = min(n, bsize - off)
+            _chain_runs(below, depth + 1, off, off + m, out)  # type: ignore[arg-type]
+            if m == n:
+                continue
+            # past the end of a shorter backing file: this layer reads as zeroes there
+            off += m
+            n -= m
+            if host is not None:
+                host += m
+        # the layer may still know where the bytes would live (an unallocated qcow2
+        # subcluster inside an allocated cluster), which qemu-img reports
+        if host is None:
+            append((off, n, unalloc_key | zero * ZERO, None, None))
+        else:
+            append((off, n, unalloc_key | zero * ZERO, host, fname or lname))
 
 
-def map_entries(image: Image, start: int = 0, max_length: int = -1) -> list[MapEntry]:
-    """The merged entries ``map`` prints (an empty image gives one zero-length entry)."""
+def map_entries(image: Image, start: int = 0, max_length: int = -1) -> list[EntryTuple]:
+    """The merged entries ``map`` prints, as (start, length, key, offset, filename)
+    tuples (key: depth << 3 | PRESENT | ZERO | DATA); an empty range gives one
+    zero-length entry. Merged as qemu-img's entry_mergeable: same depth, flags and file,
+    and host offsets either both absent or contiguous."""
     length = image.virtual_size
     if max_length != -1:
         length = min(start + max_length, length)
-    entries: list[MapEntry] = []
-    curr = MapEntry(start, 0)
-    while curr.start + curr.length < length:
-        offset = curr.start + curr.length
-        nxt = get_block_status(image, offset, length - offset)
-        if curr.mergeable(nxt):
-            curr.length += nxt.length
-            continue
-        if curr.length > 0:
-            entries.append(curr)
-        curr = nxt
-    entries.append(curr)
+    entries: list[EntryTuple] = []
+    append = entries.append
+    cs, cl, ck, co, cf = start, 0, 0, None, None
+    if start < length:
+        runs: list[EntryTuple] = []
+        _chain_runs(image, 0, start, length, runs)
+        for s, n, k, o, f in runs:
+            if k == ck and f == cf and (o is None if co is None else
+                                        o is not None and co + cl == o) and cl:
+                cl += n
+                continue
+            if cl:
+                append((cs, cl, ck, co, cf))
+            cs, cl, ck, co, cf = s, n, k, o, f
+    append((cs, cl, ck, co, cf))
     return entries
+
+
+#: the flag fields of a JSON line, indexed by a key's flag bits (QEMU's dump_map_entry)
+_JSON_FLAGS = ['"present": %s, "zero": %s, "data": %s' % tuple(
+    "true" if flags & bit else "false" for bit in (PRESENT, ZERO, DATA)) for flags in range(8)]
+
+
+def dump_json(entries: list[EntryTuple]) -> str:
+    """The whole ``--output=json`` text (f-strings: the cheapest int formatting, and map
+    of a fragmented image prints tens of thousands of lines)."""
+    fl = _JSON_FLAGS
+    lines = [f'{{ "start": {s}, "length": {n}, "depth": {k >> 3}, {fl[k & 7]}}}'
+             if o is None else
+             f'{{ "start": {s}, "length": {n}, "depth": {k >> 3}, {fl[k & 7]}, '
+             f'"offset": {o}}}'
+             for s, n, k, o, _f in entries]
+    return "[" + ",\n".join(lines) + "]\n"
 
 
 def _hex(v: int) -> str:
@@ -128,17 +131,16 @@ def _hex(v: int) -> str:
     return ("0" if v == 0 else "%#x" % v).ljust(16)
 
 
-def dump_human(entries: list[MapEntry]) -> str:
+def dump_human(entries: list[EntryTuple]) -> str:
     """Human table. qemu-img also downgrades data-less entries to "zero" before merging
     in this mode, but that never changes which data extents are printed or merged."""
     out = ["%-16s%-16s%-16s%s\n" % ("Offset", "Length", "Mapped to", "File")]
-    for e in entries:
-        if e.data and e.offset is None:
+    for s, n, k, o, f in entries:
+        if k & DATA and o is None:
             sys.stdout.write("".join(out))
             raise CliError("File contains external, encrypted or compressed clusters.")
-        if e.data and not e.zero:
-            out.append(_hex(e.start) + _hex(e.length) + _hex(e.offset or 0)
-                       + (e.filename or "") + "\n")
+        if k & DATA and not k & ZERO:
+            out.append(_hex(s) + _hex(n) + _hex(o or 0) + (f or "") + "\n")
     return "".join(out)
 
 
@@ -181,7 +183,7 @@ def main(args: list[str]) -> int:
     finally:
         image.close()
     if ofmt == "json":
-        sys.stdout.write("[" + ",\n".join(e.json() for e in entries) + "]\n")
+        sys.stdout.write(dump_json(entries))
     else:
         sys.stdout.write(dump_human(entries))
     return 0

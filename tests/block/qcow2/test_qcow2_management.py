@@ -422,13 +422,32 @@ def test_backing_rewrite_and_make_empty(tmp_path: Any) -> None:
     assert qemu_raw(top, str(tmp_path)) == b"\x03" * MiB
 
 
-@pytest.mark.parametrize("o", ["cluster_size=4k", "extended_l2=on,cluster_size=32k"])
+@pytest.mark.parametrize("o", ["cluster_size=4k", "extended_l2=on,cluster_size=32k",
+                               "cluster_size=4k,snapshot"])
 def test_block_status_matches_qemu_map(tmp_path: Any, o: str) -> None:
     path = str(tmp_path / "a.qcow2")
-    run("qemu-img", "create", "-q", "-f", "qcow2", "-o", o, path, "1M")
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-o", o.removesuffix(",snapshot"), path,
+        "1M")
+    if o.endswith(",snapshot"):
+        # contiguous host clusters, some shared with the snapshot (no OFLAG_COPIED) and
+        # some not: still one extent
+        qemu_io(path, "write -P 1 0 64k")
+        run("qemu-img", "snapshot", "-c", "s", path)
+        qemu_io(path, "write -P 2 128k 64k", "write -P 3 8k 4k")
     qemu_io(path, "write -P 1 0 8k", "write -z 64k 16k", "write -P 2 200k 4k",
             "write -c -P 3 512k 32k", "write -P 4 700k 1000", "write -z 800k 1k",
             "write -P 5 801k 1k")
+    if o.endswith(",snapshot"):
+        # and an entry whose OFLAG_COPIED alone differs from its contiguous neighbours'
+        with open(path, "r+b") as f:
+            l1_off = struct.unpack(">Q", f.read(48)[40:48])[0]
+            f.seek(l1_off)
+            l2_off = struct.unpack(">Q", f.read(8))[0] & ((1 << 56) - 512)
+            f.seek(l2_off + 8 * 40)
+            e = struct.unpack(">Q", f.read(8))[0]
+            assert e & (1 << 63)
+            f.seek(l2_off + 8 * 40)
+            f.write(struct.pack(">Q", e & ~(1 << 63)))
     qmap = json.loads(run("qemu-img", "map", "--output=json", path).stdout)
     img = qopen(path, readonly=True)
     try:

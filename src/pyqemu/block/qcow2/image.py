@@ -62,6 +62,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any, ClassVar
 
+    from pyqemu.block.driver import StatusRun
+
 # what a (sub)cluster reads as
 UNALLOC, ZERO, DATA, COMPRESSED = range(4)
 
@@ -474,76 +476,76 @@ class Qcow2Image(Image):
 
     def _segments_std(self, offset: int, length: int) -> Iterator[tuple[int, int, int, int]]:
         """_segments for standard L2 entries without a data file: one tight scan per L2
-        table, runs of like entries (contiguous hosts for data) coalesced."""
+        table, runs of like entries (contiguous hosts for data) coalesced.
+
+        Inside a run the scan compares each entry with the one that would continue it
+        (the same entry, plus a cluster when it has a host offset): one compare per
+        entry. Only when that fails are flags and host offset looked at (an entry may
+        differ in OFLAG_COPIED or reserved bits and still continue the run)."""
         cs = self.csize
         cb = self.cluster_bits
         l2b = self.l2_bits
         l2n = self.l2_entries
         omask = L2E_OFFSET_MASK
         fcomp = OFLAG_COMPRESSED
-        fzero = OFLAG_ZERO
+        fcz = OFLAG_COMPRESSED | OFLAG_ZERO
         pos = offset
         end = offset + length
         while pos < end:
             ci = pos >> cb
             l1i = ci >> l2b
-            l2end = min(end, (l1i + 1) << (l2b + cb))
+            tbase = l1i << (l2b + cb)  # guest offset of the table's first entry
+            l2end = min(end, tbase + (l2n << cb))
             tbl = self._l2_for_read(l1i)
             if tbl is None:
                 yield pos, l2end - pos, UNALLOC, -1
                 pos = l2end
                 continue
-            i = ci & (l2n - 1)
+            first = ci & (l2n - 1)
             last = ((l2end - 1) >> cb) & (l2n - 1)  # last index touched in this table
-            while i <= last:
-                e = tbl[i]
-                if e & fcomp:
-                    cend = min(l2end, (pos | (cs - 1)) + 1)
-                    yield pos, cend - pos, COMPRESSED, e
-                    pos = cend
-                    i += 1
+            e = tbl[first]
+            # the run starting at index ``run``: kind, its flags, first host, step
+            run = first
+            host = e & omask
+            flags = e & fcz
+            if e & fcomp:
+                kind, step = COMPRESSED, -1 - e  # (one cluster per run: nxt is -1)
+            elif flags:
+                kind, step = ZERO, (cs if host else 0)
+            else:
+                kind, step = (DATA, cs) if host else (UNALLOC, 0)
+            nxt = e + step
+            # (None ends the last run)
+            for i, f in enumerate((*tbl[first + 1:last + 1], None), first + 1):
+                if f == nxt:
+                    nxt += step
                     continue
-                host = e & omask
-                j = i + 1
-                if e & fzero:
-                    if host:
-                        nxt = host + cs
-                        while j <= last:
-                            f = tbl[j]
-                            if f & (fcomp | fzero) != fzero or f & omask != nxt:
-                                break
-                            nxt += cs
-                            j += 1
-                        kind = ZERO
-                    else:
-                        while j <= last:
-                            f = tbl[j]
-                            if f & (fcomp | fzero) != fzero or f & omask:
-                                break
-                            j += 1
-                        kind = ZERO
-                        host = -1
+                if f is not None and kind != COMPRESSED and f & fcz == flags and \
+                        f & omask == host + (i - run) * step:
+                    nxt = f + step
+                    continue
+                rend = min(l2end, tbase + (i << cb))
+                if kind == COMPRESSED:
+                    yield pos, rend - pos, COMPRESSED, e
                 elif host:
-                    nxt = host + cs
-                    while j <= last:
-                        f = tbl[j]
-                        if f & (fcomp | fzero) or f & omask != nxt:
-                            break
-                        nxt += cs
-                        j += 1
-                    kind = DATA
+                    yield pos, rend - pos, kind, host + (pos - tbase - (run << cb))
                 else:
-                    while j <= last:
-                        f = tbl[j]
-                        if f & (fcomp | fzero) or f & omask:
-                            break
-                        j += 1
-                    kind = UNALLOC
-                    host = -1
-                rend = min(l2end, ((ci - (ci & (l2n - 1)) + j) << cb))
-                yield pos, rend - pos, kind, (host + (pos & (cs - 1)) if host >= 0 else -1)
+                    yield pos, rend - pos, kind, -1
                 pos = rend
-                i = j
+                if f is None:
+                    break
+                e = f
+                run = i
+                host = e & omask
+                flags = e & fcz
+                if e & fcomp:
+                    kind, step = COMPRESSED, -1 - e
+                elif flags:
+                    kind, step = ZERO, (cs if host else 0)
+                else:
+                    kind, step = (DATA, cs) if host else (UNALLOC, 0)
+                nxt = e + step
+            pos = l2end
 
     def _segments_sub(self, offset: int, length: int) -> Iterator[tuple[int, int, int, int]]:
         cs = self.csize
@@ -1144,6 +1146,47 @@ class Qcow2Image(Image):
             return BlockStatus(g, n, True, True, is_hole, host_offset=host, filename=hname)
         raise AssertionError("unreachable")
 
+    def block_status_runs(self, offset: int, length: int) -> Iterator[StatusRun]:
+        """block_status over a whole range from one scan of each L2 table: the runs of
+        _segments translated as :meth:`block_status` translates its first one."""
+        self._check_range(offset, length)
+        hname = self._host_file().path
+        bsize = -1 if self.backing is None else self.backing.virtual_size
+        refine: bool | None = None  # _metadata_preallocated, asked at the first data run
+        for g, n, kind, host in self._segments(offset, length):
+            if kind == DATA:
+                if refine is None:
+                    refine = self._metadata_preallocated() and self.backing is None
+                if not refine:
+                    yield g, n, True, True, False, host, hname
+                    continue
+                while n > 0:
+                    m, is_hole = self._host_hole(host, n)
+                    yield g, m, True, True, is_hole, host, hname
+                    g += m
+                    host += m
+                    n -= m
+            elif kind == UNALLOC:
+                hoff = host if host >= 0 else None
+                hfile = hname if host >= 0 else None
+                if g < bsize:
+                    # reads through to the backing file up to its end, zeroes after it
+                    m = min(n, bsize - g)
+                    yield g, m, False, False, False, hoff, hfile
+                    if m == n:
+                        continue
+                    g += m
+                    n -= m
+                    hoff = None if hoff is None else hoff + m
+                yield g, n, False, False, True, hoff, hfile
+            elif kind == ZERO:
+                if host >= 0:
+                    yield g, n, True, False, True, host, hname
+                else:
+                    yield g, n, True, False, True, None, None
+            else:  # COMPRESSED
+                yield g, n, True, True, False, None, None
+
     def _metadata_preallocated(self) -> bool:
         """QEMU's qcow2_detect_metadata_preallocation: many more clusters in use than the
         host file really has allocated (preallocation=metadata)."""
@@ -1152,15 +1195,7 @@ class Qcow2Image(Image):
             real = self.file.allocated_size() // cs
             threshold = max(real * 10 // 9, real + 2)
             end = -(-self.file.size() // cs)
-            count = 0
-            i = 0
-            while i < end and count < threshold:
-                try:
-                    count += 1 if self.rc.get(i) else 0
-                except ImageFormatError:
-                    pass
-                i += 1
-            self._meta_prealloc = count >= threshold
+            self._meta_prealloc = self.rc.count_used(end, threshold) >= threshold
         return self._meta_prealloc
 
     def _host_hole(self, host: int, n: int) -> tuple[int, bool]:

@@ -115,6 +115,36 @@ class Refcounts:
         blk = self._block(idx >> self.block_bits)
         return 0 if blk is None else blk[idx & (self.block_entries - 1)]
 
+    def count_used(self, end: int, limit: int) -> int:
+        """How many of clusters ``0..end-1`` have a non-zero refcount (as :meth:`get`
+        sees them; an unreadable refcount block counts as none), stopping once ``limit``
+        is reached. Counts whole refcount blocks at a time."""
+        if self.pending_dec:
+            count = 0
+            for i in range(end):
+                if count >= limit:
+                    break
+                try:
+                    count += 1 if self.get(i) else 0
+                except ImageFormatError:
+                    pass
+            return count
+        count = 0
+        bb = self.block_bits
+        for ti in range(-(-end >> bb) if end > 0 else 0):
+            if count >= limit:
+                break
+            try:
+                blk = self._block(ti)
+            except ImageFormatError:
+                continue
+            if blk is None:
+                continue
+            n = min(self.block_entries, end - (ti << bb))
+            part = blk if n == len(blk) else blk[:n]
+            count += n - part.count(0)
+        return count
+
     def get(self, idx: int) -> int:
         """Effective refcount (pending frees subtracted)."""
         v = self.stored(idx)
