@@ -82,15 +82,16 @@ def test_boot_error_equals_qemu(tmp_path: Path, case: str) -> None:
     assert ours.stdout == theirs.stdout == ""
 
 
-def test_foreign_elf_fails_with_one_line(tmp_path: Path) -> None:
-    """QEMU exits 1 silently for an ELF of another machine; pyqemu says why."""
+def test_foreign_elf_fails_silently_as_qemu(tmp_path: Path) -> None:
+    """QEMU exits 1 silently for an ELF of another machine (arm_load_elf: the header
+    loaded, the image did not); so does pyqemu."""
     elf = tmp_path / "x86.elf"
     hdr = bytearray(64)
     hdr[:6] = b"\x7fELF\x02\x01"
     struct.pack_into("<HH", hdr, 16, 2, 62)  # ET_EXEC, EM_X86_64
     elf.write_bytes(bytes(hdr))
     args = COMMON + ["-kernel", str(elf)]
-    assert _qemu(args).returncode == 1
+    theirs = _qemu(args)
     ours = _pyqemu(args)
-    assert ours.returncode == 1
-    assert ours.stderr.count("\n") == 1 and "could not load kernel" in ours.stderr
+    assert (ours.returncode, ours.stderr, ours.stdout) == \
+        (theirs.returncode, theirs.stderr, theirs.stdout) == (1, "", "")

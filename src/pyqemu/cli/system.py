@@ -1425,8 +1425,15 @@ def _install_signal_handlers(vm: Any, loop: Any) -> None:
     import threading
 
     def waiter() -> None:
+        reported = False
         while True:
             info = signal.sigwaitinfo(_TERM_SIGNALS)
+            if reported:
+                # QEMU reports the signal when its main loop takes the shutdown request,
+                # once: a second signal before the exit (``timeout`` sends SIGTERM to the
+                # child and again to its process group) changes nothing
+                continue
+            reported = True
             if info.si_pid:
                 who = f" from pid {info.si_pid} ({_pid_name(info.si_pid)})"
             else:

@@ -524,7 +524,7 @@ class VirtMachine:
 
     def _kernel_to_fw_cfg(self) -> None:
         """Firmware boot with -kernel: the images go to fw_cfg for the firmware."""
-        from pyqemu.hw.arm.boot import _gunzip
+        from pyqemu.hw.arm.boot import load_image_gzipped
 
         cfg = self.config
         assert cfg.kernel is not None
@@ -533,7 +533,7 @@ class VirtMachine:
                 data = f.read()
         except OSError:
             raise MachineError(f'failed to load "{cfg.kernel}"') from None
-        data = _gunzip(data) or data
+        data = load_image_gzipped(data, cfg.kernel) or data
         self.fw_cfg.add_i32(FWCfgKey.KERNEL_SIZE, len(data))
         self.fw_cfg.add_bytes(FWCfgKey.KERNEL_DATA, data)
         if cfg.initrd:
@@ -879,7 +879,9 @@ def _prog() -> str:
 
 def _fail(exc: BootError) -> None:
     """QEMU's boot errors: error_report lines go through the CLI (prefixed); the bare
-    fprintf ones are printed as they are, exit status 1."""
+    fprintf ones are printed as they are, the silent ones not at all; exit status 1."""
+    if exc.silent:
+        raise SystemExit(1)
     if exc.prefixed:
         raise MachineError(str(exc)) from None
     sys.stderr.write(str(exc) + "\n")

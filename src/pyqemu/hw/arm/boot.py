@@ -21,19 +21,21 @@ written into the board's (or the user's ``-dtb``) tree. Errors are QEMU's messag
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import os
+import re
 import struct
+import sys
 import zlib
 
 from pyqemu.hw import HwError
-from pyqemu.hw.core.fdt import Fdt, FdtError
+from pyqemu.hw.core.fdt import FDT_MAGIC, HEADER_SIZE, Fdt, FdtError
 
 __all__ = [
     "BOOTLOADER_SIZE",
     "BootError",
     "BootInfo",
     "bootloader_aarch64",
+    "load_image_gzipped",
     "load_kernel",
     "patch_dtb",
     "read_dtb_file",
@@ -55,11 +57,14 @@ TARGET_PAGE_SIZE = 4096
 
 class BootError(HwError):
     """A kernel/initrd/dtb that cannot be loaded. ``prefixed``: QEMU prints it after its
-    program name (error_report); False for its bare fprintf messages (the dtb ones)."""
+    program name (error_report); False for its bare fprintf messages (the dtb ones).
+    ``silent``: QEMU exits 1 without a word (an ELF whose header loaded but whose image
+    did not); the message only says why, for debugging."""
 
-    def __init__(self, message: str, prefixed: bool = True) -> None:
+    def __init__(self, message: str, prefixed: bool = True, silent: bool = False) -> None:
         super().__init__(message)
         self.prefixed = prefixed
+        self.silent = silent
 
 
 @dataclasses.dataclass
@@ -117,13 +122,25 @@ def _read_file(path: str) -> bytes | None:
 
 
 # ------------------------------------------------------------------------------ ELF
-def _load_elf(path: str, data: bytes) -> tuple[int, int, int, list[tuple[int, bytes]]]:
-    """(entry, low, high, segments) of an AArch64 ELF executable; BootError if the file
-    is an ELF that cannot be loaded (QEMU exits with status 1, silently)."""
-    def bad(why: str) -> BootError:
-        return BootError(f"could not load kernel '{path}': {why}")
+#: sizeof(Elf32_Ehdr), sizeof(Elf64_Ehdr) by EI_CLASS
+ELF_EHDR_SIZE = {1: 52, 2: 64}
 
-    if len(data) < 64 or data[4] != 2:
+
+def _is_elf(data: bytes) -> bool:
+    """QEMU's load_elf_hdr succeeds: the magic and a whole header of its class. A shorter
+    file is not an ELF to arm_load_elf, and goes on to the Image loader."""
+    return data[:4] == b"\x7fELF" and len(data) >= ELF_EHDR_SIZE.get(data[4] if len(data) > 4
+                                                                     else 0, 64)
+
+
+def _load_elf(path: str, data: bytes) -> tuple[int, int, int, list[tuple[int, bytes]]]:
+    """(entry, low, high, segments) of an AArch64 ELF executable; a silent BootError if
+    the file is an ELF that cannot be loaded (arm_load_elf: "The header loaded but the
+    image didn't" -> exit(1), nothing printed)."""
+    def bad(why: str) -> BootError:
+        return BootError(f"could not load kernel '{path}': {why}", silent=True)
+
+    if data[4] != 2:
         raise bad("not a 64-bit ELF file")
     if data[5] != 1:
         raise bad("big-endian ELF kernels are not supported")
@@ -151,24 +168,64 @@ def _load_elf(path: str, data: bytes) -> tuple[int, int, int, list[tuple[int, by
 
 
 # ------------------------------------------------------------------------------ Image
-def _gunzip(data: bytes) -> bytes | None:
-    """QEMU's load_image_gzipped_buffer: the inflated data, or None (not gzip, corrupt,
-    or larger than 256 MiB) so the file is taken as it is."""
-    if len(data) < 10 or data[0] != 0x1F or data[1] != 0x8B:
+#: gzip header flags (RFC 1952 2.3.1) as QEMU's gunzip reads them
+GZ_HEAD_CRC, GZ_EXTRA_FIELD, GZ_ORIG_NAME, GZ_COMMENT, GZ_RESERVED = 0x02, 0x04, 0x08, 0x10, 0xE0
+Z_BUF_ERROR, Z_DATA_ERROR = -5, -3
+
+
+def load_image_gzipped(data: bytes, path: str) -> bytes | None:
+    """QEMU's load_image_gzipped_buffer: the inflated data, or None so the file is taken
+    as it is (not gzip, or it did not inflate). As QEMU's own gunzip(): the header is
+    skipped by hand, the stream is raw deflate (the trailer's CRC and size are not
+    checked), at most 256 MiB come out, and a failure prints gunzip's message on stdout
+    and load_image_gzipped_buffer's on stderr before the raw bytes are used."""
+    if len(data) < 2 or data[0] != 0x1F or data[1] != 0x8B:
         return None
+    # QEMU 7.2 reads the header bytes without a length check: g_file_get_contents ends
+    # the data with a NUL, and past it we read zeros
+    src = data + bytes(12)
+    flags = src[3]
+    if src[2] != 8 or flags & GZ_RESERVED:
+        why = "Error: Bad gzipped data\n\n"  # puts() of a string ending in \n
+    else:
+        i = 12 + src[10] + (src[11] << 8) if flags & GZ_EXTRA_FIELD else 10
+        for flag in (GZ_ORIG_NAME, GZ_COMMENT):
+            if flags & flag:
+                end = data.find(b"\0", i)
+                i = len(data) if end < 0 else end + 1
+        if flags & GZ_HEAD_CRC:
+            i += 2
+        if i >= len(data):
+            why = "Error: gunzip out of data in header\n\n"
+        else:
+            code = _inflate_raw(data[i:], LOAD_IMAGE_MAX_GUNZIP_BYTES)
+            if isinstance(code, bytes):
+                return code
+            why = f"Error: inflate() returned {code}\n"
+    sys.stdout.write(why)
+    sys.stdout.flush()
+    sys.stderr.write(f"{path}: unable to decompress gzipped kernel file\n")
+    sys.stderr.flush()
+    return None
+
+
+def _inflate_raw(src: bytes, limit: int) -> bytes | int:
+    """inflate(Z_FINISH) of a raw deflate stream into ``limit`` bytes: the output, or
+    zlib's return code (Z_BUF_ERROR: the input or the room ran out first)."""
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
     try:
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        out = d.decompress(data, LOAD_IMAGE_MAX_GUNZIP_BYTES + 1)
-    except (zlib.error, gzip.BadGzipFile, EOFError):
-        return None
-    if len(out) > LOAD_IMAGE_MAX_GUNZIP_BYTES:
-        return None
-    return out
+        out = d.decompress(src, limit)
+        if not d.eof and len(out) == limit and d.decompress(d.unconsumed_tail, 1):
+            return Z_BUF_ERROR
+    except zlib.error as exc:  # "Error -3 while decompressing data: ..."
+        m = re.match(r"Error (-?\d+)", str(exc))
+        return int(m.group(1)) if m else Z_DATA_ERROR
+    return out if d.eof else Z_BUF_ERROR
 
 
-def _load_aarch64_image(data: bytes, ram_base: int) -> tuple[int, int, bytes]:
+def _load_aarch64_image(path: str, data: bytes, ram_base: int) -> tuple[int, int, bytes]:
     """(entry, kernel size, bytes to load) as QEMU's load_aarch64_image."""
-    image = _gunzip(data)
+    image = load_image_gzipped(data, path)
     if image is None:
         image = data
     load_offset = KERNEL64_LOAD_ADDR
@@ -196,7 +253,7 @@ def load_kernel(kernel: str, ram_base: int, ram_size: int, initrd: str | None = 
     data = _read_file(kernel)
     if data is None:
         raise BootError(f"could not load kernel '{kernel}'")
-    if data[:4] == b"\x7fELF":
+    if _is_elf(data):
         entry, low, high, segs = _load_elf(kernel, data)
         info.entry, info.image_low, info.image_high = entry, low, high
         info.blobs.extend(segs)
@@ -206,7 +263,7 @@ def load_kernel(kernel: str, ram_base: int, ram_size: int, initrd: str | None = 
             info.dtb_start = ram_base
             info.dtb_limit = low if low >= ram_base else 0
     else:
-        entry, kernel_size, image = _load_aarch64_image(data, ram_base)
+        entry, kernel_size, image = _load_aarch64_image(kernel, data, ram_base)
         info.entry = entry
         info.is_linux = True
         info.image_low, info.image_high = entry, entry + kernel_size
@@ -247,28 +304,252 @@ def load_kernel(kernel: str, ram_base: int, ram_size: int, initrd: str | None = 
 
 # ------------------------------------------------------------------------------ DTB
 def read_dtb_file(path: str) -> Fdt:
-    """A user's ``-dtb`` file, with QEMU's messages when it cannot be used."""
+    """A user's ``-dtb`` file, as QEMU's arm_load_dtb + load_device_tree read it: the
+    file goes into a zeroed buffer of (size + 10000) * 2 bytes that libfdt's
+    fdt_open_into and fdt_check_header judge, with QEMU's messages when it cannot be
+    used."""
+    def fail(message: str) -> BootError:
+        return BootError(f"{message}\nCouldn't open dtb file {path}", prefixed=True)
+
+    if not os.access(path, os.R_OK):  # qemu_find_file
+        raise BootError(f"Couldn't open dtb file {path}", prefixed=False)
+    try:  # get_image_size: open + lseek(SEEK_END)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.lseek(fd, 0, os.SEEK_END)
+        finally:
+            os.close(fd)
+    except OSError:
+        size = -1
+    # load_device_tree keeps the size in a C int: a directory's "size" on ext4
+    # (LLONG_MAX) becomes -1 there
+    size = (size & _U32) - ((size & 0x80000000) << 1)
+    if size < 0:
+        raise fail(f"Unable to get size of device tree file '{path}'")
+    if size > (1 << 31) // 2 - 1 - 10000:
+        raise fail(f"Device tree file '{path}' is too large")
+    bufsize = (size + 10000) * 2
     data = _read_file(path)
     if data is None:
-        raise BootError(f"Couldn't open dtb file {path}", prefixed=False)
+        raise fail(f"Unable to open device tree file '{path}'")
+    buf = data[:bufsize] + bytes(bufsize - min(len(data), bufsize))
+    opened = fdt_open_into(buf)
+    if isinstance(opened, str):
+        raise fail(f"load_device_tree: Unable to copy device tree into memory: {opened}")
+    if fdt_check_header(opened) is not None:
+        raise fail(f"Device tree file loaded into memory is invalid: {path}")
     try:
-        if len(data) >= 4 and data[:4] != b"\xd0\x0d\xfe\xed":
-            raise FdtError("bad device tree magic")  # libfdt checks the magic first
-        return Fdt.from_dtb(data)
-    except FdtError as exc:
-        raise BootError(f"load_device_tree: Unable to copy device tree into memory: "
-                        f"{_fdt_err(exc)}\nCouldn't open dtb file {path}", prefixed=True) from None
+        return Fdt.from_dtb(opened)
+    except FdtError:
+        # QEMU goes on with the broken tree; arm_load_dtb's first read is the root's
+        # #address-cells, where libfdt usually notices (error_fatal: one line)
+        err = _fdt_root_getprop_error(opened, b"#address-cells") or "FDT_ERR_BADSTRUCTURE"
+        raise BootError(f"qemu_fdt_getprop: Couldn't get //#address-cells: {err}",
+                        prefixed=True) from None
 
 
-def _fdt_err(exc: FdtError) -> str:
-    text = str(exc)
-    if "magic" in text:
+#: libfdt's header limits (libfdt_internal.h, fdt.h)
+FDT_FIRST_SUPPORTED_VERSION = 0x02
+FDT_LAST_SUPPORTED_VERSION = 0x11
+FDT_SW_MAGIC = ~FDT_MAGIC & 0xFFFFFFFF
+INT32_MAX = (1 << 31) - 1
+_U32 = 0xFFFFFFFF
+
+
+def _header(buf: bytes) -> list[int]:
+    """The ten big-endian header words (magic .. size_dt_struct); ``buf`` is >= 40 bytes."""
+    return list(struct.unpack_from(">10I", buf, 0))
+
+
+def _u32_at(buf: bytes, off: int) -> int:
+    """A big-endian word of ``buf``; zero past its end (QEMU's buffer is zero-filled)."""
+    return int.from_bytes(buf[off:off + 4].ljust(4, b"\0"), "big")
+
+
+def _fdt_ro_probe(h: list[int]) -> str | None:
+    """libfdt's fdt_ro_probe_: the error name, or None."""
+    magic, total, version, last_comp, size_struct = h[0], h[1], h[5], h[6], h[9]
+    if magic == FDT_MAGIC:
+        if version < FDT_FIRST_SUPPORTED_VERSION or last_comp > FDT_LAST_SUPPORTED_VERSION:
+            return "FDT_ERR_BADVERSION"
+    elif magic == FDT_SW_MAGIC:
+        if size_struct == 0:
+            return "FDT_ERR_BADSTATE"
+    else:
         return "FDT_ERR_BADMAGIC"
-    if "version" in text:
+    return None if total < INT32_MAX else "FDT_ERR_TRUNCATED"
+
+
+def _fdt_num_mem_rsv(buf: bytes, h: list[int]) -> int:
+    """libfdt's fdt_num_mem_rsv: the reservation count, or -FDT_ERR_TRUNCATED (-8)."""
+    total, off_rsv = h[1], h[4]
+    i = 0
+    while True:
+        absoff = (off_rsv + 16 * i) & _U32
+        if absoff < off_rsv or absoff > total - 16:
+            return -8
+        if _u32_at(buf, absoff + 8) == 0 and _u32_at(buf, absoff + 12) == 0:
+            return i
+        i += 1
+
+
+def _fdt_v16_struct_size(buf: bytes, h: list[int]) -> int | str:
+    """The structure block's size of a version-16 tree, walked as fdt_next_tag does."""
+    total, off_struct = h[1], h[2]
+
+    def ok(off: int, n: int) -> bool:  # fdt_offset_ptr for a version < 17 tree
+        absoff = off_struct + off
+        return 0 <= off and absoff + n <= total and absoff + n <= len(buf)
+
+    off = 0
+    while True:
+        if not ok(off, 4):
+            return "FDT_ERR_TRUNCATED"
+        tag = _u32_at(buf, off_struct + off)
+        nxt = off + 4
+        if tag == 1:  # FDT_BEGIN_NODE: the name, NUL-terminated
+            while ok(nxt, 1) and buf[off_struct + nxt] != 0:
+                nxt += 1
+            if not ok(nxt, 1):
+                return "FDT_ERR_TRUNCATED"
+            nxt += 1
+        elif tag == 3:  # FDT_PROP: len, nameoff, value
+            if not ok(nxt, 4):
+                return "FDT_ERR_TRUNCATED"
+            nxt += 8 + _u32_at(buf, off_struct + nxt)
+        elif tag == 9:  # FDT_END
+            return nxt
+        elif tag not in (2, 4):
+            return "FDT_ERR_BADSTRUCTURE"
+        if not ok(off, nxt - off):
+            return "FDT_ERR_TRUNCATED"
+        off = (nxt + 3) & ~3
+
+
+def _fdt_next_tag(buf: bytes, h: list[int], off: int) -> tuple[int, int | str]:
+    """libfdt's fdt_next_tag on an opened (version 17) tree: (tag, next offset or the
+    error's name); a premature end or a bad tag is FDT_END (9) with the error."""
+    total, off_struct, size_struct = h[1], h[2], h[9]
+
+    def ok(o: int, n: int) -> bool:  # fdt_offset_ptr
+        return 0 <= o and o + n <= size_struct and off_struct + o + n <= min(total, len(buf))
+
+    if not ok(off, 4):
+        return 9, "FDT_ERR_TRUNCATED"
+    tag = _u32_at(buf, off_struct + off)
+    nxt = off + 4
+    if tag == 1:
+        while ok(nxt, 1) and buf[off_struct + nxt] != 0:
+            nxt += 1
+        if not ok(nxt, 1):
+            return 9, "FDT_ERR_BADSTRUCTURE"
+        nxt += 1
+    elif tag == 3:
+        if not ok(nxt, 4):
+            return 9, "FDT_ERR_BADSTRUCTURE"
+        nxt += 8 + _u32_at(buf, off_struct + nxt)
+    elif tag not in (2, 4, 9):
+        return 9, "FDT_ERR_BADSTRUCTURE"
+    if not ok(off, nxt - off):
+        return 9, "FDT_ERR_BADSTRUCTURE"
+    return tag, (nxt + 3) & ~3
+
+
+def _fdt_root_getprop_error(buf: bytes, name: bytes) -> str | None:
+    """libfdt's fdt_getprop(fdt, 0, name) on an opened tree: the error's name, or None
+    when the property is found."""
+    h = _header(buf)
+    tag, nxt = _fdt_next_tag(buf, h, 0)
+    if tag != 1 or isinstance(nxt, str):
+        return "FDT_ERR_BADOFFSET"
+    off = nxt
+    while True:
+        tag, nxt = _fdt_next_tag(buf, h, off)
+        if tag == 9:
+            return nxt if isinstance(nxt, str) else "FDT_ERR_NOTFOUND"
+        if tag != 3 and tag != 4:
+            return "FDT_ERR_NOTFOUND"
+        assert isinstance(nxt, int)
+        if tag == 3:
+            nameoff = _u32_at(buf, h[2] + off + 8)
+            sp = h[3] + nameoff
+            if sp < len(buf) and buf[sp:sp + len(name) + 1] == name + b"\0":
+                return None
+        off = nxt
+
+
+def fdt_open_into(buf: bytes) -> bytes | str:
+    """libfdt's fdt_open_into(fdt, fdt, len(buf)): the opened tree (version 17, its
+    blocks in order, totalsize = the buffer) or the error's name."""
+    bufsize = len(buf)
+    h = _header(buf)
+    err = _fdt_ro_probe(h)
+    if err:
+        return err
+    _magic, total, off_struct, off_strings, off_rsv, version, _lc, _cpu, size_strings, \
+        size_struct = h
+    mem_rsv_size = (_fdt_num_mem_rsv(buf, h) + 1) * 16
+    if version >= 17:
+        struct_size = size_struct
+    elif version == 16:
+        got = _fdt_v16_struct_size(buf, h)
+        if isinstance(got, str):
+            return got
+        struct_size = got
+    else:
         return "FDT_ERR_BADVERSION"
-    if "truncated" in text or "short" in text:
+    misordered = (off_rsv < HEADER_SIZE
+                  or off_struct < (off_rsv + mem_rsv_size) & _U32
+                  or off_strings < (off_struct + struct_size) & _U32
+                  or total < (off_strings + size_strings) & _U32)
+    if not misordered:  # fdt_move
+        if total > bufsize:
+            return "FDT_ERR_NOSPACE"
+        out = bytearray(buf)
+    else:
+        newsize = HEADER_SIZE + mem_rsv_size + struct_size + size_strings
+        if bufsize < newsize:
+            return "FDT_ERR_NOSPACE"
+        out = bytearray(bufsize)
+        out[:HEADER_SIZE] = buf[:HEADER_SIZE]
+        pos = HEADER_SIZE
+        for off, n in ((off_rsv, mem_rsv_size), (off_struct, struct_size),
+                       (off_strings, size_strings)):
+            out[pos:pos + n] = buf[off:off + n].ljust(n, b"\0")
+            pos += n
+        struct.pack_into(">3I", out, 8, HEADER_SIZE + mem_rsv_size,
+                         HEADER_SIZE + mem_rsv_size + struct_size, HEADER_SIZE)
+        struct.pack_into(">I", out, 32, size_strings)
+    struct.pack_into(">I", out, 20, 17)
+    struct.pack_into(">I", out, 36, struct_size)
+    struct.pack_into(">I", out, 4, bufsize)
+    return bytes(out)
+
+
+def fdt_check_header(buf: bytes) -> str | None:
+    """libfdt's fdt_check_header (1.6): the error's name, or None."""
+    (magic, total, off_struct, off_strings, off_rsv, version, last_comp, _cpu, size_strings,
+     size_struct) = _header(buf)
+    if magic != FDT_MAGIC:
+        return "FDT_ERR_BADMAGIC"
+    if (version < FDT_FIRST_SUPPORTED_VERSION or last_comp > FDT_LAST_SUPPORTED_VERSION
+            or version < last_comp):
+        return "FDT_ERR_BADVERSION"
+    hdrsize = 28 if version <= 1 else 32 if version <= 2 else 36 if version < 17 else 40
+
+    def off_ok(off: int) -> bool:
+        return hdrsize <= off <= total
+
+    def block_ok(base: int, size: int) -> bool:
+        return off_ok(base) and base + size <= _U32 and off_ok(base + size)
+
+    if total < hdrsize or total > INT32_MAX or not off_ok(off_rsv):
         return "FDT_ERR_TRUNCATED"
-    return "FDT_ERR_BADSTRUCTURE"
+    if not (off_ok(off_struct) if version < 17 else block_ok(off_struct, size_struct)):
+        return "FDT_ERR_TRUNCATED"
+    if not block_ok(off_strings, size_strings):
+        return "FDT_ERR_TRUNCATED"
+    return None
 
 
 def _node_by_name(fdt: Fdt, name: str) -> str | None:
