@@ -28,10 +28,11 @@ class Run:
     stderr: bytes
 
 
-def guest_binary(name: str, static: bool = True) -> Path:
+def guest_binary(name: str, static: bool = True, extra: list[str] | None = None) -> Path:
+    """The cached build of tests/guest/aarch64/``name`` (``extra``: more compiler flags)."""
     require_tool(guest_build.CC)
     try:
-        return guest_build.build(name, static=static)
+        return guest_build.build(name, static=static, extra=extra)
     except guest_build.BuildError as exc:
         pytest.skip(str(exc))
 
