@@ -92,6 +92,9 @@ class CompiledTB:
     source: str | None = None
     #: (first source line, guest pc) per guest instruction, ascending (python backend)
     line_pcs: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    #: address of the block's native code once it has some (llvm backend), else 0:
+    #: native jump caches may point at it
+    native: int = 0
 
     def pc_of_fault(self, exc: BaseException, cpu: Any) -> int | None:
         """Guest pc of the instruction whose op raised ``exc`` (None if unknown)."""

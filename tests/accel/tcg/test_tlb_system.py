@@ -111,6 +111,28 @@ def test_flush_page_hits_every_index_and_block_mappings_flush_all() -> None:
     assert mem.fills == fills + 2
 
 
+def test_flush_page_between_block_mappings_keeps_them() -> None:
+    """Only a flush inside a block mapping the TLB filled from drops that block; a 4K
+    page between two blocks (Linux's fixmap patching kernel text, one TLBI per
+    instruction) leaves the blocks' entries alone."""
+    mem = PagedMemory(1 << 24)
+    for v in (0x200, 0x201, 0xC10):  # pages of the 2 MiB blocks 0x200.. and 0xC00..
+        mem.map(v, v, page_bits=21)
+    mem.map(0x700, 0x700)  # a 4K page between them
+    cpu = _cpu(mem)
+    for v in (0x200, 0x201, 0xC10, 0x700):
+        cpu.load(v << 12, 8)
+    fills = mem.fills
+    cpu.tlb_flush_page(0x700 << 12)
+    for v in (0x200, 0x201, 0xC10, 0x700):
+        cpu.load(v << 12, 8)
+    assert mem.fills == fills + 1  # only the flushed page
+    cpu.tlb_flush_page(0x3FF << 12)  # inside the first block: its pages go
+    for v in (0x200, 0x201, 0xC10):
+        cpu.load(v << 12, 8)
+    assert mem.fills == fills + 3
+
+
 def test_shared_flush_reaches_every_vcpu() -> None:
     mem = PagedMemory()
     mem.map(0x10, 0x10)

@@ -370,6 +370,8 @@ def test_sys_spsel_banks_sp(tmp_path: Path) -> None:
     "svc #0x42", "brk #0x1234", "udf #7", "hvc #1", "smc #0", "mrs x1, s3_0_c15_c0_0",
     "ldr x5, =0x40100402\n br x5",  # PC alignment fault
     "ldr x2, =0x40300001\n ldr x1, [x2]\n add x2, x2, #3\n ldxr x4, [x2]",  # alignment
+    "msr spsel, #0\n mrs x1, sp_el0",  # SP_EL0 is the SP in use: UNDEFINED
+    "msr spsel, #0\n msr sp_el0, x1",
 ])
 def test_sys_sync_exception_el1(tmp_path: Path, insn: str) -> None:
     body = f"""

@@ -131,6 +131,9 @@ class TCGContext:
         #: measure stats.exec_cpu_time (PYQEMU_CPU_TIME=1)
         self.cpu_time_stats = bool(os.environ.get("PYQEMU_CPU_TIME"))
         self.cpus: weakref.WeakSet[VCPU] = weakref.WeakSet()
+        #: the llvm backend's native jump cache of this context (user mode; system mode
+        #: has one per vCPU, ``VCPU.native_jc``): invalidated blocks leave it
+        self.native_jc: Any = None
         items = log.items if log is not None else set()
         self.chaining = "nochain" not in items
         #: the exec loop logs every block entry (exec/cpu items): slower loop
@@ -376,12 +379,16 @@ class TCGContext:
         tb.invalid = True
         if self.tbs.get(tb.key) is tb:
             del self.tbs[tb.key]
+        if self.native_jc is not None:
+            self.native_jc.remove(tb.pc, tb.flags)
         if self.phys_keyed:
             vkey = (tb.pc, tb.flags)
             for cpu in list(self.cpus):
                 jc = cpu.tb_jmp_cache
                 if jc.get(vkey) is tb:
                     jc.pop(vkey, None)
+                if cpu.native_jc is not None:
+                    cpu.native_jc.remove(tb.pc, tb.flags)
         for hpage in tb.hpages:
             s = self.page_tbs.get(hpage)
             if s is not None:

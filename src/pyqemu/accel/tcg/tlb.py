@@ -15,7 +15,7 @@ never get an entry either, so their accesses always reach the device callables.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pyqemu.accel.tcg.errors import TLBInvariantError
 from pyqemu.accel.tcg.interfaces import (
@@ -31,7 +31,7 @@ from pyqemu.ir.ops import MemOp
 if TYPE_CHECKING:
     from pyqemu.accel.tcg.vcpu import VCPU
 
-__all__ = ["TLB_BITS", "TLB_MASK", "TLB_SIZE", "SoftTLB"]
+__all__ = ["TLB_BITS", "TLB_MASK", "TLB_SIZE", "SoftTLB", "TLBMirror"]
 
 #: 1024 entries per table (``PYQEMU_TLB_BITS`` overrides): a Linux boot misses a
 #: 256-entry TLB a lot (first 160M insns: 88.5 -> 83.5 CPU s with 1024)
@@ -41,11 +41,35 @@ TLB_MASK = TLB_SIZE - 1
 _PAGE_OFS = PAGE_SIZE - 1
 _M64 = (1 << 64) - 1
 _PAGE56 = (1 << (56 - PAGE_BITS)) - 1  # page number without the top byte
+_M56 = (1 << 56) - 1
 _NEED = {Access.READ: int(Prot.READ), Access.WRITE: int(Prot.WRITE),
          Access.EXEC: int(Prot.EXEC)}
 # plain ints: ``x & MemOp.MO_SIZE`` on enum flags runs Python-level Flag code
 _P_READ, _P_WRITE, _P_EXEC = int(Prot.READ), int(Prot.WRITE), int(Prot.EXEC)
 _MO_SIZE, _MO_BE, _MO_ALIGN = int(MemOp.MO_SIZE), int(MemOp.MO_BE), int(MemOp.MO_ALIGN)
+
+
+class TLBMirror(Protocol):
+    """A copy of the fast tables kept elsewhere (the llvm backend's native arrays); the
+    TLB tells it every change, so it never holds an entry the tables do not."""
+
+    def select(self, mmu_idx: int) -> None:
+        """``mmu_idx``'s table set is now current."""
+
+    def sync(self, idx: int) -> None:
+        """Entry ``idx`` of the current set was filled."""
+
+    def flush(self) -> None:
+        """Every entry of every set was dropped."""
+
+    def flush_page(self, idx: int, whole: list[int]) -> None:
+        """Entry ``idx`` of every set was dropped, and every entry of the sets ``whole``."""
+
+    def clear_span(self, mmu_idx: int, first: int, n: int) -> None:
+        """Entries [first, first + n) of ``mmu_idx``'s set were dropped."""
+
+    def unwrite(self, mmu_idx: int, idxs: list[int]) -> None:
+        """The write entries ``idxs`` of ``mmu_idx``'s set were dropped."""
 
 
 class SoftTLB:
@@ -68,9 +92,13 @@ class SoftTLB:
         #: every access goes to the device, but without a new page walk)
         self.io_sets: dict[int, dict[int, TLBFill]] = {}
         self.io: dict[int, TLBFill] = {}
-        #: mmu_idx -> (first page, last page) covered by fills from block mappings
-        self.large: dict[int, tuple[int, int]] = {}
+        #: mmu_idx -> {block size bits: block numbers (56-bit vaddr >> bits)} of the
+        #: block mappings entries were filled from (QEMU keeps one span per index, which
+        #: made every TLBI of a 4K page near a block flush the whole index)
+        self.large: dict[int, dict[int, set[int]]] = {}
         self.mmu_idx = -1
+        #: a native copy of the tables (llvm backend), told of every change
+        self.mirror: TLBMirror | None = None
         self.select(0)
         self.fills = 0  # statistics: provider calls
         self.flushes = 0  # statistics: full flushes
@@ -91,17 +119,8 @@ class SoftTLB:
         self.rt, self.ra, self.wt, self.wa, self.whp, self.xt, self.xa = ts
         self.io = self.io_sets.setdefault(mmu_idx, {})
         self.mmu_idx = mmu_idx
-        env = self.cpu.__dict__.get("_llvm_env")
-        if env is not None:
-            # the native backend mirrors one table set: load the new set's entries
-            import ctypes
-
-            ctypes.memset(env.tlb_arr, 0xFF, ctypes.sizeof(env.tlb_arr))
-            sync = env._sync
-            wt = self.wt
-            for i, tag in enumerate(self.rt):
-                if tag >= 0 or wt[i] >= 0:
-                    sync(self, i)
+        if self.mirror is not None:
+            self.mirror.select(mmu_idx)
 
     # --- maintenance ---
     def flush(self) -> None:
@@ -119,44 +138,78 @@ class SoftTLB:
         for io in list(self.io_sets.values()):
             io.clear()
         self.large.clear()
+        if self.mirror is not None:
+            self.mirror.flush()
         jc = getattr(self.cpu, "tb_jmp_cache_flush", None)
         if jc is not None:
             jc()
 
     def flush_page(self, vaddr: int) -> None:
-        """Drop the entries of the page holding ``vaddr`` in every MMU index (a flush
-        that hits a block mapping drops that index entirely, as QEMU's large_page)."""
+        """Drop the entries of the page holding ``vaddr`` in every MMU index. A flush
+        inside a block mapping the TLB holds pages of drops every entry of that block
+        (the whole index for blocks as large as the table), and the vCPU's virtual
+        jump cache."""
         self.page_flushes += 1
         page = (vaddr & _M64) >> PAGE_BITS
         idx = page & TLB_MASK
+        whole: list[int] = []
+        spans: list[tuple[int, int, int]] = []  # (mmu_idx, first entry, entries)
         for mmu_idx, ts in list(self.sets.items()):
             lg = self.large.get(mmu_idx)
-            if lg is not None and lg[0] <= page & _PAGE56 <= lg[1]:
-                inval = [-1] * TLB_SIZE
-                ts[0][:] = inval
-                ts[2][:] = inval
-                ts[4][:] = inval
-                ts[5][:] = inval
-                self.io_sets.get(mmu_idx, {}).clear()
-                self.large.pop(mmu_idx, None)
-                continue
+            if lg:
+                hits = []
+                for bits, blocks in lg.items():
+                    bn = (page & _PAGE56) >> (bits - PAGE_BITS)
+                    if bn in blocks:
+                        blocks.discard(bn)
+                        hits.append((bits, bn))
+                if hits:
+                    self.io_sets.get(mmu_idx, {}).clear()
+                    if any(bits - PAGE_BITS >= TLB_BITS for bits, _ in hits):
+                        inval = [-1] * TLB_SIZE
+                        ts[0][:] = inval
+                        ts[2][:] = inval
+                        ts[4][:] = inval
+                        ts[5][:] = inval
+                        self.large.pop(mmu_idx, None)
+                        whole.append(mmu_idx)
+                        continue
+                    for bits, bn in hits:
+                        n = 1 << (bits - PAGE_BITS)  # < TLB_SIZE: no wrap-around
+                        first = (bn << (bits - PAGE_BITS)) & TLB_MASK
+                        inval = [-1] * n
+                        for k in (0, 2, 4, 5):
+                            ts[k][first:first + n] = inval
+                        spans.append((mmu_idx, first, n))
+                    continue
             ts[0][idx] = ts[2][idx] = ts[4][idx] = ts[5][idx] = -1
+        if self.mirror is not None:
+            self.mirror.flush_page(idx, whole)
+            for mmu_idx, first, n in spans:
+                self.mirror.clear_span(mmu_idx, first, n)
         for io in list(self.io_sets.values()):
             io.pop(page, None)
+        if whole or spans:
+            jc = getattr(self.cpu, "tb_jmp_cache_flush", None)
+            if jc is not None:
+                jc()
+            return
         jcp = getattr(self.cpu, "tb_jmp_cache_flush_page", None)
         if jcp is not None:
             jcp(page)
 
     def protect_code_page(self, hpage: int) -> None:
         """Remove write entries pointing at host page ``hpage`` (it now holds code)."""
-        for ts in list(self.sets.values()):
+        for mmu_idx, ts in list(self.sets.items()):
             whp = ts[4]
             if hpage in whp:
                 wt = ts[2]
-                for i in range(TLB_SIZE):
-                    if whp[i] == hpage:
-                        wt[i] = -1
-                        whp[i] = -1
+                idxs = [i for i, h in enumerate(whp) if h == hpage]
+                for i in idxs:
+                    wt[i] = -1
+                    whp[i] = -1
+                if self.mirror is not None:
+                    self.mirror.unwrite(mmu_idx, idxs)
 
     # --- fill ---
     def fill(self, vaddr: int, access: Access) -> TLBFill:
@@ -192,14 +245,12 @@ class SoftTLB:
         if prot & _P_EXEC:
             self.xt[idx] = page
             self.xa[idx] = addend
+        if self.mirror is not None:
+            self.mirror.sync(idx)
         if f.page_bits > PAGE_BITS:
-            # remember the span of block mappings: a flush_page inside it flushes all
-            first = (vaddr & _M64 & ~((1 << f.page_bits) - 1) & ((1 << 56) - 1)) >> PAGE_BITS
-            last = first + (1 << (f.page_bits - PAGE_BITS)) - 1
-            lg = self.large.get(self.mmu_idx)
-            if lg is not None:
-                first, last = min(first, lg[0]), max(last, lg[1])
-            self.large[self.mmu_idx] = (first, last)
+            # remember the block: a flush_page inside it drops the block's entries
+            self.large.setdefault(self.mmu_idx, {}).setdefault(f.page_bits, set()).add(
+                (vaddr & _M56) >> f.page_bits)
         return f
 
     # --- byte-level slow paths ---

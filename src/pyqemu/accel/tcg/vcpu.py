@@ -64,6 +64,9 @@ class VCPU:
         self.tb_jmp_cache: dict[Any, Any] = ctx.tbs if not ctx.phys_keyed else {}
         #: virtual page -> keys of tb_jmp_cache on it (for flush_page; system mode)
         self._jc_pages: dict[int, list[Any]] = {}
+        #: the llvm backend's native copy of tb_jmp_cache (system mode), which holds
+        #: only blocks tb_jmp_cache holds: flushed with it, given its native blocks
+        self.native_jc: Any = None
         self.tlb = SoftTLB(self)
         self.hv = mem.host_view
         # slow paths called from generated code (bound once)
@@ -164,22 +167,36 @@ class VCPU:
         if key not in jc:
             self._jc_pages.setdefault(key[0] >> 12, []).append(key)
         jc[key] = tb
+        njc = self.native_jc
+        if njc is not None:
+            native = tb.compiled.native
+            if native:
+                njc.put(key[0], key[1], native, tb.icount)
+            else:
+                njc.remove(key[0], key[1])
 
     def tb_jmp_cache_flush(self) -> None:
         """The virtual->physical view changed (TLB flush): forget every virtual pc."""
         if self.tb_jmp_cache is not self.ctx.tbs:
             self.tb_jmp_cache.clear()  # in place: the exec loop holds its get()
             self._jc_pages.clear()
+            if self.native_jc is not None:
+                self.native_jc.flush()
 
     def tb_jmp_cache_flush_page(self, page: int) -> None:
-        """Forget the virtual pcs of guest page number ``page``."""
+        """Forget the virtual pcs of guest page number ``page``, and of the page before
+        it (a block starting there may run on into ``page``; QEMU does the same)."""
         if self.tb_jmp_cache is self.ctx.tbs:
             return
-        keys = self._jc_pages.pop(page, None)
-        if keys:
-            jc = self.tb_jmp_cache
-            for k in list(keys):
-                jc.pop(k, None)
+        jc = self.tb_jmp_cache
+        njc = self.native_jc
+        for p in (page, page - 1):
+            keys = self._jc_pages.pop(p, None)
+            if keys:
+                for k in list(keys):
+                    jc.pop(k, None)
+            if njc is not None:
+                njc.flush_page(p)
 
     def __repr__(self) -> str:
         return f"<VCPU {self.cpu_index} pc={self.get_pc():#x}>"

@@ -124,6 +124,15 @@ def _wrap(native: Any, links: list[Any], addr: int, block: IRBlock, owner: list[
     return run_profiled
 
 
+def _jump_caches(ctx: Any) -> list[rt.JumpCache]:
+    """The native jump caches of ``ctx``: its own (user mode) or its vCPUs' (system)."""
+    if ctx is None:
+        return []
+    if not ctx.phys_keyed:
+        return [rt.jump_cache(ctx)]
+    return [c.native_jc for c in list(ctx.cpus) if c.native_jc is not None]
+
+
 def _unlooped(block: IRBlock, pc: int) -> IRBlock:
     """``block`` with each goto_tb to its own pc made an exit (NEXT) to the loop."""
     from pyqemu.ir.core import Op
@@ -301,15 +310,17 @@ class LLVMBackend(Backend):
                 for e in batch:
                     e[0].block = None
                 return
-            jc = rt.jump_cache(ctx) if ctx is not None else None
+            jcs = _jump_caches(ctx)
             for e, (fn, src) in zip(batch, natives):
                 fn.owner[0] = e[0]
                 e[0].impl[0] = fn  # type: ignore[attr-defined]
+                e[0].native = fn.addr
                 blk = e[0].block
                 e[0].block = None
                 self.blocks_native += 1
-                if jc is not None and blk is not None:
-                    jc.insert(blk.pc, blk.flags, fn.addr, blk.icount, e[0])
+                if blk is not None:
+                    for jc in jcs:
+                        jc.insert(blk.pc, blk.flags, fn.addr, blk.icount, e[0])
 
     def _pc_offset(self, block: IRBlock) -> int:
         if self.pc_offset is not None:
@@ -325,7 +336,7 @@ class LLVMBackend(Backend):
         gens = self._native_many(blocks, None, linkss)
         out: list[CompiledTB] = []
         for (fn, targets), links in zip(gens, linkss):
-            ctb = LLVMCompiledTB(func=fn, links=links, goto_targets=targets)
+            ctb = LLVMCompiledTB(func=fn, links=links, goto_targets=targets, native=fn.addr)
             fn.owner[0] = ctb
             out.append(ctb)
         self.blocks_native += len(out)

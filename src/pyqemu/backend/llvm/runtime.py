@@ -69,8 +69,6 @@ PROFILE = bool(os.environ.get("PYQEMU_LLVM_PROFILE"))
 _counts: dict[int, int] = {}
 #: profile counters: name -> number (or seconds for names ending in "_s")
 prof: dict[str, float] = {}
-_I64_MIN = -(1 << 63)
-_I64_MAX = (1 << 63) - 1
 _M64 = (1 << 64) - 1
 
 _lock = threading.Lock()
@@ -199,6 +197,81 @@ CALLBACK_ADDR: int = ctypes.cast(CALLBACK, ctypes.c_void_p).value or 0
 CALLBACK_SYMBOL = "pyqemu_llvm_callback"
 
 
+class NativeTLB:
+    """Native copies of one vCPU's softmmu tables, one array per MMU index
+    (``[read tag, read addend, write tag, write addend]`` per entry); the TLB tells it
+    every change (:class:`~pyqemu.accel.tcg.tlb.TLBMirror`). ``env.tlb`` is the address
+    of the current index's array: an EL change switches arrays, as the TLB switches
+    sets, instead of copying entries."""
+
+    def __init__(self, tlb: Any, env: NativeEnv) -> None:
+        self.tlb = tlb
+        self.env = env
+        self.arrs: dict[int, Any] = {}
+        self.size = ctypes.sizeof(ctypes.c_int64) * 4 * TLB_SIZE
+        self.select(tlb.mmu_idx)
+        tlb.mirror = self
+
+    def _load(self, mmu_idx: int) -> Any:
+        """The array of ``mmu_idx`` (made from its table set on first use)."""
+        arr = (ctypes.c_int64 * (4 * TLB_SIZE))()
+        ctypes.memset(arr, 0xFF, self.size)
+        ts = self.tlb.sets.get(mmu_idx)
+        if ts is not None:
+            for i in range(TLB_SIZE):
+                if ts[0][i] >= 0 or ts[2][i] >= 0:
+                    self._copy(arr, ts, i)
+        self.arrs[mmu_idx] = arr
+        return arr
+
+    @staticmethod
+    def _copy(arr: Any, ts: list[list[int]], idx: int) -> None:
+        for k in (0, 2):  # read, write
+            tag = ts[k][idx]
+            if tag < 0:
+                arr[4 * idx + k] = -1
+            else:
+                # native code adds modulo 2**64: a kernel address (0xffff...) has an
+                # addend below -2**63 that wraps to the right host address
+                arr[4 * idx + k + 1] = _s64(ts[k + 1][idx])
+                arr[4 * idx + k] = tag
+
+    # --- TLBMirror ---
+    def select(self, mmu_idx: int) -> None:
+        arr = self.arrs.get(mmu_idx)
+        if arr is None:
+            arr = self._load(mmu_idx)
+        self.cur = arr
+        self.env.tlb_arr = arr
+        self.env.tlb = ctypes.addressof(arr)
+
+    def sync(self, idx: int) -> None:
+        tlb = self.tlb
+        self._copy(self.cur, [tlb.rt, tlb.ra, tlb.wt, tlb.wa], idx)
+
+    def flush(self) -> None:
+        for arr in self.arrs.values():
+            ctypes.memset(arr, 0xFF, self.size)  # every tag -1 (addends unused then)
+
+    def flush_page(self, idx: int, whole: list[int]) -> None:
+        for mmu_idx, arr in self.arrs.items():
+            if mmu_idx in whole:
+                ctypes.memset(arr, 0xFF, self.size)
+            else:
+                arr[4 * idx] = arr[4 * idx + 2] = -1
+
+    def clear_span(self, mmu_idx: int, first: int, n: int) -> None:
+        arr = self.arrs.get(mmu_idx)
+        if arr is not None:
+            ctypes.memset(ctypes.byref(arr, 32 * first), 0xFF, 32 * n)
+
+    def unwrite(self, mmu_idx: int, idxs: list[int]) -> None:
+        arr = self.arrs.get(mmu_idx)
+        if arr is not None:
+            for i in idxs:
+                arr[4 * i + 2] = -1
+
+
 class NativeEnv:
     """What native code needs of one vCPU (see module docstring)."""
 
@@ -207,80 +280,40 @@ class NativeEnv:
         self.pending: BaseException | None = None
         self.state = ctypes.addressof(cpu.state)
         self.hv = int(cpu.mem.host_base)
-        self.tlb_arr = (ctypes.c_int64 * (4 * TLB_SIZE))()
-        self.tlb = ctypes.addressof(self.tlb_arr)
-        self._hook_tlb(cpu.tlb)
+        self.tlb = 0
+        self.tlb_arr: Any = None
+        self.native_tlb = NativeTLB(cpu.tlb, self)
         self.ctl_arr = (ctypes.c_int64 * 8)()
         self.ctl = ctypes.addressof(self.ctl_arr)
-        self.jc = jump_cache(cpu.ctx)
+        ctx = cpu.ctx
+        if ctx.phys_keyed:
+            # system mode: virtual pcs are valid under this vCPU's mapping only, as its
+            # tb_jmp_cache (flushed with it)
+            self.jc = JumpCache(ctx, cpu.tb_jmp_cache)
+            cpu.native_jc = self.jc
+        else:
+            self.jc = jump_cache(ctx)
         self.ctl_arr[CTL_JC] = ctypes.addressof(self.jc.arr)
         with _lock:
             self.id = len(_envs)
             _envs.append(self)
 
-    # --- TLB mirror ---
-    def _sync(self, tlb: Any, idx: int) -> None:
-        arr = self.tlb_arr
-        for k, (tags, adds) in enumerate(((tlb.rt, tlb.ra), (tlb.wt, tlb.wa))):
-            tag, add = tags[idx], adds[idx]
-            if tag < 0 or not _I64_MIN <= add <= _I64_MAX:
-                arr[4 * idx + 2 * k] = -1
-            else:
-                arr[4 * idx + 2 * k + 1] = add
-                arr[4 * idx + 2 * k] = tag
-
-    def _hook_tlb(self, tlb: Any) -> None:
-        fill, flush, flush_page, protect = (tlb.fill, tlb.flush, tlb.flush_page,
-                                            tlb.protect_code_page)
-        arr = self.tlb_arr
-        sync = self._sync
-        size = ctypes.sizeof(arr)
-
-        def fill_hook(vaddr: int, access: Any) -> Any:
-            try:
-                return fill(vaddr, access)
-            finally:
-                sync(tlb, (vaddr >> 12) % TLB_SIZE)
-
-        def flush_hook() -> None:
-            ctypes.memset(arr, 0xFF, size)  # every tag -1 (addends unused then)
-            flush()
-
-        def flush_page_hook(vaddr: int) -> None:
-            idx = (vaddr >> 12) % TLB_SIZE
-            arr[4 * idx] = arr[4 * idx + 2] = -1
-            flush_page(vaddr)
-
-        def protect_hook(hpage: int) -> None:
-            protect(hpage)
-            for i in range(TLB_SIZE):
-                if arr[4 * i + 2] != -1 and tlb.wt[i] != arr[4 * i + 2]:
-                    arr[4 * i + 2] = -1
-
-        tlb.fill = fill_hook
-        tlb.flush = flush_hook
-        tlb.flush_page = flush_page_hook
-        tlb.protect_code_page = protect_hook
-        ctypes.memset(arr, 0xFF, size)
-        for i in range(TLB_SIZE):
-            sync(tlb, i)
-
 
 class JumpCache:
-    """One context's native jump cache (pc -> native block), see codegen.chain."""
+    """A native jump cache (virtual pc, flags) -> native block, read by
+    codegen.chain: JC_SIZE entries of [pc, flags, fn address, icount]; fn 0 is an empty
+    entry (any pc can be a guest pc, -1 included), so all-zero memory is empty.
 
-    def __init__(self, ctx: Any) -> None:
+    ``table`` is what the entries must agree with: the context's TB table in user mode
+    (one cache per context), the vCPU's virtual jump cache in system mode (one per
+    vCPU, flushed with it: :meth:`flush`, :meth:`flush_page`)."""
+
+    def __init__(self, ctx: Any, table: dict[Any, Any]) -> None:
         self.arr = (ctypes.c_int64 * (JC_ENTRY * JC_SIZE))()
-        for i in range(JC_SIZE):
-            self.arr[JC_ENTRY * i] = -1
         self.ctx = ctx
-        inval = ctx._invalidate_tb
-
-        def invalidate_hook(tb: Any) -> None:
-            inval(tb)
-            self.remove(tb.pc, tb.flags)
-
-        ctx._invalidate_tb = invalidate_hook
+        self.table = table
+        #: guest page -> entry offsets written for pcs on it (for flush_page; system mode)
+        self.pages: dict[int, set[int]] | None = None if table is ctx.tbs else {}
 
     def remove(self, pc: int, flags: int) -> None:
         e = JC_ENTRY * ((pc >> 2) % JC_SIZE)
@@ -289,26 +322,49 @@ class JumpCache:
             arr[e + 2] = 0  # no function: the entry matches nothing
             arr[e] = -1
 
+    def flush(self) -> None:
+        """Forget every entry (the vCPU's virtual -> physical view changed)."""
+        ctypes.memset(self.arr, 0, ctypes.sizeof(self.arr))
+        if self.pages is not None:
+            self.pages.clear()
+
+    def flush_page(self, page: int) -> None:
+        """Forget the entries of pcs on guest page number ``page``."""
+        offs = self.pages.pop(page, None) if self.pages is not None else None
+        if offs:
+            arr = self.arr
+            for e in offs:
+                if (arr[e] & _M64) >> 12 == page:
+                    arr[e + 2] = 0
+                    arr[e] = -1
+
     def insert(self, pc: int, flags: int, fn: int, icount: int, owner: Any) -> None:
-        """Make native ``fn`` the target for (pc, flags) if ``owner`` is still what the
-        context runs there (written so a concurrent reader never sees a torn entry)."""
+        """Make native ``fn`` the target for (pc, flags) if ``owner`` (a CompiledTB) is
+        what ``table`` runs there (written so a concurrent reader never sees a torn
+        entry)."""
         with self.ctx.lock:
-            tb = self.ctx.tbs.get((pc, flags))
+            tb = self.table.get((pc, flags))
             if tb is None or tb.invalid or tb.compiled is not owner:
                 if _DEBUG:
                     print(f"llvm: jc skip {pc:#x} tb={tb!r}", file=sys.stderr)
                 return
-            if _DEBUG:
-                print(f"llvm: jc insert {pc:#x} icount={icount}", file=sys.stderr)
-            # the function is cleared first and written last: native readers load it
-            # before and after the other fields (codegen.chain)
-            e = JC_ENTRY * ((pc >> 2) % JC_SIZE)
-            arr = self.arr
-            arr[e + 2] = 0
-            arr[e] = _s64(pc)
-            arr[e + 1] = _s64(flags)
-            arr[e + 3] = icount
-            arr[e + 2] = fn
+            self.put(pc, flags, fn, icount)
+
+    def put(self, pc: int, flags: int, fn: int, icount: int) -> None:
+        """Write the entry (the caller knows (pc, flags) runs ``fn``)."""
+        if _DEBUG:
+            print(f"llvm: jc insert {pc:#x} icount={icount}", file=sys.stderr)
+        # the function is cleared first and written last: native readers load it
+        # before and after the other fields (codegen.chain)
+        e = JC_ENTRY * ((pc >> 2) % JC_SIZE)
+        arr = self.arr
+        arr[e + 2] = 0
+        arr[e] = _s64(pc)
+        arr[e + 1] = _s64(flags)
+        arr[e + 3] = icount
+        arr[e + 2] = fn
+        if self.pages is not None:
+            self.pages.setdefault((pc & _M64) >> 12, set()).add(e)
 
 
 def _s64(v: int) -> int:
@@ -317,14 +373,14 @@ def _s64(v: int) -> int:
 
 
 def jump_cache(ctx: Any) -> JumpCache:
-    """The context's jump cache (created, and its invalidation hooked, on first use)."""
-    jc = ctx.__dict__.get("_llvm_jc")
+    """The context's jump cache (user mode; created on first use)."""
+    jc = ctx.native_jc
     if jc is None:
         with _lock:
-            jc = ctx.__dict__.get("_llvm_jc")
+            jc = ctx.native_jc
             if jc is None:
-                jc = JumpCache(ctx)
-                ctx._llvm_jc = jc
+                jc = JumpCache(ctx, ctx.tbs)
+                ctx.native_jc = jc
     return jc  # type: ignore[no-any-return]
 
 

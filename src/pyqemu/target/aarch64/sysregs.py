@@ -17,7 +17,7 @@ from typing import Any
 
 from pyqemu.accel.tcg.interfaces import GuestTrap, UndefinedInstruction
 from pyqemu.ir.core import CallFlags, Const, Helper, Temp
-from pyqemu.ir.ops import ExitReason
+from pyqemu.ir.ops import Cond, ExitReason
 from pyqemu.target.aarch64.cpu import (
     TB_FLAG_EL0_DZE,
     TB_FLAG_EL0_UCT,
@@ -407,8 +407,7 @@ def _dc_zva(cpu: Any, addr: int, block: int) -> None:
     base = addr & ~(block - 1)
     cpu.load(addr, 1, Access.WRITE)
     cpu.load(base, 1, Access.WRITE)
-    for off in range(0, block, 8):
-        cpu.store(base + off, 8, 0)
+    cpu.write_bytes(base, bytes(block))  # one TLB lookup (the block is in one page)
 
 
 _NRW = CallFlags.NO_READ_GLOBALS | CallFlags.NO_WRITE_GLOBALS
@@ -446,6 +445,19 @@ def gen_sysreg_trap(ctx: Any, syndrome: int) -> None:
     gen_helper_trap(ctx, helper_raise_syndrome, Const(syndrome, 64))
 
 
+def _gen_spsel_check(ctx: Any, helper: Helper, *args: Any, outs: list[Temp] | None = None
+                     ) -> Any:
+    """Branch to the returned label when PSTATE.SP = 1; else call ``helper``, which
+    raises the UNDEFINED exception of an SP_EL0 access while SP_EL0 is the SP."""
+    b = ctx.b
+    t = ctx.t64()
+    b.gen_ld_state_i64(t, _f("spsel"), 8)
+    ok = b.new_label()
+    b.gen_brcond_i64(Cond.NE, t, 0, ok)
+    b.gen_call(helper, *args, outs=outs or [])
+    return ok
+
+
 def trans_sysreg(ctx: Any, a: Any, rt_value: Any, dest: Temp | None) -> bool | None:
     """MRS (dest given) / MSR (rt_value given) of a table register in system mode.
 
@@ -476,7 +488,11 @@ def trans_sysreg(ctx: Any, a: Any, rt_value: Any, dest: Temp | None) -> bool | N
         if not r.readable:
             return False
         if r.name == "SP_EL0":
-            b.gen_call(helper_read_sp_el0, pc, insn, outs=[dest])
+            # Linux reads ``current`` from SP_EL0 all the time: inline, the helper only
+            # for the UNDEFINED case (SPSel = 0)
+            ok = _gen_spsel_check(ctx, helper_read_sp_el0, pc, insn, outs=[dest])
+            b.gen_set_label(ok)
+            b.gen_ld_state_i64(dest, _f("sp_el"), 8)
         elif r.name == "CCSIDR_EL1":
             b.gen_call(helper_read_ccsidr, outs=[dest])
         elif r.const is not None:
@@ -487,7 +503,9 @@ def trans_sysreg(ctx: Any, a: Any, rt_value: Any, dest: Temp | None) -> bool | N
         return True
     # MSR
     if r.name == "SP_EL0":
-        b.gen_call(helper_write_sp_el0, pc, insn, rt_value)
+        ok = _gen_spsel_check(ctx, helper_write_sp_el0, pc, insn, rt_value)
+        b.gen_set_label(ok)
+        b.gen_st_state_i64(rt_value, _f("sp_el"), 8)
         return True
     if r.name == "OSLAR_EL1":
         t = ctx.t64()
