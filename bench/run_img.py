@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Block benchmarks: pyqemu-img against the real qemu-img, in the same run.
 
-    python bench/run_img.py [--size 1G] [--repeat N] [--only NAME[,NAME...]] [--keep DIR]
+    python bench/run_img.py [--size 1G] [--check-size 16G] [--repeat N]
+                            [--only NAME[,NAME...]] [--keep DIR]
 
 Builds the workloads in a temporary directory, runs each with qemu-img and with
 pyqemu-img (the installed console script, or ``python -m pyqemu.cli.img``), checks the
@@ -115,6 +116,9 @@ def make_fragmented_raw(path: str, size: int) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="1G", help="virtual size of the images (default 1G)")
+    ap.add_argument("--check-size", default="16G",
+                    help="virtual size of the metadata-preallocated qcow2 that the "
+                         "'check many clusters' workload checks (default 16G)")
     ap.add_argument("--repeat", type=int, default=1, help="best of N runs (default 1)")
     ap.add_argument("--only", default="", help="comma-separated workload names")
     ap.add_argument("--keep", default="", help="build in this directory and keep it")
@@ -157,6 +161,11 @@ def _run_all(workdir: str, size: int, qemu: str, pyq: list[str],
     frag_qcow2 = p("frag.qcow2")
     run([qemu, "convert", "-f", "raw", "-O", "qcow2", frag_raw, frag_qcow2])
     os.unlink(frag_raw)
+    # every cluster of a large image referenced (L2 entries and refcounts), the file
+    # sparse: check's work per cluster, not its start-up, decides this one
+    big_qcow2 = p("prealloc.qcow2")
+    run([qemu, "create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", big_qcow2,
+         str(parse_size(opts.check_size))])
 
     def same_content(a: str, b: str) -> bool:
         res = subprocess.run([qemu, "compare", a, b], check=False, capture_output=True, env=ENV)
@@ -179,6 +188,9 @@ def _run_all(workdir: str, size: int, qemu: str, pyq: list[str],
         Workload("check qcow2",
                  lambda out: ["check", "-f", "qcow2", "--output=json", src_qcow2],
                  None, ""),
+        Workload(f"check many clusters ({opts.check_size})",
+                 lambda out: ["check", "-f", "qcow2", "--output=json", big_qcow2],
+                 None, ""),
         Workload("map fragmented qcow2",
                  lambda out: ["map", "-f", "qcow2", "--output=json", frag_qcow2],
                  None, ""),
@@ -186,6 +198,9 @@ def _run_all(workdir: str, size: int, qemu: str, pyq: list[str],
                  lambda out: ["compare", "-f", "qcow2", "-F", "raw", src_qcow2, src_raw],
                  None, ""),
     ]
+    # the floor: the interpreter's own start against qemu-img's (no image work at all)
+    workloads.append(Workload("start-up floor (python -c pass, qemu-img --version)",
+                              lambda out: [], lambda a, b: True, ""))
     only = {w.strip() for w in opts.only.split(",") if w.strip()}
     rows = []
     for wl in workloads:
@@ -202,6 +217,9 @@ def _run_all(workdir: str, size: int, qemu: str, pyq: list[str],
                     os.unlink(path)
 
             full = [*cmd, *wl.args(out)]
+            if wl.name.startswith("start-up floor"):
+                full = [qemu, "--version"] if who == "qemu-img" else [sys.executable, "-c",
+                                                                        "pass"]
             if wl.output_ext:
                 times[who] = timed(full, clean, opts.repeat)
             else:
@@ -224,7 +242,7 @@ def _run_all(workdir: str, size: int, qemu: str, pyq: list[str],
         ratio = times["pyqemu-img"] / times["qemu-img"] if times["qemu-img"] else float("inf")
         note = "" if agree else " (RESULT DIFFERS from qemu-img)"
         rows.append((wl.name + note, times["qemu-img"], times["pyqemu-img"], ratio))
-        print(f"  {wl.name:<26} qemu {times['qemu-img']:8.3f}s  pyqemu "
+        print(f"  {wl.name:<30} qemu {times['qemu-img']:8.3f}s  pyqemu "
               f"{times['pyqemu-img']:8.3f}s  ratio {ratio:6.2f}x{note}", flush=True)
 
     print()

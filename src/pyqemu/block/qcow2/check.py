@@ -56,7 +56,7 @@ class _Counter:
 
 
 def _l2_refs(img: Qcow2Image, ctr: _Counter, l2_off: int, active: bool,
-             copied_errors: list[tuple[int, int]]) -> None:
+             copied_errors: list[tuple[int, int]], fix: int = 0) -> None:
     res = ctr.res
     cs = img.csize
     w = img.l2_entry_words
@@ -95,10 +95,23 @@ def _l2_refs(img: Qcow2Image, ctr: _Counter, l2_off: int, active: bool,
                 res.fragmented_clusters = (res.fragmented_clusters or 0) + 1
             next_contig = host + cs
         if host & (cs - 1):
-            res.messages.append(f"ERROR offset={host:x}: Cluster is not properly aligned; "
-                                "L2 entry corrupted.")
+            # as QEMU: the (unaligned) cluster still counts as referenced, unless it only
+            # reads as zeroes and -r all turns it into a plain zero cluster
             res.corruptions += 1
-            continue
+            has_data = bool(tbl[i + 1] & 0xFFFFFFFF) if w == 2 else not e & OFLAG_ZERO
+            if has_data:
+                res.messages.append(f"ERROR offset={host:x}: Data cluster is not properly "
+                                    "aligned; L2 entry corrupted.")
+            else:
+                res.messages.append(f"{'Repairing' if fix & FIX_ERRORS else 'ERROR'} "
+                                    f"offset={host:x}: Preallocated cluster is not properly "
+                                    "aligned; L2 entry corrupted.")
+                if fix & FIX_ERRORS:
+                    tbl[i] = 0 if w == 2 else OFLAG_ZERO
+                    img.file.pwrite(l2_off + i * 8, struct.pack(">Q", tbl[i]))
+                    res.corruptions -= 1
+                    res.corruptions_fixed += 1
+                    continue
         if dfile:
             continue
         ctr.inc(host, cs)
@@ -158,7 +171,7 @@ def _stored_refcounts(rc: Refcounts, nb: int) -> list[int | None]:
 
 def _tree_refs(img: Qcow2Image, ctr: _Counter, l1_off: int, l1_size: int, active: bool,
                l2_copied: list[tuple[int, int, int]],
-               data_copied: list[tuple[int, int]]) -> None:
+               data_copied: list[tuple[int, int]], fix: int = 0) -> None:
     res = ctr.res
     cs = img.csize
     ctr.inc(l1_off, l1_size * 8)
@@ -182,7 +195,7 @@ def _tree_refs(img: Qcow2Image, ctr: _Counter, l1_off: int, l1_size: int, active
         ctr.inc(off, cs)
         if active:
             l2_copied.append((i, ent, off))
-        _l2_refs(img, ctr, off, active, data_copied)
+        _l2_refs(img, ctr, off, active, data_copied, fix)
 
 
 def check_image(img: Qcow2Image, fix: int) -> CheckResult:
@@ -205,7 +218,118 @@ def check_image(img: Qcow2Image, fix: int) -> CheckResult:
     return _check(img, fix)[0]
 
 
+def _bits_clear(raw: bytes, lo: int, hi: int) -> bool:
+    """True if bits ``lo..hi-1`` of every big-endian 64-bit entry of ``raw`` are 0,
+    looked at with byte slices (no Python object per entry)."""
+    for byte in range(lo // 8, -(-hi // 8)):
+        mask = 0
+        for bit in range(max(lo, byte * 8), min(hi, byte * 8 + 8)):
+            mask |= 1 << (bit - byte * 8)
+        column = raw[7 - byte::8]
+        if mask == 0xFF:
+            if column.count(0) != len(column):
+                return False
+        elif column.translate(None, bytes(v for v in range(256) if not v & mask)):
+            return False
+    return True
+
+
+def _check_fast(img: Qcow2Image) -> CheckResult | None:
+    """The check of a consistent image without snapshots, bitmaps, compressed clusters
+    or a data file, in whole-table operations: every cluster the metadata references
+    once, every stored refcount 0 or 1 and exactly on those clusters, OFLAG_COPIED on
+    every reference. None when any of that does not hold: :func:`_check` then finds
+    and reports what differs entry by entry (the result is the same either way).
+
+    (A 16 GiB image with every cluster allocated has 262144 L2 entries: no Python
+    statement runs per entry here, only C loops over tables and lists.)"""
+    from itertools import compress, repeat
+    from operator import add, ne
+
+    h = img.header
+    if (h.nb_snapshots or h.bitmaps_ext is not None or img.data_file is not None
+            or img.extended_l2):
+        return None
+    cs = img.csize
+    cb = img.cluster_bits
+    fsize = img.file.size()
+    rc = img.rc
+    # the references are compared as "host offset | OFLAG_COPIED", the value an L2 entry
+    # of a cluster with refcount 1 has once its OFLAG_ZERO bit is cleared
+    bias = OFLAG_COPIED
+    refs: list[int] = [bias]  # the header's cluster
+
+    def span(off: int, size: int) -> bool:
+        if size <= 0:
+            return True
+        if off + size - fsize >= cs:
+            return False
+        refs.extend(range(bias | (off & ~(cs - 1)), bias | (off + size), cs))
+        return True
+
+    if not span(h.l1_table_offset, h.l1_size * 8):
+        return None
+    if not span(rc.table_offset, rc.table_clusters * cs):
+        return None
+    allocated = fragmented = 0
+    n = img.l2_entries
+    for ent in img.l1:
+        off = ent & L1E_OFFSET_MASK
+        if not off:
+            continue
+        if off & (cs - 1) or off + cs > fsize or not ent & OFLAG_COPIED:
+            return None
+        refs.append(bias | off)
+        raw = img.file.pread(off, cs)
+        # of the flags, only OFLAG_COPIED (top byte) and OFLAG_ZERO (bit 0); host
+        # offsets cluster aligned
+        top = raw[0::8]
+        if top.translate(None, b"\x00\x80") or not _bits_clear(raw, 1, cb):
+            return None
+        ents = bytearray(raw)
+        ents[7::8] = bytes(n)  # OFLAG_ZERO
+        used = list(filter(None, struct.unpack(f">{n}Q", ents)))
+        # OFLAG_COPIED on every entry with a host cluster (refcount 1), on no other
+        if top.count(0x80) != len(used) or bias in used:
+            return None
+        if used:
+            if max(used) >= bias | fsize:
+                return None
+            refs.extend(used)
+            allocated += len(used)
+            if used[-1] - used[0] != (len(used) - 1) * cs or sorted(used) != used:
+                # (else contiguous: the references are checked to be distinct below)
+                fragmented += sum(map(ne, used[1:], map(add, used, repeat(cs))))
+    for ent in rc.table:
+        off = ent & REFT_OFFSET_MASK
+        if ent & 0x1FF or off & (cs - 1) or (off >= fsize and off not in rc.blocks):
+            return None
+        if off:
+            refs.append(bias | off)
+    nb = -(-fsize // cs)
+    refs.sort()
+    if refs[-1] >= bias | (nb * cs):
+        return None
+    stored = _stored_refcounts(rc, nb)
+    if stored.count(0) + stored.count(1) != nb:
+        return None
+    if refs != list(compress(range(bias, bias | (nb * cs), cs), stored)):
+        return None
+    res = CheckResult()
+    res.total_clusters = -(-h.size // cs)
+    res.allocated_clusters = allocated
+    res.fragmented_clusters = fragmented
+    res.compressed_clusters = 0
+    res.image_end_offset = (refs[-1] ^ bias) + cs
+    return res
+
+
 def _check(img: Qcow2Image, fix: int) -> tuple[CheckResult, bool]:
+    if not img.readonly:
+        img.flush()
+    fast = _check_fast(img)
+    if fast is not None:
+        return fast, False
     res = CheckResult()
     res.allocated_clusters = 0
     res.fragmented_clusters = 0
@@ -213,15 +337,13 @@ def _check(img: Qcow2Image, fix: int) -> tuple[CheckResult, bool]:
     h = img.header
     cs = img.csize
     res.total_clusters = -(-h.size // cs)
-    if not img.readonly:
-        img.flush()
     ctr = _Counter(img, res)
     ctr.inc(0, cs)  # header
     l2_copied: list[tuple[int, int, int]] = []
     data_copied: list[tuple[int, int]] = []
-    _tree_refs(img, ctr, h.l1_table_offset, h.l1_size, True, l2_copied, data_copied)
+    _tree_refs(img, ctr, h.l1_table_offset, h.l1_size, True, l2_copied, data_copied, fix)
     for sn in img.snapshots:
-        _tree_refs(img, ctr, sn.l1_table_offset, sn.l1_size, False, [], [])
+        _tree_refs(img, ctr, sn.l1_table_offset, sn.l1_size, False, [], [], fix)
     if h.nb_snapshots:
         size = sum(len(sn.pack()) for sn in img.snapshots)
         ctr.inc(h.snapshots_offset, size)
