@@ -66,6 +66,14 @@ CASES = {
     "blk-unknown-drive": ["-device", "virtio-blk-device,drive=nope"],
     # beyond the board's RAM limit (a size the host cannot reserve is the CLI's bad-input test)
     "ram-4097T": ["-m", "4097T", "-kernel", "{k}"],
+    # the device-memory window (-m slots/maxmem) beyond the CPU's physical address size
+    "highmem-off-3584M": ["-M", "virt,highmem=off", "-m", "3584M", "-kernel", "{k}"],
+    "highmem-off-maxmem": ["-M", "virt,highmem=off", "-m", "2G,slots=1,maxmem=3G"],
+    "maxmem-max-52bit": ["-m", "1G,slots=2,maxmem=4097T"],
+    "maxmem-no-slots": ["-m", "1G,maxmem=5000T"],
+    "maxmem-a57-44bit": ["-cpu", "cortex-a57", "-m", "1G,slots=2,maxmem=16T"],
+    "maxmem-a53-40bit": ["-cpu", "cortex-a53", "-m", "1G,slots=1,maxmem=1T"],
+    "maxmem-n1-48bit": ["-cpu", "neoverse-n1", "-m", "1G,slots=1,maxmem=256T"],
 }
 
 

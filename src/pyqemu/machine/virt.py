@@ -210,12 +210,9 @@ class VirtMachine:
             raise MachineError(f"Number of SMP CPUs requested ({smp}) exceeds max CPUs "
                                f"supported by pyqemu's virt ({GICV3_REDIST_CPUS})")
         mem_base, mem_max = VIRT_MEMMAP["mem"]
+        self._check_memtop(mem_base)
         if cfg.ram_size > mem_max:
             raise MachineError(f"mach-virt: cannot model more than {mem_max // GiB}GB RAM")
-        if not _bool_prop(self.props, "highmem", True) and mem_base + cfg.ram_size > 1 << 32:
-            # QEMU's own message ends with a newline (an empty line follows)
-            raise MachineError(f"Addressing limited to 32 bits, but memory exceeds it by "
-                               f"{mem_base + cfg.ram_size - (1 << 32)} bytes\n")
         self.ram_base, self.ram_size = mem_base, cfg.ram_size
         self.root = MemoryRegion.new_container("system", 1 << 44)
         try:
@@ -231,6 +228,24 @@ class VirtMachine:
         self._build_virtio()
         self._plug_devices()
         self._setup_boot()
+
+    def _check_memtop(self, mem_base: int) -> None:
+        """QEMU's virt_set_memmap: RAM, then the device-memory window for -m slots/maxmem
+        (each rounded up to 1 GiB), must fit the CPU's physical address size (32 bits
+        with highmem=off)."""
+        cfg = self.config
+        pa_bits = QEMU_PAMAX.get(cfg.cpu.split(",")[0])
+        if not _bool_prop(self.props, "highmem", True):
+            pa_bits = 32
+        if pa_bits is None:
+            return  # an unknown -cpu: its own error follows
+        device_base = _round_up(mem_base + cfg.ram_size, GiB)
+        device_size = (cfg.maxmem or cfg.ram_size) - cfg.ram_size + cfg.ram_slots * GiB
+        memtop = device_base + _round_up(device_size, GiB)
+        if memtop > 1 << pa_bits:
+            # QEMU's own message ends with a newline (an empty line follows)
+            raise MachineError(f"Addressing limited to {pa_bits} bits, but memory exceeds it "
+                               f"by {memtop - (1 << pa_bits)} bytes\n")
 
     def _build_flash(self) -> None:
         """Two 64 MiB flash banks at 0 (QEMU's virt.flash0/1), filled from -bios or
@@ -875,6 +890,18 @@ def _prog() -> str:
     except ImportError:
         return "pyqemu-system-aarch64"
     return PROG
+
+
+#: QEMU 7.2's arm_pamax (ID_AA64MMFR0.PARange, in bits) for each -cpu, which sizes virt's
+#: memory map; pyqemu's vCPUs still report 44 bits to the guest whatever the model
+QEMU_PAMAX = {
+    "cortex-a7": 40, "cortex-a15": 40, "cortex-a35": 40, "cortex-a53": 40, "cortex-a57": 44,
+    "cortex-a72": 44, "cortex-a76": 40, "neoverse-n1": 48, "a64fx": 40, "max": 52,
+}
+
+
+def _round_up(n: int, align: int) -> int:
+    return (n + align - 1) // align * align
 
 
 def _fail(exc: BootError) -> None:
