@@ -45,8 +45,9 @@ def test_llvm_same_as_qemu(prog: str, args: list[str], static: bool, tier: str) 
     binary = guest_binary(prog, static=static)
     opts = [] if static else ["-L", SYSROOT]
     ref = run_qemu([*opts, str(binary), *args])
-    # tier 0: every block native at once; else interp -> python -> native (batched)
-    env = {"PYQEMU_LLVM_TIER": tier, "PYQEMU_LLVM_HOT": "0" if tier == "0" else "16"}
+    # tier 0: every block native at once; else closures (``tier`` runs) -> python ->
+    # native (batched), the backend's own tiers
+    env = {"PYQEMU_TIER": tier, "PYQEMU_LLVM_HOT": "0" if tier == "0" else "16"}
     got = run([*LAUNCHER, *opts, str(binary), *args], env=env)
     assert_clean_stderr(got)
     assert got.stdout == ref.stdout, got.stderr.decode(errors="replace")[-2000:]

@@ -144,6 +144,13 @@ class TCGContext:
             int(os.environ.get("PYQEMU_TIER", "64"))
         if self.backend.name == "interp" or items & {"out_asm", "op_opt"}:
             self.tier_threshold = 0
+        #: the backend tiers by itself (llvm: closures, then Python, then native code):
+        #: it gets every block at once, unoptimized, and no tier of ours runs before it
+        self.backend_tiers = bool(getattr(self.backend, "tiered", False))
+        if self.backend_tiers:
+            self.tier_threshold = 0
+            if not optimize:
+                self.backend.optimize = False  # type: ignore[attr-defined]
         tune_gc()
         stats_path = os.environ.get("PYQEMU_TCG_STATS")
         if stats_path:
@@ -241,7 +248,7 @@ class TCGContext:
             self.log.enabled("op") else None
         if self.tier_threshold:
             return self._install_cold(cpu, key, block, pages, gens, t0, op_text, spans)
-        if self.optimize:
+        if self.optimize and not self.backend_tiers:
             from pyqemu.ir.optimizer import optimize
 
             optimize(block)

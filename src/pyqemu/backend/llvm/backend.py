@@ -215,13 +215,70 @@ class LLVMBackend(Backend):
         self.jit_time = 0.0
         #: runs (in the python tier) before a block is compiled natively; 0: at once
         self.hot = int(os.environ.get("PYQEMU_LLVM_HOT", "2000")) if hot is None else hot
+        #: runs in the closure tier before the python tier (PYQEMU_TIER, as the
+        #: context's own cold tier for the other backends)
+        self.cold = max(1, int(os.environ.get("PYQEMU_TIER", "64")))
+        #: optimize blocks before the python and native tiers
+        self.optimize = True
         self._warm: list[tuple[TieredTB, list[int]]] = []
         self._lock = threading.Lock()
 
+    @property
+    def tiered(self) -> bool:
+        """This backend runs new blocks in cheap tiers and compiles the hot ones itself
+        (the context then hands it every block at once, unoptimized: one scheme)."""
+        return self.hot > 0
+
     def compile(self, block: IRBlock) -> CompiledTB:
-        pc = block.pc & ((1 << 64) - 1)
+        """A block that runs in three tiers: closures (no compile at all) for its first
+        ``cold`` runs, then generated Python of the optimized IR, counted, until it is
+        hot (``hot`` runs), then native code compiled in a batch with the warm blocks.
+        Most blocks of a boot run a few times and never leave the first tier."""
         if self.hot <= 0:
-            return self.compile_many([block])[0]
+            return self.compile_many([self._optimized(block)])[0]
+        from pyqemu.backend.python.closures import ClosureBackend
+
+        try:
+            cold = ClosureBackend(self._pc_offset(block)).compile(block)
+        except BackendError:
+            return self._python_tier(self._optimized(block), None)
+        tiered = TieredTB(func=None, links=cold.links,  # type: ignore[arg-type]
+                          goto_targets=cold.goto_targets)
+        tiered.block = block
+        state: list[Any] = [cold.func]
+        run = cold.func
+
+        def warm_up() -> None:
+            self._python_tier(self._optimized(block), tiered, state)
+
+        run.hot = self.cold  # type: ignore[attr-defined]
+        run.on_hot = warm_up  # type: ignore[attr-defined]
+
+        def trampoline(cpu: Any, R: Any, rt_: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
+            return state[0](cpu, R, rt_, ra, wt, wa, hv)
+
+        tiered.func = trampoline
+        tiered.impl = state  # type: ignore[attr-defined]
+        return tiered
+
+    def _optimized(self, block: IRBlock) -> IRBlock:
+        """An optimized copy of ``block`` (the cold tier keeps running the original)."""
+        from pyqemu.ir.core import Op
+        from pyqemu.ir.optimizer import optimize
+
+        if not self.optimize:
+            return block
+        out = IRBlock(block.pc, block.flags, [Op(o.opdef, list(o.args), list(o.outs))
+                                              for o in block.ops],
+                      block.ntemps, block.nlabels, block.guest_size, block.icount,
+                      block.globals)
+        optimize(out)
+        return out
+
+    def _python_tier(self, block: IRBlock, tiered: TieredTB | None,
+                     state: list[Any] | None = None) -> CompiledTB:
+        """Move ``tiered`` (or a new TieredTB) to its counted generated-Python tier."""
+        pc = block.pc & ((1 << 64) - 1)
         # a block jumping to itself would run its whole loop inside one python-tier
         # call (the python backend loops in place): that tier runs a copy whose jump to
         # itself returns to the exec loop, so each iteration counts
@@ -230,45 +287,58 @@ class LLVMBackend(Backend):
         from pyqemu.backend.python import PythonBackend
 
         pyblock = _unlooped(block, pc) if loop else block
+        targets = [op.args[0] & ((1 << 64) - 1) for op in block.ops
+                   if op.opdef.name == "goto_tb"]
+        if tiered is None:
+            tiered = TieredTB(func=None,  # type: ignore[arg-type]
+                              links=[CHAIN_SLOTS[k] for k in range(len(targets))],
+                              goto_targets=targets)
+            state = [None]
+            st = state
+
+            def trampoline(cpu: Any, R: Any, rt_: Any, ra: Any, wt: Any, wa: Any,
+                           hv: Any) -> Any:
+                return st[0](cpu, R, rt_, ra, wt, wa, hv)
+
+            tiered.func = trampoline
+            tiered.impl = state  # type: ignore[attr-defined]
+        assert state is not None
+        tiered.block = block  # (what the native compile lowers)
         try:
             py = PythonBackend(self._pc_offset(block)).compile(pyblock)
         except BackendError:
-            return self.compile_many([block])[0]
-        counter = [0]
-        links, targets = py.links, py.goto_targets
-        pymap: list[int] = []
-        if loop:
-            # the TB's slots number every goto_tb of ``block`` (the context relinks them
-            # and native code returns them); the unlooped copy's slots skip the self jumps
-            targets = [op.args[0] & ((1 << 64) - 1) for op in block.ops
-                       if op.opdef.name == "goto_tb"]
-            links = [CHAIN_SLOTS[k] for k in range(len(targets))]
-            pymap = [k for k, t in enumerate(targets) if t != pc]
-        tiered = TieredTB(func=None, links=links,  # type: ignore[arg-type]
-                          goto_targets=targets, source=py.source,
-                          line_pcs=py.line_pcs)
+            if state[0] is None:  # no tier below: native now
+                return self.compile_many([block])[0]
+            tiered.block = None  # stays in the closure tier
+            return tiered
         tiered.py = py
-        tiered.block = block
+        tiered.source, tiered.line_pcs = py.source, py.line_pcs
+        counter = [0]
+        # the TB's links (shared by every tier) number every goto_tb of ``block``; the
+        # python tier's own slots are never linked: its exits map to the TB's links
+        links = tiered.links
+        pymap = [k for k, t in enumerate(targets) if t != pc] if loop else \
+            list(range(len(targets)))
         hot = self.hot
         warm = self._warm
         entry = (tiered, counter)
-        state: list[Any] = [py.func]
-
         prof = rt.prof if rt.PROFILE else None
         icount = block.icount
-
         pyfunc = py.func
         # a run counts more when the block calls helpers native code does without (a
         # Python SIMD/FP helper costs about as much as ten plain guest instructions)
         lowered = rt.lowered_helpers()
         weight = 1 + 10 * sum(1 for op in block.ops if op.opdef.name == "call"
                               and id(op.args[0].func) in lowered)
-
         chain_slot = CHAIN_SLOTS[0].__class__
+
+        def settled(cpu: Any, R: Any, rt_: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
+            r = pyfunc(cpu, R, rt_, ra, wt, wa, hv)
+            return links[pymap[r.slot]] if r.__class__ is chain_slot else r
 
         def counting(cpu: Any, R: Any, rt_: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
             r = pyfunc(cpu, R, rt_, ra, wt, wa, hv)
-            if loop and r.__class__ is chain_slot:
+            if r.__class__ is chain_slot:
                 r = links[pymap[r.slot]]  # the TB's numbering (linked TB or its slot)
             n0 = counter[0]
             n = counter[0] = n0 + weight
@@ -278,19 +348,13 @@ class LLVMBackend(Backend):
             if n0 < hot >> 1 <= n < hot:
                 warm.append(entry)
             elif n >= hot:
-                state[0] = pyfunc
+                state[0] = settled
                 t0 = time.perf_counter()
                 self._compile_hot(entry, cpu.ctx)
                 cpu.ctx.stats.compile_time += time.perf_counter() - t0
             return r
 
         state[0] = counting
-
-        def trampoline(cpu: Any, R: Any, rt_: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
-            return state[0](cpu, R, rt_, ra, wt, wa, hv)
-
-        tiered.func = trampoline
-        tiered.impl = state  # type: ignore[attr-defined]
         return tiered
 
     def _compile_hot(self, entry: tuple[TieredTB, list[int]], ctx: Any = None) -> None:
