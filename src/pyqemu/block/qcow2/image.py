@@ -1056,9 +1056,11 @@ class Qcow2Image(Image):
     def compress_cluster(self, data: bytes) -> bytes:
         """The compressed payload :meth:`write_compressed` would store for ``data`` (one
         cluster or the last partial one). Pure and thread-safe (zlib and zstd release the
-        GIL), so convert can compress several clusters at once and write them in order."""
+        GIL), so convert can compress several clusters at once and write them in order.
+        Empty (qcompress.NOT_COMPRESSIBLE) when it would not fit in cluster_size - 1
+        bytes: the cluster is then stored uncompressed, as QEMU does."""
         return qcompress.compress(bytes(data) + bytes(self.csize - len(data)),
-                                  self.header.compression_type)
+                                  self.header.compression_type, self.csize - 1)
 
     def write_compressed(self, offset: int, data: bytes, *,
                          compressed: bytes | None = None) -> None:
@@ -1074,7 +1076,7 @@ class Qcow2Image(Image):
         self._writable()
         self._note_write(offset, len(data))
         comp = self.compress_cluster(data) if compressed is None else compressed
-        if len(comp) > cs - 1:
+        if comp == qcompress.NOT_COMPRESSIBLE:
             self.write(offset, data)  # not worth it: QEMU stores it uncompressed too
             return
         ci = offset // cs
@@ -1100,18 +1102,24 @@ class Qcow2Image(Image):
         self._maybe_writeback()
 
     def _alloc_bytes(self, n: int) -> int:
-        """Sub-cluster allocation for compressed data (as qcow2_alloc_bytes)."""
+        """Room for ``n`` bytes of compressed data, as qcow2_alloc_bytes: right after the
+        previous compressed cluster's bytes, running on into a new host cluster when that
+        is the next one in the file (else starting in the new one); every host cluster
+        the bytes touch gains a reference."""
         cs = self.csize
-        fbo = self._free_byte_offset
-        if fbo and (fbo % cs) and (fbo % cs) + n <= cs and \
-                0 < self.rc.get(fbo >> self.cluster_bits) and \
-                self.rc.stored(fbo >> self.cluster_bits) < self.rc.max_refcount:
-            self.rc.increment(fbo >> self.cluster_bits)
-            self._free_byte_offset = fbo + n
-            return fbo
-        nclusters = -(-n // cs)
-        off = self.rc.alloc(nclusters)
-        self._free_byte_offset = off + n
+        cb = self.cluster_bits
+        off = self._free_byte_offset
+        if off and not 0 < self.rc.get(off >> cb) < self.rc.max_refcount:
+            off = 0  # freed meanwhile, or no reference left to give
+        if not off or cs - (off & (cs - 1)) < n:
+            new = self.rc.alloc(1)  # (its refcount of 1 is these bytes' reference)
+            if off and align_up(off, cs) == new:
+                self.rc.increment(off >> cb)  # starts in the old cluster, too
+            else:
+                off = new
+        else:
+            self.rc.increment(off >> cb)
+        self._free_byte_offset = 0 if not (off + n) & (cs - 1) else off + n
         return off
 
     # ---- block status ------------------------------------------------------------------------
