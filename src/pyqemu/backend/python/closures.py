@@ -18,6 +18,7 @@ on random IR (tests/backend/test_differential.py).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -265,6 +266,27 @@ def _step_source(op: Op, p: _Params, targets: dict[int, int], links: list[Any],
     return [p.put(a[0], expr, stem in _MASKED)]
 
 
+#: (shape, parameters, their types) -> step: blocks share equal steps (a kernel boot's
+#: cold blocks hold ~3.5 times as many steps as there are distinct ones); weak, so the
+#: steps of invalidated blocks go away with them
+_STEPS: weakref.WeakValueDictionary[tuple[Any, ...], Callable[..., Any]] = \
+    weakref.WeakValueDictionary()
+
+
+def _step(body: list[str], values: list[Any]) -> Callable[..., Any]:
+    """The step of shape ``body`` with parameters ``values`` (shared when one exists)."""
+    text = "\n".join(body)
+    vals = tuple(values)
+    try:
+        key = (text, vals, tuple(v.__class__ for v in vals))  # 1 and True differ
+        step = _STEPS.get(key)
+    except TypeError:  # a list parameter (a block's links): its own step
+        return _factory(text, body, len(vals))(*vals)
+    if step is None:
+        step = _STEPS[key] = _factory(text, body, len(vals))(*vals)
+    return step
+
+
 def _factory(key: str, body: list[str], nparams: int) -> Callable[..., Any]:
     fac = _FACTORIES.get(key)
     if fac is None:
@@ -357,7 +379,7 @@ class ClosureBackend(Backend):
         next_exit = EXITS[int(ExitReason.NEXT)]
         if icount:
             body = icount_entry("P1", "P0")
-            steps.append(_factory("\n".join(body), body, 2)(next_exit, block.icount))
+            steps.append(_step(body, [next_exit, block.icount]))
             op_pcs.append(None)
         for op in block.ops:
             name = op.opdef.name
@@ -367,13 +389,13 @@ class ClosureBackend(Backend):
                 if icount and insn_no > 1:
                     body = icount_stop("cpu.icount_lim", "P0", "P1", f"R[{pc_slot}] = P2",
                                        "P3")
-                    fac = _factory("\n".join(body), body, 4)
-                    steps.append(fac(insn_no, block.icount - insn_no + 1, cur, next_exit))
+                    steps.append(_step(body, [insn_no, block.icount - insn_no + 1, cur,
+                                              next_exit]))
                     op_pcs.append(cur)
                 continue
             if icount and name == "call":
                 body = ["cpu.icount_ahead = P0"]
-                steps.append(_factory(body[0], body, 1)(max(0, block.icount - insn_no)))
+                steps.append(_step(body, [max(0, block.icount - insn_no)]))
                 op_pcs.append(cur)
             if name in ("set_label", "mb"):
                 continue
@@ -385,8 +407,7 @@ class ClosureBackend(Backend):
             p = _Params()
             body = _step_source(op, p, targets, links, pc_slot, slot)
             # the body's text is the shape (parameters are positional)
-            fac = _factory("\n".join(body), body, len(p.values))
-            steps.append(fac(*p.values))
+            steps.append(_step(body, p.values))
             op_pcs.append(cur)
         run = _ClosureRun(steps, op_pcs, block.ntemps)
         return ClosureTB(func=run, links=links, goto_targets=goto_targets)
