@@ -73,7 +73,13 @@ def assemble(src: str, tmp: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def ls() -> LockStep:
-    return LockStep(backends=("interp", "python"))
+    try:
+        import llvmlite  # noqa: F401
+    except ImportError:
+        return LockStep(backends=("interp", "python"))
+    s = LockStep(backends=("interp", "python", "llvm"))
+    s.vcpus["llvm"][0].backend.hot = 0  # type: ignore[attr-defined]  # native at once
+    return s
 
 
 @pytest.mark.parametrize("name", sorted(SEQUENCES))

@@ -410,6 +410,7 @@ class LLVMBackend(Backend):
                      links_out: list[list[Any]] | None = None
                      ) -> list[tuple[Any, list[int]]]:
         tl = time.perf_counter()
+        cl = time.thread_time() if rt.PROFILE else 0.0
         try:  # (llvmlite is imported on the first native compile only)
             from pyqemu.backend.llvm.codegen import BlockCodegen, new_module
         except ImportError as exc:
@@ -431,6 +432,7 @@ class LLVMBackend(Backend):
         addrs = None if key is None else \
             _loaded.get(tag) or j.load_cached(key, names)  # type: ignore[arg-type]
         t0 = time.perf_counter()
+        c0 = cl
         if addrs is None:
             mod = new_module(f"tbs_{tag or blocks[0].pc}")
             try:
@@ -446,6 +448,7 @@ class LLVMBackend(Backend):
             except Exception as exc:
                 raise BackendError(f"llvm backend: lowering failed: {exc}") from exc
             t0 = time.perf_counter()
+            c0 = time.thread_time() if rt.PROFILE else 0.0
             try:
                 addrs = j.compile(text, names, key)  # type: ignore[arg-type]
             except RuntimeError as exc:
@@ -453,7 +456,11 @@ class LLVMBackend(Backend):
         if key is not None:
             _loaded[tag] = addrs
         if rt.PROFILE:
-            rt.prof["lower_s"] = rt.prof.get("lower_s", 0.0) + t0 - tl
+            p = rt.prof
+            p["lower_s"] = p.get("lower_s", 0.0) + t0 - tl
+            # (CPU seconds too: wall time is meaningless on a loaded machine)
+            p["lower_cpu_s"] = p.get("lower_cpu_s", 0.0) + c0 - cl
+            p["jit_cpu_s"] = p.get("jit_cpu_s", 0.0) + time.thread_time() - c0
         self.jit_time += time.perf_counter() - t0
         self.modules += 1
         if rt.PROFILE:

@@ -774,10 +774,74 @@ def _rbit(g: Any, vals: list[Any], bits: int) -> list[Any]:
     return [r if bits == 64 else b.zext(r, I64)]
 
 
+def _stxr(g: Any, helper: Helper, vals: list[Any]) -> list[Any] | None:
+    """STXR natively while the context has one vCPU (no other thread can store between
+    the compare and the store): the monitor check, the compare with the value LDXR
+    loaded and the store, as ``helpers._stxr``; an unaligned address or a page not in
+    the TLB for writing takes the helper (which raises the fault)."""
+    from pyqemu.target.aarch64 import cpu as a64cpu
+
+    addr, val, szl = vals
+    if not isinstance(szl, ir.Constant):
+        return None
+    size = 1 << int(szl.constant)
+    ty = _it(8 * size)
+    b = g.b
+    fn = g.fn
+    excl_p = g.sptr(a64cpu.EXCLUSIVE_ADDR_OFFSET)
+    excl = b.load(excl_p, typ=I64, align=8)
+    solo = b.icmp_unsigned("!=", b.load(g.ctl_ptr(rt.CTL_SOLO), typ=I64), ir.Constant(I64, 0))
+    match = b.icmp_unsigned("==", excl, addr)
+    page = b.lshr(addr, ir.Constant(I64, 12))
+    base = b.add(b.shl(b.and_(page, ir.Constant(I64, rt.TLB_SIZE - 1)), ir.Constant(I64, 2)),
+                 ir.Constant(I64, 2))
+    hit = b.icmp_unsigned("==", b.load(b.gep(g.tlb, [base], source_etype=I64), typ=I64,
+                                       align=8), page)
+    aligned = b.icmp_unsigned("==", b.and_(addr, ir.Constant(I64, size - 1)),
+                              ir.Constant(I64, 0))
+    fast, check, nomatch, cmp_ok, slow, done = (fn.append_basic_block(n) for n in (
+        "stxr_fast", "stxr_check", "stxr_nomatch", "stxr_store", "stxr_slow", "stxr_done"))
+    b.cbranch(b.and_(b.and_(solo, match), b.and_(hit, aligned)), fast, check)
+    b.position_at_end(check)
+    b.cbranch(b.and_(solo, b.not_(match)), nomatch, slow)
+    one, zero = ir.Constant(I64, 1), ir.Constant(I64, 0)
+    b.position_at_end(nomatch)  # no memory access when the monitor does not match
+    b.store(ir.Constant(I64, -1), excl_p, align=8)
+    b.branch(done)
+    b.position_at_end(fast)
+    b.store(ir.Constant(I64, -1), excl_p, align=8)
+    add = b.load(b.gep(g.tlb, [b.add(base, ir.Constant(I64, 1))], source_etype=I64),
+                 typ=I64, align=8)
+    hptr = b.gep(g.hbase, [b.add(add, addr)], source_etype=ir.IntType(8))
+    old = b.load(hptr, typ=ty, align=1)
+    exp = b.load(g.sptr(a64cpu.EXCLUSIVE_VAL_OFFSET), typ=I64, align=8)
+    if size < 8:
+        exp = b.trunc(exp, ty)
+    b.cbranch(b.icmp_unsigned("==", old, exp), cmp_ok, done)
+    b.position_at_end(cmp_ok)
+    b.store(b.trunc(val, ty) if size < 8 else val, hptr, align=1)
+    b.branch(done)
+    b.position_at_end(slow)
+    (st,) = g.callback(rt.register_helper(helper), vals, 1)
+    slow_end = b.block
+    b.branch(done)
+    b.position_at_end(done)
+    r = b.phi(I64)
+    r.add_incoming(one, nomatch)
+    r.add_incoming(one, fast)
+    r.add_incoming(zero, cmp_ok)
+    r.add_incoming(st, slow_end)
+    return [r]
+
+
 #: helpers with outputs lowered to values: lowering name -> f(codegen, input values)
 _VALUE_FUNCS: dict[str, Callable[[Any, list[Any]], list[Any]]] = {
     "rbit64": lambda g, v: _rbit(g, v, 64),
     "rbit32": lambda g, v: _rbit(g, v, 32),
+}
+#: the same with the helper (for its callback on a slow path); None: declined
+_VALUE_SLOW: dict[str, Callable[[Any, Helper, list[Any]], list[Any] | None]] = {
+    "stxr": _stxr,
 }
 
 
@@ -786,6 +850,12 @@ def lower_value(g: Any, helper: Helper, vals: list[Any]) -> list[Any] | None:
     if os.environ.get("PYQEMU_LLVM_NATIVE", "1") == "0":
         return None
     name = rt.lowered_helpers().get(id(helper.func))
+    fs = _VALUE_SLOW.get(name or "")
+    if fs is not None:
+        out = fs(g, helper, vals)
+        if out is not None:
+            stats[name or ""] += 1
+        return out
     f = _VALUE_FUNCS.get(name or "")
     if f is None:
         return None
