@@ -316,6 +316,9 @@ class VirtMachine:
                 log = QemuLog(set(cfg.log_items), filename=cfg.log_file)
             except (LogError, OSError) as exc:
                 raise MachineError(str(exc)) from None
+        from pyqemu.hw import log as hwlog
+
+        hwlog.configure(cfg.log_items or (), log)
         backend = cfg.accel_props.get("backend", "python")
         try:
             self.ctx = TCGContext(self.frontend, backend=backend, log=log)

@@ -149,6 +149,10 @@ def _render(mr: MemoryRegion, base: int, lo: int, hi: int, out: list[FlatRange])
     out.extend(pieces)
 
 
+#: QEMU's TARGET_PAGE_SIZE for aarch64 system mode: the unit of its subpages
+SUBPAGE_SIZE = 4096
+
+
 class AddressSpace:
     """A view of a root MemoryRegion with lookups and guest-memory accessors."""
 
@@ -181,6 +185,24 @@ class AddressSpace:
         if i >= 0 and flat[i].start <= addr < flat[i].end:
             return flat[i]
         return None
+
+    def unassigned_access_log(self, addr: int, size: int, is_write: bool) -> list[str]:
+        """QEMU 7.2's ``-d guest_errors`` lines for a CPU access nobody answers (memory.c's
+        memory_region_access_valid on the unnamed io_mem_unassigned). When another range
+        shares the target page, QEMU reached the hole through a subpage (also unnamed)
+        whose own check fails next and logs the offset in the page."""
+        what = "write" if is_write else "read"
+
+        def line(a: int) -> str:
+            return f"Invalid {what} at addr 0x{a:X}, size {size}, region '(null)', " \
+                "reason: rejected"
+
+        page = addr & ~(SUBPAGE_SIZE - 1)
+        flat = self.flat_view()
+        i = bisect.bisect_right(self._starts, page + SUBPAGE_SIZE - 1) - 1
+        if i >= 0 and flat[i].end > page:
+            return [line(addr), line(addr - page)]
+        return [line(addr)]
 
     # ---- RAM accessors (DMA); never outside RAM --------------------------------------
     def ram_view(self, addr: int, length: int) -> memoryview:

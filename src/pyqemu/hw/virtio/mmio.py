@@ -55,6 +55,19 @@ class VirtioMmioReg(IntEnum):
     CONFIG = 0x100
 
 
+#: registers a write to is "write to read-only register" in QEMU's log
+_READ_ONLY = {VirtioMmioReg.MAGIC_VALUE, VirtioMmioReg.VERSION, VirtioMmioReg.DEVICE_ID,
+              VirtioMmioReg.VENDOR_ID, VirtioMmioReg.DEVICE_FEATURES,
+              VirtioMmioReg.QUEUE_NUM_MAX, VirtioMmioReg.INTERRUPT_STATUS,
+              VirtioMmioReg.CONFIG_GENERATION}
+
+
+def _mode_error(op: str, prep: str, offset: int, legacy: bool) -> str:
+    """QEMU's text for a legacy-only register in modern mode, or the reverse."""
+    kind, mode = ("non-legacy", "legacy") if legacy else ("legacy", "non-legacy")
+    return f"virtio_mmio_{op}: {op} {prep} {kind} register (0x{offset:x}) in {mode} mode"
+
+
 _LEGACY_ONLY = {VirtioMmioReg.GUEST_PAGE_SIZE, VirtioMmioReg.QUEUE_ALIGN, VirtioMmioReg.QUEUE_PFN}
 _MODERN_ONLY = {VirtioMmioReg.QUEUE_READY, VirtioMmioReg.QUEUE_DESC_LOW,
                 VirtioMmioReg.QUEUE_DESC_HIGH, VirtioMmioReg.QUEUE_AVAIL_LOW,
@@ -142,9 +155,13 @@ class VirtioMmio:
     # ---- MMIO ------------------------------------------------------------------
     def read(self, offset: int, size: int) -> int:
         dev = self.device
+        if dev is None:
+            # QEMU: an empty transport reads as zero but for its identity (any size,
+            # nothing logged), so Linux probes it and no driver claims DeviceID 0
+            return {VirtioMmioReg.MAGIC_VALUE: VIRT_MAGIC,
+                    VirtioMmioReg.VERSION: 1 if self.legacy else 2,
+                    VirtioMmioReg.VENDOR_ID: VIRT_VENDOR}.get(offset, 0)
         if offset >= VirtioMmioReg.CONFIG:
-            if dev is None:
-                return 0
             cfg = dev.get_config()
             off = offset - VirtioMmioReg.CONFIG
             if off + size > len(cfg):
@@ -153,7 +170,7 @@ class VirtioMmio:
                 return (1 << (8 * size)) - 1
             return int.from_bytes(cfg[off:off + size], "little")
         if size != 4:
-            log.guest_error(f"virtio-mmio: {size}-byte read of register {offset:#x}")
+            log.guest_error("virtio_mmio_read: wrong size access to register!")
             return 0
         if offset == VirtioMmioReg.MAGIC_VALUE:
             return VIRT_MAGIC
@@ -161,12 +178,10 @@ class VirtioMmio:
             return 1 if self.legacy else 2
         if offset == VirtioMmioReg.VENDOR_ID:
             return VIRT_VENDOR
-        if dev is None:
-            return 0
         if offset == VirtioMmioReg.DEVICE_ID:
             return dev.device_id
         if self.legacy and offset in _MODERN_ONLY or not self.legacy and offset in _LEGACY_ONLY:
-            log.guest_error(f"virtio-mmio: read of {VirtioMmioReg(offset).name} in this mode")
+            log.guest_error(_mode_error("read", "from", offset, self.legacy))
             return 0
         vq = dev.vqs[self.queue_sel] if self.queue_sel < len(dev.vqs) else None
         if offset == VirtioMmioReg.DEVICE_FEATURES:
@@ -195,24 +210,23 @@ class VirtioMmio:
                       VirtioMmioReg.QUEUE_DESC_HIGH, VirtioMmioReg.QUEUE_AVAIL_LOW,
                       VirtioMmioReg.QUEUE_AVAIL_HIGH, VirtioMmioReg.QUEUE_USED_LOW,
                       VirtioMmioReg.QUEUE_USED_HIGH):
-            log.guest_error(f"virtio-mmio: read of write-only register {offset:#x}")
+            log.guest_error(f"virtio_mmio_read: read of write-only register (0x{offset:x})")
             return 0
-        log.guest_error(f"virtio-mmio: bad register offset {offset:#x}")
+        log.guest_error(f"virtio_mmio_read: bad register offset (0x{offset:x})")
         return 0
 
     def write(self, offset: int, size: int, value: int) -> None:
         dev = self.device
         if dev is None:
-            log.guest_error(f"virtio-mmio: write to empty slot at {offset:#x}")
-            return
+            return  # QEMU: an empty transport ignores writes, silently
         if offset >= VirtioMmioReg.CONFIG:
             dev.set_config(offset - VirtioMmioReg.CONFIG, value.to_bytes(size, "little"))
             return
         if size != 4:
-            log.guest_error(f"virtio-mmio: {size}-byte write of register {offset:#x}")
+            log.guest_error("virtio_mmio_write: wrong size access to register!")
             return
         if self.legacy and offset in _MODERN_ONLY or not self.legacy and offset in _LEGACY_ONLY:
-            log.guest_error(f"virtio-mmio: write of {VirtioMmioReg(offset).name} in this mode")
+            log.guest_error(_mode_error("write", "to", offset, self.legacy))
             return
         vq = dev.vqs[self.queue_sel] if self.queue_sel < len(dev.vqs) else None
         if offset == VirtioMmioReg.DEVICE_FEATURES_SEL:
@@ -278,7 +292,9 @@ class VirtioMmio:
             else:
                 setattr(vq, attr, (old & ~0xFFFFFFFF) | value)
         else:
-            log.guest_error(f"virtio-mmio: write to read-only or bad register {offset:#x}")
+            what = "write to read-only register" if offset in _READ_ONLY else \
+                "bad register offset"
+            log.guest_error(f"virtio_mmio_write: {what} (0x{offset:x})")
 
     def _legacy_layout(self, vq: VirtQueue) -> None:
         """Legacy ring layout (section 2.7.2 legacy): avail right after the table,
