@@ -25,7 +25,7 @@ from typing import Any
 from pyqemu.accel.tcg.interfaces import PAGE_BITS, GuestTrap
 from pyqemu.accel.tcg.tlb import TLB_MASK
 from pyqemu.backend.base import CHAIN_SLOTS, EXITS, LOOKUP, Backend, BackendError, CompiledTB
-from pyqemu.backend.python.codegen import _BASE_GLOBALS, icount_entry, icount_stop
+from pyqemu.backend.python.codegen import _BASE_GLOBALS
 from pyqemu.ir.core import Const, Global, IRBlock, Op, Temp
 from pyqemu.ir.ops import Cond, ExitReason, MemOp
 from pyqemu.ir.semantics import ARITH, CONV, eval_arith
@@ -339,6 +339,58 @@ class _ClosureRun:
             raise
 
 
+class _ClosureRunIcount(_ClosureRun):
+    """A block's steps under -icount (:mod:`pyqemu.machine.icount`): its instructions
+    are charged to ``cpu.icount_budget`` before it runs; with less budget than that it
+    stops where the budget ends (at the step of instruction ``budget + 1``, giving the
+    rest back), as the python backend's code does."""
+
+    def __init__(self, steps: list[Callable[..., Any]], op_pcs: list[int | None],
+                 ntemps: int, insn_steps: list[int], insn_pcs: list[int],
+                 pc_slot: int) -> None:
+        super().__init__(steps, op_pcs, ntemps)
+        self.insn_steps = insn_steps  # first step of each instruction
+        self.insn_pcs = insn_pcs
+        self.pc_slot = pc_slot
+
+    def __call__(self, cpu: Any, R: Any, rt: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
+        n = len(self.insn_steps)
+        lim = cpu.icount_budget
+        if lim <= 0:
+            cpu.exit_request = True
+            return _EXIT_NEXT
+        cpu.icount_budget = lim - n
+        if lim >= n:
+            return super().__call__(cpu, R, rt, ra, wt, wa, hv)
+        if self.on_hot is not None:
+            self.count += 1
+        T = [0] * self.ntemps
+        steps = self.steps
+        stop = self.insn_steps[lim]
+        i = 0
+        try:
+            while i < stop:
+                r = steps[i](cpu, T, R)
+                if r is None:
+                    i += 1
+                elif r.__class__ is int:
+                    i = r
+                else:
+                    return r
+        except GuestTrap as exc:
+            pc = self.op_pcs[i]
+            if pc is not None:
+                exc._tcg_pc = pc  # type: ignore[attr-defined]
+            raise
+        R[self.pc_slot] = self.insn_pcs[lim]
+        cpu.icount_budget += n - lim
+        cpu.exit_request = True
+        return _EXIT_NEXT
+
+
+_EXIT_NEXT = EXITS[int(ExitReason.NEXT)]
+
+
 class ClosureBackend(Backend):
     """Builds a block's closures (no ``compile()`` per block): the cold tier."""
 
@@ -359,16 +411,12 @@ class ClosureBackend(Backend):
         # step index of every label (markers produce no step)
         targets: dict[int, int] = {}
         icount = self.icount
-        n = 1 if icount else 0  # -icount: the budget step first
-        k = 0
+        n = 0
         for op in block.ops:
             name = op.opdef.name
             if name == "set_label":
                 targets[op.args[0].idx] = n
-            elif name == "insn_start":
-                k += 1
-                n += 1 if icount and k > 1 else 0  # -icount: the stop test
-            elif name != "mb":
+            elif name not in ("insn_start", "mb"):
                 n += 2 if icount and name == "call" else 1  # -icount: icount_ahead
         goto_targets: list[int] = []
         links: list[Any] = []
@@ -376,22 +424,15 @@ class ClosureBackend(Backend):
         op_pcs: list[int | None] = []
         cur: int | None = None
         insn_no = 0
-        next_exit = EXITS[int(ExitReason.NEXT)]
-        if icount:
-            body = icount_entry("P1", "P0")
-            steps.append(_step(body, [next_exit, block.icount]))
-            op_pcs.append(None)
+        insn_steps: list[int] = []
+        insn_pcs: list[int] = []
         for op in block.ops:
             name = op.opdef.name
             if name == "insn_start":
                 cur = op.args[0] & _M64
                 insn_no += 1
-                if icount and insn_no > 1:
-                    body = icount_stop("cpu.icount_lim", "P0", "P1", f"R[{pc_slot}] = P2",
-                                       "P3")
-                    steps.append(_step(body, [insn_no, block.icount - insn_no + 1, cur,
-                                              next_exit]))
-                    op_pcs.append(cur)
+                insn_steps.append(len(steps))
+                insn_pcs.append(cur)
                 continue
             if icount and name == "call":
                 body = ["cpu.icount_ahead = P0"]
@@ -409,5 +450,6 @@ class ClosureBackend(Backend):
             # the body's text is the shape (parameters are positional)
             steps.append(_step(body, p.values))
             op_pcs.append(cur)
-        run = _ClosureRun(steps, op_pcs, block.ntemps)
+        run = _ClosureRunIcount(steps, op_pcs, block.ntemps, insn_steps, insn_pcs, pc_slot) \
+            if icount else _ClosureRun(steps, op_pcs, block.ntemps)
         return ClosureTB(func=run, links=links, goto_targets=goto_targets)

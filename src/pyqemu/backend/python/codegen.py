@@ -55,32 +55,6 @@ _counter = itertools.count()
 _EXIT_NEXT = int(ExitReason.NEXT)
 
 
-def icount_entry(charge: str, next_exit: str) -> list[str]:
-    """The start of a block under -icount (:mod:`pyqemu.machine.icount`): charge its
-    instructions (``charge``, an expression) to the vCPU's budget, or, when the budget is
-    spent, return ``next_exit`` (the NEXT exit: state pc is the block's) with an exit
-    request, running nothing (QEMU's gen_tb_start). ``cpu.icount_lim`` keeps the budget
-    the block started with: when it is smaller than the block, the block stops after
-    that many instructions (:func:`icount_stop`), where the deadline falls, as QEMU
-    runs a shorter block then."""
-    return ["if cpu.icount_budget <= 0:",
-            "    cpu.exit_request = True",
-            f"    return {next_exit}",
-            "_lim = cpu.icount_lim = cpu.icount_budget",
-            f"cpu.icount_budget = _lim - {charge}"]
-
-
-def icount_stop(lim: str, k: str, refund: str, set_pc: str, next_exit: str) -> list[str]:
-    """Before instruction ``k`` (1-based, > 1) of a block under -icount: stop there when
-    the budget the block started with (``lim``) is spent, giving back the instructions
-    not run (``refund``)."""
-    return [f"if {lim} < {k}:",
-            f"    {set_pc}",
-            f"    cpu.icount_budget += {refund}",
-            "    cpu.exit_request = True",
-            f"    return {next_exit}"]
-
-
 def _struct_globals() -> dict[str, Any]:
     g: dict[str, Any] = {}
     for size, ch in ((1, "b"), (2, "h"), (4, "i"), (8, "q")):
@@ -311,8 +285,14 @@ class _Gen:
         if self.uses_sb:
             pro.insert(0, "    SB = cpu.state_bytes")
         if self.icount:
-            entry = icount_entry(str(self.block.icount), f"EXIT{_EXIT_NEXT}")
-            pro[:0] = [f"    {ln}" for ln in entry]
+            # charge the block's instructions to the budget, or leave to the exec loop
+            # (state pc is the block's) when it is spent (QEMU's gen_tb_start);
+            # _lim: the budget the block started with (see _icount_stop)
+            pro[:0] = ["    if cpu.icount_budget <= 0:",
+                       "        cpu.exit_request = True",
+                       f"        return EXIT{_EXIT_NEXT}",
+                       "    _lim = cpu.icount_budget",
+                       f"    cpu.icount_budget = _lim - {self.block.icount}"]
         if self.loop:
             pro.append("    _n = 0")
             pro.append("    while True:")
@@ -340,15 +320,18 @@ class _Gen:
         return True
 
     def _icount_stop(self, pc: int) -> None:
+        """-icount: before instruction k > 1, stop there when the budget the block
+        started with is spent (the deadline falls inside the block), giving the
+        instructions not run back (QEMU runs a block cut to the budget then)."""
         k = self.insn_no
         self.emit(f"if _lim < {k}:")
         self.indent += 1
         self.writeback()
+        self.emit(f"R[{self.pc_offset >> 3}] = {_lit(pc)}")
+        self.emit(f"cpu.icount_budget += {self.block.icount - k + 1}")
+        self.emit("cpu.exit_request = True")
+        self.emit(f"return EXIT{_EXIT_NEXT}")
         self.indent -= 1
-        stop = icount_stop("_lim", str(k), str(self.block.icount - k + 1),
-                           f"R[{self.pc_offset >> 3}] = {_lit(pc)}", f"EXIT{_EXIT_NEXT}")
-        for ln in stop[1:]:
-            self.emit(ln)
 
     def ret(self, what: str) -> None:
         if self.loop:
