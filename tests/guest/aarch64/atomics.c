@@ -5,7 +5,8 @@
  *
  *   atomics [test] [threads] [iterations]
  *
- * test: all (default), add, cas, xchg, mutex, barrier, futex, pair, spin.
+ * test: all (default: every test but store and spin), add, cas, xchg, mutex, barrier,
+ * futex, pair, store, spin.
  * "spin" is no test: independent integer work per thread (no shared writes), to see
  * whether the emulator runs guest threads in parallel (CPU time above wall time).
  *
@@ -197,6 +198,33 @@ static void *t_pair(void *arg)
     return NULL;
 }
 
+/* ---- store: atomic stores racing atomic adds to the same word.  Thread 0 adds 1 to the
+ * low half; until it is done, thread 1 stores (generation << 32) and reads the word back:
+ * the high half can only be that generation, unless an add (a load, then a store)
+ * overwrote the store with a value loaded before it: a lost store (counted with 2 threads
+ * only).  QEMU's atomics are host atomic instructions, so it never loses one. */
+static uint64_t word;
+static long lost;
+static int adds_done;
+
+static void *t_store(void *arg)
+{
+    long id = (long)arg;
+    if (id == 0) {
+        for (long i = 0; i < iters; i++)
+            __atomic_fetch_add(&word, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&adds_done, 1, __ATOMIC_RELEASE);
+        return NULL;
+    }
+    for (uint64_t g = 1; !__atomic_load_n(&adds_done, __ATOMIC_ACQUIRE); g++) {
+        __atomic_store_n(&word, g << 32, __ATOMIC_RELEASE);
+        uint64_t v = __atomic_load_n(&word, __ATOMIC_ACQUIRE);
+        if ((v >> 32) < g && nthreads == 2)
+            __atomic_fetch_add(&lost, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
 /* ---- spin: independent work (no shared writes until the end) */
 static uint64_t spin_out[64];
 
@@ -285,6 +313,10 @@ int main(int argc, char **argv)
         run(t_pair);
         printf("pair: lo=%llu hi=%llu\n", (unsigned long long)pair,
                (unsigned long long)(pair >> 64));
+    }
+    if (!strcmp(test, "store")) {
+        run(t_store);
+        printf("store: lost=%ld\n", lost);
     }
     if (!strcmp(test, "spin")) {
         run(t_spin);
