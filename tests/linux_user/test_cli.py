@@ -12,6 +12,7 @@ from tests.linux_user.conftest import (
     SYSROOT,
     assert_clean_stderr,
     guest_binary,
+    run,
     run_pyqemu,
     run_qemu,
 )
@@ -194,3 +195,41 @@ def test_sigpipe_kills_like_qemu() -> None:
         statuses.append((p.wait(timeout=120), p.stderr.read()))
     assert statuses[1] == statuses[0]
     assert statuses[0][0] == -13
+
+
+#: pyqemu-aarch64 in a Python that cannot import llvmlite (as without the llvm extra)
+_NO_LLVMLITE = ("import sys; sys.modules['llvmlite'] = None; "
+                "from pyqemu.cli.user import main_aarch64; sys.exit(main_aarch64())")
+
+
+def test_default_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """llvm when llvmlite is installed, python without it; $PYQEMU_BACKEND wins."""
+    import importlib.util
+    import sys
+
+    from pyqemu.linux_user.main import UserOptions, default_backend
+    monkeypatch.delenv("PYQEMU_BACKEND", raising=False)
+    have = importlib.util.find_spec("llvmlite") is not None
+    assert default_backend() == ("llvm" if have else "python")
+    assert UserOptions().backend == default_backend()
+    monkeypatch.setenv("PYQEMU_BACKEND", "python")
+    assert default_backend() == "python"
+    monkeypatch.delenv("PYQEMU_BACKEND")
+    monkeypatch.setitem(sys.modules, "llvmlite", None)
+    assert default_backend() == "python"
+
+
+def test_without_llvmlite_python_backend_silently() -> None:
+    """No llvmlite: a plain run falls back to the python backend without a word; asking
+    for the llvm backend is a one-line error."""
+    import sys
+    binary = guest_binary("hello.c")
+    ref = run_qemu([str(binary), "a"])
+    got = run([sys.executable, "-c", _NO_LLVMLITE, str(binary), "a"],
+              env={"PYQEMU_BACKEND": ""})
+    assert (got.rc, got.stdout, got.stderr) == (ref.rc, ref.stdout, ref.stderr)
+    bad = run([sys.executable, "-c", _NO_LLVMLITE, "-accel", "tcg,backend=llvm",
+               str(binary)])
+    assert_clean_stderr(bad)
+    assert bad.rc == 1
+    assert _one_line(bad.stderr).startswith("qemu-aarch64: the llvm backend ")

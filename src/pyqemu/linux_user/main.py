@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import importlib.util
 import os
 import sys
 import threading
@@ -35,7 +36,7 @@ from pyqemu.linux_user.mmap import (
 from pyqemu.linux_user.syscall import SyscallExit, do_syscall
 from pyqemu.target.aarch64.cpu import BreakpointTrap, reset_state
 
-__all__ = ["Process", "Task", "UserOptions", "cpu_loop", "run_program"]
+__all__ = ["Process", "Task", "UserOptions", "cpu_loop", "default_backend", "run_program"]
 
 M64 = (1 << 64) - 1
 _EINTR = (-errno.EINTR) & M64
@@ -43,6 +44,22 @@ _EINTR = (-errno.EINTR) & M64
 _NO_RESTART = {"rt_sigsuspend", "ppoll", "pselect6", "epoll_pwait", "nanosleep",
                "clock_nanosleep", "rt_sigtimedwait", "pause"}
 _SIGTRAMP = (0xD2801168).to_bytes(4, "little") + (0xD4000001).to_bytes(4, "little")
+
+
+def default_backend() -> str:
+    """The TCG backend of a run that names none: ``$PYQEMU_BACKEND`` when set, else llvm
+    (native code, the fastest) when llvmlite is installed, else python.
+
+    Only llvmlite's presence is checked here (``find_spec``): importing it costs tens of
+    milliseconds, which a short run whose blocks never turn hot must not pay."""
+    env = os.environ.get("PYQEMU_BACKEND")
+    if env in ("python", "llvm", "interp"):
+        return env
+    try:
+        found = importlib.util.find_spec("llvmlite") is not None
+    except (ImportError, ValueError):
+        found = False
+    return "llvm" if found else "python"
 
 
 class UserOptions:
@@ -54,7 +71,7 @@ class UserOptions:
         self.stack_size = DEFAULT_STACK_SIZE
         self.log: QemuLog | None = None
         self.one_insn_per_tb = False
-        self.backend = "python"
+        self.backend = default_backend()  # -accel tcg,backend=... overrides
         self.reserved_va = 0
         self.argv0: str | None = None
         self.uname_release: str | None = None  # -r / QEMU_UNAME
@@ -319,8 +336,13 @@ def internal_error(proc: Process, exc: BaseException) -> None:
 def run_program(opts: UserOptions, path: str, argv: Sequence[bytes],
                 envp: Sequence[bytes]) -> int:
     """Load and run ``path``; returns only through os._exit (or raises ElfError)."""
+    from pyqemu.backend.base import BackendError
     from pyqemu.target.aarch64.cpu import elf_hwcap, elf_hwcap2
-    proc = Process(opts, path)
+    try:
+        proc = Process(opts, path)
+    except BackendError as exc:  # -accel tcg,backend=llvm without llvmlite
+        sys.stderr.write(f"qemu-aarch64: {exc}\n")
+        return 1
     proc.argv = list(argv)
     lp = load_program(proc.mem, path, argv, envp, prefix=opts.prefix,
                       hwcap=elf_hwcap(opts.cpu_model), hwcap2=elf_hwcap2(opts.cpu_model),
