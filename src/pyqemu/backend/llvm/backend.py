@@ -146,6 +146,21 @@ def _unlooped(block: IRBlock, pc: int) -> IRBlock:
                    block.guest_size, block.icount, block.globals)
 
 
+class _Job:
+    """One module's compile: its blocks, cache key, IR text, then code addresses."""
+
+    def __init__(self, blocks: Sequence[IRBlock], key: str | None, tag: str) -> None:
+        self.blocks = list(blocks)
+        self.key = key
+        self.tag = tag
+        self.names: list[str] = []
+        self.text = ""
+        self.addrs: list[int] | None = None
+        self.jit_s = 0.0
+        self.tbs: list[TieredTB] = []
+        self.ctx: Any = None
+
+
 #: modules compiled or loaded in this process: name tag -> function addresses (the same
 #: blocks compiled again, e.g. after an invalidation, reuse the code)
 _loaded: dict[str, list[int]] = {}
@@ -222,6 +237,9 @@ class LLVMBackend(Backend):
         self.optimize = True
         self._warm: list[tuple[TieredTB, list[int]]] = []
         self._lock = threading.Lock()
+        #: LLVM compiles on a background thread (PYQEMU_LLVM_THREAD=0: inline)
+        self.thread = os.environ.get("PYQEMU_LLVM_THREAD", "1") != "0"
+        self._queue: Any = None
 
     @property
     def tiered(self) -> bool:
@@ -360,31 +378,64 @@ class LLVMBackend(Backend):
     def _compile_hot(self, entry: tuple[TieredTB, list[int]], ctx: Any = None) -> None:
         """Compile ``entry`` and every warm block in one module (batch); enter them in
         ``ctx``'s native jump cache at once (native jumps to them need not wait for
-        their first run from the exec loop)."""
+        their first run from the exec loop). The LLVM IR is built here; LLVM itself
+        runs on the compile thread (it needs no GIL: the guest keeps running on the
+        other host core meanwhile), unless PYQEMU_LLVM_THREAD=0."""
         with self._lock:
             batch = [e for e in self._warm if e[0].block is not None and e is not entry]
             self._warm.clear()
             if entry[0].block is None:
                 return
             batch = [entry, *batch[-63:]]
+            tbs = [e[0] for e in batch]
             try:
-                natives = self._native_many([e[0].block for e in batch],  # type: ignore[misc]
-                                            [e[0].links for e in batch])
+                job = self._lower([t.block for t in tbs])  # type: ignore[misc]
             except BackendError:
-                for e in batch:
-                    e[0].block = None
+                for t in tbs:
+                    t.block = None
                 return
-            jcs = _jump_caches(ctx)
-            for e, (fn, src) in zip(batch, natives):
-                fn.owner[0] = e[0]
-                e[0].impl[0] = fn  # type: ignore[attr-defined]
-                e[0].native = fn.addr
-                blk = e[0].block
-                e[0].block = None
+            for t in tbs:
+                t.block = None  # (not batched again while the compile runs)
+            job.tbs = tbs
+            job.ctx = ctx
+            if self.thread and job.addrs is None:
+                self._submit(job)
+                return
+        self._finish(job)
+
+    def _finish(self, job: _Job) -> None:
+        """JIT ``job`` if needed and switch its blocks to their native code."""
+        try:
+            if job.addrs is None:
+                self._jit(job)
+        except BackendError:
+            return  # the blocks stay in the python tier
+        with self._lock:
+            natives = self._wrap_all(job, [t.links for t in job.tbs])
+            jcs = _jump_caches(job.ctx)
+            for t, blk, (fn, _targets) in zip(job.tbs, job.blocks, natives):
+                fn.owner[0] = t
+                t.impl[0] = fn  # type: ignore[attr-defined]
+                t.native = fn.addr
                 self.blocks_native += 1
-                if blk is not None:
-                    for jc in jcs:
-                        jc.insert(blk.pc, blk.flags, fn.addr, blk.icount, e[0])
+                for jc in jcs:
+                    jc.insert(blk.pc, blk.flags, fn.addr, blk.icount, t)
+        if job.ctx is not None and self.thread:
+            job.ctx.stats.compile_time += job.jit_s  # (overlaps guest execution)
+
+    def _submit(self, job: _Job) -> None:
+        if self._queue is None:
+            import queue
+
+            self._queue = queue.SimpleQueue()
+            threading.Thread(target=self._compile_loop, name="llvm compile",
+                             daemon=True).start()
+        self._queue.put(job)
+
+    def _compile_loop(self) -> None:
+        assert self._queue is not None
+        while True:
+            self._finish(self._queue.get())
 
     def _pc_offset(self, block: IRBlock) -> int:
         if self.pc_offset is not None:
@@ -409,6 +460,13 @@ class LLVMBackend(Backend):
     def _native_many(self, blocks: Sequence[IRBlock], links_in: list[list[Any]] | None,
                      links_out: list[list[Any]] | None = None
                      ) -> list[tuple[Any, list[int]]]:
+        job = self._lower(blocks)
+        self._jit(job)
+        return self._wrap_all(job, links_in, links_out)
+
+    def _lower(self, blocks: Sequence[IRBlock]) -> _Job:
+        """The module of ``blocks`` as LLVM IR text, or its code if already compiled
+        (in this process or the on-disk cache). Python work: holds the GIL."""
         tl = time.perf_counter()
         cl = time.thread_time() if rt.PROFILE else 0.0
         try:  # (llvmlite is imported on the first native compile only)
@@ -426,14 +484,11 @@ class LLVMBackend(Backend):
                                        for k, blk in enumerate(blocks)]
         except BackendError:  # not keyable: compiled without the cache
             key, tag, names = None, "", [None] * len(blocks)
-        targetss = [[op.args[0] & ((1 << 64) - 1) for op in blk.ops
-                     if op.opdef.name == "goto_tb"] for blk in blocks]
+        job = _Job(blocks, key, tag)
         j = rt.jit()
-        addrs = None if key is None else \
+        job.addrs = None if key is None else \
             _loaded.get(tag) or j.load_cached(key, names)  # type: ignore[arg-type]
-        t0 = time.perf_counter()
-        c0 = cl
-        if addrs is None:
+        if job.addrs is None:
             mod = new_module(f"tbs_{tag or blocks[0].pc}")
             try:
                 gens = []
@@ -441,35 +496,51 @@ class LLVMBackend(Backend):
                     g = BlockCodegen(mod, blk, self._pc_offset(blk), name)
                     g.generate()
                     gens.append(g)
-                names = [g.name for g in gens]
-                text = str(mod)
+                job.names = [g.name for g in gens]
+                job.text = str(mod)
             except BackendError:
                 raise
             except Exception as exc:
                 raise BackendError(f"llvm backend: lowering failed: {exc}") from exc
-            t0 = time.perf_counter()
-            c0 = time.thread_time() if rt.PROFILE else 0.0
-            try:
-                addrs = j.compile(text, names, key)  # type: ignore[arg-type]
-            except RuntimeError as exc:
-                raise BackendError(f"llvm backend: LLVM rejected the module: {exc}") from exc
-        if key is not None:
-            _loaded[tag] = addrs
         if rt.PROFILE:
             p = rt.prof
-            p["lower_s"] = p.get("lower_s", 0.0) + t0 - tl
+            p["lower_s"] = p.get("lower_s", 0.0) + time.perf_counter() - tl
             # (CPU seconds too: wall time is meaningless on a loaded machine)
-            p["lower_cpu_s"] = p.get("lower_cpu_s", 0.0) + c0 - cl
-            p["jit_cpu_s"] = p.get("jit_cpu_s", 0.0) + time.thread_time() - c0
-        self.jit_time += time.perf_counter() - t0
+            p["lower_cpu_s"] = p.get("lower_cpu_s", 0.0) + time.thread_time() - cl
+        return job
+
+    def _jit(self, job: _Job) -> None:
+        """Optimise and compile ``job``'s module (LLVM runs without the GIL: this is
+        what the compile thread does)."""
+        t0 = time.perf_counter()
+        c0 = time.thread_time() if rt.PROFILE else 0.0
+        if job.addrs is None:
+            try:
+                job.addrs = rt.jit().compile(job.text, job.names, job.key)
+            except RuntimeError as exc:
+                raise BackendError(f"llvm backend: LLVM rejected the module: {exc}") from exc
+        if job.key is not None:
+            _loaded[job.tag] = job.addrs
+        job.jit_s = time.perf_counter() - t0
+        self.jit_time += job.jit_s
         self.modules += 1
         if rt.PROFILE:
             p = rt.prof
-            p["jit_s"] = p.get("jit_s", 0.0) + time.perf_counter() - t0
+            p["jit_s"] = p.get("jit_s", 0.0) + job.jit_s
+            p["jit_cpu_s"] = p.get("jit_cpu_s", 0.0) + time.thread_time() - c0
             p["modules"] = p.get("modules", 0) + 1
-            p["blocks_native"] = p.get("blocks_native", 0) + len(blocks)
+            p["blocks_native"] = p.get("blocks_native", 0) + len(job.blocks)
+
+    def _wrap_all(self, job: _Job, links_in: list[list[Any]] | None,
+                  links_out: list[list[Any]] | None = None
+                  ) -> list[tuple[Any, list[int]]]:
+        """The Python entries of ``job``'s compiled blocks."""
+        assert job.addrs is not None
+        blocks = job.blocks
+        targetss = [[op.args[0] & ((1 << 64) - 1) for op in blk.ops
+                     if op.opdef.name == "goto_tb"] for blk in blocks]
         res: list[tuple[Any, list[int]]] = []
-        for k, (targets, addr) in enumerate(zip(targetss, addrs)):
+        for k, (targets, addr) in enumerate(zip(targetss, job.addrs)):
             if links_in is not None:
                 links = links_in[k]
             else:
