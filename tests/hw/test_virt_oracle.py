@@ -101,6 +101,16 @@ def P(addr: int, value: int, size: int = 2) -> Op:
 def run_qemu(tmp: Path, ops: list[Op], disk: Path, legacy: bool,
              serial: str = "", discard: str = "ignore",
              readonly: bool = False, fmt: str = "raw") -> dict[int, int]:
+    return run_probe(tmp, ops, [
+        "-global", f"virtio-mmio.force-legacy={'on' if legacy else 'off'}",
+        "-drive", f"if=none,id=d0,format={fmt},discard={discard},file={disk}"
+        + (",readonly=on" if readonly else ""),
+        "-device", "virtio-blk-device,drive=d0" + (f",serial={serial}" if serial else ""),
+        "-device", "virtio-rng-device"])
+
+
+def run_probe(tmp: Path, ops: list[Op], args: list[str]) -> dict[int, int]:
+    """The probe's table run on the real ``-M virt`` with ``args``: {op index: value read}."""
     gcc = require_tool("aarch64-linux-gnu-gcc")
     qemu = require_tool("qemu-system-aarch64")
     body = ",\n".join(f"{{{a:#x}UL, {k}, {s}, {v:#x}UL}}" for a, k, s, v in ops)
@@ -113,12 +123,7 @@ def run_qemu(tmp: Path, ops: list[Op], disk: Path, legacy: bool,
                     str(tmp / "mmio_probe.c")], check=True, capture_output=True)
     proc = subprocess.run(
         [qemu, "-M", "virt", "-cpu", "cortex-a57", "-m", "256M", "-nographic",
-         "-monitor", "none", "-serial", "stdio", "-nic", "none",
-         "-global", f"virtio-mmio.force-legacy={'on' if legacy else 'off'}",
-         "-drive", f"if=none,id=d0,format={fmt},discard={discard},file={disk}"
-         + (",readonly=on" if readonly else ""),
-         "-device", "virtio-blk-device,drive=d0" + (f",serial={serial}" if serial else ""),
-         "-device", "virtio-rng-device",
+         "-monitor", "none", "-serial", "stdio", "-nic", "none", *args,
          "-kernel", str(elf)],
         capture_output=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
     out = proc.stdout.decode(errors="replace").splitlines()

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pyqemu.hw.arm.boot import BootError, BootInfo, load_kernel, patch_dtb, read_dtb_file
+from pyqemu.hw.block.pflash_cfi01 import PFlashCFI01
 from pyqemu.hw.char.pl011 import PL011
 from pyqemu.hw.core.fdt import Fdt, FdtNode
 from pyqemu.hw.gpio.pl061 import PL061, GPIOKey
@@ -280,10 +281,18 @@ class VirtMachine:
             if len(data) > bank:
                 raise MachineError(f"Could not load ROM image '{path}'")
             images[0] = data
+        self.pflash: list[PFlashCFI01] = []
         for i in range(2):
-            mr = MemoryRegion.new_ram(f"virt.flash{i}", bank)
-            if i in images and mr.ram is not None:
+            # QEMU's virt_flash_create1: a pflash_cfi01 ROM device per bank
+            mr = MemoryRegion.new_rom_device(f"virt.flash{i}", bank)
+            assert mr.ram is not None
+            if i in images:
                 mr.ram[:len(images[i])] = images[i]
+            blk = cfg.drives[pflash[i]] if i in pflash else None
+            dev = PFlashCFI01.virt(f"virt.flash{i}", mr.ram, mr.set_romd, blk,
+                                   readonly=bool(blk is not None and blk.readonly))
+            mr.read_cb, mr.write_cb = dev.read, dev.write
+            self.pflash.append(dev)
             self.flash.append(mr)
             self.root.add_subregion(base + i * bank, mr)
         self.firmware_loaded = 0 in images
@@ -768,6 +777,8 @@ class VirtMachine:
         self.gpio.reset()
         self.gpio_key.reset()
         self.fw_cfg.reset()
+        for flash in self.pflash:
+            flash.reset()
         for slot in self.virtio:
             slot.transport.reset()
         for cpu in self.cpus:

@@ -48,6 +48,9 @@ class MemoryRegion:
         self.dirty = bytearray()
         #: (offset, priority, sequence, region)
         self.subregions: list[tuple[int, int, int, MemoryRegion]] = []
+        #: a ROM device (see new_rom_device) and whether it is in ROMD mode
+        self.rom_device = False
+        self.romd_mode = False
         self._seq = 0
         self._listeners: list[Callable[[], None]] = []
 
@@ -59,6 +62,37 @@ class MemoryRegion:
         mr.ram = memoryview(mr._mmap)
         mr.dirty = bytearray((size + DIRTY_PAGE_SIZE - 1) // DIRTY_PAGE_SIZE)
         return mr
+
+    @classmethod
+    def new_rom_device(cls, name: str, size: int, read: MmioRead | None = None,
+                       write: MmioWrite | None = None) -> MemoryRegion:
+        """QEMU's ROM device (memory_region_init_rom_device): RAM the guest reads and runs
+        from directly while in ROMD mode; writes always go to ``write``, and with ROMD
+        mode off (a flash in command mode) reads go to ``read`` too. A device built on
+        the region's RAM sets ``read_cb``/``write_cb`` once it exists."""
+        mr = cls.new_ram(name, size)
+        mr.read_cb, mr.write_cb = read, write
+        mr.rom_device = True
+        mr.romd_mode = True
+        return mr
+
+    def set_romd(self, romd: bool) -> None:
+        """memory_region_rom_device_set_romd: switch a ROM device between direct reads
+        (True) and reads through its callback; listeners (flat views, TLBs) hear it."""
+        if self.romd_mode != romd:
+            self.romd_mode = romd
+            self._changed()
+
+    @property
+    def reads_direct(self) -> bool:
+        """Reads and instruction fetches may use the RAM itself (RAM, or a ROM device in
+        ROMD mode)."""
+        return self.kind == "ram" and (not self.rom_device or self.romd_mode)
+
+    @property
+    def writes_direct(self) -> bool:
+        """Writes may go to the RAM itself (plain RAM only: a ROM device sees them)."""
+        return self.kind == "ram" and not self.rom_device
 
     @classmethod
     def new_io(cls, name: str, size: int, read: MmioRead, write: MmioWrite) -> MemoryRegion:
@@ -296,7 +330,7 @@ class AddressSpace:
         if r is None or addr + size > r.end:
             return None
         off = r.offset_in_region + (addr - r.start)
-        if r.region.kind == "ram":
+        if r.region.reads_direct:
             return int.from_bytes(self.ram_view(addr, size), "little")
         assert r.region.read_cb is not None
         return r.region.read_cb(off, size)
@@ -307,7 +341,7 @@ class AddressSpace:
         if r is None or addr + size > r.end:
             return False
         off = r.offset_in_region + (addr - r.start)
-        if r.region.kind == "ram":
+        if r.region.writes_direct:
             self.st(addr, size, value)
             return True
         assert r.region.write_cb is not None

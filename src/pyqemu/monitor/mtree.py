@@ -18,11 +18,11 @@ _TYPES = {"ram": "ram", "io": "i/o", "container": "i/o", "rom": "rom", "romd": "
 
 
 def _type(mr: Any) -> str:
-    """QEMU's memory_region_type: a RAM-backed flash in ROM device mode (``romd_mode``,
-    as pflash keeps it while the guest only reads) is "romd"."""
+    """QEMU's memory_region_type: a ROM device (pflash) is "romd" in ROMD mode (while
+    the guest only reads it) and "i/o" in command mode."""
     kind = getattr(mr, "kind", "container")
-    if kind == "ram" and getattr(mr, "romd_mode", False):
-        return "romd"
+    if getattr(mr, "rom_device", False):
+        return "romd" if mr.romd_mode else "i/o"
     return _TYPES.get(kind, "i/o")
 
 

@@ -1,0 +1,1 @@
+"""Block devices that are not virtio: parallel NOR flash (pflash_cfi01)."""
