@@ -35,6 +35,7 @@ __all__ = [
     "CompiledTB",
     "ExitTo",
     "Lookup",
+    "default_backend",
     "get_backend",
 ]
 
@@ -126,6 +127,18 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def compile(self, block: IRBlock) -> CompiledTB:
         """Compile ``block``; raise BackendError if this backend cannot."""
+
+    def describe(self) -> dict[str, Any]:
+        """The backend's own statistics (merged into the context's -d/stats output)."""
+        return {}
+
+
+def default_backend() -> str:
+    """The fastest backend this host has: "llvm" when llvmlite is importable, else
+    "python" (pyqemu works without llvmlite)."""
+    import importlib.util
+
+    return "llvm" if importlib.util.find_spec("llvmlite") is not None else "python"
 
 
 def get_backend(name: str) -> Backend:

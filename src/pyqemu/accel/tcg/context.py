@@ -506,6 +506,7 @@ class TCGContext:
         d["tbs_cached"] = len(self.tbs)
         for name in ("fills", "flushes", "page_flushes"):
             d[f"tlb_{name}"] = sum(getattr(c.tlb, name, 0) for c in list(self.cpus))
+        d.update(getattr(self.backend, "describe", dict)())
         return d
 
     def dump_stats(self, path: str) -> None:

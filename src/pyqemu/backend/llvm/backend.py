@@ -241,6 +241,13 @@ class LLVMBackend(Backend):
         self.thread = os.environ.get("PYQEMU_LLVM_THREAD", "1") != "0"
         self._queue: Any = None
 
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"llvm_modules": self.modules,
+                             "llvm_blocks_native": self.blocks_native,
+                             "llvm_jit_s": self.jit_time}
+        d.update({f"llvm_{k}": v for k, v in rt.prof.items()})  # (PYQEMU_LLVM_PROFILE)
+        return d
+
     @property
     def tiered(self) -> bool:
         """This backend runs new blocks in cheap tiers and compiles the hot ones itself
