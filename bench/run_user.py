@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import re
 import resource
@@ -27,16 +28,29 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "user"
+#: the thread workloads' program (the user-mode tests' atomics and threads stress)
+ATOMICS = Path(__file__).resolve().parents[1] / "tests" / "guest" / "aarch64" / "atomics.c"
 CC = "aarch64-linux-gnu-gcc"
 
 #: name -> (source, arguments per scale)
-WORKLOADS: dict[str, tuple[str, dict[str, list[str]]]] = {
+WORKLOADS: dict[str, tuple[str | Path, dict[str, list[str]]]] = {
     "sha256": ("sha256.c", {"small": ["16"], "medium": ["256"], "full": ["16384"]}),
     "intwork": ("intwork.c", {"small": ["2"], "medium": ["20"], "full": ["200"]}),
     "dkernel": ("dkernel.c", {"small": ["8"], "medium": ["24"], "full": ["64"]}),
     "memstr": ("memstr.c", {"small": ["20"], "medium": ["200"], "full": ["2000"]}),
     "hello": ("hello.c", {"small": [], "medium": [], "full": []}),
+    # two guest threads of independent integer work: CPU seconds above wall seconds when
+    # they run in parallel
+    "threads": (ATOMICS, {"small": ["spin", "2", "2000"], "medium": ["spin", "2", "50000"],
+                          "full": ["spin", "2", "1000000"]}),
+    # two threads contending on atomic read-modify-writes (LSE LDADD/SWP...)
+    "atomics": (ATOMICS, {"small": ["add", "2", "500"], "medium": ["add", "2", "5000"],
+                          "full": ["add", "2", "50000"]}),
 }
+#: the issue's CPU-bound workloads (bar: geometric mean of their ratios <= 3.0)
+CPU_BOUND = ("sha256", "intwork", "dkernel", "memstr")
+#: start-up bar: hello within qemu + 150 ms
+STARTUP_SLACK = 0.150
 
 
 #: runs pyqemu-aarch64 and, at its exit (os._exit), prints the context's compile time and
@@ -70,7 +84,8 @@ def build(src: Path) -> Path:
     key = hashlib.sha256(src.read_bytes() + b"-O2 -static").hexdigest()[:16]
     out = cache / f"bench-{src.stem}-{key}"
     if not out.exists():
-        subprocess.run([CC, "-O2", "-static", "-o", str(out), str(src), "-lm"], check=True)
+        subprocess.run([CC, "-O2", "-static", "-o", str(out), str(src), "-lm", "-lpthread"],
+                       check=True)
     return out
 
 
@@ -114,17 +129,19 @@ def main() -> int:
     if a.no_cache:
         env["PYQEMU_LLVM_CACHE"] = "0"
     profiles: list[str] = []
-    head = f"{'workload':<10} {'args':<6} {'qemu s':>7} {'cpu':>6}"
+    #: backend -> workload -> (wall ratio, cpu ratio); hello: (qemu cpu, pyqemu cpu)
+    ratios: dict[str, dict[str, tuple[float, float]]] = {be: {} for be in backends}
+    head = f"{'workload':<10} {'args':<13} {'qemu s':>7} {'cpu':>6}"
     for be in backends:
         head += (f" | {be + ' s':>9} {'cpu':>7} {'ratio':>6} {'cpu x':>6} {'MIPS':>7} "
                  f"{'xlat s':>6} {'comp s':>6}")
     print(head + " | insns  status")
     for name in a.names or WORKLOADS:
         src, args_by_scale = WORKLOADS[name]
-        binary = build(HERE / src)
+        binary = build(HERE / src)  # an absolute source path stays itself
         args = args_by_scale[a.scale]
         tq, cq, rq, oq, _ = timed([qemu, str(binary), *args], env, a.timeout)
-        line = f"{name:<10} {' '.join(args):<6} {tq:7.3f} {cq:6.3f}"
+        line = f"{name:<10} {' '.join(args):<13} {tq:7.3f} {cq:6.3f}"
         status: list[str] = []
         insns = 0
         for be in backends:
@@ -148,12 +165,25 @@ def main() -> int:
                          if not ln.startswith("pyqemu:")] or [""]
                 ok = f"FAILED: {lines[-1][:60]}"
             status.append(f"{be} {ok}")
+            ratios[be][name] = (cq, cp) if name == "hello" else \
+                (tp / tq, cp / max(cq, 1e-3))
             line += (f" | {tp:9.3f} {cp:7.3f} {tp / tq:6.1f} {cp / max(cq, 1e-3):6.1f} "
                      f"{mips:7.3f} {xlat:6.2f} {comp:6.2f}")
         print(f"{line} | {insns} {', '.join(status)}", flush=True)
         for p in profiles:
             print(p, flush=True)
         profiles.clear()
+    for be in backends:
+        got = [ratios[be][n] for n in CPU_BOUND if n in ratios[be]]
+        if got:
+            gw = math.prod(r[0] for r in got) ** (1 / len(got))
+            gc = math.prod(r[1] for r in got) ** (1 / len(got))
+            print(f"{be}: geometric mean of {len(got)} CPU-bound ratios: wall {gw:.2f}, "
+                  f"cpu {gc:.2f} (bar 3.0)")
+        if "hello" in ratios[be]:
+            cq, cp = ratios[be]["hello"]
+            print(f"{be}: start-up (hello, CPU seconds) {cp:.3f} vs qemu {cq:.3f}: "
+                  f"+{1000 * (cp - cq):.0f} ms (bar +{1000 * STARTUP_SLACK:.0f} ms)")
     return 0
 
 
