@@ -394,45 +394,23 @@ def _fdt_num_mem_rsv(buf: bytes, h: list[int]) -> int:
 
 
 def _fdt_v16_struct_size(buf: bytes, h: list[int]) -> int | str:
-    """The structure block's size of a version-16 tree, walked as fdt_next_tag does."""
-    total, off_struct = h[1], h[2]
-
-    def ok(off: int, n: int) -> bool:  # fdt_offset_ptr for a version < 17 tree
-        absoff = off_struct + off
-        return 0 <= off and absoff + n <= total and absoff + n <= len(buf)
-
-    off = 0
+    """The structure block's size of a version-16 tree (fdt_open_into walks its tags)."""
+    off: int | str = 0
     while True:
-        if not ok(off, 4):
-            return "FDT_ERR_TRUNCATED"
-        tag = _u32_at(buf, off_struct + off)
-        nxt = off + 4
-        if tag == 1:  # FDT_BEGIN_NODE: the name, NUL-terminated
-            while ok(nxt, 1) and buf[off_struct + nxt] != 0:
-                nxt += 1
-            if not ok(nxt, 1):
-                return "FDT_ERR_TRUNCATED"
-            nxt += 1
-        elif tag == 3:  # FDT_PROP: len, nameoff, value
-            if not ok(nxt, 4):
-                return "FDT_ERR_TRUNCATED"
-            nxt += 8 + _u32_at(buf, off_struct + nxt)
-        elif tag == 9:  # FDT_END
-            return nxt
-        elif tag not in (2, 4):
-            return "FDT_ERR_BADSTRUCTURE"
-        if not ok(off, nxt - off):
-            return "FDT_ERR_TRUNCATED"
-        off = (nxt + 3) & ~3
+        assert isinstance(off, int)
+        tag, off = _fdt_next_tag(buf, h, off)
+        if tag == 9:
+            return off
 
 
 def _fdt_next_tag(buf: bytes, h: list[int], off: int) -> tuple[int, int | str]:
-    """libfdt's fdt_next_tag on an opened (version 17) tree: (tag, next offset or the
-    error's name); a premature end or a bad tag is FDT_END (9) with the error."""
-    total, off_struct, size_struct = h[1], h[2], h[9]
+    """libfdt's fdt_next_tag: (tag, next offset or the error's name); a premature end
+    or a bad tag is FDT_END (9) with the error."""
+    total, off_struct, version, size_struct = h[1], h[2], h[5], h[9]
 
-    def ok(o: int, n: int) -> bool:  # fdt_offset_ptr
-        return 0 <= o and o + n <= size_struct and off_struct + o + n <= min(total, len(buf))
+    def ok(o: int, n: int) -> bool:  # fdt_offset_ptr (a v17 tree: inside its struct block)
+        return (0 <= o and off_struct + o + n <= min(total, len(buf))
+                and (version < 17 or o + n <= size_struct))
 
     if not ok(off, 4):
         return 9, "FDT_ERR_TRUNCATED"
