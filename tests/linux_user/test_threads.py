@@ -62,11 +62,6 @@ def test_each_atomic_test_alone(test: str) -> None:
 
 @pytest.mark.parametrize("backend", _backends())
 @pytest.mark.parametrize("build", ["lse", "exclusive"])
-@pytest.mark.xfail(strict=False, reason=(
-    "target/aarch64/helpers.py does atomic read-modify-writes (LDADD, CAS, STXR...) as a "
-    "load then a store under a Python lock, so another thread's plain store in between "
-    "is lost (lost=1..3 per run here under llvm); the fix (host compare-and-swap through "
-    "libatomic) is requested from the owner of target/aarch64"))
 def test_atomic_store_racing_read_modify_write_is_not_lost(build: str, backend: str) -> None:
     """An atomic store by one thread racing atomic adds by another to the same word: on
     hardware (and under QEMU, whose atomics are host atomic instructions) the store is

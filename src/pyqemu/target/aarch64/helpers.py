@@ -2,24 +2,25 @@
 
 Every helper is ``func(cpu, *args)`` with ``cpu`` the vCPU (``cpu.state`` is a
 :class:`CPUARMState`, ``cpu.load``/``cpu.store`` go through the TLB and raise the guest
-fault). Read-modify-write helpers (LSE atomics, CAS, store-exclusive) hold one global
-lock, so they are atomic with respect to each other across vCPU threads.
+fault). Read-modify-write helpers (LSE atomics, CAS, store-exclusive) commit with the
+host's compare-and-swap (accel/tcg/atomic.py), so they are atomic with respect to each
+other and to plain stores of translated code on other vCPU threads.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from typing import Any
 
+from pyqemu.accel.tcg import atomic
 from pyqemu.accel.tcg.interfaces import Access, MemoryFault, UndefinedInstruction
 from pyqemu.ir.core import CallFlags, Helper
 from pyqemu.target.aarch64.cpu import BreakpointTrap
 
 M64 = (1 << 64) - 1
-#: one lock for every atomic read-modify-write done by helpers
-ATOMIC_LOCK = threading.RLock()
+#: the lock of read-modify-writes that cannot use the host's compare-and-swap
+ATOMIC_LOCK = atomic.ATOMIC_LOCK
 
 #: CNTFRQ_EL0 as qemu-aarch64 7.2 reports it (1 GHz / GTIMER_SCALE 16)
 CNTFRQ_HZ = 62_500_000
@@ -82,6 +83,20 @@ def _sext(v: int, bits: int) -> int:
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
+#: the LSE operations by ``op`` number: new value from (old, operand, bits); rmw masks it
+_LSE_OPS = (
+    lambda old, v, bits: old + v,
+    lambda old, v, bits: old & ~v,
+    lambda old, v, bits: old ^ v,
+    lambda old, v, bits: old | v,
+    lambda old, v, bits: old if _sext(old, bits) >= _sext(v, bits) else v,
+    lambda old, v, bits: old if _sext(old, bits) <= _sext(v, bits) else v,
+    lambda old, v, bits: max(old, v),
+    lambda old, v, bits: min(old, v),
+    lambda old, v, bits: v,
+)
+
+
 def _atomic_op(cpu: Any, addr: int, val: int, op: int, size_log2: int) -> int:
     """LSE LD<op>/SWP: memory = op(old, val); returns old (zero-extended).
 
@@ -89,58 +104,30 @@ def _atomic_op(cpu: Any, addr: int, val: int, op: int, size_log2: int) -> int:
     """
     size = 1 << size_log2
     bits = 8 * size
-    mask = (1 << bits) - 1
+    v = val & ((1 << bits) - 1)
     _check_align(addr, size, Access.WRITE)
-    with ATOMIC_LOCK:
-        old = cpu.load(addr, size, Access.WRITE)
-        v = val & mask
-        if op == 0:
-            new = old + v
-        elif op == 1:
-            new = old & ~v
-        elif op == 2:
-            new = old ^ v
-        elif op == 3:
-            new = old | v
-        elif op == 4:
-            new = old if _sext(old, bits) >= _sext(v, bits) else v
-        elif op == 5:
-            new = old if _sext(old, bits) <= _sext(v, bits) else v
-        elif op == 6:
-            new = max(old, v)
-        elif op == 7:
-            new = min(old, v)
-        else:
-            new = v
-        cpu.store(addr, size, new & mask)
-    return old
+    f = _LSE_OPS[op]
+    return atomic.rmw(cpu, addr, size, lambda old: f(old, v, bits))
 
 
 def _cas(cpu: Any, addr: int, expected: int, new: int, size_log2: int) -> int:
     """CAS: if mem == expected: mem = new; returns old (write access required)."""
     size = 1 << size_log2
-    mask = (1 << (8 * size)) - 1
     _check_align(addr, size, Access.WRITE)
-    with ATOMIC_LOCK:
-        old = cpu.load(addr, size, Access.WRITE)
-        if old == expected & mask:
-            cpu.store(addr, size, new & mask)
-    return old
+    return atomic.cas(cpu, addr, size, expected, new)[1]
 
 
 def _casp(cpu: Any, addr: int, e1: int, e2: int, n1: int, n2: int, sf: int
           ) -> tuple[int, int]:
-    """CASP: pair compare-and-swap of two 32- or 64-bit words at addr."""
+    """CASP: pair compare-and-swap of two 32- or 64-bit words at addr (one host
+    compare-and-swap of the whole pair)."""
     size = 8 if sf else 4
-    mask = (1 << (8 * size)) - 1
+    bits = 8 * size
+    mask = (1 << bits) - 1
     _check_align(addr, 2 * size, Access.WRITE)
-    with ATOMIC_LOCK:
-        o1 = cpu.load(addr, size, Access.WRITE)
-        o2 = cpu.load(addr + size, size, Access.WRITE)
-        if o1 == e1 & mask and o2 == e2 & mask:
-            cpu.store(addr, size, n1 & mask)
-            cpu.store(addr + size, size, n2 & mask)
-    return o1, o2
+    old = atomic.cas(cpu, addr, 2 * size, (e1 & mask) | ((e2 & mask) << bits),
+                     (n1 & mask) | ((n2 & mask) << bits))[1]
+    return old & mask, old >> bits
 
 
 def _stxr(cpu: Any, addr: int, val: int, size_log2: int) -> int:
@@ -148,42 +135,31 @@ def _stxr(cpu: Any, addr: int, val: int, size_log2: int) -> int:
     Returns the status (0 = stored)."""
     s = cpu.state
     size = 1 << size_log2
-    with ATOMIC_LOCK:
-        if s.exclusive_addr != addr:
-            s.exclusive_addr = M64  # no access at all when the monitor does not match
-            return 1
-        s.exclusive_addr = M64
-        _check_align(addr, size, Access.WRITE)
-        old = cpu.load(addr, size, Access.WRITE)
-        if old != s.exclusive_val & ((1 << (8 * size)) - 1):
-            return 1
-        cpu.store(addr, size, val & ((1 << (8 * size)) - 1))
-    return 0
+    if s.exclusive_addr != addr:
+        s.exclusive_addr = M64  # no access at all when the monitor does not match
+        return 1
+    s.exclusive_addr = M64
+    _check_align(addr, size, Access.WRITE)
+    return 0 if atomic.cas(cpu, addr, size, s.exclusive_val, val)[0] else 1
 
 
 def _stxp(cpu: Any, addr: int, lo: int, hi: int, sf: int) -> int:
-    """Store-exclusive pair (sf: 64-bit elements)."""
+    """Store-exclusive pair (sf: 64-bit elements): one compare-and-swap of the pair
+    against the monitor's values."""
     s = cpu.state
     size = 8 if sf else 4
-    with ATOMIC_LOCK:
-        if s.exclusive_addr != addr:
-            s.exclusive_addr = M64
-            return 1
+    if s.exclusive_addr != addr:
         s.exclusive_addr = M64
-        _check_align(addr, 2 * size, Access.WRITE)
-        if sf:
-            o1 = cpu.load(addr, 8, Access.WRITE)
-            o2 = cpu.load(addr + 8, 8, Access.WRITE)
-            if o1 != s.exclusive_val or o2 != s.exclusive_high:
-                return 1
-            cpu.store(addr, 8, lo)
-            cpu.store(addr + 8, 8, hi)
-        else:
-            old = cpu.load(addr, 8, Access.WRITE)
-            if old != s.exclusive_val:
-                return 1
-            cpu.store(addr, 8, (lo & 0xFFFFFFFF) | ((hi & 0xFFFFFFFF) << 32))
-    return 0
+        return 1
+    s.exclusive_addr = M64
+    _check_align(addr, 2 * size, Access.WRITE)
+    if sf:
+        ok = atomic.cas(cpu, addr, 16, s.exclusive_val | (s.exclusive_high << 64),
+                        (lo & M64) | ((hi & M64) << 64))[0]
+    else:
+        ok = atomic.cas(cpu, addr, 8, s.exclusive_val,
+                        (lo & 0xFFFFFFFF) | ((hi & 0xFFFFFFFF) << 32))[0]
+    return 0 if ok else 1
 
 
 def _dc_zva(cpu: Any, addr: int, block: int) -> None:
