@@ -109,10 +109,12 @@ def run_qemu(tmp: Path, ops: list[Op], disk: Path, legacy: bool,
         "-device", "virtio-rng-device"])
 
 
-def run_probe(tmp: Path, ops: list[Op], args: list[str]) -> dict[int, int]:
-    """The probe's table run on the real ``-M virt`` with ``args``: {op index: value read}."""
+def run_probe(tmp: Path, ops: list[Op], args: list[str],
+              program: list[str] | None = None) -> dict[int, int]:
+    """The probe's table run on the real ``-M virt`` (or ``program``, e.g. pyqemu's) with
+    ``args``: {op index: value read}."""
     gcc = require_tool("aarch64-linux-gnu-gcc")
-    qemu = require_tool("qemu-system-aarch64")
+    qemu = program or [require_tool("qemu-system-aarch64")]
     body = ",\n".join(f"{{{a:#x}UL, {k}, {s}, {v:#x}UL}}" for a, k, s, v in ops)
     (tmp / "ops.h").write_text(f"static const struct op OPS[] = {{\n{body}\n}};\n")
     shutil.copy(GUEST, tmp / "mmio_probe.c")
@@ -122,10 +124,11 @@ def run_probe(tmp: Path, ops: list[Op], args: list[str]) -> dict[int, int]:
                     "-Wl,-Ttext=0x40080000", "-Wl,-e,_start", "-o", str(elf),
                     str(tmp / "mmio_probe.c")], check=True, capture_output=True)
     proc = subprocess.run(
-        [qemu, "-M", "virt", "-cpu", "cortex-a57", "-m", "256M", "-nographic",
+        [*qemu, "-M", "virt", "-cpu", "cortex-a57", "-m", "256M", "-nographic",
          "-monitor", "none", "-serial", "stdio", "-nic", "none", *args,
          "-kernel", str(elf)],
-        capture_output=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+        capture_output=True, timeout=60 if program is None else 600,
+        stdin=subprocess.DEVNULL, check=False)
     out = proc.stdout.decode(errors="replace").splitlines()
     assert "B" in out and "E" in out, proc.stdout + proc.stderr
     got = {}

@@ -284,7 +284,11 @@ class VirtMachine:
         self.pflash: list[PFlashCFI01] = []
         for i in range(2):
             # QEMU's virt_flash_create1: a pflash_cfi01 ROM device per bank
-            mr = MemoryRegion.new_rom_device(f"virt.flash{i}", bank)
+            # flash0 holds the firmware, which runs in place: the vCPUs map it as RAM
+            # (their stores bypass the CFI model until accel/tcg maps ROM devices as
+            # QEMU does); nothing runs from flash1 (EDK2's variable store), so every
+            # access to it goes through the model
+            mr = MemoryRegion.new_rom_device(f"virt.flash{i}", bank, direct=i == 0)
             assert mr.ram is not None
             if i in images:
                 mr.ram[:len(images[i])] = images[i]

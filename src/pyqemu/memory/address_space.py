@@ -65,12 +65,19 @@ class MemoryRegion:
 
     @classmethod
     def new_rom_device(cls, name: str, size: int, read: MmioRead | None = None,
-                       write: MmioWrite | None = None) -> MemoryRegion:
+                       write: MmioWrite | None = None, *, direct: bool = True) -> MemoryRegion:
         """QEMU's ROM device (memory_region_init_rom_device): RAM the guest reads and runs
         from directly while in ROMD mode; writes always go to ``write``, and with ROMD
         mode off (a flash in command mode) reads go to ``read`` too. A device built on
-        the region's RAM sets ``read_cb``/``write_cb`` once it exists."""
+        the region's RAM sets ``read_cb``/``write_cb`` once it exists.
+
+        The vCPUs' softmmu maps a region either as RAM or as MMIO: ``direct=True`` maps
+        it as RAM (code runs from it; CPU stores land in the RAM without the device
+        seeing them), ``direct=False`` as MMIO (every CPU access reaches the callbacks,
+        which serve the array from the RAM in ROMD mode; no code can run from it)."""
         mr = cls.new_ram(name, size)
+        if not direct:
+            mr.kind = "io"
         mr.read_cb, mr.write_cb = read, write
         mr.rom_device = True
         mr.romd_mode = True

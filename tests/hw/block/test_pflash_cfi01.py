@@ -113,6 +113,22 @@ def test_cfi_commands_and_persistence_match_qemu(tmp_path: Path) -> None:
         hashlib.sha256(theirs_img.read_bytes()).digest()
 
 
+def test_cfi_commands_through_pyqemu_system_match_qemu(tmp_path: Path) -> None:
+    """The same probe on pyqemu-system-aarch64: the vCPU's loads and stores reach the
+    model (flash1 is mapped as MMIO), and the image file ends as QEMU's."""
+    import sys
+
+    ops = flash_ops()
+    theirs_img, ours_img = _image(tmp_path / "qemu.raw"), _image(tmp_path / "ours.raw")
+    theirs = run_probe(tmp_path, ops, ["-drive", (f"if=pflash,unit=1,format=raw,"
+                                                 f"file={theirs_img}")])
+    ours = run_probe(tmp_path, ops, ["-drive", (f"if=pflash,unit=1,format=raw,"
+                                               f"file={ours_img}")],
+                     program=[sys.executable, "-m", "pyqemu.cli.system"])
+    assert ours == theirs
+    assert ours_img.read_bytes() == theirs_img.read_bytes()
+
+
 def test_rom_device_mode_follows_commands() -> None:
     """ROMD while reading the array; a command's first write leaves it (as QEMU's 'info
     mtree' shows i/o then) and read array returns to it."""
