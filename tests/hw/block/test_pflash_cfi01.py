@@ -67,15 +67,17 @@ def _pattern() -> bytes:
     return bytes((i * 7 + (i >> 8)) & 0xFF for i in range(3 * SECTOR))
 
 
-def run_model(ops: list[Op], image: Path) -> dict[int, int]:
+def run_model(ops: list[Op], image: Path, readonly: bool = False) -> dict[int, int]:
     root = MemoryRegion.new_container("system", 1 << 32)
     mem = AddressSpace(root)
     mr = MemoryRegion.new_rom_device("virt.flash1", BANK)
-    blk = drive_new({"if": "none", "id": "f1", "format": "raw", "file": str(image)}, {})
+    opts = {"if": "none", "id": "f1", "format": "raw", "file": str(image),
+            **({"readonly": "on"} if readonly else {})}
+    blk = drive_new(opts, {})
     try:
         assert mr.ram is not None
         mr.ram[:] = blk.read(0, BANK)
-        dev = PFlashCFI01.virt("virt.flash1", mr.ram, mr.set_romd, blk)
+        dev = PFlashCFI01.virt("virt.flash1", mr.ram, mr.set_romd, blk, readonly=readonly)
         mr.read_cb, mr.write_cb = dev.read, dev.write
         root.add_subregion(FLASH1, mr)
         dev.reset()
@@ -99,12 +101,16 @@ def _image(path: Path) -> Path:
     return path
 
 
-def test_cfi_commands_and_persistence_match_qemu(tmp_path: Path) -> None:
+@pytest.mark.parametrize("readonly", [False, True], ids=["rw", "readonly"])
+def test_cfi_commands_and_persistence_match_qemu(tmp_path: Path, readonly: bool) -> None:
+    """Read-only (-drive ...,readonly=on): program and erase set the error bits and
+    change nothing, in the array or the file."""
     ops = flash_ops()
     theirs_img, ours_img = _image(tmp_path / "qemu.raw"), _image(tmp_path / "ours.raw")
-    drive = f"if=pflash,unit=1,format=raw,file={theirs_img}"
+    drive = f"if=pflash,unit=1,format=raw,file={theirs_img}" + \
+        (",readonly=on" if readonly else "")
     theirs = run_probe(tmp_path, ops, ["-drive", drive])
-    ours = run_model(ops, ours_img)
+    ours = run_model(ops, ours_img, readonly)
     diffs = [f"op {i} {ops[i][0]:#x}/{ops[i][2]}: qemu {theirs[i]:#x} ours {ours.get(i, -1):#x}"
              for i in sorted(theirs) if theirs[i] != ours.get(i)]
     assert not diffs, "\n".join(diffs)

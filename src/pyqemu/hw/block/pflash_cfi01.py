@@ -272,7 +272,7 @@ class PFlashCFI01:
         if st.wcycle == 3:
             if st.cmd != 0xE8:
                 return self._error(offset, value)
-            if cmd == 0xD0:
+            if cmd == 0xD0 and not st.status & 0x10:  # a program error aborts instead
                 st.wcycle = 0
                 st.status |= 0x80
                 return None
