@@ -309,3 +309,31 @@ def test_linux_boot_keeps_virtual_time_under_load() -> None:
     for bad in ("soft lockup", "rcu_preempt self-detected stall", "rcu: INFO",
                 "hrtimer: interrupt took"):
         assert bad not in text, bad
+
+
+def test_smp2_each_cpu_takes_its_timer(tmp_path: Path) -> None:
+    """-smp 2 under -icount: CPU 1 (PSCI CPU_ON) and CPU 0 each arm their virtual timer
+    and take PPI 27; the idle warp waits until both CPUs idle (QEMU gives the same
+    results under the same option)."""
+    from tests.hw.timer.gtprobe import BASE as PROBE_BASE
+    from tests.hw.timer.gtprobe import RES, STACK, VECTORS_OFF
+    from tests.hw.timer.test_gtimer_oracle import SMP_BODY, SMP_HANDLER
+
+    body = (SMP_BODY.replace("{VECTORS}", f"{PROBE_BASE + VECTORS_OFF:#x}")
+            .replace("SECOND_DONE", f"{RES + 0x8000:#x}")
+            .replace("SECOND_RES", f"{RES + 0x8100:#x}")
+            .replace("SECOND_STACK", f"{STACK - 0x8000:#x}"))
+    elf, _ = build(tmp_path, program(body + "\n" + SMP_HANDLER, "irq_handler"))
+    exe = require_tool("qemu-system-aarch64")
+    proc = subprocess.run(
+        [exe, "-M", "virt,gic-version=3", "-cpu", "cortex-a72", "-m", "128M", "-smp", "2",
+         "-nodefaults", "-display", "none", "-serial", "stdio", "-monitor", "none",
+         "-no-reboot", "-icount", "shift=4,sleep=off", "-kernel", str(elf)],
+        capture_output=True, timeout=60, stdin=subprocess.DEVNULL, check=True)
+    theirs = results(proc.stdout.decode())
+    cfg = config(smp=2, cpu="cortex-a72", mem=128 << 20, kernel=str(elf),
+                 props={"gic-version": "3"}, icount=IcountConfig(4, sleep=False))
+    status, out, _vm = run_board(cfg, timeout=120)
+    assert status == 0
+    assert theirs == [0, 27, 5, 1, 1, 27, 5, 1, 1], theirs
+    assert results(out.decode()) == theirs
