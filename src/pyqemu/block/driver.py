@@ -240,6 +240,12 @@ class Image(ABC):
         or the image's last partial cluster) compressed; ``convert -c``."""
         raise BlockError(f"Compression is not supported for format '{self.format_name}'")
 
+    def set_write_behind(self, workers: int) -> None:
+        """Let data writes return before they are on the file, written by ``workers``
+        threads (:meth:`ImageFile.write_behind`; 1: off). For ``convert``, whose buffers
+        never change after a write; formats that do not use it write as before."""
+        self.file.write_behind(workers)
+
     def allocated_file_size(self) -> int:
         """Host bytes used by this image's files (``actual-size``); all extents included."""
         return self.file.allocated_size()

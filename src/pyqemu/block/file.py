@@ -74,6 +74,70 @@ class ImageFile:
             verb = "create" if create else "open"
             raise BlockError(f"Could not {verb} '{path}': {exc.strerror}") from exc
         self.closed = False
+        #: write-behind (see :meth:`write_behind`): thread pool, writes in flight as
+        #: (start, end, future), their bytes, and the bound on those bytes
+        self._wb_pool: Any = None
+        self._inflight: list[tuple[int, int, Any]] = []
+        self._inflight_bytes = 0
+        self._wb_limit = 0
+
+    # ---- write-behind ------------------------------------------------------------------
+    def write_behind(self, workers: int, max_bytes: int = 64 << 20) -> None:
+        """Let :meth:`pwritev_behind` return before its data is written: up to ``workers``
+        threads write (pwrite/pwritev release the GIL, so the caller reads and scans
+        the next data meanwhile), at most ``max_bytes`` in flight.
+
+        Writes that overlap run in the order they were asked; every other operation on
+        the file (read, sync write, size, flush, close...) first waits for all of them,
+        so a reader never sees a file older than what was written. The caller must not
+        change a buffer it handed over (convert hands bytes). ``workers`` <= 1: off."""
+        self.drain()
+        if self._wb_pool is not None:
+            self._wb_pool.shutdown(wait=True)
+            self._wb_pool = None
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._wb_pool = ThreadPoolExecutor(workers, thread_name_prefix="write-behind")
+            self._wb_limit = max_bytes
+
+    def pwritev_behind(self, offset: int, bufs: list[bytes | memoryview]) -> None:
+        """Write ``bufs`` one after the other at ``offset``: in the background when
+        write-behind is on (see :meth:`write_behind`), else now."""
+        if self._wb_pool is None:
+            self.pwritev(offset, bufs)
+            return
+        total = sum(len(b) for b in bufs)
+        end = offset + total
+        # the same bytes written twice (a cluster's COW fill, then its data) keep their
+        # order; the oldest writes finish first when too much is in flight
+        for i in range(len(self._inflight) - 1, -1, -1):
+            start0, end0, _fut = self._inflight[i]
+            if start0 < end and offset < end0:
+                self._wait(i + 1)
+                break
+        while self._inflight and self._inflight_bytes + total > self._wb_limit:
+            self._wait(1)
+        fut = self._wb_pool.submit(self._write, offset, bufs)
+        self._inflight.append((offset, end, fut))
+        self._inflight_bytes += total
+
+    def _wait(self, n: int) -> None:
+        """Wait for the ``n`` oldest writes in flight; raise the first one's error."""
+        done, self._inflight = self._inflight[:n], self._inflight[n:]
+        error: BaseException | None = None
+        for start, end, fut in done:
+            self._inflight_bytes -= end - start
+            exc = fut.exception()
+            if exc is not None and error is None:
+                error = exc
+        if error is not None:
+            raise error
+
+    def drain(self) -> None:
+        """Wait until every write-behind write is done (raising the first error)."""
+        if self._inflight:
+            self._wait(len(self._inflight))
 
     def lock(self, perm: int, *, shares_metadata: bool = True,
              force_share: bool = False) -> None:
@@ -98,6 +162,7 @@ class ImageFile:
 
     def allocate(self, offset: int, length: int) -> None:
         """posix_fallocate: reserve blocks (preallocation=falloc)."""
+        self.drain()
         try:
             os.posix_fallocate(self.fd, offset, length)
         except OSError as exc:
@@ -106,6 +171,7 @@ class ImageFile:
 
     def punch_hole(self, offset: int, length: int) -> bool:
         """Deallocate a range keeping the size; False if the filesystem cannot."""
+        self.drain()
         try:
             _fallocate(self.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)
         except OSError as exc:
@@ -117,6 +183,7 @@ class ImageFile:
     def data_extent(self, offset: int) -> tuple[bool, int]:
         """(is_data, end) of the data-or-hole run at ``offset`` using SEEK_DATA/SEEK_HOLE
         (the whole file counts as data where the filesystem cannot tell)."""
+        self.drain()
         size = self.size()
         if offset >= size:
             return False, offset
@@ -138,6 +205,8 @@ class ImageFile:
         """Read exactly ``length`` bytes; the part past EOF reads as zeroes."""
         if length <= 0:
             return b""
+        if self._inflight:
+            self.drain()
         try:
             data = os.pread(self.fd, length, offset)
         except OSError as exc:
@@ -158,8 +227,29 @@ class ImageFile:
         return data
 
     def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
+        if self._inflight:
+            self.drain()
+        self._write(offset, [data])
+
+    def pwritev(self, offset: int, bufs: list[bytes | memoryview]) -> None:
+        """Gather-write ``bufs`` at ``offset`` without joining them."""
+        if self._inflight:
+            self.drain()
+        self._write(offset, bufs)
+
+    def _write(self, offset: int, bufs: list[bytes | bytearray | memoryview]) -> None:
+        """pwrite/pwritev until all is written (also run by write-behind threads: it
+        touches nothing but the file)."""
         try:
+            if len(bufs) > 1:
+                total = sum(len(b) for b in bufs)
+                n = os.pwritev(self.fd, bufs, offset)
+                if n == total:
+                    return
+                # short: finish what is left with pwrite
+                bufs = [memoryview(b"".join(bytes(b) for b in bufs))[n:]]
+                offset += n
+            view = memoryview(bufs[0])
             while view:
                 n = os.pwrite(self.fd, view, offset)
                 view = view[n:]
@@ -168,9 +258,12 @@ class ImageFile:
             raise BlockError(f"Could not write to '{self.path}': {exc.strerror}") from exc
 
     def size(self) -> int:
+        if self._inflight:
+            self.drain()
         return os.fstat(self.fd).st_size
 
     def truncate(self, size: int) -> None:
+        self.drain()
         try:
             os.ftruncate(self.fd, size)
         except OSError as exc:
@@ -222,11 +315,13 @@ class ImageFile:
 
     def allocated_size(self) -> int:
         """Bytes actually allocated on the host (``disk size`` in `info`)."""
+        self.drain()
         return os.fstat(self.fd).st_blocks * 512
 
     def flush(self) -> None:
         if self.readonly:
             return
+        self.drain()
         try:
             os.fdatasync(self.fd)
         except OSError as exc:
@@ -234,8 +329,11 @@ class ImageFile:
 
     def close(self) -> None:
         if not self.closed:
-            self.closed = True
-            os.close(self.fd)
+            try:
+                self.write_behind(0)
+            finally:
+                self.closed = True
+                os.close(self.fd)
 
     def __enter__(self) -> Self:
         return self

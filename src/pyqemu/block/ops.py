@@ -611,8 +611,10 @@ class _Convert:
               base: int = 0, ahead: bool = False) -> None:
         """Write request (sector_num, nb_sectors) whose data starts at sector ``base`` of
         ``buf``; ``ahead``: ``buf`` is a read-ahead buffer (adjacent writes coalesce)."""
-        if not isinstance(buf, (bytes, bytearray)):
-            # zero scanning needs bytes.find; a driver or the prefetch thread may hand a view
+        if not isinstance(buf, bytes):
+            # zero scanning needs bytes.find; a driver or the prefetch thread may hand a
+            # view; and the target may still be writing it after this returns
+            # (set_write_behind), so it must not change
             buf = bytes(buf)
         target = self.target
         mv = memoryview(buf)
@@ -873,7 +875,9 @@ def convert(sources: Sequence[Image], target: Image, *, min_sparse: int = 4096,
     thread while the target is written (the sources must not be used meanwhile).
     ``coroutines`` (-m) is the number of clusters compressed at once, in threads (up to
     the host's CPUs) for a target that offers ``compress_cluster`` (qcow2); they are
-    still written in order, so the output is the same for any number.
+    still written in order, so the output is the same for any number. Without
+    compression it is the number of threads writing data (up to 4, see
+    :meth:`Image.set_write_behind`); the target's layout does not depend on it.
     """
     if min_sparse < 0 or min_sparse % SECTOR or min_sparse // SECTOR > MAX_BUF_SECTORS:
         raise BlockError(
@@ -894,10 +898,18 @@ def convert(sources: Sequence[Image], target: Image, *, min_sparse: int = 4096,
                      progress=progress or _no_progress, warn=warn,
                      buf_size=max(buf_size, IO_BUF_SIZE), prefetch=prefetch,
                      workers=min(coroutines, os.cpu_count() or 1))
+    # -m N without -c: data writes go out in N threads (at most 4: a few keep the disk
+    # busy while this thread reads and scans the next buffer), allocation still in
+    # request order, so the image is the one the in-order copy makes
+    behind = 1 if state.compressed or rate_limit > 0 else min(coroutines, 4)
+    if behind > 1:
+        target.set_write_behind(behind)
     try:
         state.run()
     finally:
         state.stop_pool()
+        if behind > 1:
+            target.set_write_behind(1)
     if state.compressed:
         _compressed_eof(target)
 

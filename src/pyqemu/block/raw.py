@@ -131,7 +131,7 @@ class RawImage(Image):
             raise BlockError("Permission denied: image is read-only")
         self._check_range(offset, len(data))
         self._check_probed_write(offset, data)
-        self.file.pwrite(offset, data)
+        self.file.pwritev_behind(offset, [data])
 
     def write_zeroes(self, offset: int, length: int, *, may_unmap: bool = False) -> None:
         if self.readonly:

@@ -71,18 +71,6 @@ _CHUNK = 32 << 20  # bytes of guest data handled per write batch
 _L2_CACHE_LIMIT = 64 << 20  # bytes of cached L2 tables before a write-back
 
 
-def _pwritev(hf: ImageFile, off: int, bufs: list[bytes | memoryview]) -> None:
-    """Gather-write without joining the buffers (falls back on a short write)."""
-    total = sum(len(b) for b in bufs)
-    try:
-        n = os.pwritev(hf.fd, bufs, off)
-    except OSError as exc:
-        raise BlockError(f"Could not write to '{hf.path}': {exc.strerror}") from exc
-    if n < total:
-        rest = b"".join(bytes(b) for b in bufs)[n:]
-        hf.pwrite(off + n, rest)
-
-
 def _opt(name: str, typ: str, help_: str, default: str | None = None) -> CreateOpt:
     return CreateOpt(name, typ, help_, default)
 
@@ -920,10 +908,9 @@ class Qcow2Image(Image):
                 group.append(ops[j][1])
                 nxt += len(ops[j][1])
                 j += 1
-            if len(group) == 1:
-                hf.pwrite(off, buf)
-            else:
-                _pwritev(hf, off, group)
+            # (in the background with write-behind on: flush's first file operation
+            # waits for it, so data still precedes the metadata that points at it)
+            hf.pwritev_behind(off, group)
             i = j
 
     def _l2_touched(self, l1i: int) -> None:
@@ -1221,12 +1208,18 @@ class Qcow2Image(Image):
             return n, False
         return min(n, max(h - host, 1)), False
 
+    def set_write_behind(self, workers: int) -> None:
+        super().set_write_behind(workers)
+        if self.data_file is not None:
+            self.data_file.write_behind(workers)
+
     # ---- flush / close ---------------------------------------------------------------------
     def flush(self) -> None:
         if self.readonly or self.file.closed:
             return
         f = self.file
         if self.data_file is not None:
+            self.data_file.drain()  # (write-behind) before the tables point at it
             self._sync(self.data_file)
         # phase 1: refcount increments (and a moved refcount table)
         wrote = self.rc.write_dirty()
