@@ -252,7 +252,7 @@ def _convert(args: list[str]) -> int:
                                "is between 1 and 16")
             coroutines = num
         elif key == "W":
-            pass  # out-of-order writes: we always write in order, which is allowed
+            pass  # out-of-order writes: clusters are allocated in order all the same
         elif key == "U":
             force_share = True
         elif key == "r":
