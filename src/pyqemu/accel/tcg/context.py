@@ -149,6 +149,8 @@ class TCGContext:
         #: the backend tiers by itself (llvm: closures, then Python, then native code):
         #: it gets every block at once, unoptimized, and no tier of ours runs before it
         self.backend_tiers = bool(getattr(self.backend, "tiered", False))
+        if hasattr(self.backend, "system"):
+            self.backend.system = self.phys_keyed  # (llvm: its code generator defaults)
         if self.backend_tiers:
             self.tier_threshold = 0
             if not optimize:

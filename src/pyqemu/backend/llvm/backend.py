@@ -235,6 +235,8 @@ class LLVMBackend(Backend):
         self.cold = max(1, int(os.environ.get("PYQEMU_TIER", "64")))
         #: optimize blocks before the python and native tiers
         self.optimize = True
+        #: set by the context: the guest is a whole machine (cheaper code generation)
+        self.system = False
         self._warm: list[tuple[TieredTB, list[int]]] = []
         self._lock = threading.Lock()
         #: LLVM compiles on a background thread (PYQEMU_LLVM_THREAD=0: inline)
@@ -492,6 +494,8 @@ class LLVMBackend(Backend):
         except BackendError:  # not keyable: compiled without the cache
             key, tag, names = None, "", [None] * len(blocks)
         job = _Job(blocks, key, tag)
+        if self.system:
+            rt.SYSTEM = True  # (before the engine exists: its code generator defaults)
         j = rt.jit()
         job.addrs = None if key is None else \
             _loaded.get(tag) or j.load_cached(key, names)  # type: ignore[arg-type]
