@@ -301,6 +301,9 @@ class TCGContext:
         tb = TranslationBlock(key[0], key[1], block.guest_size, block.icount, compiled,
                               tuple(pages), tuple(pages.values()), block)
         tb.key = key
+        bind = getattr(compiled, "bind", None)
+        if bind is not None:
+            bind(tb)  # (a tiered block: tb.func follows its tier)
         if spans:
             tb.hranges = tuple((h, sp[0], sp[1]) for h, sp in spans.items())
         for hpage in tb.hpages:

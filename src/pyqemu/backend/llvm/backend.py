@@ -33,11 +33,26 @@ class LLVMCompiledTB(CompiledTB):
 class TieredTB(CompiledTB):
     """A block that runs generated Python until it proves hot, then native code.
 
-    ``func`` is a trampoline calling ``impl``; :meth:`LLVMBackend._compile_hot`
-    replaces ``impl`` with the native wrapper (sharing ``links``)."""
+    ``func`` is a trampoline calling ``impl[0]``, the current tier; the context binds
+    the TranslationBlock running it (:meth:`bind`), whose ``func`` then follows each
+    tier change (:meth:`set_impl`): the exec loop calls the tier without the
+    trampoline. Every tier shares ``links``."""
 
     py: CompiledTB | None = None
     block: IRBlock | None = None
+    tb: Any = None
+    impl: list[Any]
+
+    def bind(self, tb: Any) -> None:
+        """``tb`` runs this block: its ``func`` is the current tier from now on."""
+        self.tb = tb
+        tb.func = self.impl[0]
+
+    def set_impl(self, fn: Any) -> None:
+        """Run ``fn`` from now on."""
+        self.impl[0] = fn
+        if self.tb is not None:
+            self.tb.func = fn
 
     def pc_of_fault(self, exc: BaseException, cpu: Any) -> int | None:
         pc = getattr(exc, "_tcg_pc", None)
@@ -276,7 +291,7 @@ class LLVMBackend(Backend):
         run = cold.func
 
         def warm_up() -> None:
-            self._python_tier(self._optimized(block), tiered, state)
+            self._python_tier(self._optimized(block), tiered)
 
         run.hot = self.cold  # type: ignore[attr-defined]
         run.on_hot = warm_up  # type: ignore[attr-defined]
@@ -285,7 +300,7 @@ class LLVMBackend(Backend):
             return state[0](cpu, R, rt_, ra, wt, wa, hv)
 
         tiered.func = trampoline
-        tiered.impl = state  # type: ignore[attr-defined]
+        tiered.impl = state
         return tiered
 
     def _optimized(self, block: IRBlock) -> IRBlock:
@@ -302,8 +317,7 @@ class LLVMBackend(Backend):
         optimize(out)
         return out
 
-    def _python_tier(self, block: IRBlock, tiered: TieredTB | None,
-                     state: list[Any] | None = None) -> CompiledTB:
+    def _python_tier(self, block: IRBlock, tiered: TieredTB | None) -> CompiledTB:
         """Move ``tiered`` (or a new TieredTB) to its counted generated-Python tier."""
         pc = block.pc & ((1 << 64) - 1)
         # a block jumping to itself would run its whole loop inside one python-tier
@@ -320,21 +334,19 @@ class LLVMBackend(Backend):
             tiered = TieredTB(func=None,  # type: ignore[arg-type]
                               links=[CHAIN_SLOTS[k] for k in range(len(targets))],
                               goto_targets=targets)
-            state = [None]
-            st = state
+            st: list[Any] = [None]
 
             def trampoline(cpu: Any, R: Any, rt_: Any, ra: Any, wt: Any, wa: Any,
                            hv: Any) -> Any:
                 return st[0](cpu, R, rt_, ra, wt, wa, hv)
 
             tiered.func = trampoline
-            tiered.impl = state  # type: ignore[attr-defined]
-        assert state is not None
+            tiered.impl = st
         tiered.block = block  # (what the native compile lowers)
         try:
             py = PythonBackend(self._pc_offset(block)).compile(pyblock)
         except BackendError:
-            if state[0] is None:  # no tier below: native now
+            if tiered.impl[0] is None:  # no tier below: native now
                 return self.compile_many([block])[0]
             tiered.block = None  # stays in the closure tier
             return tiered
@@ -375,13 +387,13 @@ class LLVMBackend(Backend):
             if n0 < hot >> 1 <= n < hot:
                 warm.append(entry)
             elif n >= hot:
-                state[0] = settled
+                tiered.set_impl(settled)
                 t0 = time.perf_counter()
                 self._compile_hot(entry, cpu.ctx)
                 cpu.ctx.stats.compile_time += time.perf_counter() - t0
             return r
 
-        state[0] = counting
+        tiered.set_impl(counting)
         return tiered
 
     def _compile_hot(self, entry: tuple[TieredTB, list[int]], ctx: Any = None) -> None:
@@ -424,7 +436,7 @@ class LLVMBackend(Backend):
             jcs = _jump_caches(job.ctx)
             for t, blk, (fn, _targets) in zip(job.tbs, job.blocks, natives):
                 fn.owner[0] = t
-                t.impl[0] = fn  # type: ignore[attr-defined]
+                t.set_impl(fn)
                 t.native = fn.addr
                 self.blocks_native += 1
                 for jc in jcs:
