@@ -10,10 +10,17 @@ LSE from AT_HWCAP at run time)."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import pytest
 
-from tests.linux_user.conftest import assert_clean_stderr, guest_binary, run_pyqemu, run_qemu
+from tests.linux_user.conftest import (
+    assert_clean_stderr,
+    guest_binary,
+    run,
+    run_pyqemu,
+    run_qemu,
+)
 
 #: build name -> extra compiler flags
 BUILDS = {
@@ -74,3 +81,35 @@ def test_atomic_store_racing_read_modify_write_is_not_lost(build: str, backend: 
                      env={"PYQEMU_LLVM_HOT": "50"}, timeout=600)
     assert_clean_stderr(got)
     assert (got.stdout.decode(), got.rc) == (ref.stdout.decode(), ref.rc)
+
+
+#: pyqemu-aarch64 that reports, at its exit, how many vCPUs its TCG context still holds
+_COUNT_VCPUS = """
+import os, sys
+from pyqemu.accel.tcg import context
+ctxs = []
+_init = context.TCGContext.__init__
+def _rec(self, *a, **kw):
+    _init(self, *a, **kw)
+    ctxs.append(self)
+context.TCGContext.__init__ = _rec
+_exit = os._exit
+def _report(status):
+    sys.stderr.write(f"live-vcpus {len(ctxs[0].cpus)}\\n")
+    _exit(status)
+os._exit = _report
+from pyqemu.cli.user import main_aarch64
+sys.exit(main_aarch64(sys.argv[1:]))
+"""
+
+
+def test_thread_churn_leaves_one_vcpu() -> None:
+    """Hundreds of short threads: the totals equal QEMU's, and the vCPUs of exited threads
+    leave the context (each map change flushes every vCPU's TLB in it: kept, 1000 threads
+    cost 12 CPU-s instead of 3)."""
+    binary = guest_binary("atomics.c")
+    args = [str(binary), "churn", "2", "2000"]
+    ref = run_qemu(args)
+    got = run([sys.executable, "-c", _COUNT_VCPUS, *args], timeout=600)
+    assert (got.stdout.decode(), got.rc) == (ref.stdout.decode(), ref.rc)
+    assert got.stderr.decode().splitlines()[-1] == "live-vcpus 1", got.stderr

@@ -117,6 +117,10 @@ def do_clone(t: Task, flags: int, newsp: int, ptid: int, tls: int, ctid: int) ->
             os.close(vfork_r)
         child_tid = os.getpid()
         _reinit_locks_after_fork(proc)
+        from pyqemu.linux_user.main import retire_cpu
+        for other in list(proc.ctx.cpus):  # the other threads do not exist here
+            if other is not t.cpu:
+                retire_cpu(proc, other)
         proc.tasks = {child_tid: t}
         t.tid = child_tid
         t.host_ident = threading.get_ident()

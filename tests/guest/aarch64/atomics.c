@@ -5,8 +5,8 @@
  *
  *   atomics [test] [threads] [iterations]
  *
- * test: all (default: every test but store and spin), add, cas, xchg, mutex, barrier,
- * futex, pair, store, spin.
+ * test: all (default: every test but store, churn and spin), add, cas, xchg, mutex,
+ * barrier, futex, pair, store, churn (iterations/10 rounds of [threads] short threads).
  * "spin" is no test: independent integer work per thread (no shared writes), to see
  * whether the emulator runs guest threads in parallel (CPU time above wall time).
  *
@@ -225,6 +225,29 @@ static void *t_store(void *arg)
     return NULL;
 }
 
+/* ---- churn: many short threads, one after another (nthreads at a time) */
+static long churned;
+
+static void *t_churn_one(void *arg)
+{
+    __atomic_fetch_add(&churned, (long)arg, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+static void churn(void)
+{
+    for (long r = 0; r < iters / 10 + 1; r++) {
+        pthread_t th[64];
+        for (long i = 0; i < nthreads; i++)
+            if (pthread_create(&th[i], NULL, t_churn_one, (void *)(i + 1)) != 0) {
+                perror("pthread_create");
+                exit(2);
+            }
+        for (int i = 0; i < nthreads; i++)
+            pthread_join(th[i], NULL);
+    }
+}
+
 /* ---- spin: independent work (no shared writes until the end) */
 static uint64_t spin_out[64];
 
@@ -317,6 +340,10 @@ int main(int argc, char **argv)
     if (!strcmp(test, "store")) {
         run(t_store);
         printf("store: lost=%ld\n", lost);
+    }
+    if (!strcmp(test, "churn")) {
+        churn();
+        printf("churn: threads=%ld sum=%ld\n", (iters / 10 + 1) * nthreads, churned);
     }
     if (!strcmp(test, "spin")) {
         run(t_spin);
