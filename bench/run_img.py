@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -72,18 +73,31 @@ def run(cmd: list[str]) -> subprocess.CompletedProcess[bytes]:
     return proc
 
 
-def timed(cmd: list[str], before: Callable[[], None] | None, repeat: int) -> float:
-    best = float("inf")
+def measured(cmd: list[str]) -> tuple[subprocess.CompletedProcess[bytes], float, float]:
+    """Run ``cmd``: (result, wall seconds, CPU seconds of the child, user + system; the
+    steadier figure when the machine is shared: waiting for a CPU is not in it)."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = run(cmd)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return proc, wall, (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+
+
+def timed(cmd: list[str], before: Callable[[], None] | None,
+          repeat: int) -> tuple[float, float, subprocess.CompletedProcess[bytes]]:
+    """Best wall and best CPU time of ``repeat`` runs, and the last run's result."""
+    best = cpu_best = float("inf")
     for _ in range(repeat):
         if before is not None:
             before()
         # start from clean page cache: dirty pages left by the previous run (hundreds of
         # MiB of output) would throttle this run's writes while the kernel flushes them
         os.sync()
-        t0 = time.perf_counter()
-        run(cmd)
-        best = min(best, time.perf_counter() - t0)
-    return best
+        proc, wall, cpu = measured(cmd)
+        best = min(best, wall)
+        cpu_best = min(cpu_best, cpu)
+    return best, cpu_best, proc
 
 
 def make_half_full_raw(path: str, size: int) -> None:
@@ -207,7 +221,8 @@ def _run_all(workdir: str, size: int, qemu: str, pyq: list[str],
         if only and not any(o in wl.name for o in only):
             continue
         outs = {}
-        times = {}
+        times: dict[str, float] = {}
+        cpus: dict[str, float] = {}
         for who, cmd in (("qemu-img", [qemu]), ("pyqemu-img", pyq)):
             out = p(f"out-{who}{wl.output_ext}")
             outs[who] = out
@@ -221,35 +236,35 @@ def _run_all(workdir: str, size: int, qemu: str, pyq: list[str],
                 full = [qemu, "--version"] if who == "qemu-img" else [sys.executable, "-c",
                                                                         "pass"]
             if wl.output_ext:
-                times[who] = timed(full, clean, opts.repeat)
+                times[who], cpus[who], _res = timed(full, clean, opts.repeat)
             else:
                 # read-only commands: keep stdout to compare
-                best = float("inf")
-                for _ in range(opts.repeat):
-                    os.sync()
-                    t0 = time.perf_counter()
-                    res = run(full)
-                    best = min(best, time.perf_counter() - t0)
+                times[who], cpus[who], res = timed(full, None, opts.repeat)
                 with open(out + ".stdout", "wb") as f:
                     f.write(res.stdout)
                 outs[who] = out + ".stdout"
-                times[who] = best
         check = wl.check or same_stdout
         agree = check(outs["qemu-img"], outs["pyqemu-img"])
         for path in outs.values():
             if os.path.exists(path):
                 os.unlink(path)
         ratio = times["pyqemu-img"] / times["qemu-img"] if times["qemu-img"] else float("inf")
+        cpu_ratio = cpus["pyqemu-img"] / cpus["qemu-img"] if cpus["qemu-img"] else float("inf")
         note = "" if agree else " (RESULT DIFFERS from qemu-img)"
-        rows.append((wl.name + note, times["qemu-img"], times["pyqemu-img"], ratio))
+        rows.append((wl.name + note, times["qemu-img"], times["pyqemu-img"], ratio,
+                     cpus["qemu-img"], cpus["pyqemu-img"], cpu_ratio))
         print(f"  {wl.name:<30} qemu {times['qemu-img']:8.3f}s  pyqemu "
-              f"{times['pyqemu-img']:8.3f}s  ratio {ratio:6.2f}x{note}", flush=True)
+              f"{times['pyqemu-img']:8.3f}s  ratio {ratio:6.2f}x  (CPU {cpus['qemu-img']:.3f}s"
+              f" / {cpus['pyqemu-img']:.3f}s = {cpu_ratio:.2f}x){note}", flush=True)
 
     print()
-    print(f"| workload ({size // MiB} MiB) | qemu-img (s) | pyqemu-img (s) | pyqemu/qemu |")
-    print("|---|---:|---:|---:|")
-    for name, tq, tp, ratio in rows:
-        print(f"| {name} | {tq:.3f} | {tp:.3f} | {ratio:.2f}x |")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"| workload ({size // MiB} MiB) | qemu-img (s) | pyqemu-img (s) | pyqemu/qemu "
+          "| CPU qemu-img (s) | CPU pyqemu-img (s) | CPU pyqemu/qemu |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, tq, tp, ratio, cq, cp, cratio in rows:
+        print(f"| {name} | {tq:.3f} | {tp:.3f} | {ratio:.2f}x | {cq:.3f} | {cp:.3f} "
+              f"| {cratio:.2f}x |")
     return 0
 
 
