@@ -491,35 +491,30 @@ class Qcow2Image(Image):
                 continue
             first = ci & (l2n - 1)
             last = ((l2end - 1) >> cb) & (l2n - 1)  # last index touched in this table
-            e = tbl[first]
-            # the run starting at index ``run``: kind, its flags, first host, step
-            run = first
-            host = e & omask
-            flags = e & fcz
-            if e & fcomp:
-                kind, step = COMPRESSED, -1 - e  # (one cluster per run: nxt is -1)
-            elif flags:
-                kind, step = ZERO, (cs if host else 0)
-            else:
-                kind, step = (DATA, cs) if host else (UNALLOC, 0)
-            nxt = e + step
+            # the current run: its first index (-1: none yet), first entry, kind, flags,
+            # host offset, the step of the host offset per entry, and the entry that
+            # would continue it
+            run = nxt = -1  # (no entry is -1)
+            e = flags = host = step = 0
+            kind = UNALLOC
             # (None ends the last run)
-            for i, f in enumerate((*tbl[first + 1:last + 1], None), first + 1):
+            for i, f in enumerate((*tbl[first:last + 1], None), first):
                 if f == nxt:
                     nxt += step
                     continue
-                if f is not None and kind != COMPRESSED and f & fcz == flags and \
-                        f & omask == host + (i - run) * step:
-                    nxt = f + step
-                    continue
-                rend = min(l2end, tbase + (i << cb))
-                if kind == COMPRESSED:
-                    yield pos, rend - pos, COMPRESSED, e
-                elif host:
-                    yield pos, rend - pos, kind, host + (pos - tbase - (run << cb))
-                else:
-                    yield pos, rend - pos, kind, -1
-                pos = rend
+                if run >= 0:
+                    if f is not None and kind != COMPRESSED and f & fcz == flags and \
+                            f & omask == host + (i - run) * step:
+                        nxt = f + step
+                        continue
+                    rend = min(l2end, tbase + (i << cb))
+                    if kind == COMPRESSED:
+                        yield pos, rend - pos, COMPRESSED, e
+                    elif host:
+                        yield pos, rend - pos, kind, host + (pos - tbase - (run << cb))
+                    else:
+                        yield pos, rend - pos, kind, -1
+                    pos = rend
                 if f is None:
                     break
                 e = f
@@ -527,7 +522,7 @@ class Qcow2Image(Image):
                 host = e & omask
                 flags = e & fcz
                 if e & fcomp:
-                    kind, step = COMPRESSED, -1 - e
+                    kind, step = COMPRESSED, -1 - e  # (one cluster per run: nxt is -1)
                 elif flags:
                     kind, step = ZERO, (cs if host else 0)
                 else:
