@@ -91,13 +91,15 @@ class VM:
         from pyqemu.machine.icount import Icount
 
         ctx = self.board.ctx
-        backends = [ctx.backend, ctx._interp()]  # the real backend and its cold tier
-        for be in backends:
-            if not hasattr(be, "icount"):
-                raise MachineError(f"-icount is not supported with accel tcg,backend="
-                                   f"{ctx.backend.name} (use backend=python)")
-        for be in backends:
-            be.icount = True
+        if not hasattr(ctx.backend, "icount"):  # the CLI refuses it first
+            raise MachineError(f"-icount is not supported with accel tcg,backend="
+                               f"{ctx.backend.name} (use backend=python)")
+        ctx.backend.icount = True
+        cold = ctx._interp()  # the cold tier (and fallback) of the python backend
+        if hasattr(cold, "icount"):
+            cold.icount = True
+        else:  # PYQEMU_COLD=interp: no cold tier then, every block is compiled
+            ctx.tier_threshold = 0
         self.main_loop.icount = Icount(self.config.icount, self.main_loop, self.board.cpus,
                                        running=lambda cpu: self.powered[cpu.cpu_index])
 
