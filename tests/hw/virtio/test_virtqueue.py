@@ -212,7 +212,8 @@ def test_fuzz_descriptor_tables(table: list[tuple[int, int, int, int]],
         d.mem.stw(d.avail + 2, avail_idx)
     d.kick()  # must not raise; pytest-timeout catches a hang
     used = d.pop_used()
-    assert len(used) <= len(heads)
+    # a rewritten avail index publishes that many ring entries (stale ones included)
+    assert len(used) <= (len(heads) if avail_idx is None else avail_idx)
     for _head, written in used:
         assert written <= (4096 if kind == "echo" else 65536 + 1)
     if not dev.broken:
