@@ -548,7 +548,7 @@ class VirtMachine:
             end = addr + len(data)
             r = self.aspace.lookup(addr)
             r2 = self.aspace.lookup(end - 1)
-            if r is None or r2 is None or r.region.kind != "ram" or r2.region.kind != "ram":
+            if r is None or r2 is None or r.region.ram is None or r2.region.ram is None:
                 # QEMU drops such data silently and runs into the hole; say why instead
                 raise MachineError(f"could not load kernel '{self.config.kernel}': "
                                    f"{addr:#x}..{end:#x} is not in RAM or flash")
@@ -772,7 +772,7 @@ class VirtMachine:
         boot entry, the others off (PSCI)."""
         for addr, data in self._rom_blobs:
             if data:
-                self.aspace.write(addr, data)
+                self.aspace.write_rom(addr, data)
         self.gic.reset()
         for gt in self.gtimers:
             gt.reset()

@@ -290,6 +290,24 @@ class AddressSpace:
         if len(data):
             self._mark_dirty(addr, len(data))
 
+    def write_rom(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        """QEMU's address_space_write_rom: boot images into RAM or into a ROM device's
+        array (a flash bank), never through a device's callbacks."""
+        data = memoryview(data).cast("B")
+        pos, a = 0, addr
+        while pos < len(data):
+            r = self.lookup(a)
+            if r is None or r.region.ram is None:
+                raise GuestMemoryError(f"guest address {a:#x} is not RAM or ROM")
+            n = min(len(data) - pos, r.end - a)
+            if r.region.kind == "ram":
+                self.write(a, data[pos:pos + n])  # marks the pages dirty for the TCG
+            else:
+                off = r.offset_in_region + (a - r.start)
+                r.region.ram[off:off + n] = data[pos:pos + n]
+            a += n
+            pos += n
+
     def _mark_dirty(self, addr: int, length: int) -> None:
         end = addr + length
         a = addr

@@ -91,9 +91,9 @@ def phys_read(vm: Any, addr: int, n: int) -> bytes | None:
             chunk = min(left, r.end - a)
             off = r.offset_in_region + (a - r.start)
             region = r.region
-            if region.kind == "ram" and region.ram is not None:
+            if region.reads_direct and region.ram is not None:
                 out += region.ram[off:off + chunk]
-            elif region.kind == "io" and region.read_cb is not None:
+            elif region.read_cb is not None:  # MMIO, or a flash in command mode
                 out += _read_mmio(region, off, chunk)
             else:
                 return None
