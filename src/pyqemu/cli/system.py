@@ -121,6 +121,9 @@ class SystemCmdline:
     no_shutdown: bool = False
     log_mask: str | None = None
     log_file: str | None = None
+    #: -icount (the last one wins, as QEMU's single "icount" opts group)
+    icount_opts: dict[str, str] | None = None
+    icount_loc: Loc | None = None
     data_dirs: list[str] = dataclasses.field(default_factory=list)
     seed: str | None = None
 
@@ -449,6 +452,15 @@ def _handle_option(cmd: SystemCmdline, name: str, a: str | None, loc: Loc) -> No
             sys.stdout.write("".join(f"{x}\n" for x in cmd.data_dirs))
             raise ExitNow(0)
         cmd.data_dirs.append(a)
+    elif name == "icount":
+        from pyqemu.machine.icount import IcountError, check_icount_opts
+
+        opts = _parse_opts(a, "shift", loc)
+        try:
+            check_icount_opts(opts.as_dict())  # names and booleans: at parse time
+        except IcountError as exc:
+            raise SystemCliError(str(exc), loc) from None
+        cmd.icount_opts, cmd.icount_loc = opts.as_dict(), loc
     elif name in ("rtc", "msg"):
         pass  # accepted: the RTC follows the host clock, messages have no timestamps
     else:  # pragma: no cover - every SUPPORTED option with an argument is handled above
@@ -845,6 +857,19 @@ def _accel_config(cmd: SystemCmdline, config: MachineConfig) -> None:
                                      loc)
         config.accel = "tcg"
         config.accel_props = props
+        if cmd.icount_opts is not None:
+            from pyqemu.machine.icount import IcountError, icount_configure
+
+            if props.get("thread") == "multi":
+                raise SystemCliError("No MTTCG when icount is enabled", loc)
+            try:
+                config.icount = icount_configure(cmd.icount_opts)
+            except IcountError as exc:
+                raise SystemCliError(str(exc), cmd.icount_loc) from None
+            if config.icount is not None and props.get("backend", "python") != "python":
+                raise SystemCliError("-icount is not supported with accel tcg,backend="
+                                     f"{props['backend']} (use backend=python)",
+                                     cmd.icount_loc)
         if init_failed:
             sys.stderr.write(error_line("falling back to tcg") + "\n")
         return

@@ -59,7 +59,7 @@ SUPPORTED = frozenset({
     "chardev", "bios", "kernel", "append", "initrd", "dtb", "serial", "parallel", "monitor",
     "qmp", "qmp-pretty", "mon", "pidfile", "S", "d", "D", "seed", "L", "enable-kvm",
     "no-reboot", "no-shutdown", "nodefaults", "daemonize", "no-user-config", "nouserconfig",
-    "rtc", "msg", "no-acpi",
+    "rtc", "msg", "no-acpi", "icount",
 })
 
 #: (option synopsis, description lines) per heading, in QEMU's order
