@@ -83,10 +83,6 @@ VIRT_PROPS: dict[str, tuple[str, str]] = {
     "gic-version": ("string", "Set GIC version. Valid values are 2, 3, 4, host and max"),
     "highmem": ("bool", ("Set on/off to enable/disable using physical address space above "
                 "32 bits")),
-    "highmem-ecam": ("bool", "Set on/off to enable/disable high memory region for PCI ECAM"),
-    "highmem-mmio": ("bool", "Set on/off to enable/disable high memory region for PCI MMIO"),
-    "highmem-redists": ("bool", ("Set on/off to enable/disable high memory region for GICv3 "
-                        "or GICv4 redistributor")),
     "iommu": ("string", "Set the IOMMU type. Valid values are none and smmuv3"),
     "its": ("bool", "Set on/off to enable/disable ITS instantiation"),
     "mte": ("bool", ("Set on/off to enable/disable emulating a guest CPU which implements "
@@ -196,8 +192,7 @@ class VirtMachine:
         for name in ("acpi",):
             if name in p and p[name].lower() not in (*_TRUE, *_FALSE, "auto"):
                 raise MachineError(f"Parameter '{name}' does not accept value '{p[name]}'")
-        for name in ("highmem", "highmem-ecam", "highmem-mmio", "highmem-redists", "its",
-                     "ras", "default-bus-bypass-iommu"):
+        for name in ("highmem", "its", "ras", "default-bus-bypass-iommu"):
             _bool_prop(p, name, True)
 
     # ------------------------------------------------------------------ building

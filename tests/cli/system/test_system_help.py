@@ -58,9 +58,6 @@ def test_help_lines_are_qemus(args: list[str], tmp_path: object) -> None:
     assert headers == sorted(headers, key=their_lines.index)
 
 
-@pytest.mark.xfail(strict=True, reason="the virt board's PROPS list highmem-ecam, "
-                   "highmem-mmio and highmem-redists, which Debian's QEMU 7.2 does not "
-                   "(reported to the virt owner)")
 def test_machine_properties_are_qemus(tmp_path: object) -> None:
     args = ["-M", "virt,help"]
     rc, theirs = _qemu(args)
