@@ -108,7 +108,4 @@ def test_secondary_cpu_registers_match_qemu(tmp_path: Path, pattern: tuple[Path,
             out.append(_hmp(m, ["info registers -a"]))
         finally:
             m.stop()
-    if out[0] != out[1]:
-        pytest.xfail("pyqemu's virt boot loader leaves secondary vCPUs at pc 0 for a bare "
-                     "ELF; QEMU 7.2 puts every vCPU at the entry point (asked of the "
-                     "virt board's owner)")
+    assert out[0] == out[1]

@@ -784,6 +784,11 @@ class VirtMachine:
             self._reset_cpu(cpu)
         pc = self.boot.pc if self.boot is not None else VIRT_MEMMAP["flash"][0]
         self.cpus[0].set_pc(pc)
+        if self.boot is not None and not self.boot.is_linux:
+            # QEMU's do_cpu_reset puts every vCPU at a bare image's entry (the others
+            # stay powered off until PSCI CPU_ON gives them their own)
+            for cpu in self.cpus[1:]:
+                cpu.set_pc(pc)
 
     def _reset_cpu(self, cpu: Any) -> None:
         self.frontend.reset(cpu.state)
