@@ -78,11 +78,15 @@ def cpu_exec(cpu: VCPU) -> ExecExit:
                 # (system mode: only blocks of the same guest page are ever chained)
                 if chaining and not (phys_keyed and (src.pc ^ tb.pc) >> 12):
                     ctx.link(src, nxt.slot, tb)
+                if tb.compiled.native:
+                    _native_jc_put(cpu, tb)
                 continue
             if nxt is LOOKUP:  # indirect jump: the cache lookup inline, translate if new
                 if tlb.rt is not rt:  # the MMU index changed (ERET): its TLB tables
                     rt, ra, wt, wa = tlb.rt, tlb.ra, tlb.wt, tlb.wa
                 tb = jc_get((R[pcs], cpu_flags(cpu))) or lookup(cpu)
+                if tb.compiled.native:
+                    _native_jc_put(cpu, tb)
                 continue
             assert isinstance(nxt, ExitTo)
             if nxt.reason == ExitReason.NEXT:
@@ -102,6 +106,15 @@ def cpu_exec(cpu: VCPU) -> ExecExit:
         stats.exec_time += time.perf_counter() - t0
         if c0:
             stats.exec_cpu_time += time.thread_time() - c0
+
+
+def _native_jc_put(cpu: VCPU, tb: TranslationBlock) -> None:
+    """A native block was reached through the loop (its native jump-cache entry was
+    evicted by another pc or never made): enter it again, so the next jump there
+    stays in native code."""
+    njc = cpu.native_jc or cpu.ctx.native_jc
+    if njc is not None:
+        njc.put(tb.pc, tb.flags, tb.compiled.native, tb.icount)
 
 
 def _cpu_exec_traced(cpu: VCPU) -> ExecExit:

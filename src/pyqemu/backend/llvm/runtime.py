@@ -60,7 +60,7 @@ CTL_BUDGET, CTL_ICOUNT, CTL_CHAINED, CTL_JC, CTL_SOLO = 0, 1, 2, 3, 4
 CHAIN_BUDGET = 4096
 #: per-context native jump cache: JC_SIZE entries of [pc, flags, fn address, icount];
 #: fn 0 is an empty entry (any pc can be a guest pc, -1 included)
-JC_SIZE = 4096
+JC_SIZE = 16384
 JC_ENTRY = 4
 
 _DEBUG = bool(os.environ.get("PYQEMU_LLVM_DEBUG"))

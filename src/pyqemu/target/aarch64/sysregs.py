@@ -445,6 +445,36 @@ def gen_sysreg_trap(ctx: Any, syndrome: int) -> None:
     gen_helper_trap(ctx, helper_raise_syndrome, Const(syndrome, 64))
 
 
+def gen_write_daif(ctx: Any, value: Any) -> None:
+    """PSTATE.DAIF = ``value`` (bits 9..6) inline. Only a write that unmasks a pending
+    interrupt ends the block (through the helper, which makes the loop take it): Linux
+    saves and restores DAIF around every spinlock, and leaving native code for each
+    of them cost a round trip through Python."""
+    b = ctx.b
+    t = ctx.t64()
+    b.gen_and_i64(t, value, Const(0x3C0, 64))
+    b.gen_st_state_i64(t, _f("daif"), 8)
+    # the lines the new mask lets through, as irq_pending bits: IRQ (bit 0) unless I
+    # (bit 7), FIQ (bit 1) unless F (bit 6), SError (bit 2) unless A (bit 8)
+    x, en, y, p = ctx.t64(), ctx.t64(), ctx.t64(), ctx.t64()
+    b.gen_not_i64(x, t)
+    b.gen_shr_i64(en, x, Const(7, 64))
+    b.gen_and_i64(en, en, Const(1, 64))
+    b.gen_shr_i64(y, x, Const(5, 64))
+    b.gen_and_i64(y, y, Const(2, 64))
+    b.gen_or_i64(en, en, y)
+    b.gen_shr_i64(y, x, Const(6, 64))
+    b.gen_and_i64(y, y, Const(4, 64))
+    b.gen_or_i64(en, en, y)
+    b.gen_ld_state_i64(p, _f("irq_pending"), 8)
+    b.gen_and_i64(p, p, en)
+    cont = b.new_label()
+    b.gen_brcond_i64(Cond.EQ, p, Const(0, 64), cont)
+    b.gen_call(helper_write_daif, t)
+    b.gen_exit(ctx.pc_next & M64, ExitReason.NEXT)
+    b.gen_set_label(cont)
+
+
 def _gen_spsel_check(ctx: Any, helper: Helper, *args: Any, outs: list[Temp] | None = None
                      ) -> Any:
     """Branch to the returned label when PSTATE.SP = 1; else call ``helper``, which
@@ -526,8 +556,7 @@ def trans_sysreg(ctx: Any, a: Any, rt_value: Any, dest: Temp | None) -> bool | N
         b.gen_call(helper_write_mmu, Const(_f(r.field), 32), value)
         gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
     elif r.name == "DAIF":
-        b.gen_call(helper_write_daif, value)
-        gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
+        gen_write_daif(ctx, value)
     elif r.hflags:
         b.gen_call(helper_write_ctrl, Const(_f(r.field), 32), value)
         gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)

@@ -218,8 +218,7 @@ def trans_MSR_i(ctx: DisasContext, a: Any) -> bool:
                 b.gen_or_i64(t, t, Const((a.crm & 0xF) << 6, 64))
             else:
                 b.gen_and_i64(t, t, Const(~((a.crm & 0xF) << 6) & M64, 64))
-            b.gen_call(sysregs.helper_write_daif, t)
-            gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
+            sysregs.gen_write_daif(ctx, t)
             return True
     return False  # PAN, UAO, SSBS, DIT, TCO...: not implemented; DAIF/SPSel not at EL0
 
