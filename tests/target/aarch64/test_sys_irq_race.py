@@ -250,3 +250,59 @@ def test_exception_insn_after_kick_in_same_block(tmp_path: Path, backend: str) -
     # svc #1 returned 3; one SVC counted; PSCI_VERSION 1.1 (as psci.py reports it)
     assert out[:2] == [3, 1], out
     assert out[2] != 0x84000000, "the HVC was skipped: x0 still holds the function id"
+
+
+# ---------------------------------------------------------------------------------------
+# an interrupt pending while masked is taken right after the write that unmasks it
+
+#: the virtual timer fires at once with IRQs masked; after the line is up, ``UNMASK``
+#: clears PSTATE.I and two MOVs follow. The handler records where the interrupt came in
+#: (ELR minus the first MOV's address: 0, taken before it) and x10 (0: the MOV after it
+#: had not run), then silences the timer and returns.
+UNMASK_BODY = """
+    mov x10, #0
+    mov x12, #0
+    mrs x2, cntvct_el0
+    msr cntv_cval_el0, x2       // already due
+    mov x2, #1
+    msr cntv_ctl_el0, x2
+1:  mrs x2, isr_el1             // wait until the GIC presents the interrupt
+    tbz x2, #7, 1b
+    mov x2, #0x340              // (the register form: D, A, F kept, I cleared)
+    UNMASK
+after:
+    mov x10, #1
+    mov x11, #2
+    msr daifset, #2
+    rec x12
+    b finish
+
+irq_handler:
+    mrs x9, icc_iar1_el1
+    mrs x3, elr_el1
+    adr x4, after
+    sub x3, x3, x4
+    rec x3
+    rec x10
+    msr cntv_ctl_el0, xzr
+    mov x12, #1
+    msr icc_eoir1_el1, x9
+    eret
+"""
+
+
+@pytest.mark.parametrize("unmask", ["msr daifclr, #2", "msr daif, x2"])
+@pytest.mark.parametrize("backend", ["python", "llvm"])
+def test_unmasking_takes_the_pending_interrupt_at_once(
+        tmp_path: Path, backend: str, unmask: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MSR DAIF/DAIFClr unmasking a pending IRQ: taken before the next instruction, as
+    QEMU (pyqemu writes DAIF inline and leaves the block only in this case)."""
+    if backend == "llvm":
+        pytest.importorskip("llvmlite")
+        monkeypatch.setenv("PYQEMU_LLVM_HOT", "0")  # every block native
+    body = GICV3_SETUP + UNMASK_BODY.replace("UNMASK", unmask)
+    elf, image = build(tmp_path, program(body, "irq_handler"))
+    theirs = results(run_qemu(elf, gic=3))
+    ours = results(MiniBoard(image, gic=GICv3, backend=backend).run(timeout=60))
+    assert theirs == [0, 0, 1], theirs  # the oracle: at `after`, before its MOV, handled
+    assert ours == theirs
