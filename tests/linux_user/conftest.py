@@ -43,8 +43,9 @@ def run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 240,
          "PYQEMU_TEST_VAR": "from-env"}
     if env:
         e.update(env)
-    if "PYTHONPATH" in os.environ:
-        e["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    for k in ("PYTHONPATH", "PYQEMU_BACKEND"):  # PYQEMU_BACKEND=python: the suite on python
+        if k in os.environ:
+            e[k] = os.environ[k]
     p = subprocess.run(cmd, capture_output=True, env=e, timeout=timeout, cwd=cwd,
                        input=stdin, check=False)
     return Run(p.returncode, p.stdout, p.stderr)
