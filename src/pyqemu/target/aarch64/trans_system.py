@@ -33,6 +33,7 @@ from pyqemu.target.aarch64.translate import (
     feature,
     gen_exit,
     gen_goto_ptr,
+    gen_goto_tb,
     gen_nzcv_read,
     gen_nzcv_write,
     gen_set_nzcv_const,
@@ -141,14 +142,16 @@ def trans_DMB(ctx: DisasContext, a: Any) -> bool:
 
 
 def trans_ISB(ctx: DisasContext, a: Any) -> bool:
-    # end the block so that code changes made visible by IC IVAU are fetched anew
-    gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
+    # end the block so that code changes made visible by IC IVAU are fetched anew: a
+    # direct jump (as QEMU's), since writes to code have already dropped the blocks they
+    # hit and undone their links; native code stays native across it
+    gen_goto_tb(ctx, ctx.pc_next)
     return True
 
 
 @feature("sb")
 def trans_SB(ctx: DisasContext, a: Any) -> bool:
-    gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
+    gen_goto_tb(ctx, ctx.pc_next)
     return True
 
 
@@ -299,7 +302,9 @@ def _trans_tlbi(ctx: DisasContext, a: Any) -> bool:
         ctx.b.gen_call(sr.helper_tlbi_va, cpu_reg(ctx, a.rt), Const(int(shareable), 32))
     else:
         ctx.b.gen_call(sr.helper_tlbi_all, Const(int(shareable), 32))
-    gen_exit(ctx, ctx.pc_next, ExitReason.NEXT)
+    # the block ends: the next one is found through the jump caches the flush emptied
+    # (the TLB tables change in place, so no exit to the loop is needed)
+    gen_goto_tb(ctx, ctx.pc_next)
     return True
 
 
