@@ -303,16 +303,17 @@ def _factory(key: str, body: list[str], nparams: int) -> Callable[..., Any]:
 class _ClosureRun:
     """Runs one block's steps for a vCPU (the calling convention of backend.base)."""
 
-    #: tiering (set by the context): after ``hot`` runs, call ``on_hot`` once
-    hot = 0
-    on_hot: Any = None
-    count = 0
+    __slots__ = ("count", "hot", "ntemps", "on_hot", "op_pcs", "steps")
 
     def __init__(self, steps: list[Callable[..., Any]], op_pcs: list[int | None],
                  ntemps: int) -> None:
         self.steps = steps
         self.op_pcs = op_pcs
         self.ntemps = ntemps
+        #: tiering (set by the context): after ``hot`` runs, call ``on_hot`` once
+        self.hot = 0
+        self.on_hot: Any = None
+        self.count = 0
 
     def __call__(self, cpu: Any, R: Any, rt: Any, ra: Any, wt: Any, wa: Any, hv: Any) -> Any:
         if self.on_hot is not None:
@@ -344,6 +345,8 @@ class _ClosureRunIcount(_ClosureRun):
     are charged to ``cpu.icount_budget`` before it runs; with less budget than that it
     stops where the budget ends (at the step of instruction ``budget + 1``, giving the
     rest back), as the python backend's code does."""
+
+    __slots__ = ("insn_pcs", "insn_steps", "pc_slot")
 
     def __init__(self, steps: list[Callable[..., Any]], op_pcs: list[int | None],
                  ntemps: int, insn_steps: list[int], insn_pcs: list[int],
