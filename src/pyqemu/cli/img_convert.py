@@ -189,6 +189,7 @@ def _convert(args: list[str]) -> int:
     image_opts = tgt_image_opts = salvage = target_is_zero = bitmaps = False
     skip_broken = False
     coroutines = 8  # -m: qemu-img's default
+    out_of_order = False  # -W
     rate_limit = 0
     for key, val in opts:
         v = val or ""
@@ -252,7 +253,7 @@ def _convert(args: list[str]) -> int:
                                "is between 1 and 16")
             coroutines = num
         elif key == "W":
-            pass  # out-of-order writes: clusters are allocated in order all the same
+            out_of_order = True  # (clusters are still allocated in order)
         elif key == "U":
             force_share = True
         elif key == "r":
@@ -409,6 +410,7 @@ def _convert(args: list[str]) -> int:
                         target_is_new=not skip_create, target_has_backing=target_has_backing,
                         target_is_zero=target_is_zero, salvage=salvage,
                         rate_limit=rate_limit, progress=meter.print, coroutines=coroutines,
+                        out_of_order=out_of_order,
                         warn=None if quiet else warn)
         except BlockError as exc:
             raise CliError(str(exc)) from exc
