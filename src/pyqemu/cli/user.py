@@ -2,7 +2,8 @@
 
 Options are parsed as QEMU's linux-user/main.c does: QEMU_* environment variables first,
 then options (``-x`` or ``--x``) up to the first non-option, which is the program.
-Hidden extras: ``-accel tcg,backend=python|interp`` picks the TCG backend, ``-d stats``
+Hidden extras: ``-accel tcg,backend=llvm|python|interp`` picks the TCG backend (default:
+llvm when llvmlite is installed, else python; ``$PYQEMU_BACKEND`` sets the default), ``-d stats``
 (or ``PYQEMU_STATS=1``) prints guest instruction count and MIPS at exit.
 """
 

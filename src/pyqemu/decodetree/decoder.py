@@ -105,6 +105,18 @@ def _make_extractor(pat: Pattern, funcs: dict[str, Any]) -> Callable[[Any, int],
     return env["extract"]  # type: ignore[no-any-return]
 
 
+def _lazy_extractor(cand: Candidate, pat: Pattern, funcs: dict[str, Any]
+                    ) -> Callable[[Any, int], ArgRecord]:
+    """A stand-in that generates the real extractor (one ``compile``) when the pattern
+    first matches and puts it in its place: a run meets a few dozen of the hundreds of
+    patterns, so building them all up front was most of the decoder's start-up."""
+    def extract(ctx: Any, insn: int) -> ArgRecord:
+        real = _make_extractor(pat, funcs)
+        cand.extract = real
+        return real(ctx, insn)
+    return extract
+
+
 class _Node:
     __slots__ = ("children", "leaf", "mask")
 
@@ -167,7 +179,9 @@ class Decoder:
                 if handler is None:
                     missing.append(f"trans_{pat.name}")
                     continue
-                self.candidates.append(Candidate(pat, handler, _make_extractor(pat, funcs)))
+                cand = Candidate(pat, handler, _make_extractor)  # replaced just below
+                cand.extract = _lazy_extractor(cand, pat, funcs)
+                self.candidates.append(cand)
         if missing:
             raise DecodeError("missing handlers: " + ", ".join(sorted(set(missing))))
         self.root = _build(self.candidates, 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyqemu.target.aarch64 import helpers_fp as F
+from pyqemu.target.aarch64.helpers_crypto import gf_inv
 from pyqemu.target.aarch64.helpers_simd import FPSR_QC, lanes, pack, sx, vget, vset
 
 M32 = 0xFFFFFFFF
@@ -317,12 +318,7 @@ def _sm4_affine(x: int) -> int:
 def _make_sm4_sbox() -> bytes:
     """SM4's S-box, S(x) = A*inv(A*x + C) + C (GB/T 32907-2016; the algebraic form from
     Liu et al., "Structure of the SM4 S-box")."""
-    inv = [0] * 256
-    for x in range(1, 256):
-        for y in range(1, 256):
-            if _gf_mul_sm4(x, y) == 1:
-                inv[x] = y
-                break
+    inv = [gf_inv(x, _gf_mul_sm4) for x in range(256)]
     return bytes(_sm4_affine(inv[_sm4_affine(x)]) for x in range(256))
 
 
