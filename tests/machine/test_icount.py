@@ -337,3 +337,26 @@ def test_smp2_each_cpu_takes_its_timer(tmp_path: Path) -> None:
     assert status == 0
     assert theirs == [0, 27, 5, 1, 1, 27, 5, 1, 1], theirs
     assert results(out.decode()) == theirs
+
+
+AUTO_BODY = """
+    mrs x1, cntvct_el0
+    ldr x5, =125000000          // 2 s of virtual time
+1:  mrs x2, cntvct_el0
+    sub x3, x2, x1
+    cmp x3, x5
+    b.lo 1b
+    mov x1, #1
+    rec x1
+"""
+
+
+def test_shift_auto_follows_host_time(tmp_path: Path) -> None:
+    """shift=auto: a guest spinning on CNTVCT until 2 s of virtual time have passed
+    finishes in a few host seconds, as its clock is steered towards host time. A fixed
+    shift=3 (auto's start: 8 ns per instruction) would need some 250 million guest
+    instructions, several minutes of pyqemu, and shift=10 (its limit) under 2 s."""
+    elf, _ = build(tmp_path, program(AUTO_BODY))
+    out, wall = _pyqemu(elf, "shift=auto")
+    assert out == [1]
+    assert 1.0 < wall < 20.0, wall

@@ -22,6 +22,11 @@ same instruction in every run.
 When every vCPU idles in WFI nothing advances the clock: with ``sleep=on`` (QEMU's
 default) it follows host time until the next deadline, with ``sleep=off`` it jumps to
 the deadline at once (QEMU's icount "warp").
+
+``shift=auto`` (QEMU's adaptive mode) starts at shift 3 and, every 100 ms of host time,
+moves the shift by one towards keeping the virtual clock near host time (QEMU's
+icount_adjust, its rule and its 100 ms wobble), re-basing the clock so it stays
+continuous.
 """
 
 from __future__ import annotations
@@ -43,9 +48,16 @@ MAX_ICOUNT_SHIFT = 10
 #: the most instructions granted at once when no timer is armed (the budget is only an
 #: accounting window then: it is refilled when spent)
 MAX_BUDGET = 1 << 24
+#: the same under shift=auto (a few tens of ms of pyqemu)
+MAX_BUDGET_AUTO = 1 << 16
 
 #: the longest a vCPU idles in one wait (it re-checks its interrupt lines after it)
 _IDLE_WAIT_S = 0.05
+
+#: shift=auto: the first shift, how often it is reconsidered, and the tolerance (QEMU's)
+AUTO_START_SHIFT = 3
+AUTO_PERIOD_NS = 100_000_000
+ICOUNT_WOBBLE_NS = 100_000_000
 
 
 class IcountError(ValueError):
@@ -54,11 +66,13 @@ class IcountError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class IcountConfig:
-    """``-icount shift=N,sleep=on|off,align=on|off`` after validation."""
+    """``-icount shift=N|auto,sleep=on|off,align=on|off`` after validation (``auto``:
+    ``adaptive`` with the starting shift)."""
 
     shift: int
     sleep: bool = True
     align: bool = False
+    adaptive: bool = False
 
 
 def _strtol(text: str) -> int:
@@ -106,8 +120,8 @@ def icount_configure(opts: Mapping[str, str]) -> IcountConfig | None:
     """Validate ``-icount`` options (implied key ``shift``) as qemu-system-aarch64 7.2
     does, in its order; None when icount stays off (no shift given).
 
-    Record/replay (``rr=``), the adaptive shift (``shift=auto``) and ``align=on`` are
-    refused with a plain statement: pyqemu does not implement them."""
+    Record/replay (``rr=``) and ``align=on`` are refused with a plain statement: pyqemu
+    does not implement them."""
     check_icount_opts(opts)
     sleep = _bool(opts, "sleep", True)
     align = _bool(opts, "align", False)
@@ -129,8 +143,8 @@ def icount_configure(opts: Mapping[str, str]) -> IcountConfig | None:
         raise IcountError("align=on (pacing the host to the guest) is not supported by "
                           "pyqemu")
     if option == "auto":
-        raise IcountError("shift=auto (adaptive icount) is not supported by pyqemu; "
-                          f"use shift=0..{MAX_ICOUNT_SHIFT}")
+        # (QEMU 7.2 checks auto against align/sleep before it has read them: accepted)
+        return IcountConfig(shift=AUTO_START_SHIFT, sleep=sleep, adaptive=True)
     try:
         shift = _strtol(option)
     except ValueError:
@@ -153,13 +167,18 @@ class Icount:
     def __init__(self, config: IcountConfig, main_loop: Any, cpus: Sequence[Any],
                  running: Callable[[Any], bool] | None = None) -> None:
         self.config = config
-        self.shift = config.shift
         self.main_loop = main_loop
         self.cpus = list(cpus)
         self.running = running or (lambda cpu: True)
-        #: nanoseconds added by idle warps (QEMU's qemu_icount_bias)
-        self.bias = 0
+        #: (bias, shift): virtual ns = bias + instructions << shift. The bias holds the
+        #: idle warps and shift=auto's re-basing (QEMU's qemu_icount_bias); one tuple,
+        #: replaced whole, so a reader on another thread sees a matching pair
+        self._scale = (0, config.shift)
         self._lock = threading.Lock()
+        # shift=auto: host time (VM running) at the start and at the last adjustment
+        self._rt0 = main_loop.host_clock_ns()
+        self._last_adjust = self._rt0
+        self._last_delta = 0
         self._warned_no_timer = False
         for cpu in self.cpus:
             cpu.icount_budget = 0
@@ -173,6 +192,15 @@ class Icount:
         """Instructions ``cpu`` has started (its current block counts whole)."""
         return int(cpu.icount_base + cpu.icount_granted - cpu.icount_budget)
 
+    @property
+    def shift(self) -> int:
+        return self._scale[1]
+
+    def _add_bias(self, ns: int) -> None:
+        with self._lock:
+            bias, shift = self._scale
+            self._scale = (bias + ns, shift)
+
     def clock_ns(self) -> int:
         """QEMU_CLOCK_VIRTUAL under icount. Read on a vCPU thread from inside a block
         (a counter register), the instructions after the reading one are not counted."""
@@ -182,7 +210,8 @@ class Icount:
         me = current_cpu()
         if me is not None and getattr(me, "icount", None) is self:
             n -= me.icount_ahead
-        return self.bias + (n << self.shift)
+        bias, shift = self._scale
+        return bias + (n << shift)
 
     # ------------------------------------------------------------ the vCPU loop
     def _fold(self, cpu: Any) -> None:
@@ -195,14 +224,41 @@ class Icount:
         """Before running ``cpu``: grant the instructions that reach the next virtual
         deadline (QEMU's icount_prepare_for_run)."""
         self._fold(cpu)
+        if self.config.adaptive and \
+                self.main_loop.host_clock_ns() - self._last_adjust >= AUTO_PERIOD_NS:
+            self._adjust()
         deadline = self.main_loop.next_deadline_ns()
+        # shift=auto looks at host time between runs: keep them short (QEMU kicks the
+        # vCPU with a 100 ms host timer instead)
+        most = MAX_BUDGET_AUTO if self.config.adaptive else MAX_BUDGET
         if deadline is None:
-            budget = MAX_BUDGET
+            budget = most
         else:
             left = deadline - self.clock_ns()
             # round up: the deadline falls inside the last instruction granted
-            budget = max(1, min(MAX_BUDGET, -(-left >> self.shift)))
+            budget = max(1, min(most, -(-left >> self.shift)))
         cpu.icount_granted = cpu.icount_budget = budget
+
+    def _adjust(self) -> None:
+        """shift=auto: one step of QEMU's icount_adjust (a crude controller, as QEMU
+        says: the shift moves by one when the clock is ahead of, or behind, host time
+        by a growing margin)."""
+        with self._lock:
+            rt = self.main_loop.host_clock_ns()
+            self._last_adjust = rt
+            cur_time = rt - self._rt0
+            cur_icount = self.clock_ns()
+            delta = cur_icount - cur_time
+            shift = self._scale[1]
+            if delta > 0 and self._last_delta + ICOUNT_WOBBLE_NS < delta * 2 and shift > 0:
+                shift -= 1  # the guest is getting too far ahead: slow its time down
+            if delta < 0 and self._last_delta - ICOUNT_WOBBLE_NS > delta * 2 and \
+                    shift < MAX_ICOUNT_SHIFT:
+                shift += 1  # too far behind: speed its time up
+            self._last_delta = delta
+            n = sum(cpu.icount_base + cpu.icount_granted - cpu.icount_budget
+                    for cpu in self.cpus)
+            self._scale = (cur_icount - (n << shift), shift)
 
     def handle_deadline(self, cpu: Any) -> None:
         """After ``cpu`` left its exec loop: run the virtual timers that are due, on
@@ -249,10 +305,8 @@ class Icount:
                 wakeup.wait(min(left / 1e9, _IDLE_WAIT_S))
                 wakeup.clear()
             slept = time.monotonic_ns() - t0
-            with self._lock:
-                # host time passed while idle, but never beyond the deadline
-                self.bias += max(0, min(slept, deadline - self.clock_ns()))
+            # host time passed while idle, but never beyond the deadline
+            self._add_bias(max(0, min(slept, deadline - self.clock_ns())))
         else:
-            with self._lock:
-                self.bias += max(0, deadline - self.clock_ns())
+            self._add_bias(max(0, deadline - self.clock_ns()))
         self.main_loop.run_due_timers()

@@ -79,6 +79,11 @@ class MainLoop:
         """QEMU_CLOCK_VIRTUAL: stops while the VM is paused."""
         if self.icount is not None:
             return int(self.icount.clock_ns())
+        return self.host_clock_ns()
+
+    def host_clock_ns(self) -> int:
+        """Host monotonic time minus the time spent paused (the virtual clock without
+        -icount; -icount shift=auto steers by it)."""
         p = self._paused_at
         now = time.monotonic_ns() if p is None else p
         return now - self._vclock_offset
