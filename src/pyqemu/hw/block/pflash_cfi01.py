@@ -27,6 +27,8 @@ from pyqemu.hw import log
 __all__ = ["PFlashCFI01", "PFlashState"]
 
 SECTOR = 512  # BDRV_SECTOR_SIZE: the unit pflash_update writes back
+#: commands whose reads answer with the status register
+_STATUS_CMDS = frozenset({0x10, 0x20, 0x28, 0x40, 0x50, 0x60, 0x70, 0xE8})
 
 
 class FlashBackend(Protocol):
@@ -125,16 +127,16 @@ class PFlashCFI01:
 
     # ---- reads -------------------------------------------------------------------------
     def read(self, offset: int, size: int) -> int:
-        """A read in command mode (in ROMD mode the guest reads the RAM itself). QEMU's
-        ops take at most 4 bytes: wider reads come here as 4-byte pieces."""
+        """A read through the model: in command mode, or in read-array mode when the bank
+        is mapped as MMIO. QEMU's ops take at most 4 bytes: wider reads come here as
+        4-byte pieces."""
         if size > 4:
             lo = self.read(offset, 4)
             return lo | self.read(offset + 4, size - 4) << 32
         st = self.state
         cmd = st.cmd
-        if cmd == 0x00 or cmd not in (0x10, 0x20, 0x28, 0x40, 0x50, 0x60, 0x70, 0xE8,
-                                      0x90, 0x98):
-            st.wcycle, st.cmd = 0, 0x00
+        if cmd not in _STATUS_CMDS and cmd not in (0x90, 0x98):
+            st.wcycle, st.cmd = 0, 0x00  # read array (an unknown state resets to it)
             return int.from_bytes(self.storage[offset:offset + size], "little")
         if cmd in (0x90, 0x98):
             query = self._devid_query if cmd == 0x90 else self._cfi_query
@@ -193,7 +195,6 @@ class PFlashCFI01:
         cmd = value & 0xFF
         if st.wcycle == 0:
             self.set_romd(False)  # reads now come to this model
-        if st.wcycle == 0:
             if cmd in (0x00, 0xF0, 0xFF):  # read array (0x00 is QEMU's own reset value)
                 return self._read_array()
             if cmd == 0x50:  # clear status
