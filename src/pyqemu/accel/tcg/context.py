@@ -87,8 +87,13 @@ def tune_gc() -> None:
     if _gc_tuned:
         return
     _gc_tuned = True
+    import atexit
     import gc
 
+    # the interpreter's last collection at exit walks every object the guest made (a
+    # Linux boot: tens of seconds on a loaded machine, between the guest's poweroff and
+    # the process's end); frozen objects are left to the exit itself
+    atexit.register(gc.freeze)
     spec = os.environ.get("PYQEMU_GC", "")
     if spec == "default":
         return
