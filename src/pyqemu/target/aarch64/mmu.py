@@ -134,11 +134,18 @@ def _pa_bits(tcr: int, parange: int) -> int:
 
 def translate_stage1(mem: PhysMemory, vaddr: int, access: Access, el: int, sctlr: int,
                      tcr: int, ttbr0: int, ttbr1: int, parange: int = 4,
-                     granules: frozenset[int] = frozenset({12, 14, 16})) -> Translation:
+                     granules: frozenset[int] = frozenset({12, 14, 16}),
+                     walks: dict[tuple[int, int, int], tuple[int, int, int, int]] | None = None
+                     ) -> Translation:
     """Translate ``vaddr`` for an ``access`` made at ``el`` (0 or 1) or raise MMUFault.
 
     ``granules``: the log2 granule sizes the CPU implements; a TGn selecting another one
-    behaves as the smallest implemented (QEMU's IMPLEMENTATION DEFINED choice)."""
+    behaves as the smallest implemented (QEMU's IMPLEMENTATION DEFINED choice).
+    ``walks``: a walk cache (4K granule) of the level 3 table reached for each 2 MiB of
+    address space under (first table, TCR), with the table descriptors' AP/XN/PXN bits;
+    the caller empties it whenever the TLB is flushed, as the architecture lets TLB
+    maintenance invalidate cached table entries (only valid table descriptors are ever
+    cached: a leaf is always read again)."""
     vaddr &= M64
     if not sctlr & SCTLR_M:
         pa_bits = _PA_BITS[min(parange, 6)]
@@ -176,6 +183,14 @@ def translate_stage1(mem: PhysMemory, vaddr: int, access: Access, el: int, sctlr
         raise MMUFault(vaddr, access, FSC_ADDR_SIZE + 0)
     ap_table = 0  # bit 0: no EL0 access, bit 1: read-only
     xn_table = pxn_table = 0
+    wkey = None
+    if walks is not None and gbits == 12 and level < 3:
+        wkey = (base, tcr, vaddr >> 21)
+        hit = walks.get(wkey)
+        if hit is not None:
+            base, ap_table, xn_table, pxn_table = hit
+            level = 3
+            wkey = None
     while True:
         shift = gbits + stride * (3 - level)
         nbits = first_bits if shift + stride > inputsize else stride
@@ -197,6 +212,10 @@ def translate_stage1(mem: PhysMemory, vaddr: int, access: Access, el: int, sctlr
             pxn_table |= (desc >> 59) & 1
             base = nxt
             level += 1
+            if level == 3 and wkey is not None:
+                if len(walks) >= 8192:  # type: ignore[arg-type]
+                    walks.clear()  # type: ignore[union-attr]
+                walks[wkey] = (base, ap_table, xn_table, pxn_table)  # type: ignore[index]
             continue
         if level == 3 and dtype != 3:
             raise MMUFault(vaddr, access, FSC_TRANSLATION + level)
@@ -258,10 +277,15 @@ class SystemMemory:
         self.parange = parange
         self.granules = granules
         self._mmio_ops = getattr(phys, "mmio_ops", None)
+        #: walk cache (see translate_stage1), valid for one TLB generation
+        self._walks: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}
+        self._walk_gen: tuple[int, int] = (-1, -1)
+        self._tlb: Any = None
 
     def attach_vcpu(self, cpu: Any) -> None:
         """Called by the VCPU built on this provider: walk its registers, and let the
         physical memory reach its TLB and TCG context (DMA into code, map changes)."""
+        self._tlb = cpu.tlb
         if self.state is None:
             self.state = cpu.state
         attach = getattr(self.phys, "attach_cpu", None)
@@ -270,8 +294,16 @@ class SystemMemory:
 
     def tlb_fill(self, vaddr: int, access: Access, mmu_idx: int) -> TLBFill:
         s = self.state
+        walks = None
+        tlb = self._tlb
+        if tlb is not None:
+            gen = (tlb.flushes, tlb.page_flushes)  # any TLB maintenance empties it
+            if gen != self._walk_gen:
+                self._walks.clear()
+                self._walk_gen = gen
+            walks = self._walks
         tr = translate_stage1(self.phys, vaddr, access, mmu_idx, s.sctlr_el1, s.tcr_el1,
-                              s.ttbr0_el1, s.ttbr1_el1, self.parange, self.granules)
+                              s.ttbr0_el1, s.ttbr1_el1, self.parange, self.granules, walks)
         pa_page = tr.pa & PAGE_MASK
         ho = self.phys.phys_to_host(pa_page)
         if ho is not None:
