@@ -25,8 +25,8 @@ BANK = 64 << 20
 SECTOR = 256 << 10
 
 
-def flash_ops() -> list[Op]:
-    f = FLASH1
+def flash_ops(f: int = FLASH1) -> list[Op]:
+    """The command table for the bank at ``f``."""
     ops: list[Op] = [R(f), R(f + 4), R(f + SECTOR), R(f + 2, 2), R(f + 1, 1), R(f, 8)]
     # read identifier: manufacturer, device, lock status, at every width
     ops += [W(f, 0x90), R(f), R(f + 4), R(f + 8), R(f + 0x20), R(f, 2), R(f + 4, 1),
@@ -121,14 +121,16 @@ def test_cfi_commands_and_persistence_match_qemu(tmp_path: Path, readonly: bool)
 
 def test_cfi_commands_through_pyqemu_system_match_qemu(tmp_path: Path) -> None:
     """The same probe on pyqemu-system-aarch64: the vCPU's loads and stores reach the
-    model (flash1 is mapped as MMIO), and the image file ends as QEMU's."""
+    model (flash1 is mapped as MMIO), and the image file ends as QEMU's. (Not flash0:
+    with -drive if=pflash,unit=0 QEMU boots the bank as firmware.)"""
     import sys
 
-    ops = flash_ops()
+    unit = 1
+    ops = flash_ops(unit * BANK)
     theirs_img, ours_img = _image(tmp_path / "qemu.raw"), _image(tmp_path / "ours.raw")
-    theirs = run_probe(tmp_path, ops, ["-drive", (f"if=pflash,unit=1,format=raw,"
+    theirs = run_probe(tmp_path, ops, ["-drive", (f"if=pflash,unit={unit},format=raw,"
                                                  f"file={theirs_img}")])
-    ours = run_probe(tmp_path, ops, ["-drive", (f"if=pflash,unit=1,format=raw,"
+    ours = run_probe(tmp_path, ops, ["-drive", (f"if=pflash,unit={unit},format=raw,"
                                                f"file={ours_img}")],
                      program=[sys.executable, "-m", "pyqemu.cli.system"])
     assert ours == theirs
