@@ -288,7 +288,7 @@ class VirtMachine:
             if i in images:
                 mr.ram[:len(images[i])] = images[i]
             blk = cfg.drives[pflash[i]] if i in pflash else None
-            dev = PFlashCFI01.virt(f"virt.flash{i}", mr.ram, mr.set_romd, blk,
+            dev = PFlashCFI01.virt(f"virt.flash{i}", mr, blk,
                                    readonly=bool(blk is not None and blk.readonly))
             mr.read_cb, mr.write_cb = dev.read, dev.write
             self.pflash.append(dev)

@@ -77,7 +77,7 @@ def run_model(ops: list[Op], image: Path, readonly: bool = False) -> dict[int, i
     try:
         assert mr.ram is not None
         mr.ram[:] = blk.read(0, BANK)
-        dev = PFlashCFI01.virt("virt.flash1", mr.ram, mr.set_romd, blk, readonly=readonly)
+        dev = PFlashCFI01.virt("virt.flash1", mr, blk, readonly=readonly)
         mr.read_cb, mr.write_cb = dev.read, dev.write
         root.add_subregion(FLASH1, mr)
         dev.reset()
@@ -142,7 +142,7 @@ def test_rom_device_mode_follows_commands() -> None:
     mtree' shows i/o then) and read array returns to it."""
     mr = MemoryRegion.new_rom_device("f", 4 * SECTOR)
     assert mr.ram is not None
-    dev = PFlashCFI01.virt("f", mr.ram, mr.set_romd)
+    dev = PFlashCFI01.virt("f", mr)
     dev.reset()
     assert mr.romd_mode
     dev.write(0, 4, 0x90)
@@ -158,3 +158,19 @@ def test_state_restore_validates(bad: dict[str, int]) -> None:
         PFlashState.restore(bad)
     st = PFlashState(wcycle=2, cmd=0xE8, status=0x80, counter=3)
     assert PFlashState.restore(st.save()) == st
+
+
+def test_virt_banks_see_the_ram_the_vcpus_see(tmp_path: Path) -> None:
+    """The TCG moves RAM-mapped regions into its arena after the board is built: flash0's
+    model must read and program that array, not the one it was created with."""
+    from tests.machine.virtboard import build, config
+
+    bios = tmp_path / "bios.bin"
+    bios.write_bytes(bytes(range(256)) * 16)
+    _vm, board = build(config(bios=str(bios)))
+    bank0 = board.pflash[0]
+    assert bank0.storage.obj is board.flash[0].ram.obj
+    assert bank0.read(0x10, 4) == 0x13121110
+    bank0.write(0x100, 4, 0x40)  # word program into the array the vCPUs read
+    bank0.write(0x100, 4, 0x0BADCAFE)
+    assert board.aspace.read(0x100, 4) == (0x0BADCAFE).to_bytes(4, "little")

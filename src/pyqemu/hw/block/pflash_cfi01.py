@@ -19,7 +19,6 @@ CFI query table (JESD68); the command behaviour is QEMU's (hw/block/pflash_cfi01
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Protocol
 
 from pyqemu.hw import log
@@ -29,6 +28,15 @@ __all__ = ["PFlashCFI01", "PFlashState"]
 SECTOR = 512  # BDRV_SECTOR_SIZE: the unit pflash_update writes back
 #: commands whose reads answer with the status register
 _STATUS_CMDS = frozenset({0x10, 0x20, 0x28, 0x40, 0x50, 0x60, 0x70, 0xE8})
+
+
+class RomDevice(Protocol):
+    """The region a flash bank lives in (pyqemu.memory.MemoryRegion.new_rom_device)."""
+
+    size: int
+    ram: memoryview | None
+
+    def set_romd(self, romd: bool) -> None: ...
 
 
 class FlashBackend(Protocol):
@@ -71,16 +79,16 @@ def _ctz(v: int) -> int:
 
 
 class PFlashCFI01:
-    """One pflash_cfi01 bank over ``storage`` (the ROM device's RAM); ``set_romd`` is the
-    region's set_romd; ``blk`` (or None) receives every programmed or erased sector."""
+    """One pflash_cfi01 bank: ``mem`` is its ROM device region (the array is its RAM,
+    looked up at each access: the TCG may move a region's RAM into its arena);
+    ``blk`` (or None) receives every programmed or erased sector."""
 
-    def __init__(self, name: str, storage: memoryview, set_romd: Callable[[bool], None], *,
+    def __init__(self, name: str, mem: RomDevice, *,
                  sector_len: int, bank_width: int, device_width: int,
                  ids: tuple[int, int, int, int], max_device_width: int = 0,
                  blk: FlashBackend | None = None, readonly: bool = False) -> None:
         self.name = name
-        self.storage = storage
-        self.set_romd = set_romd
+        self.mem = mem
         self.blk = blk
         self.ro = readonly
         self.sector_len = sector_len
@@ -89,7 +97,7 @@ class PFlashCFI01:
         self.max_device_width = max_device_width or device_width
         self.ids = ids
         self.state = PFlashState()
-        nb_blocs = len(storage) // sector_len
+        nb_blocs = mem.size // sector_len
         num_devices = bank_width // device_width if device_width else 1
         sector_per_device = sector_len // num_devices
         device_len = sector_per_device * nb_blocs
@@ -112,12 +120,22 @@ class PFlashCFI01:
         self.writeblock_size = (1 << t[0x2A]) * max(1, num_devices)
 
     @classmethod
-    def virt(cls, name: str, storage: memoryview, set_romd: Callable[[bool], None],
-             blk: FlashBackend | None = None, readonly: bool = False) -> PFlashCFI01:
+    def virt(cls, name: str, mem: RomDevice, blk: FlashBackend | None = None,
+             readonly: bool = False) -> PFlashCFI01:
         """A bank as QEMU's virt_flash_create1 makes it: 256 KiB sectors, a 32-bit bank
         of two x16 devices, Intel's identity 0x89/0x18."""
-        return cls(name, storage, set_romd, sector_len=256 * 1024, bank_width=4,
+        return cls(name, mem, sector_len=256 * 1024, bank_width=4,
                    device_width=2, ids=(0x89, 0x18, 0x00, 0x00), blk=blk, readonly=readonly)
+
+    @property
+    def storage(self) -> memoryview:
+        """The array: the region's RAM as it is now."""
+        ram = self.mem.ram
+        assert ram is not None
+        return ram
+
+    def set_romd(self, romd: bool) -> None:
+        self.mem.set_romd(romd)
 
     # ---- reset -----------------------------------------------------------------------
     def reset(self) -> None:
