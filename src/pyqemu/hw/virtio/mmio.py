@@ -158,9 +158,10 @@ class VirtioMmio:
         if dev is None:
             # QEMU: an empty transport reads as zero but for its identity (any size,
             # nothing logged), so Linux probes it and no driver claims DeviceID 0
-            return {VirtioMmioReg.MAGIC_VALUE: VIRT_MAGIC,
-                    VirtioMmioReg.VERSION: 1 if self.legacy else 2,
-                    VirtioMmioReg.VENDOR_ID: VIRT_VENDOR}.get(offset, 0)
+            identity: dict[int, int] = {VirtioMmioReg.MAGIC_VALUE: VIRT_MAGIC,
+                                        VirtioMmioReg.VERSION: 1 if self.legacy else 2,
+                                        VirtioMmioReg.VENDOR_ID: VIRT_VENDOR}
+            return identity.get(offset, 0)
         if offset >= VirtioMmioReg.CONFIG:
             cfg = dev.get_config()
             off = offset - VirtioMmioReg.CONFIG
