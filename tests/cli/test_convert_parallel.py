@@ -53,10 +53,12 @@ def test_compressed_convert_threads_identical(tmp_path: Any, ctype: str) -> None
     assert res.returncode == 0, res.stdout
 
 
+@pytest.mark.parametrize("ctype", ["zlib", "zstd"])
 @pytest.mark.parametrize("opts", ["cluster_size=4k", "cluster_size=512", "cluster_size=2M"])
-def test_zstd_convert_identical_to_qemu(tmp_path: Any, opts: str) -> None:
-    """zstd frames of other cluster sizes (the frame header's content-size field has
-    another width) and a partial last cluster: the same bytes as qemu-img's."""
+def test_compressed_convert_identical_to_qemu(tmp_path: Any, opts: str, ctype: str) -> None:
+    """Other cluster sizes (compressed data packed across host cluster boundaries; zstd
+    frames whose content-size field has another width, and of several zstd blocks) and a
+    partial last cluster: the same bytes as qemu-img's."""
     require_tool("qemu-img")
     rnd = random.Random(7)
     src = tmp_path / "src.raw"
@@ -67,7 +69,7 @@ def test_zstd_convert_identical_to_qemu(tmp_path: Any, opts: str) -> None:
                        ("ours", [sys.executable, "-m", "pyqemu.cli.img"])):
         out = tmp_path / f"{name}.qcow2"
         subprocess.run([*argv, "convert", "-c", "-O", "qcow2", "-o",
-                        f"compression_type=zstd,{opts}", str(src), str(out)],
+                        f"compression_type={ctype},{opts}", str(src), str(out)],
                        check=True, capture_output=True)
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]

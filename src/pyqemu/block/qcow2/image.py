@@ -1094,8 +1094,13 @@ class Qcow2Image(Image):
         if off and not 0 < self.rc.get(off >> cb) < self.rc.max_refcount:
             off = 0  # freed meanwhile, or no reference left to give
         if not off or cs - (off & (cs - 1)) < n:
+            nxt = align_up(off, cs)
+            # QEMU's update_refcount fails (EAGAIN) when the bytes reach a cluster that
+            # has no refcount block yet: it makes the block, and qcow2_alloc_bytes starts
+            # over in a new cluster instead of running on into it
+            may_run_on = off and self.rc._block((nxt >> cb) >> self.rc.block_bits) is not None
             new = self.rc.alloc(1)  # (its refcount of 1 is these bytes' reference)
-            if off and align_up(off, cs) == new:
+            if may_run_on and new == nxt:
                 self.rc.increment(off >> cb)  # starts in the old cluster, too
             else:
                 off = new
