@@ -207,7 +207,7 @@ class Icount:
         n = 0
         for cpu in self.cpus:
             n += cpu.icount_base + cpu.icount_granted - cpu.icount_budget
-        me = current_cpu()
+        me: Any = current_cpu()
         if me is not None and getattr(me, "icount", None) is self:
             n -= me.icount_ahead
         bias, shift = self._scale
