@@ -14,7 +14,7 @@ from pyqemu.ir.core import CallFlags, Const, Global, IRBlock, Op, Temp
 from pyqemu.ir.ops import OPS, Cond, MemOp
 from pyqemu.ir.semantics import CONV, cond_holds, eval_arith
 
-__all__ = ["optimize"]
+__all__ = ["optimize", "optimized_copy"]
 
 _NO_FOLD = ("qemu_", "ld_state", "st_state", "call", "insn_start", "set_label", "br",
             "goto_", "exit", "mb")
@@ -372,6 +372,15 @@ def optimize(block: IRBlock) -> IRBlock:
     ops = _remove_dead(ops)
     block.ops = _fold_moves(ops)
     return block
+
+
+def optimized_copy(block: IRBlock) -> IRBlock:
+    """An optimized copy of ``block`` (the block itself is left as it is: a cold tier
+    built from it keeps running it until the optimized code replaces it)."""
+    return optimize(IRBlock(block.pc, block.flags,
+                            [Op(o.opdef, list(o.args), list(o.outs)) for o in block.ops],
+                            block.ntemps, block.nlabels, block.guest_size, block.icount,
+                            block.globals))
 
 
 def _fold_moves(ops: list[Op]) -> list[Op]:

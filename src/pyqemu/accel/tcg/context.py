@@ -27,7 +27,7 @@ from pyqemu.accel.tcg.interfaces import PAGE_BITS, Frontend
 from pyqemu.accel.tcg.log import QemuLog
 from pyqemu.accel.tcg.tb import TranslationBlock
 from pyqemu.backend.base import Backend, BackendError, CompiledTB, get_backend
-from pyqemu.ir.core import IRBlock, Op
+from pyqemu.ir.core import IRBlock
 from pyqemu.ir.printer import format_block
 
 if TYPE_CHECKING:
@@ -349,14 +349,11 @@ class TCGContext:
             if tb.invalid or tb.block is None:
                 return
             t1 = time.perf_counter()
-            src = tb.block
-            block = IRBlock(src.pc, src.flags, [Op(o.opdef, list(o.args), list(o.outs))
-                                                for o in src.ops],
-                            src.ntemps, src.nlabels, src.guest_size, src.icount, src.globals)
+            block = tb.block
             if self.optimize:
-                from pyqemu.ir.optimizer import optimize
+                from pyqemu.ir.optimizer import optimized_copy
 
-                optimize(block)
+                block = optimized_copy(block)
             try:
                 compiled = self.backend.compile(block)
             except BackendError:

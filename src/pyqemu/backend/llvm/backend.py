@@ -305,17 +305,9 @@ class LLVMBackend(Backend):
 
     def _optimized(self, block: IRBlock) -> IRBlock:
         """An optimized copy of ``block`` (the cold tier keeps running the original)."""
-        from pyqemu.ir.core import Op
-        from pyqemu.ir.optimizer import optimize
+        from pyqemu.ir.optimizer import optimized_copy
 
-        if not self.optimize:
-            return block
-        out = IRBlock(block.pc, block.flags, [Op(o.opdef, list(o.args), list(o.outs))
-                                              for o in block.ops],
-                      block.ntemps, block.nlabels, block.guest_size, block.icount,
-                      block.globals)
-        optimize(out)
-        return out
+        return optimized_copy(block) if self.optimize else block
 
     def _python_tier(self, block: IRBlock, tiered: TieredTB | None) -> CompiledTB:
         """Move ``tiered`` (or a new TieredTB) to its counted generated-Python tier."""
