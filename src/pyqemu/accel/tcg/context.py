@@ -136,8 +136,6 @@ class TCGContext:
         #: measure stats.exec_cpu_time (PYQEMU_CPU_TIME=1)
         self.cpu_time_stats = bool(os.environ.get("PYQEMU_CPU_TIME"))
         self.cpus: weakref.WeakSet[VCPU] = weakref.WeakSet()
-        #: called after a vCPU joins (the llvm backend's single-vCPU fast paths)
-        self.cpu_listeners: list[Any] = []
         #: the llvm backend's native jump cache of this context (user mode; system mode
         #: has one per vCPU, ``VCPU.native_jc``): invalidated blocks leave it
         self.native_jc: Any = None
@@ -170,8 +168,6 @@ class TCGContext:
     # --- vCPUs ---
     def register_cpu(self, cpu: VCPU) -> None:
         self.cpus.add(cpu)
-        for listener in list(self.cpu_listeners):
-            listener()
 
     def tlb_flush_all(self) -> None:
         """Flush every vCPU's TLB (mprotect/munmap/mmap changes; TLBI ...IS)."""

@@ -775,10 +775,10 @@ def _rbit(g: Any, vals: list[Any], bits: int) -> list[Any]:
 
 
 def _stxr(g: Any, helper: Helper, vals: list[Any]) -> list[Any] | None:
-    """STXR natively while the context has one vCPU (no other thread can store between
-    the compare and the store): the monitor check, the compare with the value LDXR
-    loaded and the store, as ``helpers._stxr``; an unaligned address or a page not in
-    the TLB for writing takes the helper (which raises the fault)."""
+    """STXR natively: the monitor check, then one host compare-and-swap of the value
+    LDXR loaded with the new one (as ``helpers._stxr`` through accel.tcg.atomic: the
+    two agree under real parallelism); an unaligned address or a page not in the TLB
+    for writing (code, MMIO, a miss) takes the helper, which raises the fault."""
     from pyqemu.target.aarch64 import cpu as a64cpu
 
     addr, val, szl = vals
@@ -790,7 +790,6 @@ def _stxr(g: Any, helper: Helper, vals: list[Any]) -> list[Any] | None:
     fn = g.fn
     excl_p = g.sptr(a64cpu.EXCLUSIVE_ADDR_OFFSET)
     excl = b.load(excl_p, typ=I64, align=8)
-    solo = b.icmp_unsigned("!=", b.load(g.ctl_ptr(rt.CTL_SOLO), typ=I64), ir.Constant(I64, 0))
     match = b.icmp_unsigned("==", excl, addr)
     page = b.lshr(addr, ir.Constant(I64, 12))
     base = b.add(b.shl(b.and_(page, ir.Constant(I64, rt.TLB_SIZE - 1)), ir.Constant(I64, 2)),
@@ -799,12 +798,11 @@ def _stxr(g: Any, helper: Helper, vals: list[Any]) -> list[Any] | None:
                                        align=8), page)
     aligned = b.icmp_unsigned("==", b.and_(addr, ir.Constant(I64, size - 1)),
                               ir.Constant(I64, 0))
-    fast, check, nomatch, cmp_ok, slow, done = (fn.append_basic_block(n) for n in (
-        "stxr_fast", "stxr_check", "stxr_nomatch", "stxr_store", "stxr_slow", "stxr_done"))
-    b.cbranch(b.and_(b.and_(solo, match), b.and_(hit, aligned)), fast, check)
+    fast, check, nomatch, slow, done = (fn.append_basic_block(n) for n in (
+        "stxr_fast", "stxr_check", "stxr_nomatch", "stxr_slow", "stxr_done"))
+    b.cbranch(b.and_(match, b.and_(hit, aligned)), fast, check)
     b.position_at_end(check)
-    b.cbranch(b.and_(solo, b.not_(match)), nomatch, slow)
-    one, zero = ir.Constant(I64, 1), ir.Constant(I64, 0)
+    b.cbranch(match, slow, nomatch)
     b.position_at_end(nomatch)  # no memory access when the monitor does not match
     b.store(ir.Constant(I64, -1), excl_p, align=8)
     b.branch(done)
@@ -813,13 +811,15 @@ def _stxr(g: Any, helper: Helper, vals: list[Any]) -> list[Any] | None:
     add = b.load(b.gep(g.tlb, [b.add(base, ir.Constant(I64, 1))], source_etype=I64),
                  typ=I64, align=8)
     hptr = b.gep(g.hbase, [b.add(add, addr)], source_etype=ir.IntType(8))
-    old = b.load(hptr, typ=ty, align=1)
     exp = b.load(g.sptr(a64cpu.EXCLUSIVE_VAL_OFFSET), typ=I64, align=8)
+    new = val
     if size < 8:
         exp = b.trunc(exp, ty)
-    b.cbranch(b.icmp_unsigned("==", old, exp), cmp_ok, done)
-    b.position_at_end(cmp_ok)
-    b.store(b.trunc(val, ty) if size < 8 else val, hptr, align=1)
+        new = b.trunc(val, ty)
+    pair = b.cmpxchg(hptr, exp, new, "seq_cst", "seq_cst")
+    ok = b.extract_value(pair, 1)
+    st_fast = b.zext(b.not_(ok), I64)
+    fast_end = b.block
     b.branch(done)
     b.position_at_end(slow)
     (st,) = g.callback(rt.register_helper(helper), vals, 1)
@@ -827,9 +827,8 @@ def _stxr(g: Any, helper: Helper, vals: list[Any]) -> list[Any] | None:
     b.branch(done)
     b.position_at_end(done)
     r = b.phi(I64)
-    r.add_incoming(one, nomatch)
-    r.add_incoming(one, fast)
-    r.add_incoming(zero, cmp_ok)
+    r.add_incoming(ir.Constant(I64, 1), nomatch)
+    r.add_incoming(st_fast, fast_end)
     r.add_incoming(st, slow_end)
     return [r]
 

@@ -53,9 +53,8 @@ RET_LOOKUP = 64
 RET_EXIT = 128
 RET_FAULT = 256
 
-#: per-vCPU control block (int64 slots) passed to every native block; CTL_SOLO is 1
-#: while the context has a single vCPU (exclusives need no host atomics then)
-CTL_BUDGET, CTL_ICOUNT, CTL_CHAINED, CTL_JC, CTL_SOLO = 0, 1, 2, 3, 4
+#: per-vCPU control block (int64 slots) passed to every native block
+CTL_BUDGET, CTL_ICOUNT, CTL_CHAINED, CTL_JC = 0, 1, 2, 3
 #: native blocks chained per entry from Python (bounds exit_request latency)
 CHAIN_BUDGET = 4096
 #: per-context native jump cache: JC_SIZE entries of [pc, flags, fn address, icount];
@@ -299,11 +298,6 @@ class NativeEnv:
         with _lock:
             self.id = len(_envs)
             _envs.append(self)
-        self.ctl_arr[CTL_SOLO] = int(len(ctx.cpus) == 1)
-        if not ctx.__dict__.get("_llvm_solo_hook"):
-            ctx._llvm_solo_hook = True
-            ctx.cpu_listeners.append(lambda: _update_solo(ctx))
-        _update_solo(ctx)
 
 
 class JumpCache:
@@ -372,15 +366,6 @@ class JumpCache:
         arr[e + 2] = fn
         if self.pages is not None:
             self.pages.setdefault((pc & _M64) >> 12, set()).add(e)
-
-
-def _update_solo(ctx: Any) -> None:
-    """CTL_SOLO of every vCPU of ``ctx``: 1 only while it has one vCPU."""
-    cpus = list(ctx.cpus)
-    for c in cpus:
-        env = c.__dict__.get("_llvm_env")
-        if env is not None:
-            env.ctl_arr[CTL_SOLO] = int(len(cpus) == 1)
 
 
 def _s64(v: int) -> int:
