@@ -143,9 +143,9 @@ def translate_stage1(mem: PhysMemory, vaddr: int, access: Access, el: int, sctlr
     behaves as the smallest implemented (QEMU's IMPLEMENTATION DEFINED choice).
     ``walks``: a walk cache (4K granule) of the level 3 table reached for each 2 MiB of
     address space under (first table, TCR), with the table descriptors' AP/XN/PXN bits;
-    the caller empties it whenever the TLB is flushed, as the architecture lets TLB
-    maintenance invalidate cached table entries (only valid table descriptors are ever
-    cached: a leaf is always read again)."""
+    the caller empties it on every TLBI, as hardware walk caches are invalidated (a
+    change to a valid table descriptor takes effect only after one; only valid table
+    descriptors are ever cached: a leaf is always read again)."""
     vaddr &= M64
     if not sctlr & SCTLR_M:
         pa_bits = _PA_BITS[min(parange, 6)]
@@ -277,33 +277,29 @@ class SystemMemory:
         self.parange = parange
         self.granules = granules
         self._mmio_ops = getattr(phys, "mmio_ops", None)
-        #: walk cache (see translate_stage1), valid for one TLB generation
+        #: walk cache (see translate_stage1), emptied by TLB maintenance instructions
+        #: (walk_flush) only: the flushes of our untagged TLB on an ASID switch leave
+        #: the tables, and so their cached walks, as they are
         self._walks: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}
-        self._walk_gen: tuple[int, int] = (-1, -1)
-        self._tlb: Any = None
 
     def attach_vcpu(self, cpu: Any) -> None:
         """Called by the VCPU built on this provider: walk its registers, and let the
         physical memory reach its TLB and TCG context (DMA into code, map changes)."""
-        self._tlb = cpu.tlb
         if self.state is None:
             self.state = cpu.state
         attach = getattr(self.phys, "attach_cpu", None)
         if attach is not None:
             attach(cpu)
 
+    def walk_flush(self) -> None:
+        """A TLB maintenance instruction: forget the cached table walks."""
+        self._walks.clear()
+
     def tlb_fill(self, vaddr: int, access: Access, mmu_idx: int) -> TLBFill:
         s = self.state
-        walks = None
-        tlb = self._tlb
-        if tlb is not None:
-            gen = (tlb.flushes, tlb.page_flushes)  # any TLB maintenance empties it
-            if gen != self._walk_gen:
-                self._walks.clear()
-                self._walk_gen = gen
-            walks = self._walks
         tr = translate_stage1(self.phys, vaddr, access, mmu_idx, s.sctlr_el1, s.tcr_el1,
-                              s.ttbr0_el1, s.ttbr1_el1, self.parange, self.granules, walks)
+                              s.ttbr0_el1, s.ttbr1_el1, self.parange, self.granules,
+                              self._walks)
         pa_page = tr.pa & PAGE_MASK
         ho = self.phys.phys_to_host(pa_page)
         if ho is not None:

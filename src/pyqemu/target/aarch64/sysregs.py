@@ -357,8 +357,19 @@ def tlbi_va(xt: int) -> int:
     return va
 
 
+def _walk_flush(cpu: Any, shareable: int) -> None:
+    """TLB maintenance also drops the MMU's cached table walks (of every vCPU for the
+    Inner Shareable forms)."""
+    ctx = getattr(cpu, "ctx", None)
+    for c in list(ctx.cpus) if shareable and ctx is not None else [cpu]:
+        flush = getattr(c.mem, "walk_flush", None)
+        if flush is not None:
+            flush()
+
+
 def _tlbi_all(cpu: Any, shareable: int) -> None:
     """TLBI VMALLE1/ASIDE1 (and their IS/OS forms: every vCPU of the context)."""
+    _walk_flush(cpu, shareable)
     ctx = getattr(cpu, "ctx", None)
     if shareable and ctx is not None:
         ctx.tlb_flush_all()
@@ -369,6 +380,7 @@ def _tlbi_all(cpu: Any, shareable: int) -> None:
 def _tlbi_va(cpu: Any, xt: int, shareable: int) -> None:
     """TLBI VAE1/VALE1/VAAE1/VAALE1 (IS/OS: every vCPU): one page, every mmu_idx."""
     va = tlbi_va(xt)
+    _walk_flush(cpu, shareable)
     ctx = getattr(cpu, "ctx", None)
     if shareable and ctx is not None:
         ctx.tlb_flush_page_all(va)
