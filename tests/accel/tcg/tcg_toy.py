@@ -209,3 +209,27 @@ class MmapMemory:
 
     def read(self, addr: int, n: int) -> bytes:
         return bytes(self.host_view[addr:addr + n])
+
+
+class MmioPageMemory(MmapMemory):
+    """MmapMemory whose page ``mmio_page`` is a device: reads log ("r", addr, size) and
+    return ``value``, writes log ("w", addr, value) into ``log``."""
+
+    def __init__(self, log: list[tuple[str, int, int]], value: int, mmio_page: int = 0x10,
+                 size: int = 1 << 20) -> None:
+        super().__init__(size)
+        self.log = log
+        self.value = value
+        self.mmio_page = mmio_page
+
+    def _read(self, addr: int, n: int) -> int:
+        self.log.append(("r", addr, n))
+        return self.value
+
+    def _write(self, addr: int, n: int, val: int) -> None:
+        self.log.append(("w", addr, val))
+
+    def tlb_fill(self, vaddr: int, access: Access, mmu_idx: int) -> TLBFill:
+        if vaddr >> 12 == self.mmio_page:
+            return TLBFill(0, Prot.READ | Prot.WRITE, mmio=(self._read, self._write))
+        return super().tlb_fill(vaddr, access, mmu_idx)

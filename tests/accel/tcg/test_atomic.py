@@ -5,11 +5,11 @@ under a Python lock loses; tests/linux_user/test_threads.py races real guest thr
 from __future__ import annotations
 
 import pytest
-from tcg_toy import MmapMemory, ToyFrontend
+from tcg_toy import MmapMemory, MmioPageMemory, ToyFrontend
 
 from pyqemu.accel.tcg import atomic
 from pyqemu.accel.tcg.context import TCGContext
-from pyqemu.accel.tcg.interfaces import Access, MemoryFault, Prot, TLBFill
+from pyqemu.accel.tcg.interfaces import Access, MemoryFault, Prot
 from pyqemu.accel.tcg.vcpu import VCPU
 
 needs_cas = pytest.mark.skipif(not atomic.host_cas_available(),
@@ -75,15 +75,6 @@ def test_read_only_page_faults_even_when_the_compare_fails() -> None:
 
 def test_mmio_page_is_read_then_written_through_the_device() -> None:
     log: list[tuple[str, int, int]] = []
-
-    class Mmio(MmapMemory):
-        def tlb_fill(self, vaddr: int, access: Access, mmu_idx: int) -> TLBFill:
-            if vaddr >> 12 == 0x10:
-                return TLBFill(0, Prot.READ | Prot.WRITE, mmio=(
-                    lambda a, n: log.append(("r", a, n)) or 0x41,  # type: ignore[func-returns-value]
-                    lambda a, n, v: log.append(("w", a, v))))
-            return super().tlb_fill(vaddr, access, mmu_idx)
-
-    cpu, _ = _cpu(Mmio(1 << 20))
+    cpu, _ = _cpu(MmioPageMemory(log, 0x41))
     assert atomic.rmw(cpu, 0x10008, 4, lambda o: o | 0x100) == 0x41
     assert log == [("r", 0x10008, 4), ("w", 0x10008, 0x141)]

@@ -4,7 +4,7 @@ host_view isolation invariant."""
 from __future__ import annotations
 
 import pytest
-from tcg_toy import MmapMemory, ToyFrontend
+from tcg_toy import MmapMemory, MmioPageMemory, ToyFrontend
 
 from pyqemu.accel.tcg.context import TCGContext
 from pyqemu.accel.tcg.errors import TLBInvariantError
@@ -89,17 +89,7 @@ def test_cross_page_fast_path_is_never_taken() -> None:
 
 def test_mmio_pages_reach_the_device_every_time() -> None:
     log: list[tuple[str, int, int]] = []
-
-    class Mmio(MmapMemory):
-        def tlb_fill(self, vaddr: int, access: Access, mmu_idx: int) -> TLBFill:
-            if vaddr >> 12 == 0x10:
-                return TLBFill(0, Prot.READ | Prot.WRITE, mmio=(
-                    lambda a, n: log.append(("r", a, n)) or 0x5A,  # type: ignore[func-returns-value]
-                    lambda a, n, v: log.append(("w", a, v))))
-            return super().tlb_fill(vaddr, access, mmu_idx)
-
-    mem = Mmio(1 << 20)
-    cpu, _ = _cpu(mem)
+    cpu, _ = _cpu(MmioPageMemory(log, 0x5A))
     assert cpu.load(0x10004, 1) == 0x5A
     assert cpu.load(0x10004, 1) == 0x5A
     cpu.store(0x10008, 4, 0x1234)
