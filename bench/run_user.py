@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from pyqemu.testing.user_launcher import launcher
+
 HERE = Path(__file__).resolve().parent / "user"
 #: the thread workloads' program (the user-mode tests' atomics and threads stress)
 ATOMICS = Path(__file__).resolve().parents[1] / "tests" / "guest" / "aarch64" / "atomics.c"
@@ -55,27 +57,12 @@ STARTUP_SLACK = 0.150
 
 #: runs pyqemu-aarch64 and, at its exit (os._exit), prints the context's compile time and
 #: (PYQEMU_LLVM_PROFILE=1) the llvm backend's profile counters on stderr
-LAUNCHER = """
-import os, sys
-from pyqemu.accel.tcg import context
-ctxs = []
-_init = context.TCGContext.__init__
-def _rec(self, *a, **kw):
-    _init(self, *a, **kw)
-    ctxs.append(self)
-context.TCGContext.__init__ = _rec
-_exit = os._exit
-def _report(status):
+LAUNCHER = launcher("""
     for c in ctxs[:1]:
         sys.stderr.write(f"pyqemu-bench: compile {c.stats.compile_time:.3f}s\\n")
     if os.environ.get("PYQEMU_LLVM_PROFILE") and "pyqemu.backend.llvm.runtime" in sys.modules:
         sys.stderr.write(sys.modules["pyqemu.backend.llvm.runtime"].profile_report())
-    sys.stderr.flush()
-    _exit(status)
-os._exit = _report
-from pyqemu.cli.user import main_aarch64
-sys.exit(main_aarch64(sys.argv[1:]))
-"""
+""")
 
 
 def build(src: Path) -> Path:

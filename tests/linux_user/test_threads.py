@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from pyqemu.testing.user_launcher import launcher
 from tests.linux_user.conftest import (
     assert_clean_stderr,
     guest_binary,
@@ -84,23 +85,9 @@ def test_atomic_store_racing_read_modify_write_is_not_lost(build: str, backend: 
 
 
 #: pyqemu-aarch64 that reports, at its exit, how many vCPUs its TCG context still holds
-_COUNT_VCPUS = """
-import os, sys
-from pyqemu.accel.tcg import context
-ctxs = []
-_init = context.TCGContext.__init__
-def _rec(self, *a, **kw):
-    _init(self, *a, **kw)
-    ctxs.append(self)
-context.TCGContext.__init__ = _rec
-_exit = os._exit
-def _report(status):
+_COUNT_VCPUS = launcher("""
     sys.stderr.write(f"live-vcpus {len(ctxs[0].cpus)}\\n")
-    _exit(status)
-os._exit = _report
-from pyqemu.cli.user import main_aarch64
-sys.exit(main_aarch64(sys.argv[1:]))
-"""
+""")
 
 
 def test_thread_churn_leaves_one_vcpu() -> None:
