@@ -1389,6 +1389,7 @@ def _run_machine(built: Built, loop: Any) -> int:
     mc = built.machine_class
     try:
         board = mc.create(config, vm)
+        vm.attach(board)  # (may refuse the accelerator's options: MachineError)
     except SystemCliError:
         raise
     except Exception as exc:
@@ -1396,7 +1397,6 @@ def _run_machine(built: Built, loop: Any) -> int:
         if os.environ.get("PYQEMU_DEBUG"):
             raise
         raise SystemCliError(msg) from None
-    vm.attach(board)
     _check_orphaned(config, built.cmd)
     _check_net_clients(vm)
     for chardev in config.chardevs.values():
