@@ -27,6 +27,7 @@ import mmap
 import struct
 from collections.abc import Callable
 
+from pyqemu.accel.tcg.context import TCGContext
 from pyqemu.accel.tcg.interfaces import (
     PAGE_SIZE,
     Access,
@@ -35,6 +36,7 @@ from pyqemu.accel.tcg.interfaces import (
     TLBFill,
     UndefinedInstruction,
 )
+from pyqemu.accel.tcg.vcpu import VCPU
 from pyqemu.ir.core import Builder, CallFlags, Global, Helper, IRBlock
 from pyqemu.ir.ops import Cond, ExitReason, MemOp
 
@@ -233,3 +235,14 @@ class MmioPageMemory(MmapMemory):
         if vaddr >> 12 == self.mmio_page:
             return TLBFill(0, Prot.READ | Prot.WRITE, mmio=(self._read, self._write))
         return super().tlb_fill(vaddr, access, mmu_idx)
+
+
+def toy_cpu(mem: MmapMemory | None = None) -> tuple[VCPU, MmapMemory]:
+    """A python-backend vCPU of the toy frontend over ``mem`` (default: 1 MiB with pages
+    0x1000-0x2fff read-write-exec and 0x4000 read-only)."""
+    if mem is None:
+        mem = MmapMemory(1 << 20)
+        mem.map(0x1000, 0x2000)
+        mem.map(0x4000, 0x1000, Prot.READ)
+    ctx = TCGContext(ToyFrontend(), backend="python")  # type: ignore[arg-type]
+    return VCPU(ctx, mem), mem

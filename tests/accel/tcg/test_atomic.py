@@ -5,30 +5,19 @@ under a Python lock loses; tests/linux_user/test_threads.py races real guest thr
 from __future__ import annotations
 
 import pytest
-from tcg_toy import MmapMemory, MmioPageMemory, ToyFrontend
+from tcg_toy import MmioPageMemory, toy_cpu
 
 from pyqemu.accel.tcg import atomic
-from pyqemu.accel.tcg.context import TCGContext
-from pyqemu.accel.tcg.interfaces import Access, MemoryFault, Prot
-from pyqemu.accel.tcg.vcpu import VCPU
+from pyqemu.accel.tcg.interfaces import Access, MemoryFault
 
 needs_cas = pytest.mark.skipif(not atomic.host_cas_available(),
                                reason="libatomic (GCC's runtime) is not installed")
 
 
-def _cpu(mem: MmapMemory | None = None) -> tuple[VCPU, MmapMemory]:
-    if mem is None:
-        mem = MmapMemory(1 << 20)
-        mem.map(0x1000, 0x2000)
-        mem.map(0x4000, 0x1000, Prot.READ)
-    ctx = TCGContext(ToyFrontend(), backend="python")  # type: ignore[arg-type]
-    return VCPU(ctx, mem), mem
-
-
 @needs_cas
 @pytest.mark.parametrize("size", [1, 2, 4, 8, 16])
 def test_rmw_and_cas_every_size(size: int) -> None:
-    cpu, mem = _cpu()
+    cpu, mem = toy_cpu()
     addr = 0x1000 + 3 * 16
     mask = (1 << (8 * size)) - 1
     start = int.from_bytes(bytes(range(0xA0, 0xA0 + size)), "little")
@@ -49,7 +38,7 @@ def test_rmw_and_cas_every_size(size: int) -> None:
 def test_store_between_snapshot_and_commit_is_kept() -> None:
     """Another vCPU's plain store lands after the helper read memory: the commit fails,
     the operation is redone on the new value, and the store is not lost."""
-    cpu, mem = _cpu()
+    cpu, mem = toy_cpu()
     mem.write(0x1100, (1).to_bytes(8, "little"))
     calls: list[int] = []
 
@@ -65,7 +54,7 @@ def test_store_between_snapshot_and_commit_is_kept() -> None:
 
 
 def test_read_only_page_faults_even_when_the_compare_fails() -> None:
-    cpu, mem = _cpu()
+    cpu, mem = toy_cpu()
     mem.write(0x4000, (7).to_bytes(8, "little"))
     with pytest.raises(MemoryFault) as ei:
         atomic.cas(cpu, 0x4000, 8, 1, 2)
@@ -75,6 +64,6 @@ def test_read_only_page_faults_even_when_the_compare_fails() -> None:
 
 def test_mmio_page_is_read_then_written_through_the_device() -> None:
     log: list[tuple[str, int, int]] = []
-    cpu, _ = _cpu(MmioPageMemory(log, 0x41))
+    cpu, _ = toy_cpu(MmioPageMemory(log, 0x41))
     assert atomic.rmw(cpu, 0x10008, 4, lambda o: o | 0x100) == 0x41
     assert log == [("r", 0x10008, 4), ("w", 0x10008, 0x141)]

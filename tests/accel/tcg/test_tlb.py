@@ -4,27 +4,16 @@ host_view isolation invariant."""
 from __future__ import annotations
 
 import pytest
-from tcg_toy import MmapMemory, MmioPageMemory, ToyFrontend
+from tcg_toy import MmapMemory, MmioPageMemory, toy_cpu
 
-from pyqemu.accel.tcg.context import TCGContext
 from pyqemu.accel.tcg.errors import TLBInvariantError
 from pyqemu.accel.tcg.interfaces import Access, MemoryFault, Prot, TLBFill
 from pyqemu.accel.tcg.tlb import TLB_SIZE
-from pyqemu.accel.tcg.vcpu import VCPU
 from pyqemu.ir.ops import MemOp
 
 
-def _cpu(mem: MmapMemory | None = None) -> tuple[VCPU, MmapMemory]:
-    if mem is None:
-        mem = MmapMemory(1 << 20)
-        mem.map(0x1000, 0x2000)
-        mem.map(0x4000, 0x1000, Prot.READ)
-    ctx = TCGContext(ToyFrontend(), backend="python")  # type: ignore[arg-type]
-    return VCPU(ctx, mem), mem
-
-
 def test_fill_once_then_hit() -> None:
-    cpu, mem = _cpu()
+    cpu, mem = toy_cpu()
     mem.write(0x1010, (0x1122334455667788).to_bytes(8, "little"))
     assert cpu.load(0x1010, 8) == 0x1122334455667788
     fills = mem.fills
@@ -37,7 +26,7 @@ def test_fill_once_then_hit() -> None:
 
 
 def test_unmapped_and_permission_faults() -> None:
-    cpu, mem = _cpu()
+    cpu, mem = toy_cpu()
     with pytest.raises(MemoryFault) as ei:
         cpu.load(0x9000, 4)
     assert ei.value.kind == "unmapped" and ei.value.vaddr == 0x9000
@@ -49,7 +38,7 @@ def test_unmapped_and_permission_faults() -> None:
 
 
 def test_alignment_fault_only_with_mo_align() -> None:
-    cpu, mem = _cpu()
+    cpu, mem = toy_cpu()
     mem.write(0x1001, b"\x01\x02\x03\x04")
     assert cpu.tlb.ld_slow(0x1001, MemOp.MO_32) == 0x04030201
     with pytest.raises(MemoryFault) as ei:
@@ -60,7 +49,7 @@ def test_alignment_fault_only_with_mo_align() -> None:
 
 
 def test_cross_page_access_and_endianness() -> None:
-    cpu, mem = _cpu()
+    cpu, mem = toy_cpu()
     mem.write(0x1FFC, bytes(range(1, 9)))
     assert cpu.tlb.ld_slow(0x1FFC, MemOp.MO_64) == int.from_bytes(bytes(range(1, 9)), "little")
     assert cpu.tlb.ld_slow(0x1FFE, MemOp.MO_32 | MemOp.MO_BE) == 0x03040506
@@ -69,7 +58,7 @@ def test_cross_page_access_and_endianness() -> None:
 
 
 def test_cross_page_store_faults_before_writing_anything() -> None:
-    cpu, mem = _cpu()
+    cpu, mem = toy_cpu()
     # 0x2000-0x2fff mapped RW, 0x3000 unmapped: the store straddles into the hole
     mem.write(0x2FFC, b"\x11\x22\x33\x44")
     with pytest.raises(MemoryFault) as ei:
@@ -79,7 +68,7 @@ def test_cross_page_store_faults_before_writing_anything() -> None:
 
 
 def test_cross_page_fast_path_is_never_taken() -> None:
-    cpu, _ = _cpu()
+    cpu, _ = toy_cpu()
     cpu.load(0x1000, 1)  # page 1 in the TLB
     idx = (0x1FFC >> 12) % TLB_SIZE
     assert cpu.tlb.rt[idx] == 1
@@ -89,7 +78,7 @@ def test_cross_page_fast_path_is_never_taken() -> None:
 
 def test_mmio_pages_reach_the_device_every_time() -> None:
     log: list[tuple[str, int, int]] = []
-    cpu, _ = _cpu(MmioPageMemory(log, 0x5A))
+    cpu, _ = toy_cpu(MmioPageMemory(log, 0x5A))
     assert cpu.load(0x10004, 1) == 0x5A
     assert cpu.load(0x10004, 1) == 0x5A
     cpu.store(0x10008, 4, 0x1234)
@@ -102,7 +91,7 @@ def test_fill_outside_host_view_is_refused(offset: int) -> None:
         def tlb_fill(self, vaddr: int, access: Access, mmu_idx: int) -> TLBFill:
             return TLBFill(offset, Prot.READ | Prot.WRITE)
 
-    cpu, _ = _cpu(Evil(1 << 20))
+    cpu, _ = toy_cpu(Evil(1 << 20))
     with pytest.raises(TLBInvariantError):
         cpu.load(0x5000, 8)
     assert all(t == -1 for t in cpu.tlb.rt)  # nothing was installed
