@@ -213,7 +213,7 @@ def test_option_errors_as_qemu(tmp_path: Path, option: str) -> None:
     proc = subprocess.run([exe, "-M", "virt", "-nodefaults", "-display", "none", "-icount",
                            option, "-kernel", str(tmp_path / "none")],
                           capture_output=True, timeout=30, stdin=subprocess.DEVNULL,
-                          check=False)
+                          check=False, cwd=tmp_path)  # (rrfile=x is created there)
     line = proc.stderr.decode().strip().splitlines()[-1]
     prefix = f"qemu-system-aarch64: -icount {option}: "
     try:
