@@ -21,6 +21,7 @@ from pyqemu.block.locking import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any, Self
 
 # fallocate(2) modes (<linux/falloc.h>)
@@ -237,7 +238,7 @@ class ImageFile:
             self.drain()
         self._write(offset, bufs)
 
-    def _write(self, offset: int, bufs: list[bytes | bytearray | memoryview]) -> None:
+    def _write(self, offset: int, bufs: Sequence[bytes | bytearray | memoryview]) -> None:
         """pwrite/pwritev until all is written (also run by write-behind threads: it
         touches nothing but the file)."""
         try:

@@ -105,6 +105,10 @@ def _make_extractor(pat: Pattern, funcs: dict[str, Any]) -> Callable[[Any, int],
     return env["extract"]  # type: ignore[no-any-return]
 
 
+def _unbound_extractor(ctx: Any, insn: int) -> ArgRecord:
+    raise AssertionError("a candidate's extractor is bound when it is made")
+
+
 def _lazy_extractor(cand: Candidate, pat: Pattern, funcs: dict[str, Any]
                     ) -> Callable[[Any, int], ArgRecord]:
     """A stand-in that generates the real extractor (one ``compile``) when the pattern
@@ -179,7 +183,7 @@ class Decoder:
                 if handler is None:
                     missing.append(f"trans_{pat.name}")
                     continue
-                cand = Candidate(pat, handler, _make_extractor)  # replaced just below
+                cand = Candidate(pat, handler, _unbound_extractor)  # replaced just below
                 cand.extract = _lazy_extractor(cand, pat, funcs)
                 self.candidates.append(cand)
         if missing:
