@@ -2,33 +2,10 @@
  * its address, the 32 virtio-mmio transports (which slot each -device landed in), the
  * flash banks, and what an access to a hole in the map does (the synchronous external
  * abort's ESR/FAR, recorded by a vector that skips the instruction). */
-typedef unsigned long u64;
-typedef unsigned int u32;
+#include "abort_probe.h"
 
-__asm__(".section .text.boot, \"ax\"\n.globl _start\n_start:\n"
-        "  adr x9, stack_top\n  mov sp, x9\n"
-        "  adr x9, vectors\n  msr vbar_el1, x9\n  isb\n"
-        "  bl main\n1: b 1b\n"
-        ".balign 2048\nvectors:\n"
-        ".rept 4\n  b .\n  .balign 128\n.endr\n"
-        /* current EL with SP_ELx, synchronous: record and skip */
-        "  adr x16, fault\n  mrs x17, esr_el1\n  str x17, [x16]\n"
-        "  mrs x17, far_el1\n  str x17, [x16, #8]\n"
-        "  ldr x17, [x16, #16]\n  add x17, x17, #1\n  str x17, [x16, #16]\n"
-        "  mrs x17, elr_el1\n  add x17, x17, #4\n  msr elr_el1, x17\n  eret\n"
-        "  .balign 128\n"
-        ".rept 11\n  b .\n  .balign 128\n.endr\n"
-        ".balign 16\nfault: .quad 0, 0, 0\n"
-        ".balign 16\nstack: .space 8192\nstack_top:\n");
-
-extern volatile u64 fault[3];
-
-#define UART ((volatile u32 *)0x09000000)
 #define R32(a) (*(volatile u32 *)(u64)(a))
 
-static void putc_(char c) { while (UART[6] & (1 << 5)) {} UART[0] = c; }
-static void puts_(const char *s) { while (*s) putc_(*s++); }
-static void hex(u64 v) { for (int i = 60; i >= 0; i -= 4) putc_("0123456789abcdef"[(v >> i) & 15]); }
 static void kv(const char *k, u64 a, u64 v) {
     puts_(k); putc_(' '); hex(a); putc_('='); hex(v); putc_('\n');
 }
