@@ -135,10 +135,17 @@ class Backend(abc.ABC):
 
 def default_backend() -> str:
     """The fastest backend this host has: "llvm" when llvmlite is importable, else
-    "python" (pyqemu works without llvmlite)."""
+    "python" (pyqemu works without llvmlite).
+
+    Only llvmlite's presence is checked (``find_spec``): importing it costs tens of
+    milliseconds, which a short run whose blocks never turn hot must not pay."""
     import importlib.util
 
-    return "llvm" if importlib.util.find_spec("llvmlite") is not None else "python"
+    try:
+        found = importlib.util.find_spec("llvmlite") is not None
+    except (ImportError, ValueError):
+        found = False
+    return "llvm" if found else "python"
 
 
 def get_backend(name: str) -> Backend:

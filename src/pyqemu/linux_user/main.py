@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import errno
-import importlib.util
 import os
 import sys
 import threading
@@ -23,6 +22,7 @@ from pyqemu.accel.tcg.cpu_exec import cpu_exec
 from pyqemu.accel.tcg.interfaces import GuestTrap, MemoryFault, UndefinedInstruction
 from pyqemu.accel.tcg.log import QemuLog
 from pyqemu.accel.tcg.vcpu import VCPU
+from pyqemu.backend.base import default_backend as base_default_backend
 from pyqemu.ir.ops import ExitReason
 from pyqemu.linux_user import signal as sigmod
 from pyqemu.linux_user.aarch64.syscalls import build_table
@@ -48,19 +48,13 @@ _SIGTRAMP = (0xD2801168).to_bytes(4, "little") + (0xD4000001).to_bytes(4, "littl
 
 
 def default_backend() -> str:
-    """The TCG backend of a run that names none: ``$PYQEMU_BACKEND`` when set, else llvm
-    (native code, the fastest) when llvmlite is installed, else python.
-
-    Only llvmlite's presence is checked here (``find_spec``): importing it costs tens of
-    milliseconds, which a short run whose blocks never turn hot must not pay."""
+    """The TCG backend of a run that names none: ``$PYQEMU_BACKEND`` when set, else the
+    host's fastest (:func:`pyqemu.backend.base.default_backend`: llvm when llvmlite is
+    installed, else python)."""
     env = os.environ.get("PYQEMU_BACKEND")
     if env in ("python", "llvm", "interp"):
         return env
-    try:
-        found = importlib.util.find_spec("llvmlite") is not None
-    except (ImportError, ValueError):
-        found = False
-    return "llvm" if found else "python"
+    return base_default_backend()
 
 
 class UserOptions:
