@@ -153,13 +153,9 @@ def do_clone(t: Task, flags: int, newsp: int, ptid: int, tls: int, ctid: int) ->
 
 def _fork_locks(proc: Process) -> list[Any]:
     """The emulator's locks in their acquisition order (atomics -> map -> TBs -> signals)."""
-    from pyqemu.target.aarch64 import helpers
-    out: list[Any] = []
-    atomic = getattr(helpers, "ATOMIC_LOCK", None)
-    if atomic is not None:
-        out.append(atomic)
-    out += [proc.mem.lock, proc.ctx.lock, proc.sig.lock, proc.tasks_lock]
-    return out
+    from pyqemu.accel.tcg.atomic import ATOMIC_LOCK
+
+    return [ATOMIC_LOCK, proc.mem.lock, proc.ctx.lock, proc.sig.lock, proc.tasks_lock]
 
 
 def _reinit_locks_after_fork(proc: Process) -> None:

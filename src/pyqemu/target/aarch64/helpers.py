@@ -19,8 +19,6 @@ from pyqemu.ir.core import CallFlags, Helper
 from pyqemu.target.aarch64.cpu import BreakpointTrap
 
 M64 = (1 << 64) - 1
-#: the lock of read-modify-writes that cannot use the host's compare-and-swap
-ATOMIC_LOCK = atomic.ATOMIC_LOCK
 
 #: CNTFRQ_EL0 as qemu-aarch64 7.2 reports it (1 GHz / GTIMER_SCALE 16)
 CNTFRQ_HZ = 62_500_000
