@@ -155,7 +155,9 @@ def _fork_locks(proc: Process) -> list[Any]:
     """The emulator's locks in their acquisition order (atomics -> map -> TBs -> signals)."""
     from pyqemu.accel.tcg.atomic import ATOMIC_LOCK
 
-    return [ATOMIC_LOCK, proc.mem.lock, proc.ctx.lock, proc.sig.lock, proc.tasks_lock]
+    backend = getattr(proc.ctx.backend, "fork_locks", None)  # llvm: batches, LLVM
+    return [ATOMIC_LOCK, proc.mem.lock, proc.ctx.lock, proc.sig.lock, proc.tasks_lock,
+            *(backend() if backend is not None else [])]
 
 
 def _reinit_locks_after_fork(proc: Process) -> None:
@@ -169,6 +171,9 @@ def _reinit_locks_after_fork(proc: Process) -> None:
     proc.ctx.lock = threading.RLock()
     if proc.log is not None and hasattr(proc.log, "_lock"):
         proc.log._lock = threading.Lock()
+    after = getattr(proc.ctx.backend, "after_fork_child", None)
+    if after is not None:
+        after()  # (the llvm backend's compile thread is not in the child)
 
 
 @syscall("clone", "xpppp")

@@ -254,9 +254,22 @@ class LLVMBackend(Backend):
         self.system = False
         self._warm: list[tuple[TieredTB, list[int]]] = []
         self._lock = threading.Lock()
+        #: held while LLVM runs: a fork waits for it (LLVM's own mutexes must not be
+        #: copied into the child held by the compile thread)
+        self._jit_lock = threading.Lock()
         #: LLVM compiles on a background thread (PYQEMU_LLVM_THREAD=0: inline)
         self.thread = os.environ.get("PYQEMU_LLVM_THREAD", "1") != "0"
         self._queue: Any = None
+
+    def fork_locks(self) -> list[threading.Lock]:
+        """Locks a guest fork() takes before copying the process, so neither the batch
+        state nor LLVM is half-way through a change in the child."""
+        return [self._lock, self._jit_lock]
+
+    def after_fork_child(self) -> None:
+        """In a fork child: the compile thread does not exist there; the next batch
+        starts a new one with a new queue."""
+        self._queue = None
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"llvm_modules": self.modules,
@@ -420,7 +433,8 @@ class LLVMBackend(Backend):
         """JIT ``job`` if needed and switch its blocks to their native code."""
         try:
             if job.addrs is None:
-                self._jit(job)
+                with self._jit_lock:
+                    self._jit(job)
         except BackendError:
             return  # the blocks stay in the python tier
         with self._lock:
@@ -474,7 +488,8 @@ class LLVMBackend(Backend):
                      links_out: list[list[Any]] | None = None
                      ) -> list[tuple[Any, list[int]]]:
         job = self._lower(blocks)
-        self._jit(job)
+        with self._jit_lock:
+            self._jit(job)
         return self._wrap_all(job, links_in, links_out)
 
     def _lower(self, blocks: Sequence[IRBlock]) -> _Job:
